@@ -1,0 +1,41 @@
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory demo clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev,report]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the agent on its embedded default config (local files in; console + webhook + /metrics out).
+run: $(STAMP)
+	$(BIN)/finops-agent run
+
+## Everything CI runs: lint, types, tests (services the tests need are started by the tests).
+test: $(STAMP)
+	$(BIN)/ruff check agent detectors sinks config tests bench
+	$(BIN)/mypy agent detectors sinks
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent detectors sinks config tests bench
+
+demo: $(STAMP)
+	$(BIN)/python -m agent.demo --out demo-data
+
+bench: bench-pipeline bench-memory
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python -m bench.pipeline
+
+bench-memory: $(STAMP)
+	$(BIN)/python -m bench.memory
+
+clean:
+	rm -rf $(VENV) .agent-state demo-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,104 @@
+"""Event-time tumbling aggregation with allowed lateness.
+
+Observations are summed into fixed *buckets* (the greatest common divisor of the detectors'
+windows) per ``(dims, signals)``. A bucket is sealed once the watermark (the lowest event time
+reached by the active sources) passes its end plus the allowed lateness; a later observation
+for a sealed bucket is *late*: counted and dead-lettered, never merged silently. Out-of-order
+input within the lateness is handled by keeping buckets open.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from agent.model import Dims, Observation, Signals
+
+Cells = dict[tuple[Dims, Signals], list[float]]
+
+
+class Aggregator:
+    def __init__(self, bucket_seconds: float, allowed_lateness_seconds: float):
+        self.bucket = float(bucket_seconds)
+        self.lateness = float(allowed_lateness_seconds)
+        self.buckets: dict[float, Cells] = {}
+        self.sealed_until = -math.inf  # buckets starting before this are sealed
+        self.source_max: dict[str, float] = {}
+        self.idle_sources: set[str] = set()
+
+    def add(self, source: str, observations: Iterable[Observation]) -> list[Observation]:
+        """Add observations; return the late ones."""
+        late: list[Observation] = []
+        bucket = self.bucket
+        buckets = self.buckets
+        sealed = self.sealed_until
+        mx = self.source_max.get(source, -math.inf)
+        for ob in observations:
+            ts = ob[0]
+            b = ts - ts % bucket
+            if b < sealed:
+                late.append(ob)
+                continue
+            if ts > mx:
+                mx = ts
+            cells = buckets.get(b)
+            if cells is None:
+                cells = buckets[b] = {}
+            key = (ob[1], ob[2])
+            cell = cells.get(key)
+            vals = ob[3]
+            if cell is None:
+                cells[key] = list(vals)
+            else:
+                for i, v in enumerate(vals):
+                    cell[i] += v
+        self.source_max[source] = mx
+        self.idle_sources.discard(source)
+        return late
+
+    def set_idle(self, source: str, idle: bool = True) -> None:
+        if idle:
+            self.idle_sources.add(source)
+        else:
+            self.idle_sources.discard(source)
+
+    def watermark(self) -> float:
+        active = [v for k, v in self.source_max.items() if k not in self.idle_sources]
+        if active:
+            return min(active)
+        return max(self.source_max.values(), default=-math.inf)
+
+    def seal(self, *, force_all: bool = False, watermark: float | None = None) -> list[tuple[float, Cells]]:
+        """Seal every bucket whose end + lateness is at or before the watermark; oldest first."""
+        if force_all:
+            limit = math.inf
+        else:
+            wm = self.watermark() if watermark is None else watermark
+            limit = wm - self.lateness  # buckets ending at or before this are complete
+        out = []
+        for b in sorted(k for k in self.buckets if k + self.bucket <= limit):
+            out.append((b, self.buckets.pop(b)))
+        if not force_all and limit != -math.inf:
+            new_sealed = limit - limit % self.bucket
+            if new_sealed > self.sealed_until:
+                self.sealed_until = new_sealed
+        elif out:
+            self.sealed_until = max(self.sealed_until, out[-1][0] + self.bucket)
+        return out
+
+    def open_cells(self) -> int:
+        return sum(len(c) for c in self.buckets.values())
+
+    # -- checkpointing --------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "buckets": self.buckets,
+            "sealed_until": self.sealed_until,
+            "source_max": self.source_max,
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.buckets = snap["buckets"]
+        self.sealed_until = snap["sealed_until"]
+        self.source_max = snap["source_max"]

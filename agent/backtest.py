@@ -1,0 +1,244 @@
+"""Backtest: replay files through the same pipeline in event time and write alerts (and a report)."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.pipeline import Agent
+from agent.registry import components
+from agent.sources.file import FileSource
+from agent.state import MemoryStateStore
+from sinks.base import Sink
+
+
+class PointCollector(Sink):
+    """Keeps every point (for the report) and the alert events."""
+
+    def __init__(self) -> None:
+        self.name = "_collector"
+        self.points: dict[tuple[str, Any], list[Any]] = {}
+        self.alerts: list[dict[str, Any]] = []
+
+    def on_points(self, points: list[Any]) -> None:
+        for p in points:
+            self.points.setdefault((p.detector, p.series), []).append(p)
+
+    def on_alert(self, doc: dict[str, Any]) -> None:
+        self.alerts.append(doc)
+
+
+def _sample(path: str) -> bytes:
+    files = FileSource.list_files(_PathOnly(path))  # type: ignore[arg-type]
+    if not files:
+        return b""
+    f = files[0]
+    try:
+        opener: Any = gzip.open if f.endswith(".gz") else open
+        with opener(f, "rb") as fh:
+            return bytes(fh.read(4096))
+    except OSError:
+        return b""
+
+
+class _PathOnly:
+    def __init__(self, path: str):
+        self.cfg = type("C", (), {"path": path})()
+
+
+def route_inputs(cfg: Any, inputs: list[str]) -> dict[str, list[str]]:
+    """Map each input to a file source of the config: ``SOURCE=PATH``, or by sniffing the content."""
+    file_sources = {n: s for n, s in cfg.sources.items() if s.type == "file"}
+    if not file_sources:
+        raise ValueError("the config has no file source to replay inputs through")
+    routed: dict[str, list[str]] = {}
+    for item in inputs:
+        name, sep, path = item.partition("=")
+        if sep and name in cfg.sources:
+            routed.setdefault(name, []).append(path)
+            continue
+        path = item
+        if not FileSource.list_files(_PathOnly(path)):  # type: ignore[arg-type]
+            raise ValueError(f"{path}: no such file, directory or matching glob")
+        sample = _sample(path)
+        match = None
+        for n, s in file_sources.items():
+            dec_cls = components("decoder")[s.decoder.type][1]
+            if dec_cls.sniff(sample):
+                match = n
+                break
+        if match is None and len(file_sources) == 1:
+            match = next(iter(file_sources))
+        if match is None:
+            raise ValueError(
+                f"{path}: cannot tell which source reads it; write SOURCE=PATH (sources: {', '.join(file_sources)})"
+            )
+        routed.setdefault(match, []).append(path)
+    return routed
+
+
+def backtest_config(cfg: Any, routed: dict[str, list[str]], alerts_out: str) -> Any:
+    sources = {}
+    for name, paths in routed.items():
+        base = cfg.sources[name]
+        for i, p in enumerate(paths):
+            key = name if len(paths) == 1 else f"{name}.{i}"
+            sources[key] = base.model_copy(update={"path": p, "watch": False})
+    return cfg.model_copy(
+        update={
+            "sources": sources,
+            "sinks": {"alerts": components("sink")["jsonl"][0](type="jsonl", path=alerts_out)},
+            "state": cfg.state.model_copy(update={"type": "memory"}),
+            "pipeline": cfg.pipeline.model_copy(update={"max_age_days": 0.0}),
+            "dead_letter": cfg.dead_letter.model_copy(update={"path": alerts_out + ".dead-letter.jsonl"}),
+        }
+    )
+
+
+def run_backtest(
+    cfg: Any, inputs: list[str], alerts_out: str, report_dir: str | None = None, progress: bool = False
+) -> dict[str, Any]:
+    routed = route_inputs(cfg, inputs)
+    bt = backtest_config(cfg, routed, alerts_out)
+    Path(alerts_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(alerts_out).write_bytes(b"")
+    collector = PointCollector()
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def show(agent: Agent) -> None:
+        now = time.perf_counter()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        done, total = _share(agent)
+        rate = agent.records_in / max(now - t0, 1e-9)
+        sys.stderr.write(
+            f"\r  {agent.records_in:,} records  {rate:,.0f} records/s  {100 * done / max(total, 1):5.1f}% "
+            f"of input  {agent.alerts_out} alert events "
+        )
+        sys.stderr.flush()
+
+    agent = Agent(
+        bt,
+        mode="backtest",
+        extra_sinks={"_collector": collector},
+        state_store=MemoryStateStore(),
+        progress=show if progress else None,
+    )
+    agent.start()
+    agent.wait_finished()
+    agent.stop(flush_windows=True)
+    secs = time.perf_counter() - t0
+    if progress:
+        sys.stderr.write("\n")
+    firing = sum(1 for a in collector.alerts if a["status"] == "firing")
+    summary = {
+        "records": agent.records_in,
+        "seconds": secs,
+        "records_per_second": agent.records_in / max(secs, 1e-9),
+        "points": agent.points_out,
+        "firing": firing,
+        "resolved": sum(1 for a in collector.alerts if a["status"] == "resolved"),
+        "dead_letter": agent.dead_letter.written,
+    }
+    if report_dir:
+        write_report(report_dir, collector, summary)
+    return summary
+
+
+def _share(agent: Agent) -> tuple[float, int]:
+    done, total = 0.0, 0
+    for src in agent.sources.values():
+        files = src.list_files() if isinstance(src, FileSource) else []
+        total += len(files)
+        for f in files:
+            pos = src.positions.get(f)
+            if not pos:
+                continue
+            if pos.get("done"):
+                done += 1
+            elif not f.endswith(".gz") and pos.get("size"):
+                done += min(1.0, pos.get("offset", 0) / pos["size"])
+    return done, total
+
+
+def write_report(report_dir: str, collector: PointCollector, summary: dict[str, Any]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.dates as mdates
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise SystemExit("the backtest report needs matplotlib: pip install 'finops-agent[report]'") from exc
+    import datetime as dt
+
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    firing = [a for a in collector.alerts if a["status"] == "firing"]
+    by_series: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for a in firing:
+        by_series.setdefault((a["detector"], tuple(a["series"].items())), []).append(a)
+    rows = []
+    for (det, series), alerts in sorted(by_series.items(), key=lambda kv: kv[1][0]["started_at"]):
+        pts = collector.points.get((det, series), [])
+        label = ",".join(f"{k}={v}" for k, v in series) or "all"
+        fname = _safe(f"{det}__{label}") + ".png"
+        fig, ax = plt.subplots(figsize=(11, 3.6), dpi=100)
+        xs = mdates.date2num([dt.datetime.fromtimestamp(p.window_start, dt.UTC) for p in pts])
+        obs = [p.observed for p in pts]
+        exp = [p.expected for p in pts]
+        lo = [p.lower if math.isfinite(p.lower) else math.nan for p in pts]
+        hi = [p.upper if math.isfinite(p.upper) else math.nan for p in pts]
+        ax.fill_between(xs, lo, hi, color="tab:blue", alpha=0.15, label="expected band")
+        ax.plot(xs, exp, color="tab:blue", lw=1, label="expected")
+        ax.plot(xs, obs, color="black", lw=0.8, label="observed")
+        ax_x = [x for x, p in zip(xs, pts, strict=True) if p.anomalous]
+        ax_y = [p.observed for p in pts if p.anomalous]
+        ax.scatter(ax_x, ax_y, color="red", s=14, zorder=3, label="anomalous")
+        for a in alerts:
+            started = dt.datetime.fromisoformat(a["started_at"].replace("Z", "+00:00"))
+            ax.axvline(float(mdates.date2num(started)), color="red", lw=0.8, ls="--")
+        ax.set_title(f"{det}: {pts[0].signal if pts else ''} {label}", fontsize=10)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+        ymax = max([v for v in obs if math.isfinite(v)] + [1e-9])
+        ax.set_ylim(bottom=min(0, min(obs, default=0)), top=ymax * 1.15)
+        ax.legend(loc="upper left", fontsize=7, ncol=4)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / fname)
+        plt.close(fig)
+        for a in alerts:
+            rows.append((a, fname))
+    items = "\n".join(
+        f"<tr><td>{html.escape(a['started_at'])}</td><td>{html.escape(a['severity'])}</td>"
+        f"<td>{html.escape(a['detector'])}</td>"
+        f"<td>{html.escape(','.join(f'{k}={v}' for k, v in a['series'].items()))}</td>"
+        f"<td>{a['impact_usd'] if a['impact_usd'] is not None else ''}</td><td>{html.escape(a['summary'])}</td>"
+        f'<td><a href="{html.escape(f)}"><img src="{html.escape(f)}" width="360"></a></td></tr>'
+        for a, f in rows
+    )
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>FinOps Anomaly Agent backtest</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px}}</style></head><body>
+<h1>Backtest report</h1>
+<p>{summary["records"]:,} records in {summary["seconds"]:.1f} s ({summary["records_per_second"]:,.0f} records/s);
+{summary["points"]:,} points scored; {len(firing)} alerts; {summary["dead_letter"]} records dead-lettered.</p>
+<table><tr><th>started</th><th>severity</th><th>detector</th><th>series</th><th>impact USD</th>
+<th>summary</th><th>plot</th></tr>
+{items}
+</table></body></html>"""
+    (out / "index.html").write_text(doc, encoding="utf-8")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in name)[:150] or "series"
+
+
+__all__ = ["run_backtest", "route_inputs", "write_report"]

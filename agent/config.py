@@ -1,0 +1,238 @@
+"""Configuration: one YAML file, typed with pydantic, every error reported with its path.
+
+Loading does no I/O beyond reading the file itself (and ``*_file`` secrets at start).
+``${VAR}`` and ``${VAR:-default}`` are substituted from the environment before validation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from agent.registry import components
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, one ``path: message`` per entry of ``errors``."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PricingConfig(_Strict):
+    token_price_file: str | None = None
+    token_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    gpu_hour_prices: dict[str, float] = Field(default_factory=dict)
+    gpu_hour_price_default: float | None = None
+
+
+class StateConfig(_Strict):
+    type: Literal["local", "memory"] = "local"
+    directory: str = ".agent-state"
+    checkpoint_interval_seconds: float = Field(10.0, gt=0)
+
+
+class PipelineConfig(_Strict):
+    allowed_lateness_seconds: float = Field(300.0, ge=0)
+    max_future_seconds: float = Field(86_400.0, ge=0)
+    max_age_days: float = Field(400.0, ge=0, description="0 disables the wall-clock age check")
+    queue_max_batches: int = Field(64, ge=1)
+    batch_max_records: int = Field(4096, ge=1)
+
+
+class DeadLetterConfig(_Strict):
+    path: str = ".agent-state/dead-letter.jsonl"
+    max_bytes: int = Field(256 * 1024 * 1024, gt=0)
+
+
+class TelemetryConfig(_Strict):
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class AlertingConfig(_Strict):
+    resolve_after_points: int = Field(2, ge=1)
+    severity_critical_usd: float = 1000.0
+    severity_error_usd: float = 100.0
+
+
+def _union(kind: Any) -> Any:
+    table = components(kind)
+    models = tuple(cfg for cfg, _cls in table.values())
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+
+
+_MODEL_CACHE: dict[str, type[BaseModel]] = {}
+
+
+def agent_config_model() -> type[BaseModel]:
+    """The top-level config model, built from the registered components."""
+    if "agent" in _MODEL_CACHE:
+        return _MODEL_CACHE["agent"]
+    source_cfg = _union("source")
+    detector_cfg = _union("detector")
+    sink_cfg = _union("sink")
+    model = create_model(
+        "AgentConfig",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        sources=(dict[str, source_cfg], Field(min_length=1)),  # type: ignore[valid-type]
+        detectors=(dict[str, detector_cfg], Field(min_length=1)),  # type: ignore[valid-type]
+        sinks=(dict[str, sink_cfg], Field(min_length=1)),  # type: ignore[valid-type]
+        pricing=(PricingConfig, PricingConfig()),
+        state=(StateConfig, StateConfig()),
+        pipeline=(PipelineConfig, PipelineConfig()),
+        dead_letter=(DeadLetterConfig, DeadLetterConfig()),
+        telemetry=(TelemetryConfig, TelemetryConfig()),
+        alerting=(AlertingConfig, AlertingConfig()),
+        __validators__={"names": field_validator("sources", "detectors", "sinks")(_check_names)},
+    )
+    _MODEL_CACHE["agent"] = model
+    return model
+
+
+def _check_names(value: dict[str, Any]) -> dict[str, Any]:
+    for name in value:
+        if not _NAME_RE.match(name):
+            raise ValueError(f"component name {name!r} must match {_NAME_RE.pattern}")
+    return value
+
+
+def substitute_env(node: Any, path: str, errors: list[str], env: dict[str, str]) -> Any:
+    if isinstance(node, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            errors.append(f"{path or '<root>'}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_RE.sub(repl, node)
+    if isinstance(node, dict):
+        return {k: substitute_env(v, f"{path}.{k}" if path else str(k), errors, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute_env(v, f"{path}[{i}]", errors, env) for i, v in enumerate(node)]
+    return node
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<root>"
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(err["loc"])
+        # Drop the discriminator tag pydantic inserts for tagged unions ("sinks.x.webhook.url").
+        cleaned: list[Any] = []
+        for i, part in enumerate(loc):
+            if (
+                i >= 2
+                and loc[0] in ("sources", "detectors", "sinks")
+                and i == 2
+                and isinstance(part, str)
+                and part in components(_KINDS[loc[0]])
+            ):
+                continue
+            cleaned.append(part)
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "field required"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{_format_loc(tuple(cleaned))}: {msg}")
+    return lines
+
+
+_KINDS: dict[str, Any] = {"sources": "source", "detectors": "detector", "sinks": "sink"}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    config: Any
+    path: str
+
+
+def load_config_text(text: str, origin: str = "<config>", env: dict[str, str] | None = None) -> Any:
+    errors: list[str] = []
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError([f"{origin}: invalid YAML at {where}: {getattr(exc, 'problem', exc)}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"<root>: expected a mapping, got {type(raw).__name__}"])
+    raw = substitute_env(raw, "", errors, dict(os.environ) if env is None else env)
+    model = agent_config_model()
+    try:
+        cfg = model.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(format_validation_error(exc))
+        raise ConfigError(errors) from None
+    errors.extend(cross_check(cfg))
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def cross_check(cfg: Any) -> list[str]:
+    """Checks that span components (run after the per-field validation)."""
+    errors: list[str] = []
+    for name, det in cfg.detectors.items():
+        window = getattr(det, "window_seconds", None)
+        if window is not None and window % 60 != 0 and window < 60 and 60 % window != 0:
+            errors.append(f"detectors.{name}.window_seconds: must divide a minute or be whole minutes")
+    return errors
+
+
+def load_config(path: str | None) -> Any:
+    if path is None:
+        text = default_config_text()
+        return load_config_text(text, "<embedded default>")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return load_config_text(text, str(p))
+
+
+def default_config_text() -> str:
+    return resources.files("config").joinpath("default.yaml").read_text(encoding="utf-8")
+
+
+def read_secret(value: Any, file: str | None) -> str | None:
+    """Return a secret from a ``SecretStr`` value or a ``*_file`` path (read at start, not at load)."""
+    if value is not None:
+        return str(value.get_secret_value())
+    if file:
+        return Path(file).read_text(encoding="utf-8").strip()
+    return None

@@ -1,0 +1,153 @@
+"""NVIDIA dcgm-exporter metrics (Prometheus text format) → GPU utilisation, memory, power, GPU-hours.
+
+Each ``DCGM_FI_DEV_GPU_UTIL`` sample is one scrape of one GPU: it counts
+``scrape_interval_seconds / 3600`` GPU-hours (one GPU seen for one hour = 1 GPU-hour), and the
+same amount of *idle* GPU-hours when utilisation is under ``idle_util_percent``. GPU-hours are
+priced per GPU model (``modelName`` label) from the GPU price table.
+
+Signals: ``gpu_hours``, ``gpu_idle_hours``, ``gpu_cost_usd``, ``gpu_idle_cost_usd``,
+``gpu_util_pct_hours`` (utilisation × hours; divide by ``gpu_hours`` for the mean, see the
+detectors' ``per`` option), ``gpu_mem_used_mib_hours``, ``gpu_energy_wh``.
+Dimensions: ``node`` (``Hostname`` or ``hostname``), ``gpu``, ``gpu_uuid``, ``gpu_model``,
+``namespace``, ``pod``, ``container``, MIG ``gpu_instance_profile``, plus constants.
+Samples without a timestamp take the file's modification time. dcgm's "blank" sentinel values
+(huge integers) are ignored and counted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
+from agent.model import Dims, Observation, make_dims
+from agent.pricing import GpuPriceTable
+from agent.registry import ComponentConfig, register
+
+
+class DcgmConfig(ComponentConfig):
+    type: Literal["dcgm"]
+    scrape_interval_seconds: float = Field(30.0, gt=0)
+    idle_util_percent: float = Field(5.0, ge=0, le=100)
+    constant_dimensions: dict[str, str] = Field(default_factory=dict, description="e.g. cluster: prod-eu")
+
+
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(-?\d+))?\s*$")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_BLANK = 9.2e18  # dcgm blank sentinels are near 2**63
+
+_LABEL_DIMS = {
+    "Hostname": "node",
+    "hostname": "node",
+    "gpu": "gpu",
+    "UUID": "gpu_uuid",
+    "modelName": "gpu_model",
+    "namespace": "namespace",
+    "pod": "pod",
+    "container": "container",
+    "GPU_I_PROFILE": "gpu_instance_profile",
+    "GPU_I_ID": "gpu_instance",
+}
+UTIL_SIGNALS = ("gpu_hours", "gpu_idle_hours", "gpu_cost_usd", "gpu_idle_cost_usd", "gpu_util_pct_hours")
+MEM_SIGNALS = ("gpu_mem_used_mib_hours",)
+POWER_SIGNALS = ("gpu_energy_wh",)
+_WANTED = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE"}
+
+
+@register("decoder", "dcgm", DcgmConfig)
+class DcgmDecoder(Decoder):
+    type_name = "dcgm"
+
+    def __init__(self, cfg: DcgmConfig, *, pricing: Any = None, **_: Any):
+        self.cfg = cfg
+        self.gpu_prices = GpuPriceTable.from_config(pricing)
+        self.hours = cfg.scrape_interval_seconds / 3600.0
+        self._labels_cache: dict[str, tuple[Dims, float]] = {}
+        self.blank_samples = 0
+
+    @classmethod
+    def sniff(cls, sample: bytes) -> bool:
+        return b"DCGM_FI_" in sample
+
+    def _dims(self, labels: str) -> tuple[Dims, float]:
+        hit = self._labels_cache.get(labels)
+        if hit is None:
+            pairs = list(self.cfg.constant_dimensions.items())
+            gpu_model = ""
+            for k, v in _LABEL.findall(labels):
+                dim = _LABEL_DIMS.get(k)
+                if dim:
+                    pairs.append((dim, v))
+                    if dim == "gpu_model":
+                        gpu_model = v
+            hit = (make_dims(pairs), self.gpu_prices.lookup(gpu_model))
+            if len(self._labels_cache) < 100_000:
+                self._labels_cache[labels] = hit
+        return hit
+
+    def decode_lines(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+        out: list[Observation] = []
+        bad: list[BadRecord] = []
+        hours = self.hours
+        idle_pct = self.cfg.idle_util_percent
+        for raw in lines:
+            if not raw.startswith(b"DCGM_FI_DEV_"):
+                stripped = raw.strip()
+                if not stripped or stripped.startswith(b"#") or stripped.startswith(b"DCGM_"):
+                    continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(BadRecord(raw, "malformed_text", "not UTF-8"))
+                continue
+            m = _SAMPLE.match(line)
+            if m is None:
+                bad.append(BadRecord(raw, "malformed_text", "not a Prometheus text-format sample"))
+                continue
+            name, labels, value_s, ts_s = m.groups()
+            if name not in _WANTED:
+                continue
+            try:
+                value = float(value_s)
+            except ValueError:
+                bad.append(BadRecord(raw, "schema", f"{name}: value {value_s!r} is not a number"))
+                continue
+            if value >= _BLANK:
+                self.blank_samples += 1
+                continue
+            if math.isnan(value) or math.isinf(value):
+                bad.append(BadRecord(raw, "non_finite", f"{name}: value is not finite"))
+                continue
+            if ts_s is not None:
+                ts = int(ts_s) / 1000.0
+            elif ctx.default_ts is not None:
+                ts = ctx.default_ts
+            else:
+                bad.append(BadRecord(raw, "schema", "sample has no timestamp and the source gives none"))
+                continue
+            if not ctx.min_ts <= ts <= ctx.max_ts:
+                bad.append(BadRecord(raw, "timestamp_out_of_range", "timestamp outside accepted range"))
+                continue
+            dims, price = self._dims(labels or "")
+            if name == "DCGM_FI_DEV_GPU_UTIL":
+                if not 0 <= value <= 100:
+                    bad.append(BadRecord(raw, "absurd_value", f"GPU utilisation {value} outside 0..100"))
+                    continue
+                idle = hours if value < idle_pct else 0.0
+                out.append(
+                    Observation(ts, dims, UTIL_SIGNALS, (hours, idle, hours * price, idle * price, value * hours))
+                )
+            elif name == "DCGM_FI_DEV_FB_USED":
+                if value < 0:
+                    bad.append(BadRecord(raw, "negative_value", "negative framebuffer use"))
+                    continue
+                out.append(Observation(ts, dims, MEM_SIGNALS, (value * hours,)))
+            else:
+                if not 0 <= value <= 5000:
+                    bad.append(BadRecord(raw, "absurd_value", f"GPU power {value} W outside 0..5000"))
+                    continue
+                out.append(Observation(ts, dims, POWER_SIGNALS, (value * hours,)))
+        return out, bad

@@ -1,0 +1,377 @@
+"""From sealed buckets to scored points and alerts.
+
+One :class:`DetectorRunner` per configured detector. It rolls the sealed buckets up into its
+window per series (``signal`` + ``group_by`` values), scores each closed window with the
+series' own River model (cloned from the configured prototype) *before* learning it, and runs
+the alert lifecycle (firing → resolved) with stable alert ids. Each series remembers the last
+window it learned, so replayed input never makes a model learn a window twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.aggregate import Cells
+from agent.model import Dims, Signals, iso
+from detectors.base import is_usd
+
+SeriesKey = tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Point:
+    detector: str
+    detector_type: str
+    signal: str
+    series: Dims
+    window_start: float
+    window_end: float
+    observed: float
+    expected: float
+    lower: float
+    upper: float
+    score: float
+    anomalous: bool
+    impact_usd: float | None
+    contributors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Episode:
+    id: str
+    started_at: float
+    last_window: float
+    points: int = 0
+    observed_total: float = 0.0
+    expected_total: float = 0.0
+    impact_total: float = 0.0
+    peak_score: float = 0.0
+    normal_streak: int = 0
+    severity: str = "warning"
+    last_point: Point | None = None
+
+
+def alert_id(detector: str, series: Dims, start: float) -> str:
+    """Stable id of an alert episode: the same input always gives the same id (dedup key)."""
+    key = f"{detector}|{'|'.join(f'{k}={v}' for k, v in series)}|{int(start)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class DetectorRunner:
+    def __init__(self, name: str, cfg: Any, prototype: Any, alerting: Any):
+        self.name = name
+        self.cfg = cfg
+        self.type = cfg.type
+        self.prototype = prototype
+        self.alerting = alerting
+        self.window = float(cfg.window_seconds)
+        self.group_by = tuple(cfg.group_by)
+        self.models: dict[SeriesKey, Any] = {}
+        self.last_learned: dict[SeriesKey, float] = {}
+        self.last_seen: dict[SeriesKey, float] = {}
+        self.shares: dict[SeriesKey, dict[Dims, float]] = {}
+        self.episodes: dict[SeriesKey, Episode] = {}
+        # window start → series → [value, per value, cost value, children or None]
+        self.windows: dict[float, dict[SeriesKey, list[Any]]] = {}
+        self._sig_idx: dict[Signals, tuple[int, int, int] | None] = {}
+        self._series_of: dict[Dims, tuple[SeriesKey, Dims]] = {}
+        self.dropped_series = 0
+        self._is_ratio = cfg.per is not None
+        self._track_children = cfg.top_contributors > 0
+
+    # -- roll-up ---------------------------------------------------------------------------
+    def _indices(self, signals: Signals) -> tuple[int, int, int] | None:
+        idx = self._sig_idx.get(signals)
+        if idx is None and signals not in self._sig_idx:
+            cfg = self.cfg
+            if cfg.signal in signals and (cfg.per is None or cfg.per in signals):
+                idx = (
+                    signals.index(cfg.signal),
+                    signals.index(cfg.per) if cfg.per else -1,
+                    signals.index(cfg.cost_signal) if cfg.cost_signal in signals else -1,
+                )
+            self._sig_idx[signals] = idx
+        return idx
+
+    def _series(self, dims: Dims) -> tuple[SeriesKey, Dims]:
+        hit = self._series_of.get(dims)
+        if hit is None:
+            d = dict(dims)
+            key = tuple(d.get(k, "") for k in self.group_by)
+            child = tuple((k, v) for k, v in dims if k not in self.group_by)
+            hit = (key, child)
+            if len(self._series_of) < 1_000_000:
+                self._series_of[dims] = hit
+        return hit
+
+    def add_bucket(self, start: float, cells: Cells) -> None:
+        w = start - start % self.window
+        acc = self.windows.get(w)
+        if acc is None:
+            acc = self.windows[w] = {}
+        for (dims, signals), vals in cells.items():
+            idx = self._indices(signals)
+            if idx is None:
+                continue
+            i, j, c = idx
+            key, child = self._series(dims)
+            a = acc.get(key)
+            if a is None:
+                if key not in self.models and len(self.models) >= self.cfg.max_series:
+                    self.dropped_series += 1
+                    continue
+                a = acc[key] = [0.0, 0.0, 0.0, {} if self._track_children and child else None]
+            v = vals[i]
+            a[0] += v
+            if j >= 0:
+                a[1] += vals[j]
+            if c >= 0:
+                a[2] += vals[c]
+            if a[3] is not None and child:
+                a[3][child] = a[3].get(child, 0.0) + (v if j < 0 else vals[j])
+
+    # -- closing windows -------------------------------------------------------------------
+    def close_until(self, sealed_until: float) -> tuple[list[Point], list[dict[str, Any]]]:
+        """Close every window that ends at or before ``sealed_until``."""
+        points: list[Point] = []
+        events: list[dict[str, Any]] = []
+        for w in sorted(k for k in self.windows if k + self.window <= sealed_until):
+            self._close(w, self.windows.pop(w), points, events)
+        return points, events
+
+    def close_all(self) -> tuple[list[Point], list[dict[str, Any]]]:
+        return self.close_until(math.inf)
+
+    def _close(
+        self, w: float, acc: dict[SeriesKey, list[Any]], points: list[Point], events: list[dict[str, Any]]
+    ) -> None:
+        cfg = self.cfg
+        w_end = w + self.window
+        if cfg.fill_missing and not self._is_ratio:
+            for key in self.models:
+                if key not in acc and self.last_learned.get(key, -math.inf) < w:
+                    acc[key] = [0.0, 0.0, 0.0, None]
+        for key, a in acc.items():
+            if self.last_learned.get(key, -math.inf) >= w:
+                continue  # replayed window: already learned, already alerted
+            if self._is_ratio:
+                if a[1] == 0:
+                    continue
+                y = a[0] / a[1] * cfg.per_scale
+            else:
+                y = a[0]
+            model = self.models.get(key)
+            if model is None:
+                model = self.models[key] = self.prototype.clone()
+            x = {"t": w, "t_end": w_end, "y": y}
+            score = model.score_one(x)
+            expected, lower, upper = model.forecast_one(x)
+            anomalous = score >= model.threshold
+            impact = self._impact(model, x, y, expected, a)
+            if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
+                anomalous = False
+            series = tuple(zip(self.group_by, key, strict=True))
+            pt = Point(
+                self.name, self.type, cfg.signal, series, w, w_end, y, expected, lower, upper, score, anomalous, impact
+            )
+            if anomalous and a[3]:
+                pt.contributors = self._contributors(key, a, y, expected)
+            model.learn_one(x)
+            self.last_learned[key] = w
+            if a[0] != 0 or a[1] != 0:
+                self.last_seen[key] = w
+            if a[3] and not anomalous:
+                self._learn_shares(key, a)
+            points.append(pt)
+            self._lifecycle(key, pt, events)
+        self._expire(w)
+
+    def _impact(self, model: Any, x: dict[Any, Any], y: float, expected: float, a: list[Any]) -> float | None:
+        cfg = self.cfg
+        if hasattr(model, "forecast_month"):
+            return float(model.forecast_month(x) - model.monthly_budget_usd)
+        if self.type == "threshold" and cfg.cost_signal:
+            return float(a[2])  # e.g. the idle GPU cost itself is the money at stake
+        if self._is_ratio:
+            if is_usd(cfg.signal):
+                return (y - expected) * a[1] / cfg.per_scale
+            if cfg.cost_signal and y:
+                return a[2] * (1 - expected / y)
+            return None
+        if is_usd(cfg.signal):
+            return y - expected
+        if cfg.cost_signal:
+            return a[2] * (1 - expected / y) if y else 0.0
+        return None
+
+    def _learn_shares(self, key: SeriesKey, a: list[Any]) -> None:
+        total = sum(a[3].values())
+        if total <= 0:
+            return
+        sh = self.shares.setdefault(key, {})
+        for child in list(sh):
+            if child not in a[3]:
+                sh[child] *= 0.9
+        for child, v in a[3].items():
+            if child in sh or len(sh) < 64:
+                sh[child] = 0.9 * sh.get(child, v / total) + 0.1 * (v / total)
+
+    def _contributors(self, key: SeriesKey, a: list[Any], y: float, expected: float) -> list[dict[str, Any]]:
+        sh = self.shares.get(key, {})
+        total = sum(a[3].values()) or 1.0
+        # Expected child value = its usual share of the expected total (seasonality-safe).
+        exp_total = expected * (total / y) if (self._is_ratio and y) else expected
+        rows = []
+        for child, v in a[3].items():
+            e = sh.get(child, 0.0) * exp_total
+            rows.append({"dimensions": dict(child), "observed": v, "expected": e, "delta": v - e})
+        for child, s in sh.items():
+            if child not in a[3]:
+                rows.append(
+                    {"dimensions": dict(child), "observed": 0.0, "expected": s * exp_total, "delta": -s * exp_total}
+                )
+        rows.sort(key=lambda r: -abs(r["delta"]))
+        return rows[: self.cfg.top_contributors]
+
+    def _expire(self, w: float) -> None:
+        ttl = self.cfg.series_ttl_windows * self.window
+        if len(self.models) < 1000 and int(w // self.window) % 24:
+            return
+        for key in [k for k, seen in self.last_seen.items() if w - seen > ttl and k not in self.episodes]:
+            self.models.pop(key, None)
+            self.last_seen.pop(key, None)
+            self.shares.pop(key, None)
+
+    # -- alert lifecycle -------------------------------------------------------------------
+    def _severity(self, impact: float) -> str:
+        al = self.alerting
+        if abs(impact) >= al.severity_critical_usd:
+            return "critical"
+        if abs(impact) >= al.severity_error_usd:
+            return "error"
+        return "warning"
+
+    def _lifecycle(self, key: SeriesKey, pt: Point, events: list[dict[str, Any]]) -> None:
+        ep = self.episodes.get(key)
+        if pt.anomalous:
+            if ep is None:
+                ep = self.episodes[key] = Episode(
+                    alert_id(self.name, pt.series, pt.window_start), pt.window_start, pt.window_start
+                )
+                send = True
+            else:
+                send = False
+            ep.points += 1
+            ep.normal_streak = 0
+            ep.last_window = pt.window_start
+            ep.observed_total += pt.observed
+            ep.expected_total += pt.expected
+            if pt.impact_usd is not None:
+                ep.impact_total = ep.impact_total + pt.impact_usd if self.type != "budget" else pt.impact_usd
+            ep.peak_score = max(ep.peak_score, pt.score)
+            sev = self._severity(ep.impact_total)
+            if _rank(sev) > _rank(ep.severity):
+                ep.severity = sev
+                send = True
+            ep.last_point = pt
+            if send:
+                events.append(self.document(ep, pt, "firing"))
+        elif ep is not None:
+            ep.normal_streak += 1
+            if ep.normal_streak >= self.alerting.resolve_after_points:
+                del self.episodes[key]
+                events.append(self.document(ep, ep.last_point or pt, "resolved", resolved_at=pt.window_start))
+
+    def document(self, ep: Episode, pt: Point, status: str, resolved_at: float | None = None) -> dict[str, Any]:
+        """The versioned alert document every sink receives."""
+        cfg = self.cfg
+        series = dict(pt.series)
+        label = ", ".join(f"{k}={v}" for k, v in pt.series) or "all"
+        unit = "USD" if is_usd(cfg.signal) and not cfg.per else (f"{cfg.signal}/{cfg.per}" if cfg.per else cfg.signal)
+        impact = pt.impact_usd
+        if status == "firing":
+            money = f"{_fmt(pt.observed, unit)} vs expected {_fmt(pt.expected, unit)}"
+            summary = f"[{self.name}] {cfg.signal} {label}: {money}"
+            if impact is not None:
+                summary += f", impact {_usd(impact)}"
+            summary += f" (score {pt.score:.1f}) in window {iso(pt.window_start)}"
+            if pt.contributors:
+                top = pt.contributors[0]
+                dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
+                summary += f"; top contributor {dims} {top['delta']:+.2f}"
+        else:
+            summary = (
+                f"[{self.name}] resolved: {cfg.signal} {label} back to normal; episode impact {_usd(ep.impact_total)}"
+            )
+        return {
+            "version": "1",
+            "id": ep.id,
+            "status": status,
+            "severity": ep.severity,
+            "summary": summary[:1024],
+            "detector": self.name,
+            "detector_type": self.type,
+            "signal": cfg.signal,
+            "per": cfg.per,
+            "unit": unit,
+            "series": series,
+            "window_start": iso(pt.window_start),
+            "window_end": iso(pt.window_end),
+            "started_at": iso(ep.started_at),
+            "resolved_at": iso(resolved_at) if resolved_at is not None else None,
+            "observed": _num(pt.observed),
+            "expected": _num(pt.expected),
+            "lower": _num(pt.lower),
+            "upper": _num(pt.upper),
+            "score": _num(pt.score),
+            "impact_usd": _num(impact) if impact is not None else None,
+            "episode": {
+                "points": ep.points,
+                "observed_total": _num(ep.observed_total),
+                "expected_total": _num(ep.expected_total),
+                "impact_usd": _num(ep.impact_total),
+                "peak_score": _num(ep.peak_score),
+            },
+            "top_contributors": [
+                {**c, "observed": _num(c["observed"]), "expected": _num(c["expected"]), "delta": _num(c["delta"])}
+                for c in pt.contributors
+            ],
+        }
+
+    # -- checkpointing ---------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "models": self.models,
+            "last_learned": self.last_learned,
+            "last_seen": self.last_seen,
+            "shares": self.shares,
+            "episodes": self.episodes,
+            "windows": self.windows,
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        for k in ("models", "last_learned", "last_seen", "shares", "episodes", "windows"):
+            setattr(self, k, snap[k])
+
+
+def _rank(sev: str) -> int:
+    return {"warning": 0, "error": 1, "critical": 2}[sev]
+
+
+def _num(v: float) -> float | None:
+    if v is None or not math.isfinite(v):
+        return None
+    return round(float(v), 6)
+
+
+def _usd(v: float) -> str:
+    return f"{'+' if v >= 0 else '-'}${abs(v):,.2f}"
+
+
+def _fmt(v: float, unit: str) -> str:
+    if unit == "USD":
+        return f"${v:,.2f}"
+    return f"{v:,.4g} {unit}"

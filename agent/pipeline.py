@@ -1,0 +1,326 @@
+"""The agent: sources → decoders → aggregator → detectors → sinks, with checkpoints.
+
+One pipeline thread consumes a bounded queue fed by the source threads (backpressure: a full
+queue blocks the sources). Checkpoint order: flush the sinks' outboxes → persist detector,
+window and source-position state together (atomic) → (for Kafka-like sources) commit offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from functools import reduce
+from math import gcd
+from pathlib import Path
+from typing import Any
+
+from agent.aggregate import Aggregator
+from agent.deadletter import DeadLetterFile
+from agent.decoders.base import BadRecord, DecodeContext
+from agent.detect import DetectorRunner, Point
+from agent.model import Observation
+from agent.registry import build, components
+from agent.sources.base import Batch, Source
+from agent.state import StateStore, make_store
+from agent.telemetry import LogOnce, Telemetry
+
+log = logging.getLogger("agent")
+
+
+class Health:
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._alive = threading.Event()
+
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._alive.is_set()
+
+    def alive(self) -> bool:
+        return self._alive.is_set()
+
+
+class Agent:
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        mode: str = "run",
+        extra_sinks: dict[str, Any] | None = None,
+        state_store: StateStore | None = None,
+        sink_kwargs: dict[str, Any] | None = None,
+        now: Callable[[], float] = time.time,
+        progress: Callable[[Agent], None] | None = None,
+    ):
+        self.cfg = cfg
+        self.mode = mode
+        self.now = now
+        self.progress = progress
+        self.telemetry = Telemetry()
+        self.health = Health()
+        self.logonce = LogOnce(logging.getLogger("agent.input"))
+        self.dead_letter = DeadLetterFile(cfg.dead_letter.path, cfg.dead_letter.max_bytes)
+        self.store = state_store or make_store(cfg.state)
+        self.queue: queue.Queue[Batch] = queue.Queue(maxsize=cfg.pipeline.queue_max_batches)
+        windows = [d.window_seconds for d in cfg.detectors.values()]
+        self.bucket = float(reduce(gcd, windows))
+        self.aggregator = Aggregator(self.bucket, cfg.pipeline.allowed_lateness_seconds)
+        self.runners = {
+            name: DetectorRunner(name, d, components("detector")[d.type][1].from_config(d), cfg.alerting)
+            for name, d in cfg.detectors.items()
+        }
+        state_dir = cfg.state.directory if cfg.state.type == "local" else None
+        kw = {
+            "telemetry": self.telemetry,
+            "state_dir": state_dir,
+            "health": self.health,
+            "dead_letter": self.dead_letter,
+            **(sink_kwargs or {}),
+        }
+        self.sinks = {name: build("sink", s, name=name, **kw) for name, s in cfg.sinks.items()}
+        for name, s in (extra_sinks or {}).items():
+            self.sinks[name] = s
+        pipe = cfg.pipeline
+        wall = now()
+        ctx_defaults = {
+            "min_ts": wall - pipe.max_age_days * 86400 if pipe.max_age_days > 0 else -math.inf,
+            "max_ts": wall + pipe.max_future_seconds,
+            "bucket_seconds": self.bucket,
+        }
+        self.sources: dict[str, Source] = {}
+        for name, s in cfg.sources.items():
+            decoder = build("decoder", s.decoder, pricing=cfg.pricing)
+            self.sources[name] = build(
+                "source", s, name=name, decoder=decoder, emit=self._emit, ctx_defaults=ctx_defaults
+            )
+        for name in self.sources:
+            self.aggregator.source_max.setdefault(name, -math.inf)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._stopped = False
+        self._started = False
+        self._last_checkpoint = time.monotonic()
+        self._last_sealed = -math.inf
+        self.records_in = 0
+        self.alerts_out = 0
+        self.points_out = 0
+        self.error: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Restore state, start sinks, the pipeline thread and the sources; returns quickly."""
+        self._started = True
+        state = self.store.load()
+        if state:
+            self.aggregator.restore(state["aggregator"])
+            for name, snap in state["runners"].items():
+                if name in self.runners:
+                    self.runners[name].restore(snap)
+            for name, pos in state["sources"].items():
+                if name in self.sources:
+                    self.sources[name].restore(pos)
+            self._last_sealed = self.aggregator.sealed_until
+            log.info("state restored: %d series", sum(len(r.models) for r in self.runners.values()))
+        for s in self.sinks.values():
+            s.start()
+        self.health._alive.set()
+        self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
+        self._thread.start()
+        for src in self.sources.values():
+            src.start()
+        self.health._ready.set()
+
+    def _emit(self, batch: Batch) -> None:
+        while True:
+            try:
+                self.queue.put(batch, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    return
+
+    def sources_finished(self) -> bool:
+        return all(s.finished.is_set() for s in self.sources.values())
+
+    def wait_finished(self, timeout: float | None = None) -> bool:
+        """Backtest: wait until every source read all its input and the queue is drained."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.error is not None:
+                raise RuntimeError("pipeline failed") from self.error
+            if self.sources_finished() and self.queue.unfinished_tasks == 0:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 20.0, *, flush_windows: bool = False) -> None:
+        """Idempotent; safe without start(). Stops sources, drains, checkpoints, stops sinks."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if not self._started:
+            self.dead_letter.close()
+            return
+        deadline = time.monotonic() + timeout
+        for src in self.sources.values():
+            src.stop(max(0.1, deadline - time.monotonic()))
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        if flush_windows:
+            self._seal(force_all=True)
+        self.checkpoint(max(0.1, deadline - time.monotonic()))
+        for s in self.sinks.values():
+            s.stop(max(0.1, deadline - time.monotonic()))
+        self.dead_letter.close()
+        self.health._alive.clear()
+        self.health._ready.clear()
+
+    # -- the pipeline thread ---------------------------------------------------------------
+    def _loop(self) -> None:
+        interval = self.cfg.state.checkpoint_interval_seconds
+        try:
+            while not self._stop.is_set():
+                try:
+                    batch = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    batch = None
+                if batch is not None:
+                    t0 = time.perf_counter()
+                    try:
+                        self._process(batch)
+                    finally:
+                        self.queue.task_done()
+                    self.telemetry.latency.observe(time.perf_counter() - t0)
+                if time.monotonic() - self._last_checkpoint >= interval:
+                    self.checkpoint()
+                if self.progress is not None:
+                    self.progress(self)
+        except BaseException as exc:  # the agent must not die silently
+            self.error = exc
+            log.exception("pipeline thread failed")
+            self.health._alive.clear()
+            raise
+
+    def _process(self, batch: Batch) -> None:
+        src = self.sources[batch.source]
+        comp = batch.source
+        if batch.kind == "idle":
+            self.aggregator.set_idle(comp)
+            self._seal()
+            return
+        bad: list[BadRecord] = []
+        obs: list[Observation] = []
+        ctx = batch.ctx or DecodeContext(comp)
+        if batch.kind == "bad":
+            bad = batch.payload
+        elif batch.payload is not None and (batch.kind == "table" or batch.payload):
+            self.telemetry.received.labels(component=comp).inc(batch.records)
+            self.records_in += batch.records
+            try:
+                if batch.kind == "lines":
+                    obs, bad = src.decoder.decode_lines(batch.payload, ctx)
+                else:
+                    obs, bad = src.decoder.decode_table(batch.payload, ctx)
+            except Exception as exc:  # a decoder bug must not lose the batch silently
+                log.exception("decoder of %s failed on a batch from %s", comp, ctx.location)
+                self.telemetry.errors.labels(component=comp, error_type=type(exc).__name__, stage="decode").inc()
+                raw = batch.payload if batch.kind == "lines" else [b"<record batch>"]
+                bad = [BadRecord(r, "decoder_error", f"{type(exc).__name__}: {exc}") for r in raw]
+        if obs:
+            self.telemetry.observations.labels(component=comp).inc(len(obs))
+            late = self.aggregator.add(comp, obs)
+            if late:
+                bad.extend(
+                    BadRecord(repr(o).encode(), "late", "event time older than the watermark minus allowed lateness")
+                    for o in late
+                )
+        if bad:
+            self._bad(comp, ctx.location, bad)
+        if batch.position is not None:
+            src.commit(*batch.position)
+        self._seal()
+
+    def _bad(self, comp: str, location: str, bad: list[BadRecord]) -> None:
+        counts: dict[str, int] = {}
+        for r in bad:
+            counts[r.kind] = counts.get(r.kind, 0) + 1
+        for kind, n in counts.items():
+            if kind == "unknown_model":
+                continue
+            self.telemetry.discarded.labels(component=comp, reason=kind).inc(n)
+            sample = next(r for r in bad if r.kind == kind)
+            self.logonce(
+                comp, kind, f"{sample.reason} in {location or comp}", sample.raw[:300].decode("utf-8", "replace")
+            )
+        for r in bad:
+            if r.kind == "unknown_model":
+                model = r.reason.split("'")[1] if "'" in r.reason else "?"
+                self.telemetry.count_unpriced(model)
+                self.logonce(comp, f"unknown_model:{model}", r.reason, r.raw[:300].decode("utf-8", "replace"))
+        self.dead_letter.write(comp, location, bad)
+        self.telemetry.dead_lettered.inc(len(bad))
+
+    def _seal(self, force_all: bool = False) -> None:
+        sealed = self.aggregator.seal(force_all=force_all)
+        for b, cells in sealed:
+            for r in self.runners.values():
+                r.add_bucket(b, cells)
+        until = math.inf if force_all else self.aggregator.sealed_until
+        if until <= self._last_sealed and not sealed:
+            return
+        self._last_sealed = until
+        all_points: list[Point] = []
+        for name, r in self.runners.items():
+            points, events = r.close_until(until)
+            if points:
+                self.telemetry.points.labels(detector=name).inc(len(points))
+                self.telemetry.series.labels(detector=name).set(len(r.models))
+                all_points.extend(points)
+            for doc in events:
+                self.telemetry.alerts.labels(detector=name, status=doc["status"]).inc()
+                self.alerts_out += 1
+                for s in self.sinks.values():
+                    try:
+                        s.on_alert(doc)
+                    except Exception as exc:
+                        log.exception("sink %s failed on an alert", s.name)
+                        self.telemetry.errors.labels(
+                            component=s.name, error_type=type(exc).__name__, stage="send"
+                        ).inc()
+        if all_points:
+            self.points_out += len(all_points)
+            for s in self.sinks.values():
+                s.on_points(all_points)
+        wm = self.aggregator.watermark()
+        if math.isfinite(wm):
+            self.telemetry.watermark.set(wm)
+        self.telemetry.open_cells.set(self.aggregator.open_cells())
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def checkpoint(self, timeout: float = 5.0) -> None:
+        for s in self.sinks.values():
+            s.flush(timeout)
+        state = {
+            "aggregator": self.aggregator.snapshot(),
+            "runners": {name: r.snapshot() for name, r in self.runners.items()},
+            "sources": {name: dict(s.positions) for name, s in self.sources.items()},
+        }
+        self.store.save(state)
+        self._last_checkpoint = time.monotonic()
+        self.telemetry.checkpointed()
+
+    def metrics_port(self) -> int | None:
+        for s in self.sinks.values():
+            if hasattr(s, "port") and getattr(s, "server", None) is not None:
+                return int(s.port)
+        return None
+
+
+def ensure_dirs(cfg: Any) -> None:
+    if cfg.state.type == "local":
+        Path(cfg.state.directory).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,73 @@
+"""Source interface.
+
+A source runs its own thread and hands :class:`Batch` es to the pipeline through a bounded
+queue (``emit`` blocks when the pipeline is behind: backpressure, never unbounded memory).
+A batch carries the position *after* it; the pipeline commits that position only once the batch
+is processed, and positions are checkpointed together with detector state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent.decoders.base import BadRecord, DecodeContext, Decoder
+
+
+@dataclass(slots=True)
+class Batch:
+    source: str
+    kind: Literal["lines", "table", "bad", "idle"]
+    payload: Any
+    ctx: DecodeContext | None
+    position: tuple[str, Any] | None = None  # (key, value) committed after processing
+    records: int = 0
+
+
+Emit = Callable[[Batch], None]
+
+
+class Source:
+    def __init__(self, cfg: Any, *, name: str, decoder: Decoder, emit: Emit, ctx_defaults: dict[str, Any]):
+        self.cfg = cfg
+        self.name = name
+        self.decoder = decoder
+        self.emit = emit
+        self.ctx_defaults = ctx_defaults
+        self.positions: dict[str, Any] = {}
+        self.finished = threading.Event()  # all finite input read (backtest)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def restore(self, positions: dict[str, Any]) -> None:
+        self.positions = dict(positions)
+
+    def commit(self, key: str, value: Any) -> None:
+        self.positions[key] = value
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_safe, name=f"source-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run_safe(self) -> None:
+        try:
+            self.run()
+        finally:
+            self.finished.set()
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def bad(self, location: str, records: list[BadRecord], position: tuple[str, Any] | None = None) -> None:
+        self.emit(Batch(self.name, "bad", records, DecodeContext(self.name, location), position, len(records)))

@@ -1,0 +1,72 @@
+"""State stores: where detector, window and source-position state is checkpointed together.
+
+``local`` writes one file per agent in a directory (atomic: temp file, fsync, rename), for a
+single replica or a DaemonSet on a volume; ``memory`` keeps nothing (tests, backtests).
+The interface (``load`` / ``save``) is what other stores (a Kafka changelog, an object store)
+implement.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+STATE_VERSION = 1
+
+
+class StateStore:
+    def load(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def save(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class MemoryStateStore(StateStore):
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+
+    def load(self) -> dict[str, Any] | None:
+        return self.state
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.state = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class LocalStateStore(StateStore):
+    def __init__(self, directory: str | os.PathLike[str], name: str = "agent-state.pkl"):
+        self.dir = Path(directory)
+        self.path = self.dir / name
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            with open(self.path, "rb") as fh:
+                state = pickle.load(fh)
+        except FileNotFoundError:
+            return None
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise RuntimeError(f"{self.path}: unsupported state version; move the file away to start fresh")
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        state = {**state, "version": STATE_VERSION}
+        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def make_store(cfg: Any) -> StateStore:
+    if cfg.type == "memory":
+        return MemoryStateStore()
+    return LocalStateStore(cfg.directory)

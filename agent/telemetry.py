@@ -1,0 +1,136 @@
+"""The agent's own metrics (prefix ``finops_agent_``) and structured logging.
+
+Every agent owns a fresh :class:`prometheus_client.CollectorRegistry`, so tests and several
+agents in one process never share counters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+MAX_LABEL_VALUES = 200
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.received = Counter(
+            "finops_agent_events_received", "Records received by a component", ["component"], registry=r
+        )
+        self.sent = Counter(
+            "finops_agent_events_sent", "Records or alerts a component passed on", ["component"], registry=r
+        )
+        self.errors = Counter(
+            "finops_agent_errors",
+            "Errors by component, type and stage",
+            ["component", "error_type", "stage"],
+            registry=r,
+        )
+        self.discarded = Counter(
+            "finops_agent_events_discarded", "Records not processed, by reason", ["component", "reason"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "finops_agent_dead_letter_records", "Records written to the dead-letter file", registry=r
+        )
+        self.unpriced = Counter(
+            "finops_agent_unpriced_events",
+            "Token records whose model has no price (tokens counted, cost not)",
+            ["model"],
+            registry=r,
+        )
+        self.observations = Counter("finops_agent_observations", "Observations aggregated", ["component"], registry=r)
+        self.points = Counter("finops_agent_points", "Closed windows scored", ["detector"], registry=r)
+        self.alerts = Counter("finops_agent_alerts", "Alert events emitted", ["detector", "status"], registry=r)
+        self.latency = Histogram(
+            "finops_agent_processing_seconds",
+            "Time to process one batch (decode → aggregate → detect → sinks)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.checkpoint_ts = Gauge(
+            "finops_agent_last_checkpoint_timestamp_seconds", "Time of the last checkpoint", registry=r
+        )
+        self.outbox_depth = Gauge(
+            "finops_agent_outbox_depth", "Alert notifications waiting for delivery", ["sink"], registry=r
+        )
+        self.open_cells = Gauge("finops_agent_open_aggregation_cells", "Cells in open event-time buckets", registry=r)
+        self.series = Gauge("finops_agent_series", "Series with a model", ["detector"], registry=r)
+        self.watermark = Gauge("finops_agent_watermark_timestamp_seconds", "Event-time watermark", registry=r)
+        self.checkpoint_age = Gauge(
+            "finops_agent_checkpoint_age_seconds", "Seconds since the last checkpoint", registry=r
+        )
+        self._last_checkpoint = time.time()
+        self.checkpoint_age.set_function(lambda: time.time() - self._last_checkpoint)
+        self._unpriced_models: set[str] = set()
+
+    def checkpointed(self) -> None:
+        self._last_checkpoint = time.time()
+        self.checkpoint_ts.set(self._last_checkpoint)
+
+    def count_unpriced(self, model: str, n: int = 1) -> None:
+        if model not in self._unpriced_models and len(self._unpriced_models) >= MAX_LABEL_VALUES:
+            model = "__other__"
+        self._unpriced_models.add(model)
+        self.unpriced.labels(model=model).inc(n)
+
+
+class LogOnce:
+    """Log the first occurrence of each kind (with a sample), then count silently."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+        self.seen: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, component: str, kind: str, message: str, sample: str = "") -> None:
+        key = (component, kind)
+        with self._lock:
+            n = self.seen.get(key, 0)
+            self.seen[key] = n + 1
+        if n == 0:
+            self.logger.warning(
+                "%s: %s (further %s records are counted in metrics, not logged)",
+                component,
+                message,
+                kind,
+                extra={"kind": kind, "component": component, "sample": sample[:500]},
+            )
+
+
+class JsonFormatter(logging.Formatter):
+    _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for k, v in record.__dict__.items():
+            if k not in self._STD and not k.startswith("_"):
+                doc[k] = v
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,50 @@
+"""What every detector shares: the series it watches and how a point becomes an alert.
+
+A detector module defines a ``<Name>Config`` (these common fields plus its model's parameters)
+and a River :class:`~river.anomaly.base.AnomalyDetector` subclass with
+
+- ``learn_one(x)`` / ``score_one(x)`` (River conventions, higher score = more anomalous),
+- ``forecast_one(x) -> (expected, lower, upper)``,
+- ``threshold``: a point is anomalous when ``score_one(x) >= threshold``,
+- ``from_config(cfg)``: the prototype that is cloned for every series.
+
+``x`` is ``{"t": window start in epoch seconds, "y": the window's value}``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from agent.registry import ComponentConfig
+
+
+class DetectorCommon(ComponentConfig):
+    signal: str = Field(description="signal to watch, e.g. token_cost_usd, gpu_hours, gpu_idle_cost_usd")
+    per: str | None = Field(
+        None, description="divide by this signal's window sum (unit cost: token_cost_usd per tokens)"
+    )
+    per_scale: float = Field(1.0, gt=0, description="multiplier for ratios, e.g. 1000 for 'per 1k tokens'")
+    cost_signal: str | None = Field(
+        None, description="USD signal used for the dollar impact when the watched signal is not in USD"
+    )
+    group_by: list[str] = Field(default_factory=list, description="dimensions that make one series")
+    window_seconds: int = Field(3600, ge=1, le=31 * 86400)
+    direction: Literal["up", "down", "both"] = "up"
+    min_impact_usd: float = Field(1.0, ge=0, description="alert only when the dollar impact reaches this")
+    fill_missing: bool = Field(True, description="a window without events is a zero (sums only)")
+    max_series: int = Field(100_000, ge=1)
+    series_ttl_windows: int = Field(24 * 14, ge=1, description="forget a series after this many empty windows")
+    top_contributors: int = Field(5, ge=0, le=50)
+
+    @field_validator("group_by")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("group_by dimensions must be unique")
+        return v
+
+
+def is_usd(signal: str) -> bool:
+    return signal.endswith("_usd")

@@ -1,0 +1,37 @@
+"""Sink interface: sinks receive scored points and alert documents.
+
+``on_points`` gets every closed window (cheap: most sinks ignore it), ``on_alert`` each alert
+event (firing / resolved). Network sinks hand alerts to a durable outbox
+(:mod:`sinks.outbox`) and only *classify* delivery results; retrying lives in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Sink:
+    def __init__(
+        self, cfg: Any, *, name: str, telemetry: Any, state_dir: str | None = None, health: Any = None, **_: Any
+    ):
+        self.cfg = cfg
+        self.name = name
+        self.telemetry = telemetry
+        self.state_dir = state_dir
+        self.health = health
+
+    def start(self) -> None:
+        return None
+
+    def on_points(self, points: list[Any]) -> None:
+        return None
+
+    def on_alert(self, doc: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Make what was handed over durable (and delivered, if possible within ``timeout``)."""
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        return None

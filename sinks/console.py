@@ -1,0 +1,42 @@
+"""Console sink: one readable line per alert event on stdout (or JSON lines with ``json: true``)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Literal
+
+import orjson
+
+from agent.registry import ComponentConfig, register
+from sinks.base import Sink
+
+
+class ConsoleConfig(ComponentConfig):
+    type: Literal["console"]
+    json_lines: bool = False
+    show_resolved: bool = True
+
+
+@register("sink", "console", ConsoleConfig)
+class ConsoleSink(Sink):
+    def __init__(self, cfg: ConsoleConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        self.json_lines = cfg.json_lines or bool(kw.get("force_json"))
+        self.stream = kw.get("stream") or sys.stdout
+        self._lock = threading.Lock()
+
+    def on_alert(self, doc: dict[str, Any]) -> None:
+        if doc["status"] == "resolved" and not self.cfg.show_resolved:
+            return
+        if self.json_lines:
+            line = orjson.dumps(doc).decode()
+        else:
+            status = "FIRING  " if doc["status"] == "firing" else "RESOLVED"
+            line = f"{status} {doc['severity']:<8} {doc['summary']}"
+            if doc["status"] == "firing" and doc.get("upper") is not None:
+                line += f"  [band {doc['lower']:.4g}..{doc['upper']:.4g}; id {doc['id'][:12]}]"
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        self.telemetry.sent.labels(component=self.name).inc()

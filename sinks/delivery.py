@@ -1,0 +1,209 @@
+"""Delivery for network sinks: a durable outbox, one retry policy, one HTTP status classifier.
+
+Notifications are written to a SQLite outbox before any delivery attempt (at-least-once:
+a crash between write and delivery resends on restart; receivers dedupe on the alert id).
+A worker thread per sink delivers in order of due time. 408, 429, 5xx, timeouts and
+connection errors retry with exponential backoff and full jitter, honouring ``Retry-After``;
+other 4xx are permanent and the notification is dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["ok", "retry", "permanent"]
+
+
+@dataclass(slots=True)
+class Result:
+    outcome: Outcome
+    detail: str = ""
+    retry_after: float | None = None
+
+
+def classify_status(status: int) -> Outcome:
+    """Map an HTTP status to a delivery outcome.
+
+    >>> [classify_status(s) for s in (200, 202, 400, 401, 404, 408, 429, 500, 503)]
+    ['ok', 'ok', 'permanent', 'permanent', 'permanent', 'retry', 'retry', 'retry', 'retry']
+    """
+    if 200 <= status < 300:
+        return "ok"
+    if status in (408, 425, 429) or status >= 500:
+        return "retry"
+    return "permanent"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date).
+
+    >>> parse_retry_after("3")
+    3.0
+    >>> parse_retry_after(None) is None
+    True
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        dt = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, dt.timestamp() - time.time())
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Result:
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
+            resp.read()
+            return Result(classify_status(resp.status), f"HTTP {resp.status}")
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return Result(classify_status(exc.code), f"HTTP {exc.code}", parse_retry_after(exc.headers.get("Retry-After")))
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Result("retry", f"{type(exc).__name__}: {reason}")
+
+
+def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
+
+
+class Outbox:
+    """Durable FIFO of pending notifications for one sink, with a delivery worker."""
+
+    def __init__(
+        self,
+        name: str,
+        deliver: Callable[[bytes], Result],
+        *,
+        path: str | None,
+        max_attempts: int = 12,
+        backoff_base_seconds: float = 0.5,
+        backoff_cap_seconds: float = 60.0,
+        on_dead: Callable[[bytes, str], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
+    ):
+        self.name = name
+        self.deliver = deliver
+        self.max_attempts = max_attempts
+        self.base = backoff_base_seconds
+        self.cap = backoff_cap_seconds
+        self.on_dead = on_dead
+        self.on_depth = on_depth
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT)"
+        )
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random()
+        self.delivered = 0
+        self.dead = 0
+
+    def put(self, body: bytes) -> None:
+        with self._wake:
+            self.db.execute("INSERT INTO outbox (body, next_at) VALUES (?, ?)", (body, time.time()))
+            self._wake.notify()
+        self._report_depth()
+
+    def depth(self) -> int:
+        with self._lock:
+            row = self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        return int(row[0])
+
+    def _report_depth(self) -> None:
+        if self.on_depth:
+            self.on_depth(self.depth())
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"outbox-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _next(self) -> tuple[int, bytes, int] | None:
+        row = self.db.execute(
+            "SELECT seq, body, attempts FROM outbox WHERE next_at <= ? ORDER BY next_at, seq LIMIT 1", (time.time(),)
+        ).fetchone()
+        return (int(row[0]), bytes(row[1]), int(row[2])) if row else None
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if self._stop:
+                    return
+                item = self._next()
+                if item is None:
+                    row = self.db.execute("SELECT MIN(next_at) FROM outbox").fetchone()
+                    wait = 1.0 if row[0] is None else max(0.0, min(1.0, row[0] - time.time()))
+                    self._wake.wait(wait)
+                    continue
+            seq, body, attempts = item
+            res = self.deliver(body)
+            with self._lock:
+                if res.outcome == "ok":
+                    self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                    self.delivered += 1
+                elif res.outcome == "permanent" or attempts + 1 >= self.max_attempts:
+                    self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                    self.dead += 1
+                    dead_reason = f"{res.outcome} after {attempts + 1} attempt(s): {res.detail}"
+                else:
+                    delay = backoff_seconds(attempts, self.base, self.cap, self._rng)
+                    if res.retry_after is not None:
+                        delay = max(delay, min(res.retry_after, self.cap * 10))
+                    self.db.execute(
+                        "UPDATE outbox SET attempts = ?, next_at = ?, last_error = ? WHERE seq = ?",
+                        (attempts + 1, time.time() + delay, res.detail, seq),
+                    )
+            if res.outcome != "ok" and (res.outcome == "permanent" or attempts + 1 >= self.max_attempts):
+                log.warning("sink %s: notification dead-lettered (%s)", self.name, dead_reason)
+                if self.on_dead:
+                    self.on_dead(body, dead_reason)
+            elif res.outcome == "retry":
+                log.info("sink %s: delivery failed, will retry (%s)", self.name, res.detail)
+            self._report_depth()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until nothing is due (True) or ``timeout`` passes (False)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self._lock:
+                row = self.db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE next_at <= ?", (time.time() + 0.05,)
+                ).fetchone()
+            if row[0] == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            self.db.close()
