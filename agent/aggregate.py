@@ -1,7 +1,7 @@
 """Event-time tumbling aggregation with allowed lateness.
 
 Observations are summed into fixed *buckets* (the greatest common divisor of the detectors'
-windows) per ``(dims, signals)``. A bucket is sealed once the watermark (the lowest event time
+windows) per cell ``(dims, signals)``. A bucket is sealed once the watermark (the lowest event time
 reached by the active sources) passes its end plus the allowed lateness; a later observation
 for a sealed bucket is *late*: counted and dead-lettered, never merged silently. Out-of-order
 input within the lateness is handled by keeping buckets open.
@@ -13,9 +13,9 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from agent.model import Dims, Observation, Signals
+from agent.model import Cell, Observation
 
-Cells = dict[tuple[Dims, Signals], list[float]]
+Cells = dict[Cell, list[float]]
 
 
 class Aggregator:
@@ -45,9 +45,9 @@ class Aggregator:
             cells = buckets.get(b)
             if cells is None:
                 cells = buckets[b] = {}
-            key = (ob[1], ob[2])
+            key = ob[1]
             cell = cells.get(key)
-            vals = ob[3]
+            vals = ob[2]
             if cell is None:
                 cells[key] = list(vals)
             else:

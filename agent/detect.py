@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.aggregate import Cells
-from agent.model import Dims, Signals, iso
+from agent.model import Cell, Dims, cell, iso
 from detectors.base import is_usd
 
 SeriesKey = tuple[str, ...]
@@ -54,6 +54,9 @@ class Episode:
     last_point: Point | None = None
 
 
+_MISS = object()
+
+
 def alert_id(detector: str, series: Dims, start: float) -> str:
     """Stable id of an alert episode: the same input always gives the same id (dedup key)."""
     key = f"{detector}|{'|'.join(f'{k}={v}' for k, v in series)}|{int(start)}"
@@ -72,66 +75,66 @@ class DetectorRunner:
         self.models: dict[SeriesKey, Any] = {}
         self.last_learned: dict[SeriesKey, float] = {}
         self.last_seen: dict[SeriesKey, float] = {}
-        self.shares: dict[SeriesKey, dict[Dims, float]] = {}
+        self.shares: dict[SeriesKey, dict[Cell, float]] = {}
         self.episodes: dict[SeriesKey, Episode] = {}
         # window start → series → [value, per value, cost value, children or None]
         self.windows: dict[float, dict[SeriesKey, list[Any]]] = {}
-        self._sig_idx: dict[Signals, tuple[int, int, int] | None] = {}
-        self._series_of: dict[Dims, tuple[SeriesKey, Dims]] = {}
+        self._routes: dict[Cell, Any] = {}
         self.dropped_series = 0
         self._is_ratio = cfg.per is not None
         self._track_children = cfg.top_contributors > 0
 
     # -- roll-up ---------------------------------------------------------------------------
-    def _indices(self, signals: Signals) -> tuple[int, int, int] | None:
-        idx = self._sig_idx.get(signals)
-        if idx is None and signals not in self._sig_idx:
-            cfg = self.cfg
-            if cfg.signal in signals and (cfg.per is None or cfg.per in signals):
-                idx = (
-                    signals.index(cfg.signal),
-                    signals.index(cfg.per) if cfg.per else -1,
-                    signals.index(cfg.cost_signal) if cfg.cost_signal in signals else -1,
-                )
-            self._sig_idx[signals] = idx
-        return idx
-
-    def _series(self, dims: Dims) -> tuple[SeriesKey, Dims]:
-        hit = self._series_of.get(dims)
-        if hit is None:
+    def _route(self, c: Cell) -> tuple[SeriesKey, Cell | None, int, int, int] | None:
+        """Where a cell goes in this detector: series key, child cell and signal indices (cached)."""
+        cfg = self.cfg
+        dims, signals = c.dims, c.signals
+        if cfg.signal not in signals or (cfg.per is not None and cfg.per not in signals):
+            route = None
+        else:
             d = dict(dims)
             key = tuple(d.get(k, "") for k in self.group_by)
-            child = tuple((k, v) for k, v in dims if k not in self.group_by)
-            hit = (key, child)
-            if len(self._series_of) < 1_000_000:
-                self._series_of[dims] = hit
-        return hit
+            child_dims = tuple((k, v) for k, v in dims if k not in self.group_by) if self._track_children else ()
+            child = cell(child_dims) if child_dims else None
+            route = (
+                key,
+                child,
+                signals.index(cfg.signal),
+                signals.index(cfg.per) if cfg.per else -1,
+                signals.index(cfg.cost_signal) if cfg.cost_signal in signals else -1,
+            )
+        if len(self._routes) < 1_000_000:
+            self._routes[c] = route
+        return route
 
     def add_bucket(self, start: float, cells: Cells) -> None:
         w = start - start % self.window
         acc = self.windows.get(w)
         if acc is None:
             acc = self.windows[w] = {}
-        for (dims, signals), vals in cells.items():
-            idx = self._indices(signals)
-            if idx is None:
+        routes = self._routes
+        for cell_key, vals in cells.items():
+            route = routes.get(cell_key, _MISS)
+            if route is _MISS:
+                route = self._route(cell_key)
+            if route is None:
                 continue
-            i, j, c = idx
-            key, child = self._series(dims)
+            key, child, i, j, c = route
             a = acc.get(key)
             if a is None:
                 if key not in self.models and len(self.models) >= self.cfg.max_series:
                     self.dropped_series += 1
                     continue
-                a = acc[key] = [0.0, 0.0, 0.0, {} if self._track_children and child else None]
+                a = acc[key] = [0.0, 0.0, 0.0, {} if child else None]
             v = vals[i]
             a[0] += v
             if j >= 0:
                 a[1] += vals[j]
             if c >= 0:
                 a[2] += vals[c]
-            if a[3] is not None and child:
-                a[3][child] = a[3].get(child, 0.0) + (v if j < 0 else vals[j])
+            if child:
+                ch = a[3]
+                ch[child] = ch.get(child, 0.0) + (v if j < 0 else vals[j])
 
     # -- closing windows -------------------------------------------------------------------
     def close_until(self, sealed_until: float) -> tuple[list[Point], list[dict[str, Any]]]:
@@ -227,11 +230,11 @@ class DetectorRunner:
         rows = []
         for child, v in a[3].items():
             e = sh.get(child, 0.0) * exp_total
-            rows.append({"dimensions": dict(child), "observed": v, "expected": e, "delta": v - e})
+            rows.append({"dimensions": dict(child.dims), "observed": v, "expected": e, "delta": v - e})
         for child, s in sh.items():
             if child not in a[3]:
                 rows.append(
-                    {"dimensions": dict(child), "observed": 0.0, "expected": s * exp_total, "delta": -s * exp_total}
+                    {"dimensions": dict(child.dims), "observed": 0.0, "expected": s * exp_total, "delta": -s * exp_total}
                 )
         rows.sort(key=lambda r: -abs(r["delta"]))
         return rows[: self.cfg.top_contributors]

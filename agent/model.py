@@ -1,7 +1,8 @@
 """The canonical cost model: observations, dimensions and time helpers.
 
 An *observation* is what a decoder produces from one record (or from a pre-aggregated block of
-records): ``(ts, dims, signals, values)`` where
+records): ``(ts, cell, values)`` where ``cell`` is an interned :class:`Cell` holding ``dims``
+and ``signals``:
 
 - ``ts`` is the event time in epoch seconds (UTC),
 - ``dims`` is an interned, sorted tuple of ``(name, value)`` pairs (FOCUS-shaped names:
@@ -11,7 +12,8 @@ records): ``(ts, dims, signals, values)`` where
   (``input_tokens``, ``token_cost_usd``, ``gpu_hours`` ...), and
 - ``values`` holds one float per signal.
 
-Plain tuples keep the per-event cost at a few hundred nanoseconds.
+Plain tuples keep the per-event cost at a few hundred nanoseconds. Cells are interned objects
+hashed by identity, so aggregation and roll-ups never re-hash the dimension tuples.
 """
 
 from __future__ import annotations
@@ -24,11 +26,51 @@ Dims = tuple[tuple[str, str], ...]
 Signals = tuple[str, ...]
 
 
+class Cell:
+    """One (dims, signals) combination, interned: equal cells are the same object.
+
+    >>> cell(make_dims({"team": "a"}), ("cost_usd",)) is cell(make_dims({"team": "a"}), ("cost_usd",))
+    True
+    """
+
+    __slots__ = ("dims", "signals")
+
+    def __init__(self, dims: Dims, signals: Signals):
+        self.dims = dims
+        self.signals = signals
+
+    def __reduce__(self) -> tuple[object, tuple[Dims, Signals]]:
+        return (cell, (self.dims, self.signals))  # unpickling re-interns
+
+    def __repr__(self) -> str:
+        return f"Cell({self.dims!r}, {self.signals!r})"
+
+
+_CELLS: dict[tuple[Dims, Signals], Cell] = {}
+
+
+def cell(dims: Dims, signals: Signals = ()) -> Cell:
+    key = (dims, signals)
+    c = _CELLS.get(key)
+    if c is None:
+        c = Cell(dims, signals)
+        if len(_CELLS) < _DIMS_CACHE_MAX:
+            _CELLS[key] = c
+    return c
+
+
 class Observation(NamedTuple):
     ts: float
-    dims: Dims
-    signals: Signals
+    cell: Cell
     values: tuple[float, ...]
+
+    @property
+    def dims(self) -> Dims:
+        return self.cell.dims
+
+    @property
+    def signals(self) -> Signals:
+        return self.cell.signals
 
 
 _DIMS_CACHE: dict[Dims, Dims] = {}

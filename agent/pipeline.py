@@ -7,6 +7,7 @@ window and source-position state together (atomic) → (for Kafka-like sources) 
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import queue
@@ -113,6 +114,7 @@ class Agent:
     def start(self) -> None:
         """Restore state, start sinks, the pipeline thread and the sources; returns quickly."""
         self._started = True
+        tune_gc()
         state = self.store.load()
         if state:
             self.aggregator.restore(state["aggregator"])
@@ -319,6 +321,19 @@ class Agent:
             if hasattr(s, "port") and getattr(s, "server", None) is not None:
                 return int(s.port)
         return None
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes: the hot path allocates many short-lived acyclic objects.
+
+    Objects alive at start (modules, config) are frozen out of the collector's scans, and the
+    first generation is collected every 50k allocations instead of 700 (Instagram's and many
+    high-throughput Python services' setting). Reference counting still frees everything.
+    """
+    gc.freeze()
+    threshold = gc.get_threshold()
+    if threshold[0] < 50_000:
+        gc.set_threshold(50_000, threshold[1], threshold[2])
 
 
 def ensure_dirs(cfg: Any) -> None:

@@ -34,6 +34,7 @@ class DecodeContext:
     min_ts: float = -math.inf
     max_ts: float = math.inf
     bucket_seconds: float = 60.0
+    late_before: float = -math.inf  # bucket starts before this are sealed (set by the pipeline)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,8 +1,11 @@
 """AWS Bedrock model invocation logs → token counts and token cost.
 
 One JSON document per call (``schemaType: ModelInvocationLog``). Decoded with typed msgspec
-structs that hold only the fields the agent needs; a whole batch of lines is decoded in one
-call and only a failing batch is re-decoded line by line to find the bad records.
+structs that hold only the fields the agent needs (``requestMetadata`` included: a struct is
+generated with just the configured tag keys); a whole batch of lines is decoded in one call
+and only a failing batch is re-decoded line by line to find the bad records. Records are
+summed per (bucket, account, region, model, tags) inside the batch, and prices are applied to
+the sums, so the per-record work is a decode, a dictionary update and a few additions.
 
 Signals: ``requests``, ``input_tokens``, ``output_tokens``, ``cached_input_tokens``,
 ``tokens``, ``token_cost_usd``. Dimensions: ``provider=aws``, ``service=bedrock``,
@@ -12,15 +15,14 @@ Signals: ``requests``, ``input_tokens``, ``output_tokens``, ``cached_input_token
 
 from __future__ import annotations
 
-import datetime as _dt
-import sys
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
 import msgspec
 from pydantic import Field
 
 from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
-from agent.model import Dims, Observation, make_dims
+from agent.model import Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable, normalize_model_id
 from agent.registry import ComponentConfig, register
 
@@ -31,31 +33,46 @@ class BedrockConfig(ComponentConfig):
         default_factory=dict, description="dimension name → requestMetadata key (e.g. team: team)"
     )
     include_operation: bool = False
-    max_tokens_per_record: int = Field(10_000_000, gt=0, description="larger counts are absurd and rejected")
-
-
-class _Input(msgspec.Struct):
-    inputTokenCount: int = 0
-    cacheReadInputTokenCount: int = 0
-    cacheWriteInputTokenCount: int = 0
-
-
-class _Output(msgspec.Struct):
-    outputTokenCount: int = 0
-
-
-class _Log(msgspec.Struct):
-    timestamp: _dt.datetime
-    accountId: str
-    region: str
-    modelId: str
-    input: _Input
-    output: _Output
-    operation: str = ""
-    requestMetadata: dict[str, str] | None = None
+    max_tokens_per_record: int = Field(
+        10_000_000, gt=0, description="a larger token count in any field is absurd and rejected"
+    )
 
 
 SIGNALS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "tokens", "token_cost_usd")
+_OUT_OF_RANGE = -math.inf
+
+
+def _log_struct(tag_keys: list[str], max_tokens: int, operation: bool) -> tuple[type, type]:
+    count = Annotated[int, msgspec.Meta(ge=0, le=max_tokens)]
+    inp = msgspec.defstruct(
+        "Input",
+        [
+            ("inputTokenCount", count, 0),
+            ("cacheReadInputTokenCount", count, 0),
+            ("cacheWriteInputTokenCount", count, 0),
+        ],
+    )
+    out = msgspec.defstruct("Output", [("outputTokenCount", count, 0)])
+    fields = [(f"t{i}", str, "") for i in range(len(tag_keys))]
+    meta = msgspec.defstruct(
+        "RequestMetadata", fields, rename={f"t{i}": k for i, k in enumerate(tag_keys)}, frozen=True, gc=False
+    )
+    log = msgspec.defstruct(
+        "ModelInvocationLog",
+        [
+            ("timestamp", str),
+            ("accountId", str),
+            ("region", str),
+            ("modelId", str),
+            ("input", inp),
+            ("output", out),
+            ("requestMetadata", meta, msgspec.field(default_factory=meta)),
+            # decoded only when it becomes a dimension: every field costs on the hot path
+            *([("operation", str, "")] if operation else []),
+        ],
+        gc=False,  # no reference cycles possible: keep millions of records out of the cyclic GC
+    )
+    return log, meta
 
 
 @register("decoder", "bedrock", BedrockConfig)
@@ -65,102 +82,177 @@ class BedrockDecoder(Decoder):
     def __init__(self, cfg: BedrockConfig, *, pricing: Any = None, **_: Any):
         self.cfg = cfg
         self.prices = TokenPriceTable.from_config(pricing)
-        self._one = msgspec.json.Decoder(_Log)
-        self._many = msgspec.json.Decoder(list[_Log])
         self._tags = tuple(cfg.tag_dimensions.items())
-        # (account, region, model, operation, tag values...) → (dims, in, out, cached, priced)
-        self._cache: dict[tuple[str, ...], tuple[Dims, float, float, float, bool]] = {}
+        log_t, _meta = _log_struct([src for _dim, src in self._tags], cfg.max_tokens_per_record, cfg.include_operation)
+        self._op = cfg.include_operation
+        self._one: Any = msgspec.json.Decoder(log_t)
+        self._many = msgspec.json.Decoder(list[log_t])  # type: ignore[valid-type]
+        # (account, region, model id, operation, metadata) → (cell, in, out, cached, priced)
+        self._info: dict[tuple[Any, ...], tuple[Cell, float, float, float, bool]] = {}
+        # "YYYY-MM-DDTHH:MM" → bucket start (or _OUT_OF_RANGE), per (bucket size, bounds)
+        self._minutes: dict[str, float] = {}
+        self._minutes_for: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.unknown_models: dict[str, int] = {}
 
     @classmethod
     def sniff(cls, sample: bytes) -> bool:
         return b"ModelInvocationLog" in sample or (b'"modelId"' in sample and b'"inputTokenCount"' in sample)
 
-    def _key_info(self, log: _Log) -> tuple[Dims, float, float, float, bool]:
-        md = log.requestMetadata
-        tag_vals = tuple((md.get(src, "") if md else "") for _dim, src in self._tags)
-        key = (log.accountId, log.region, log.modelId, log.operation if self.cfg.include_operation else "", *tag_vals)
-        info = self._cache.get(key)
+    def _info_for(self, key: tuple[Any, ...]) -> tuple[Cell, float, float, float, bool]:
+        info = self._info.get(key)
         if info is None:
-            model = normalize_model_id(log.modelId)
+            account, region, model_id, operation, md = key
             pairs = [
                 ("provider", "aws"),
                 ("service", "bedrock"),
-                ("billing_account", log.accountId),
-                ("region", log.region),
-                ("model", model),
+                ("billing_account", account),
+                ("region", region),
+                ("model", normalize_model_id(model_id)),
             ]
             if self.cfg.include_operation:
-                pairs.append(("operation", log.operation))
-            pairs.extend((dim, val) for (dim, _src), val in zip(self._tags, tag_vals, strict=True))
-            price = self.prices.lookup(log.modelId)
+                pairs.append(("operation", operation))
+            pairs.extend((dim, getattr(md, f"t{i}")) for i, (dim, _src) in enumerate(self._tags))
+            price = self.prices.lookup(model_id)
             if price is None:
-                info = (make_dims(pairs), 0.0, 0.0, 0.0, False)
+                info = (cell(make_dims(pairs), SIGNALS), 0.0, 0.0, 0.0, False)
             else:
-                info = (make_dims(pairs), price.input, price.output, price.cached_input, True)
-            if len(self._cache) < 200_000:
-                self._cache[key] = info
+                info = (cell(make_dims(pairs), SIGNALS), price.input, price.output, price.cached_input, True)
+            if len(self._info) < 200_000:
+                self._info[key] = info
         return info
 
+    def _bucket_slow(self, s: str, ctx: DecodeContext) -> tuple[float, float]:
+        """Bucket start and exact time of a timestamp the fast path does not cover (raises ValueError)."""
+        ts = parse_time(s)
+        if not ctx.min_ts <= ts <= ctx.max_ts:
+            return _OUT_OF_RANGE, ts
+        return ts - ts % ctx.bucket_seconds, ts
+
     def decode_lines(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
-        lines = [ln for ln in lines if ln.strip()]
         if not lines:
             return [], []
+        bad: list[BadRecord] = []
         try:
-            logs: list[_Log] = self._many.decode(b"[" + b",".join(lines) + b"]")
+            logs: list[Any] = self._many.decode(b"[" + b",".join(lines) + b"]")
             if len(logs) != len(lines):
                 raise msgspec.DecodeError("record count mismatch")
-            pairs = list(zip(logs, lines, strict=True))
-            bad: list[BadRecord] = []
+            raws = lines
         except (msgspec.DecodeError, msgspec.ValidationError):
-            pairs, bad = [], []
+            logs, raws = [], []
             for ln in lines:
+                if not ln.strip():
+                    continue
                 try:
-                    pairs.append((self._one.decode(ln), ln))
+                    logs.append(self._one.decode(ln))
+                    raws.append(ln)
                 except msgspec.ValidationError as exc:
-                    bad.append(BadRecord(ln, "schema", f"invalid Bedrock log: {exc}"))
+                    msg = str(exc)
+                    kind = "negative_value" if ">= 0" in msg else "absurd_value" if "<= " in msg else "schema"
+                    bad.append(BadRecord(ln, kind, f"invalid Bedrock log: {msg}"))
                 except msgspec.DecodeError as exc:
                     bad.append(BadRecord(ln, "malformed_json", f"malformed JSON: {exc}"))
+        # Hot loop: one dictionary update per record. A time is resolved to its bucket through a
+        # cache keyed by its minute prefix ("YYYY-MM-DDTHH:MM" of canonical "...:SSZ" strings) or
+        # by the whole string; invalid or out-of-range times map to -inf and are sorted out below.
+        bounds = (ctx.bucket_seconds, ctx.min_ts, ctx.max_ts)
+        if bounds != self._minutes_for:
+            self._minutes, self._minutes_for = {}, bounds
+        mget = self._minutes.get
+        op = self._op
+        by_bucket: dict[float, dict[tuple[Any, ...], list[int]]] = {}
+        bget = by_bucket.get
+        last_b: float | None = None
+        acc: dict[tuple[Any, ...], list[int]] = {}
+        for log in logs:
+            s = log.timestamp
+            t = s[:16] if len(s) == 20 else s
+            b = mget(t)
+            if b is None:
+                b = self._bucket(t, ctx)
+            if b != last_b:
+                acc = bget(b)  # type: ignore[assignment]
+                if acc is None:
+                    acc = by_bucket[b] = {}
+                last_b = b
+            inp = log.input
+            key = (log.accountId, log.region, log.modelId, log.operation if op else "", log.requestMetadata)
+            cell = acc.get(key)
+            if cell is None:
+                acc[key] = [
+                    1,
+                    inp.inputTokenCount + inp.cacheWriteInputTokenCount,
+                    log.output.outputTokenCount,
+                    inp.cacheReadInputTokenCount,
+                ]
+            else:
+                cell[0] += 1
+                cell[1] += inp.inputTokenCount + inp.cacheWriteInputTokenCount
+                cell[2] += log.output.outputTokenCount
+                cell[3] += inp.cacheReadInputTokenCount
         out: list[Observation] = []
         append = out.append
-        lo, hi = ctx.min_ts, ctx.max_ts
-        max_tok = self.cfg.max_tokens_per_record
-        utc = _dt.UTC
-        for log, raw in pairs:
-            t = log.timestamp
-            if t.tzinfo is None:
-                t = t.replace(tzinfo=utc)
-            ts = t.timestamp()
-            if not lo <= ts <= hi:
-                bad.append(
-                    BadRecord(
-                        raw, "timestamp_out_of_range", f"timestamp {log.timestamp.isoformat()} outside accepted range"
+        late_before = ctx.late_before
+        iget = self._info.get
+        for b, acc in by_bucket.items():
+            if b < late_before:
+                for key in acc:
+                    for raw, lg in _records_where(raws, logs, b, key, self._bucket, ctx):
+                        bad.append(self._time_problem(raw, lg.timestamp, ctx, b))
+                continue
+            for key, (n, tin, tout, tcr) in acc.items():
+                info = iget(key) or self._info_for(key)
+                c, p_in, p_out, p_cached, priced = info
+                if not priced:
+                    model_id = key[2]
+                    self.unknown_models[model_id] = self.unknown_models.get(model_id, 0) + n
+                    bad.extend(
+                        BadRecord(
+                            raw, "unknown_model", f"no price for model {model_id!r}; tokens counted, cost not", True
+                        )
+                        for raw, _lg in _records_where(raws, logs, b, key, self._bucket, ctx)
                     )
+                append(
+                    Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr, tin * p_in + tout * p_out + tcr * p_cached))
                 )
-                continue
-            i = log.input
-            tin = i.inputTokenCount
-            tcr = i.cacheReadInputTokenCount
-            tout = log.output.outputTokenCount
-            if tin < 0 or tout < 0 or tcr < 0 or i.cacheWriteInputTokenCount < 0:
-                bad.append(BadRecord(raw, "negative_value", "negative token count"))
-                continue
-            if tin + tout + tcr + i.cacheWriteInputTokenCount > max_tok:
-                bad.append(BadRecord(raw, "absurd_value", f"token count above max_tokens_per_record={max_tok}"))
-                continue
-            dims, p_in, p_out, p_cached, priced = self._key_info(log)
-            tin_all = tin + i.cacheWriteInputTokenCount
-            cost = tin_all * p_in + tout * p_out + tcr * p_cached
-            if not priced:
-                m = log.modelId
-                self.unknown_models[m] = self.unknown_models.get(m, 0) + 1
-                bad.append(
-                    BadRecord(
-                        raw, "unknown_model", f"no price for model {sys.intern(m)!r}; tokens counted, cost not", True
-                    )
-                )
-            append(Observation(ts, dims, SIGNALS, (1.0, tin_all, tout, tcr, tin_all + tout + tcr, cost)))
         return out, bad
+
+    def _time_problem(self, raw: bytes, s: str, ctx: DecodeContext, b: float) -> BadRecord:
+        if b != _OUT_OF_RANGE:
+            return BadRecord(raw, "late", "event time older than the watermark minus allowed lateness")
+        try:
+            parse_time(s)
+        except ValueError as exc:
+            return BadRecord(raw, "schema", f"timestamp {s!r}: {exc}")
+        return BadRecord(raw, "timestamp_out_of_range", f"timestamp {s} outside the accepted range")
+
+    def _bucket(self, t: str, ctx: DecodeContext) -> float:
+        """Bucket start of a minute prefix or a full timestamp; -inf when invalid or out of range."""
+        b = self._minutes.get(t)
+        if b is None:
+            try:
+                ts = parse_time(t + ":00Z" if len(t) == 16 else t)
+            except ValueError:
+                ts = math.nan
+            if ctx.min_ts <= ts <= ctx.max_ts:
+                b = ts - ts % ctx.bucket_seconds
+            else:
+                b = _OUT_OF_RANGE
+            if len(self._minutes) < 100_000:
+                self._minutes[t] = b
+        return b
 
     def prices_unknown(self) -> dict[str, int]:
         return dict(self.unknown_models)
+
+
+def _records_where(
+    raws: list[bytes], logs: list[Any], b: float, key: tuple[Any, ...], bucket: Any, ctx: DecodeContext
+) -> list[tuple[bytes, Any]]:
+    """Original lines of the records aggregated under bucket ``b`` and ``key`` (rare paths: dead-letter only)."""
+    out = []
+    for raw, lg in zip(raws, logs, strict=True):
+        s = lg.timestamp
+        k = (lg.accountId, lg.region, lg.modelId, getattr(lg, "operation", ""), lg.requestMetadata)
+        if k == key and bucket(s[:16] if len(s) == 20 else s, ctx) == b:
+            out.append((raw, lg))
+    return out

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
-from agent.model import Dims, Observation, make_dims
+from agent.model import Cell, Observation, cell, make_dims
 from agent.pricing import GpuPriceTable
 from agent.registry import ComponentConfig, register
 
@@ -65,14 +65,14 @@ class DcgmDecoder(Decoder):
         self.cfg = cfg
         self.gpu_prices = GpuPriceTable.from_config(pricing)
         self.hours = cfg.scrape_interval_seconds / 3600.0
-        self._labels_cache: dict[str, tuple[Dims, float]] = {}
+        self._labels_cache: dict[str, tuple[Cell, Cell, Cell, float]] = {}
         self.blank_samples = 0
 
     @classmethod
     def sniff(cls, sample: bytes) -> bool:
         return b"DCGM_FI_" in sample
 
-    def _dims(self, labels: str) -> tuple[Dims, float]:
+    def _cells(self, labels: str) -> tuple[Cell, Cell, Cell, float]:
         hit = self._labels_cache.get(labels)
         if hit is None:
             pairs = list(self.cfg.constant_dimensions.items())
@@ -83,7 +83,13 @@ class DcgmDecoder(Decoder):
                     pairs.append((dim, v))
                     if dim == "gpu_model":
                         gpu_model = v
-            hit = (make_dims(pairs), self.gpu_prices.lookup(gpu_model))
+            dims = make_dims(pairs)
+            hit = (
+                cell(dims, UTIL_SIGNALS),
+                cell(dims, MEM_SIGNALS),
+                cell(dims, POWER_SIGNALS),
+                self.gpu_prices.lookup(gpu_model),
+            )
             if len(self._labels_cache) < 100_000:
                 self._labels_cache[labels] = hit
         return hit
@@ -131,23 +137,21 @@ class DcgmDecoder(Decoder):
             if not ctx.min_ts <= ts <= ctx.max_ts:
                 bad.append(BadRecord(raw, "timestamp_out_of_range", "timestamp outside accepted range"))
                 continue
-            dims, price = self._dims(labels or "")
+            c_util, c_mem, c_power, price = self._cells(labels or "")
             if name == "DCGM_FI_DEV_GPU_UTIL":
                 if not 0 <= value <= 100:
                     bad.append(BadRecord(raw, "absurd_value", f"GPU utilisation {value} outside 0..100"))
                     continue
                 idle = hours if value < idle_pct else 0.0
-                out.append(
-                    Observation(ts, dims, UTIL_SIGNALS, (hours, idle, hours * price, idle * price, value * hours))
-                )
+                out.append(Observation(ts, c_util, (hours, idle, hours * price, idle * price, value * hours)))
             elif name == "DCGM_FI_DEV_FB_USED":
                 if value < 0:
                     bad.append(BadRecord(raw, "negative_value", "negative framebuffer use"))
                     continue
-                out.append(Observation(ts, dims, MEM_SIGNALS, (value * hours,)))
+                out.append(Observation(ts, c_mem, (value * hours,)))
             else:
                 if not 0 <= value <= 5000:
                     bad.append(BadRecord(raw, "absurd_value", f"GPU power {value} W outside 0..5000"))
                     continue
-                out.append(Observation(ts, dims, POWER_SIGNALS, (value * hours,)))
+                out.append(Observation(ts, c_power, (value * hours,)))
         return out, bad

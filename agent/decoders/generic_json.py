@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
-from agent.model import Observation, make_dims, parse_time
+from agent.model import Observation, cell, make_dims, parse_time
 from agent.registry import ComponentConfig, register
 
 _MISSING = object()
@@ -128,7 +128,7 @@ class JsonDecoder(Decoder):
             d = _get(doc, path)
             if d is not _MISSING and d is not None:
                 pairs.append((dim, str(d)))
-        return Observation(ts, make_dims(pairs), self.signals, tuple(values)), None
+        return Observation(ts, cell(make_dims(pairs), self.signals), tuple(values)), None
 
     def _value_problem(self, v: float, path: str) -> tuple[str, str] | None:
         if math.isnan(v) or math.isinf(v):
@@ -195,8 +195,7 @@ class JsonDecoder(Decoder):
             out.append(
                 Observation(
                     float(g["__b"][r]),
-                    make_dims(pairs),
-                    self.signals,
+                    cell(make_dims(pairs), self.signals),
                     tuple(float(g[f"__v{i}_sum"][r]) for i in range(len(vals))),
                 )
             )

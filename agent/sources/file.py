@@ -137,9 +137,10 @@ class FileSource(Source):
                     return
                 if not data:
                     break
-                lines = (carry + data).split(b"\n")
+                block = carry + data if carry else data
+                lines = block.split(b"\n")
                 carry = lines.pop()
-                consumed += sum(len(x) + 1 for x in lines)
+                consumed += len(block) - len(carry)
                 if lines:
                     self.emit(
                         Batch(
