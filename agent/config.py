@@ -148,16 +148,12 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(err["loc"])
-        # Drop the discriminator tag pydantic inserts for tagged unions ("sinks.x.webhook.url").
+        # Drop the tag pydantic inserts for tagged unions ("sinks.x.webhook.url" → "sinks.x.url").
+        tags = {t for kind in ("source", "decoder", "detector", "sink") for t in components(kind)}  # type: ignore[arg-type]
         cleaned: list[Any] = []
         for i, part in enumerate(loc):
-            if (
-                i >= 2
-                and loc[0] in ("sources", "detectors", "sinks")
-                and i == 2
-                and isinstance(part, str)
-                and part in components(_KINDS[loc[0]])
-            ):
+            tagged_slot = (i == 2 and loc[0] in _KINDS) or (i > 0 and loc[i - 1] == "decoder")
+            if tagged_slot and isinstance(part, str) and part in tags:
                 continue
             cleaned.append(part)
         msg = err["msg"]

@@ -234,7 +234,12 @@ class DetectorRunner:
         for child, s in sh.items():
             if child not in a[3]:
                 rows.append(
-                    {"dimensions": dict(child.dims), "observed": 0.0, "expected": s * exp_total, "delta": -s * exp_total}
+                    {
+                        "dimensions": dict(child.dims),
+                        "observed": 0.0,
+                        "expected": s * exp_total,
+                        "delta": -s * exp_total,
+                    }
                 )
         rows.sort(key=lambda r: -abs(r["delta"]))
         return rows[: self.cfg.top_contributors]

@@ -223,6 +223,7 @@ class Agent:
         elif batch.payload is not None and (batch.kind == "table" or batch.payload):
             self.telemetry.received.labels(component=comp).inc(batch.records)
             self.records_in += batch.records
+            ctx.late_before = self.aggregator.sealed_until  # decoders keep late records' original bytes
             try:
                 if batch.kind == "lines":
                     obs, bad = src.decoder.decode_lines(batch.payload, ctx)

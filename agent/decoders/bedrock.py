@@ -194,7 +194,7 @@ class BedrockDecoder(Decoder):
         late_before = ctx.late_before
         iget = self._info.get
         for b, acc in by_bucket.items():
-            if b < late_before:
+            if b < late_before or b == _OUT_OF_RANGE:
                 for key in acc:
                     for raw, lg in _records_where(raws, logs, b, key, self._bucket, ctx):
                         bad.append(self._time_problem(raw, lg.timestamp, ctx, b))

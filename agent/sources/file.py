@@ -10,11 +10,11 @@ cut-off tail goes to the dead-letter file.
 from __future__ import annotations
 
 import glob
-import gzip
 import io
 import logging
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,54 +111,44 @@ class FileSource(Source):
 
     # -- line formats ----------------------------------------------------------------------
     def _read_lines(self, f: str, gz: bool, ctx: DecodeContext, offset: int, meta: dict[str, Any]) -> None:
-        raw = open(f, "rb")  # noqa: SIM115
-        try:
-            fh: Any = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
-            if offset:
-                if gz:
-                    _skip(fh, offset)
-                else:
-                    fh.seek(offset)
+        with open(f, "rb") as raw:
+            if not gz:
+                raw.seek(offset)
+            blocks = _gunzip(raw, self.cfg.chunk_bytes) if gz else iter(lambda: raw.read(self.cfg.chunk_bytes), b"")
             carry = b""
             consumed = offset
-            chunk = self.cfg.chunk_bytes
-            while not self.stopping:
-                try:
-                    data = fh.read(chunk)
-                except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-                    tail = [
-                        BadRecord(
-                            carry,
-                            "truncated_gzip" if gz else "read_error",
-                            f"file ends mid-stream after {consumed + len(carry)} bytes: {exc}",
-                        )
-                    ]
-                    self.bad(f, tail, (f, {**meta, "offset": consumed, "done": True}))
-                    return
-                if not data:
-                    break
-                block = carry + data if carry else data
-                lines = block.split(b"\n")
-                carry = lines.pop()
-                consumed += len(block) - len(carry)
-                if lines:
-                    self.emit(
-                        Batch(
-                            self.name, "lines", lines, ctx, (f, {**meta, "offset": consumed, "done": False}), len(lines)
-                        )
-                    )
-            if self.stopping:
+            skip = offset if gz else 0
+            try:
+                for data in blocks:
+                    if skip:
+                        if len(data) <= skip:
+                            skip -= len(data)
+                            continue
+                        data, skip = data[skip:], 0
+                    if self.stopping:
+                        return
+                    block = carry + data if carry else data
+                    lines = block.split(b"\n")
+                    carry = lines.pop()
+                    consumed += len(block) - len(carry)
+                    if lines:
+                        pos = (f, {**meta, "offset": consumed, "done": False})
+                        self.emit(Batch(self.name, "lines", lines, ctx, pos, len(lines)))
+            except (EOFError, zlib.error, OSError) as exc:
+                # A cut-off or corrupt file: every complete line was passed on; the tail is dead-lettered.
+                kind = "truncated_gzip" if gz else "read_error"
+                reason = f"file ends mid-stream after {consumed + len(carry)} bytes of content: {exc}"
+                self.bad(f, [BadRecord(carry, kind, reason)], (f, {**meta, "offset": consumed, "done": True}))
                 return
-            # A plain file being written (watch): the partial last line waits for the next poll.
-            if carry.strip() and (gz or not self.cfg.watch):
-                consumed += len(carry)
-                self.emit(Batch(self.name, "lines", [carry], ctx, (f, {**meta, "offset": consumed, "done": True}), 1))
-                return
-            self.emit(
-                Batch(self.name, "lines", [], ctx, (f, {**meta, "offset": consumed, "done": gz or not self.cfg.watch}))
-            )
-        finally:
-            raw.close()
+        if self.stopping:
+            return
+        # A plain file being written (watch): the partial last line waits for the next poll.
+        if carry.strip() and (gz or not self.cfg.watch):
+            consumed += len(carry)
+            self.emit(Batch(self.name, "lines", [carry], ctx, (f, {**meta, "offset": consumed, "done": True}), 1))
+            return
+        done = gz or not self.cfg.watch
+        self.emit(Batch(self.name, "lines", [], ctx, (f, {**meta, "offset": consumed, "done": done})))
 
     # -- tabular formats -------------------------------------------------------------------
     def _read_table(self, f: str, ctx: DecodeContext, fmt: str, start_batch: int, meta: dict[str, Any]) -> None:
@@ -218,9 +208,23 @@ class FileSource(Source):
             src.close()
 
 
-def _skip(fh: io.BufferedIOBase, n: int) -> None:
-    while n > 0:
-        got = fh.read(min(n, 1 << 20))
-        if not got:
-            return
-        n -= len(got)
+def _gunzip(raw: io.BufferedReader, chunk: int) -> Iterator[bytes]:
+    """Decompress gzip (also multi-member) incrementally, so a truncated file yields all its complete data.
+
+    Raises ``EOFError`` at the end of a truncated file and ``zlib.error`` on corrupt data.
+    """
+    d = zlib.decompressobj(wbits=31)
+    fed = False  # the current member has received input
+    while comp := raw.read(max(4096, chunk // 4)):
+        while comp:
+            if d.eof:  # the previous member is complete: the next one starts here
+                if not comp.strip(b"\x00"):
+                    break  # trailing zero padding, as gzip tolerates
+                d, fed = zlib.decompressobj(wbits=31), False
+            out = d.decompress(comp)
+            fed = True
+            if out:
+                yield out
+            comp = d.unused_data if d.eof else b""
+    if fed and not d.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import math
+
+from agent.aggregate import Aggregator
+from agent.model import Observation, cell, make_dims
+
+C = cell(make_dims({"team": "a"}), ("cost_usd",))
+
+
+def ob(ts: float, v: float = 1.0) -> Observation:
+    return Observation(ts, C, (v,))
+
+
+def test_tumbling_buckets_out_of_order_and_late() -> None:
+    agg = Aggregator(bucket_seconds=60, allowed_lateness_seconds=120)
+    agg.source_max["s"] = -math.inf
+    assert agg.add("s", [ob(10), ob(70), ob(5), ob(65, 2.0)]) == []  # out of order within the lateness
+    assert agg.seal() == []  # watermark 70: nothing complete yet (lateness 120 s)
+    assert agg.add("s", [ob(250)]) == []
+    sealed = agg.seal()  # watermark 250 → buckets ending at or before 130 are complete
+    assert [(b, cells[C]) for b, cells in sealed] == [(0.0, [2.0]), (60.0, [3.0])]
+    late = agg.add("s", [ob(30), ob(125), ob(200)])
+    assert [o.ts for o in late] == [30]  # its bucket is sealed: counted as late, never merged
+    rest = agg.seal(force_all=True)
+    assert [(b, cells[C]) for b, cells in rest] == [(120.0, [1.0]), (180.0, [1.0]), (240.0, [1.0])]
+
+
+def test_watermark_is_the_slowest_active_source() -> None:
+    agg = Aggregator(60, 0)
+    agg.source_max.update({"fast": -math.inf, "slow": -math.inf})
+    agg.add("fast", [ob(600), ob(100)])
+    assert agg.watermark() == -math.inf and agg.seal() == []  # "slow" has not said anything yet
+    agg.add("slow", [ob(130), ob(200)])
+    assert agg.watermark() == 200
+    assert [b for b, _ in agg.seal()] == [60.0, 120.0]
+    agg.set_idle("slow")  # a source that read everything no longer holds time back
+    assert agg.watermark() == 600
+    assert [b for b, _ in agg.seal()] == [180.0]

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import math
+import pickle
+
+from agent.config import AlertingConfig
+from agent.detect import DetectorRunner, alert_id
+from agent.model import cell, make_dims
+from detectors.seasonal import SeasonalConfig, SeasonalDetector
+
+SIG = ("token_cost_usd", "tokens")
+H = 3600.0
+
+
+def runner(**kw: object) -> DetectorRunner:
+    cfg = SeasonalConfig(
+        type="seasonal",
+        signal="token_cost_usd",
+        group_by=["team"],
+        window_seconds=3600,
+        warmup_points=48,
+        min_impact_usd=1.0,
+        **kw,
+    )  # type: ignore[arg-type]
+    return DetectorRunner("spend", cfg, SeasonalDetector.from_config(cfg), AlertingConfig())
+
+
+def feed(r: DetectorRunner, hours: range, value: object) -> list[dict]:
+    events: list[dict] = []
+    for h in hours:
+        for model, share in (("haiku", 0.3), ("sonnet", 0.7)):
+            c = cell(make_dims({"team": "a", "model": model}), SIG)
+            v = value(h) if callable(value) else value
+            r.add_bucket(h * H, {c: [v * share, 1000.0]})
+        _points, ev = r.close_until((h + 1) * H)
+        events.extend(ev)
+    return events
+
+
+def test_spike_fires_once_resolves_and_names_the_contributor() -> None:
+    r = runner()
+    base = lambda h: 100 + 40 * math.sin(2 * math.pi * (h % 24) / 24)  # noqa: E731
+    assert feed(r, range(0, 24 * 9), base) == []
+    events = feed(r, range(24 * 9, 24 * 9 + 3), lambda h: base(h) * 6)
+    events += feed(r, range(24 * 9 + 3, 24 * 9 + 8), base)
+    assert [e["status"] for e in events if e["status"] == "resolved"] == ["resolved"]
+    firing = [e for e in events if e["status"] == "firing"]
+    assert len({e["id"] for e in firing}) == 1
+    doc = firing[0]
+    assert doc["series"] == {"team": "a"} and doc["impact_usd"] > 300
+    assert doc["observed"] > doc["upper"] > doc["expected"] > doc["lower"]
+    assert doc["top_contributors"][0]["dimensions"] == {"model": "sonnet"}
+    assert doc["id"] == alert_id("spend", (("team", "a"),), 24 * 9 * H)
+
+
+def test_replayed_windows_are_not_learned_twice() -> None:
+    r = runner()
+    feed(r, range(0, 100), 50.0)
+    snap = pickle.loads(pickle.dumps(r.snapshot()))
+    n = r.models[("a",)].n_learned
+    feed(r, range(90, 100), 500.0)  # a replay of windows already learned: ignored
+    assert r.models[("a",)].n_learned == n
+    r2 = runner()
+    r2.restore(snap)
+    assert r2.models[("a",)].n_learned == n

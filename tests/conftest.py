@@ -1,0 +1,105 @@
+"""Shared fixtures: the shared test data, the demo month, real HTTP receivers on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    """``../shared/data`` (or ``$FINOPS_SHARED_DATA``); fails loudly when missing."""
+    path = Path(os.environ.get("FINOPS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.fail(f"shared test data not found at {path}: set FINOPS_SHARED_DATA", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return shared_data()
+
+
+@pytest.fixture(scope="session")
+def demo_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeded demo month (Bedrock logs + dcgm scrapes + anomalies.json), generated once."""
+    from agent import demo
+
+    out = tmp_path_factory.mktemp("demo")
+    demo.generate(out)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records every POST and answers from a script."""
+
+    server: ThreadingHTTPServer
+    requests: list[Received] = field(default_factory=list)
+    responses: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    default: tuple[int, dict[str, str]] = (200, {})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    event: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def wait_for(self, pred: Callable[[list[Received]], bool], timeout: float = 15.0) -> bool:
+        with self.event:
+            return self.event.wait_for(lambda: pred(list(self.requests)), timeout)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    holder: dict[str, Receiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            rec = holder["r"]
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with rec.lock:
+                status, headers = rec.responses.pop(0) if rec.responses else rec.default
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            with rec.event:
+                rec.requests.append(Received(self.path, {k: v for k, v in self.headers.items()}, body))
+                rec.event.notify_all()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    holder["r"] = Receiver(server)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield holder["r"]
+    server.shutdown()
+    server.server_close()
