@@ -94,7 +94,13 @@ class DetectorRunner:
         else:
             d = dict(dims)
             key = tuple(d.get(k, "") for k in self.group_by)
-            child_dims = tuple((k, v) for k, v in dims if k not in self.group_by) if self._track_children else ()
+            by = self.cfg.contributors_by
+            if not self._track_children:
+                child_dims: Dims = ()
+            elif by is None:
+                child_dims = tuple((k, v) for k, v in dims if k not in self.group_by)
+            else:
+                child_dims = tuple((k, v) for k, v in dims if k in by)
             child = cell(child_dims) if child_dims else None
             route = (
                 key,
@@ -134,7 +140,7 @@ class DetectorRunner:
                 a[2] += vals[c]
             if child:
                 ch = a[3]
-                ch[child] = ch.get(child, 0.0) + (v if j < 0 else vals[j])
+                ch[child] = ch.get(child, 0.0) + v  # contributions in the watched signal (the numerator)
 
     # -- closing windows -------------------------------------------------------------------
     def close_until(self, sealed_until: float) -> tuple[list[Point], list[dict[str, Any]]]:
@@ -224,9 +230,9 @@ class DetectorRunner:
 
     def _contributors(self, key: SeriesKey, a: list[Any], y: float, expected: float) -> list[dict[str, Any]]:
         sh = self.shares.get(key, {})
-        total = sum(a[3].values()) or 1.0
-        # Expected child value = its usual share of the expected total (seasonality-safe).
-        exp_total = expected * (total / y) if (self._is_ratio and y) else expected
+        # Expected child value = its usual share of the expected total (seasonality-safe); for a ratio
+        # the expected numerator is the expected ratio times this window's denominator.
+        exp_total = expected * a[1] / self.cfg.per_scale if self._is_ratio else expected
         rows = []
         for child, v in a[3].items():
             e = sh.get(child, 0.0) * exp_total
@@ -298,7 +304,8 @@ class DetectorRunner:
         cfg = self.cfg
         series = dict(pt.series)
         label = ", ".join(f"{k}={v}" for k, v in pt.series) or "all"
-        unit = "USD" if is_usd(cfg.signal) and not cfg.per else (f"{cfg.signal}/{cfg.per}" if cfg.per else cfg.signal)
+        base_unit = "USD" if is_usd(cfg.signal) else cfg.signal
+        unit = f"{base_unit} per {cfg.per_scale:g} {cfg.per}" if cfg.per else base_unit
         impact = pt.impact_usd
         if status == "firing":
             money = f"{_fmt(pt.observed, unit)} vs expected {_fmt(pt.expected, unit)}"
@@ -382,4 +389,6 @@ def _usd(v: float) -> str:
 def _fmt(v: float, unit: str) -> str:
     if unit == "USD":
         return f"${v:,.2f}"
+    if unit.startswith("USD per "):
+        return f"${v:,.4g} {unit[4:]}"
     return f"{v:,.4g} {unit}"

@@ -37,6 +37,9 @@ class DetectorCommon(ComponentConfig):
     max_series: int = Field(100_000, ge=1)
     series_ttl_windows: int = Field(24 * 14, ge=1, description="forget a series after this many empty windows")
     top_contributors: int = Field(5, ge=0, le=50)
+    contributors_by: list[str] | None = Field(
+        None, description="dimensions that name a contributor (root cause); default: all not in group_by"
+    )
 
     @field_validator("group_by")
     @classmethod

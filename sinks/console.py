@@ -34,8 +34,10 @@ class ConsoleSink(Sink):
         else:
             status = "FIRING  " if doc["status"] == "firing" else "RESOLVED"
             line = f"{status} {doc['severity']:<8} {doc['summary']}"
-            if doc["status"] == "firing" and doc.get("upper") is not None:
-                line += f"  [band {doc['lower']:.4g}..{doc['upper']:.4g}; id {doc['id'][:12]}]"
+            if doc["status"] == "firing":
+                lo, hi = doc.get("lower"), doc.get("upper")
+                band = f"band {'-inf' if lo is None else f'{lo:.4g}'}..{'inf' if hi is None else f'{hi:.4g}'}; "
+                line += f"  [{band}id {doc['id'][:12]}]"
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -48,7 +48,7 @@ def free_port() -> int:
 @dataclass
 class Received:
     path: str
-    headers: dict[str, str]
+    headers: Any  # email.message.Message: case-insensitive lookups
     body: bytes
 
 
@@ -89,7 +89,7 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
             with rec.event:
-                rec.requests.append(Received(self.path, {k: v for k, v in self.headers.items()}, body))
+                rec.requests.append(Received(self.path, self.headers, body))
                 rec.event.notify_all()
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
