@@ -116,6 +116,8 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL,"
             " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT)"
         )
+        # What a previous run left pending is due now: a restart (often after a fix) retries at once.
+        self.db.execute("UPDATE outbox SET next_at = ?", (time.time(),))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False

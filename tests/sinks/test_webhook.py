@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from agent.deadletter import DeadLetterFile
+from agent.telemetry import Telemetry
+from sinks.delivery import classify_status
+from sinks.webhook import WebhookConfig, WebhookSink, verify
+from tests.conftest import Receiver, free_port
+
+DOC: dict[str, Any] = {
+    "version": "1", "id": "abc123", "status": "firing", "severity": "error", "summary": "token spend up",
+    "detector": "token_spend", "series": {"team": "a"}, "observed": 10.0, "expected": 2.0, "impact_usd": 8.0,
+    "score": 9.0, "lower": 1.0, "upper": 4.0,
+}
+
+
+def sink(url: str, tmp_path: Path, **kw: Any) -> tuple[WebhookSink, Telemetry, DeadLetterFile]:
+    tel = Telemetry()
+    dlq = DeadLetterFile(tmp_path / "dlq.jsonl")
+    cfg = WebhookConfig(type="webhook", url=url, **{"backoff_base_seconds": 0.05, "backoff_cap_seconds": 0.2, **kw})
+    s = WebhookSink(cfg, name="hook", telemetry=tel, state_dir=str(tmp_path), dead_letter=dlq)
+    s.start()
+    return s, tel, dlq
+
+
+def test_signed_delivery_verified_by_the_receiver(receiver: Receiver, tmp_path: Path) -> None:
+    s, tel, _ = sink(receiver.url + "/hook", tmp_path, secret="k3y", headers={"X-Team": "finops"})
+    s.on_alert(DOC)
+    assert receiver.wait_for(lambda r: len(r) == 1)
+    req = receiver.requests[0]
+    assert req.path == "/hook" and req.headers["X-Team"] == "finops"
+    assert req.headers["Content-Type"] == "application/json"
+    assert orjson.loads(req.body) == DOC
+    ts, sig = req.headers["X-FinOps-Timestamp"], req.headers["X-FinOps-Signature"]
+    assert abs(int(ts) - time.time()) < 60
+    assert verify(b"k3y", ts, req.body, sig)
+    assert not verify(b"wrong", ts, req.body, sig)
+    assert not verify(b"k3y", ts, req.body + b" ", sig)
+    assert req.headers["X-FinOps-Alert-Id"] == "abc123"
+    s.stop()
+    assert tel.registry.get_sample_value("finops_agent_events_sent_total", {"component": "hook"}) == 1
+
+
+def test_retries_5xx_and_429_honouring_retry_after(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.responses = [(503, {}), (429, {"Retry-After": "1"}), (202, {})]
+    s, tel, _ = sink(receiver.url, tmp_path)
+    t0 = time.monotonic()
+    s.on_alert(DOC)
+    assert receiver.wait_for(lambda r: len(r) == 3)
+    assert time.monotonic() - t0 >= 1.0  # waited as the receiver asked
+    assert s.flush(5)
+    s.stop()
+    errors = tel.registry.get_sample_value(
+        "finops_agent_errors_total", {"component": "hook", "error_type": "retry", "stage": "deliver"}
+    )
+    assert errors == 2
+    assert tel.registry.get_sample_value("finops_agent_events_sent_total", {"component": "hook"}) == 1
+
+
+def test_4xx_is_permanent_and_dead_lettered(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.default = (400, {})
+    s, tel, dlq = sink(receiver.url, tmp_path)
+    s.on_alert(DOC)
+    assert receiver.wait_for(lambda r: len(r) == 1)
+    time.sleep(0.5)
+    s.stop()
+    assert len(receiver.requests) == 1  # never retried
+    dlq.close()
+    entry = orjson.loads((tmp_path / "dlq.jsonl").read_bytes().splitlines()[0])
+    assert entry["kind"] == "delivery_failed" and "HTTP 400" in entry["reason"]
+    assert b"abc123" in orjson.loads(entry["original"].encode())["body"].encode()
+    assert tel.registry.get_sample_value(
+        "finops_agent_events_discarded_total", {"component": "hook", "reason": "delivery_failed"}
+    ) == 1
+
+
+def test_outbox_survives_a_restart(receiver: Receiver, tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens here
+    s, _tel, _ = sink(down, tmp_path, backoff_base_seconds=30.0, backoff_cap_seconds=30.0)
+    s.on_alert(DOC)
+    time.sleep(0.3)
+    s.stop(timeout=0.5)
+    assert not receiver.requests
+    # Same state directory, the receiver now reachable: the pending alert is delivered.
+    s2, _tel2, _ = sink(receiver.url + "/hook", tmp_path)
+    assert receiver.wait_for(lambda r: len(r) == 1, 20)
+    s2.stop()
+
+
+@pytest.mark.parametrize(
+    "status,outcome",
+    [(200, "ok"), (201, "ok"), (202, "ok"), (204, "ok"), (400, "permanent"), (401, "permanent"),
+     (403, "permanent"), (404, "permanent"), (408, "retry"), (413, "permanent"), (429, "retry"),
+     (500, "retry"), (502, "retry"), (503, "retry"), (504, "retry")],
+)
+def test_status_code_table(status: int, outcome: str, receiver: Receiver, tmp_path: Path) -> None:
+    assert classify_status(status) == outcome
+    receiver.responses = [(status, {})]
+    receiver.default = (200, {})
+    s, _tel, _ = sink(receiver.url, tmp_path, max_attempts=2)
+    s.on_alert(DOC)
+    expected = 2 if outcome == "retry" else 1
+    assert receiver.wait_for(lambda r: len(r) == expected, 10)
+    time.sleep(0.2)
+    s.stop()
+    assert len(receiver.requests) == expected
+
+
+def test_slack_format(receiver: Receiver, tmp_path: Path) -> None:
+    s, _tel, _ = sink(receiver.url, tmp_path, format="slack")
+    s.on_alert(DOC)
+    assert receiver.wait_for(lambda r: len(r) == 1)
+    body = orjson.loads(receiver.requests[0].body)
+    assert "token spend up" in body["text"] and body["blocks"][0]["type"] == "section"
+    s.stop()
