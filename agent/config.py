@@ -149,7 +149,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(err["loc"])
         # Drop the tag pydantic inserts for tagged unions ("sinks.x.webhook.url" → "sinks.x.url").
-        tags = {t for kind in ("source", "decoder", "detector", "sink") for t in components(kind)}  # type: ignore[arg-type]
+        tags = {t for kind in ("source", "decoder", "detector", "sink") for t in components(kind)}
         cleaned: list[Any] = []
         for i, part in enumerate(loc):
             tagged_slot = (i == 2 and loc[0] in _KINDS) or (i > 0 and loc[i - 1] == "decoder")

@@ -20,9 +20,23 @@ def backtest_run(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("bt")
     alerts, report = out / "alerts.jsonl", out / "report"
     res = subprocess.run(
-        [sys.executable, "-m", "agent", "backtest", "--input", str(demo_month / "bedrock"), str(demo_month / "dcgm"),
-         "--alerts-out", str(alerts), "--report", str(report)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "backtest",
+            "--input",
+            str(demo_month / "bedrock"),
+            str(demo_month / "dcgm"),
+            "--alerts-out",
+            str(alerts),
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     return alerts, report, res.stdout
@@ -48,13 +62,20 @@ def test_finds_every_injected_anomaly_with_few_false_alerts(demo_month: Path, ba
         )
     ]
     for m in manifest["anomalies"]:
-        caught = [a for a in firing.values() if a["detector"] == m["detector"] and a["series"] == m["series"]
-                  and m["start"] - 3600 <= parse_time(a["started_at"]) <= m["end"]]
+        caught = [
+            a
+            for a in firing.values()
+            if a["detector"] == m["detector"]
+            and a["series"] == m["series"]
+            and m["start"] - 3600 <= parse_time(a["started_at"]) <= m["end"]
+        ]
         assert caught, f"{m['name']} not alerted by {m['detector']}"
         assert all(a["impact_usd"] and a["impact_usd"] > 0 for a in caught), m["name"]
     assert len(false) <= 3, false
     # Each alert document carries money and root cause.
-    spike = next(a for a in firing.values() if a["detector"] == "token_spend" and a["series"] == {"team": "support-bot"})
+    spike = next(
+        a for a in firing.values() if a["detector"] == "token_spend" and a["series"] == {"team": "support-bot"}
+    )
     assert spike["observed"] > spike["upper"] and spike["expected"] > 0
     assert spike["top_contributors"] and spike["top_contributors"][0]["delta"] > 0
     # Resolved documents pair with firing ones by id.

@@ -30,8 +30,14 @@ def _start(demo: Path, state: Path, receiver: Receiver, port: int, *extra: str) 
         "FINOPS_WEBHOOK_SECRET": SECRET,
         "FINOPS_METRICS_PORT": str(port),
     }
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
 
     def pump() -> None:
@@ -64,19 +70,34 @@ def test_run_default_finds_the_demo_anomalies(demo_month: Path, tmp_path: Path, 
     port = free_port()
     proc, lines = _start(demo_month, tmp_path, receiver, port)
     try:
+
         def firing() -> list[str]:
             return [ln for ln in lines if ln.startswith("FIRING")]
 
-        assert _wait(lambda: {d for d in ("token_spend", "unit_cost", "gpu_hours", "idle_gpu")
-                              if any(f"[{d}]" in ln for ln in firing())} == {"token_spend", "unit_cost", "gpu_hours",
-                                                                             "idle_gpu"}, 60), "\n".join(lines[-30:])
+        assert _wait(
+            lambda: (
+                {
+                    d
+                    for d in ("token_spend", "unit_cost", "gpu_hours", "idle_gpu")
+                    if any(f"[{d}]" in ln for ln in firing())
+                }
+                == {"token_spend", "unit_cost", "gpu_hours", "idle_gpu"}
+            ),
+            60,
+        ), "\n".join(lines[-30:])
         assert all("$" in ln for ln in firing())  # every alert line carries dollars
         assert any("support-bot" in ln and "impact +$" in ln for ln in firing())
         # /metrics serves the anomaly outputs and the agent's own metrics.
         assert _wait(lambda: _scrape(port)[0] == 200, 10)
         fams = {f.name: f for f in text_string_to_metric_families(_scrape(port)[1])}
-        for name in ("finops_anomaly_score", "finops_observed_value", "finops_expected_value",
-                     "finops_expected_upper", "finops_alerts_firing", "finops_agent_events_received"):
+        for name in (
+            "finops_anomaly_score",
+            "finops_observed_value",
+            "finops_expected_value",
+            "finops_expected_upper",
+            "finops_alerts_firing",
+            "finops_agent_events_received",
+        ):
             assert name in fams, sorted(fams)
         detectors = {s.labels["detector"] for s in fams["finops_anomaly_score"].samples}
         assert detectors == {"token_spend", "unit_cost", "gpu_hours", "idle_gpu"}
@@ -91,7 +112,9 @@ def test_run_default_finds_the_demo_anomalies(demo_month: Path, tmp_path: Path, 
         # The webhook received signed alert documents.
         assert receiver.wait_for(lambda reqs: len(reqs) >= 4, 30)
         for req in receiver.requests:
-            assert verify(SECRET.encode(), req.headers["X-FinOps-Timestamp"], req.body, req.headers["X-FinOps-Signature"])
+            assert verify(
+                SECRET.encode(), req.headers["X-FinOps-Timestamp"], req.body, req.headers["X-FinOps-Signature"]
+            )
             doc = orjson.loads(req.body)
             assert doc["version"] == "1" and doc["id"] == req.headers["X-FinOps-Alert-Id"]
         assert SECRET not in "\n".join(lines)

@@ -20,14 +20,28 @@ def get(port: int, path: str) -> tuple[int, str]:
 
 
 def point(team: str, score: float = 1.0) -> Point:
-    return Point("spend", "seasonal", "token_cost_usd", (("team", team), ("model.id", "m")), 0.0, 3600.0,
-                 observed=12.5, expected=10.0, lower=5.0, upper=20.0, score=score, anomalous=False, impact_usd=2.5)
+    return Point(
+        "spend",
+        "seasonal",
+        "token_cost_usd",
+        (("team", team), ("model.id", "m")),
+        0.0,
+        3600.0,
+        observed=12.5,
+        expected=10.0,
+        lower=5.0,
+        upper=20.0,
+        score=score,
+        anomalous=False,
+        impact_usd=2.5,
+    )
 
 
 def test_metrics_health_and_cardinality_cap() -> None:
     tel, health = Telemetry(), Health()
-    sink = PrometheusSink(PrometheusConfig(type="prometheus", port=0, max_series=3), name="metrics", telemetry=tel,
-                          health=health)
+    sink = PrometheusSink(
+        PrometheusConfig(type="prometheus", port=0, max_series=3), name="metrics", telemetry=tel, health=health
+    )
     sink.start()
     try:
         port = sink.port
@@ -47,12 +61,21 @@ def test_metrics_health_and_cardinality_cap() -> None:
         score = fams["finops_anomaly_score"].samples
         assert len(score) == 3  # the cap
         labels = [s.labels for s in score]
-        assert {"detector": "spend", "signal": "token_cost_usd", "team": "t5", "model_id": "m"} in labels  # firing first
+        assert {
+            "detector": "spend",
+            "signal": "token_cost_usd",
+            "team": "t5",
+            "model_id": "m",
+        } in labels  # firing first
         firing = {s.labels["team"]: s.value for s in fams["finops_alerts_firing"].samples}
         assert firing["t5"] == 1.0 and sum(firing.values()) == 1.0
-        for name, value in [("finops_observed_value", 12.5), ("finops_expected_value", 10.0),
-                            ("finops_expected_lower", 5.0), ("finops_expected_upper", 20.0),
-                            ("finops_impact_usd", 2.5)]:
+        for name, value in [
+            ("finops_observed_value", 12.5),
+            ("finops_expected_value", 10.0),
+            ("finops_expected_lower", 5.0),
+            ("finops_expected_upper", 20.0),
+            ("finops_impact_usd", 2.5),
+        ]:
             assert {s.value for s in fams[name].samples} == {value}, name
         assert fams["finops_agent_metric_series_capped"].samples[0].value == 3
         recv = fams["finops_agent_events_received"].samples

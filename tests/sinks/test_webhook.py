@@ -14,9 +14,19 @@ from sinks.webhook import WebhookConfig, WebhookSink, verify
 from tests.conftest import Receiver, free_port
 
 DOC: dict[str, Any] = {
-    "version": "1", "id": "abc123", "status": "firing", "severity": "error", "summary": "token spend up",
-    "detector": "token_spend", "series": {"team": "a"}, "observed": 10.0, "expected": 2.0, "impact_usd": 8.0,
-    "score": 9.0, "lower": 1.0, "upper": 4.0,
+    "version": "1",
+    "id": "abc123",
+    "status": "firing",
+    "severity": "error",
+    "summary": "token spend up",
+    "detector": "token_spend",
+    "series": {"team": "a"},
+    "observed": 10.0,
+    "expected": 2.0,
+    "impact_usd": 8.0,
+    "score": 9.0,
+    "lower": 1.0,
+    "upper": 4.0,
 }
 
 
@@ -75,9 +85,12 @@ def test_4xx_is_permanent_and_dead_lettered(receiver: Receiver, tmp_path: Path) 
     entry = orjson.loads((tmp_path / "dlq.jsonl").read_bytes().splitlines()[0])
     assert entry["kind"] == "delivery_failed" and "HTTP 400" in entry["reason"]
     assert b"abc123" in orjson.loads(entry["original"].encode())["body"].encode()
-    assert tel.registry.get_sample_value(
-        "finops_agent_events_discarded_total", {"component": "hook", "reason": "delivery_failed"}
-    ) == 1
+    assert (
+        tel.registry.get_sample_value(
+            "finops_agent_events_discarded_total", {"component": "hook", "reason": "delivery_failed"}
+        )
+        == 1
+    )
 
 
 def test_outbox_survives_a_restart(receiver: Receiver, tmp_path: Path) -> None:
@@ -95,9 +108,23 @@ def test_outbox_survives_a_restart(receiver: Receiver, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "status,outcome",
-    [(200, "ok"), (201, "ok"), (202, "ok"), (204, "ok"), (400, "permanent"), (401, "permanent"),
-     (403, "permanent"), (404, "permanent"), (408, "retry"), (413, "permanent"), (429, "retry"),
-     (500, "retry"), (502, "retry"), (503, "retry"), (504, "retry")],
+    [
+        (200, "ok"),
+        (201, "ok"),
+        (202, "ok"),
+        (204, "ok"),
+        (400, "permanent"),
+        (401, "permanent"),
+        (403, "permanent"),
+        (404, "permanent"),
+        (408, "retry"),
+        (413, "permanent"),
+        (429, "retry"),
+        (500, "retry"),
+        (502, "retry"),
+        (503, "retry"),
+        (504, "retry"),
+    ],
 )
 def test_status_code_table(status: int, outcome: str, receiver: Receiver, tmp_path: Path) -> None:
     assert classify_status(status) == outcome

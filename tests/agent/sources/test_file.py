@@ -49,15 +49,25 @@ def test_glob_gzip_and_formats(tmp_path: Path) -> None:
 def test_csv_and_parquet_through_the_generic_decoder(tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()
-    table = pa.table({"ts": ["2026-10-01T10:00:00Z", "2026-10-01T10:00:30Z", "2026-10-01T10:01:00Z"],
-                      "requests": [1.0, 2.0, 4.0], "team": ["a", "a", "b"]})
+    table = pa.table(
+        {
+            "ts": ["2026-10-01T10:00:00Z", "2026-10-01T10:00:30Z", "2026-10-01T10:01:00Z"],
+            "requests": [1.0, 2.0, 4.0],
+            "team": ["a", "a", "b"],
+        }
+    )
     pacsv.write_csv(table, d / "x.csv")
-    later = table.set_column(0, "ts", pa.array(["2026-10-01T10:02:00Z", "2026-10-01T10:02:30Z", "2026-10-01T10:03:00Z"]))
+    later = table.set_column(
+        0, "ts", pa.array(["2026-10-01T10:02:00Z", "2026-10-01T10:02:30Z", "2026-10-01T10:03:00Z"])
+    )
     pq.write_table(later, d / "y.parquet")
     dec = "{type: json, time_field: ts, values: {requests: requests}, dimensions: {team: team}}"
     collector = PointCollector()
-    agent = Agent(load_config_text(_cfg(str(d), tmp_path / "st", dec)), state_store=MemoryStateStore(),
-                  extra_sinks={"c": collector})
+    agent = Agent(
+        load_config_text(_cfg(str(d), tmp_path / "st", dec)),
+        state_store=MemoryStateStore(),
+        extra_sinks={"c": collector},
+    )
     agent.start()
     agent.wait_finished(30)
     agent.stop(flush_windows=True)
