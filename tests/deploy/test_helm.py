@@ -1,0 +1,50 @@
+"""The Helm chart renders, lints clean, and carries a config the agent accepts."""
+
+from __future__ import annotations
+
+import helm_python
+import yaml
+
+from agent.config import load_config_text
+from tests.conftest import ROOT
+
+CHART = str(ROOT / "deploy" / "helm" / "finops-agent")
+
+
+def render(values: dict) -> dict[str, list[dict]]:
+    out = helm_python.Chart.load(CHART).render(values=values)
+    return {path.rsplit("/", 1)[-1]: [d for d in yaml.safe_load_all(text) if d] for path, text in out.items()}
+
+
+def test_lint_has_no_errors() -> None:
+    assert helm_python.lint(CHART)["errors"] == []
+
+
+def test_default_deployment() -> None:
+    docs = render({})
+    (workload,) = docs["workload.yaml"]
+    assert workload["kind"] == "Deployment"
+    pod = workload["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["run", "--config", "/etc/finops-agent/config.yaml"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {v["name"] for v in pod["volumes"]} == {"config", "state"}
+    assert docs["pvc.yaml"][0]["kind"] == "PersistentVolumeClaim"
+    assert docs["servicemonitor.yaml"] == [] and docs["prometheusrule.yaml"] == []
+    cfg = load_config_text(docs["configmap.yaml"][0]["data"]["config.yaml"])
+    assert cfg.sinks["metrics"].port == 9464
+
+
+def test_daemonset_with_monitoring() -> None:
+    docs = render({"kind": "DaemonSet", "serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                   "secretEnv": {"secretName": "agent-secrets"}})
+    (workload,) = docs["workload.yaml"]
+    assert workload["kind"] == "DaemonSet" and "replicas" not in workload["spec"]
+    pod = workload["spec"]["template"]["spec"]
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "agent-secrets"}}]
+    assert "hostPath" in next(v for v in pod["volumes"] if v["name"] == "state")
+    assert docs["pvc.yaml"] == []
+    rules = docs["prometheusrule.yaml"][0]["spec"]["groups"]
+    assert {r["alert"] for g in rules for r in g["rules"]} >= {"FinOpsAgentDown", "FinOpsSpendAnomaly"}
+    assert docs["servicemonitor.yaml"][0]["kind"] == "ServiceMonitor"
