@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## Run the agent on its embedded default config (local files in; console + webhook + /metrics out).
+## A local receiver (agent.webhook_echo) takes the signed webhook deliveries and checks their signatures.
 run: $(STAMP)
+	@$(BIN)/python -m agent.webhook_echo --port 9099 --secret change-me & echo $$! > .webhook-echo.pid; \
+	trap 'kill $$(cat .webhook-echo.pid) 2>/dev/null; rm -f .webhook-echo.pid' EXIT INT TERM; \
 	$(BIN)/finops-agent run
 
 ## Everything CI runs: lint, types, tests (services the tests need are started by the tests).

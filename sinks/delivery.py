@@ -125,6 +125,8 @@ class Outbox:
         self._rng = random.Random()
         self.delivered = 0
         self.dead = 0
+        self._failing: str | None = None
+        self._failures = 0
 
     def put(self, body: bytes) -> None:
         with self._wake:
@@ -180,13 +182,29 @@ class Outbox:
                         "UPDATE outbox SET attempts = ?, next_at = ?, last_error = ? WHERE seq = ?",
                         (attempts + 1, time.time() + delay, res.detail, seq),
                     )
-            if res.outcome != "ok" and (res.outcome == "permanent" or attempts + 1 >= self.max_attempts):
-                log.warning("sink %s: notification dead-lettered (%s)", self.name, dead_reason)
-                if self.on_dead:
-                    self.on_dead(body, dead_reason)
-            elif res.outcome == "retry":
-                log.info("sink %s: delivery failed, will retry (%s)", self.name, res.detail)
+            dead = res.outcome != "ok" and (res.outcome == "permanent" or attempts + 1 >= self.max_attempts)
+            if dead and self.on_dead:
+                self.on_dead(body, dead_reason)
+            self._log_state(res)
             self._report_depth()
+
+    def _log_state(self, res: Result) -> None:
+        """Log changes of delivery state (failing → recovered, a new kind of error), not every attempt."""
+        if res.outcome == "ok":
+            if self._failing:
+                log.info("sink %s: delivering again after %d failed attempt(s)", self.name, self._failures)
+            self._failing, self._failures = None, 0
+            return
+        self._failures += 1
+        kind = res.detail.split(":")[0]
+        if kind != self._failing:
+            log.warning(
+                "sink %s: delivery failing (%s); retrying with backoff, failed notifications are dead-lettered"
+                " (further failures are counted in finops_agent_errors_total)",
+                self.name,
+                res.detail,
+            )
+            self._failing = kind
 
     def drain(self, timeout: float) -> bool:
         """Wait until nothing is due (True) or ``timeout`` passes (False)."""
