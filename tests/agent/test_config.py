@@ -132,3 +132,10 @@ def test_validate_never_prints_secrets(tmp_path: Path) -> None:
     res = _validate("--config", str(cfg))
     assert res.returncode == 2
     assert "sup3r-s3cret" not in res.stderr + res.stdout
+
+
+def test_readme_config_example_is_valid() -> None:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = load_config_text(block, "README.md", env={"WEBHOOK_SECRET": "x", "SLACK_WEBHOOK_URL": "https://h.example/x"})
+    assert set(cfg.detectors) == {"token_spend", "unit_cost", "monthly_budget"}
