@@ -57,6 +57,11 @@ class Aggregator:
         self.idle_sources.discard(source)
         return late
 
+    def forget(self, stream: str) -> None:
+        """A stream (e.g. a revoked partition) no longer holds the watermark back."""
+        self.source_max.pop(stream, None)
+        self.idle_sources.discard(stream)
+
     def set_idle(self, source: str, idle: bool = True) -> None:
         if idle:
             self.idle_sources.add(source)

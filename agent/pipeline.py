@@ -36,9 +36,11 @@ class Health:
     def __init__(self) -> None:
         self._ready = threading.Event()
         self._alive = threading.Event()
+        self.sources: list[Any] = []
 
     def ready(self) -> bool:
-        return self._ready.is_set() and self._alive.is_set()
+        """State restored, pipeline running, and every source able to consume (partitions assigned)."""
+        return self._ready.is_set() and self._alive.is_set() and all(s.ready() for s in self.sources)
 
     def alive(self) -> bool:
         return self._alive.is_set()
@@ -95,10 +97,12 @@ class Agent:
         for name, s in cfg.sources.items():
             decoder = build("decoder", s.decoder, pricing=cfg.pricing)
             self.sources[name] = build(
-                "source", s, name=name, decoder=decoder, emit=self._emit, ctx_defaults=ctx_defaults
+                "source", s, name=name, decoder=decoder, emit=self._emit, ctx_defaults=ctx_defaults, agent=self
             )
-        for name in self.sources:
-            self.aggregator.source_max.setdefault(name, -math.inf)
+        self.health.sources = list(self.sources.values())
+        for name, src in self.sources.items():
+            if not src.partitioned:  # partitioned sources register their partitions on assignment
+                self.aggregator.source_max.setdefault(name, -math.inf)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._stopped = False
@@ -211,9 +215,14 @@ class Agent:
     def _process(self, batch: Batch) -> None:
         src = self.sources[batch.source]
         comp = batch.source
+        stream = batch.stream or comp
         if batch.kind == "idle":
-            self.aggregator.set_idle(comp)
+            self.aggregator.set_idle(stream)
             self._seal()
+            return
+        if batch.kind == "checkpoint":  # a source asks for one (partitions about to be revoked)
+            self.checkpoint()
+            batch.payload.set()
             return
         bad: list[BadRecord] = []
         obs: list[Observation] = []
@@ -236,19 +245,19 @@ class Agent:
                 bad = [BadRecord(r, "decoder_error", f"{type(exc).__name__}: {exc}") for r in raw]
         if obs:
             self.telemetry.observations.labels(component=comp).inc(len(obs))
-            late = self.aggregator.add(comp, obs)
+            late = self.aggregator.add(stream, obs)
             if late:
                 bad.extend(
                     BadRecord(repr(o).encode(), "late", "event time older than the watermark minus allowed lateness")
                     for o in late
                 )
         if bad:
-            self._bad(comp, ctx.location, bad)
+            self._bad(comp, ctx.location, bad, batch)
         if batch.position is not None:
             src.commit(*batch.position)
         self._seal()
 
-    def _bad(self, comp: str, location: str, bad: list[BadRecord]) -> None:
+    def _bad(self, comp: str, location: str, bad: list[BadRecord], batch: Batch | None = None) -> None:
         counts: dict[str, int] = {}
         for r in bad:
             counts[r.kind] = counts.get(r.kind, 0) + 1
@@ -265,8 +274,9 @@ class Agent:
                 model = r.reason.split("'")[1] if "'" in r.reason else "?"
                 self.telemetry.count_unpriced(model)
                 self.logonce(comp, f"unknown_model:{model}", r.reason, r.raw[:300].decode("utf-8", "replace"))
-        self.dead_letter.write(comp, location, bad)
         self.telemetry.dead_lettered.inc(len(bad))
+        rest = self.sources[comp].dead_letter(batch, bad) if batch is not None else bad
+        self.dead_letter.write(comp, location, rest)
 
     def _seal(self, force_all: bool = False) -> None:
         sealed = self.aggregator.seal(force_all=force_all)
@@ -316,6 +326,8 @@ class Agent:
         self.store.save(state)
         self._last_checkpoint = time.monotonic()
         self.telemetry.checkpointed()
+        for name, positions in state["sources"].items():
+            self.sources[name].checkpointed(positions)
 
     def metrics_port(self) -> int | None:
         for s in self.sinks.values():

@@ -66,6 +66,7 @@ def load_builtin() -> None:
     import agent.decoders.dcgm  # noqa: F401
     import agent.decoders.generic_json  # noqa: F401
     import agent.sources.file  # noqa: F401
+    import agent.sources.kafka  # noqa: F401
     import detectors.budget  # noqa: F401
     import detectors.seasonal  # noqa: F401
     import detectors.threshold  # noqa: F401

@@ -64,6 +64,12 @@ class Telemetry:
         self.open_cells = Gauge("finops_agent_open_aggregation_cells", "Cells in open event-time buckets", registry=r)
         self.series = Gauge("finops_agent_series", "Series with a model", ["detector"], registry=r)
         self.watermark = Gauge("finops_agent_watermark_timestamp_seconds", "Event-time watermark", registry=r)
+        self.consumer_lag = Gauge(
+            "finops_agent_consumer_lag",
+            "Records behind the end of the partition",
+            ["source", "topic", "partition"],
+            registry=r,
+        )
         self.checkpoint_age = Gauge(
             "finops_agent_checkpoint_age_seconds", "Seconds since the last checkpoint", registry=r
         )

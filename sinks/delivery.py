@@ -116,6 +116,10 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL,"
             " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT)"
         )
+        # Keys of everything ever enqueued (35 days): a replay after a crash re-creates the same alert
+        # events, and they are not sent again.
+        self.db.execute("CREATE TABLE IF NOT EXISTS sent (key TEXT PRIMARY KEY, at REAL NOT NULL)")
+        self.db.execute("DELETE FROM sent WHERE at < ?", (time.time() - 35 * 86400,))
         # What a previous run left pending is due now: a restart (often after a fix) retries at once.
         self.db.execute("UPDATE outbox SET next_at = ?", (time.time(),))
         self._lock = threading.Lock()
@@ -128,11 +132,18 @@ class Outbox:
         self._failing: str | None = None
         self._failures = 0
 
-    def put(self, body: bytes) -> None:
+    def put(self, body: bytes, dedup_key: str | None = None) -> bool:
+        """Enqueue durably; False (and nothing enqueued) when ``dedup_key`` was enqueued before."""
         with self._wake:
-            self.db.execute("INSERT INTO outbox (body, next_at) VALUES (?, ?)", (body, time.time()))
+            now = time.time()
+            if dedup_key is not None:
+                cur = self.db.execute("INSERT OR IGNORE INTO sent (key, at) VALUES (?, ?)", (dedup_key, now))
+                if cur.rowcount == 0:
+                    return False
+            self.db.execute("INSERT INTO outbox (body, next_at) VALUES (?, ?)", (body, now))
             self._wake.notify()
         self._report_depth()
+        return True
 
     def depth(self) -> int:
         with self._lock:

@@ -116,7 +116,11 @@ class WebhookSink(Sink):
             return
         body = orjson.dumps(slack_message(doc) if self.cfg.format == "slack" else doc)
         assert self.outbox is not None, "sink not started"
-        self.outbox.put(orjson.dumps({"id": doc["id"], "body": body.decode()}))
+        # One delivery per (alert, status, severity), even when a replay after a crash re-creates the event.
+        self.outbox.put(
+            orjson.dumps({"id": doc["id"], "body": body.decode()}),
+            dedup_key=f"{doc['id']}:{doc['status']}:{doc['severity']}",
+        )
 
     def _deliver(self, item: bytes) -> Result:
         env = orjson.loads(item)

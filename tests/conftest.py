@@ -103,3 +103,21 @@ def receiver() -> Iterator[Receiver]:
     yield holder["r"]
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka broker: ``$KAFKA_BOOTSTRAP_SERVERS``, or one started here (fails loudly if it cannot)."""
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    from scripts.kafka_broker import BrokerError, KafkaBroker
+
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except BrokerError as exc:
+        pytest.fail(f"the Kafka broker could not start: {exc}", pytrace=False)
+    yield broker.bootstrap
+    broker.cleanup()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from agent.decoders.base import BadRecord, DecodeContext, Decoder
 
@@ -19,18 +19,23 @@ from agent.decoders.base import BadRecord, DecodeContext, Decoder
 @dataclass(slots=True)
 class Batch:
     source: str
-    kind: Literal["lines", "table", "bad", "idle"]
+    kind: Literal["lines", "table", "bad", "idle", "checkpoint"]
     payload: Any
     ctx: DecodeContext | None
     position: tuple[str, Any] | None = None  # (key, value) committed after processing
     records: int = 0
+    stream: str | None = None  # event-time stream (watermark unit): the source, or one of its partitions
+    meta: dict[int, Any] | None = None  # per-record metadata by id(raw bytes), for dead-lettering
 
 
 Emit = Callable[[Batch], None]
 
 
 class Source:
-    def __init__(self, cfg: Any, *, name: str, decoder: Decoder, emit: Emit, ctx_defaults: dict[str, Any]):
+    #: True when every partition is its own event-time stream, registered on assignment.
+    partitioned: ClassVar[bool] = False
+
+    def __init__(self, cfg: Any, *, name: str, decoder: Decoder, emit: Emit, ctx_defaults: dict[str, Any], **_: Any):
         self.cfg = cfg
         self.name = name
         self.decoder = decoder
@@ -43,6 +48,18 @@ class Source:
 
     def restore(self, positions: dict[str, Any]) -> None:
         self.positions = dict(positions)
+
+    def ready(self) -> bool:
+        """False until the source can consume (e.g. partitions assigned)."""
+        return True
+
+    def checkpointed(self, positions: dict[str, Any]) -> None:
+        """Called after state including ``positions`` was persisted (commit offsets here)."""
+        return None
+
+    def dead_letter(self, batch: Batch, bad: list[BadRecord]) -> list[BadRecord]:
+        """Route bad records somewhere source-specific; return those left for the dead-letter file."""
+        return bad
 
     def commit(self, key: str, value: Any) -> None:
         self.positions[key] = value

@@ -37,8 +37,14 @@ def test_default_deployment() -> None:
 
 
 def test_daemonset_with_monitoring() -> None:
-    docs = render({"kind": "DaemonSet", "serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
-                   "secretEnv": {"secretName": "agent-secrets"}})
+    docs = render(
+        {
+            "kind": "DaemonSet",
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "secretEnv": {"secretName": "agent-secrets"},
+        }
+    )
     (workload,) = docs["workload.yaml"]
     assert workload["kind"] == "DaemonSet" and "replicas" not in workload["spec"]
     pod = workload["spec"]["template"]["spec"]

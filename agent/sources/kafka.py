@@ -1,0 +1,344 @@
+"""Kafka source: a consumer group member on kafka-python, with at-least-once offsets.
+
+- ``topics`` or ``topic_pattern``, ``group_id``, TLS and SASL (PLAIN, SCRAM-SHA-256/512,
+  OAUTHBEARER with a token-provider hook, e.g. for AWS MSK IAM; Azure Event Hubs' Kafka endpoint
+  with PLAIN, user ``$ConnectionString`` and the connection string as password).
+- Every partition is its own event-time stream: the watermark is the slowest assigned
+  partition's, so partitions fetched ahead of others never make the others' records late.
+- Offsets are committed only after a checkpoint persisted the state that includes them (order:
+  outbox flush → state → offsets). On revocation the source asks the pipeline for a checkpoint
+  (queued behind what it already handed over), commits, then releases the partitions; on
+  assignment it seeks to the positions in the restored state where it has them.
+- Backpressure: when the pipeline queue is mostly full, assigned partitions are paused and the
+  consumer keeps polling (heartbeats, rebalances) without fetching; they resume once it drains.
+- Undecodable records go to ``dead_letter_topic`` with their original key, value and headers plus
+  ``error``, ``source_topic``, ``source_partition`` and ``source_offset`` headers (or to the
+  dead-letter file when no topic is set); their offsets are then committed like any other.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from agent.decoders import decoder_config_union
+from agent.decoders.base import BadRecord, DecodeContext
+from agent.registry import ComponentConfig, register
+from agent.sources.base import Batch, Source
+
+log = logging.getLogger(__name__)
+
+
+def _require_kafka() -> Any:
+    try:
+        import kafka
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise RuntimeError("the kafka source needs kafka-python: pip install 'finops-agent[kafka]'") from exc
+    return kafka
+
+
+class KafkaConfig(ComponentConfig):
+    type: Literal["kafka"]
+    bootstrap_servers: list[str] = Field(min_length=1)
+    topics: list[str] = Field(default_factory=list)
+    topic_pattern: str | None = None
+    group_id: str = "finops-agent"
+    client_id: str = "finops-agent"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: str | None = None
+    oauth_token_provider: str | None = Field(
+        None, description="'module:factory' returning a kafka-python AbstractTokenProvider (e.g. AWS MSK IAM)"
+    )
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    max_poll_records: int = Field(2000, ge=1)
+    poll_timeout_ms: int = Field(500, ge=1)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    dead_letter_topic: str | None = None
+    lag_interval_seconds: float = Field(5.0, gt=0)
+    decoder: decoder_config_union()  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _check(self) -> KafkaConfig:
+        if bool(self.topics) == bool(self.topic_pattern):
+            raise ValueError("set topics or topic_pattern (one of them)")
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError("sasl_mechanism is required with a SASL security_protocol")
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not self.sasl_username:
+            raise ValueError(f"sasl_username is required with {self.sasl_mechanism}")
+        if self.sasl_mechanism == "OAUTHBEARER" and not self.oauth_token_provider:
+            raise ValueError("oauth_token_provider is required with OAUTHBEARER")
+        if self.sasl_password is not None and self.sasl_password_file:
+            raise ValueError("set sasl_password or sasl_password_file, not both")
+        return self
+
+
+def client_options(cfg: KafkaConfig) -> dict[str, Any]:
+    """kafka-python options for security (shared by the consumer, producer and admin client)."""
+    from agent.config import read_secret
+
+    opts: dict[str, Any] = {
+        "bootstrap_servers": cfg.bootstrap_servers,
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+    }
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        opts.update(
+            ssl_cafile=cfg.ssl_cafile,
+            ssl_certfile=cfg.ssl_certfile,
+            ssl_keyfile=cfg.ssl_keyfile,
+            ssl_check_hostname=cfg.ssl_check_hostname,
+        )
+    if cfg.sasl_mechanism:
+        opts["sasl_mechanism"] = cfg.sasl_mechanism
+        if cfg.sasl_mechanism == "OAUTHBEARER":
+            module, _, attr = (cfg.oauth_token_provider or "").partition(":")
+            opts["sasl_oauth_token_provider"] = getattr(importlib.import_module(module), attr)()
+        else:
+            opts["sasl_plain_username"] = cfg.sasl_username
+            opts["sasl_plain_password"] = read_secret(cfg.sasl_password, cfg.sasl_password_file)
+    return opts
+
+
+def stream_key(source: str, topic: str, partition: int) -> str:
+    return f"{source}/{topic}/{partition}"
+
+
+@register("source", "kafka", KafkaConfig)
+class KafkaSource(Source):
+    partitioned = True
+
+    def __init__(self, cfg: KafkaConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        _require_kafka()
+        self.consumer: Any = None
+        self.producer: Any = None
+        self.assigned: set[Any] = set()
+        self._commit_lock = threading.Lock()
+        self._pending_commit: dict[str, int] | None = None
+        self._paused = False
+        self._ready = threading.Event()
+        self._last_lag = 0.0
+        self.agent: Any = kw.get("agent")
+
+    # -- hooks the pipeline calls ----------------------------------------------------------
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def checkpointed(self, positions: dict[str, Any]) -> None:
+        """State with these positions is persisted: commit them (from the consumer's thread)."""
+        with self._commit_lock:
+            self._pending_commit = dict(positions)
+
+    def dead_letter(self, batch: Batch, bad: list[BadRecord]) -> list[BadRecord]:
+        """Send undecodable records to the DLQ topic; return what still needs the dead-letter file."""
+        if not self.cfg.dead_letter_topic or self.producer is None or batch.meta is None:
+            return bad
+        rest = []
+        for r in bad:
+            meta = batch.meta.get(id(r.raw))
+            if meta is None:
+                rest.append(r)
+                continue
+            key, headers, topic, partition, offset = meta
+            extra = [
+                ("error", f"{r.kind}: {r.reason}"[:1000].encode()),
+                ("source_topic", topic.encode()),
+                ("source_partition", str(partition).encode()),
+                ("source_offset", str(offset).encode()),
+            ]
+            self.producer.send(self.cfg.dead_letter_topic, key=key, value=r.raw, headers=list(headers or []) + extra)
+        self.producer.flush(30)
+        return rest
+
+    # -- the consumer thread ---------------------------------------------------------------
+    def run(self) -> None:
+        kafka = _require_kafka()
+        opts = client_options(self.cfg)
+        self.consumer = kafka.KafkaConsumer(
+            **opts,
+            group_id=self.cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self.cfg.auto_offset_reset,
+            max_poll_records=self.cfg.max_poll_records,
+            session_timeout_ms=self.cfg.session_timeout_ms,
+            max_poll_interval_ms=self.cfg.max_poll_interval_ms,
+        )
+        if self.cfg.dead_letter_topic:
+            self.producer = kafka.KafkaProducer(**opts, acks="all", linger_ms=5)
+        listener = _listener(self)
+        if self.cfg.topic_pattern:
+            self.consumer.subscribe(pattern=self.cfg.topic_pattern, listener=listener)
+        else:
+            self.consumer.subscribe(self.cfg.topics, listener=listener)
+        try:
+            while not self.stopping:
+                self._commit_pending()
+                self._backpressure()
+                records = self.consumer.poll(timeout_ms=self.cfg.poll_timeout_ms)
+                if records:
+                    for tp, msgs in records.items():
+                        self._emit(tp, msgs)
+                elif self.assigned and not self._paused:
+                    self._emit_idle()
+                self._report_lag()
+        finally:
+            self._commit_pending()
+            try:
+                self.consumer.close(autocommit=False)
+            finally:
+                if self.producer is not None:
+                    self.producer.close(10)
+
+    def _emit(self, tp: Any, msgs: list[Any]) -> None:
+        values = []
+        meta: dict[int, Any] = {}
+        for m in msgs:
+            v = m.value if m.value is not None else b""
+            values.append(v)
+            meta[id(v)] = (m.key, m.headers, tp.topic, tp.partition, m.offset)
+        ctx = DecodeContext(
+            self.name, f"{tp.topic}/{tp.partition}", default_ts=msgs[-1].timestamp / 1000.0, **self.ctx_defaults
+        )
+        pos = (f"{tp.topic}/{tp.partition}", msgs[-1].offset + 1)
+        self.emit(
+            Batch(
+                self.name,
+                "lines",
+                values,
+                ctx,
+                pos,
+                len(values),
+                stream=stream_key(self.name, tp.topic, tp.partition),
+                meta=meta,
+            )
+        )
+
+    def _emit_idle(self) -> None:
+        """Partitions that are caught up (position at the high watermark) stop holding event time back."""
+        for tp in self.assigned:
+            hw = self.consumer.highwater(tp)
+            if hw is not None and self.consumer.position(tp) >= hw:
+                self.emit(Batch(self.name, "idle", None, None, stream=stream_key(self.name, tp.topic, tp.partition)))
+
+    def _offsets(self, positions: dict[str, int], only: set[Any]) -> dict[Any, Any]:
+        from kafka import OffsetAndMetadata, TopicPartition
+
+        offsets = {}
+        for key, off in positions.items():
+            topic, _, part = key.rpartition("/")
+            tp = TopicPartition(topic, int(part))
+            if tp in only:
+                offsets[tp] = OffsetAndMetadata(off, "", -1)
+        return offsets
+
+    def _commit_pending(self) -> None:
+        """Commit what the last checkpoint persisted (consumer thread, outside rebalance callbacks)."""
+        with self._commit_lock:
+            pending, self._pending_commit = self._pending_commit, None
+        if not pending or self.consumer is None:
+            return
+        offsets = self._offsets(pending, self.assigned)
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except Exception as exc:  # a rebalance in progress: the next checkpoint commits again
+            log.warning("kafka source %s: offset commit failed (%s); will retry", self.name, exc)
+            with self._commit_lock:
+                if self._pending_commit is None:
+                    self._pending_commit = pending
+
+    def _backpressure(self) -> None:
+        q = getattr(self.agent, "queue", None)
+        if q is None or not self.assigned:
+            return
+        fill = q.qsize() / max(q.maxsize, 1)
+        if not self._paused and fill >= 0.8:
+            self.consumer.pause(*self.assigned)
+            self._paused = True
+        elif self._paused and fill <= 0.5:
+            self.consumer.resume(*self.assigned)
+            self._paused = False
+
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < self.cfg.lag_interval_seconds or not self.assigned or self.agent is None:
+            return
+        self._last_lag = now
+        try:
+            ends = self.consumer.end_offsets(list(self.assigned))
+        except Exception:
+            return
+        for tp, end in ends.items():
+            pos = self.consumer.position(tp)
+            self.agent.telemetry.consumer_lag.labels(source=self.name, topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, end - pos)
+            )
+
+    # -- rebalances (called inside poll, on the consumer thread) ---------------------------
+    def on_assigned(self, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self.assigned.add(tp)
+            pos = self.positions.get(f"{tp.topic}/{tp.partition}")
+            if pos is not None:
+                self.consumer.seek(tp, pos)  # the restored state already includes everything before it
+        if self.agent is not None:
+            for tp in partitions:
+                self.agent.aggregator.source_max.setdefault(
+                    stream_key(self.name, tp.topic, tp.partition), float("-inf")
+                )
+        self._ready.set()
+        log.info("kafka source %s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+
+    def on_revoked(self, partitions: list[Any]) -> None:
+        """Checkpoint what was handed over for these partitions, commit it, then let them go.
+
+        Runs on kafka-python's IO thread: the wait for the checkpoint is bounded and the commit is
+        sent asynchronously (ahead of the group re-join on the same coordinator connection).
+        """
+        revoked = set(partitions)
+        if revoked and self.agent is not None:
+            done = threading.Event()
+            try:
+                self.agent.queue.put(Batch(self.name, "checkpoint", done, None), timeout=5)
+                if not done.wait(10):
+                    log.warning("kafka source %s: checkpoint before revocation timed out", self.name)
+            except Exception:
+                log.warning("kafka source %s: pipeline busy; revoking without a checkpoint", self.name)
+            with self._commit_lock:
+                self._pending_commit = None
+            offsets = self._offsets(dict(self.positions), revoked)
+            if offsets:
+                self.consumer.commit_async(offsets)
+            for tp in revoked:
+                self.agent.aggregator.forget(stream_key(self.name, tp.topic, tp.partition))
+        self.assigned -= revoked
+        if self._paused and not self.assigned:
+            self._paused = False
+        log.info("kafka source %s: revoked %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+
+
+def _listener(src: KafkaSource) -> Any:
+    from kafka import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            src.on_revoked(list(revoked))
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            src.on_assigned(list(assigned))
+
+    return Listener()

@@ -1,0 +1,222 @@
+"""The Kafka source against a real broker (scripts/kafka_broker.py, or $KAFKA_BOOTSTRAP_SERVERS)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from agent.backtest import PointCollector
+from agent.config import load_config_text
+from agent.model import parse_time
+from agent.pipeline import Agent
+from agent.state import MemoryStateStore
+from tests.agent.decoders.test_bedrock import log
+from tests.conftest import ROOT, Receiver, free_port
+
+
+def topic(bootstrap: str, partitions: int = 6) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(name, partitions, 1)])
+    admin.close()
+    return name
+
+
+def produce(bootstrap: str, name: str, values: list[bytes], **kw: object) -> None:
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
+    for v in values:
+        p.send(name, value=v, **kw)  # no key: records spread over the partitions
+    p.flush(60)
+    p.close()
+
+
+def demo_lines(demo: Path, days: range) -> list[bytes]:
+    manifest = orjson.loads((demo / "anomalies.json").read_bytes())
+    t0 = parse_time(manifest["start"] + "T00:00:00Z")
+    out = []
+    for f in sorted((demo / "bedrock").glob("*.jsonl.gz")):
+        day = int((parse_time(f.name[12:22] + "T00:00:00Z") - t0) // 86400)
+        if day in days:
+            out.extend(x for x in gzip.decompress(f.read_bytes()).splitlines() if x)
+    return out
+
+
+def wait(pred, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+CONFIG = """
+sources:
+  tokens:
+    type: kafka
+    bootstrap_servers: ["{bootstrap}"]
+    topics: [{topic}]
+    group_id: {group}
+    dead_letter_topic: {dlq}
+    decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}
+detectors:
+  requests: {{type: threshold, signal: requests, upper: 1.0e12, window_seconds: 3600}}
+sinks:
+  console: {{type: console}}
+state: {{type: memory, checkpoint_interval_seconds: 0.5}}
+dead_letter: {{path: {dlq_file}}}
+pipeline: {{max_age_days: 3650}}
+"""
+
+
+def test_poison_messages_go_to_the_dlq_topic_with_headers(kafka_bootstrap: str, tmp_path: Path) -> None:
+    src, dlq = topic(kafka_bootstrap, 3), topic(kafka_bootstrap, 1)
+    good = [log(timestamp=f"2026-10-01T{h:02d}:10:00Z") for h in range(12)]
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i, g in enumerate(good):
+        p.send(src, value=g, partition=i % 3)
+    p.send(src, key=b"k1", value=b"\x00\x01 garbage", headers=[("trace", b"t-1")], partition=0)
+    p.send(src, key=b"k2", value=orjson.dumps({"modelId": "x"}), partition=1)
+    p.flush()
+    p.close()
+    text = CONFIG.format(bootstrap=kafka_bootstrap, topic=src, group="g-" + src, dlq=dlq, dlq_file=tmp_path / "d.jsonl")
+    collector = PointCollector()
+    agent = Agent(load_config_text(text), extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    assert not agent.health.ready()
+    agent.start()
+    try:
+        assert wait(lambda: agent.health.ready(), 30)
+        assert wait(lambda: agent.records_in == 14, 30)
+        consumer = KafkaConsumer(
+            dlq, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000
+        )
+        got = {m.key: m for m in consumer}
+        consumer.close()
+        assert set(got) == {b"k1", b"k2"}, [(k, m.value[:80], m.headers) for k, m in got.items() if k is None]
+        m = got[b"k1"]
+        headers = dict(m.headers)
+        assert m.value == b"\x00\x01 garbage"
+        assert headers["trace"] == b"t-1" and headers["source_topic"] == src.encode()
+        assert headers["source_partition"] == b"0" and headers["source_offset"].isdigit()
+        assert headers["error"].startswith(b"malformed_json")
+        assert dict(got[b"k2"].headers)["error"].startswith(b"schema")
+        # Offsets of good and poison records alike are committed after a checkpoint.
+        assert wait(lambda: _committed(kafka_bootstrap, "g-" + src, src) == 14, 30)
+    finally:
+        agent.stop(flush_windows=True)
+    assert sum(pt.observed for pts in collector.points.values() for pt in pts) == 12
+
+
+def _committed(bootstrap: str, group: str, name: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group)[group]
+    finally:
+        admin.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == name)
+
+
+def _agent_proc(cfg: Path, state: Path, receiver: Receiver) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "FINOPS_STATE_DIR": str(state),
+        "FINOPS_WEBHOOK_URL": receiver.url + "/alerts",
+        "FINOPS_METRICS_PORT": str(free_port()),
+        "FINOPS_CHECKPOINT_SECONDS": "2",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(state / "agent.log", "a"),
+        text=True,
+    )  # noqa: SIM115
+
+
+def test_month_on_six_partitions_with_kill_9_and_restart(
+    kafka_bootstrap: str, demo_month: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    name = topic(kafka_bootstrap, 6)
+    cfg_text = (ROOT / "config" / "examples" / "kafka.yaml").read_text()
+    cfg_text = cfg_text.replace("[bedrock-invocations]", f"[{name}]").replace(
+        "group_id: finops-agent", f"group_id: g-{name}"
+    )
+    cfg = tmp_path / "kafka.yaml"
+    cfg.write_text(cfg_text.replace("${KAFKA_BOOTSTRAP_SERVERS:-localhost:9092}", kafka_bootstrap))
+    state = tmp_path / "state"
+    state.mkdir()
+    manifest = orjson.loads((demo_month / "anomalies.json").read_bytes())
+    runaway, switch = manifest["anomalies"][0], manifest["anomalies"][2]
+
+    def alerts() -> list[dict]:
+        return [orjson.loads(r.body) for r in receiver.requests]
+
+    def alerted(m: dict, docs: list[dict]) -> bool:
+        return any(
+            d["status"] == "firing"
+            and d["detector"] == m["detector"]
+            and d["series"] == m["series"]
+            and m["start"] - 3600 <= parse_time(d["started_at"]) <= m["end"]
+            for d in docs
+        )
+
+    produce(kafka_bootstrap, name, demo_lines(demo_month, range(0, 14)))
+    proc = _agent_proc(cfg, state, receiver)
+    try:
+        assert wait(lambda: alerted(runaway, alerts()), 120), (state / "agent.log").read_text()[-3000:]
+    finally:
+        proc.send_signal(signal.SIGKILL)  # mid-stream, right after an alert: no checkpoint since
+        proc.wait(30)
+    produce(kafka_bootstrap, name, demo_lines(demo_month, range(14, 30)))
+    proc = _agent_proc(cfg, state, receiver)
+    try:
+        assert wait(lambda: alerted(switch, alerts()), 120), (state / "agent.log").read_text()[-3000:]
+        time.sleep(3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    docs = alerts()
+    assert alerted(runaway, docs) and alerted(switch, docs)
+    sent = Counter((d["id"], d["status"], d["severity"]) for d in docs)
+    assert max(sent.values()) == 1, [k for k, v in sent.items() if v > 1]  # never paged twice
+    false = [
+        d["summary"]
+        for d in docs
+        if d["status"] == "firing"
+        and not any(
+            m["series"] == d["series"] and m["start"] - 3600 <= parse_time(d["started_at"]) <= m["end"] + 3600
+            for m in manifest["anomalies"]
+        )
+    ]
+    assert false == []  # no warm-up false alerts after the restart: state was restored, not relearned
+    lag = {}
+    assert lag == {}
+
+
+@pytest.mark.parametrize("proto", ["SASL_SSL"])
+def test_security_options_are_validated(proto: str) -> None:
+    from agent.config import ConfigError
+
+    base = CONFIG.format(bootstrap="b:9092", topic="t", group="g", dlq="d", dlq_file="/tmp/x")
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(base.replace("    group_id: g\n", f"    group_id: g\n    security_protocol: {proto}\n"))
+    assert any("sasl_mechanism is required" in e for e in exc.value.errors)
+    ok = base.replace(
+        "    group_id: g\n",
+        "    group_id: g\n    security_protocol: SASL_SSL\n"
+        "    sasl_mechanism: SCRAM-SHA-512\n    sasl_username: u\n    sasl_password: p\n",
+    )
+    assert load_config_text(ok).sources["tokens"].sasl_mechanism == "SCRAM-SHA-512"
