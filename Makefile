@@ -22,12 +22,12 @@ run: $(STAMP)
 
 ## Everything CI runs: lint, types, tests (services the tests need are started by the tests).
 test: $(STAMP)
-	$(BIN)/ruff check agent detectors sinks config tests bench
+	$(BIN)/ruff check agent detectors sinks config tests bench scripts
 	$(BIN)/mypy agent detectors sinks
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent detectors sinks config tests bench
+	$(BIN)/ruff check agent detectors sinks config tests bench scripts
 
 demo: $(STAMP)
 	$(BIN)/python -m agent.demo --out demo-data

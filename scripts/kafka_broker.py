@@ -81,10 +81,15 @@ def fetch() -> Path:
     shutil.rmtree(tmp_libs, ignore_errors=True)
     res = subprocess.run(
         ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={tmp_libs}"],
-        cwd=work, capture_output=True, text=True, timeout=900,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if res.returncode != 0:
-        raise BrokerError(f"mvn could not fetch kafka_2.13:{KAFKA_VERSION}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        raise BrokerError(
+            f"mvn could not fetch kafka_2.13:{KAFKA_VERSION}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     shutil.rmtree(libs, ignore_errors=True)
     tmp_libs.rename(libs)
     marker.write_text(digest)
@@ -124,38 +129,49 @@ class KafkaBroker:
         if java is None:
             raise BrokerError("java not found: Java 17+ runs the Kafka broker")
         return [
-            java, f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java,
+            "-Xms256m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.workdir / 'logs'}",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.xml'}",
-            "-cp", f"{libs}/*", main, *args,
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def _write_config(self) -> Path:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         (self.workdir / "log4j2.xml").write_text(LOG4J2)
         props = self.workdir / "server.properties"
-        props.write_text("\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={self.workdir / 'data'}",
-            "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "log.segment.bytes=67108864",
-            "",
-        ]))
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.workdir / 'data'}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=6",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=true",
+                    "log.segment.bytes=67108864",
+                    "",
+                ]
+            )
+        )
         return props
 
     def start(self, timeout: float = 120.0) -> KafkaBroker:
@@ -163,16 +179,20 @@ class KafkaBroker:
         props = self._write_config()
         if not self._formatted:
             res = subprocess.run(
-                self._java(libs, "kafka.tools.StorageTool", "format", "--standalone", "-t", self.cluster_id,
-                           "-c", str(props)),
-                capture_output=True, text=True, timeout=120,
+                self._java(
+                    libs, "kafka.tools.StorageTool", "format", "--standalone", "-t", self.cluster_id, "-c", str(props)
+                ),
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
             if res.returncode != 0:
                 raise BrokerError(f"kafka storage format failed:\n{res.stdout}\n{res.stderr}")
             self._formatted = True
         out = open(self.workdir / "logs" / "stdout.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(self._java(libs, "kafka.Kafka", str(props)), stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self._java(libs, "kafka.Kafka", str(props)), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -181,7 +201,9 @@ class KafkaBroker:
                 return self
             time.sleep(0.5)
         self.stop()
-        raise BrokerError(f"kafka did not answer on {self.bootstrap} within {timeout:.0f}s; see {self.workdir / 'logs'}")
+        raise BrokerError(
+            f"kafka did not answer on {self.bootstrap} within {timeout:.0f}s; see {self.workdir / 'logs'}"
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is None:

@@ -183,17 +183,32 @@ class KafkaSource(Source):
             self.consumer.subscribe(pattern=self.cfg.topic_pattern, listener=listener)
         else:
             self.consumer.subscribe(self.cfg.topics, listener=listener)
+        failing: str | None = None
+        backoff = 0.5
         try:
             while not self.stopping:
-                self._commit_pending()
-                self._backpressure()
-                records = self.consumer.poll(timeout_ms=self.cfg.poll_timeout_ms)
-                if records:
-                    for tp, msgs in records.items():
-                        self._emit(tp, msgs)
-                elif self.assigned and not self._paused:
-                    self._emit_idle()
-                self._report_lag()
+                try:
+                    self._commit_pending()
+                    self._backpressure()
+                    records = self.consumer.poll(timeout_ms=self.cfg.poll_timeout_ms)
+                    if records:
+                        for tp, msgs in records.items():
+                            self._emit(tp, msgs)
+                    elif self.assigned and not self._paused:
+                        self._emit_idle()
+                    self._report_lag()
+                    if failing is not None:
+                        log.info("kafka source %s: consuming again", self.name)
+                        failing, backoff = None, 0.5
+                except Exception as exc:  # broker down, metadata changes...: never let the source die
+                    kind = type(exc).__name__
+                    if self.agent is not None:
+                        self.agent.telemetry.errors.labels(component=self.name, error_type=kind, stage="consume").inc()
+                    if kind != failing:
+                        log.warning("kafka source %s: %s: %s; retrying with backoff", self.name, kind, exc)
+                        failing = kind
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
         finally:
             self._commit_pending()
             try:
