@@ -159,13 +159,16 @@ class BedrockDecoder(Decoder):
             self._minutes, self._minutes_for = {}, bounds
         mget = self._minutes.get
         op = self._op
+        # Canonical "YYYY-MM-DDTHH:MM:SSZ" times share a cache entry per minute when buckets are whole
+        # minutes, per second otherwise.
+        plen = 16 if ctx.bucket_seconds % 60 == 0 else 19
         by_bucket: dict[float, dict[tuple[Any, ...], list[int]]] = {}
         bget = by_bucket.get
         last_b: float | None = None
         acc: dict[tuple[Any, ...], list[int]] = {}
         for log in logs:
             s = log.timestamp
-            t = s[:16] if len(s) == 20 else s
+            t = s[:plen] if len(s) == 20 else s
             b = mget(t)
             if b is None:
                 b = self._bucket(t, ctx)
@@ -230,7 +233,7 @@ class BedrockDecoder(Decoder):
         b = self._minutes.get(t)
         if b is None:
             try:
-                ts = parse_time(t + ":00Z" if len(t) == 16 else t)
+                ts = parse_time(t + ":00Z" if len(t) == 16 else t + "Z" if len(t) == 19 else t)
             except ValueError:
                 ts = math.nan
             if ctx.min_ts <= ts <= ctx.max_ts:
@@ -253,6 +256,7 @@ def _records_where(
     for raw, lg in zip(raws, logs, strict=True):
         s = lg.timestamp
         k = (lg.accountId, lg.region, lg.modelId, getattr(lg, "operation", ""), lg.requestMetadata)
-        if k == key and bucket(s[:16] if len(s) == 20 else s, ctx) == b:
+        plen = 16 if ctx.bucket_seconds % 60 == 0 else 19
+        if k == key and bucket(s[:plen] if len(s) == 20 else s, ctx) == b:
             out.append((raw, lg))
     return out

@@ -63,6 +63,18 @@ def test_tokens_and_cost_per_model_account_region_team() -> None:
     assert by_team["ads"].values[0] == 1
 
 
+def test_sub_minute_buckets() -> None:
+    lines = [
+        log(timestamp="2026-10-01T10:15:05Z"),
+        log(timestamp="2026-10-01T10:15:30Z"),
+        log(timestamp="2026-10-01T10:15:31Z"),
+    ]
+    obs, bad = decoder().decode_lines(lines, DecodeContext("t", bucket_seconds=30))
+    assert bad == []
+    t0 = parse_time("2026-10-01T10:15:00Z")
+    assert sorted((o.ts, o.values[0]) for o in obs) == [(t0, 1), (t0 + 30, 2)]
+
+
 def test_inference_profile_arn_and_non_canonical_times() -> None:
     arn = f"arn:aws:bedrock:us-east-1:111122223333:inference-profile/us.{SONNET}"
     lines = [log(modelId=arn, timestamp="2026-10-01T12:15:30+02:00"), log(timestamp="2026-10-01T10:15:30.123Z")]
