@@ -1,0 +1,255 @@
+"""Kafka consumption: the agent against a bare kafka-python consumer, and live alert latency.
+
+1. 1M Bedrock log records (~560 bytes) on a 6-partition topic of a local Kafka 4.x broker
+   (``scripts/kafka_broker.py``, or ``$KAFKA_BOOTSTRAP_SERVERS``).
+   (a) a bare kafka-python consumer that only polls and reads each value;
+   (b) the agent: Kafka source → Bedrock decoder → aggregation → seasonal detectors →
+       checkpoints (local state, offsets committed after each checkpoint).
+   Prints records/s for both and (b)/(a) (target ≥ 0.6).
+2. Alert latency under load: a producer streams live records (event time = now) at a steady
+   rate while probes (a team's single expensive call) are sent; a 1-second threshold detector
+   alerts on them; latency = probe produced → signed webhook received by a local HTTP server.
+   Prints p50 and p99 (target p99 < 2 s).
+
+Usage: ``python -m bench.kafka [--records 1000000] [--probes 20] [--load-rate 3000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from agent.config import load_config_text
+from agent.pipeline import Agent
+from bench.common import bedrock_lines, machine
+from scripts.kafka_broker import KafkaBroker
+
+AGENT = """
+sources:
+  tokens:
+    type: kafka
+    bootstrap_servers: ["{bootstrap}"]
+    topics: [{topic}]
+    group_id: {group}
+    decoder: {{type: bedrock, tag_dimensions: {{team: team, feature: feature}}}}
+detectors:
+{detectors}
+sinks:
+  out: {{type: {sink}}}
+state: {{directory: {state}, checkpoint_interval_seconds: 5}}
+dead_letter: {{path: {state}/dlq.jsonl}}
+pipeline: {{max_age_days: 3650, allowed_lateness_seconds: {lateness}}}
+"""
+
+THROUGHPUT_DETECTORS = """
+  token_spend: {type: seasonal, signal: token_cost_usd, group_by: [team], window_seconds: 3600}
+  unit_cost: {type: seasonal, signal: token_cost_usd, per: tokens, per_scale: 1000, group_by: [team],
+              window_seconds: 3600}"""
+
+LATENCY_DETECTORS = """  probe: {type: threshold, signal: requests, group_by: [team], upper: 0.5, window_seconds: 1,
+          min_impact_usd: 0, fill_missing: true}"""
+
+
+def new_topic(bootstrap: str, partitions: int = 6) -> str:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(name, partitions, 1)])
+    admin.close()
+    return name
+
+
+def produce_file(bootstrap: str, topic: str, path: Path) -> tuple[int, float]:
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=1 << 20, acks=1)
+    t0 = time.perf_counter()
+    n = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            p.send(topic, value=line.rstrip(b"\n"))
+            n += 1
+    p.flush(300)
+    p.close()
+    return n, time.perf_counter() - t0
+
+
+def bare_consume(bootstrap: str, topic: str, n: int) -> float:
+    c = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bare-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+    )
+    got = 0
+    t0 = time.perf_counter()
+    size = 0
+    while got < n:
+        for _tp, msgs in c.poll(timeout_ms=500).items():
+            for m in msgs:
+                size += len(m.value)
+            got += sum(1 for _ in msgs)
+    secs = time.perf_counter() - t0
+    c.close()
+    return n / secs
+
+
+def agent_consume(bootstrap: str, topic: str, n: int, work: Path) -> float:
+    text = AGENT.format(
+        bootstrap=bootstrap,
+        topic=topic,
+        group=f"agent-{uuid.uuid4().hex[:6]}",
+        detectors=THROUGHPUT_DETECTORS,
+        sink="console",
+        state=work / "state-tp",
+        lateness=300,
+    )
+    agent = Agent(load_config_text(text))
+    t0 = time.perf_counter()
+    agent.start()
+    while agent.records_in < n:
+        if agent.error is not None:
+            raise RuntimeError("agent failed") from agent.error
+        time.sleep(0.05)
+    secs = time.perf_counter() - t0
+    agent.stop()
+    return n / secs
+
+
+def live_record(team: str, rng: random.Random, tokens: int | None = None) -> bytes:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return orjson.dumps(
+        {
+            "schemaType": "ModelInvocationLog",
+            "timestamp": now,
+            "accountId": "111122223333",
+            "region": "us-east-1",
+            "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+            "input": {"inputTokenCount": tokens or rng.randrange(100, 5000)},
+            "output": {"outputTokenCount": 100},
+            "requestMetadata": {"team": team, "feature": "f0"},
+        }
+    )
+
+
+def latency(bootstrap: str, work: Path, probes: int, load_rate: int) -> list[float]:
+    topic = new_topic(bootstrap)
+    received: dict[str, float] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            doc = orjson.loads(body)
+            if doc["status"] == "firing" and doc["series"].get("team", "").startswith("probe"):
+                received.setdefault(doc["series"]["team"], time.time())
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *a: Any) -> None:  # noqa: A002
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    text = AGENT.format(
+        bootstrap=bootstrap,
+        topic=topic,
+        group=f"lat-{uuid.uuid4().hex[:6]}",
+        detectors=LATENCY_DETECTORS,
+        sink="console",
+        state=work / "state-lat",
+        lateness=0,
+    )
+    text = text.replace("  out: {type: console}", f"  hook: {{type: webhook, url: '{url}', secret: s}}")
+    agent = Agent(load_config_text(text))
+    agent.start()
+    stop = threading.Event()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+
+    def load() -> None:
+        rng = random.Random(1)
+        interval = 1.0 / load_rate
+        nxt = time.perf_counter()
+        while not stop.is_set():
+            for p in range(6):  # every partition keeps moving: the watermark is the slowest partition's
+                producer.send(topic, value=live_record(f"team-{rng.randrange(20):02d}", rng), partition=p)
+            nxt += 6 * interval
+            delay = nxt - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    while not agent.health.ready():
+        time.sleep(0.1)
+    time.sleep(3)
+    sent: dict[str, float] = {}
+    rng = random.Random(2)
+    for i in range(probes):
+        team = f"probe-{i:03d}"
+        sent[team] = time.time()
+        producer.send(topic, value=live_record(team, rng, tokens=10_000), partition=i % 6)
+        producer.flush()
+        time.sleep(2.0)
+    time.sleep(3)
+    stop.set()
+    loader.join(5)
+    producer.close()
+    agent.stop()
+    server.shutdown()
+    missing = [t for t in sent if t not in received]
+    if missing:
+        raise RuntimeError(f"probes never alerted: {missing}")
+    return [received[t] - sent[t] for t in sent]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--probes", type=int, default=20)
+    ap.add_argument("--load-rate", type=int, default=3000, help="records/s of live background load")
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args(argv)
+    work = Path(args.dir or tempfile.mkdtemp(prefix="finops-kbench-"))
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    broker = None if existing else KafkaBroker(work / "kafka", heap="1g").start()
+    bootstrap = existing or broker.bootstrap  # type: ignore[union-attr]
+    try:
+        print(f"machine: {machine()}")
+        path = bedrock_lines(work / f"bedrock-{args.records}.jsonl", args.records)
+        topic = new_topic(bootstrap)
+        n, secs = produce_file(bootstrap, topic, path)
+        print(f"produced {n:,} records ({path.stat().st_size / n:.0f} bytes each) to 6 partitions in {secs:.1f}s")
+        bare = bare_consume(bootstrap, topic, n)
+        full = agent_consume(bootstrap, topic, n, work)
+        print(f"(a) bare kafka-python consumer: {bare:,.0f} records/s")
+        print(f"(b) agent (decode, aggregate, detect, checkpoint): {full:,.0f} records/s")
+        print(f"(b)/(a) = {full / bare:.2f} (target ≥ 0.6)")
+        lat = sorted(latency(bootstrap, work, args.probes, args.load_rate))
+        p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
+        print(
+            f"alert latency under {args.load_rate:,} records/s live load ({len(lat)} probes, produced → webhook "
+            f"received): p50 {statistics.median(lat):.2f}s, p99 {p99:.2f}s, max {lat[-1]:.2f}s (target p99 < 2 s)"
+        )
+    finally:
+        if broker is not None:
+            broker.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
