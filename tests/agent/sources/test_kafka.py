@@ -177,8 +177,9 @@ def test_month_on_six_partitions_with_kill_9_and_restart(
     proc = _agent_proc(cfg, state, receiver)
     try:
         assert wait(lambda: alerted(runaway, alerts()), 120), (state / "agent.log").read_text()[-3000:]
+        assert wait(lambda: (state / "agent-state.pkl").exists(), 30)  # at least one checkpoint
     finally:
-        proc.send_signal(signal.SIGKILL)  # mid-stream, right after an alert: no checkpoint since
+        proc.send_signal(signal.SIGKILL)  # mid-stream: whatever came after the last checkpoint is replayed
         proc.wait(30)
     produce(kafka_bootstrap, name, demo_lines(demo_month, range(14, 30)))
     proc = _agent_proc(cfg, state, receiver)
