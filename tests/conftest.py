@@ -121,3 +121,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(f"the Kafka broker could not start: {exc}", pytrace=False)
     yield broker.bootstrap
     broker.cleanup()
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> bool:
+    """Poll ``pred`` until it is truthy (True) or ``timeout`` passes (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return False

@@ -15,7 +15,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from sinks.webhook import verify
-from tests.conftest import ROOT, Receiver, free_port
+from tests.conftest import ROOT, Receiver, free_port, wait_until
 
 SECRET = "test-secret-value"
 
@@ -49,15 +49,6 @@ def _start(demo: Path, state: Path, receiver: Receiver, port: int, *extra: str) 
     return proc, lines
 
 
-def _wait(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def _scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
@@ -74,7 +65,7 @@ def test_run_default_finds_the_demo_anomalies(demo_month: Path, tmp_path: Path, 
         def firing() -> list[str]:
             return [ln for ln in lines if ln.startswith("FIRING")]
 
-        assert _wait(
+        assert wait_until(
             lambda: (
                 {
                     d
@@ -88,7 +79,7 @@ def test_run_default_finds_the_demo_anomalies(demo_month: Path, tmp_path: Path, 
         assert all("$" in ln for ln in firing())  # every alert line carries dollars
         assert any("support-bot" in ln and "impact +$" in ln for ln in firing())
         # /metrics serves the anomaly outputs and the agent's own metrics.
-        assert _wait(lambda: _scrape(port)[0] == 200, 10)
+        assert wait_until(lambda: _scrape(port)[0] == 200, 10)
         fams = {f.name: f for f in text_string_to_metric_families(_scrape(port)[1])}
         for name in (
             "finops_anomaly_score",
@@ -107,7 +98,7 @@ def test_run_default_finds_the_demo_anomalies(demo_month: Path, tmp_path: Path, 
             fams = {f.name: f for f in text_string_to_metric_families(_scrape(port)[1])}
             return sum(s.value for s in fams["finops_agent_events_received"].samples if s.name.endswith("_total"))
 
-        assert _wait(lambda: received() >= manifest["bedrock_records"] + manifest["dcgm_samples"], 30)
+        assert wait_until(lambda: received() >= manifest["bedrock_records"] + manifest["dcgm_samples"], 30)
         assert _scrape(port, "/healthz")[0] == 200 and _scrape(port, "/readyz")[0] == 200
         # The webhook received signed alert documents.
         assert receiver.wait_for(lambda reqs: len(reqs) >= 4, 30)
@@ -128,7 +119,7 @@ def test_run_default_finds_the_demo_anomalies(demo_month: Path, tmp_path: Path, 
     # Restart (Ctrl-C this time): state and file positions are restored, nothing is re-read or re-alerted.
     proc, lines = _start(demo_month, tmp_path, receiver, port)
     try:
-        assert _wait(lambda: any("agent running" in ln for ln in lines), 30), lines
+        assert wait_until(lambda: any("agent running" in ln for ln in lines), 30), lines
         time.sleep(3)
         assert not [ln for ln in lines if ln.startswith("FIRING")]
     finally:

@@ -13,6 +13,7 @@ from agent.config import load_config_text
 from agent.pipeline import Agent
 from agent.state import LocalStateStore, MemoryStateStore
 from tests.agent.decoders.test_bedrock import log
+from tests.conftest import wait_until
 
 
 def _cfg(path: str, state: Path, decoder: str = "{type: bedrock}", watch: bool = False) -> str:
@@ -82,12 +83,12 @@ def test_directory_watch_and_restart_without_rereading(tmp_path: Path) -> None:
     cfg = load_config_text(_cfg(str(d), state, watch=True))
     agent = Agent(cfg)
     agent.start()
-    _wait(lambda: _received(agent) == 3)
+    assert wait_until(lambda: _received(agent) == 3)
     # A new file and lines appended to a plain file (the last one incomplete for now) are picked up.
     (d / "2.jsonl").write_bytes(log(timestamp="2026-10-01T10:05:00Z") + b"\n")
     with open(d / "1.jsonl", "ab") as fh:
         fh.write(log(timestamp="2026-10-01T10:06:00Z") + b"\n" + log(timestamp="2026-10-01T10:07:00Z")[:40])
-    _wait(lambda: _received(agent) == 5)
+    assert wait_until(lambda: _received(agent) == 5)
     agent.stop()
     # Restart: nothing already read is read again; the completed line and a new file are.
     with open(d / "1.jsonl", "ab") as fh:
@@ -97,18 +98,9 @@ def test_directory_watch_and_restart_without_rereading(tmp_path: Path) -> None:
     assert saved is not None and saved["runners"]["n"]["last_learned"] == agent.runners["n"].last_learned
     agent2 = Agent(cfg)
     agent2.start()
-    _wait(lambda: _received(agent2) == 2)
+    assert wait_until(lambda: _received(agent2) == 2)
     time.sleep(0.5)
     agent2.stop()
     assert _received(agent2) == 2
     # Window and detector state came back with the positions (one checkpoint holds them all).
     assert agent2.runners["n"].last_learned[()] > agent.runners["n"].last_learned[()]
-
-
-def _wait(pred: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")

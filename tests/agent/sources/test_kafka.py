@@ -23,7 +23,7 @@ from agent.model import parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
 from tests.agent.decoders.test_bedrock import log
-from tests.conftest import ROOT, Receiver, free_port
+from tests.conftest import ROOT, Receiver, free_port, wait_until
 
 
 def topic(bootstrap: str, partitions: int = 6) -> str:
@@ -51,15 +51,6 @@ def demo_lines(demo: Path, days: range) -> list[bytes]:
         if day in days:
             out.extend(x for x in gzip.decompress(f.read_bytes()).splitlines() if x)
     return out
-
-
-def wait(pred, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 CONFIG = """
@@ -97,8 +88,8 @@ def test_poison_messages_go_to_the_dlq_topic_with_headers(kafka_bootstrap: str, 
     assert not agent.health.ready()
     agent.start()
     try:
-        assert wait(lambda: agent.health.ready(), 30)
-        assert wait(lambda: agent.records_in == 14, 30)
+        assert wait_until(lambda: agent.health.ready(), 30)
+        assert wait_until(lambda: agent.records_in == 14, 30)
         consumer = KafkaConsumer(
             dlq, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000
         )
@@ -113,7 +104,7 @@ def test_poison_messages_go_to_the_dlq_topic_with_headers(kafka_bootstrap: str, 
         assert headers["error"].startswith(b"malformed_json")
         assert dict(got[b"k2"].headers)["error"].startswith(b"schema")
         # Offsets of good and poison records alike are committed after a checkpoint.
-        assert wait(lambda: _committed(kafka_bootstrap, "g-" + src, src) == 14, 30)
+        assert wait_until(lambda: _committed(kafka_bootstrap, "g-" + src, src) == 14, 30)
     finally:
         agent.stop(flush_windows=True)
     assert sum(pt.observed for pts in collector.points.values() for pt in pts) == 12
@@ -176,15 +167,15 @@ def test_month_on_six_partitions_with_kill_9_and_restart(
     produce(kafka_bootstrap, name, demo_lines(demo_month, range(0, 14)))
     proc = _agent_proc(cfg, state, receiver)
     try:
-        assert wait(lambda: alerted(runaway, alerts()), 120), (state / "agent.log").read_text()[-3000:]
-        assert wait(lambda: (state / "agent-state.pkl").exists(), 30)  # at least one checkpoint
+        assert wait_until(lambda: alerted(runaway, alerts()), 120), (state / "agent.log").read_text()[-3000:]
+        assert wait_until(lambda: (state / "agent-state.pkl").exists(), 30)  # at least one checkpoint
     finally:
         proc.send_signal(signal.SIGKILL)  # mid-stream: whatever came after the last checkpoint is replayed
         proc.wait(30)
     produce(kafka_bootstrap, name, demo_lines(demo_month, range(14, 30)))
     proc = _agent_proc(cfg, state, receiver)
     try:
-        assert wait(lambda: alerted(switch, alerts()), 120), (state / "agent.log").read_text()[-3000:]
+        assert wait_until(lambda: alerted(switch, alerts()), 120), (state / "agent.log").read_text()[-3000:]
         time.sleep(3)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -231,7 +222,7 @@ def test_broker_outage_and_consumer_lag(tmp_path: Path) -> None:
         agent = Agent(load_config_text(text), extra_sinks={"c": collector}, state_store=MemoryStateStore())
         agent.start()
         try:
-            assert wait(lambda: agent.records_in == 180, 60)
+            assert wait_until(lambda: agent.records_in == 180, 60)
             port = agent.metrics_port()
             assert port is not None
 
@@ -243,7 +234,7 @@ def test_broker_outage_and_consumer_lag(tmp_path: Path) -> None:
                 fam = fams.get("finops_agent_consumer_lag")
                 return {s.labels["partition"]: s.value for s in fam.samples} if fam else {}
 
-            assert wait(lambda: set(lag()) == {"0", "1", "2"} and not any(lag().values()), 30), lag()
+            assert wait_until(lambda: set(lag()) == {"0", "1", "2"} and not any(lag().values()), 30), lag()
             broker.stop()
             time.sleep(30)
             broker.start()
@@ -252,8 +243,8 @@ def test_broker_outage_and_consumer_lag(tmp_path: Path) -> None:
                 src,
                 [log(timestamp=f"2026-10-01T{h:02d}:{m:02d}:00Z") for h in range(6, 12) for m in range(0, 60, 2)],
             )
-            assert wait(lambda: agent.records_in == 360, 120), agent.records_in
-            assert wait(lambda: _committed(bs, "g-" + src, src) == 360, 60)
+            assert wait_until(lambda: agent.records_in == 360, 120), agent.records_in
+            assert wait_until(lambda: _committed(bs, "g-" + src, src) == 360, 60)
         finally:
             agent.stop(flush_windows=True)
         assert sum(pt.observed for pts in collector.points.values() for pt in pts) == 360  # nothing lost or doubled
