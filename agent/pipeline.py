@@ -105,6 +105,7 @@ class Agent:
                 self.aggregator.source_max.setdefault(name, -math.inf)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._closing = threading.Event()
         self._stopped = False
         self._started = False
         self._last_checkpoint = time.monotonic()
@@ -145,7 +146,7 @@ class Agent:
                 self.queue.put(batch, timeout=0.5)
                 return
             except queue.Full:
-                if self._stop.is_set():
+                if self._closing.is_set():
                     return
 
     def sources_finished(self) -> bool:
@@ -172,14 +173,17 @@ class Agent:
             self.dead_letter.close()
             return
         deadline = time.monotonic() + timeout
+        self._closing.set()  # sources blocked on a full queue give up; what they hold is re-read later
         for src in self.sources.values():
             src.stop(max(0.1, deadline - time.monotonic()))
-        self._stop.set()
+        self._stop.set()  # the pipeline thread drains the queue, then exits
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - time.monotonic()))
         if flush_windows:
             self._seal(force_all=True)
         self.checkpoint(max(0.1, deadline - time.monotonic()))
+        for src in self.sources.values():
+            src.finish(max(0.1, deadline - time.monotonic()))  # e.g. commit the offsets just checkpointed
         for s in self.sinks.values():
             s.stop(max(0.1, deadline - time.monotonic()))
         self.dead_letter.close()
@@ -190,10 +194,12 @@ class Agent:
     def _loop(self) -> None:
         interval = self.cfg.state.checkpoint_interval_seconds
         try:
-            while not self._stop.is_set():
+            while True:
                 try:
                     batch = self.queue.get(timeout=0.2)
                 except queue.Empty:
+                    if self._stop.is_set():
+                        break  # stopped and drained
                     batch = None
                 if batch is not None:
                     t0 = time.perf_counter()

@@ -78,9 +78,14 @@ class Source:
         raise NotImplementedError
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading (first phase of a shutdown)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def finish(self, timeout: float = 5.0) -> None:
+        """After the final checkpoint (second phase): commit and release what the source holds."""
+        return None
 
     @property
     def stopping(self) -> bool:

@@ -132,8 +132,20 @@ class KafkaSource(Source):
         self._ready = threading.Event()
         self._last_lag = 0.0
         self.agent: Any = kw.get("agent")
+        self._left_loop = threading.Event()
+        self._final = threading.Event()
 
     # -- hooks the pipeline calls ----------------------------------------------------------
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._left_loop.wait(timeout)
+
+    def finish(self, timeout: float = 5.0) -> None:
+        self._final.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def ready(self) -> bool:
         return self._ready.is_set()
 
@@ -210,6 +222,10 @@ class KafkaSource(Source):
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
         finally:
+            # Shutdown: the pipeline drains what was handed over and checkpoints, then finish() lets
+            # the final commit happen here, on the consumer's thread.
+            self._left_loop.set()
+            self._final.wait(60)
             self._commit_pending()
             try:
                 self.consumer.close(autocommit=False)
@@ -325,7 +341,7 @@ class KafkaSource(Source):
         sent asynchronously (ahead of the group re-join on the same coordinator connection).
         """
         revoked = set(partitions)
-        if revoked and self.agent is not None:
+        if revoked and self.agent is not None and not self.stopping:  # at shutdown the final checkpoint is done
             done = threading.Event()
             try:
                 self.agent.queue.put(Batch(self.name, "checkpoint", done, None), timeout=5)

@@ -266,3 +266,11 @@ def test_security_options_are_validated(proto: str) -> None:
         "    sasl_mechanism: SCRAM-SHA-512\n    sasl_username: u\n    sasl_password: p\n",
     )
     assert load_config_text(ok).sources["tokens"].sasl_mechanism == "SCRAM-SHA-512"
+
+
+def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.sources import kafka as kafka_source
+
+    monkeypatch.setitem(sys.modules, "kafka", None)
+    with pytest.raises(RuntimeError, match=r"pip install 'finops-agent\[kafka\]'"):
+        kafka_source._require_kafka()
