@@ -203,9 +203,17 @@ def cross_check(cfg: Any) -> list[str]:
     """Checks that span components (run after the per-field validation)."""
     errors: list[str] = []
     for name, det in cfg.detectors.items():
-        window = getattr(det, "window_seconds", None)
-        if window is not None and window % 60 != 0 and window < 60 and 60 % window != 0:
-            errors.append(f"detectors.{name}.window_seconds: must divide a minute or be whole minutes")
+        if det.per is not None and det.per == det.signal:
+            errors.append(f"detectors.{name}.per: dividing {det.signal} by itself is always 1")
+        overlap = set(det.contributors_by or ()) & set(det.group_by)
+        if overlap:
+            errors.append(f"detectors.{name}.contributors_by: {sorted(overlap)} already split the series (group_by)")
+    paths: dict[str, str] = {}
+    for name, src in cfg.sources.items():
+        if src.type == "file" and src.watch:
+            if src.path in paths:
+                errors.append(f"sources.{name}.path: also watched by sources.{paths[src.path]}")
+            paths[src.path] = name
     return errors
 
 

@@ -31,12 +31,11 @@ from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from agent.config import load_config_text
 from agent.pipeline import Agent
 from bench.common import bedrock_lines, machine
-from scripts.kafka_broker import KafkaBroker
+from scripts.kafka_broker import KafkaBroker, create_topic
 
 AGENT = """
 sources:
@@ -65,11 +64,7 @@ LATENCY_DETECTORS = """  probe: {type: threshold, signal: requests, group_by: [t
 
 
 def new_topic(bootstrap: str, partitions: int = 6) -> str:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(name, partitions, 1)])
-    admin.close()
-    return name
+    return create_topic(bootstrap, partitions, prefix="bench")
 
 
 def produce_file(bootstrap: str, topic: str, path: Path) -> tuple[int, float]:

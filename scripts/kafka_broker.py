@@ -222,6 +222,19 @@ class KafkaBroker:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def create_topic(bootstrap: str, partitions: int = 6, prefix: str = "t") -> str:
+    """Create a topic with a fresh random name (replication factor 1) and return its name."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+    return name
+
+
 def ready(bootstrap: str) -> bool:
     """True when a metadata request to ``bootstrap`` succeeds."""
     try:

@@ -90,6 +90,25 @@ sinks:
     ]
 
 
+def test_checks_across_fields() -> None:
+    text = """
+sources:
+  a: {type: file, path: /x, watch: true, decoder: {type: bedrock}}
+  b: {type: file, path: /x, watch: true, decoder: {type: bedrock}}
+detectors:
+  d: {type: seasonal, signal: tokens, per: tokens, group_by: [team], contributors_by: [team, model]}
+sinks:
+  c: {type: console}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(text)
+    assert exc.value.errors == [
+        "detectors.d.per: dividing tokens by itself is always 1",
+        "detectors.d.contributors_by: ['team'] already split the series (group_by)",
+        "sources.b.path: also watched by sources.a",
+    ]
+
+
 def test_invalid_yaml_names_the_line() -> None:
     with pytest.raises(ConfigError) as exc:
         load_config_text("sources:\n  a: [1, 2\n", "bad.yaml")

@@ -8,30 +8,24 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 
 from agent.backtest import PointCollector
 from agent.config import load_config_text
 from agent.model import parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
+from scripts.kafka_broker import create_topic
 from tests.agent.decoders.test_bedrock import log
 from tests.conftest import ROOT, Receiver, free_port, wait_until
 
-
-def topic(bootstrap: str, partitions: int = 6) -> str:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(name, partitions, 1)])
-    admin.close()
-    return name
+topic = create_topic
 
 
 def produce(bootstrap: str, name: str, values: list[bytes], **kw: object) -> None:
