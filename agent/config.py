@@ -51,7 +51,7 @@ class PipelineConfig(_Strict):
     allowed_lateness_seconds: float = Field(300.0, ge=0)
     max_future_seconds: float = Field(86_400.0, ge=0)
     max_age_days: float = Field(400.0, ge=0, description="0 disables the wall-clock age check")
-    queue_max_batches: int = Field(64, ge=1)
+    queue_max_batches: int = Field(8, ge=1, description="batches (about 1 MB each) between sources and the pipeline")
     batch_max_records: int = Field(4096, ge=1)
 
 
