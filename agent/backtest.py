@@ -126,7 +126,6 @@ def run_backtest(
 
     agent = Agent(
         bt,
-        mode="backtest",
         extra_sinks={"_collector": collector},
         state_store=MemoryStateStore(),
         progress=show if progress else None,

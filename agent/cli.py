@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_format or cfg.telemetry.log_format, cfg.telemetry.log_level)
     if args.config is None:
         _ensure_demo()
-    agent = Agent(cfg, mode="run", sink_kwargs={"force_json": args.json})
+    agent = Agent(cfg, sink_kwargs={"force_json": args.json})
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

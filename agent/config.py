@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -52,7 +51,6 @@ class PipelineConfig(_Strict):
     max_future_seconds: float = Field(86_400.0, ge=0)
     max_age_days: float = Field(400.0, ge=0, description="0 disables the wall-clock age check")
     queue_max_batches: int = Field(8, ge=1, description="batches (about 1 MB each) between sources and the pipeline")
-    batch_max_records: int = Field(4096, ge=1)
 
 
 class DeadLetterConfig(_Strict):
@@ -166,12 +164,6 @@ def format_validation_error(exc: ValidationError) -> list[str]:
 
 
 _KINDS: dict[str, Any] = {"sources": "source", "detectors": "detector", "sinks": "sink"}
-
-
-@dataclass(frozen=True)
-class Loaded:
-    config: Any
-    path: str
 
 
 def load_config_text(text: str, origin: str = "<config>", env: dict[str, str] | None = None) -> Any:

@@ -95,10 +95,6 @@ def make_dims(pairs: dict[str, str] | list[tuple[str, str]] | tuple[tuple[str, s
     return key
 
 
-def dims_dict(dims: Dims) -> dict[str, str]:
-    return dict(dims)
-
-
 def parse_time(value: object) -> float:
     """Parse an event time (ISO-8601 string, epoch seconds or epoch milliseconds) to epoch seconds.
 

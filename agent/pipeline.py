@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from functools import reduce
 from math import gcd
-from pathlib import Path
 from typing import Any
 
 from agent.aggregate import Aggregator
@@ -51,7 +50,6 @@ class Agent:
         self,
         cfg: Any,
         *,
-        mode: str = "run",
         extra_sinks: dict[str, Any] | None = None,
         state_store: StateStore | None = None,
         sink_kwargs: dict[str, Any] | None = None,
@@ -59,7 +57,6 @@ class Agent:
         progress: Callable[[Agent], None] | None = None,
     ):
         self.cfg = cfg
-        self.mode = mode
         self.now = now
         self.progress = progress
         self.telemetry = Telemetry()
@@ -353,8 +350,3 @@ def tune_gc() -> None:
     threshold = gc.get_threshold()
     if threshold[0] < 50_000:
         gc.set_threshold(50_000, threshold[1], threshold[2])
-
-
-def ensure_dirs(cfg: Any) -> None:
-    if cfg.state.type == "local":
-        Path(cfg.state.directory).mkdir(parents=True, exist_ok=True)

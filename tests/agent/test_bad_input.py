@@ -50,7 +50,7 @@ def _sample(agent: Agent, name: str, **labels: str) -> float:
 
 def _run(text: str) -> tuple[Agent, PointCollector]:
     collector = PointCollector()
-    agent = Agent(load_config_text(text), mode="backtest", extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    agent = Agent(load_config_text(text), extra_sinks={"c": collector}, state_store=MemoryStateStore())
     agent.start()
     agent.wait_finished(60)
     agent.stop(flush_windows=True)
