@@ -268,3 +268,34 @@ def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "kafka", None)
     with pytest.raises(RuntimeError, match=r"pip install 'finops-agent\[kafka\]'"):
         kafka_source._require_kafka()
+
+
+def test_backpressure_pauses_partitions_instead_of_buffering(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dlq = topic(kafka_bootstrap, 3), topic(kafka_bootstrap, 1)
+    produce(
+        kafka_bootstrap, src, [log(timestamp=f"2026-10-01T{h:02d}:{m:02d}:00Z") for h in range(12) for m in range(60)]
+    )
+    text = CONFIG.format(bootstrap=kafka_bootstrap, topic=src, group="g-" + src, dlq=dlq, dlq_file=tmp_path / "d.jsonl")
+    text = text.replace("    decoder:", "    max_poll_records: 20\n    decoder:").replace(
+        "pipeline: {max_age_days: 3650}", "pipeline: {max_age_days: 3650, queue_max_batches: 2}"
+    )
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    slow = Agent._process
+
+    def slow_process(self: Agent, batch: object) -> None:
+        time.sleep(0.02)  # a slow pipeline (think: a sink that blocks)
+        slow(self, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Agent, "_process", slow_process)
+    source = agent.sources["tokens"]
+    paused_seen = []
+    agent.start()
+    try:
+        assert wait_until(lambda: paused_seen.append(source._paused) or agent.records_in >= 720, 120)
+        assert True in paused_seen  # the consumer paused its partitions while the queue was full
+        assert agent.queue.qsize() <= 2
+    finally:
+        agent.stop()
+    assert agent.records_in == 720
