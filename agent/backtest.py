@@ -12,7 +12,7 @@ from typing import Any
 
 from agent.pipeline import Agent
 from agent.registry import components
-from agent.sources.file import FileSource
+from agent.sources.file import FileSource, list_files
 from agent.state import MemoryStateStore
 from sinks.base import Sink
 
@@ -34,7 +34,7 @@ class PointCollector(Sink):
 
 
 def _sample(path: str) -> bytes:
-    files = FileSource.list_files(_PathOnly(path))  # type: ignore[arg-type]
+    files = list_files(path)
     if not files:
         return b""
     f = files[0]
@@ -44,11 +44,6 @@ def _sample(path: str) -> bytes:
             return bytes(fh.read(4096))
     except OSError:
         return b""
-
-
-class _PathOnly:
-    def __init__(self, path: str):
-        self.cfg = type("C", (), {"path": path})()
 
 
 def route_inputs(cfg: Any, inputs: list[str]) -> dict[str, list[str]]:
@@ -63,7 +58,7 @@ def route_inputs(cfg: Any, inputs: list[str]) -> dict[str, list[str]]:
             routed.setdefault(name, []).append(path)
             continue
         path = item
-        if not FileSource.list_files(_PathOnly(path)):  # type: ignore[arg-type]
+        if not list_files(path):
             raise ValueError(f"{path}: no such file, directory or matching glob")
         sample = _sample(path)
         match = None

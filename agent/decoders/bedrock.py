@@ -121,13 +121,6 @@ class BedrockDecoder(Decoder):
                 self._info[key] = info
         return info
 
-    def _bucket_slow(self, s: str, ctx: DecodeContext) -> tuple[float, float]:
-        """Bucket start and exact time of a timestamp the fast path does not cover (raises ValueError)."""
-        ts = parse_time(s)
-        if not ctx.min_ts <= ts <= ctx.max_ts:
-            return _OUT_OF_RANGE, ts
-        return ts - ts % ctx.bucket_seconds, ts
-
     def decode_lines(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
         if not lines:
             return [], []

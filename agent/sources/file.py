@@ -56,17 +56,21 @@ def format_of(path: str) -> str:
     return "jsonl"
 
 
+def list_files(path: str) -> list[str]:
+    """The files a ``path`` names: a directory (recursively, hidden files skipped), a glob, or one file."""
+    if os.path.isdir(path):
+        files = [str(f) for f in Path(path).rglob("*") if f.is_file() and not f.name.startswith(".")]
+    elif any(ch in path for ch in "*?["):
+        files = [f for f in glob.glob(path, recursive=True) if os.path.isfile(f)]
+    else:
+        files = [path] if os.path.isfile(path) else []
+    return sorted(files)
+
+
 @register("source", "file", FileConfig)
 class FileSource(Source):
     def list_files(self) -> list[str]:
-        p = self.cfg.path
-        if os.path.isdir(p):
-            files = [str(f) for f in Path(p).rglob("*") if f.is_file() and not f.name.startswith(".")]
-        elif any(ch in p for ch in "*?["):
-            files = [f for f in glob.glob(p, recursive=True) if os.path.isfile(f)]
-        else:
-            files = [p] if os.path.isfile(p) else []
-        return sorted(files)
+        return list_files(self.cfg.path)
 
     def run(self) -> None:
         while not self.stopping:
@@ -93,10 +97,11 @@ class FileSource(Source):
         fmt = self.cfg.format if self.cfg.format != "auto" else format_of(f)
         gz = f.endswith(".gz")
         if pos is not None:
-            same_file = pos.get("mtime_ns") == st.st_mtime_ns and pos.get("size") == st.st_size
-            if pos.get("done") and (same_file or gz or fmt in ("csv", "parquet")):
+            unchanged = pos.get("mtime_ns") == st.st_mtime_ns and pos.get("size") == st.st_size
+            # Done with it, or read to its end and untouched since: nothing to open again.
+            if pos.get("done") and (unchanged or gz or fmt in ("csv", "parquet")):
                 return
-            if same_file and pos.get("done", False):
+            if unchanged and pos.get("eof"):
                 return
             if not gz and fmt in ("jsonl", "text") and st.st_size < pos.get("offset", 0):
                 pos = None  # truncated / rotated: read again from the start
@@ -145,10 +150,11 @@ class FileSource(Source):
         # A plain file being written (watch): the partial last line waits for the next poll.
         if carry.strip() and (gz or not self.cfg.watch):
             consumed += len(carry)
-            self.emit(Batch(self.name, "lines", [carry], ctx, (f, {**meta, "offset": consumed, "done": True}), 1))
+            pos = (f, {**meta, "offset": consumed, "done": True, "eof": True})
+            self.emit(Batch(self.name, "lines", [carry], ctx, pos, 1))
             return
         done = gz or not self.cfg.watch
-        self.emit(Batch(self.name, "lines", [], ctx, (f, {**meta, "offset": consumed, "done": done})))
+        self.emit(Batch(self.name, "lines", [], ctx, (f, {**meta, "offset": consumed, "done": done, "eof": True})))
 
     # -- tabular formats -------------------------------------------------------------------
     def _read_table(self, f: str, ctx: DecodeContext, fmt: str, start_batch: int, meta: dict[str, Any]) -> None:
