@@ -144,10 +144,10 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 def format_validation_error(exc: ValidationError) -> list[str]:
     lines = []
+    tags = {t for kind in ("source", "decoder", "detector", "sink") for t in components(kind)}
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(err["loc"])
         # Drop the tag pydantic inserts for tagged unions ("sinks.x.webhook.url" → "sinks.x.url").
-        tags = {t for kind in ("source", "decoder", "detector", "sink") for t in components(kind)}
         cleaned: list[Any] = []
         for i, part in enumerate(loc):
             tagged_slot = (i == 2 and loc[0] in _KINDS) or (i > 0 and loc[i - 1] == "decoder")

@@ -251,12 +251,14 @@ class DetectorRunner:
         return rows[: self.cfg.top_contributors]
 
     def _expire(self, w: float) -> None:
-        ttl = self.cfg.series_ttl_windows * self.window
-        if len(self.models) < 1000 and int(w // self.window) % 24:
+        """Every 24 windows, forget series without data for ``series_ttl_windows`` (and no open alert)."""
+        if int(w // self.window) % 24:
             return
+        ttl = self.cfg.series_ttl_windows * self.window
         for key in [k for k, seen in self.last_seen.items() if w - seen > ttl and k not in self.episodes]:
             self.models.pop(key, None)
             self.last_seen.pop(key, None)
+            self.last_learned.pop(key, None)
             self.shares.pop(key, None)
 
     # -- alert lifecycle -------------------------------------------------------------------

@@ -274,9 +274,8 @@ class Agent:
             )
         for r in bad:
             if r.kind == "unknown_model":
-                model = r.reason.split("'")[1] if "'" in r.reason else "?"
-                self.telemetry.count_unpriced(model)
-                self.logonce(comp, f"unknown_model:{model}", r.reason, r.raw[:300].decode("utf-8", "replace"))
+                self.telemetry.count_unpriced(r.subject)
+                self.logonce(comp, f"unknown_model:{r.subject}", r.reason, r.raw[:300].decode("utf-8", "replace"))
         self.telemetry.dead_lettered.inc(len(bad))
         rest = self.sources[comp].dead_letter(batch, bad) if batch is not None else bad
         self.dead_letter.write(comp, location, rest)

@@ -22,6 +22,7 @@ class BadRecord:
     kind: str
     reason: str
     partial: bool = False
+    subject: str = ""  # what the problem is about, when it has a name (e.g. the unpriced model)
 
 
 @dataclass

@@ -203,7 +203,11 @@ class BedrockDecoder(Decoder):
                     self.unknown_models[model_id] = self.unknown_models.get(model_id, 0) + n
                     bad.extend(
                         BadRecord(
-                            raw, "unknown_model", f"no price for model {model_id!r}; tokens counted, cost not", True
+                            raw,
+                            "unknown_model",
+                            f"no price for model {model_id!r}; tokens counted, cost not",
+                            partial=True,
+                            subject=model_id,
                         )
                         for raw, _lg in _records_where(raws, logs, b, key, self._bucket, ctx)
                     )

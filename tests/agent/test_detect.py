@@ -63,3 +63,14 @@ def test_replayed_windows_are_not_learned_twice() -> None:
     r2 = runner()
     r2.restore(snap)
     assert r2.models[("a",)].n_learned == n
+
+
+def test_series_without_data_are_forgotten() -> None:
+    r = runner(series_ttl_windows=24, fill_missing=False)
+    c_a = cell(make_dims({"team": "a", "model": "m"}), SIG)
+    c_b = cell(make_dims({"team": "b", "model": "m"}), SIG)
+    for h in range(100):
+        r.add_bucket(h * H, {c_b: [5.0, 1.0], **({c_a: [5.0, 1.0]} if h < 10 else {})})
+        r.close_until((h + 1) * H)
+    assert set(r.models) == {("b",)}
+    assert ("a",) not in r.last_learned and ("a",) not in r.last_seen
