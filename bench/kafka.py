@@ -48,7 +48,7 @@ sources:
 detectors:
 {detectors}
 sinks:
-  out: {{type: {sink}}}
+  {sink}
 state: {{directory: {state}, checkpoint_interval_seconds: 5}}
 dead_letter: {{path: {state}/dlq.jsonl}}
 pipeline: {{max_age_days: 3650, allowed_lateness_seconds: {lateness}}}
@@ -91,28 +91,33 @@ def bare_consume(bootstrap: str, topic: str, n: int) -> float:
     )
     got = 0
     t0 = time.perf_counter()
-    size = 0
+    size = 0  # read every value, as a consumer that does anything must
     while got < n:
         for _tp, msgs in c.poll(timeout_ms=500).items():
             for m in msgs:
                 size += len(m.value)
-            got += sum(1 for _ in msgs)
+            got += len(msgs)
     secs = time.perf_counter() - t0
     c.close()
     return n / secs
 
 
-def agent_consume(bootstrap: str, topic: str, n: int, work: Path) -> float:
+def agent_config(bootstrap: str, topic: str, detectors: str, sink: str, state: Path, lateness: float) -> Any:
+    """The agent reading ``topic`` in a fresh consumer group."""
     text = AGENT.format(
         bootstrap=bootstrap,
         topic=topic,
         group=f"agent-{uuid.uuid4().hex[:6]}",
-        detectors=THROUGHPUT_DETECTORS,
-        sink="console",
-        state=work / "state-tp",
-        lateness=300,
+        detectors=detectors,
+        sink=sink,
+        state=state,
+        lateness=lateness,
     )
-    agent = Agent(load_config_text(text))
+    return load_config_text(text)
+
+
+def agent_consume(bootstrap: str, topic: str, n: int, work: Path) -> float:
+    agent = Agent(agent_config(bootstrap, topic, THROUGHPUT_DETECTORS, "out: {type: console}", work / "state-tp", 300))
     t0 = time.perf_counter()
     agent.start()
     while agent.records_in < n:
@@ -160,17 +165,8 @@ def latency(bootstrap: str, work: Path, probes: int, load_rate: int) -> list[flo
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    text = AGENT.format(
-        bootstrap=bootstrap,
-        topic=topic,
-        group=f"lat-{uuid.uuid4().hex[:6]}",
-        detectors=LATENCY_DETECTORS,
-        sink="console",
-        state=work / "state-lat",
-        lateness=0,
-    )
-    text = text.replace("  out: {type: console}", f"  hook: {{type: webhook, url: '{url}', secret: s}}")
-    agent = Agent(load_config_text(text))
+    hook = f"hook: {{type: webhook, url: '{url}', secret: s}}"
+    agent = Agent(agent_config(bootstrap, topic, LATENCY_DETECTORS, hook, work / "state-lat", 0))
     agent.start()
     stop = threading.Event()
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
