@@ -246,7 +246,7 @@ def test_broker_outage_and_consumer_lag(tmp_path: Path) -> None:
         broker.cleanup()
 
 
-@pytest.mark.parametrize("proto", ["SASL_SSL"])
+@pytest.mark.parametrize("proto", ["SASL_PLAINTEXT", "SASL_SSL"])
 def test_security_options_are_validated(proto: str) -> None:
     from agent.config import ConfigError
 
@@ -259,7 +259,13 @@ def test_security_options_are_validated(proto: str) -> None:
         "    group_id: g\n    security_protocol: SASL_SSL\n"
         "    sasl_mechanism: SCRAM-SHA-512\n    sasl_username: u\n    sasl_password: p\n",
     )
-    assert load_config_text(ok).sources["tokens"].sasl_mechanism == "SCRAM-SHA-512"
+    cfg = load_config_text(ok).sources["tokens"]
+    assert cfg.sasl_mechanism == "SCRAM-SHA-512"
+    from agent.sources.kafka import client_options
+
+    opts = client_options(cfg)
+    assert opts["sasl_plain_username"] == "u" and opts["sasl_plain_password"] == "p"
+    assert "sasl_password=SecretStr('**********')" in repr(cfg)  # never printed
 
 
 def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
