@@ -7,6 +7,7 @@ token table in LiteLLM's or this project's format (``pricing.token_price_file``)
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ class TokenPrice:
     cached_input: float
 
 
+@functools.cache
 def _bundled(name: str) -> dict[str, Any]:
+    """A bundled table, read once per process (every decoder instance shares it; callers copy)."""
     text = resources.files("agent").joinpath("data", name).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data

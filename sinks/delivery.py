@@ -127,8 +127,6 @@ class Outbox:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._rng = random.Random()
-        self.delivered = 0
-        self.dead = 0
         self._failing: str | None = None
         self._failures = 0
 
@@ -180,10 +178,8 @@ class Outbox:
             with self._lock:
                 if res.outcome == "ok":
                     self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-                    self.delivered += 1
                 elif res.outcome == "permanent" or attempts + 1 >= self.max_attempts:
                     self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-                    self.dead += 1
                     dead_reason = f"{res.outcome} after {attempts + 1} attempt(s): {res.detail}"
                 else:
                     delay = backoff_seconds(attempts, self.base, self.cap, self._rng)
