@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from agent.registry import components
 
@@ -41,9 +41,22 @@ class PricingConfig(_Strict):
 
 
 class StateConfig(_Strict):
-    type: Literal["local", "memory"] = "local"
-    directory: str = ".agent-state"
+    type: Literal["local", "memory", "kafka"] = "local"
+    directory: str = Field(".agent-state", description="local state; with type kafka only the alert outbox")
     checkpoint_interval_seconds: float = Field(10.0, gt=0)
+    topic_prefix: str | None = Field(
+        None, description="type kafka: prefix of the internal topics (default: the first Kafka source's group_id)"
+    )
+    partitions: int = Field(
+        6, ge=1, description="type kafka: partitions of the repartition and changelog topics (the unit of scale-out)"
+    )
+    replication_factor: int = Field(1, ge=1, description="type kafka: of the internal topics it creates")
+    idle_lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="type kafka: a caught-up input partition stops holding event time back while its owner "
+        "says so at least this often; a crashed owner's partitions hold it back again after this long",
+    )
 
 
 class PipelineConfig(_Strict):
@@ -99,10 +112,28 @@ def agent_config_model() -> type[BaseModel]:
         dead_letter=(DeadLetterConfig, DeadLetterConfig()),
         telemetry=(TelemetryConfig, TelemetryConfig()),
         alerting=(AlertingConfig, AlertingConfig()),
-        __validators__={"names": field_validator("sources", "detectors", "sinks")(_check_names)},
+        __validators__={
+            "names": field_validator("sources", "detectors", "sinks")(_check_names),
+            "default_state": model_validator(mode="before")(_default_state),  # type: ignore[dict-item]
+        },
     )
     _MODEL_CACHE["agent"] = model
     return model
+
+
+def _default_state(raw: Any) -> Any:
+    """A consumer group's state follows its partitions: ``state.type`` defaults to kafka when every
+    source is a Kafka source, to local otherwise."""
+    if not isinstance(raw, dict):
+        return raw
+    sources, state = raw.get("sources"), raw.get("state")
+    if state is None:
+        state = {}
+    if not isinstance(sources, dict) or not sources or not isinstance(state, dict) or "type" in state:
+        return raw
+    if all(isinstance(s, dict) and s.get("type") == "kafka" for s in sources.values()):
+        return {**raw, "state": {**state, "type": "kafka"}}
+    return raw
 
 
 def _check_names(value: dict[str, Any]) -> dict[str, Any]:
@@ -200,6 +231,19 @@ def cross_check(cfg: Any) -> list[str]:
         overlap = set(det.contributors_by or ()) & set(det.group_by)
         if overlap:
             errors.append(f"detectors.{name}.contributors_by: {sorted(overlap)} already split the series (group_by)")
+    if cfg.state.type == "kafka":
+        servers = None
+        for name, src in cfg.sources.items():
+            if src.type != "kafka":
+                errors.append(f"sources.{name}.type: with state.type kafka every source must be a kafka source")
+            elif servers is None:
+                servers = src.bootstrap_servers
+            elif src.bootstrap_servers != servers:
+                errors.append(f"sources.{name}.bootstrap_servers: one cluster for all sources with state.type kafka")
+    else:
+        for name, src in cfg.sources.items():
+            if getattr(src, "keyed_by_series", False):
+                errors.append(f"sources.{name}.keyed_by_series: only applies with state.type kafka")
     paths: dict[str, str] = {}
     for name, src in cfg.sources.items():
         if src.type == "file" and src.watch:

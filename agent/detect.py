@@ -79,6 +79,7 @@ class DetectorRunner:
         self.episodes: dict[SeriesKey, Episode] = {}
         # window start → series → [value, per value, cost value, children or None]
         self.windows: dict[float, dict[SeriesKey, list[Any]]] = {}
+        self.closed_until = -math.inf  # windows ending at or before this are closed
         self._routes: dict[Cell, Any] = {}
         self.dropped_series = 0
         self._is_ratio = cfg.per is not None
@@ -118,6 +119,14 @@ class DetectorRunner:
         acc = self.windows.get(w)
         if acc is None:
             acc = self.windows[w] = {}
+        self.rollup(cells, acc)
+
+    def rollup(self, cells: Cells, acc: dict[SeriesKey, list[Any]], *, capped: bool = True) -> None:
+        """Sum cells into per-series accumulators ``[value, per value, cost value, children or None]``.
+
+        ``capped``: drop series beyond ``max_series`` (where the models live; an upstream that only
+        pre-aggregates for another replica passes False).
+        """
         routes = self._routes
         for cell_key, vals in cells.items():
             route = routes.get(cell_key, _MISS)
@@ -128,7 +137,7 @@ class DetectorRunner:
             key, child, i, j, c = route
             a = acc.get(key)
             if a is None:
-                if key not in self.models and len(self.models) >= self.cfg.max_series:
+                if capped and key not in self.models and len(self.models) >= self.cfg.max_series:
                     self.dropped_series += 1
                     continue
                 a = acc[key] = [0.0, 0.0, 0.0, {} if child else None]
@@ -147,9 +156,28 @@ class DetectorRunner:
         """Close every window that ends at or before ``sealed_until``."""
         points: list[Point] = []
         events: list[dict[str, Any]] = []
-        for w in sorted(k for k in self.windows if k + self.window <= sealed_until):
+        if self.cfg.fill_missing and not self._is_ratio:
+            self._fill_gaps(sealed_until)
+        closed = sorted(k for k in self.windows if k + self.window <= sealed_until)
+        for w in closed:
             self._close(w, self.windows.pop(w), points, events)
+        if closed:
+            self.closed_until = max(self.closed_until, closed[-1] + self.window)
         return points, events
+
+    def _fill_gaps(self, until: float) -> None:
+        """Windows in which no series had data still close (as zeros), whatever other series did."""
+        w = self.closed_until if math.isfinite(self.closed_until) else min(self.windows, default=math.inf)
+        if not math.isfinite(w):
+            return
+        end = until if math.isfinite(until) else max(self.windows, default=w) + self.window
+        steps = int((end - w) // self.window)
+        if steps > self.cfg.series_ttl_windows:  # a long outage: the series expire anyway
+            w += (steps - self.cfg.series_ttl_windows) * self.window
+        while w + self.window <= end:
+            if w not in self.windows:
+                self.windows[w] = {}
+            w += self.window
 
     def close_all(self) -> tuple[list[Point], list[dict[str, Any]]]:
         return self.close_until(math.inf)
@@ -367,11 +395,13 @@ class DetectorRunner:
             "shares": self.shares,
             "episodes": self.episodes,
             "windows": self.windows,
+            "closed_until": self.closed_until,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
         for k in ("models", "last_learned", "last_seen", "shares", "episodes", "windows"):
             setattr(self, k, snap[k])
+        self.closed_until = snap.get("closed_until", -math.inf)
 
 
 def _rank(sev: str) -> int:

@@ -68,11 +68,14 @@ class Agent:
         windows = [d.window_seconds for d in cfg.detectors.values()]
         self.bucket = float(reduce(gcd, windows))
         self.aggregator = Aggregator(self.bucket, cfg.pipeline.allowed_lateness_seconds)
-        self.runners = {
-            name: DetectorRunner(name, d, components("detector")[d.type][1].from_config(d), cfg.alerting)
-            for name, d in cfg.detectors.items()
-        }
-        state_dir = cfg.state.directory if cfg.state.type == "local" else None
+        self.prototypes = {name: components("detector")[d.type][1].from_config(d) for name, d in cfg.detectors.items()}
+        self.runners = {name: self.make_runner(name) for name in cfg.detectors}
+        self.scale: Any = None
+        if cfg.state.type == "kafka":  # state follows the partition: tasks, repartition and changelog topics
+            from agent.sources.kafka_scale import KafkaScaleOut
+
+            self.scale = KafkaScaleOut(self)
+        state_dir = cfg.state.directory if cfg.state.type in ("local", "kafka") else None
         kw = {
             "telemetry": self.telemetry,
             "state_dir": state_dir,
@@ -96,6 +99,12 @@ class Agent:
             self.sources[name] = build(
                 "source", s, name=name, decoder=decoder, emit=self._emit, ctx_defaults=ctx_defaults, agent=self
             )
+        if self.scale is not None and self.scale.unkeyed:
+            from agent.sources.kafka_scale import TASKS_SOURCE
+
+            self.sources[TASKS_SOURCE] = self.scale.task_source(
+                decoder=None, emit=self._emit, ctx_defaults=ctx_defaults, agent=self
+            )
         self.health.sources = list(self.sources.values())
         for name, src in self.sources.items():
             if not src.partitioned:  # partitioned sources register their partitions on assignment
@@ -112,12 +121,17 @@ class Agent:
         self.points_out = 0
         self.error: BaseException | None = None
 
+    def make_runner(self, name: str) -> DetectorRunner:
+        return DetectorRunner(name, self.cfg.detectors[name], self.prototypes[name], self.cfg.alerting)
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Restore state, start sinks, the pipeline thread and the sources; returns quickly."""
         self._started = True
         tune_gc()
-        state = self.store.load()
+        if self.scale is not None:
+            self.scale.start()  # internal topics; tasks are restored as partitions are assigned
+        state = self.store.load() if self.scale is None else None
         if state:
             self.aggregator.restore(state["aggregator"])
             for name, snap in state["runners"].items():
@@ -179,10 +193,15 @@ class Agent:
         if flush_windows:
             self._seal(force_all=True)
         self.checkpoint(max(0.1, deadline - time.monotonic()))
+        if self.scale is not None:
+            for name, src in self.sources.items():
+                self.scale.let_go(name, list(getattr(src, "upstreams", {}).values()))
         for src in self.sources.values():
             src.finish(max(0.1, deadline - time.monotonic()))  # e.g. commit the offsets just checkpointed
         for s in self.sinks.values():
             s.stop(max(0.1, deadline - time.monotonic()))
+        if self.scale is not None:
+            self.scale.close()
         self.dead_letter.close()
         self.health._alive.clear()
         self.health._ready.clear()
@@ -219,13 +238,33 @@ class Agent:
         src = self.sources[batch.source]
         comp = batch.source
         stream = batch.stream or comp
+        scale = self.scale
         if batch.kind == "idle":
-            self.aggregator.set_idle(stream)
+            if scale is not None:
+                up = getattr(src, "upstreams", {}).get(stream)
+                if up is not None:
+                    bad_idle = scale.idle(src, up)
+                    if bad_idle:
+                        self._bad(comp, stream, bad_idle)
+            else:
+                self.aggregator.set_idle(stream)
             self._seal()
             return
         if batch.kind == "checkpoint":  # a source asks for one (partitions about to be revoked)
+            done, release = batch.payload
             self.checkpoint()
-            batch.payload.set()
+            if scale is not None:
+                scale.release(release)
+            done.set()
+            return
+        if batch.kind == "task":  # a task restored from the changelog, before its partition is consumed
+            scale.install(batch.payload)
+            return
+        if batch.kind == "partials":  # repartition topic: partial window aggregates for our tasks
+            bad_partials = scale.apply(batch.payload)
+            if bad_partials:
+                self._bad(comp, "repartition", bad_partials)
+            self._seal()
             return
         bad: list[BadRecord] = []
         obs: list[Observation] = []
@@ -236,6 +275,10 @@ class Agent:
             self.telemetry.received.labels(component=comp).inc(batch.records)
             self.records_in += batch.records
             ctx.late_before = self.aggregator.sealed_until  # decoders keep late records' original bytes
+            if scale is not None:
+                up = getattr(src, "upstreams", {}).get(stream)
+                replaying = up is None or batch.offsets is None or batch.offsets[1] < up.replay_until
+                ctx.late_before = -math.inf if replaying or up is None else up.sealed_until
             try:
                 if batch.kind == "lines":
                     obs, bad = src.decoder.decode_lines(batch.payload, ctx)
@@ -246,7 +289,12 @@ class Agent:
                 self.telemetry.errors.labels(component=comp, error_type=type(exc).__name__, stage="decode").inc()
                 raw = batch.payload if batch.kind == "lines" else [b"<record batch>"]
                 bad = [BadRecord(r, "decoder_error", f"{type(exc).__name__}: {exc}") for r in raw]
-        if obs:
+        if obs and scale is not None:
+            self.telemetry.observations.labels(component=comp).inc(len(obs))
+            up = src.upstreams.get(stream)  # type: ignore[attr-defined]
+            if up is not None and batch.offsets is not None:
+                bad.extend(scale.add(src, up, obs, batch.offsets))
+        elif obs:
             self.telemetry.observations.labels(component=comp).inc(len(obs))
             late = self.aggregator.add(stream, obs)
             if late:
@@ -281,6 +329,12 @@ class Agent:
         self.dead_letter.write(comp, location, rest)
 
     def _seal(self, force_all: bool = False) -> None:
+        if self.scale is not None:
+            self._publish(self.scale.close_tasks())
+            wm = self.scale.watermark()
+            if math.isfinite(wm):
+                self.telemetry.watermark.set(wm)
+            return
         sealed = self.aggregator.seal(force_all=force_all)
         for b, cells in sealed:
             for r in self.runners.values():
@@ -289,12 +343,20 @@ class Agent:
         if until <= self._last_sealed and not sealed:
             return
         self._last_sealed = until
+        self._publish([(name, *r.close_until(until)) for name, r in self.runners.items()])
+        wm = self.aggregator.watermark()
+        if math.isfinite(wm):
+            self.telemetry.watermark.set(wm)
+        self.telemetry.open_cells.set(self.aggregator.open_cells())
+
+    def _publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None:
+        """Points and alert events of closed windows to every sink."""
         all_points: list[Point] = []
-        for name, r in self.runners.items():
-            points, events = r.close_until(until)
+        for name, points, events in closed:
             if points:
                 self.telemetry.points.labels(detector=name).inc(len(points))
-                self.telemetry.series.labels(detector=name).set(len(r.models))
+                series = self.scale.series(name) if self.scale is not None else len(self.runners[name].models)
+                self.telemetry.series.labels(detector=name).set(series)
                 all_points.extend(points)
             for doc in events:
                 self.telemetry.alerts.labels(detector=name, status=doc["status"]).inc()
@@ -311,25 +373,25 @@ class Agent:
             self.points_out += len(all_points)
             for s in self.sinks.values():
                 s.on_points(all_points)
-        wm = self.aggregator.watermark()
-        if math.isfinite(wm):
-            self.telemetry.watermark.set(wm)
-        self.telemetry.open_cells.set(self.aggregator.open_cells())
 
     # -- checkpoint ------------------------------------------------------------------------
     def checkpoint(self, timeout: float = 5.0) -> None:
         for s in self.sinks.values():
             s.flush(timeout)
-        state = {
-            "aggregator": self.aggregator.snapshot(),
-            "runners": {name: r.snapshot() for name, r in self.runners.items()},
-            "sources": {name: dict(s.positions) for name, s in self.sources.items()},
-        }
-        self.store.save(state)
+        positions = {name: s.checkpoint_positions() for name, s in self.sources.items()}
+        if self.scale is not None:
+            self.scale.checkpoint()  # partials acknowledged, then the tasks' changelog records
+        else:
+            state = {
+                "aggregator": self.aggregator.snapshot(),
+                "runners": {name: r.snapshot() for name, r in self.runners.items()},
+                "sources": positions,
+            }
+            self.store.save(state)
         self._last_checkpoint = time.monotonic()
         self.telemetry.checkpointed()
-        for name, positions in state["sources"].items():
-            self.sources[name].checkpointed(positions)
+        for name, pos in positions.items():
+            self.sources[name].checkpointed(pos)
 
     def metrics_port(self) -> int | None:
         for s in self.sinks.values():

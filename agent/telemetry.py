@@ -62,6 +62,9 @@ class Telemetry:
             "finops_agent_outbox_depth", "Alert notifications waiting for delivery", ["sink"], registry=r
         )
         self.open_cells = Gauge("finops_agent_open_aggregation_cells", "Cells in open event-time buckets", registry=r)
+        self.tasks = Gauge(
+            "finops_agent_tasks", "Partitions whose series and detector state this replica owns", registry=r
+        )
         self.series = Gauge("finops_agent_series", "Series with a model", ["detector"], registry=r)
         self.watermark = Gauge("finops_agent_watermark_timestamp_seconds", "Event-time watermark", registry=r)
         self.consumer_lag = Gauge(

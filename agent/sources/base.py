@@ -19,13 +19,14 @@ from agent.decoders.base import BadRecord, DecodeContext, Decoder
 @dataclass(slots=True)
 class Batch:
     source: str
-    kind: Literal["lines", "table", "bad", "idle", "checkpoint"]
+    kind: Literal["lines", "table", "bad", "idle", "checkpoint", "partials", "task"]
     payload: Any
     ctx: DecodeContext | None
     position: tuple[str, Any] | None = None  # (key, value) committed after processing
     records: int = 0
     stream: str | None = None  # event-time stream (watermark unit): the source, or one of its partitions
     meta: dict[int, Any] | None = None  # per-record metadata by id(raw bytes), for dead-lettering
+    offsets: tuple[int, int] | None = None  # first and last source offset in the batch (Kafka)
 
 
 Emit = Callable[[Batch], None]
@@ -52,6 +53,10 @@ class Source:
     def ready(self) -> bool:
         """False until the source can consume (e.g. partitions assigned)."""
         return True
+
+    def checkpoint_positions(self) -> dict[str, Any]:
+        """What a checkpoint records (and then commits) for this source."""
+        return dict(self.positions)
 
     def checkpointed(self, positions: dict[str, Any]) -> None:
         """Called after state including ``positions`` was persisted (commit offsets here)."""

@@ -68,6 +68,12 @@ class KafkaConfig(ComponentConfig):
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     dead_letter_topic: str | None = None
     lag_interval_seconds: float = Field(5.0, gt=0)
+    keyed_by_series: bool = Field(
+        False,
+        description="with state.type kafka: records are already partitioned by the detectors' series "
+        "(every record of a series in one partition), so each input partition is a task and the "
+        "repartition topic is skipped",
+    )
     decoder: decoder_config_union()  # type: ignore[valid-type]
 
     @model_validator(mode="after")
@@ -134,6 +140,11 @@ class KafkaSource(Source):
         self.agent: Any = kw.get("agent")
         self._left_loop = threading.Event()
         self._final = threading.Event()
+        # Scale-out (state.type: kafka): per-partition pre-aggregation, restored on assignment.
+        self.scale: Any = getattr(self.agent, "scale", None)
+        self.upstreams: dict[str, Any] = {}
+        self._pending: set[Any] = set()  # assigned, paused until their clock/state is restored
+        self._checkpointed: dict[str, Any] = {}
 
     # -- hooks the pipeline calls ----------------------------------------------------------
     def stop(self, timeout: float = 5.0) -> None:
@@ -153,6 +164,18 @@ class KafkaSource(Source):
         """State with these positions is persisted: commit them (from the consumer's thread)."""
         with self._commit_lock:
             self._pending_commit = dict(positions)
+            self._checkpointed = dict(positions)
+
+    def checkpoint_positions(self) -> dict[str, Any]:
+        """Scale-out: commit at each partition's oldest open bucket, with its clock as metadata."""
+        if self.scale is None:
+            return dict(self.positions)
+        out: dict[str, Any] = {}
+        for key, up in list(self.upstreams.items()):
+            point = up.commit_point()
+            if point is not None:
+                out[key.split("/", 1)[1]] = point
+        return out
 
     def dead_letter(self, batch: Batch, bad: list[BadRecord]) -> list[BadRecord]:
         """Send undecodable records to the DLQ topic; return what still needs the dead-letter file."""
@@ -201,6 +224,8 @@ class KafkaSource(Source):
             while not self.stopping:
                 try:
                     self._commit_pending()
+                    if self._pending:
+                        self._restore_pending()
                     self._backpressure()
                     records = self.consumer.poll(timeout_ms=self.cfg.poll_timeout_ms)
                     if records:
@@ -234,6 +259,14 @@ class KafkaSource(Source):
                     self.producer.close(10)
 
     def _emit(self, tp: Any, msgs: list[Any]) -> None:
+        up = self.upstreams.get(stream_key(self.name, tp.topic, tp.partition))
+        if up is not None and msgs[0].offset < up.replay_until <= msgs[-1].offset:
+            # Records before the restored position were processed already (replay); after it, new: the
+            # pipeline tells them apart by batch, so a batch never straddles it.
+            cut = next(i for i, m in enumerate(msgs) if m.offset >= up.replay_until)
+            self._emit(tp, msgs[:cut])
+            self._emit(tp, msgs[cut:])
+            return
         values = []
         meta: dict[int, Any] = {}
         for m in msgs:
@@ -254,6 +287,7 @@ class KafkaSource(Source):
                 len(values),
                 stream=stream_key(self.name, tp.topic, tp.partition),
                 meta=meta,
+                offsets=(msgs[0].offset, msgs[-1].offset),
             )
         )
 
@@ -272,7 +306,8 @@ class KafkaSource(Source):
             topic, _, part = key.rpartition("/")
             tp = TopicPartition(topic, int(part))
             if tp in only:
-                offsets[tp] = OffsetAndMetadata(off, "", -1)
+                off, meta = off if isinstance(off, tuple) else (off, "")
+                offsets[tp] = OffsetAndMetadata(off, meta, -1)
         return offsets
 
     def _commit_pending(self) -> None:
@@ -301,7 +336,7 @@ class KafkaSource(Source):
             self.consumer.pause(*self.assigned)
             self._paused = True
         elif self._paused and fill <= 0.5:
-            self.consumer.resume(*self.assigned)
+            self.consumer.resume(*(self.assigned - self._pending))
             self._paused = False
 
     def _report_lag(self) -> None:
@@ -321,6 +356,16 @@ class KafkaSource(Source):
 
     # -- rebalances (called inside poll, on the consumer thread) ---------------------------
     def on_assigned(self, partitions: list[Any]) -> None:
+        if self.scale is not None:
+            # Restore, then consume: kafka-python forbids blocking calls in this callback, so the
+            # partitions wait paused until the consumer loop has restored their clock and tasks.
+            self.assigned.update(partitions)
+            self._pending.update(partitions)
+            if partitions:
+                self.consumer.pause(*partitions)
+                self._ready.clear()
+            log.info("kafka source %s: assigned %s", self.name, sorted(f"{t.topic}/{t.partition}" for t in partitions))
+            return
         for tp in partitions:
             self.assigned.add(tp)
             pos = self.positions.get(f"{tp.topic}/{tp.partition}")
@@ -341,25 +386,65 @@ class KafkaSource(Source):
         sent asynchronously (ahead of the group re-join on the same coordinator connection).
         """
         revoked = set(partitions)
+        self._pending -= revoked
         if revoked and self.agent is not None and not self.stopping:  # at shutdown the final checkpoint is done
             done = threading.Event()
             try:
-                self.agent.queue.put(Batch(self.name, "checkpoint", done, None), timeout=5)
+                payload = (done, self._released(revoked))
+                self.agent.queue.put(Batch(self.name, "checkpoint", payload, None), timeout=5)
                 if not done.wait(10):
                     log.warning("kafka source %s: checkpoint before revocation timed out", self.name)
             except Exception:
                 log.warning("kafka source %s: pipeline busy; revoking without a checkpoint", self.name)
             with self._commit_lock:
                 self._pending_commit = None
-            offsets = self._offsets(dict(self.positions), revoked)
+            offsets = self._offsets(dict(self._checkpointed), revoked)
             if offsets:
                 self.consumer.commit_async(offsets)
+            gone = [self.upstreams.pop(stream_key(self.name, tp.topic, tp.partition), None) for tp in revoked]
+            if self.scale is not None:
+                self.scale.let_go(self.name, [up for up in gone if up is not None])
             for tp in revoked:
                 self.agent.aggregator.forget(stream_key(self.name, tp.topic, tp.partition))
         self.assigned -= revoked
         if self._paused and not self.assigned:
             self._paused = False
         log.info("kafka source %s: revoked %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+
+    # -- scale-out: restore on assignment (consumer loop, outside the rebalance callback) ----
+    def _restore_pending(self) -> None:
+        tps = sorted(self._pending, key=lambda t: (t.topic, t.partition))
+        self._restore(tps)
+        for tp in tps:
+            self._pending.discard(tp)
+            if not self._paused:
+                self.consumer.resume(tp)
+        if not self._pending and self.assigned:
+            self._ready.set()
+
+    def _restore(self, tps: list[Any]) -> None:
+        """Each partition's clock from its committed offset's metadata; keyed input: its task from the changelog."""
+        from agent.scaleout import Upstream
+
+        agent = self.agent
+        lateness = agent.cfg.pipeline.allowed_lateness_seconds
+        specs = []
+        for tp in tps:
+            key = stream_key(self.name, tp.topic, tp.partition)
+            n = len(self.consumer.partitions_for_topic(tp.topic) or ())
+            committed = self.consumer.committed(tp, metadata=True)
+            meta = getattr(committed, "metadata", None)
+            self.upstreams[key] = Upstream(key, agent.bucket, lateness, {f"{self.name}/{tp.topic}": n}, meta)
+            if self.cfg.keyed_by_series:
+                specs.append((key, self.scale.keyed_changelog(tp.topic, n), tp.partition, {"inputs": [key]}))
+        for task in self.scale.restore_tasks(specs):
+            self.emit(Batch(self.name, "task", task, None))
+
+    def _released(self, tps: set[Any]) -> list[str]:
+        """Tasks this source owns for these partitions (keyed input: one per partition)."""
+        if self.scale is None or not self.cfg.keyed_by_series:
+            return []
+        return [stream_key(self.name, tp.topic, tp.partition) for tp in tps]
 
 
 def _listener(src: KafkaSource) -> Any:

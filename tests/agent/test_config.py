@@ -158,3 +158,20 @@ def test_readme_config_example_is_valid() -> None:
     block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
     cfg = load_config_text(block, "README.md", env={"WEBHOOK_SECRET": "x", "SLACK_WEBHOOK_URL": "https://h.example/x"})
     assert set(cfg.detectors) == {"token_spend", "unit_cost", "monthly_budget"}
+
+
+KAFKA_SRC = "{type: kafka, bootstrap_servers: [b:9092], topics: [t], decoder: {type: bedrock}}"
+
+
+def test_state_follows_the_partition_by_default_for_kafka_sources() -> None:
+    base = "detectors: {d: {type: seasonal, signal: token_cost_usd}}\nsinks: {c: {type: console}}\n"
+    assert load_config_text(f"sources: {{k: {KAFKA_SRC}}}\n" + base).state.type == "kafka"
+    mixed = f"sources: {{k: {KAFKA_SRC}, f: {{type: file, path: x, decoder: {{type: bedrock}}}}}}\n" + base
+    assert load_config_text(mixed).state.type == "local"
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(mixed + "state: {type: kafka}\n")
+    assert exc.value.errors == ["sources.f.type: with state.type kafka every source must be a kafka source"]
+    keyed = KAFKA_SRC.replace("topics:", "keyed_by_series: true, topics:")
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(f"sources: {{k: {keyed}}}\n" + base + "state: {type: local}\n")
+    assert exc.value.errors == ["sources.k.keyed_by_series: only applies with state.type kafka"]

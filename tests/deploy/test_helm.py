@@ -54,3 +54,16 @@ def test_daemonset_with_monitoring() -> None:
     rules = docs["prometheusrule.yaml"][0]["spec"]["groups"]
     assert {r["alert"] for g in rules for r in g["rules"]} >= {"FinOpsAgentDown", "FinOpsSpendAnomaly"}
     assert docs["servicemonitor.yaml"][0]["kind"] == "ServiceMonitor"
+
+
+def test_kafka_replicas_keep_state_in_the_changelog() -> None:
+    """Several replicas of the Kafka example: no volume claim (state is in the changelog topic)."""
+    config = yaml.safe_load((ROOT / "config" / "examples" / "kafka.yaml").read_text())
+    docs = render({"replicaCount": 3, "persistence": {"enabled": False}, "config": config})
+    (workload,) = docs["workload.yaml"]
+    assert workload["spec"]["replicas"] == 3
+    state = next(v for v in workload["spec"]["template"]["spec"]["volumes"] if v["name"] == "state")
+    assert state == {"name": "state", "emptyDir": {}}
+    assert docs["pvc.yaml"] == []
+    cfg = load_config_text(docs["configmap.yaml"][0]["data"]["config.yaml"])
+    assert cfg.state.type == "kafka"

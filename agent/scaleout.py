@@ -1,0 +1,437 @@
+"""Scale-out building blocks: per-partition pre-aggregation upstream, partitioned tasks downstream.
+
+Kafka Streams' ``groupBy`` + aggregate, for event-time windows:
+
+- :class:`Upstream` pre-aggregates *one input partition*. It seals buckets by that partition's
+  own event time (its max event time minus the allowed lateness), so replaying the partition from
+  a committed offset seals the same buckets with the same sums. Its output, per sealed bucket,
+  is one partial aggregate per (detector, series), each identified by (input partition, bucket):
+  downstream a partial *replaces* the one with the same identity, so replays are idempotent.
+  The offset it commits is the first offset of its oldest open bucket, with its clock in the
+  commit metadata (:meth:`Upstream.commit_point`): nothing else needs persisting.
+- :class:`Task` holds the detector state of the series of one partition (of the repartition
+  topic, or of an input already keyed by series). It merges the partials of each window and
+  closes a window once every input partition's sealed time has passed it (idle partitions do
+  not hold it back), then scores it with the usual :class:`~agent.detect.DetectorRunner`.
+  Its state is written per series (one record each, for a compacted changelog topic).
+
+Nothing here talks to Kafka; :mod:`agent.sources.kafka_scale` does.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+from agent.aggregate import Cells
+from agent.detect import DetectorRunner, Point, SeriesKey
+from agent.model import Cell, Observation, cell
+
+NEG_INF = -math.inf
+Partial = tuple[str, SeriesKey, float, list[Any]]  # detector, series key, bucket start, accumulator
+
+
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def _val(v: float | None) -> float:
+    return NEG_INF if v is None else float(v)
+
+
+class Upstream:
+    """Pre-aggregation of one input partition (see the module docstring)."""
+
+    def __init__(self, src: str, bucket: float, lateness: float, parts: dict[str, int], metadata: str | None = None):
+        self.src = src
+        self.bucket = float(bucket)
+        self.lateness = float(lateness)
+        self.parts = parts  # "source/topic" → partition count, so tasks know every input partition
+        self.buckets: dict[float, Cells] = {}
+        self.first_offset: dict[float, int] = {}
+        self.dirty: set[float] = set()  # open buckets changed since they were last sent provisionally
+        self.max_ts = NEG_INF
+        self.sealed_until = NEG_INF
+        self.replay_until = -1
+        self.position: int | None = None
+        self.idle = False
+        self.sent_clock: tuple[float, bool] | None = None
+        self.sent_at = 0.0
+        if metadata:
+            try:
+                clock = orjson.loads(metadata)
+                self.max_ts, self.sealed_until = _val(clock["m"]), _val(clock["s"])
+                self.replay_until = int(clock["r"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                pass  # not ours (e.g. committed by an older agent): start the clock afresh
+
+    def add(self, observations: Iterable[Observation], first: int, last: int) -> list[Observation]:
+        """Add the observations decoded from offsets ``first..last``; return the late ones.
+
+        While replaying offsets already processed before the last commit, a record for a sealed
+        bucket was either counted in a partial already sent or dead-lettered already: it is skipped.
+        """
+        late: list[Observation] = []
+        replaying = last < self.replay_until
+        bucket, sealed, mx = self.bucket, self.sealed_until, self.max_ts
+        buckets, firsts, dirty = self.buckets, self.first_offset, self.dirty
+        for ob in observations:
+            ts = ob[0]
+            b = ts - ts % bucket
+            if b < sealed:
+                if not replaying:
+                    late.append(ob)
+                continue
+            if ts > mx:
+                mx = ts
+            cells = buckets.get(b)
+            if cells is None:
+                cells = buckets[b] = {}
+                firsts[b] = first
+            elif first < firsts[b]:
+                firsts[b] = first
+            dirty.add(b)
+            key, vals = ob[1], ob[2]
+            c = cells.get(key)
+            if c is None:
+                cells[key] = list(vals)
+            else:
+                for i, v in enumerate(vals):
+                    c[i] += v
+        self.max_ts = mx
+        self.position = last + 1
+        self.idle = False
+        return late
+
+    def seal(self) -> list[tuple[float, Cells]]:
+        """Seal the buckets this partition's event time has passed; oldest first."""
+        limit = self.max_ts - self.lateness
+        if limit == NEG_INF:
+            return []
+        out = []
+        for b in sorted(k for k in self.buckets if k + self.bucket <= limit):
+            out.append((b, self.buckets.pop(b)))
+            del self.first_offset[b]
+            self.dirty.discard(b)
+        new_sealed = limit - limit % self.bucket
+        if new_sealed > self.sealed_until:
+            self.sealed_until = new_sealed
+        return out
+
+    def provisional(self) -> list[tuple[float, Cells]]:
+        """Open buckets changed since last sent (sent when the partition goes idle; replaced later)."""
+        out = [(b, self.buckets[b]) for b in sorted(self.dirty)]
+        self.dirty.clear()
+        return out
+
+    def clock_changed(self, heartbeat: float | None = None) -> bool:
+        """True when the clock must be sent: it changed, or (idle) ``heartbeat`` seconds passed."""
+        clock = (self.sealed_until, self.idle)
+        now = time.monotonic()
+        if clock == self.sent_clock and (heartbeat is None or not self.idle or now - self.sent_at < heartbeat):
+            return False
+        self.sent_clock, self.sent_at = clock, now
+        return True
+
+    def commit_point(self) -> tuple[int, str] | None:
+        """(offset to commit, metadata): replay starts at the oldest open bucket's first record."""
+        if self.position is None:
+            return None
+        offset = min(self.first_offset.values(), default=self.position)
+        meta = orjson.dumps({"m": _num(self.max_ts), "s": _num(self.sealed_until), "r": self.position})
+        return min(offset, self.position), meta.decode()
+
+
+def rollup(routers: dict[str, DetectorRunner], bucket: float, cells: Cells) -> list[Partial]:
+    """One partial per (detector, series) of a bucket's cells."""
+    out: list[Partial] = []
+    for name, r in routers.items():
+        acc: dict[SeriesKey, list[Any]] = {}
+        r.rollup(cells, acc, capped=False)
+        out.extend((name, key, bucket, a) for key, a in acc.items())
+    return out
+
+
+def partition_of(detector: str, key: SeriesKey, n: int) -> int:
+    """The repartition-topic partition that owns a series (stable across processes and versions)."""
+    return zlib.crc32(orjson.dumps([detector, *key])) % n
+
+
+# -- wire format of the repartition topic (JSON: an internal topic must not carry pickles) ----
+def encode(src: str, parts: dict[str, int], clock: tuple[float, bool] | None, partials: list[Partial]) -> bytes:
+    rows = []
+    for det, key, b, a in partials:
+        children = None if a[3] is None else [[c.dims, v] for c, v in a[3].items()]
+        rows.append([det, key, b, a[0], a[1], a[2], children])
+    doc: dict[str, Any] = {"src": src, "parts": parts, "p": rows}
+    if clock is not None:
+        doc["wm"] = [_num(clock[0]), clock[1]]
+    return orjson.dumps(doc)
+
+
+def decode(value: bytes) -> tuple[str, dict[str, int], tuple[float, bool] | None, list[Partial]]:
+    doc = orjson.loads(value)
+    partials: list[Partial] = []
+    for det, key, b, a0, a1, a2, children in doc["p"]:
+        ch: dict[Cell, float] | None = None
+        if children is not None:
+            ch = {cell(tuple((k, v) for k, v in dims)): float(x) for dims, x in children}
+        partials.append((det, tuple(key), float(b), [float(a0), float(a1), float(a2), ch]))
+    wm = doc.get("wm")
+    clock = None if wm is None else (_val(wm[0]), bool(wm[1]))
+    return str(doc["src"]), {str(k): int(v) for k, v in doc["parts"].items()}, clock, partials
+
+
+Emitted = tuple[str, list[Point], list[dict[str, Any]]]
+
+
+class Task:
+    """Detector state of the series owned by one partition (see the module docstring).
+
+    ``inputs``: the input partitions feeding it are either fixed (a keyed input partition feeds
+    only its own task) or learned from the partials (``parts`` announces every partition of each
+    input topic; ``sources`` names the input sources that must be heard from before any window
+    closes).
+    """
+
+    def __init__(
+        self,
+        tid: str,
+        make_runner: Callable[[str], DetectorRunner],
+        detectors: Iterable[str],
+        *,
+        sources: Iterable[str] = (),
+        inputs: Iterable[str] = (),
+        idle_lease_ms: float = 10_000.0,
+    ):
+        self.tid = tid
+        self.runners = {name: make_runner(name) for name in detectors}
+        self.sources = set(sources)
+        self.fixed_inputs = set(inputs)
+        self.contrib: dict[str, dict[float, dict[SeriesKey, dict[tuple[str, float], list[Any]]]]] = {
+            name: {} for name in self.runners
+        }
+        self.inputs: dict[str, list[Any]] = {}  # input partition → [sealed until, idle, reported at (ms)]
+        self.idle_lease_ms = idle_lease_ms
+        self.now_ms = 0.0  # the latest report time applied: this task's clock, from its input records
+        self.parts: dict[str, int] = {}
+        self.closed_until = NEG_INF
+        self.offset: int | None = None  # next offset of its own partition to apply (repartition topic)
+        self.dirty: dict[str, set[SeriesKey]] = {name: set() for name in self.runners}
+        self.written: dict[str, set[SeriesKey]] = {name: set() for name in self.runners}
+        self.meta_dirty = True
+
+    # -- input -----------------------------------------------------------------------------
+    def add(
+        self,
+        src: str,
+        parts: dict[str, int],
+        clock: tuple[float, bool] | None,
+        partials: list[Partial],
+        at_ms: float = 0.0,
+    ) -> list:
+        """Merge partials and an input clock; return the partials that arrived after their window closed.
+
+        A partial for a bucket its input had already sealed (per the clock it sent) is a replay of one
+        merged before (an upstream resumed from its committed offset): identical, so it is ignored
+        once its window is closed.
+        """
+        late = []
+        known = self.inputs.get(src)
+        sealed = known[0] if known is not None else NEG_INF
+        for det, key, b, a in partials:
+            r = self.runners.get(det)
+            if r is None:
+                continue  # a detector removed from the configuration
+            w = b - b % r.window
+            if w + r.window <= self.closed_until:
+                if b >= sealed:
+                    late.append((det, key, b, a))
+                continue
+            self.contrib[det].setdefault(w, {}).setdefault(key, {})[(src, b)] = a
+            self.dirty[det].add(key)
+        if parts:
+            self.parts.update(parts)
+        if at_ms > self.now_ms:
+            self.now_ms = at_ms
+        if clock is not None:
+            cur = self.inputs.get(src)
+            if cur is None:
+                self.inputs[src] = [clock[0], clock[1], at_ms]
+            else:
+                cur[0], cur[1], cur[2] = max(cur[0], clock[0]), clock[1], at_ms
+            self.meta_dirty = True
+        return late
+
+    def watermark(self) -> float:
+        if self.fixed_inputs:
+            expected = self.fixed_inputs
+        else:
+            topics = [t for t in self.parts if t.split("/", 1)[0] in self.sources]
+            if not topics or {t.split("/", 1)[0] for t in topics} != self.sources:
+                return NEG_INF  # an input source not heard from yet
+            expected = {f"{t}/{i}" for t in topics for i in range(self.parts[t])}
+        active: list[float] = []
+        idle: list[float] = []
+        for src in expected:
+            clock = self.inputs.get(src)
+            if clock is None:
+                return NEG_INF
+            # Idle (caught up, nothing pending) only while its owner keeps saying so: a partition whose
+            # owner crashed or left holds event time back again until its new owner reports.
+            if clock[1] and self.now_ms - clock[2] <= self.idle_lease_ms:
+                idle.append(clock[0])
+            else:
+                active.append(clock[0])
+        if active:
+            return min(active)
+        return max(idle, default=NEG_INF)
+
+    def close(self) -> list[Emitted]:
+        """Close the windows every input has passed: merge, score, alert."""
+        wm = self.watermark()
+        if wm <= self.closed_until:
+            return []
+        out: list[Emitted] = []
+        for name, r in self.runners.items():
+            windows = self.contrib[name]
+            for w in sorted(k for k in windows if k + r.window <= wm):
+                merged: dict[SeriesKey, list[Any]] = {}
+                for key, parts in windows.pop(w).items():
+                    if key not in r.models and len(r.models) >= r.cfg.max_series:
+                        r.dropped_series += 1
+                        continue
+                    m = merged[key] = [0.0, 0.0, 0.0, None]
+                    for a in parts.values():
+                        m[0] += a[0]
+                        m[1] += a[1]
+                        m[2] += a[2]
+                        if a[3]:
+                            ch = m[3] if m[3] is not None else {}
+                            for c, v in a[3].items():
+                                ch[c] = ch.get(c, 0.0) + v
+                            m[3] = ch
+                r.windows[w] = merged
+            points, events = r.close_until(wm)
+            if points:
+                self.dirty[name].update(pt_key(r, p) for p in points)
+            if points or events:
+                out.append((name, points, events))
+        self.closed_until = wm
+        self.meta_dirty = True
+        return out
+
+    # -- changelog: one record per series, one for the task itself ------------------------------
+    def changelog_records(self) -> list[tuple[bytes, bytes | None]]:
+        """Records for what changed since the last call (None: a tombstone for a forgotten series)."""
+        out: list[tuple[bytes, bytes | None]] = []
+        for name, keys in self.dirty.items():
+            r = self.runners[name]
+            for key in keys:
+                state = self._series_state(name, r, key)
+                rkey = series_record_key(self.tid, name, key)
+                if state is None:
+                    if key in self.written[name]:
+                        self.written[name].discard(key)
+                        out.append((rkey, None))
+                    continue
+                self.written[name].add(key)
+                out.append((rkey, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
+            keys.clear()
+        # Series forgotten by expiry without new data: tombstones.
+        for name, r in self.runners.items():
+            gone = [k for k in self.written[name] if k not in r.models and not self._has_contrib(name, k)]
+            for key in gone:
+                self.written[name].discard(key)
+                out.append((series_record_key(self.tid, name, key), None))
+        if self.meta_dirty:
+            meta = {
+                "inputs": self.inputs,
+                "parts": self.parts,
+                "closed_until": self.closed_until,
+                "offset": self.offset,
+            }
+            out.append((task_record_key(self.tid), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)))
+            self.meta_dirty = False
+        return out
+
+    def _has_contrib(self, name: str, key: SeriesKey) -> bool:
+        return any(key in ws for ws in self.contrib[name].values())
+
+    def _series_state(self, name: str, r: DetectorRunner, key: SeriesKey) -> dict[str, Any] | None:
+        contrib = {w: ws[key] for w, ws in self.contrib[name].items() if key in ws}
+        if key not in r.models and not contrib and key not in r.episodes:
+            return None
+        return {
+            "model": r.models.get(key),
+            "last_learned": r.last_learned.get(key),
+            "last_seen": r.last_seen.get(key),
+            "shares": r.shares.get(key),
+            "episode": r.episodes.get(key),
+            "contrib": contrib,
+        }
+
+    def restore(self, records: dict[bytes, bytes]) -> int:
+        """Rebuild from the latest changelog record per key (tombstones already removed)."""
+        n = 0
+        for rkey, value in records.items():
+            parsed = parse_record_key(rkey)
+            if parsed is None or parsed[0] != self.tid:
+                continue
+            _, name, key = parsed
+            state = pickle.loads(value)
+            if name is None:
+                self.inputs, self.parts = state["inputs"], state["parts"]
+                self.now_ms = max((c[2] for c in self.inputs.values()), default=0.0)
+                self.closed_until, self.offset = state["closed_until"], state["offset"]
+                for runner in self.runners.values():
+                    if math.isfinite(self.closed_until):
+                        runner.closed_until = self.closed_until - self.closed_until % runner.window
+                continue
+            r = self.runners.get(name)
+            if r is None or key is None:
+                continue
+            n += 1
+            self.written[name].add(key)
+            if state["model"] is not None:
+                r.models[key] = state["model"]
+            for attr in ("last_learned", "last_seen", "shares", "episode"):
+                if state[attr] is not None:
+                    getattr(r, "episodes" if attr == "episode" else attr)[key] = state[attr]
+            for w, parts in state["contrib"].items():
+                self.contrib[name].setdefault(w, {})[key] = parts
+        self.meta_dirty = False
+        return n
+
+    def series_count(self) -> int:
+        return sum(len(r.models) for r in self.runners.values())
+
+
+def pt_key(r: DetectorRunner, p: Point) -> SeriesKey:
+    return tuple(v for _, v in p.series)
+
+
+_SEP = b"\x1f"
+
+
+def task_record_key(tid: str) -> bytes:
+    return tid.encode() + _SEP
+
+
+def series_record_key(tid: str, detector: str, key: SeriesKey) -> bytes:
+    return tid.encode() + _SEP + detector.encode() + _SEP + orjson.dumps(list(key))
+
+
+def parse_record_key(rkey: bytes) -> tuple[str, str | None, SeriesKey | None] | None:
+    parts = rkey.split(_SEP, 2)
+    if len(parts) == 2 and parts[1] == b"":
+        return parts[0].decode(), None, None
+    if len(parts) != 3:
+        return None
+    return parts[0].decode(), parts[1].decode(), tuple(orjson.loads(parts[2]))

@@ -1,0 +1,329 @@
+"""Scale-out over Kafka (``state.type: kafka``): repartition topic, changelog topic, tasks.
+
+Internal topics, named after ``state.topic_prefix`` (default: the first Kafka source's group id):
+
+- ``<prefix>-repartition`` (``state.partitions`` partitions, delete policy): partial window
+  aggregates from every replica's input partitions, keyed by (detector, series), plus each input
+  partition's sealed event time. Consumed by the group ``<prefix>-tasks``: the replica that owns
+  partition *p* owns the series of *p*, whole.
+- ``<prefix>-changelog`` (same partition count, compacted): one record per series of each task,
+  one per task (its input clocks and the repartition offset it has applied). Written on every
+  checkpoint (after the outbox flush, before any offset commit); read back on assignment.
+- ``<prefix>-<topic>-changelog`` for sources with ``keyed_by_series: true``: the input is already
+  keyed by series, so each input partition is a task and no repartition hop is made.
+
+Input offsets are committed with the partition's clock as metadata (see
+:class:`agent.scaleout.Upstream`); a replica that is assigned a partition resumes its clock from
+there and its tasks from the changelog, so no replica ever learns a window twice or re-warms up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from agent.decoders.base import BadRecord
+from agent.detect import DetectorRunner
+from agent.model import Observation
+from agent.scaleout import Emitted, Partial, Task, Upstream, decode, encode, partition_of, rollup
+from agent.sources.base import Batch
+from agent.sources.kafka import KafkaConfig, KafkaSource, _require_kafka, client_options
+
+log = logging.getLogger("agent.scaleout")
+
+TASKS_SOURCE = "@repartition"  # not a valid configured source name: never clashes
+MAX_PARTIALS_PER_RECORD = 2000  # keeps each repartition record well under Kafka's 1 MB default
+
+
+class KafkaScaleOut:
+    """The tasks of this replica and the internal topics they use (owned by the pipeline thread)."""
+
+    def __init__(self, agent: Any):
+        self.agent = agent
+        cfg = agent.cfg
+        kafka_cfgs = {n: s for n, s in cfg.sources.items() if s.type == "kafka"}
+        self.first: KafkaConfig = next(iter(kafka_cfgs.values()))
+        self.opts = client_options(self.first)
+        self.prefix = cfg.state.topic_prefix or self.first.group_id
+        self.repartition_topic = f"{self.prefix}-repartition"
+        self.changelog_topic = f"{self.prefix}-changelog"
+        self.partitions = cfg.state.partitions
+        self.idle_lease = cfg.state.idle_lease_seconds
+        self.replication = cfg.state.replication_factor
+        self.unkeyed = sorted(n for n, s in kafka_cfgs.items() if not s.keyed_by_series)
+        self.keyed = {n for n, s in kafka_cfgs.items() if s.keyed_by_series}
+        self.detectors = list(cfg.detectors)
+        self.routers: dict[str, DetectorRunner] = {name: agent.make_runner(name) for name in self.detectors}
+        self.tasks: dict[str, Task] = {}
+        self.producer: Any = None
+        self._admin: Any = None
+        self._known_topics: set[str] = set()
+
+    # -- set-up ------------------------------------------------------------------------------
+    def start(self) -> None:
+        kafka = _require_kafka()
+        self.producer = kafka.KafkaProducer(**self.opts, acks="all", linger_ms=5, retries=2**31 - 1)
+        if self.unkeyed:
+            self.ensure_topic(self.repartition_topic, self.partitions, {"cleanup.policy": "delete"})
+            self.ensure_topic(self.changelog_topic, self.partitions, {"cleanup.policy": "compact"})
+            # The partitioner must use the real partition count (the topic may predate the config).
+            self.partitions = len(self._partitions_for(self.repartition_topic))
+
+    def task_source(self, **kw: Any) -> TaskSource:
+        cfg = self.first.model_copy(
+            update={
+                "topics": [self.repartition_topic],
+                "topic_pattern": None,
+                "group_id": f"{self.prefix}-tasks",
+                "dead_letter_topic": None,
+                "keyed_by_series": True,
+                "auto_offset_reset": "earliest",
+            }
+        )
+        return TaskSource(cfg, scale=self, name=TASKS_SOURCE, **kw)
+
+    def _partitions_for(self, topic: str, timeout: float = 30.0) -> set[int]:
+        deadline = time.monotonic() + timeout
+        while True:
+            parts = self.producer.partitions_for(topic)
+            if parts:
+                return set(parts)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {topic} has no partitions after {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def ensure_topic(self, name: str, partitions: int, configs: dict[str, str]) -> None:
+        if name in self._known_topics:
+            return
+        from kafka.admin import KafkaAdminClient, NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(**self.opts)
+        try:
+            self._admin.create_topics([NewTopic(name, partitions, self.replication, topic_configs=configs)])
+            log.info("created internal topic %s (%d partitions, %s)", name, partitions, configs)
+        except TopicAlreadyExistsError:
+            pass
+        self._known_topics.add(name)
+
+    def keyed_changelog(self, topic: str, partitions: int) -> str:
+        name = f"{self.prefix}-{topic}-changelog"
+        self.ensure_topic(name, partitions, {"cleanup.policy": "compact"})
+        return name
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.close(10)
+        if self._admin is not None:
+            self._admin.close()
+
+    # -- tasks (restore runs on a consumer thread; the task then travels through the queue) -------
+    def restore_tasks(self, specs: list[tuple[str, str, int, dict[str, Any]]]) -> list[Task]:
+        """Tasks ``(tid, changelog topic, partition, Task kwargs)`` rebuilt from their changelog partitions."""
+        if not specs:
+            return []
+        t0 = time.monotonic()
+        records = read_partitions(self.opts, sorted({(topic, p) for _, topic, p, _ in specs}))
+        tasks = []
+        for tid, topic, partition, kw in specs:
+            task = Task(tid, self.agent.make_runner, self.detectors, idle_lease_ms=self.idle_lease * 1000, **kw)
+            task.changelog = (topic, partition)  # type: ignore[attr-defined]
+            n = task.restore(records[(topic, partition)])
+            log.info("state restored for task %s: %d series from %s/%d", tid, n, topic, partition)
+            tasks.append(task)
+        log.info("restored %d task(s) in %.2f s", len(tasks), time.monotonic() - t0)
+        return tasks
+
+    def install(self, task: Task) -> None:
+        self.tasks[task.tid] = task
+        self.agent.telemetry.tasks.set(len(self.tasks))
+
+    def release(self, tids: list[str]) -> None:
+        for tid in tids:
+            self.tasks.pop(tid, None)
+        self.agent.telemetry.tasks.set(len(self.tasks))
+
+    # -- upstream: an input batch ------------------------------------------------------------
+    def add(self, src: KafkaSource, up: Upstream, obs: list[Observation], offsets: tuple[int, int]) -> list[BadRecord]:
+        late = up.add(obs, offsets[0], offsets[1])
+        bad = [BadRecord(repr(o).encode(), "late", "event time older than the partition's sealed time") for o in late]
+        sealed = up.seal()
+        partials: list[Partial] = []
+        for b, cells in sealed:
+            partials.extend(rollup(self.routers, b, cells))
+        clock = (up.sealed_until, up.idle) if up.clock_changed() else None
+        if partials or clock is not None:
+            bad.extend(self._forward(src.name, up, partials, clock))
+        return bad
+
+    def idle(self, src: KafkaSource, up: Upstream) -> list[BadRecord]:
+        """A caught-up partition: send its open buckets provisionally; stop holding event time back."""
+        up.idle = True
+        partials: list[Partial] = []
+        for b, cells in up.provisional():
+            partials.extend(rollup(self.routers, b, cells))
+        clock = (up.sealed_until, up.idle) if up.clock_changed(self.idle_lease / 3) else None
+        if partials or clock is not None:
+            return self._forward(src.name, up, partials, clock)
+        return []
+
+    def _forward(
+        self, source: str, up: Upstream, partials: list[Partial], clock: tuple[float, bool] | None
+    ) -> list[BadRecord]:
+        if source in self.keyed:
+            task = self.tasks.get(up.src)
+            if task is None:
+                return []  # revoked meanwhile: the new owner replays from the committed offset
+            return self._late(task.add(up.src, up.parts, clock, partials, time.time() * 1000))
+        by_part: dict[int, list[Partial]] = {}
+        n = self.partitions
+        for p in partials:
+            by_part.setdefault(partition_of(p[0], p[1], n), []).append(p)
+        targets = range(n) if clock is not None else sorted(by_part)
+        for part in targets:
+            rows = by_part.get(part, [])
+            for i in range(0, max(len(rows), 1), MAX_PARTIALS_PER_RECORD):
+                value = encode(up.src, up.parts, clock, rows[i : i + MAX_PARTIALS_PER_RECORD])
+                self.producer.send(self.repartition_topic, key=up.src.encode(), value=value, partition=part)
+        return []
+
+    # -- downstream: records of the repartition topic ----------------------------------------
+    def let_go(self, source: str, ups: list[Upstream]) -> None:
+        """Input partitions this replica stops reading (revoked, or shutting down): tell their tasks they are
+        not idle any more, so event time waits for their next owner instead of running ahead of them."""
+        if source in self.keyed or self.producer is None:
+            return
+        for up in ups:
+            value = encode(up.src, up.parts, (up.sealed_until, False), [])
+            for part in range(self.partitions):
+                self.producer.send(self.repartition_topic, key=up.src.encode(), value=value, partition=part)
+        self.producer.flush(10)
+
+    def apply(self, records: list[tuple[int, int, bytes, float]]) -> list[BadRecord]:
+        bad: list[BadRecord] = []
+        for partition, offset, value, at_ms in records:
+            task = self.tasks.get(f"repartition/{partition}")
+            if task is None:
+                continue  # revoked while queued: its new owner re-reads from the changelog's offset
+            if task.offset is not None and offset < task.offset:
+                continue  # already applied before the changelog was written
+            try:
+                src, parts, clock, partials = decode(value)
+            except Exception as exc:  # written by us; a foreign producer's record must not kill the agent
+                bad.append(BadRecord(value, "schema", f"repartition record: {type(exc).__name__}: {exc}"))
+            else:
+                bad.extend(self._late(task.add(src, parts, clock, partials, at_ms)))
+            task.offset = offset + 1
+            task.meta_dirty = True
+        return bad
+
+    def _late(self, late: list[Partial]) -> list[BadRecord]:
+        return [
+            BadRecord(
+                encode("", {}, None, [p]),
+                "late",
+                "partial aggregate for a window already closed (an input partition fell behind its lateness)",
+            )
+            for p in late
+        ]
+
+    def close_tasks(self) -> list[Emitted]:
+        out: list[Emitted] = []
+        for task in self.tasks.values():
+            out.extend(task.close())
+        return out
+
+    def series(self, detector: str) -> int:
+        return sum(len(t.runners[detector].models) for t in self.tasks.values())
+
+    def watermark(self) -> float:
+        return min((t.closed_until for t in self.tasks.values()), default=float("-inf"))
+
+    # -- checkpoint ---------------------------------------------------------------------------
+    def checkpoint(self, timeout: float = 30.0) -> None:
+        """Partials acknowledged, then every task's changed series written and acknowledged."""
+        if self.producer is None:
+            return
+        self.producer.flush(timeout)
+        sent = 0
+        for task in self.tasks.values():
+            topic, partition = task.changelog  # type: ignore[attr-defined]
+            for key, value in task.changelog_records():
+                self.producer.send(topic, key=key, value=value, partition=partition)
+                sent += 1
+        if sent:
+            self.producer.flush(timeout)
+
+
+def read_partitions(
+    opts: dict[str, Any], partitions: list[tuple[str, int]], timeout: float = 300.0
+) -> dict[tuple[str, int], dict[bytes, bytes]]:
+    """Latest value per key of partitions of compacted topics, read to their end (tombstones drop keys)."""
+    kafka = _require_kafka()
+    consumer = kafka.KafkaConsumer(**opts, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    latest: dict[tuple[str, int], dict[bytes, bytes]] = {tp: {} for tp in partitions}
+    try:
+        tps = [kafka.TopicPartition(t, p) for t, p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"restoring {partitions}: not at the end offsets after {timeout:.0f} s")
+            for tp, msgs in consumer.poll(timeout_ms=500).items():
+                out = latest[(tp.topic, tp.partition)]
+                for m in msgs:
+                    if m.key is None:
+                        continue
+                    if m.value is None:
+                        out.pop(m.key, None)
+                    else:
+                        out[m.key] = m.value
+    finally:
+        consumer.close(autocommit=False)
+    return latest
+
+
+class TaskSource(KafkaSource):
+    """Consumes the repartition topic: its assigned partitions are this replica's tasks."""
+
+    def __init__(self, cfg: KafkaConfig, *, scale: KafkaScaleOut, **kw: Any):
+        super().__init__(cfg, **kw)
+        self.scale = scale
+
+    def _restore(self, tps: list[Any]) -> None:
+        specs = [
+            (f"repartition/{tp.partition}", self.scale.changelog_topic, tp.partition, {"sources": self.scale.unkeyed})
+            for tp in tps
+        ]
+        for tp, task in zip(tps, self.scale.restore_tasks(specs), strict=True):
+            self.emit(Batch(self.name, "task", task, None))
+            if task.offset is not None:
+                self.consumer.seek(tp, task.offset)  # the changelog is written before offsets are committed
+
+    def _released(self, tps: set[Any]) -> list[str]:
+        return [f"repartition/{tp.partition}" for tp in tps]
+
+    def _emit(self, tp: Any, msgs: list[Any]) -> None:
+        self.emit(
+            Batch(
+                self.name,
+                "partials",
+                [(tp.partition, m.offset, m.value, float(m.timestamp)) for m in msgs],
+                None,
+                records=len(msgs),
+            )
+        )
+
+    def _emit_idle(self) -> None:
+        return None
+
+    def checkpoint_positions(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for tid, task in self.scale.tasks.items():
+            if tid.startswith("repartition/") and task.offset is not None:
+                out[f"{self.scale.repartition_topic}/{tid[12:]}"] = task.offset
+        return out
