@@ -306,7 +306,8 @@ class Agent:
             self._bad(comp, ctx.location, bad, batch)
         if batch.position is not None:
             src.commit(*batch.position)
-        self._seal()
+        if scale is None or comp in scale.keyed:  # else windows close as the repartition topic delivers
+            self._seal()
 
     def _bad(self, comp: str, location: str, bad: list[BadRecord], batch: Batch | None = None) -> None:
         counts: dict[str, int] = {}

@@ -158,6 +158,36 @@ def rollup(routers: dict[str, DetectorRunner], bucket: float, cells: Cells) -> l
     return out
 
 
+_CHILD_KEYS: dict[Cell, str] = {}
+_CHILD_CELLS: dict[str, Cell] = {}
+_CHILD_CACHE_MAX = 500_000
+
+
+def child_key(c: Cell | str) -> str:
+    """A contributor cell as the JSON text of its dimensions (cached: cells are interned)."""
+    if isinstance(c, str):
+        return c
+    k = _CHILD_KEYS.get(c)
+    if k is None:
+        k = orjson.dumps(c.dims).decode()
+        if len(_CHILD_KEYS) >= _CHILD_CACHE_MAX:
+            _CHILD_KEYS.clear()
+        _CHILD_KEYS[c] = k
+    return k
+
+
+def child_cell(k: Cell | str) -> Cell:
+    if not isinstance(k, str):
+        return k
+    c = _CHILD_CELLS.get(k)
+    if c is None:
+        c = cell(tuple((a, b) for a, b in orjson.loads(k)))
+        if len(_CHILD_CELLS) >= _CHILD_CACHE_MAX:
+            _CHILD_CELLS.clear()
+        _CHILD_CELLS[k] = c
+    return c
+
+
 def partition_of(detector: str, key: SeriesKey, n: int) -> int:
     """The repartition-topic partition that owns a series (stable across processes and versions)."""
     return zlib.crc32(orjson.dumps([detector, *key])) % n
@@ -167,7 +197,8 @@ def partition_of(detector: str, key: SeriesKey, n: int) -> int:
 def encode(src: str, parts: dict[str, int], clock: tuple[float, bool] | None, partials: list[Partial]) -> bytes:
     rows = []
     for det, key, b, a in partials:
-        children = None if a[3] is None else [[c.dims, v] for c, v in a[3].items()]
+        ch = a[3]
+        children = None if ch is None else {child_key(c): v for c, v in ch.items()}
         rows.append([det, key, b, a[0], a[1], a[2], children])
     doc: dict[str, Any] = {"src": src, "parts": parts, "p": rows}
     if clock is not None:
@@ -179,10 +210,8 @@ def decode(value: bytes) -> tuple[str, dict[str, int], tuple[float, bool] | None
     doc = orjson.loads(value)
     partials: list[Partial] = []
     for det, key, b, a0, a1, a2, children in doc["p"]:
-        ch: dict[Cell, float] | None = None
-        if children is not None:
-            ch = {cell(tuple((k, v) for k, v in dims)): float(x) for dims, x in children}
-        partials.append((det, tuple(key), float(b), [float(a0), float(a1), float(a2), ch]))
+        # Children stay keyed by their JSON text until a window closes (merged once, then made cells).
+        partials.append((det, tuple(key), float(b), [float(a0), float(a1), float(a2), children]))
     wm = doc.get("wm")
     clock = None if wm is None else (_val(wm[0]), bool(wm[1]))
     return str(doc["src"]), {str(k): int(v) for k, v in doc["parts"].items()}, clock, partials
@@ -317,6 +346,8 @@ class Task:
                             for c, v in a[3].items():
                                 ch[c] = ch.get(c, 0.0) + v
                             m[3] = ch
+                    if m[3] is not None:
+                        m[3] = {child_cell(c): v for c, v in m[3].items()}
                 r.windows[w] = merged
             points, events = r.close_until(wm)
             if points:

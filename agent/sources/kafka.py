@@ -233,6 +233,8 @@ class KafkaSource(Source):
                             self._emit(tp, msgs)
                     elif self.assigned and not self._paused:
                         self._emit_idle()
+                    elif self._paused:
+                        self._stop.wait(0.05)  # a poll of paused partitions returns at once: do not spin
                     self._report_lag()
                     if failing is not None:
                         log.info("kafka source %s: consuming again", self.name)

@@ -56,6 +56,7 @@ class KafkaScaleOut:
         self.detectors = list(cfg.detectors)
         self.routers: dict[str, DetectorRunner] = {name: agent.make_runner(name) for name in self.detectors}
         self.tasks: dict[str, Task] = {}
+        self._touched: set[str] = set()  # tasks with input since close_tasks() last ran
         self.producer: Any = None
         self._admin: Any = None
         self._known_topics: set[str] = set()
@@ -138,6 +139,7 @@ class KafkaScaleOut:
 
     def install(self, task: Task) -> None:
         self.tasks[task.tid] = task
+        self._touched.add(task.tid)
         self.agent.telemetry.tasks.set(len(self.tasks))
 
     def release(self, tids: list[str]) -> None:
@@ -176,6 +178,7 @@ class KafkaScaleOut:
             task = self.tasks.get(up.src)
             if task is None:
                 return []  # revoked meanwhile: the new owner replays from the committed offset
+            self._touched.add(task.tid)
             return self._late(task.add(up.src, up.parts, clock, partials, time.time() * 1000))
         by_part: dict[int, list[Partial]] = {}
         n = self.partitions
@@ -205,6 +208,8 @@ class KafkaScaleOut:
         bad: list[BadRecord] = []
         for partition, offset, value, at_ms in records:
             task = self.tasks.get(f"repartition/{partition}")
+            if task is not None:
+                self._touched.add(task.tid)
             if task is None:
                 continue  # revoked while queued: its new owner re-reads from the changelog's offset
             if task.offset is not None and offset < task.offset:
@@ -230,9 +235,13 @@ class KafkaScaleOut:
         ]
 
     def close_tasks(self) -> list[Emitted]:
+        """Close what the tasks that received input since the last call can close."""
         out: list[Emitted] = []
-        for task in self.tasks.values():
-            out.extend(task.close())
+        touched, self._touched = self._touched, set()
+        for tid in touched:
+            task = self.tasks.get(tid)
+            if task is not None:
+                out.extend(task.close())
         return out
 
     def series(self, detector: str) -> int:
@@ -319,6 +328,10 @@ class TaskSource(KafkaSource):
         )
 
     def _emit_idle(self) -> None:
+        return None
+
+    def _backpressure(self) -> None:
+        """Never paused: its records are few and small, and they are what lets windows close."""
         return None
 
     def checkpoint_positions(self) -> dict[str, Any]:
