@@ -227,14 +227,13 @@ class KafkaSource(Source):
                     if self._pending:
                         self._restore_pending()
                     self._backpressure()
-                    records = self.consumer.poll(timeout_ms=self.cfg.poll_timeout_ms)
+                    # Paused, a poll only waits out its timeout: keep it short to resume as soon as the queue drains.
+                    records = self.consumer.poll(timeout_ms=20 if self._paused else self.cfg.poll_timeout_ms)
                     if records:
                         for tp, msgs in records.items():
                             self._emit(tp, msgs)
                     elif self.assigned and not self._paused:
                         self._emit_idle()
-                    elif self._paused:
-                        self._stop.wait(0.05)  # a poll of paused partitions returns at once: do not spin
                     self._report_lag()
                     if failing is not None:
                         log.info("kafka source %s: consuming again", self.name)
