@@ -114,13 +114,14 @@ def _committed(bootstrap: str, group: str, name: str) -> int:
     return sum(o.offset for tp, o in offsets.items() if tp.topic == name)
 
 
-def _agent_proc(cfg: Path, state: Path, receiver: Receiver) -> subprocess.Popen[str]:
+def agent_proc(cfg: Path, state: Path, receiver: Receiver, checkpoint_seconds: float = 2) -> subprocess.Popen[str]:
+    """``finops-agent run`` in its own process, logging to ``state/agent.log``."""
     env = {
         **os.environ,
         "FINOPS_STATE_DIR": str(state),
         "FINOPS_WEBHOOK_URL": receiver.url + "/alerts",
         "FINOPS_METRICS_PORT": str(free_port()),
-        "FINOPS_CHECKPOINT_SECONDS": "2",
+        "FINOPS_CHECKPOINT_SECONDS": str(checkpoint_seconds),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(cfg)],
@@ -163,7 +164,7 @@ def test_month_on_six_partitions_with_kill_9_and_restart(
         )
 
     produce(kafka_bootstrap, name, demo_lines(demo_month, range(0, 14)))
-    proc = _agent_proc(cfg, state, receiver)
+    proc = agent_proc(cfg, state, receiver)
     try:
         assert wait_until(lambda: alerted(runaway, alerts()), 120), (state / "agent.log").read_text()[-3000:]
         # At least one checkpoint (changelog written, then input offsets committed).
@@ -175,7 +176,7 @@ def test_month_on_six_partitions_with_kill_9_and_restart(
         proc.send_signal(signal.SIGKILL)  # mid-stream: whatever came after the last checkpoint is replayed
         proc.wait(30)
     produce(kafka_bootstrap, name, demo_lines(demo_month, range(14, 30)))
-    proc = _agent_proc(cfg, state, receiver)
+    proc = agent_proc(cfg, state, receiver)
     try:
         assert wait_until(lambda: alerted(switch, alerts()), 120), (state / "agent.log").read_text()[-3000:]
         time.sleep(3)

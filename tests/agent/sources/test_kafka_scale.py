@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,8 +19,8 @@ from agent.model import parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
 from scripts.kafka_broker import create_topic
-from tests.agent.sources.test_kafka import demo_lines
-from tests.conftest import ROOT, Receiver, free_port, wait_until
+from tests.agent.sources.test_kafka import agent_proc, demo_lines
+from tests.conftest import ROOT, Receiver, wait_until
 
 SCALE_CONFIG = """
 sources:
@@ -146,24 +143,6 @@ def _settled(*collectors: PointCollector, quiet: float = 2.0) -> bool:
     return before > 0 and count() == before
 
 
-def _proc(cfg: Path, state: Path, receiver: Receiver) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "FINOPS_STATE_DIR": str(state),
-        "FINOPS_WEBHOOK_URL": receiver.url + "/alerts",
-        "FINOPS_METRICS_PORT": str(free_port()),
-        "FINOPS_CHECKPOINT_SECONDS": "1",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--config", str(cfg)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(state / "agent.log", "a"),  # noqa: SIM115
-        text=True,
-    )
-
-
 def test_a_stopped_replica_hands_its_state_over_through_the_changelog(
     kafka_bootstrap: str, demo_month: Path, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -204,8 +183,8 @@ def test_a_stopped_replica_hands_its_state_over_through_the_changelog(
     for d in dirs:
         d.mkdir()
     produce(range(0, 14))
-    a = _proc(cfg, dirs[0], receiver)
-    b = _proc(cfg, dirs[1], receiver)
+    a = agent_proc(cfg, dirs[0], receiver, 1)
+    b = agent_proc(cfg, dirs[1], receiver, 1)
     try:
         assert wait_until(lambda: alerted(runaway), 180), (dirs[0] / "agent.log").read_text()[-3000:]
         for d in dirs:  # both own tasks
