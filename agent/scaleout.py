@@ -351,7 +351,7 @@ class Task:
                 r.windows[w] = merged
             points, events = r.close_until(wm)
             if points:
-                self.dirty[name].update(pt_key(r, p) for p in points)
+                self.dirty[name].update(tuple(v for _, v in p.series) for p in points)
             if points or events:
                 out.append((name, points, events))
         self.closed_until = wm
@@ -442,10 +442,6 @@ class Task:
 
     def series_count(self) -> int:
         return sum(len(r.models) for r in self.runners.values())
-
-
-def pt_key(r: DetectorRunner, p: Point) -> SeriesKey:
-    return tuple(v for _, v in p.series)
 
 
 _SEP = b"\x1f"
