@@ -239,9 +239,10 @@ class Agent:
         comp = batch.source
         stream = batch.stream or comp
         scale = self.scale
+        # Scale-out: every source is a Kafka source; its partitions' pre-aggregation (None once revoked).
+        up = src.upstreams.get(stream) if scale is not None else None  # type: ignore[attr-defined]
         if batch.kind == "idle":
             if scale is not None:
-                up = getattr(src, "upstreams", {}).get(stream)
                 if up is not None:
                     bad_idle = scale.idle(src, up)
                     if bad_idle:
@@ -274,11 +275,11 @@ class Agent:
         elif batch.payload is not None and (batch.kind == "table" or batch.payload):
             self.telemetry.received.labels(component=comp).inc(batch.records)
             self.records_in += batch.records
-            ctx.late_before = self.aggregator.sealed_until  # decoders keep late records' original bytes
-            if scale is not None:
-                up = getattr(src, "upstreams", {}).get(stream)
-                replaying = up is None or batch.offsets is None or batch.offsets[1] < up.replay_until
-                ctx.late_before = -math.inf if replaying or up is None else up.sealed_until
+            # Decoders keep late records' original bytes; a replay skips what was sealed without reporting it.
+            if scale is None:
+                ctx.late_before = self.aggregator.sealed_until
+            elif up is not None and batch.offsets is not None and batch.offsets[1] >= up.replay_until:
+                ctx.late_before = up.sealed_until
             try:
                 if batch.kind == "lines":
                     obs, bad = src.decoder.decode_lines(batch.payload, ctx)
@@ -291,7 +292,6 @@ class Agent:
                 bad = [BadRecord(r, "decoder_error", f"{type(exc).__name__}: {exc}") for r in raw]
         if obs and scale is not None:
             self.telemetry.observations.labels(component=comp).inc(len(obs))
-            up = src.upstreams.get(stream)  # type: ignore[attr-defined]
             if up is not None and batch.offsets is not None:
                 bad.extend(scale.add(src, up, obs, batch.offsets))
         elif obs:

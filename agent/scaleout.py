@@ -145,7 +145,7 @@ class Upstream:
             return None
         offset = min(self.first_offset.values(), default=self.position)
         meta = orjson.dumps({"m": _num(self.max_ts), "s": _num(self.sealed_until), "r": self.position})
-        return min(offset, self.position), meta.decode()
+        return offset, meta.decode()
 
 
 def rollup(routers: dict[str, DetectorRunner], bucket: float, cells: Cells) -> list[Partial]:

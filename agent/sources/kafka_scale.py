@@ -78,7 +78,6 @@ class KafkaScaleOut:
                 "topic_pattern": None,
                 "group_id": f"{self.prefix}-tasks",
                 "dead_letter_topic": None,
-                "keyed_by_series": True,
                 "auto_offset_reset": "earliest",
             }
         )
