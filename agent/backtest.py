@@ -12,7 +12,7 @@ from typing import Any
 
 from agent.pipeline import Agent
 from agent.registry import components
-from agent.sources.file import FileSource, list_files
+from agent.sources.file import FileSource, format_of, list_files
 from agent.state import MemoryStateStore
 from sinks.base import Sink
 
@@ -38,6 +38,13 @@ def _sample(path: str) -> bytes:
     if not files:
         return b""
     f = files[0]
+    if format_of(f) == "parquet":  # its header: the column names
+        try:
+            import pyarrow.parquet as pq
+
+            return ",".join(pq.ParquetFile(f).schema_arrow.names).encode()
+        except Exception:
+            return b""
     try:
         opener: Any = gzip.open if f.endswith(".gz") else open
         with opener(f, "rb") as fh:

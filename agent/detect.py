@@ -37,6 +37,7 @@ class Point:
     anomalous: bool
     impact_usd: float | None
     contributors: list[dict[str, Any]] = field(default_factory=list)
+    restated: bool = False  # a closed window scored again because a billing delivery changed its value
 
 
 @dataclass(slots=True)
@@ -52,6 +53,12 @@ class Episode:
     normal_streak: int = 0
     severity: str = "warning"
     last_point: Point | None = None
+    # anomalous window → (observed, expected, impact): what a restatement of that window replaces
+    windows: dict[float, tuple[float, float, float]] = field(default_factory=dict)
+    revision: int = 0  # bumped by every restatement that changes the alert
+
+
+_EPISODE_WINDOWS_MAX = 2000
 
 
 _MISS = object()
@@ -289,6 +296,84 @@ class DetectorRunner:
             self.last_learned.pop(key, None)
             self.shares.pop(key, None)
 
+    # -- restatements ----------------------------------------------------------------------
+    def restate(self, w: float, acc: dict[SeriesKey, list[Any]]) -> tuple[list[Point], list[dict[str, Any]]]:
+        """Score a closed window again with its restated values (billing deliveries replace hours).
+
+        The models do not learn the window a second time (they learned its first value); the alert
+        raised on the earlier value is updated, or resolved when the window is no longer anomalous,
+        and a window that became anomalous raises an alert. Budget detectors keep what they summed.
+        """
+        points: list[Point] = []
+        events: list[dict[str, Any]] = []
+        if self.type == "budget":
+            return points, events
+        cfg = self.cfg
+        w_end = w + self.window
+        keys = list(acc) + [k for k, ep in self.episodes.items() if w in ep.windows and k not in acc]
+        for key in keys:
+            model = self.models.get(key)
+            if model is None:
+                continue  # a series never scored before: nothing to compare the restated value with
+            a = acc.get(key) or [0.0, 0.0, 0.0, None]
+            if self._is_ratio:
+                if a[1] == 0:
+                    continue
+                y = a[0] / a[1] * cfg.per_scale
+            else:
+                y = a[0]
+            x = {"t": w, "t_end": w_end, "y": y}
+            score = model.score_one(x)
+            expected, lower, upper = model.forecast_one(x)
+            anomalous = score >= model.threshold
+            impact = self._impact(model, x, y, expected, a)
+            if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
+                anomalous = False
+            series = tuple(zip(self.group_by, key, strict=True))
+            pt = Point(
+                self.name, self.type, cfg.signal, series, w, w_end, y, expected, lower, upper, score, anomalous, impact
+            )
+            pt.restated = True
+            if anomalous and a[3]:
+                pt.contributors = self._contributors(key, a, y, expected)
+            points.append(pt)
+            self._restated_lifecycle(key, pt, events)
+        return points, events
+
+    def _restated_lifecycle(self, key: SeriesKey, pt: Point, events: list[dict[str, Any]]) -> None:
+        w = pt.window_start
+        ep = self.episodes.get(key)
+        old = ep.windows.get(w) if ep is not None else None
+        if old is None and not pt.anomalous:
+            return  # was normal, still normal
+        if ep is None:  # a window that became anomalous: an alert of its own
+            ep = self.episodes[key] = Episode(alert_id(self.name, pt.series, w), w, w)
+        else:
+            ep.revision += 1
+        if old is not None:
+            del ep.windows[w]
+            ep.points -= 1
+            ep.observed_total -= old[0]
+            ep.expected_total -= old[1]
+            ep.impact_total -= old[2]
+        if pt.anomalous:
+            new = (pt.observed, pt.expected, pt.impact_usd or 0.0)
+            ep.windows[w] = new
+            ep.points += 1
+            ep.observed_total += new[0]
+            ep.expected_total += new[1]
+            ep.impact_total += new[2]
+            ep.peak_score = max(ep.peak_score, pt.score)
+            ep.normal_streak = 0
+            if ep.last_point is None or w >= ep.last_point.window_start:
+                ep.last_point = pt
+        elif not ep.windows:  # its only anomalous window is gone: withdraw the alert
+            del self.episodes[key]
+            events.append(self.document(ep, pt, "resolved", resolved_at=w, restated=True))
+            return
+        ep.severity = self._severity(ep.impact_total)
+        events.append(self.document(ep, pt if pt.anomalous else (ep.last_point or pt), "firing", restated=True))
+
     # -- alert lifecycle -------------------------------------------------------------------
     def _severity(self, impact: float) -> str:
         al = self.alerting
@@ -316,6 +401,8 @@ class DetectorRunner:
             if pt.impact_usd is not None:
                 ep.impact_total = ep.impact_total + pt.impact_usd if self.type != "budget" else pt.impact_usd
             ep.peak_score = max(ep.peak_score, pt.score)
+            if len(ep.windows) < _EPISODE_WINDOWS_MAX:
+                ep.windows[pt.window_start] = (pt.observed, pt.expected, pt.impact_usd or 0.0)
             sev = self._severity(ep.impact_total)
             if _rank(sev) > _rank(ep.severity):
                 ep.severity = sev
@@ -329,7 +416,9 @@ class DetectorRunner:
                 del self.episodes[key]
                 events.append(self.document(ep, ep.last_point or pt, "resolved", resolved_at=pt.window_start))
 
-    def document(self, ep: Episode, pt: Point, status: str, resolved_at: float | None = None) -> dict[str, Any]:
+    def document(
+        self, ep: Episode, pt: Point, status: str, resolved_at: float | None = None, *, restated: bool = False
+    ) -> dict[str, Any]:
         """The versioned alert document every sink receives."""
         cfg = self.cfg
         series = dict(pt.series)
@@ -347,14 +436,21 @@ class DetectorRunner:
                 top = pt.contributors[0]
                 dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
                 summary += f"; top contributor {dims} {top['delta']:+.2f}"
+        elif restated:
+            summary = f"[{self.name}] withdrawn: {cfg.signal} {label} restated by the bill to {_fmt(pt.observed, unit)}"
+            summary += f" in window {iso(pt.window_start)}, no longer anomalous"
         else:
             summary = (
                 f"[{self.name}] resolved: {cfg.signal} {label} back to normal; episode impact {_usd(ep.impact_total)}"
             )
+        if restated and status == "firing":
+            summary = f"(restated) {summary}"
         return {
             "version": "1",
             "id": ep.id,
             "status": status,
+            "revision": ep.revision,
+            "restated": restated,
             "severity": ep.severity,
             "summary": summary[:1024],
             "detector": self.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -21,9 +22,11 @@ from typing import Any
 from agent.aggregate import Aggregator
 from agent.deadletter import DeadLetterFile
 from agent.decoders.base import BadRecord, DecodeContext
+from agent.decoders.billing import BILLING_PREFIX
 from agent.detect import DetectorRunner, Point
 from agent.model import Observation
 from agent.registry import build, components
+from agent.snapshots import Delivery, SnapshotStore, delta_observations
 from agent.sources.base import Batch, Source
 from agent.state import StateStore, make_store
 from agent.telemetry import LogOnce, Telemetry
@@ -64,12 +67,27 @@ class Agent:
         self.logonce = LogOnce(logging.getLogger("agent.input"))
         self.dead_letter = DeadLetterFile(cfg.dead_letter.path, cfg.dead_letter.max_bytes)
         self.store = state_store or make_store(cfg.state)
+        # Billing snapshots (per source and period); persisted beside the local state file.
+        snap_dir = (
+            os.path.join(cfg.state.directory, "snapshots")
+            if cfg.state.type == "local" and state_store is None
+            else None
+        )
+        self.snapshots = SnapshotStore(snap_dir)
         self.queue: queue.Queue[Batch] = queue.Queue(maxsize=cfg.pipeline.queue_max_batches)
         windows = [d.window_seconds for d in cfg.detectors.values()]
         self.bucket = float(reduce(gcd, windows))
         self.aggregator = Aggregator(self.bucket, cfg.pipeline.allowed_lateness_seconds)
+        # Billing exports keep their own event time (deliveries arrive hours behind the streams); a
+        # delivery is complete, so there is no lateness to wait for.
+        self.billing = Aggregator(self.bucket, 0.0)
         self.prototypes = {name: components("detector")[d.type][1].from_config(d) for name, d in cfg.detectors.items()}
         self.runners = {name: self.make_runner(name) for name in cfg.detectors}
+        billing_runners = {n for n, d in cfg.detectors.items() if d.signal.startswith(BILLING_PREFIX)}
+        self.clocks: list[tuple[Aggregator, dict[str, DetectorRunner]]] = [
+            (self.aggregator, {n: r for n, r in self.runners.items() if n not in billing_runners}),
+            (self.billing, {n: r for n, r in self.runners.items() if n in billing_runners}),
+        ]
         self.scale: Any = None
         if cfg.state.type == "kafka":  # state follows the partition: tasks, repartition and changelog topics
             from agent.sources.kafka_scale import KafkaScaleOut
@@ -108,18 +126,23 @@ class Agent:
         self.health.sources = list(self.sources.values())
         for name, src in self.sources.items():
             if not src.partitioned:  # partitioned sources register their partitions on assignment
-                self.aggregator.source_max.setdefault(name, -math.inf)
+                self.clock_of(name).source_max.setdefault(name, -math.inf)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closing = threading.Event()
         self._stopped = False
         self._started = False
         self._last_checkpoint = time.monotonic()
-        self._last_sealed = -math.inf
+        self._last_sealed = [-math.inf, -math.inf]  # per clock
         self.records_in = 0
         self.alerts_out = 0
         self.points_out = 0
         self.error: BaseException | None = None
+
+    def clock_of(self, source: str) -> Aggregator:
+        """The event-time clock of a source: billing snapshots have their own."""
+        src = self.sources.get(source)
+        return self.billing if src is not None and getattr(src.decoder, "snapshot", False) else self.aggregator
 
     def make_runner(self, name: str) -> DetectorRunner:
         return DetectorRunner(name, self.cfg.detectors[name], self.prototypes[name], self.cfg.alerting)
@@ -134,13 +157,16 @@ class Agent:
         state = self.store.load() if self.scale is None else None
         if state:
             self.aggregator.restore(state["aggregator"])
+            if "billing" in state:
+                self.billing.restore(state["billing"])
+            self.snapshots.restore(state.get("snapshots", {}))
             for name, snap in state["runners"].items():
                 if name in self.runners:
                     self.runners[name].restore(snap)
             for name, pos in state["sources"].items():
                 if name in self.sources:
                     self.sources[name].restore(pos)
-            self._last_sealed = self.aggregator.sealed_until
+            self._last_sealed = [agg.sealed_until for agg, _ in self.clocks]
             log.info("state restored: %d series", sum(len(r.models) for r in self.runners.values()))
         for s in self.sinks.values():
             s.start()
@@ -248,7 +274,7 @@ class Agent:
                     if bad_idle:
                         self._bad(comp, stream, bad_idle)
             else:
-                self.aggregator.set_idle(stream)
+                self.clock_of(comp).set_idle(stream)
             self._seal()
             return
         if batch.kind == "checkpoint":  # a source asks for one (partitions about to be revoked)
@@ -260,6 +286,9 @@ class Agent:
             return
         if batch.kind == "task":  # a task restored from the changelog, before its partition is consumed
             scale.install(batch.payload)
+            return
+        if batch.kind == "snapshot":  # a billing delivery: replaces its period's previous one
+            self._apply_snapshot(src, comp, stream, batch)
             return
         if batch.kind == "partials":  # repartition topic: partial window aggregates for our tasks
             bad_partials = scale.apply(batch.payload)
@@ -309,6 +338,64 @@ class Agent:
         if scale is None or comp in scale.keyed:  # else windows close as the repartition topic delivers
             self._seal()
 
+    def _apply_snapshot(self, src: Source, comp: str, stream: str, batch: Batch) -> None:
+        """Changed cells of a new delivery: open buckets take the deltas, closed windows are re-scored."""
+        d: Delivery = batch.payload
+        self.telemetry.received.labels(component=comp).inc(d.rows)
+        self.records_in += d.rows
+        delta = self.snapshots.apply(SnapshotStore.key(comp, d.key), d.delivery, d.table)
+        self.telemetry.deliveries.labels(component=comp, outcome="applied" if delta.num_rows else "unchanged").inc()
+        obs = delta_observations(delta)
+        self.telemetry.observations.labels(component=comp).inc(len(obs))
+        agg = self.billing
+        before = agg.source_max.get(stream, -math.inf)
+        sealed = agg.sealed_until
+        agg.add(stream, [o for o in obs if o[0] >= sealed])
+        # A complete delivery has no stragglers: event time stands at its newest bucket's end, less the
+        # settle time (the newest hours of a bill are still filling in), with no lateness to wait for.
+        end = d.coverage_end + self.bucket - d.settle_seconds + agg.lateness
+        agg.source_max[stream] = max(before, end)
+        restated = [o for o in obs if o[0] < sealed]
+        if restated:
+            self.telemetry.restated.labels(component=comp).inc(len(restated))
+            self._restate(restated)
+        if batch.position is not None:
+            src.commit(*batch.position)
+        self._seal()
+
+    def _restate(self, obs: list[Observation]) -> None:
+        """Deltas for sealed buckets: windows still open add them; closed windows are scored again whole."""
+        buckets: dict[float, dict[Any, list[float]]] = {}
+        for ts, c, vals in obs:
+            cells = buckets.setdefault(ts - ts % self.bucket, {})
+            cur = cells.get(c)
+            if cur is None:
+                cells[c] = list(vals)
+            else:
+                for i, v in enumerate(vals):
+                    cur[i] += v
+        closed = []
+        for name, r in self.clocks[1][1].items():
+            if not any(r._route(c) is not None for cells in buckets.values() for c in cells):
+                continue  # the restated cells are not this detector's signal
+            todo = set()
+            for b, cells in buckets.items():
+                w = b - b % r.window
+                if w + r.window > r.closed_until:
+                    r.add_bucket(b, cells)  # the window is still open: deltas add up to the new value
+                else:
+                    todo.add(w)
+            points: list[Point] = []
+            events: list[dict[str, Any]] = []
+            for w in sorted(todo):
+                acc: dict[Any, list[Any]] = {}
+                r.rollup(self.snapshots.cells(w, w + r.window), acc, capped=False)
+                p, e = r.restate(w, acc)
+                points += p
+                events += e
+            closed.append((name, points, events))
+        self._publish(closed)
+
     def _bad(self, comp: str, location: str, bad: list[BadRecord], batch: Batch | None = None) -> None:
         counts: dict[str, int] = {}
         for r in bad:
@@ -336,19 +423,20 @@ class Agent:
             if math.isfinite(wm):
                 self.telemetry.watermark.set(wm)
             return
-        sealed = self.aggregator.seal(force_all=force_all)
-        for b, cells in sealed:
-            for r in self.runners.values():
-                r.add_bucket(b, cells)
-        until = math.inf if force_all else self.aggregator.sealed_until
-        if until <= self._last_sealed and not sealed:
-            return
-        self._last_sealed = until
-        self._publish([(name, *r.close_until(until)) for name, r in self.runners.items()])
+        for i, (agg, runners) in enumerate(self.clocks):
+            sealed = agg.seal(force_all=force_all)
+            for b, cells in sealed:
+                for r in runners.values():
+                    r.add_bucket(b, cells)
+            until = math.inf if force_all else agg.sealed_until
+            if until <= self._last_sealed[i] and not sealed:
+                continue
+            self._last_sealed[i] = until
+            self._publish([(name, *r.close_until(until)) for name, r in runners.items()])
         wm = self.aggregator.watermark()
         if math.isfinite(wm):
             self.telemetry.watermark.set(wm)
-        self.telemetry.open_cells.set(self.aggregator.open_cells())
+        self.telemetry.open_cells.set(self.aggregator.open_cells() + self.billing.open_cells())
 
     def _publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None:
         """Points and alert events of closed windows to every sink."""
@@ -383,12 +471,16 @@ class Agent:
         if self.scale is not None:
             self.scale.checkpoint()  # partials acknowledged, then the tasks' changelog records
         else:
+            snapshots = self.snapshots.persist()  # billing tables first: the state names their files
             state = {
                 "aggregator": self.aggregator.snapshot(),
+                "billing": self.billing.snapshot(),
                 "runners": {name: r.snapshot() for name, r in self.runners.items()},
                 "sources": positions,
+                "snapshots": snapshots,
             }
             self.store.save(state)
+            self.snapshots.collect_garbage(snapshots)
         self._last_checkpoint = time.monotonic()
         self.telemetry.checkpointed()
         for name, pos in positions.items():

@@ -63,8 +63,10 @@ def load_builtin() -> None:
         return
     _loaded = True
     import agent.decoders.bedrock  # noqa: F401
+    import agent.decoders.billing  # noqa: F401
     import agent.decoders.dcgm  # noqa: F401
     import agent.decoders.generic_json  # noqa: F401
+    import agent.sources.exports  # noqa: F401
     import agent.sources.file  # noqa: F401
     import agent.sources.kafka  # noqa: F401
     import detectors.budget  # noqa: F401

@@ -48,6 +48,18 @@ class Telemetry:
         )
         self.observations = Counter("finops_agent_observations", "Observations aggregated", ["component"], registry=r)
         self.points = Counter("finops_agent_points", "Closed windows scored", ["detector"], registry=r)
+        self.deliveries = Counter(
+            "finops_agent_billing_deliveries",
+            "Billing export deliveries (one billing period's refresh): applied, unchanged or refused",
+            ["component", "outcome"],
+            registry=r,
+        )
+        self.restated = Counter(
+            "finops_agent_restated_cells",
+            "Cells of already-sealed buckets changed by a newer billing delivery (re-scored)",
+            ["component"],
+            registry=r,
+        )
         self.alerts = Counter("finops_agent_alerts", "Alert events emitted", ["detector", "status"], registry=r)
         self.latency = Histogram(
             "finops_agent_processing_seconds",

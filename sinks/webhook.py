@@ -116,11 +116,12 @@ class WebhookSink(Sink):
             return
         body = orjson.dumps(slack_message(doc) if self.cfg.format == "slack" else doc)
         assert self.outbox is not None, "sink not started"
-        # One delivery per (alert, status, severity), even when a replay after a crash re-creates the event.
-        self.outbox.put(
-            orjson.dumps({"id": doc["id"], "body": body.decode()}),
-            dedup_key=f"{doc['id']}:{doc['status']}:{doc['severity']}",
-        )
+        # One delivery per (alert, status, severity, revision), even when a replay after a crash re-creates
+        # the event; a billing restatement that changes the alert is a new revision.
+        dedup = f"{doc['id']}:{doc['status']}:{doc['severity']}"
+        if doc.get("revision"):
+            dedup += f":r{doc['revision']}"
+        self.outbox.put(orjson.dumps({"id": doc["id"], "body": body.decode()}), dedup_key=dedup)
 
     def _deliver(self, item: bytes) -> Result:
         env = orjson.loads(item)

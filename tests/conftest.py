@@ -133,3 +133,40 @@ def wait_until(pred: Callable[[], Any], timeout: float = 60.0, interval: float =
             return True
         time.sleep(interval)
     return False
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server as a separate process on 127.0.0.1 (fails loudly if it cannot start).
+
+    boto3 in this process reaches it with test credentials from the environment (the standard chain).
+    """
+    from scripts.object_stores import MotoS3, ServiceError
+
+    for k, v in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ[k] = v
+    server = MotoS3(tmp_path_factory.mktemp("moto"))
+    try:
+        server.start()
+    except ServiceError as exc:
+        pytest.fail(f"moto_server could not start: {exc}", pytrace=False)
+    yield server.endpoint_url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Azurite's Blob service (npm package, installed once into a cache); fails loudly if it cannot start."""
+    from scripts.object_stores import Azurite, ServiceError
+
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
+    try:
+        server.start(timeout=600)
+    except ServiceError as exc:
+        pytest.fail(f"Azurite could not start: {exc}", pytrace=False)
+    yield server
+    server.cleanup()

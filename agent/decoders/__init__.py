@@ -6,7 +6,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field
 
-from agent.decoders import bedrock, dcgm, generic_json  # noqa: F401  (registration)
+from agent.decoders import bedrock, billing, dcgm, generic_json  # noqa: F401  (registration)
 from agent.registry import _REGISTRY
 
 

@@ -19,7 +19,7 @@ from agent.decoders.base import BadRecord, DecodeContext, Decoder
 @dataclass(slots=True)
 class Batch:
     source: str
-    kind: Literal["lines", "table", "bad", "idle", "checkpoint", "partials", "task"]
+    kind: Literal["lines", "table", "bad", "idle", "checkpoint", "partials", "task", "snapshot"]
     payload: Any
     ctx: DecodeContext | None
     position: tuple[str, Any] | None = None  # (key, value) committed after processing

@@ -98,8 +98,10 @@ class FileSource(Source):
         gz = f.endswith(".gz")
         if pos is not None:
             unchanged = pos.get("mtime_ns") == st.st_mtime_ns and pos.get("size") == st.st_size
-            # Done with it, or read to its end and untouched since: nothing to open again.
-            if pos.get("done") and (unchanged or gz or fmt in ("csv", "parquet")):
+            # Done with it, or read to its end and untouched since: nothing to open again. (A billing
+            # file is a snapshot: a changed one is read again and replaces what it said before.)
+            snapshot = getattr(self.decoder, "snapshot", False)
+            if pos.get("done") and (unchanged or ((gz or fmt in ("csv", "parquet")) and not snapshot)):
                 return
             if unchanged and pos.get("eof"):
                 return
@@ -157,7 +159,25 @@ class FileSource(Source):
         self.emit(Batch(self.name, "lines", [], ctx, (f, {**meta, "offset": consumed, "done": done, "eof": True})))
 
     # -- tabular formats -------------------------------------------------------------------
+    def _read_snapshot(self, f: str, ctx: DecodeContext, fmt: str, meta: dict[str, Any]) -> None:
+        """A billing file: read whole, then applied as one snapshot (or refused whole)."""
+        from agent.decoders.billing import DeliveryError
+        from agent.snapshots import Delivery, read_file
+
+        try:
+            table, bad, rows = read_file(f, self.decoder, ctx, fmt)  # type: ignore[arg-type]
+        except DeliveryError as exc:
+            self.bad(f, [BadRecord(f.encode(), exc.kind, exc.reason)], (f, {**meta, "done": True, "error": exc.reason}))
+            return
+        if bad:
+            self.bad(f, bad)
+        delivery = Delivery(f, f"{meta['mtime_ns']}:{meta['size']}", table, rows, [f])
+        self.emit(Batch(self.name, "snapshot", delivery, ctx, (f, {**meta, "done": True}), rows))
+
     def _read_table(self, f: str, ctx: DecodeContext, fmt: str, start_batch: int, meta: dict[str, Any]) -> None:
+        if getattr(self.decoder, "snapshot", False):
+            self._read_snapshot(f, ctx, fmt, meta)
+            return
         if not getattr(self.decoder, "tabular", False):
             self.bad(
                 f,

@@ -1,0 +1,892 @@
+"""Cloud billing exports → hourly cost cells, columnar all the way (pyarrow).
+
+Three decoders share one pipeline of pyarrow compute kernels:
+
+- ``focus``: FOCUS 1.0–1.3 (AWS Data Exports FOCUS, Azure ``FocusCost`` with its ``x_`` columns,
+  Oracle, GCP ...);
+- ``cur``: AWS CUR 2.0 (``line_item_unblended_cost``) and legacy CUR (``lineItem/UnblendedCost``,
+  normalised to the CUR 2.0 names);
+- ``azure_cost``: Azure Cost Management EA / MCA actual and amortized exports.
+
+Each record batch is projected to the columns it needs, normalised (literal ``NULL``, mixed
+case, BOM, account ids kept as text), given FOCUS-shaped dimensions and grouped by
+(bucket, dimensions) with ``Table.group_by``; only the grouped rows reach Python. Signals:
+``cost_usd`` (the configured cost measure), ``gpu_hours`` (instance-hours × GPUs per instance
+from a table shipped with its source and date) and ``gpu_cost_usd`` (the cost of those lines).
+Credits and refunds are negative and legal. A line is placed in the bucket of its charge
+period's start (monthly fees land at the month's first hour, as the bill shows them).
+
+Rows that cannot be used (no parseable start time, a cost that is not a number) come back as
+:class:`BadRecord` with the row as JSON; a file whose columns do not include the format's
+required ones, or whose rows are billed in another currency than the configured one (without
+an exchange rate), raises :class:`DeliveryError`: the whole file (and its delivery) is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Any, ClassVar, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
+from agent.model import Observation, cell, make_dims
+from agent.registry import ComponentConfig, register
+
+SIGNALS = ("billing_cost_usd", "billing_gpu_hours", "billing_gpu_cost_usd")
+BILLING_PREFIX = "billing_"  # detectors watching these signals run on the billing clock (deliveries)
+Dimension = Literal[
+    "provider",
+    "billing_account",
+    "sub_account",
+    "service",
+    "service_category",
+    "region",
+    "sku",
+    "resource",
+    "charge_category",
+    "pricing_category",
+    "instance_type",
+    "gpu_model",
+]
+DEFAULT_DIMENSIONS: tuple[Dimension, ...] = (
+    "provider",
+    "billing_account",
+    "sub_account",
+    "service",
+    "service_category",
+    "region",
+    "charge_category",
+    "pricing_category",
+    "instance_type",
+)
+
+
+class DeliveryError(Exception):
+    """A whole file (and so its delivery) cannot be used; ``kind`` is the metric label."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+class BillingConfig(ComponentConfig):
+    dimensions: list[Dimension] = Field(
+        default_factory=lambda: list(DEFAULT_DIMENSIONS),
+        description="FOCUS-shaped dimensions of every cell (add resource or sku with care: cardinality)",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="dimension name → tag key, e.g. team: user:team (CUR) or team: team"
+    )
+    currency: str = Field("USD", description="the billing currency expected; other currencies need exchange_rates")
+    exchange_rates: dict[str, float] = Field(
+        default_factory=dict, description="units of `currency` per unit of another billing currency"
+    )
+    gpu_instances: dict[str, int] = Field(
+        default_factory=dict, description="instance type → GPUs per instance (added to the bundled table)"
+    )
+    constant_dimensions: dict[str, str] = Field(default_factory=dict)
+
+
+class FocusConfig(BillingConfig):
+    type: Literal["focus"]
+    cost: Literal["billed", "effective", "list", "contracted"] = "billed"
+
+
+class CurConfig(BillingConfig):
+    type: Literal["cur"]
+    cost: Literal[
+        "billed",
+        "effective",
+        "list",
+        "unblended",
+        "net_unblended",
+        "blended",
+        "amortized",
+        "net_amortized",
+        "public_on_demand",
+    ] = "billed"
+
+
+class AzureCostConfig(BillingConfig):
+    type: Literal["azure_cost"]
+    cost: Literal["billed", "usd", "list"] = Field(
+        "billed",
+        description="billed: cost in the billing currency (actual or amortized as the export is); usd: the "
+        "export's USD cost column; list: pay-as-you-go price × quantity",
+    )
+
+
+# -- GPU instance table ----------------------------------------------------------------------
+_GPU_TABLE: dict[str, tuple[int, str]] | None = None
+
+
+def gpu_instances() -> dict[str, tuple[int, str]]:
+    """The bundled table: instance type → (GPUs per instance, GPU model)."""
+    global _GPU_TABLE
+    if _GPU_TABLE is None:
+        raw = json.loads(resources.files("agent").joinpath("data", "gpu_instances.json").read_text(encoding="utf-8"))
+        _GPU_TABLE = {k: (int(v[0]), str(v[1])) for k, v in raw["instances"].items()}
+    return _GPU_TABLE
+
+
+# -- columnar helpers ------------------------------------------------------------------------
+def canonical_name(name: str) -> str:
+    """Column names compared without case, BOM or surrounding blanks; legacy CUR names in CUR 2.0 form.
+
+    >>> canonical_name("\\ufefflineItem/UnblendedCost"), canonical_name("savingsPlan/SavingsPlanEffectiveCost")
+    ('line_item_unblended_cost', 'savings_plan_savings_plan_effective_cost')
+    >>> canonical_name(" BilledCost "), canonical_name("product/instanceType")
+    ('billedcost', 'product_instance_type')
+    """
+    n = name.strip().lstrip("\ufeff").strip()
+    if "/" in n and not n.lower().startswith(("resourcetags/", "costcategory/")):
+        parts = [re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", p) for p in n.split("/", 1)]
+        return "_".join(parts).lower()
+    return n.lower()
+
+
+def _text(arr: Any) -> pa.Array:
+    """A column as text with blanks and literal NULL as null."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = arr.cast(pa.string())
+    arr = pc.utf8_trim_whitespace(arr)
+    blank = pc.or_(pc.equal(arr, ""), pc.equal(pc.utf8_upper(arr), "NULL"))
+    return pc.if_else(blank, pa.scalar(None, arr.type), arr)
+
+
+_NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+
+
+def _number(arr: Any) -> tuple[pa.Array, pa.Array | None]:
+    """A column as float64 (null stays null) and, for text input, a mask of values that are not numbers."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_decimal(arr.type):
+        return arr.cast(pa.float64()), None
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), pa.float64()), None
+    s = _text(arr)
+    ok = pc.match_substring_regex(s, _NUMBER)
+    bad = pc.and_(pc.is_valid(s), pc.invert(ok.fill_null(False)))
+    return pc.if_else(ok, s, pa.scalar(None, pa.string())).cast(pa.float64()), bad
+
+
+def _epoch(arr: Any) -> pa.Array:
+    """Epoch seconds (int64, null where not a time) from timestamps, dates or the text forms bills use."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = arr.type
+    if pa.types.is_timestamp(t):
+        return pc.cast(arr, pa.timestamp("s", t.tz), safe=False).cast(pa.int64())
+    if pa.types.is_date(t):
+        return pc.cast(arr, pa.timestamp("s"), safe=False).cast(pa.int64())
+    s = _text(arr)
+    # ISO forms (…T…, …Z, fractions, a space instead of T): the first 19 characters, UTC as bills are.
+    iso = pc.replace_substring(pc.utf8_slice_codeunits(s, 0, 19), "T", " ")
+    out = pc.strptime(iso, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
+    for fmt, part in (("%Y-%m-%d", pc.utf8_slice_codeunits(s, 0, 10)), ("%m/%d/%Y", s), ("%m/%d/%Y %H:%M:%S", s)):
+        out = pc.coalesce(out, pc.strptime(part, format=fmt, unit="s", error_is_null=True))
+    return out.cast(pa.int64())
+
+
+def _tag(arr: Any, key: str) -> pa.Array:
+    """One tag's value from a map column or a JSON(-ish) text column (Azure writes it without braces)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_map(arr.type):
+        return _text(pc.map_lookup(arr, key, "first"))
+    s = _text(arr)
+    pat = r'"' + re.escape(key) + r'"\s*:\s*"(?P<v>(?:[^"\\]|\\.)*)"'
+    return _text(pc.struct_field(pc.extract_regex(s, pat), [0]))
+
+
+def _lookup(values: pa.Array, table: dict[str, Any], value_type: pa.DataType, *, lower: bool = False) -> pa.Array:
+    """Map values through ``table`` (null where absent), columnar: ``index_in`` + ``take``."""
+    keys = list(table)
+    probe = pc.utf8_lower(values) if lower else values
+    idx = pc.index_in(probe, value_set=pa.array([k.lower() for k in keys] if lower else keys, pa.string()))
+    return pa.array(list(table.values()), value_type).take(idx)
+
+
+def _canon_values(values: pa.Array, canonical: Iterable[str]) -> pa.Array:
+    """Mixed-case spellings (``usage`` / ``USAGE``) to the canonical one; unknown values kept."""
+    table = {c: c for c in canonical}
+    mapped = _lookup(values, table, pa.string(), lower=True)
+    return pc.coalesce(mapped, values)
+
+
+def _null_str(n: int) -> pa.Array:
+    return pa.nulls(n, pa.string())
+
+
+class _Columns:
+    """Look a batch's columns up by canonical name."""
+
+    def __init__(self, batch: pa.RecordBatch | pa.Table):
+        self.batch = batch
+        self.names = {canonical_name(n): n for n in batch.schema.names}
+
+    def get(self, *candidates: str) -> Any:
+        for c in candidates:
+            n = self.names.get(c.lower())
+            if n is not None:
+                return self.batch.column(n)
+        return None
+
+    def text(self, *candidates: str) -> pa.Array:
+        col = self.get(*candidates)
+        return _text(col) if col is not None else _null_str(self.batch.num_rows)
+
+
+_CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+_PRICING_CATEGORIES = ("Standard", "Committed", "Dynamic", "Other")
+
+
+class BillingDecoder(Decoder):
+    """Shared columnar pipeline; subclasses say where each field comes from (:meth:`fields`)."""
+
+    tabular = True
+    snapshot = True  # a file or a delivery replaces what the previous one said for its period
+    provider: ClassVar[str | None] = None
+    #: canonical column names that must be present (one of each tuple)
+    required: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: canonical names of the columns a decoder may read (projection: the rest is never decoded)
+    wanted: ClassVar[tuple[str, ...]] = ()
+    currency_columns: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: BillingConfig, **_: Any):
+        self.cfg = cfg
+        self.dimensions = tuple(dict.fromkeys([*cfg.dimensions, *cfg.tags]))
+        table = dict(gpu_instances())
+        for k, v in cfg.gpu_instances.items():
+            table[k] = (int(v), table.get(k, (0, ""))[1])
+        self.gpus = {k: v[0] for k, v in table.items()}
+        self.gpu_models = {k: v[1] for k, v in table.items()}
+        self.currency = cfg.currency.upper()
+        self.rates = {k.upper(): float(v) for k, v in cfg.exchange_rates.items()}
+        self.key_columns = ("ts", *self.dimensions, *cfg.constant_dimensions)
+        self.schema = pa.schema(
+            [("ts", pa.int64())]
+            + [(d, pa.string()) for d in self.key_columns[1:]]
+            + [(s, pa.float64()) for s in SIGNALS]
+        )
+
+    # -- what to read ----------------------------------------------------------------------
+    def for_columns(self, names: Sequence[str]) -> BillingDecoder:
+        """The decoder for a file with these columns (this one; the ``billing`` decoder picks per file)."""
+        return self
+
+    def columns(self, names: Sequence[str]) -> list[str]:
+        """The columns to read of a file with ``names``; raises :class:`DeliveryError` when required ones lack."""
+        canon = {canonical_name(n): n for n in names}
+        missing = [" or ".join(alts) for alts in self.required if not any(a in canon for a in alts)]
+        if missing:
+            raise DeliveryError(
+                "missing_columns", f"not a {self.type_name} file: no column {', '.join(missing)} (has {len(names)})"
+            )
+        keep = set(self.wanted) | set(self.currency_columns)
+        tag_cols = {canonical_name(n) for n in names if canonical_name(n).startswith(("resourcetags/", "tags"))}
+        return [n for c, n in canon.items() if c in keep or c in tag_cols or c == "resource_tags"]
+
+    # -- decoding --------------------------------------------------------------------------
+    def fields(self, cols: _Columns) -> dict[str, Any]:
+        """``ts``, ``cost`` (float64), ``quantity`` + ``hours_factor`` (GPU-hours), ``currency`` and dimensions."""
+        raise NotImplementedError
+
+    def aggregate(self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext) -> tuple[pa.Table, list[BadRecord]]:
+        """One record batch → rows of (bucket, dimensions…, signals…) summed; the rows it could not use."""
+        n = batch.num_rows
+        cols = _Columns(batch)
+        f = self.fields(cols)
+        ts = _epoch(f["ts"]) if f["ts"] is not None else pa.nulls(n, pa.int64())
+        cost, cost_bad = f["cost"]
+        cost = cost.fill_null(0.0)
+        # Currency: the configured one, or converted with a configured rate; anything else refuses the file.
+        cur = f.get("currency")
+        if cur is not None:
+            cur = pc.utf8_upper(cur)
+            other = pc.and_(pc.is_valid(cur), pc.not_equal(cur, self.currency)).fill_null(False)
+            if pc.any(other).as_py():
+                foreign = set(pc.unique(pc.filter(cur, other)).to_pylist())
+                unknown = sorted(str(c) for c in foreign if c not in self.rates)
+                if unknown:
+                    raise DeliveryError(
+                        "currency",
+                        f"billed in {', '.join(unknown)}, not {self.currency}: set exchange_rates or the currency",
+                    )
+                rate = _lookup(cur, {k: v for k, v in self.rates.items()}, pa.float64()).fill_null(1.0)
+                cost = pc.multiply(cost, rate)
+        # GPU-hours: hour-based usage of instance types with GPUs.
+        itype = f.get("instance_type")
+        if itype is None:
+            itype = _null_str(n)
+        gpus = _lookup(itype, self.gpus, pa.float64()).fill_null(0.0)
+        qty, _ = f["quantity"]
+        gpu_hours = pc.multiply(pc.multiply(qty.fill_null(0.0), f["hours_factor"]), gpus)
+        is_gpu = pc.greater(gpu_hours, 0.0)
+        gpu_cost = pc.if_else(is_gpu, cost, 0.0)
+        bad_mask = pc.is_null(ts)
+        if cost_bad is not None:
+            bad_mask = pc.or_(bad_mask, cost_bad)
+        bad = self._bad_rows(batch, bad_mask, cost_bad) if pc.any(bad_mask).as_py() else []
+        bucket = int(ctx.bucket_seconds) or 3600
+        ts = pc.multiply(pc.divide(ts, bucket), bucket)  # integer division: the bucket's start
+        dims = f["dims"]
+        if "gpu_model" in self.dimensions:
+            dims["gpu_model"] = _lookup(itype, self.gpu_models, pa.string())
+        arrays: list[Any] = [ts]
+        for d in self.dimensions:
+            v = dims.get(d)
+            if v is None and d in self.cfg.tags:
+                v = self._tag(cols, self.cfg.tags[d])
+            arrays.append((v if v is not None else _null_str(n)).fill_null(""))
+        for v in self.cfg.constant_dimensions.values():
+            arrays.append(pa.array([v] * n, pa.string()) if n else _null_str(0))
+        arrays += [cost, gpu_hours, gpu_cost]
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        if bad:
+            table = table.filter(pc.invert(bad_mask))
+        return group(table, self.key_columns), bad
+
+    def _tag(self, cols: _Columns, key: str) -> pa.Array | None:
+        legacy = cols.get(f"resourcetags/{key}", f"resourcetags/user:{key}")
+        if legacy is not None:
+            return _text(legacy)
+        col = cols.get("resource_tags", "tags")
+        return _tag(col, key) if col is not None else None
+
+    def _bad_rows(self, batch: Any, mask: pa.Array, cost_bad: pa.Array | None) -> list[BadRecord]:
+        rows = batch.filter(mask).to_pylist()
+        out = []
+        for r in rows:
+            raw = orjson.dumps(r, default=str)
+            out.append(BadRecord(raw, "bad_row", "no parseable charge start time or a cost that is not a number"))
+        return out
+
+    def decode_table(self, batch: Any, ctx: DecodeContext) -> Decoded:
+        try:
+            table, bad = self.aggregate(batch, ctx)
+        except DeliveryError as exc:
+            return [], [BadRecord(ctx.location.encode(), exc.kind, exc.reason)]
+        return observations(table, self.key_columns), bad
+
+    def decode_lines(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+        raise TypeError(f"decoder {self.type_name!r} reads CSV or Parquet billing files, not lines")
+
+
+def group(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """Sum the signals per (bucket, dimensions); column order kept."""
+    if table.num_rows == 0:
+        return table
+    out = table.group_by(list(keys), use_threads=True).aggregate([(s, "sum") for s in SIGNALS])
+    return out.rename_columns([c[:-4] if c.endswith("_sum") else c for c in out.column_names]).select(
+        list(table.column_names)
+    )
+
+
+def observations(table: pa.Table, key_columns: Sequence[str]) -> list[Observation]:
+    """Grouped rows → observations (Python sees only aggregated rows; one cell built per distinct dims).
+
+    Each row's dimension combination is numbered in pyarrow (dictionary indices in a mixed radix),
+    so Python interns one :class:`~agent.model.Cell` per combination, not per row.
+    """
+    n = table.num_rows
+    if n == 0:
+        return []
+    dim_names = list(key_columns[1:])
+    code: Any = None
+    radix = 1
+    for d in dim_names:
+        enc = pc.dictionary_encode(table.column(d).combine_chunks())
+        size = max(1, len(enc.dictionary))
+        idx = enc.indices.cast(pa.int64())
+        if code is None:
+            code, radix = idx, size
+            continue
+        if radix * size >= 1 << 62:  # too many combinations for one int64: renumber the ones that occur
+            seen = pc.unique(code)
+            code, radix = pc.index_in(code, value_set=seen).cast(pa.int64()), len(seen)
+        code = pc.add(pc.multiply(code, size), idx)
+        radix *= size
+    if code is None:
+        code = pa.array([0] * n, pa.int64())
+    distinct = pc.unique(code)
+    first = pc.index_in(distinct, value_set=code)
+    combos = table.select(dim_names).take(first).to_pylist()
+    cells = [cell(make_dims([(k, v) for k, v in row.items() if v]), SIGNALS) for row in combos]
+    which = pc.index_in(code, value_set=distinct).to_pylist()
+    ts = table.column("ts").to_pylist()
+    vals = zip(*(table.column(s).to_pylist() for s in SIGNALS), strict=True)
+    return [Observation(float(t), cells[i], v) for t, i, v in zip(ts, which, vals, strict=True)]
+
+
+def _hours_factor(unit: pa.Array) -> pa.Array:
+    """1 for an hour unit (``Hrs``, ``Hours``, ``1 Hour``), N for ``N Hours`` (Azure), 0 otherwise."""
+    m = pc.extract_regex(pc.utf8_lower(unit), r"^\s*(?P<n>\d*)\s*(?:hours?|hrs?)\s*$")
+    n = pc.struct_field(m, [0])
+    factor = pc.if_else(pc.equal(n, ""), "1", n)
+    return factor.cast(pa.float64()).fill_null(0.0)
+
+
+# -- FOCUS -----------------------------------------------------------------------------------
+_AWS_INSTANCE = (
+    r"(?:BoxUsage|SpotUsage|DedicatedUsage|HostUsage|UnusedBox|ReservedHostUsage):(?P<t>[a-z0-9-]+\.[a-z0-9]+)"
+)
+_AZURE_SERVICE_TYPE = r'"ServiceType"\s*:\s*"(?P<t>(?:Standard|Basic)_[^"]+)"'
+
+
+def _regex_first(arr: pa.Array, pattern: str) -> pa.Array:
+    return _text(pc.struct_field(pc.extract_regex(arr, pattern), [0]))
+
+
+def _focus_measure_columns(measure: str) -> tuple[str, str]:
+    name = {"billed": "BilledCost", "effective": "EffectiveCost", "list": "ListCost", "contracted": "ContractedCost"}
+    return name[measure], f"x_{name[measure]}InUsd"
+
+
+@register("decoder", "focus", FocusConfig)
+class FocusDecoder(BillingDecoder):
+    type_name = "focus"
+    required = (("chargeperiodstart",), ("billedcost", "effectivecost"), ("servicename",))
+    wanted = tuple(
+        c.lower()
+        for c in [
+            "ChargePeriodStart",
+            "BilledCost",
+            "EffectiveCost",
+            "ListCost",
+            "ContractedCost",
+            "x_BilledCostInUsd",
+            "x_EffectiveCostInUsd",
+            "x_ListCostInUsd",
+            "x_ContractedCostInUsd",
+            "BillingCurrency",
+            "ProviderName",
+            "ServiceProviderName",
+            "BillingAccountId",
+            "SubAccountId",
+            "ServiceName",
+            "ServiceCategory",
+            "RegionId",
+            "RegionName",
+            "SkuId",
+            "ResourceId",
+            "ChargeCategory",
+            "PricingCategory",
+            "ConsumedQuantity",
+            "ConsumedUnit",
+            "PricingQuantity",
+            "PricingUnit",
+            "x_UsageType",
+            "x_SkuMeterName",
+            "x_SkuDetails",
+            "SkuPriceDetails",
+            "Tags",
+        ]
+    )
+    currency_columns = ("billingcurrency",)
+
+    def __init__(self, cfg: FocusConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        self.measure, self.measure_usd = _focus_measure_columns(cfg.cost)
+
+    @classmethod
+    def sniff(cls, sample: bytes) -> bool:
+        head = sample.split(b"\n", 1)[0].lower()
+        return b"chargeperiodstart" in head and b"billedcost" in head
+
+    def fields(self, cols: _Columns) -> dict[str, Any]:
+        n = cols.batch.num_rows
+        usd = cols.get(self.measure_usd)
+        currency = cols.text("BillingCurrency")
+        if usd is not None and self.currency == "USD":  # Azure FocusCost: the USD twin of the measure
+            cost = _number(usd)
+            currency = None
+        else:
+            raw = cols.get(self.measure)
+            cost = _number(raw) if raw is not None else (pa.nulls(n, pa.float64()), None)
+        qty = cols.get("ConsumedQuantity")
+        unit = cols.text("ConsumedUnit")
+        if qty is None:
+            qty, unit = cols.get("PricingQuantity"), cols.text("PricingUnit")
+        quantity = _number(qty) if qty is not None else (pa.nulls(n, pa.float64()), None)
+        itype = _regex_first(cols.text("x_UsageType"), _AWS_INSTANCE)
+        details = cols.get("x_SkuDetails", "SkuPriceDetails")
+        if details is not None:
+            itype = pc.coalesce(itype, _regex_first(_text(details), _AZURE_SERVICE_TYPE))
+        provider = cols.get("ServiceProviderName", "ProviderName")
+        dims = {
+            "provider": _text(provider) if provider is not None else _null_str(n),
+            "billing_account": cols.text("BillingAccountId"),
+            "sub_account": cols.text("SubAccountId"),
+            "service": cols.text("ServiceName"),
+            "service_category": cols.text("ServiceCategory"),
+            "region": pc.utf8_lower(pc.coalesce(cols.text("RegionId"), cols.text("RegionName"))),
+            "sku": cols.text("SkuId"),
+            "resource": cols.text("ResourceId"),
+            "charge_category": _canon_values(cols.text("ChargeCategory"), _CHARGE_CATEGORIES),
+            "pricing_category": _canon_values(cols.text("PricingCategory"), _PRICING_CATEGORIES),
+            "instance_type": itype,
+        }
+        return {
+            "ts": cols.get("ChargePeriodStart"),
+            "cost": cost,
+            "quantity": quantity,
+            "hours_factor": _hours_factor(unit),
+            "currency": currency,
+            "instance_type": itype,
+            "dims": dims,
+        }
+
+
+# -- AWS CUR 2.0 and legacy CUR ----------------------------------------------------------------
+_CUR_CHARGE = {
+    "Usage": "Usage",
+    "DiscountedUsage": "Usage",
+    "SavingsPlanCoveredUsage": "Usage",
+    "SavingsPlanNegation": "Usage",
+    "Tax": "Tax",
+    "Credit": "Credit",
+    "Refund": "Credit",
+    "BundledDiscount": "Credit",
+    "EdpDiscount": "Credit",
+    "PrivateRateDiscount": "Credit",
+    "Discount": "Credit",
+    "DistributorDiscount": "Credit",
+    "Fee": "Purchase",
+    "RIFee": "Purchase",
+    "SavingsPlanRecurringFee": "Purchase",
+    "SavingsPlanUpfrontFee": "Purchase",
+}
+_CUR_TERM = {"OnDemand": "Standard", "Reserved": "Committed", "Spot": "Dynamic", "SavingsPlan": "Committed"}
+
+
+@register("decoder", "cur", CurConfig)
+class CurDecoder(BillingDecoder):
+    type_name = "cur"
+    provider = "AWS"
+    required = (("line_item_usage_start_date",), ("line_item_unblended_cost",))
+    wanted = (
+        "line_item_usage_start_date",
+        "line_item_unblended_cost",
+        "line_item_net_unblended_cost",
+        "line_item_blended_cost",
+        "pricing_public_on_demand_cost",
+        "line_item_line_item_type",
+        "line_item_usage_account_id",
+        "bill_payer_account_id",
+        "line_item_product_code",
+        "product_product_family",
+        "product_region_code",
+        "product_region",
+        "product_sku",
+        "line_item_resource_id",
+        "pricing_term",
+        "line_item_usage_type",
+        "product_instance_type",
+        "line_item_usage_amount",
+        "pricing_unit",
+        "savings_plan_savings_plan_effective_cost",
+        "savings_plan_net_savings_plan_effective_cost",
+        "savings_plan_total_commitment_to_date",
+        "savings_plan_used_commitment",
+        "reservation_effective_cost",
+        "reservation_net_effective_cost",
+        "reservation_unused_amortized_upfront_fee_for_billing_period",
+        "reservation_net_unused_amortized_upfront_fee_for_billing_period",
+        "reservation_unused_recurring_fee",
+        "reservation_net_unused_recurring_fee",
+    )
+    currency_columns = ("line_item_currency_code",)
+
+    def __init__(self, cfg: CurConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        self.measure = {"billed": "unblended", "effective": "amortized", "list": "public_on_demand"}.get(
+            cfg.cost, cfg.cost
+        )
+
+    @classmethod
+    def sniff(cls, sample: bytes) -> bool:
+        head = sample.split(b"\n", 1)[0].lower()
+        return b"line_item_unblended_cost" in head or b"lineitem/unblendedcost" in head
+
+    def _num(self, cols: _Columns, name: str) -> pa.Array:
+        col = cols.get(name)
+        if col is None:
+            return pa.nulls(cols.batch.num_rows, pa.float64())
+        return _number(col)[0].fill_null(0.0)
+
+    def _cost(self, cols: _Columns, ltype: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+        m = self.measure
+        simple = {
+            "unblended": "line_item_unblended_cost",
+            "net_unblended": "line_item_net_unblended_cost",
+            "blended": "line_item_blended_cost",
+            "public_on_demand": "pricing_public_on_demand_cost",
+        }
+        if m in simple:
+            col = cols.get(simple[m])
+            if col is None:
+                raise DeliveryError("missing_columns", f"cost measure {m}: no column {simple[m]}")
+            return _number(col)
+        # Amortized cost, the way AWS Cost Explorer amortizes: commitments spread over the usage they cover.
+        net = m == "net_amortized"
+        base = cols.get("line_item_net_unblended_cost" if net else "line_item_unblended_cost")
+        if base is None:
+            raise DeliveryError("missing_columns", "cost measure net_amortized: no column line_item_net_unblended_cost")
+        unblended, bad = _number(base)
+        sp = self._num(
+            cols, "savings_plan_net_savings_plan_effective_cost" if net else "savings_plan_savings_plan_effective_cost"
+        )
+        ri = self._num(cols, "reservation_net_effective_cost" if net else "reservation_effective_cost")
+        sp_fee = pc.subtract(
+            self._num(cols, "savings_plan_total_commitment_to_date"), self._num(cols, "savings_plan_used_commitment")
+        )
+        ri_fee = pc.add(
+            self._num(
+                cols,
+                "reservation_net_unused_amortized_upfront_fee_for_billing_period"
+                if net
+                else "reservation_unused_amortized_upfront_fee_for_billing_period",
+            ),
+            self._num(cols, "reservation_net_unused_recurring_fee" if net else "reservation_unused_recurring_fee"),
+        )
+        zero = pa.scalar(0.0)
+        cost = unblended
+        for lt, value in (
+            ("SavingsPlanCoveredUsage", sp),
+            ("DiscountedUsage", ri),
+            ("SavingsPlanRecurringFee", sp_fee),
+            ("SavingsPlanNegation", zero),
+            ("SavingsPlanUpfrontFee", zero),
+            ("RIFee", ri_fee),
+        ):
+            cost = pc.if_else(pc.equal(ltype, lt).fill_null(False), value, cost)
+        return cost, bad
+
+    def fields(self, cols: _Columns) -> dict[str, Any]:
+        n = cols.batch.num_rows
+        ltype = cols.text("line_item_line_item_type")
+        usage_type = cols.text("line_item_usage_type")
+        term = _lookup(cols.text("pricing_term"), _CUR_TERM, pa.string())
+        committed = pc.is_in(ltype, pa.array(["DiscountedUsage", "SavingsPlanCoveredUsage"]))
+        spot = pc.match_substring(usage_type, "SpotUsage").fill_null(False)
+        pricing = pc.if_else(spot, "Dynamic", pc.if_else(committed.fill_null(False), "Committed", term))
+        itype = cols.text("product_instance_type")
+        # GPU-hours from instance usage only (not EBS, data transfer … of the same instance type).
+        is_instance = pc.match_substring_regex(usage_type, r"(BoxUsage|SpotUsage|DedicatedUsage|HostUsage)")
+        qty, qbad = (
+            _number(cols.get("line_item_usage_amount"))
+            if cols.get("line_item_usage_amount") is not None
+            else (
+                pa.nulls(n, pa.float64()),
+                None,
+            )
+        )
+        qty = pc.if_else(is_instance.fill_null(False), qty, 0.0)
+        unit = cols.text("pricing_unit")
+        factor = pc.if_else(pc.is_null(unit), 1.0, _hours_factor(unit))
+        dims = {
+            "provider": pa.array(["AWS"] * n, pa.string()) if n else _null_str(0),
+            "billing_account": cols.text("bill_payer_account_id"),
+            "sub_account": cols.text("line_item_usage_account_id"),
+            "service": cols.text("line_item_product_code"),
+            "service_category": cols.text("product_product_family"),
+            "region": pc.utf8_lower(pc.coalesce(cols.text("product_region_code"), cols.text("product_region"))),
+            "sku": cols.text("product_sku"),
+            "resource": cols.text("line_item_resource_id"),
+            "charge_category": pc.coalesce(_lookup(ltype, _CUR_CHARGE, pa.string()), ltype),
+            "pricing_category": pricing,
+            "instance_type": itype,
+        }
+        return {
+            "ts": cols.get("line_item_usage_start_date"),
+            "cost": self._cost(cols, ltype),
+            "quantity": (qty, qbad),
+            "hours_factor": factor,
+            "currency": cols.text("line_item_currency_code")
+            if cols.get("line_item_currency_code") is not None
+            else None,
+            "instance_type": itype,
+            "dims": dims,
+        }
+
+
+# -- Azure EA / MCA cost exports ----------------------------------------------------------------
+_AZURE_CHARGE = {
+    "Usage": "Usage",
+    "UnusedReservation": "Usage",
+    "UnusedSavingsPlan": "Usage",
+    "Purchase": "Purchase",
+    "Refund": "Credit",
+    "Tax": "Tax",
+    "RoundingAdjustment": "Adjustment",
+}
+_AZURE_PRICING = {"OnDemand": "Standard", "Reservation": "Committed", "SavingsPlan": "Committed", "Spot": "Dynamic"}
+
+
+def _azure_size_from_meter(meter: pa.Array) -> pa.Array:
+    """``NC24ads A100 v4`` (a meter name) → ``Standard_NC24ads_A100_v4``; ``Spot``/``Low Priority`` dropped."""
+    base = pc.replace_substring_regex(meter, r"\s+(Spot|Low Priority)$", "")
+    return pc.binary_join_element_wise("Standard_", pc.replace_substring(base, " ", "_"), "")
+
+
+@register("decoder", "azure_cost", AzureCostConfig)
+class AzureCostDecoder(BillingDecoder):
+    type_name = "azure_cost"
+    provider = "Microsoft"
+    required = (("date",), ("costinbillingcurrency", "cost", "costinusd"))
+    wanted = tuple(
+        c.lower()
+        for c in [
+            "Date",
+            "CostInBillingCurrency",
+            "Cost",
+            "CostInUsd",
+            "PayGPrice",
+            "Quantity",
+            "UnitOfMeasure",
+            "BillingCurrency",
+            "BillingCurrencyCode",
+            "BillingAccountId",
+            "SubscriptionId",
+            "SubscriptionGuid",
+            "MeterCategory",
+            "ServiceFamily",
+            "ResourceLocation",
+            "MeterId",
+            "ResourceId",
+            "ChargeType",
+            "PricingModel",
+            "AdditionalInfo",
+            "MeterName",
+            "Tags",
+        ]
+    )
+    currency_columns = ("billingcurrency", "billingcurrencycode")
+
+    def __init__(self, cfg: AzureCostConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        self.measure = cfg.cost
+
+    @classmethod
+    def sniff(cls, sample: bytes) -> bool:
+        head = sample.split(b"\n", 1)[0].lower()
+        return b"metercategory" in head and (b"costinbillingcurrency" in head or b",cost," in head)
+
+    def fields(self, cols: _Columns) -> dict[str, Any]:
+        n = cols.batch.num_rows
+        currency = cols.text("BillingCurrency", "BillingCurrencyCode")
+        qty_col = cols.get("Quantity")
+        quantity = _number(qty_col) if qty_col is not None else (pa.nulls(n, pa.float64()), None)
+        if self.measure == "usd":
+            col = cols.get("CostInUsd")
+            if col is None:
+                raise DeliveryError("missing_columns", "cost measure usd: no column CostInUsd")
+            cost = _number(col)
+            currency = None
+        elif self.measure == "list":
+            price = cols.get("PayGPrice")
+            if price is None:
+                raise DeliveryError("missing_columns", "cost measure list: no column PayGPrice")
+            p, bad = _number(price)
+            cost = (pc.multiply(p, quantity[0]), bad)
+        else:
+            col = cols.get("CostInBillingCurrency", "Cost")
+            if col is None:
+                raise DeliveryError("missing_columns", "cost measure billed: no column CostInBillingCurrency or Cost")
+            cost = _number(col)
+        info = cols.get("AdditionalInfo")
+        itype = _regex_first(_text(info), _AZURE_SERVICE_TYPE) if info is not None else _null_str(n)
+        meter = cols.text("MeterName")
+        by_meter = _azure_size_from_meter(meter)
+        known = pc.is_in(by_meter, pa.array(list(self.gpus), pa.string()))
+        itype = pc.coalesce(itype, pc.if_else(known, by_meter, pa.scalar(None, pa.string())))
+        is_vm = pc.equal(cols.text("MeterCategory"), "Virtual Machines").fill_null(False)
+        ctype = cols.text("ChargeType")
+        dims = {
+            "provider": pa.array(["Microsoft"] * n, pa.string()) if n else _null_str(0),
+            "billing_account": cols.text("BillingAccountId"),
+            "sub_account": pc.utf8_lower(cols.text("SubscriptionId", "SubscriptionGuid")),
+            "service": cols.text("MeterCategory"),
+            "service_category": cols.text("ServiceFamily"),
+            "region": pc.replace_substring(pc.utf8_lower(cols.text("ResourceLocation")), " ", ""),
+            "sku": cols.text("MeterId"),
+            "resource": pc.utf8_lower(cols.text("ResourceId")),
+            "charge_category": pc.coalesce(_lookup(ctype, _AZURE_CHARGE, pa.string()), ctype),
+            "pricing_category": pc.coalesce(
+                _lookup(cols.text("PricingModel"), _AZURE_PRICING, pa.string()), cols.text("PricingModel")
+            ),
+            "instance_type": itype,
+        }
+        return {
+            "ts": cols.get("Date"),
+            "cost": cost,
+            "quantity": (pc.if_else(is_vm, quantity[0], 0.0), quantity[1]),
+            "hours_factor": _hours_factor(cols.text("UnitOfMeasure")),
+            "currency": currency,
+            "instance_type": itype,
+            "dims": dims,
+        }
+
+
+class AutoBillingConfig(BillingConfig):
+    type: Literal["billing"]
+    cost: Literal["billed", "effective", "list"] = Field(
+        "billed", description="FOCUS names; CUR: unblended / amortized / public on-demand; Azure: cost / PayG"
+    )
+
+
+@register("decoder", "billing", AutoBillingConfig)
+class AutoBillingDecoder(BillingDecoder):
+    """Any of the three formats, told apart per file by its columns."""
+
+    type_name = "billing"
+
+    def __init__(self, cfg: AutoBillingConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        common = cfg.model_dump(exclude={"type", "cost"})
+        self.formats: list[BillingDecoder] = [
+            FocusDecoder(FocusConfig(type="focus", cost=cfg.cost, **common)),
+            CurDecoder(CurConfig(type="cur", cost=cfg.cost, **common)),
+            AzureCostDecoder(
+                AzureCostConfig(type="azure_cost", cost="list" if cfg.cost == "list" else "billed", **common)
+            ),
+        ]
+
+    @classmethod
+    def sniff(cls, sample: bytes) -> bool:
+        return sniff_billing(sample) is not None
+
+    def for_columns(self, names: Sequence[str]) -> BillingDecoder:
+        head = ",".join(names).encode()
+        for d in self.formats:
+            if d.sniff(head):
+                return d
+        raise DeliveryError("unknown_format", "not a FOCUS, CUR or Azure cost export: " + ", ".join(names[:8]))
+
+    def columns(self, names: Sequence[str]) -> list[str]:
+        return self.for_columns(names).columns(names)
+
+    def aggregate(self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext) -> tuple[pa.Table, list[BadRecord]]:
+        return self.for_columns(batch.schema.names).aggregate(batch, ctx)
+
+
+def sniff_billing(sample: bytes) -> str | None:
+    """Which billing decoder reads a file starting with ``sample`` (its header line), if any."""
+    for cls in (FocusDecoder, CurDecoder, AzureCostDecoder):
+        if cls.sniff(sample.lstrip(b"\xef\xbb\xbf")):
+            return cls.type_name
+    return None

@@ -1,0 +1,282 @@
+"""Billing exports are snapshots: reading a delivery, and replacing a period's previous one.
+
+:func:`read_delivery` reads every data file of one delivery (Parquet in row-group batches, CSV or
+gzip CSV in blocks, only the columns the decoder needs) and folds them into one table of
+(bucket, dimensions…, signals…) rows, re-grouping as it goes so memory follows the number of
+cells, not of line items. Any file that cannot be read whole refuses the delivery
+(:class:`~agent.decoders.billing.DeliveryError`): a partial delivery is never applied.
+
+:class:`SnapshotStore` keeps, per (source, billing period), the table of the newest applied
+delivery. :meth:`SnapshotStore.apply` replaces it and returns only the cells whose value changed
+(new minus old, per bucket and dimensions, computed with a columnar outer join): new hours are
+scored, restated hours are re-scored, untouched hours are left alone. With a directory, the
+tables are written as Parquet files at each checkpoint and named in the checkpointed state,
+so what was processed survives a restart together with the detectors that saw it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from agent.aggregate import Cells
+from agent.decoders.base import BadRecord, DecodeContext
+from agent.decoders.billing import SIGNALS, BillingDecoder, DeliveryError, group, observations
+from agent.model import Observation
+
+log = logging.getLogger(__name__)
+
+_REGROUP_ROWS = 1_000_000  # fold partial aggregates once they hold this many rows
+
+
+@dataclass
+class Delivery:
+    """One complete, readable delivery of one billing period (what the pipeline applies)."""
+
+    key: str  # the billing period (or file) within its source
+    delivery: str  # the export's execution / run id (or the file's mtime and size)
+    table: pa.Table
+    rows: int  # line items read
+    files: list[str] = field(default_factory=list)
+    settle_seconds: float = 0.0  # the newest buckets are incomplete for this long
+
+    @property
+    def coverage_end(self) -> float:
+        """End of the newest bucket the delivery has data for (``-inf`` when empty)."""
+        if self.table.num_rows == 0:
+            return float("-inf")
+        return float(pc.max(self.table.column("ts")).as_py())
+
+
+def format_of(name: str) -> str:
+    n = name.lower()
+    if n.endswith(".gz"):
+        n = n[:-3]
+    if n.endswith((".parquet", ".pq", ".snappy.parquet")):
+        return "parquet"
+    return "csv"
+
+
+def _csv_batches(path: str, decoder: BillingDecoder) -> Iterator[pa.RecordBatch]:
+    compression = "gzip" if path.lower().endswith(".gz") else None
+    read = pacsv.ReadOptions(block_size=8 << 20)
+    with pa.input_stream(path, compression=compression) as head:
+        names = pacsv.open_csv(head, read_options=read).schema.names
+    wanted = decoder.columns(names)
+    # Every column as text: ids keep their leading zeros, and one odd value never re-types a column.
+    conv = pacsv.ConvertOptions(include_columns=wanted, column_types={n: pa.string() for n in wanted})
+    with pa.input_stream(path, compression=compression) as src:
+        yield from pacsv.open_csv(src, read_options=read, convert_options=conv)
+
+
+def _parquet_batches(path: str, decoder: BillingDecoder) -> Iterator[pa.RecordBatch]:
+    pf = pq.ParquetFile(path)
+    wanted = decoder.columns(pf.schema_arrow.names)
+    yield from pf.iter_batches(batch_size=256 * 1024, columns=wanted)
+
+
+def read_file(
+    path: str, decoder: BillingDecoder, ctx: DecodeContext, fmt: str | None = None
+) -> tuple[pa.Table, list[BadRecord], int]:
+    """One billing file → (grouped table, rows it could not use, line items read)."""
+    fmt = fmt or format_of(path)
+    batches = _parquet_batches(path, decoder) if fmt == "parquet" else _csv_batches(path, decoder)
+    acc = _Fold(decoder)
+    rows = 0
+    try:
+        for batch in batches:
+            rows += batch.num_rows
+            table, bad = decoder.aggregate(batch, ctx)
+            acc.add(table, bad)
+    except DeliveryError:
+        raise
+    except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
+        raise DeliveryError("corrupt_file", f"{os.path.basename(path)}: unreadable after {rows} rows: {exc}") from None
+    return acc.result(), acc.bad, rows
+
+
+class _Fold:
+    """Partial aggregates folded together while reading (memory follows cells, not line items)."""
+
+    def __init__(self, decoder: BillingDecoder):
+        self.decoder = decoder
+        self.parts: list[pa.Table] = []
+        self.rows = 0
+        self.bad: list[BadRecord] = []
+
+    def add(self, table: pa.Table, bad: list[BadRecord] | None = None) -> None:
+        if table.num_rows:
+            self.parts.append(table)
+            self.rows += table.num_rows
+        if bad:
+            self.bad.extend(bad)
+        if self.rows > _REGROUP_ROWS and len(self.parts) > 1:
+            folded = self.result()
+            self.parts, self.rows = [folded], folded.num_rows
+
+    def result(self) -> pa.Table:
+        if not self.parts:
+            return self.decoder.schema.empty_table()
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return group(pa.concat_tables(self.parts), self.decoder.key_columns)
+
+
+def read_delivery(
+    files: list[tuple[str, str]], decoder: BillingDecoder, ctx: DecodeContext
+) -> tuple[pa.Table, list[BadRecord], int]:
+    """Every file of a delivery (``(local path, name)`` pairs) → one grouped table; any unreadable file refuses it."""
+    fold = _Fold(decoder)
+    rows = 0
+    for path, name in files:
+        try:
+            table, bad, n = read_file(path, decoder, ctx, format_of(name))
+        except DeliveryError as exc:
+            raise DeliveryError(exc.kind, f"{name}: {exc.reason}") from None
+        rows += n
+        fold.add(table, bad)
+    return fold.result(), fold.bad, rows
+
+
+class SnapshotStore:
+    """Per (source, billing period): the newest applied delivery, and what changed with each new one."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, keep_periods: int = 3):
+        self.dir = Path(directory) if directory is not None else None
+        self.keep_periods = keep_periods
+        self.tables: dict[str, pa.Table] = {}
+        self.deliveries: dict[str, str] = {}
+        self.files: dict[str, str] = {}  # key → Parquet file holding its table (persisted ones)
+        self._dirty: set[str] = set()
+
+    @staticmethod
+    def key(source: str, period: str) -> str:
+        return f"{source}\x1f{period}"
+
+    def apply(self, key: str, delivery: str, table: pa.Table) -> pa.Table:
+        """Replace ``key``'s table; return the changed cells as deltas (new − old, same columns)."""
+        old = self.tables.get(key)
+        self.tables[key] = table
+        self.deliveries[key] = delivery
+        self._dirty.add(key)
+        self._expire(key)
+        if old is None or old.num_rows == 0:
+            return table
+        if old.schema != table.schema:  # dimensions changed (config): withdraw all old cells, add all new ones
+            return _concat_deltas(table, _negate(old))
+        keys = [c for c in table.column_names if c not in SIGNALS]
+        joined = table.join(old, keys=keys, join_type="full outer", right_suffix="__old", coalesce_keys=True)
+        cols: dict[str, Any] = {k: joined.column(k) for k in keys}
+        changed = None
+        for s in SIGNALS:
+            new = joined.column(s).fill_null(0.0)
+            prev = joined.column(s + "__old").fill_null(0.0)
+            d = pc.subtract(new, prev)
+            cols[s] = d
+            tol = pc.add(
+                pc.multiply(pc.abs(new), 1e-9), 1e-9
+            )  # sums regrouped in another order differ in the last bits
+            c = pc.greater(pc.abs(d), tol)
+            changed = c if changed is None else pc.or_(changed, c)
+        out = pa.table(cols).select(table.column_names)
+        return out.filter(changed)
+
+    def _expire(self, key: str) -> None:
+        source = key.split("\x1f", 1)[0]
+        mine = sorted(k for k in self.tables if k.split("\x1f", 1)[0] == source)
+        for k in mine[: max(0, len(mine) - self.keep_periods)]:
+            self.tables.pop(k, None)
+            self.deliveries.pop(k, None)
+            self._dirty.discard(k)
+            self.files.pop(k, None)
+
+    def cells(self, start: float, end: float) -> Cells:
+        """Every stored cell with a bucket in ``[start, end)``, summed (a window's whole, for re-scoring)."""
+        out: Cells = {}
+        for table in self.tables.values():
+            ts = table.column("ts")
+            part = table.filter(pc.and_(pc.greater_equal(ts, int(start)), pc.less(ts, int(end))))
+            if part.num_rows == 0:
+                continue
+            keys = [c for c in table.column_names if c not in SIGNALS]
+            for ob in observations(part, keys):
+                cur = out.get(ob.cell)
+                if cur is None:
+                    out[ob.cell] = list(ob.values)
+                else:
+                    for i, v in enumerate(ob.values):
+                        cur[i] += v
+        return out
+
+    # -- persistence -----------------------------------------------------------------------
+    def persist(self) -> dict[str, dict[str, str]]:
+        """Write changed tables (atomically, one file per delivery); return the manifest for the state."""
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for key in sorted(self._dirty):
+                name = f"{_digest(key)}-{_digest(self.deliveries[key])}.parquet"
+                fd, tmp = tempfile.mkstemp(prefix=".snap-", dir=self.dir)
+                os.close(fd)
+                try:
+                    pq.write_table(self.tables[key], tmp, compression="zstd")
+                    with open(tmp, "rb") as fh:
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, self.dir / name)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+                self.files[key] = name
+            self._dirty.clear()
+        return {k: {"delivery": self.deliveries[k], "file": self.files.get(k, "")} for k in self.tables}
+
+    def collect_garbage(self, manifest: dict[str, dict[str, str]]) -> None:
+        """After the state naming ``manifest`` was saved: delete files it does not name."""
+        if self.dir is None or not self.dir.is_dir():
+            return
+        keep = {m["file"] for m in manifest.values()}
+        for f in self.dir.glob("*.parquet"):
+            if f.name not in keep:
+                f.unlink(missing_ok=True)
+
+    def restore(self, manifest: dict[str, dict[str, str]]) -> None:
+        for key, m in manifest.items():
+            if self.dir is None or not m.get("file"):
+                continue
+            try:
+                self.tables[key] = pq.read_table(self.dir / m["file"])
+            except (OSError, pa.ArrowInvalid) as exc:
+                # The period is read again in full from its next delivery (its cells count as new).
+                log.error("snapshot of %s unreadable (%s): its next delivery is applied as new", key, exc)
+                continue
+            self.deliveries[key] = m["delivery"]
+            self.files[key] = m["file"]
+
+
+def _negate(table: pa.Table) -> pa.Table:
+    cols = {c: (pc.negate(table.column(c)) if c in SIGNALS else table.column(c)) for c in table.column_names}
+    return pa.table(cols)
+
+
+def _concat_deltas(a: pa.Table, b: pa.Table) -> pa.Table:
+    return pa.concat_tables([a, b], promote_options="default")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def delta_observations(table: pa.Table) -> list[Observation]:
+    keys = [c for c in table.column_names if c not in SIGNALS]
+    return observations(table, keys)

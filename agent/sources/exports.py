@@ -1,0 +1,374 @@
+"""Billing exports in object storage: AWS Data Exports / CUR on S3, Azure Cost Management exports on Blob.
+
+Both sources poll a prefix for *manifests*, the file an export writes after every data file of a
+refresh landed, and treat each billing period's newest manifest as one delivery:
+
+- ``s3_export``: Data Exports (CUR 2.0, FOCUS) write
+  ``<prefix>/<export>/metadata/BILLING_PERIOD=YYYY-MM/[<execution>/]<export>-Manifest.json`` with
+  ``executionId`` and ``dataFiles`` (S3 URIs); legacy CUR writes
+  ``<prefix>/<report>/<YYYYMMDD-YYYYMMDD>/[<assembly>/]<report>-Manifest.json`` with ``assemblyId``
+  and ``reportKeys``. ``OVERWRITE_REPORT`` rewrites one manifest per period, ``CREATE_NEW_REPORT``
+  adds one per execution: either way the newest one wins.
+- ``blob_export``: Cost Management writes ``manifest.json`` per run (``runInfo.runId``,
+  ``exportConfig``, ``blobs[]`` with byte counts), under a folder per export and date range.
+
+A delivery is applied only when its manifest parses and every data file it lists is there (with
+the byte count the manifest says, on Blob) and reads whole; otherwise the previous delivery stays,
+the problem is counted, logged once and dead-lettered once, and the next poll tries again. What
+was applied (per period: delivery id and manifest time) is checkpointed with the detectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
+
+import orjson
+from pydantic import Field, SecretStr, model_validator
+
+from agent.decoders.base import BadRecord, DecodeContext
+from agent.decoders.billing import AutoBillingConfig, AzureCostConfig, CurConfig, DeliveryError, FocusConfig
+from agent.registry import ComponentConfig, register
+from agent.snapshots import Delivery, read_delivery
+from agent.sources.base import Batch, Source
+
+log = logging.getLogger(__name__)
+
+BillingDecoderConfig = Annotated[
+    Union[AutoBillingConfig, FocusConfig, CurConfig, AzureCostConfig],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class ExportConfig(ComponentConfig):
+    prefix: str = Field("", description="where the export's folders start (no leading slash)")
+    poll_interval_seconds: float = Field(300.0, gt=0)
+    settle_hours: float = Field(
+        3.0,
+        ge=0,
+        description="the newest hours of a delivery are still filling in: scored once a later one covers them",
+    )
+    periods: int = Field(2, ge=1, description="watch the newest N billing periods (a closed month is still restated)")
+    download_dir: str | None = Field(None, description="scratch space for data files (default: the system temp dir)")
+    decoder: BillingDecoderConfig = Field(default_factory=lambda: AutoBillingConfig(type="billing"))
+
+
+@dataclass
+class Manifest:
+    period: str  # billing period key, stable across refreshes
+    delivery: str  # execution / assembly / run id
+    modified: float  # when the manifest was written (newest wins)
+    location: str  # where the manifest is (for messages)
+    files: list[tuple[str, int | None]] = field(default_factory=list)  # (object name, expected bytes)
+    raw: bytes = b""
+
+
+class ExportSource(Source):
+    """Poll → newest manifest per period → download → read whole → one snapshot batch."""
+
+    def __init__(self, cfg: Any, **kw: Any):
+        super().__init__(cfg, **kw)
+        agent = kw.get("agent")
+        self.telemetry = getattr(agent, "telemetry", None)
+        self._reported: set[tuple[str, str]] = set()  # (delivery or location, kind) already dead-lettered
+
+    # -- storage (per backend) -------------------------------------------------------------
+    def manifests(self) -> Iterator[Manifest]:
+        raise NotImplementedError
+
+    def download(self, name: str, path: str, expected: int | None) -> None:
+        raise NotImplementedError
+
+    def describe_error(self, exc: BaseException) -> tuple[str, str] | None:
+        """(kind, reason) of a storage error, or None when it is not one."""
+        return None
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self.stopping:
+            try:
+                self.poll()
+            except Exception as exc:
+                described = self.describe_error(exc)
+                if described is None:
+                    log.exception("%s: poll failed", self.name)
+                    described = ("poll_error", f"{type(exc).__name__}: {exc}")
+                self._refuse(self.where(), described[0], described[1], self.where().encode())
+            self.emit(Batch(self.name, "idle", None, None))
+            self._stop.wait(self.cfg.poll_interval_seconds)
+
+    def where(self) -> str:
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        newest: dict[str, Manifest] = {}
+        for m in self.manifests():
+            cur = newest.get(m.period)
+            if cur is None or (m.modified, m.location) > (cur.modified, cur.location):
+                newest[m.period] = m
+        for period in sorted(newest)[-self.cfg.periods :]:
+            if self.stopping:
+                return
+            m = newest[period]
+            pos = self.positions.get(period)
+            if pos is not None and (pos.get("delivery") == m.delivery or pos.get("modified", 0) > m.modified):
+                continue  # applied already (or older than what was applied)
+            self._apply(m)
+
+    def _apply(self, m: Manifest) -> None:
+        ctx = DecodeContext(self.name, m.location, **self.ctx_defaults)
+        if not m.files:
+            self._refuse(m.delivery, "bad_manifest", f"{m.location}: manifest lists no data files", m.raw)
+            return
+        with tempfile.TemporaryDirectory(prefix="finops-export-", dir=self.cfg.download_dir) as tmp:
+            local = []
+            try:
+                for i, (name, size) in enumerate(m.files):
+                    path = os.path.join(tmp, f"{i:05d}-{os.path.basename(name)}")
+                    self.download(name, path, size)
+                    local.append((path, name))
+                table, bad, rows = read_delivery(local, self.decoder, ctx)  # type: ignore[arg-type]
+            except DeliveryError as exc:
+                self._refuse(m.delivery, exc.kind, f"{m.location}: {exc.reason}", m.raw)
+                return
+            except Exception as exc:
+                described = self.describe_error(exc)
+                if described is None:
+                    raise
+                self._refuse(m.delivery, described[0], f"{m.location}: {described[1]}", m.raw)
+                return
+        if bad:
+            self.bad(m.location, bad)
+        delivery = Delivery(m.period, m.delivery, table, rows, [n for n, _ in m.files], self.cfg.settle_hours * 3600)
+        log.info(
+            "%s: delivery %s of period %s: %d line items, %d files → %d cells",
+            self.name,
+            m.delivery,
+            m.period,
+            rows,
+            len(m.files),
+            table.num_rows,
+        )
+        pos = (m.period, {"delivery": m.delivery, "modified": m.modified, "manifest": m.location})
+        self.emit(Batch(self.name, "snapshot", delivery, ctx, pos, rows))
+
+    def _refuse(self, what: str, kind: str, reason: str, raw: bytes) -> None:
+        """Keep the previous snapshot; count, log and dead-letter once per (delivery, kind); retry next poll."""
+        if (what, kind) in self._reported:
+            log.debug("%s: still %s: %s", self.name, kind, reason)
+            return
+        self._reported.add((what, kind))
+        if self.telemetry is not None:
+            self.telemetry.deliveries.labels(component=self.name, outcome="refused").inc()
+        self.bad(self.where(), [BadRecord(raw or reason.encode(), kind, reason)])
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    doc = orjson.loads(raw)
+    if not isinstance(doc, dict):
+        raise ValueError("manifest is not a JSON object")
+    return doc
+
+
+# -- AWS S3 ------------------------------------------------------------------------------------
+class S3ExportConfig(ExportConfig):
+    type: Literal["s3_export"]
+    bucket: str
+    region: str | None = None
+    endpoint_url: str | None = Field(None, description="e.g. a VPC endpoint, or a local S3 for tests")
+
+
+_DATA_EXPORT = re.compile(r"/metadata/BILLING_PERIOD=(\d{4}-\d{2})/(?:[^/]+/)?[^/]*Manifest\.json$")
+_LEGACY_CUR = re.compile(r"(?:^|/)(\d{8})-(\d{8})/(?:[^/]+/)?[^/]*-Manifest\.json$")
+
+
+@register("source", "s3_export", S3ExportConfig)
+class S3ExportSource(ExportSource):
+    def __init__(self, cfg: S3ExportConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        try:
+            import boto3
+            import botocore.config
+        except ImportError as exc:  # pragma: no cover - exercised only without the extra
+            raise RuntimeError("the s3_export source needs boto3: pip install 'finops-agent[aws]'") from exc
+        # The standard credential chain: environment, profile, IRSA web identity, instance role.
+        self.s3 = boto3.session.Session().client(
+            "s3",
+            region_name=cfg.region,
+            endpoint_url=cfg.endpoint_url,
+            config=botocore.config.Config(retries={"max_attempts": 5, "mode": "standard"}),
+        )
+
+    def where(self) -> str:
+        return f"s3://{self.cfg.bucket}/{self.cfg.prefix}"
+
+    def manifests(self) -> Iterator[Manifest]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.cfg.bucket, Prefix=self.cfg.prefix)
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                m = _DATA_EXPORT.search(key)
+                legacy = None if m else _LEGACY_CUR.search(key)
+                if not m and not legacy:
+                    continue
+                period = m.group(1) if m else f"{legacy.group(1)[:4]}-{legacy.group(1)[4:6]}"  # type: ignore[union-attr]
+                yield self._manifest(key, period, obj["LastModified"].timestamp())
+
+    def _manifest(self, key: str, period: str, modified: float) -> Manifest:
+        location = f"s3://{self.cfg.bucket}/{key}"
+        raw = self.s3.get_object(Bucket=self.cfg.bucket, Key=key)["Body"].read()
+        out = Manifest(period, "", modified, location, raw=raw)
+        try:
+            doc = _json(raw)
+        except ValueError:
+            out.delivery = f"unparseable@{modified}"
+            return out  # no files: refused as a bad manifest (half-written), retried next poll
+        if "dataFiles" in doc:  # Data Exports
+            out.delivery = str(doc.get("executionId") or modified)
+            out.files = [(self._key_of(u), None) for u in doc.get("dataFiles") or []]
+        else:  # legacy CUR
+            out.delivery = str(doc.get("assemblyId") or modified)
+            out.files = [(k, None) for k in doc.get("reportKeys") or []]
+        return out
+
+    def _key_of(self, uri: str) -> str:
+        if uri.startswith("s3://"):
+            bucket, _, key = uri[5:].partition("/")
+            if bucket != self.cfg.bucket:
+                raise DeliveryError("bad_manifest", f"data file {uri} is not in bucket {self.cfg.bucket}")
+            return key
+        return uri
+
+    def download(self, name: str, path: str, expected: int | None) -> None:
+        self.s3.download_file(self.cfg.bucket, name, path)
+
+    def describe_error(self, exc: BaseException) -> tuple[str, str] | None:
+        import botocore.exceptions
+
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            op = exc.operation_name
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
+                return "access_denied", f"{op}: access denied ({code})"
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return "missing_file", f"{op}: a data file the manifest lists is not there ({code})"
+            if code == "NoSuchBucket":
+                return "missing_bucket", f"{op}: bucket {self.cfg.bucket} does not exist"
+            return "storage_error", f"{op}: {code}"
+        if isinstance(exc, botocore.exceptions.BotoCoreError):
+            return "storage_error", f"{type(exc).__name__}: {exc}"
+        return None
+
+
+# -- Azure Blob --------------------------------------------------------------------------------
+class BlobExportConfig(ExportConfig):
+    type: Literal["blob_export"]
+    container: str
+    connection_string: SecretStr | None = None
+    connection_string_file: str | None = None
+    account_url: str | None = Field(None, description="https://<account>.blob.core.windows.net")
+    sas_token: SecretStr | None = None
+    sas_token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _auth(self) -> BlobExportConfig:
+        has_cs = self.connection_string is not None or self.connection_string_file is not None
+        if has_cs == (self.account_url is not None):
+            raise ValueError("set connection_string (or connection_string_file) or account_url, not both")
+        if (self.sas_token is not None or self.sas_token_file is not None) and self.account_url is None:
+            raise ValueError("sas_token goes with account_url")
+        return self
+
+
+@register("source", "blob_export", BlobExportConfig)
+class BlobExportSource(ExportSource):
+    def __init__(self, cfg: BlobExportConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        try:
+            from azure.storage.blob import BlobServiceClient
+        except ImportError as exc:  # pragma: no cover - exercised only without the extra
+            raise RuntimeError(
+                "the blob_export source needs azure-storage-blob: pip install 'finops-agent[azure]'"
+            ) from exc
+        from agent.config import read_secret
+
+        cs = read_secret(cfg.connection_string, cfg.connection_string_file)
+        if cs is not None:
+            service = BlobServiceClient.from_connection_string(cs)
+        else:
+            sas = read_secret(cfg.sas_token, cfg.sas_token_file)
+            if sas is not None:
+                credential: Any = sas
+            else:  # workload identity in Kubernetes, managed identity, az login …
+                from azure.identity import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+            service = BlobServiceClient(account_url=cfg.account_url or "", credential=credential)
+        self.container = service.get_container_client(cfg.container)
+
+    def where(self) -> str:
+        return f"{self.container.url}/{self.cfg.prefix}"
+
+    def manifests(self) -> Iterator[Manifest]:
+        for blob in self.container.list_blobs(name_starts_with=self.cfg.prefix or None):
+            if not blob.name.lower().endswith("manifest.json"):
+                continue
+            raw = self.container.download_blob(blob.name).readall()
+            modified = blob.last_modified.timestamp()
+            folder = blob.name.rsplit("/", 1)[0]
+            out = Manifest(folder, f"unparseable@{modified}", modified, f"{self.container.url}/{blob.name}", raw=raw)
+            try:
+                doc = _json(raw)
+                run = doc.get("runInfo") or {}
+                export = doc.get("exportConfig") or {}
+                start = str(run.get("startDate") or "")[:10]
+                out.period = f"{export.get('exportName', '')}/{start}" if start else folder
+                out.delivery = str(run.get("runId") or modified)
+                submitted = run.get("submittedTime")
+                if submitted:
+                    from agent.model import parse_time
+
+                    out.modified = parse_time(str(submitted))
+                blobs = doc.get("blobs") or []
+                count = doc.get("blobCount")
+                if count is not None and int(count) != len(blobs):
+                    out.files = []  # half-written: refused as a bad manifest
+                else:
+                    out.files = [(str(b["blobName"]), b.get("byteCount")) for b in blobs]
+            except (ValueError, KeyError, TypeError):
+                pass  # refused as a bad manifest; retried on the next poll
+            yield out
+
+    def download(self, name: str, path: str, expected: int | None) -> None:
+        blob = self.container.get_blob_client(name)
+        size = blob.get_blob_properties().size
+        if expected is not None and int(expected) != size:
+            raise DeliveryError("incomplete_file", f"{name}: {size} bytes, the manifest says {expected}")
+        with open(path, "wb") as fh:
+            blob.download_blob().readinto(fh)
+
+    def describe_error(self, exc: BaseException) -> tuple[str, str] | None:
+        from azure.core.exceptions import (
+            AzureError,
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceNotFoundError,
+        )
+
+        if isinstance(exc, ResourceNotFoundError):
+            return "missing_file", f"not found: {exc.reason or exc}"
+        if isinstance(exc, ClientAuthenticationError) or (
+            isinstance(exc, HttpResponseError) and exc.status_code in (401, 403)
+        ):
+            return "access_denied", f"access denied ({exc.status_code if isinstance(exc, HttpResponseError) else ''})"
+        if isinstance(exc, AzureError):
+            return "storage_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None
+
+
+__all__ = ["S3ExportSource", "BlobExportSource", "Manifest"]
