@@ -1,11 +1,12 @@
 """Seeded AWS CUR 2.0 line items for tests and benchmarks (vectorised with numpy; 10M rows in seconds).
 
-Columns, names and types follow a CUR 2.0 Data Export in Parquet: accounts, usage types with the
-instance type (``USE1-BoxUsage:p5.48xlarge``), line item types (usage, Savings Plan covered usage,
-RI discounted usage, tax, credits), pricing terms, regions, resource ids, a ``resource_tags`` map
-and the Savings Plan / reservation columns amortized cost needs. Each line item spans one hour.
-Costs follow a daily cycle. ``spikes`` multiplies the cost of chosen (hour, service) cells: the
-tests' injected anomalies, and the restatements that correct them.
+Every hour bills the same fleet of resources (``rows / hours`` line items per hour). Columns, names
+and types follow a CUR 2.0 Data Export in Parquet: accounts, usage types with the instance type
+(``USE1-BoxUsage:p5.48xlarge``), line item types (usage, Savings Plan covered usage, RI discounted
+usage, tax, credits), pricing terms, regions, resource ids, a ``resource_tags`` map and the Savings
+Plan / reservation columns amortized cost needs. Each line item spans one hour. Costs follow a daily
+cycle. ``spikes`` multiplies the cost of chosen (hour, service) cells: the tests' injected
+anomalies, and the restatements that correct them.
 
     python -m scripts.billing_data OUT.parquet --rows 10000000
 """
@@ -75,7 +76,6 @@ def cur2_batches(
     batch_rows: int = 1_000_000,
     accounts: int = 12,
     resources: int = 20_000,
-    zipf_resources: bool = False,
     first_hour: int = 0,
 ) -> Iterator[pa.RecordBatch]:
     """``rows`` line items of a month (or of ``hours`` hours from ``first_hour``), in record batches.
@@ -101,15 +101,17 @@ def cur2_batches(
     res_region = (np.arange(resources) % accounts) % 2 + 2 * rng.choice(
         len(REGIONS) // 2, resources, p=_zipf(len(REGIONS) // 2)
     )
+    per_hour = max(1, -(-rows // n_hours))
     done = 0
     n_batch = 0
     while done < rows:
         n = min(batch_rows, rows - done)
         r = np.random.default_rng([seed, n_batch])
-        hour = first_hour + r.integers(0, n_hours, n)
-        # A resource lives in one account, region and service (and is one instance type): cells are
-        # (hour × the resources' combinations), as in a real bill, not one per line item.
-        res = np.minimum(r.zipf(1.3, n) - 1, resources - 1) if zipf_resources else r.integers(0, resources, n)
+        # A steady fleet: every hour bills the same resources (one line item each), as a real bill does;
+        # a resource lives in one account, region and service and is one instance type.
+        g = np.arange(done, done + n)
+        hour = first_hour + np.minimum(g // per_hour, n_hours - 1)
+        res = (g % per_hour) % resources
         svc = res_service[res]
         is_ec2 = svc == 0
         it = res_instance[res]

@@ -103,3 +103,32 @@ def test_inputs_are_routed_by_content(demo_month: Path) -> None:
     assert routed == {"inbox_gpus": [str(demo_month / "dcgm")]}
     with pytest.raises(ValueError, match="no such file"):
         route_inputs(cfg, ["/nonexistent/path"])
+
+
+def test_backtest_takes_billing_exports_directly(data_dir: Path, tmp_path: Path) -> None:
+    """FOCUS, legacy CUR and Azure files are recognised by their header; a CUR 2.0 Parquet month with an
+    injected GPU spike (two weeks of generated line items, p5 usage ×6 in one hour) alerts on it."""
+    import orjson
+
+    from scripts import billing_data
+
+    billing = data_dir / "billing"
+    samples = [
+        str(billing / n) for n in ("focus-1.0-sample.csv", "aws-cur-legacy-sample.csv", "azure-ea-actual-small.csv")
+    ]
+    cur2 = tmp_path / "cur2.parquet"
+    billing_data.write_parquet(str(cur2), 60_000, month="2026-10", hours=14 * 24, spikes={(300, "AmazonEC2"): 6.0})
+    cfg = load_config(None)
+    assert route_inputs(cfg, [*samples, str(cur2)]) == {"inbox_billing": [*samples, str(cur2)]}
+    alerts = tmp_path / "alerts.jsonl"
+    res = subprocess.run(
+        [sys.executable, "-m", "agent", "backtest", "-i", str(cur2), "--alerts-out", str(alerts), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert res.returncode == 0, res.stderr
+    firing = [a for a in map(orjson.loads, alerts.read_bytes().splitlines()) if a["status"] == "firing"]
+    spike = "2026-10-13T12:00:00Z"  # hour 300 of the month
+    assert {(a["detector"], a["window_start"]) for a in firing} >= {("cloud_spend", spike)}
+    assert all(a["window_start"] == spike for a in firing), [(a["detector"], a["window_start"]) for a in firing]
