@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka demo clean
+.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing demo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,7 +32,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m agent.demo --out demo-data
 
-bench: bench-pipeline bench-memory bench-kafka
+bench: bench-pipeline bench-memory bench-kafka bench-billing
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m bench.pipeline
@@ -44,3 +44,5 @@ clean:
 	rm -rf $(VENV) .agent-state demo-data .pytest_cache .mypy_cache .ruff_cache
 bench-kafka: $(STAMP)
 	$(BIN)/python -m bench.kafka
+bench-billing: $(STAMP)
+	$(BIN)/python -m bench.billing

@@ -17,8 +17,10 @@ so what was processed survives a restart together with the detectors that saw it
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -33,12 +35,21 @@ import pyarrow.parquet as pq
 
 from agent.aggregate import Cells
 from agent.decoders.base import BadRecord, DecodeContext
-from agent.decoders.billing import SIGNALS, BillingDecoder, DeliveryError, group, observations
+from agent.decoders.billing import (
+    SIGNALS,
+    BillingDecoder,
+    DeliveryError,
+    _numeric,
+    canonical_name,
+    group,
+    observations,
+)
 from agent.model import Observation
 
 log = logging.getLogger(__name__)
 
-_REGROUP_ROWS = 1_000_000  # fold partial aggregates once they hold this many rows
+_HAVE_DUCKDB = importlib.util.find_spec("duckdb") is not None
+_REGROUP_ROWS = 2_000_000  # fold partial aggregates once they hold this many rows (then twice the cells)
 
 
 @dataclass
@@ -82,9 +93,55 @@ def _csv_batches(path: str, decoder: BillingDecoder) -> Iterator[pa.RecordBatch]
 
 
 def _parquet_batches(path: str, decoder: BillingDecoder) -> Iterator[pa.RecordBatch]:
-    pf = pq.ParquetFile(path)
-    wanted = decoder.columns(pf.schema_arrow.names)
-    yield from pf.iter_batches(batch_size=256 * 1024, columns=wanted)
+    schema = pq.read_schema(path)
+    wanted = decoder.columns(schema.names)
+    # Text columns as dictionaries (as Parquet stores them): grouping runs on their codes.
+    text = [
+        n for n in wanted if pa.types.is_string(schema.field(n).type) or pa.types.is_large_string(schema.field(n).type)
+    ]
+    pf = pq.ParquetFile(path, read_dictionary=text)
+    yield from pf.iter_batches(batch_size=1 << 20, columns=wanted)
+
+
+def _parquet_pregrouped(path: str, decoder: BillingDecoder) -> pa.Table:
+    """DuckDB reads the Parquet file and sums line items alike on every column the decoder reads
+    (the same pre-grouping as :meth:`BillingDecoder.pregroup`, in one multi-threaded pass)."""
+    import duckdb
+
+    schema = pq.read_schema(path)
+    dec = decoder.for_columns(schema.names)
+    wanted = dec.columns(schema.names)
+    values = [n for n in wanted if canonical_name(n) in dec.value_columns and _numeric(schema.field(n).type)]
+    keys = [n for n in wanted if n not in values and not pa.types.is_nested(schema.field(n).type)]
+    tags = []
+    for dim, key in dec.cfg.tags.items():
+        expr = _duckdb_tag(schema, key)
+        if expr is not None:
+            tags.append(f"{expr} AS {_q('__tag_' + dim)}")
+    select = [_q(k) for k in keys] + tags + [f"SUM({_q(v)}) AS {_q(v)}" for v in values] + ["COUNT(*) AS __rows"]
+    source = "'" + path.replace("'", "''") + "'"
+    sql = f"SELECT {', '.join(select)} FROM read_parquet({source}) GROUP BY ALL"
+    with duckdb.connect(config={"threads": os.cpu_count() or 1}) as con:
+        return con.sql(sql).to_arrow_table()
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _duckdb_tag(schema: pa.Schema, key: str) -> str | None:
+    names = {canonical_name(n): n for n in schema.names}
+    for legacy in (f"resourcetags/{key}", f"resourcetags/user:{key}"):
+        if legacy in names:
+            return _q(names[legacy])
+    col = names.get("resource_tags") or names.get("tags")
+    if col is None:
+        return None
+    lit = "'" + key.replace("'", "''") + "'"
+    if pa.types.is_map(schema.field(col).type):
+        return f"map_extract_value({_q(col)}, {lit})"
+    pattern = "'\"" + re.escape(key).replace("'", "''") + '"\\s*:\\s*"([^"]*)"' + "'"
+    return f"NULLIF(regexp_extract({_q(col)}, {pattern}, 1), '')"
 
 
 def read_file(
@@ -92,6 +149,15 @@ def read_file(
 ) -> tuple[pa.Table, list[BadRecord], int]:
     """One billing file → (grouped table, rows it could not use, line items read)."""
     fmt = fmt or format_of(path)
+    if fmt == "parquet" and _HAVE_DUCKDB:
+        try:
+            table = _parquet_pregrouped(path, decoder)
+            agg, bad = decoder.aggregate(table, ctx)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # duckdb.Error and friends: a file DuckDB cannot read whole
+            raise DeliveryError("corrupt_file", f"{os.path.basename(path)}: unreadable: {exc}") from None
+        return agg, bad, int(pc.sum(table.column("__rows")).as_py() or 0)
     batches = _parquet_batches(path, decoder) if fmt == "parquet" else _csv_batches(path, decoder)
     acc = _Fold(decoder)
     rows = 0
@@ -115,6 +181,7 @@ class _Fold:
         self.parts: list[pa.Table] = []
         self.rows = 0
         self.bad: list[BadRecord] = []
+        self.limit = _REGROUP_ROWS
 
     def add(self, table: pa.Table, bad: list[BadRecord] | None = None) -> None:
         if table.num_rows:
@@ -122,9 +189,10 @@ class _Fold:
             self.rows += table.num_rows
         if bad:
             self.bad.extend(bad)
-        if self.rows > _REGROUP_ROWS and len(self.parts) > 1:
+        if self.rows > self.limit and len(self.parts) > 1:
             folded = self.result()
             self.parts, self.rows = [folded], folded.num_rows
+            self.limit = max(self.limit, 2 * folded.num_rows)  # amortised: each row is folded O(1) times
 
     def result(self) -> pa.Table:
         if not self.parts:

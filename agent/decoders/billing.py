@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -227,6 +228,10 @@ def _canon_values(values: pa.Array, canonical: Iterable[str]) -> pa.Array:
     return pc.coalesce(mapped, values)
 
 
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
 def _null_str(n: int) -> pa.Array:
     return pa.nulls(n, pa.string())
 
@@ -297,6 +302,7 @@ class BillingDecoder(Decoder):
                 "missing_columns", f"not a {self.type_name} file: no column {', '.join(missing)} (has {len(names)})"
             )
         keep = set(self.wanted) | set(self.currency_columns)
+        keep -= {c for c, dim in self.dimension_only.items() if dim not in self.dimensions}
         tag_cols = {canonical_name(n) for n in names if canonical_name(n).startswith(("resourcetags/", "tags"))}
         return [n for c, n in canon.items() if c in keep or c in tag_cols or c == "resource_tags"]
 
@@ -305,8 +311,38 @@ class BillingDecoder(Decoder):
         """``ts``, ``cost`` (float64), ``quantity`` + ``hours_factor`` (GPU-hours), ``currency`` and dimensions."""
         raise NotImplementedError
 
+    #: columns read only for one dimension (skipped when it is not configured: high cardinality)
+    dimension_only: ClassVar[dict[str, str]] = {}
+    #: canonical names of additive numeric columns (summed before any string work, see :meth:`pregroup`)
+    value_columns: ClassVar[frozenset[str]] = frozenset()
+
+    def pregroup(self, batch: pa.RecordBatch | pa.Table) -> pa.Table | pa.RecordBatch:
+        """Sum line items that agree on every other column first (on dictionary codes: fast), so the
+        per-row string work below runs on distinct combinations, not on every line item.
+
+        Only where every value column is numeric (Parquet; CSV is read as text and goes row by row).
+        Tags are taken out of map columns into plain columns first; ``__rows`` counts line items.
+        """
+        names = batch.schema.names
+        values = [n for n in names if canonical_name(n) in self.value_columns]
+        if not values or batch.num_rows < 1024 or "__rows" in names:
+            return batch
+        if any(not _numeric(batch.schema.field(v).type) for v in values):
+            return batch
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        cols = _Columns(table)
+        for dim, key in self.cfg.tags.items():
+            tag = self._tag(cols, key)
+            if tag is not None:
+                table = table.append_column(f"__tag_{dim}", tag)
+        keys = [n for n in table.column_names if n not in values and not pa.types.is_nested(table.schema.field(n).type)]
+        table = table.append_column("__rows", pa.array(np.ones(table.num_rows, dtype=np.int64)))
+        out = table.group_by(keys, use_threads=True).aggregate([(v, "sum") for v in [*values, "__rows"]])
+        return out.rename_columns([c[:-4] if c.endswith("_sum") else c for c in out.column_names])
+
     def aggregate(self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext) -> tuple[pa.Table, list[BadRecord]]:
         """One record batch → rows of (bucket, dimensions…, signals…) summed; the rows it could not use."""
+        batch = self.pregroup(batch)
         n = batch.num_rows
         cols = _Columns(batch)
         f = self.fields(cols)
@@ -361,6 +397,9 @@ class BillingDecoder(Decoder):
         return group(table, self.key_columns), bad
 
     def _tag(self, cols: _Columns, key: str) -> pa.Array | None:
+        done = cols.get(*[f"__tag_{d}" for d, k in self.cfg.tags.items() if k == key])
+        if done is not None:
+            return _text(done)
         legacy = cols.get(f"resourcetags/{key}", f"resourcetags/user:{key}")
         if legacy is not None:
             return _text(legacy)
@@ -372,7 +411,9 @@ class BillingDecoder(Decoder):
         out = []
         for r in rows:
             raw = orjson.dumps(r, default=str)
-            out.append(BadRecord(raw, "bad_row", "no parseable charge start time or a cost that is not a number"))
+            n = r.pop("__rows", 1)
+            reason = "no parseable charge start time or a cost that is not a number"
+            out.append(BadRecord(raw, "bad_row", reason if n == 1 else f"{reason} ({n} line items alike, summed)"))
         return out
 
     def decode_table(self, batch: Any, ctx: DecodeContext) -> Decoded:
@@ -497,6 +538,21 @@ class FocusDecoder(BillingDecoder):
         ]
     )
     currency_columns = ("billingcurrency",)
+    dimension_only = {"resourceid": "resource", "skuid": "sku"}
+    value_columns = frozenset(
+        {
+            "billedcost",
+            "effectivecost",
+            "listcost",
+            "contractedcost",
+            "x_billedcostinusd",
+            "x_effectivecostinusd",
+            "x_listcostinusd",
+            "x_contractedcostinusd",
+            "consumedquantity",
+            "pricingquantity",
+        }
+    )
 
     def __init__(self, cfg: FocusConfig, **kw: Any):
         super().__init__(cfg, **kw)
@@ -610,6 +666,10 @@ class CurDecoder(BillingDecoder):
         "reservation_net_unused_recurring_fee",
     )
     currency_columns = ("line_item_currency_code",)
+    dimension_only = {"line_item_resource_id": "resource", "product_sku": "sku"}
+    value_columns = frozenset(
+        c for c in wanted if c.endswith(("_cost", "_amount", "_fee_for_billing_period", "_recurring_fee", "_to_date"))
+    ) | {"savings_plan_used_commitment"}
 
     def __init__(self, cfg: CurConfig, **kw: Any):
         super().__init__(cfg, **kw)
@@ -776,6 +836,7 @@ class AzureCostDecoder(BillingDecoder):
         ]
     )
     currency_columns = ("billingcurrency", "billingcurrencycode")
+    dimension_only = {"resourceid": "resource", "meterid": "sku"}
 
     def __init__(self, cfg: AzureCostConfig, **kw: Any):
         super().__init__(cfg, **kw)
