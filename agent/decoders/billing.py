@@ -24,7 +24,9 @@ an exchange rate), raises :class:`DeliveryError`: the whole file (and its delive
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from importlib import resources
@@ -154,17 +156,67 @@ def canonical_name(name: str) -> str:
     return n.lower()
 
 
-def _text(arr: Any) -> pa.Array:
-    """A column as text with blanks and literal NULL as null."""
+# Text columns travel as dictionaries (as Parquet stores them): cleaning, lookups, regexes and case
+# folding run once per distinct value, and grouping runs on the codes.
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
+
+def _remap(indices: pa.Array, values: pa.Array) -> pa.DictionaryArray:
+    """Rows pointing at ``values`` (which may repeat or be null) → a dictionary array with unique values."""
+    enc = pc.dictionary_encode(values)
+    return pa.DictionaryArray.from_arrays(enc.indices.take(indices), enc.dictionary)
+
+
+def _text(arr: Any) -> pa.DictionaryArray:
+    """A column as dictionary-encoded text, blanks and literal NULL as null."""
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        arr = arr.cast(pa.string())
-    arr = pc.utf8_trim_whitespace(arr)
-    blank = pc.or_(pc.equal(arr, ""), pc.equal(pc.utf8_upper(arr), "NULL"))
-    return pc.if_else(blank, pa.scalar(None, arr.type), arr)
+        if arr.null_count == len(arr):
+            return pa.DictionaryArray.from_arrays(pa.nulls(len(arr), pa.int32()), pa.array([], pa.string()))
+        indices, values = arr.indices.cast(pa.int32()), arr.dictionary
+    else:
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            arr = arr.cast(pa.string())
+        enc = pc.dictionary_encode(arr)
+        indices, values = enc.indices, enc.dictionary
+    if not pa.types.is_string(values.type):
+        values = values.cast(pa.string())
+    v = pc.utf8_trim_whitespace(values)
+    blank = pc.or_(pc.equal(v, ""), pc.equal(pc.utf8_upper(v), "NULL"))
+    return _remap(indices, pc.if_else(blank, pa.scalar(None, pa.string()), v))
+
+
+def _on_values(arr: pa.DictionaryArray, fn: Any) -> pa.DictionaryArray:
+    """Apply a string → string function to the distinct values only."""
+    return _remap(arr.indices, fn(arr.dictionary))
+
+
+def _row(arr: pa.DictionaryArray, fn: Any) -> pa.Array:
+    """A per-value function (mask, number …) spread back to the rows (null for null rows)."""
+    return fn(arr.dictionary).take(arr.indices)
+
+
+def _plain(arr: pa.Array) -> pa.Array:
+    return arr.cast(pa.string()) if pa.types.is_dictionary(arr.type) else arr
+
+
+def _coalesce(a: pa.DictionaryArray, b: pa.DictionaryArray) -> pa.DictionaryArray:
+    if b.null_count == len(b) or a.null_count == 0:
+        return a
+    return _text(pc.coalesce(_plain(a), _plain(b)))
+
+
+def _const(value: str, n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
+
+
+def _dim_out(arr: pa.Array) -> pa.DictionaryArray:
+    """A dimension column for grouping: dictionary-encoded, no nulls (absent = empty string)."""
+    d = arr if pa.types.is_dictionary(arr.type) else _text(arr)
+    return _remap(
+        d.indices.fill_null(len(d.dictionary)), pa.concat_arrays([d.dictionary.fill_null(""), pa.array([""])])
+    )
 
 
 _NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
@@ -178,10 +230,19 @@ def _number(arr: Any) -> tuple[pa.Array, pa.Array | None]:
         return arr.cast(pa.float64()), None
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), pa.float64()), None
-    s = _text(arr)
+    s = _plain(_text(arr))
     ok = pc.match_substring_regex(s, _NUMBER)
     bad = pc.and_(pc.is_valid(s), pc.invert(ok.fill_null(False)))
     return pc.if_else(ok, s, pa.scalar(None, pa.string())).cast(pa.float64()), bad
+
+
+def _parse_times(s: pa.Array) -> pa.Array:
+    # ISO forms (…T…, …Z, fractions, a space instead of T): the first 19 characters, UTC as bills are.
+    iso = pc.replace_substring(pc.utf8_slice_codeunits(s, 0, 19), "T", " ")
+    out = pc.strptime(iso, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
+    for fmt, part in (("%Y-%m-%d", pc.utf8_slice_codeunits(s, 0, 10)), ("%m/%d/%Y", s), ("%m/%d/%Y %H:%M:%S", s)):
+        out = pc.coalesce(out, pc.strptime(part, format=fmt, unit="s", error_is_null=True))
+    return out.cast(pa.int64())
 
 
 def _epoch(arr: Any) -> pa.Array:
@@ -193,47 +254,47 @@ def _epoch(arr: Any) -> pa.Array:
         return pc.cast(arr, pa.timestamp("s", t.tz), safe=False).cast(pa.int64())
     if pa.types.is_date(t):
         return pc.cast(arr, pa.timestamp("s"), safe=False).cast(pa.int64())
-    s = _text(arr)
-    # ISO forms (…T…, …Z, fractions, a space instead of T): the first 19 characters, UTC as bills are.
-    iso = pc.replace_substring(pc.utf8_slice_codeunits(s, 0, 19), "T", " ")
-    out = pc.strptime(iso, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-    for fmt, part in (("%Y-%m-%d", pc.utf8_slice_codeunits(s, 0, 10)), ("%m/%d/%Y", s), ("%m/%d/%Y %H:%M:%S", s)):
-        out = pc.coalesce(out, pc.strptime(part, format=fmt, unit="s", error_is_null=True))
-    return out.cast(pa.int64())
+    return _row(_text(arr), _parse_times)  # parsed once per distinct time
 
 
-def _tag(arr: Any, key: str) -> pa.Array:
+def _tag(arr: Any, key: str) -> pa.DictionaryArray:
     """One tag's value from a map column or a JSON(-ish) text column (Azure writes it without braces)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if pa.types.is_map(arr.type):
         return _text(pc.map_lookup(arr, key, "first"))
-    s = _text(arr)
     pat = r'"' + re.escape(key) + r'"\s*:\s*"(?P<v>(?:[^"\\]|\\.)*)"'
-    return _text(pc.struct_field(pc.extract_regex(s, pat), [0]))
+    return _text(_on_values(_text(arr), lambda v: pc.struct_field(pc.extract_regex(v, pat), [0])))
 
 
-def _lookup(values: pa.Array, table: dict[str, Any], value_type: pa.DataType, *, lower: bool = False) -> pa.Array:
-    """Map values through ``table`` (null where absent), columnar: ``index_in`` + ``take``."""
+def _lookup_plain(values: pa.Array, table: dict[str, Any], value_type: pa.DataType, lower: bool) -> pa.Array:
     keys = list(table)
     probe = pc.utf8_lower(values) if lower else values
     idx = pc.index_in(probe, value_set=pa.array([k.lower() for k in keys] if lower else keys, pa.string()))
     return pa.array(list(table.values()), value_type).take(idx)
 
 
-def _canon_values(values: pa.Array, canonical: Iterable[str]) -> pa.Array:
+def _lookup(values: pa.Array, table: dict[str, Any], value_type: pa.DataType, *, lower: bool = False) -> pa.Array:
+    """Map values through ``table`` (null where absent): per distinct value, then spread to the rows.
+
+    Text results stay dictionary-encoded."""
+    d = values if pa.types.is_dictionary(values.type) else _text(values)
+    fn = lambda v: _lookup_plain(v, table, value_type, lower)  # noqa: E731
+    return _on_values(d, fn) if pa.types.is_string(value_type) else _row(d, fn)
+
+
+def _canon_values(values: pa.DictionaryArray, canonical: Iterable[str]) -> pa.DictionaryArray:
     """Mixed-case spellings (``usage`` / ``USAGE``) to the canonical one; unknown values kept."""
     table = {c: c for c in canonical}
-    mapped = _lookup(values, table, pa.string(), lower=True)
-    return pc.coalesce(mapped, values)
+    return _on_values(values, lambda v: pc.coalesce(_lookup_plain(v, table, pa.string(), True), v))
 
 
 def _numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
-def _null_str(n: int) -> pa.Array:
-    return pa.nulls(n, pa.string())
+def _null_str(n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
 
 
 class _Columns:
@@ -242,6 +303,10 @@ class _Columns:
     def __init__(self, batch: pa.RecordBatch | pa.Table):
         self.batch = batch
         self.names = {canonical_name(n): n for n in batch.schema.names}
+        self._text: dict[str, pa.DictionaryArray] = {}
+        if batch.num_rows >= 100_000:  # encode the text columns side by side (the kernels release the GIL)
+            text = [n for n in batch.schema.names if _is_text(batch.schema.field(n).type)]
+            self._text = dict(zip(text, _POOL.map(lambda n: _text(batch.column(n)), text), strict=True))
 
     def get(self, *candidates: str) -> Any:
         for c in candidates:
@@ -250,9 +315,22 @@ class _Columns:
                 return self.batch.column(n)
         return None
 
-    def text(self, *candidates: str) -> pa.Array:
-        col = self.get(*candidates)
-        return _text(col) if col is not None else _null_str(self.batch.num_rows)
+    def text(self, *candidates: str) -> pa.DictionaryArray:
+        for c in candidates:
+            n = self.names.get(c.lower())
+            if n is not None:
+                hit = self._text.get(n)
+                return hit if hit is not None else _text(self.batch.column(n))
+        return _null_str(self.batch.num_rows)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+
+
+_POOL = concurrent.futures.ThreadPoolExecutor(
+    max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="billing"
+)
 
 
 _CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
@@ -282,6 +360,9 @@ class BillingDecoder(Decoder):
         self.currency = cfg.currency.upper()
         self.rates = {k.upper(): float(v) for k, v in cfg.exchange_rates.items()}
         self.key_columns = ("ts", *self.dimensions, *cfg.constant_dimensions)
+        self.grouping_schema = pa.schema(
+            [("ts", pa.int64())] + [(d, _DICT) for d in self.key_columns[1:]] + [(s, pa.float64()) for s in SIGNALS]
+        )
         self.schema = pa.schema(
             [("ts", pa.int64())]
             + [(d, pa.string()) for d in self.key_columns[1:]]
@@ -352,10 +433,10 @@ class BillingDecoder(Decoder):
         # Currency: the configured one, or converted with a configured rate; anything else refuses the file.
         cur = f.get("currency")
         if cur is not None:
-            cur = pc.utf8_upper(cur)
-            other = pc.and_(pc.is_valid(cur), pc.not_equal(cur, self.currency)).fill_null(False)
+            cur = _on_values(cur, pc.utf8_upper)
+            other = _row(cur, lambda v: pc.not_equal(v, self.currency)).fill_null(False)
             if pc.any(other).as_py():
-                foreign = set(pc.unique(pc.filter(cur, other)).to_pylist())
+                foreign = set(_plain(pc.filter(cur, other)).unique().to_pylist())
                 unknown = sorted(str(c) for c in foreign if c not in self.rates)
                 if unknown:
                     raise DeliveryError(
@@ -387,14 +468,15 @@ class BillingDecoder(Decoder):
             v = dims.get(d)
             if v is None and d in self.cfg.tags:
                 v = self._tag(cols, self.cfg.tags[d])
-            arrays.append((v if v is not None else _null_str(n)).fill_null(""))
+            arrays.append(_dim_out(v if v is not None else _null_str(n)))
         for v in self.cfg.constant_dimensions.values():
-            arrays.append(pa.array([v] * n, pa.string()) if n else _null_str(0))
+            arrays.append(_const(v, n))
         arrays += [cost, gpu_hours, gpu_cost]
-        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        table = pa.Table.from_arrays(arrays, schema=self.grouping_schema)
         if bad:
             table = table.filter(pc.invert(bad_mask))
-        return group(table, self.key_columns), bad
+        out = group(table, self.key_columns)
+        return out.cast(self.schema) if out.num_rows else self.schema.empty_table(), bad
 
     def _tag(self, cols: _Columns, key: str) -> pa.Array | None:
         done = cols.get(*[f"__tag_{d}" for d, k in self.cfg.tags.items() if k == key])
@@ -488,8 +570,9 @@ _AWS_INSTANCE = (
 _AZURE_SERVICE_TYPE = r'"ServiceType"\s*:\s*"(?P<t>(?:Standard|Basic)_[^"]+)"'
 
 
-def _regex_first(arr: pa.Array, pattern: str) -> pa.Array:
-    return _text(pc.struct_field(pc.extract_regex(arr, pattern), [0]))
+def _regex_first(arr: pa.DictionaryArray, pattern: str) -> pa.DictionaryArray:
+    d = _on_values(arr, lambda v: pc.struct_field(pc.extract_regex(v, pattern), [0]))
+    return _on_values(d, lambda v: pc.if_else(pc.equal(v, ""), pa.scalar(None, pa.string()), v))
 
 
 def _focus_measure_columns(measure: str) -> tuple[str, str]:
@@ -581,7 +664,7 @@ class FocusDecoder(BillingDecoder):
         itype = _regex_first(cols.text("x_UsageType"), _AWS_INSTANCE)
         details = cols.get("x_SkuDetails", "SkuPriceDetails")
         if details is not None:
-            itype = pc.coalesce(itype, _regex_first(_text(details), _AZURE_SERVICE_TYPE))
+            itype = _coalesce(itype, _regex_first(_text(details), _AZURE_SERVICE_TYPE))
         provider = cols.get("ServiceProviderName", "ProviderName")
         dims = {
             "provider": _text(provider) if provider is not None else _null_str(n),
@@ -589,7 +672,7 @@ class FocusDecoder(BillingDecoder):
             "sub_account": cols.text("SubAccountId"),
             "service": cols.text("ServiceName"),
             "service_category": cols.text("ServiceCategory"),
-            "region": pc.utf8_lower(pc.coalesce(cols.text("RegionId"), cols.text("RegionName"))),
+            "region": _on_values(_coalesce(cols.text("RegionId"), cols.text("RegionName")), pc.utf8_lower),
             "sku": cols.text("SkuId"),
             "resource": cols.text("ResourceId"),
             "charge_category": _canon_values(cols.text("ChargeCategory"), _CHARGE_CATEGORIES),
@@ -600,7 +683,7 @@ class FocusDecoder(BillingDecoder):
             "ts": cols.get("ChargePeriodStart"),
             "cost": cost,
             "quantity": quantity,
-            "hours_factor": _hours_factor(unit),
+            "hours_factor": _row(unit, _hours_factor),
             "currency": currency,
             "instance_type": itype,
             "dims": dims,
@@ -741,12 +824,14 @@ class CurDecoder(BillingDecoder):
         ltype = cols.text("line_item_line_item_type")
         usage_type = cols.text("line_item_usage_type")
         term = _lookup(cols.text("pricing_term"), _CUR_TERM, pa.string())
-        committed = pc.is_in(ltype, pa.array(["DiscountedUsage", "SavingsPlanCoveredUsage"]))
-        spot = pc.match_substring(usage_type, "SpotUsage").fill_null(False)
-        pricing = pc.if_else(spot, "Dynamic", pc.if_else(committed.fill_null(False), "Committed", term))
+        committed = _row(ltype, lambda v: pc.is_in(v, pa.array(["DiscountedUsage", "SavingsPlanCoveredUsage"])))
+        spot = _row(usage_type, lambda v: pc.match_substring(v, "SpotUsage")).fill_null(False)
+        pricing = _text(pc.if_else(spot, "Dynamic", pc.if_else(committed.fill_null(False), "Committed", _plain(term))))
         itype = cols.text("product_instance_type")
         # GPU-hours from instance usage only (not EBS, data transfer … of the same instance type).
-        is_instance = pc.match_substring_regex(usage_type, r"(BoxUsage|SpotUsage|DedicatedUsage|HostUsage)")
+        is_instance = _row(
+            usage_type, lambda v: pc.match_substring_regex(v, r"(BoxUsage|SpotUsage|DedicatedUsage|HostUsage)")
+        )
         qty, qbad = (
             _number(cols.get("line_item_usage_amount"))
             if cols.get("line_item_usage_amount") is not None
@@ -757,17 +842,21 @@ class CurDecoder(BillingDecoder):
         )
         qty = pc.if_else(is_instance.fill_null(False), qty, 0.0)
         unit = cols.text("pricing_unit")
-        factor = pc.if_else(pc.is_null(unit), 1.0, _hours_factor(unit))
+        factor = pc.if_else(pc.is_null(unit), 1.0, _row(unit, _hours_factor))
         dims = {
-            "provider": pa.array(["AWS"] * n, pa.string()) if n else _null_str(0),
+            "provider": _const("AWS", n),
             "billing_account": cols.text("bill_payer_account_id"),
             "sub_account": cols.text("line_item_usage_account_id"),
             "service": cols.text("line_item_product_code"),
             "service_category": cols.text("product_product_family"),
-            "region": pc.utf8_lower(pc.coalesce(cols.text("product_region_code"), cols.text("product_region"))),
+            "region": _on_values(
+                _coalesce(cols.text("product_region_code"), cols.text("product_region")), pc.utf8_lower
+            ),
             "sku": cols.text("product_sku"),
             "resource": cols.text("line_item_resource_id"),
-            "charge_category": pc.coalesce(_lookup(ltype, _CUR_CHARGE, pa.string()), ltype),
+            "charge_category": _on_values(
+                ltype, lambda v: pc.coalesce(_lookup_plain(v, _CUR_CHARGE, pa.string(), False), v)
+            ),
             "pricing_category": pricing,
             "instance_type": itype,
         }
@@ -871,24 +960,32 @@ class AzureCostDecoder(BillingDecoder):
             cost = _number(col)
         info = cols.get("AdditionalInfo")
         itype = _regex_first(_text(info), _AZURE_SERVICE_TYPE) if info is not None else _null_str(n)
-        meter = cols.text("MeterName")
-        by_meter = _azure_size_from_meter(meter)
-        known = pc.is_in(by_meter, pa.array(list(self.gpus), pa.string()))
-        itype = pc.coalesce(itype, pc.if_else(known, by_meter, pa.scalar(None, pa.string())))
-        is_vm = pc.equal(cols.text("MeterCategory"), "Virtual Machines").fill_null(False)
+        gpu_sizes = pa.array(list(self.gpus), pa.string())
+
+        def size_of(meter: pa.Array) -> pa.Array:
+            size = _azure_size_from_meter(meter)
+            return pc.if_else(pc.is_in(size, gpu_sizes), size, pa.scalar(None, pa.string()))
+
+        itype = _coalesce(itype, _on_values(cols.text("MeterName"), size_of))
+        is_vm = _row(cols.text("MeterCategory"), lambda v: pc.equal(v, "Virtual Machines")).fill_null(False)
         ctype = cols.text("ChargeType")
         dims = {
-            "provider": pa.array(["Microsoft"] * n, pa.string()) if n else _null_str(0),
+            "provider": _const("Microsoft", n),
             "billing_account": cols.text("BillingAccountId"),
-            "sub_account": pc.utf8_lower(cols.text("SubscriptionId", "SubscriptionGuid")),
+            "sub_account": _on_values(cols.text("SubscriptionId", "SubscriptionGuid"), pc.utf8_lower),
             "service": cols.text("MeterCategory"),
             "service_category": cols.text("ServiceFamily"),
-            "region": pc.replace_substring(pc.utf8_lower(cols.text("ResourceLocation")), " ", ""),
+            "region": _on_values(
+                cols.text("ResourceLocation"), lambda v: pc.replace_substring(pc.utf8_lower(v), " ", "")
+            ),
             "sku": cols.text("MeterId"),
-            "resource": pc.utf8_lower(cols.text("ResourceId")),
-            "charge_category": pc.coalesce(_lookup(ctype, _AZURE_CHARGE, pa.string()), ctype),
-            "pricing_category": pc.coalesce(
-                _lookup(cols.text("PricingModel"), _AZURE_PRICING, pa.string()), cols.text("PricingModel")
+            "resource": _on_values(cols.text("ResourceId"), pc.utf8_lower),
+            "charge_category": _on_values(
+                ctype, lambda v: pc.coalesce(_lookup_plain(v, _AZURE_CHARGE, pa.string(), False), v)
+            ),
+            "pricing_category": _on_values(
+                cols.text("PricingModel"),
+                lambda v: pc.coalesce(_lookup_plain(v, _AZURE_PRICING, pa.string(), False), v),
             ),
             "instance_type": itype,
         }
@@ -896,7 +993,7 @@ class AzureCostDecoder(BillingDecoder):
             "ts": cols.get("Date"),
             "cost": cost,
             "quantity": (pc.if_else(is_vm, quantity[0], 0.0), quantity[1]),
-            "hours_factor": _hours_factor(cols.text("UnitOfMeasure")),
+            "hours_factor": _row(cols.text("UnitOfMeasure"), _hours_factor),
             "currency": currency,
             "instance_type": itype,
             "dims": dims,
