@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -103,26 +105,123 @@ def _parquet_batches(path: str, decoder: BillingDecoder) -> Iterator[pa.RecordBa
     yield from pf.iter_batches(batch_size=1 << 20, columns=wanted)
 
 
-def _parquet_pregrouped(path: str, decoder: BillingDecoder) -> pa.Table:
-    """DuckDB reads the Parquet file and sums line items alike on every column the decoder reads
-    (the same pre-grouping as :meth:`BillingDecoder.pregroup`, in one multi-threaded pass)."""
+def _parquet_by_combination(
+    path: str, decoder: BillingDecoder, ctx: DecodeContext
+) -> tuple[pa.Table, list[BadRecord], int] | None:
+    """A Parquet file in two passes that never touch a line item from Python or pyarrow:
+
+    1. DuckDB sums line items per (bucket, every raw column the decoder reads) and numbers the
+       distinct raw combinations (a few thousand in a month: accounts × services × usage types …);
+    2. the decoder normalises the *combinations* (the same code as for any batch), once per value
+       column set to 1, which gives each combination its dimensions and the coefficients that turn
+       its value sums into cost, GPU-hours and GPU cost (all linear in the value columns);
+    3. the per-(bucket, combination) sums are multiplied by those coefficients and grouped by
+       (bucket, normalised dimensions) on integer codes.
+
+    None where this does not apply (no value columns, a text time column): read batch by batch.
+    """
     import duckdb
 
     schema = pq.read_schema(path)
     dec = decoder.for_columns(schema.names)
     wanted = dec.columns(schema.names)
+    canon = {canonical_name(n): n for n in wanted}
+    tcol = canon.get(dec.time_column)
     values = [n for n in wanted if canonical_name(n) in dec.value_columns and _numeric(schema.field(n).type)]
-    keys = [n for n in wanted if n not in values and not pa.types.is_nested(schema.field(n).type)]
-    tags = []
+    if tcol is None or not values or not pa.types.is_timestamp(schema.field(tcol).type):
+        return None
+    keys = [n for n in wanted if n not in values and n != tcol and not pa.types.is_nested(schema.field(n).type)]
+    tag_exprs = []
     for dim, key in dec.cfg.tags.items():
         expr = _duckdb_tag(schema, key)
         if expr is not None:
-            tags.append(f"{expr} AS {_q('__tag_' + dim)}")
-    select = [_q(k) for k in keys] + tags + [f"SUM({_q(v)}) AS {_q(v)}" for v in values] + ["COUNT(*) AS __rows"]
-    source = "'" + path.replace("'", "''") + "'"
-    sql = f"SELECT {', '.join(select)} FROM read_parquet({source}) GROUP BY ALL"
+            tag_exprs.append((expr, "__tag_" + dim))
+    b = int(ctx.bucket_seconds) or 3600
+    raw = [_q(k) for k in keys] + [e for e, _ in tag_exprs]
+    named = [_q(k) for k in keys] + [f"{e} AS {_q(alias)}" for e, alias in tag_exprs]
+    # A combination is named by two independent 64-bit hashes of its raw values (128 bits: a
+    # collision among a few thousand combinations has odds far below 1e-30).
+    h = f"hash({', '.join(raw)}) AS __h1, hash({', '.join(raw)}, 'finops') AS __h2"
+    source = f"read_parquet('{path.replace(chr(39), chr(39) * 2)}')"
+    sums = ", ".join(f"SUM({_q(v)}) AS {_q(v)}" for v in values)
     with duckdb.connect(config={"threads": os.cpu_count() or 1}) as con:
-        return con.sql(sql).to_arrow_table()
+        big = con.sql(
+            f"SELECT (epoch({_q(tcol)})::BIGINT // {b}) * {b} AS __bucket, {h}, {sums}, COUNT(*) AS __rows "
+            f"FROM {source} GROUP BY ALL"
+        ).to_arrow_table()
+        aliases = [_q(k) for k in keys] + [_q(alias) for _, alias in tag_exprs]
+        picks = ", ".join(f"any_value({a}) AS {a}" for a in aliases)
+        combos = con.sql(
+            f"SELECT __h1, __h2, {picks} FROM (SELECT {h}, {', '.join(named)} FROM {source}) GROUP BY __h1, __h2"
+        ).to_arrow_table()
+    # Each (bucket, combination) row → its combination: a sorted lookup on the first hash, checked on the second.
+    ch1 = np.asarray(combos.column("__h1").combine_chunks(), dtype=np.uint64)
+    ch2 = np.asarray(combos.column("__h2").combine_chunks(), dtype=np.uint64)
+    order = np.argsort(ch1, kind="stable")
+    bh1 = np.asarray(big.column("__h1").combine_chunks(), dtype=np.uint64)
+    pos = np.minimum(np.searchsorted(ch1[order], bh1), len(order) - 1) if len(order) else np.zeros(len(bh1), np.int64)
+    cid = order[pos] if len(order) else pos
+    if len(bh1) and (
+        not np.array_equal(ch1[cid], bh1)
+        or not np.array_equal(ch2[cid], np.asarray(big.column("__h2").combine_chunks(), dtype=np.uint64))
+    ):
+        raise DeliveryError("corrupt_file", f"{os.path.basename(path)}: changed while it was read")
+    combos = combos.drop(["__h1", "__h2"])
+    rows = int(pc.sum(big.column("__rows")).as_py() or 0)
+    m = combos.num_rows
+    # Coefficients: the decoder on each combination with one value column at 1, the others at 0.
+    cost = np.zeros(len(bh1))
+    qty = np.zeros(len(bh1))
+    base = None
+    for v in values:
+        unit = combos
+        for w in values:
+            unit = unit.append_column(w, pa.array(np.full(m, 1.0 if w == v else 0.0)))
+        nm = dec.normalize(unit)
+        base = base or nm
+        col = big.column(v).combine_chunks().fill_null(0.0).to_numpy()
+        cost += col * nm.cost.to_numpy(zero_copy_only=False)[cid]
+        qty += col * nm.qty.to_numpy(zero_copy_only=False)[cid]
+    if base is None:
+        return None
+    gpu = base.gpu_per_qty.to_numpy(zero_copy_only=False)[cid]
+    gpu_hours = qty * gpu
+    gpu_cost = np.where(gpu > 0, cost, 0.0)
+    # Normalised dimensions: one integer per distinct combination of them; sums per (bucket, that integer).
+    nid, first = _codes(base.dims)
+    row_nid = nid.to_numpy()[cid]
+    ts_col = big.column("__bucket").combine_chunks()
+    bad: list[BadRecord] = []
+    ok = np.ones(len(bh1), dtype=bool)
+    if ts_col.null_count:
+        ok = ~np.asarray(pc.is_null(ts_col))
+        for r in combos.take(pa.array(cid[~ok])).to_pylist():
+            bad.append(BadRecord(orjson.dumps(r, default=str), "bad_row", "no parseable charge start time"))
+    ts = ts_col.fill_null(0).to_numpy()[ok]
+    n_nid = max(1, len(first))
+    key = ts.astype(np.int64) // b * n_nid + row_nid[ok]
+    uniq, inverse = np.unique(key, return_inverse=True)
+    totals = [np.bincount(inverse, weights=x[ok], minlength=len(uniq)) for x in (cost, gpu_hours, gpu_cost)]
+    out_nid = pa.array(uniq % n_nid)
+    cols: dict[str, Any] = {"ts": pa.array(uniq // n_nid * b, pa.int64())}
+    for name, d in zip(dec.key_columns[1:], base.dims, strict=True):
+        cols[name] = d.take(first).cast(pa.string()).take(out_nid)
+    cols.update(dict(zip(SIGNALS, totals, strict=True)))
+    return pa.table(cols, schema=dec.schema), bad, rows
+
+
+def _codes(dims: list[pa.DictionaryArray]) -> tuple[pa.Array, pa.Array]:
+    """Number each row's combination of dimension values: (code per row, first row of each code)."""
+    n = len(dims[0]) if dims else 0
+    code: Any = pa.array(np.zeros(n, dtype=np.int64))
+    for d in dims:
+        size = max(1, len(d.dictionary))
+        code = pc.add(pc.multiply(code, size), d.indices.cast(pa.int64()))
+        distinct = pc.unique(code)  # renumber densely after each column: never overflows
+        code = pc.index_in(code, value_set=distinct).cast(pa.int64())
+    distinct = pc.unique(code)
+    first = pc.index_in(distinct, value_set=code)
+    return pc.index_in(code, value_set=distinct).cast(pa.int32()), first
 
 
 def _q(name: str) -> str:
@@ -151,13 +250,13 @@ def read_file(
     fmt = fmt or format_of(path)
     if fmt == "parquet" and _HAVE_DUCKDB:
         try:
-            table = _parquet_pregrouped(path, decoder)
-            agg, bad = decoder.aggregate(table, ctx)
+            done = _parquet_by_combination(path, decoder, ctx)
         except DeliveryError:
             raise
         except Exception as exc:  # duckdb.Error and friends: a file DuckDB cannot read whole
             raise DeliveryError("corrupt_file", f"{os.path.basename(path)}: unreadable: {exc}") from None
-        return agg, bad, int(pc.sum(table.column("__rows")).as_py() or 0)
+        if done is not None:
+            return done
     batches = _parquet_batches(path, decoder) if fmt == "parquet" else _csv_batches(path, decoder)
     acc = _Fold(decoder)
     rows = 0

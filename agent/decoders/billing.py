@@ -29,6 +29,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ClassVar, Literal
 
@@ -297,6 +298,18 @@ def _null_str(n: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
 
 
+@dataclass
+class Normalized:
+    """What :meth:`BillingDecoder.normalize` makes of a batch, per row."""
+
+    ts: pa.Array  # epoch seconds (null: no parseable start)
+    bad: pa.Array  # rows that cannot be used
+    cost: pa.Array  # the configured measure, in the configured currency (linear in the value columns)
+    qty: pa.Array  # usage quantity
+    gpu_per_qty: pa.Array  # GPU-hours per unit of quantity (0 for lines that are not GPU instance time)
+    dims: list[pa.DictionaryArray]  # in key_columns order (after ts)
+
+
 class _Columns:
     """Look a batch's columns up by canonical name."""
 
@@ -392,6 +405,8 @@ class BillingDecoder(Decoder):
         """``ts``, ``cost`` (float64), ``quantity`` + ``hours_factor`` (GPU-hours), ``currency`` and dimensions."""
         raise NotImplementedError
 
+    #: canonical name of the column that holds a line's start time
+    time_column: ClassVar[str] = ""
     #: columns read only for one dimension (skipped when it is not configured: high cardinality)
     dimension_only: ClassVar[dict[str, str]] = {}
     #: canonical names of additive numeric columns (summed before any string work, see :meth:`pregroup`)
@@ -421,9 +436,10 @@ class BillingDecoder(Decoder):
         out = table.group_by(keys, use_threads=True).aggregate([(v, "sum") for v in [*values, "__rows"]])
         return out.rename_columns([c[:-4] if c.endswith("_sum") else c for c in out.column_names])
 
-    def aggregate(self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext) -> tuple[pa.Table, list[BadRecord]]:
-        """One record batch → rows of (bucket, dimensions…, signals…) summed; the rows it could not use."""
-        batch = self.pregroup(batch)
+    def normalize(self, batch: pa.RecordBatch | pa.Table) -> Normalized:
+        """Per row: event time, the cost (linear in the value columns), the usage quantity, the
+        GPU-hours per unit of quantity, and the dimension columns (dictionary-encoded, in
+        ``key_columns`` order). Raises :class:`DeliveryError` for a currency without a rate."""
         n = batch.num_rows
         cols = _Columns(batch)
         f = self.fields(cols)
@@ -445,36 +461,40 @@ class BillingDecoder(Decoder):
                     )
                 rate = _lookup(cur, {k: v for k, v in self.rates.items()}, pa.float64()).fill_null(1.0)
                 cost = pc.multiply(cost, rate)
-        # GPU-hours: hour-based usage of instance types with GPUs.
+        # GPU-hours: hour-based instance usage × GPUs of the instance type.
         itype = f.get("instance_type")
         if itype is None:
             itype = _null_str(n)
         gpus = _lookup(itype, self.gpus, pa.float64()).fill_null(0.0)
         qty, _ = f["quantity"]
-        gpu_hours = pc.multiply(pc.multiply(qty.fill_null(0.0), f["hours_factor"]), gpus)
-        is_gpu = pc.greater(gpu_hours, 0.0)
-        gpu_cost = pc.if_else(is_gpu, cost, 0.0)
-        bad_mask = pc.is_null(ts)
-        if cost_bad is not None:
-            bad_mask = pc.or_(bad_mask, cost_bad)
-        bad = self._bad_rows(batch, bad_mask, cost_bad) if pc.any(bad_mask).as_py() else []
-        bucket = int(ctx.bucket_seconds) or 3600
-        ts = pc.multiply(pc.divide(ts, bucket), bucket)  # integer division: the bucket's start
         dims = f["dims"]
         if "gpu_model" in self.dimensions:
             dims["gpu_model"] = _lookup(itype, self.gpu_models, pa.string())
-        arrays: list[Any] = [ts]
+        out_dims: list[pa.DictionaryArray] = []
         for d in self.dimensions:
             v = dims.get(d)
             if v is None and d in self.cfg.tags:
                 v = self._tag(cols, self.cfg.tags[d])
-            arrays.append(_dim_out(v if v is not None else _null_str(n)))
+            out_dims.append(_dim_out(v if v is not None else _null_str(n)))
         for v in self.cfg.constant_dimensions.values():
-            arrays.append(_const(v, n))
-        arrays += [cost, gpu_hours, gpu_cost]
-        table = pa.Table.from_arrays(arrays, schema=self.grouping_schema)
+            out_dims.append(_const(v, n))
+        bad_mask = pc.is_null(ts)
+        if cost_bad is not None:
+            bad_mask = pc.or_(bad_mask, cost_bad)
+        return Normalized(ts, bad_mask, cost, qty.fill_null(0.0), pc.multiply(f["hours_factor"], gpus), out_dims)
+
+    def aggregate(self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext) -> tuple[pa.Table, list[BadRecord]]:
+        """One record batch → rows of (bucket, dimensions…, signals…) summed; the rows it could not use."""
+        batch = self.pregroup(batch)
+        nm = self.normalize(batch)
+        bad = self._bad_rows(batch, nm.bad) if pc.any(nm.bad).as_py() else []
+        bucket = int(ctx.bucket_seconds) or 3600
+        ts = pc.multiply(pc.divide(nm.ts, bucket), bucket)  # integer division: the bucket's start
+        gpu_hours = pc.multiply(nm.qty, nm.gpu_per_qty)
+        gpu_cost = pc.if_else(pc.greater(nm.gpu_per_qty, 0.0), nm.cost, 0.0)
+        table = pa.Table.from_arrays([ts, *nm.dims, nm.cost, gpu_hours, gpu_cost], schema=self.grouping_schema)
         if bad:
-            table = table.filter(pc.invert(bad_mask))
+            table = table.filter(pc.invert(nm.bad))
         out = group(table, self.key_columns)
         return out.cast(self.schema) if out.num_rows else self.schema.empty_table(), bad
 
@@ -488,7 +508,7 @@ class BillingDecoder(Decoder):
         col = cols.get("resource_tags", "tags")
         return _tag(col, key) if col is not None else None
 
-    def _bad_rows(self, batch: Any, mask: pa.Array, cost_bad: pa.Array | None) -> list[BadRecord]:
+    def _bad_rows(self, batch: Any, mask: pa.Array) -> list[BadRecord]:
         rows = batch.filter(mask).to_pylist()
         out = []
         for r in rows:
@@ -583,6 +603,7 @@ def _focus_measure_columns(measure: str) -> tuple[str, str]:
 @register("decoder", "focus", FocusConfig)
 class FocusDecoder(BillingDecoder):
     type_name = "focus"
+    time_column = "chargeperiodstart"
     required = (("chargeperiodstart",), ("billedcost", "effectivecost"), ("servicename",))
     wanted = tuple(
         c.lower()
@@ -715,6 +736,7 @@ _CUR_TERM = {"OnDemand": "Standard", "Reserved": "Committed", "Spot": "Dynamic",
 @register("decoder", "cur", CurConfig)
 class CurDecoder(BillingDecoder):
     type_name = "cur"
+    time_column = "line_item_usage_start_date"
     provider = "AWS"
     required = (("line_item_usage_start_date",), ("line_item_unblended_cost",))
     wanted = (
@@ -840,9 +862,9 @@ class CurDecoder(BillingDecoder):
                 None,
             )
         )
-        qty = pc.if_else(is_instance.fill_null(False), qty, 0.0)
         unit = cols.text("pricing_unit")
         factor = pc.if_else(pc.is_null(unit), 1.0, _row(unit, _hours_factor))
+        factor = pc.if_else(is_instance.fill_null(False), factor, 0.0)
         dims = {
             "provider": _const("AWS", n),
             "billing_account": cols.text("bill_payer_account_id"),
@@ -895,6 +917,7 @@ def _azure_size_from_meter(meter: pa.Array) -> pa.Array:
 @register("decoder", "azure_cost", AzureCostConfig)
 class AzureCostDecoder(BillingDecoder):
     type_name = "azure_cost"
+    time_column = "date"
     provider = "Microsoft"
     required = (("date",), ("costinbillingcurrency", "cost", "costinusd"))
     wanted = tuple(
@@ -992,8 +1015,8 @@ class AzureCostDecoder(BillingDecoder):
         return {
             "ts": cols.get("Date"),
             "cost": cost,
-            "quantity": (pc.if_else(is_vm, quantity[0], 0.0), quantity[1]),
-            "hours_factor": _row(cols.text("UnitOfMeasure"), _hours_factor),
+            "quantity": quantity,
+            "hours_factor": pc.if_else(is_vm, _row(cols.text("UnitOfMeasure"), _hours_factor), 0.0),
             "currency": currency,
             "instance_type": itype,
             "dims": dims,
