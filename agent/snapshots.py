@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from agent.aggregate import Cells
 from agent.decoders.base import BadRecord, DecodeContext
 from agent.decoders.billing import (
+    _POOL,
     SIGNALS,
     BillingDecoder,
     DeliveryError,
@@ -110,13 +111,13 @@ def _parquet_by_combination(
 ) -> tuple[pa.Table, list[BadRecord], int] | None:
     """A Parquet file in two passes that never touch a line item from Python or pyarrow:
 
-    1. DuckDB sums line items per (bucket, every raw column the decoder reads) and numbers the
-       distinct raw combinations (a few thousand in a month: accounts × services × usage types …);
+    1. DuckDB lists the distinct combinations of every raw column the decoder reads (a few
+       thousand in a month: accounts × services × usage types …), each named by its hash;
     2. the decoder normalises the *combinations* (the same code as for any batch), once per value
-       column set to 1, which gives each combination its dimensions and the coefficients that turn
-       its value sums into cost, GPU-hours and GPU cost (all linear in the value columns);
-    3. the per-(bucket, combination) sums are multiplied by those coefficients and grouped by
-       (bucket, normalised dimensions) on integer codes.
+       column set to 1, which gives each combination its dimensions (numbered) and the
+       coefficients that turn its values into cost, GPU-hours and GPU cost (all linear in them);
+    3. DuckDB sums ``value × coefficient`` per (bucket, numbered dimensions), the coefficients
+       joined in on the hash.
 
     None where this does not apply (no value columns, a text time column): read batch by batch.
     """
@@ -139,74 +140,66 @@ def _parquet_by_combination(
     b = int(ctx.bucket_seconds) or 3600
     raw = [_q(k) for k in keys] + [e for e, _ in tag_exprs]
     named = [_q(k) for k in keys] + [f"{e} AS {_q(alias)}" for e, alias in tag_exprs]
-    # A combination is named by two independent 64-bit hashes of its raw values (128 bits: a
-    # collision among a few thousand combinations has odds far below 1e-30).
-    h = f"hash({', '.join(raw)}) AS __h1, hash({', '.join(raw)}, 'finops') AS __h2"
+    # A combination is named by the 64-bit hash of its raw values; the list of distinct combinations
+    # shows whether two of them share a hash (then the file is read batch by batch instead).
     source = f"read_parquet('{path.replace(chr(39), chr(39) * 2)}')"
-    sums = ", ".join(f"SUM({_q(v)}) AS {_q(v)}" for v in values)
+    aliases = [_q(k) for k in keys] + [_q(alias) for _, alias in tag_exprs]
     with duckdb.connect(config={"threads": os.cpu_count() or 1}) as con:
-        big = con.sql(
-            f"SELECT (epoch({_q(tcol)})::BIGINT // {b}) * {b} AS __bucket, {h}, {sums}, COUNT(*) AS __rows "
-            f"FROM {source} GROUP BY ALL"
-        ).to_arrow_table()
-        aliases = [_q(k) for k in keys] + [_q(alias) for _, alias in tag_exprs]
-        picks = ", ".join(f"any_value({a}) AS {a}" for a in aliases)
         combos = con.sql(
-            f"SELECT __h1, __h2, {picks} FROM (SELECT {h}, {', '.join(named)} FROM {source}) GROUP BY __h1, __h2"
+            f"SELECT hash({', '.join(aliases)}) AS __h, * FROM (SELECT DISTINCT {', '.join(named)} FROM {source})"
         ).to_arrow_table()
-    # Each (bucket, combination) row → its combination: a sorted lookup on the first hash, checked on the second.
-    ch1 = np.asarray(combos.column("__h1").combine_chunks(), dtype=np.uint64)
-    ch2 = np.asarray(combos.column("__h2").combine_chunks(), dtype=np.uint64)
-    order = np.argsort(ch1, kind="stable")
-    bh1 = np.asarray(big.column("__h1").combine_chunks(), dtype=np.uint64)
-    pos = np.minimum(np.searchsorted(ch1[order], bh1), len(order) - 1) if len(order) else np.zeros(len(bh1), np.int64)
-    cid = order[pos] if len(order) else pos
-    if len(bh1) and (
-        not np.array_equal(ch1[cid], bh1)
-        or not np.array_equal(ch2[cid], np.asarray(big.column("__h2").combine_chunks(), dtype=np.uint64))
-    ):
+        hashes = combos.column("__h").combine_chunks()
+        if len(hashes) != len(pc.unique(hashes)):
+            return None  # two combinations share a hash (odds ~1e-12): the exact batch-by-batch path
+        combos = combos.drop(["__h"])
+        m = combos.num_rows
+        # Coefficients: the decoder on each combination with one value column at 1, the others at 0.
+        coef: dict[str, Any] = {"__h": hashes}
+        base = None
+        for i, v in enumerate(values):
+            unit = combos
+            for w in values:
+                unit = unit.append_column(w, pa.array(np.full(m, 1.0 if w == v else 0.0)))
+            nm = dec.normalize(unit)
+            base = base or nm
+            coef[f"c{i}"], coef[f"q{i}"] = nm.cost, nm.qty
+        if base is None:
+            return None
+        nid, first = _codes(base.dims)
+        coef["nid"], coef["g"] = nid, base.gpu_per_qty
+        con.register("__coef", pa.table(coef))
+        cost = " + ".join(f"coalesce(s.{_q(v)}, 0) * k.c{i}" for i, v in enumerate(values))
+        qty = " + ".join(f"coalesce(s.{_q(v)}, 0) * k.q{i}" for i, v in enumerate(values))
+        # 3. Per (bucket, normalised dimensions): the coefficients joined in on the hash (a few
+        # thousand rows to probe), the sums taken once.
+        sums = con.sql(
+            f"SELECT s.__bucket AS ts, k.nid AS nid, SUM({cost}) AS a, SUM(({qty}) * k.g) AS b, "
+            f"SUM(CASE WHEN k.g > 0 THEN {cost} ELSE 0 END) AS c, SUM(s.__rows) AS n, "
+            f"COUNT(k.nid) AS matched, COUNT(*) AS groups "
+            f"FROM (SELECT (epoch({_q(tcol)})::BIGINT // {b}) * {b} AS __bucket, hash({', '.join(raw)}) AS __h, "
+            f"{', '.join(_q(v) for v in values)}, 1 AS __rows FROM {source}) s "
+            f"LEFT JOIN __coef k ON s.__h = k.__h GROUP BY ALL"
+        ).to_arrow_table()
+    if pc.sum(sums.column("matched")).as_py() != pc.sum(sums.column("groups")).as_py():
         raise DeliveryError("corrupt_file", f"{os.path.basename(path)}: changed while it was read")
-    combos = combos.drop(["__h1", "__h2"])
-    rows = int(pc.sum(big.column("__rows")).as_py() or 0)
-    m = combos.num_rows
-    # Coefficients: the decoder on each combination with one value column at 1, the others at 0.
-    cost = np.zeros(len(bh1))
-    qty = np.zeros(len(bh1))
-    base = None
-    for v in values:
-        unit = combos
-        for w in values:
-            unit = unit.append_column(w, pa.array(np.full(m, 1.0 if w == v else 0.0)))
-        nm = dec.normalize(unit)
-        base = base or nm
-        col = big.column(v).combine_chunks().fill_null(0.0).to_numpy()
-        cost += col * nm.cost.to_numpy(zero_copy_only=False)[cid]
-        qty += col * nm.qty.to_numpy(zero_copy_only=False)[cid]
-    if base is None:
-        return None
-    gpu = base.gpu_per_qty.to_numpy(zero_copy_only=False)[cid]
-    gpu_hours = qty * gpu
-    gpu_cost = np.where(gpu > 0, cost, 0.0)
-    # Normalised dimensions: one integer per distinct combination of them; sums per (bucket, that integer).
-    nid, first = _codes(base.dims)
-    row_nid = nid.to_numpy()[cid]
-    ts_col = big.column("__bucket").combine_chunks()
+    rows = int(pc.sum(sums.column("n")).as_py() or 0)
     bad: list[BadRecord] = []
-    ok = np.ones(len(bh1), dtype=bool)
-    if ts_col.null_count:
-        ok = ~np.asarray(pc.is_null(ts_col))
-        for r in combos.take(pa.array(cid[~ok])).to_pylist():
-            bad.append(BadRecord(orjson.dumps(r, default=str), "bad_row", "no parseable charge start time"))
-    ts = ts_col.fill_null(0).to_numpy()[ok]
-    n_nid = max(1, len(first))
-    key = ts.astype(np.int64) // b * n_nid + row_nid[ok]
-    uniq, inverse = np.unique(key, return_inverse=True)
-    totals = [np.bincount(inverse, weights=x[ok], minlength=len(uniq)) for x in (cost, gpu_hours, gpu_cost)]
-    out_nid = pa.array(uniq % n_nid)
-    cols: dict[str, Any] = {"ts": pa.array(uniq // n_nid * b, pa.int64())}
-    for name, d in zip(dec.key_columns[1:], base.dims, strict=True):
-        cols[name] = d.take(first).cast(pa.string()).take(out_nid)
-    cols.update(dict(zip(SIGNALS, totals, strict=True)))
+    no_time = pc.is_null(sums.column("ts"))
+    if pc.any(no_time).as_py():
+        for r, n in zip(
+            combos.take(first.take(pc.filter(sums.column("nid"), no_time))).to_pylist(),
+            pc.filter(sums.column("n"), no_time).to_pylist(),
+            strict=True,
+        ):
+            reason = f"no parseable charge start time ({n} line items alike, summed)"
+            bad.append(BadRecord(orjson.dumps(r, default=str), "bad_row", reason))
+        sums = sums.filter(pc.invert(no_time))
+    out_nid = sums.column("nid").combine_chunks()
+    cols: dict[str, Any] = {"ts": sums.column("ts").cast(pa.int64())}
+    names = dec.key_columns[1:]
+    taken = _POOL.map(lambda d: d.take(first).cast(pa.string()).take(out_nid), base.dims)  # side by side
+    cols.update(zip(names, taken, strict=True))
+    cols.update({SIGNALS[0]: sums.column("a"), SIGNALS[1]: sums.column("b"), SIGNALS[2]: sums.column("c")})
     return pa.table(cols, schema=dec.schema), bad, rows
 
 
