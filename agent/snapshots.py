@@ -1,10 +1,11 @@
 """Billing exports are snapshots: reading a delivery, and replacing a period's previous one.
 
-:func:`read_delivery` reads every data file of one delivery (Parquet in row-group batches, CSV or
-gzip CSV in blocks, only the columns the decoder needs) and folds them into one table of
-(bucket, dimensions…, signals…) rows, re-grouping as it goes so memory follows the number of
-cells, not of line items. Any file that cannot be read whole refuses the delivery
-(:class:`~agent.decoders.billing.DeliveryError`): a partial delivery is never applied.
+:func:`read_delivery` reads every data file of one delivery (Parquet through DuckDB — see
+:func:`_parquet_by_combination` — or in row-group batches; CSV or gzip CSV in blocks; only the
+columns the decoder needs) and folds them into one table of (bucket, dimensions…, signals…) rows,
+re-grouping as it goes so memory follows the number of cells, not of line items. Any file that
+cannot be read whole refuses the delivery (:class:`~agent.decoders.billing.DeliveryError`): a
+partial delivery is never applied.
 
 :class:`SnapshotStore` keeps, per (source, billing period), the table of the newest applied
 delivery. :meth:`SnapshotStore.apply` replaces it and returns only the cells whose value changed

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
@@ -55,6 +56,9 @@ class ExportConfig(ComponentConfig):
     )
     periods: int = Field(2, ge=1, description="watch the newest N billing periods (a closed month is still restated)")
     download_dir: str | None = Field(None, description="scratch space for data files (default: the system temp dir)")
+    manifest_grace_seconds: float = Field(
+        3600.0, ge=0, description="data files without a manifest for this long are reported (missing_manifest)"
+    )
     decoder: BillingDecoderConfig = Field(default_factory=lambda: AutoBillingConfig(type="billing"))
 
 
@@ -76,6 +80,11 @@ class ExportSource(Source):
         agent = kw.get("agent")
         self.telemetry = getattr(agent, "telemetry", None)
         self._reported: set[tuple[str, str]] = set()  # (delivery or location, kind) already dead-lettered
+        # Filled while listing: where data files lie (period or folder → one data file's name), and
+        # the same keys for manifests; data without any manifest is reported as missing_manifest.
+        self.data_seen: dict[str, str] = {}
+        self.manifest_seen: set[str] = set()
+        self._orphans: dict[str, float] = {}  # data without a manifest: since when (monotonic)
 
     # -- storage (per backend) -------------------------------------------------------------
     def manifests(self) -> Iterator[Manifest]:
@@ -107,10 +116,21 @@ class ExportSource(Source):
 
     def poll(self) -> None:
         newest: dict[str, Manifest] = {}
+        self.data_seen, self.manifest_seen = {}, set()
         for m in self.manifests():
             cur = newest.get(m.period)
             if cur is None or (m.modified, m.location) > (cur.modified, cur.location):
                 newest[m.period] = m
+        now = time.monotonic()
+        for where, example in sorted(self.data_seen.items())[-self.cfg.periods :]:
+            if where in self.manifest_seen:
+                self._orphans.pop(where, None)
+                continue
+            # Still being written, or its manifest never came: after the grace period, say so.
+            since = self._orphans.setdefault(where, now)
+            if now - since >= self.cfg.manifest_grace_seconds:
+                reason = f"data files under {where} but no manifest (e.g. {example}): nothing applied from them"
+                self._refuse(f"no-manifest:{where}", "missing_manifest", reason, example.encode())
         for period in sorted(newest)[-self.cfg.periods :]:
             if self.stopping:
                 return
@@ -184,6 +204,13 @@ class S3ExportConfig(ExportConfig):
 
 
 _DATA_EXPORT = re.compile(r"/metadata/BILLING_PERIOD=(\d{4}-\d{2})/(?:[^/]+/)?[^/]*Manifest\.json$")
+_DATA_FILE = re.compile(r"(?:/data/BILLING_PERIOD=(\d{4}-\d{2})|(?:^|/)(\d{8})-\d{8})/.*\.(?:csv|csv\.gz|parquet)$")
+
+
+def _period_of(m: re.Match[str]) -> str:
+    return m.group(1) or f"{m.group(2)[:4]}-{m.group(2)[4:6]}"
+
+
 _LEGACY_CUR = re.compile(r"(?:^|/)(\d{8})-(\d{8})/(?:[^/]+/)?[^/]*-Manifest\.json$")
 
 
@@ -215,8 +242,12 @@ class S3ExportSource(ExportSource):
                 m = _DATA_EXPORT.search(key)
                 legacy = None if m else _LEGACY_CUR.search(key)
                 if not m and not legacy:
+                    data = _DATA_FILE.search(key)
+                    if data:
+                        self.data_seen.setdefault(_period_of(data), key)
                     continue
                 period = m.group(1) if m else f"{legacy.group(1)[:4]}-{legacy.group(1)[4:6]}"  # type: ignore[union-attr]
+                self.manifest_seen.add(period)
                 yield self._manifest(key, period, obj["LastModified"].timestamp())
 
     def _manifest(self, key: str, period: str, modified: float) -> Manifest:
@@ -316,8 +347,12 @@ class BlobExportSource(ExportSource):
 
     def manifests(self) -> Iterator[Manifest]:
         for blob in self.container.list_blobs(name_starts_with=self.cfg.prefix or None):
-            if not blob.name.lower().endswith("manifest.json"):
+            lower = blob.name.lower()
+            if not lower.endswith("manifest.json"):
+                if lower.endswith((".csv", ".csv.gz", ".parquet")):
+                    self.data_seen.setdefault(blob.name.rsplit("/", 1)[0], blob.name)
                 continue
+            self.manifest_seen.add(blob.name.rsplit("/", 1)[0])
             raw = self.container.download_blob(blob.name).readall()
             modified = blob.last_modified.timestamp()
             folder = blob.name.rsplit("/", 1)[0]

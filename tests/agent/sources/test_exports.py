@@ -102,6 +102,7 @@ def _s3_source(endpoint: str, bucket: str, prefix: str = "exports") -> str:
     prefix: {prefix}/{EXPORT}
     endpoint_url: {endpoint}
     poll_interval_seconds: 0.3
+    manifest_grace_seconds: 1
     settle_hours: 0
     decoder: {{type: cur}}"""
 
@@ -275,6 +276,14 @@ def test_bad_deliveries_keep_the_previous_snapshot_and_are_retried(s3_endpoint: 
         lines = (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()
         kinds = {orjson.loads(x)["kind"] for x in lines}
         assert kinds >= {c for c, _ in cases}
+        # Data files of another period and no manifest: reported once the grace period has passed.
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"exports/{EXPORT}/data/BILLING_PERIOD=2026-11/{EXPORT}-00001.snappy.parquet",
+            Body=_parquet_bytes(good),
+        )
+        assert wait_until(lambda: _discarded(agent, "missing_manifest", "cur") == 1, 30)
+        assert "2026-11" not in agent.sources["cur"].positions
         # Fixed on the next refresh: applied.
         put_delivery(s3, bucket, "good-2", [good])
         assert wait_until(lambda: _applied(agent, "cur", "good-2"), 30)
@@ -365,6 +374,34 @@ def test_azure_focus_export_on_blob_totals_restatement_and_bad_input(azurite: An
         assert sum(table.column("billing_cost_usd").to_pylist()) == pytest.approx(2 * sum(expected.values()), rel=1e-9)
     finally:
         agent.stop()
+    # A SAS token for the container (account_url + sas_token) reads the same runs.
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from scripts.object_stores import AZURITE_ACCOUNT, AZURITE_KEY
+
+    sas = generate_container_sas(
+        AZURITE_ACCOUNT,
+        "cost-exports",
+        account_key=AZURITE_KEY,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    source = f"""  azure:
+    type: blob_export
+    account_url: {azurite.blob_endpoint}
+    container: cost-exports
+    prefix: exports
+    sas_token: "{sas}"
+    poll_interval_seconds: 0.3
+    settle_hours: 0
+    decoder: {{type: focus}}"""
+    agent, _ = _start(_config(source, tmp_path / "sas"))
+    try:
+        assert wait_until(lambda: _applied(agent, "azure", "run-3", period), 60)
+    finally:
+        agent.stop()
     # Access denied (a wrong account key): counted and logged, nothing applied, the agent keeps running.
     wrong = azurite.connection_string.replace("Eby8", "AAAA")
     agent, _ = _start(_config(_blob_source(wrong, "cost-exports"), tmp_path / "denied"))
@@ -398,3 +435,21 @@ def _scale_billed(raw: bytes, factor: float) -> bytes:
         r[i] = repr(float(r[i]) * factor)
         w.writerow(r)
     return buf.getvalue().encode()
+
+
+def test_export_source_configuration_is_checked() -> None:
+    from agent.config import ConfigError
+
+    base = "detectors: {d: {type: seasonal, signal: billing_cost_usd}}\nsinks: {c: {type: console}}\n"
+    both = (
+        "sources: {a: {type: blob_export, container: c, connection_string: 'AccountKey=s3cr3t',"
+        " account_url: 'https://x.blob.core.windows.net'}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config_text(both + base)
+    assert any(e.startswith("sources.a") and "not both" in e for e in err.value.errors)
+    assert "s3cr3t" not in str(err.value)
+    wrong = "sources: {a: {type: s3_export, decoder: {type: azure_cost, cost: amortized}}}\n"
+    with pytest.raises(ConfigError) as err:
+        load_config_text(wrong + base)
+    assert {e.split(":")[0] for e in err.value.errors} >= {"sources.a.bucket", "sources.a.decoder.cost"}
