@@ -22,11 +22,9 @@ from typing import Any
 from agent.aggregate import Aggregator
 from agent.deadletter import DeadLetterFile
 from agent.decoders.base import BadRecord, DecodeContext
-from agent.decoders.billing import BILLING_PREFIX
 from agent.detect import DetectorRunner, Point
 from agent.model import Observation
 from agent.registry import build, components
-from agent.snapshots import Delivery, SnapshotStore, delta_observations
 from agent.sources.base import Batch, Source
 from agent.state import StateStore, make_store
 from agent.telemetry import LogOnce, Telemetry
@@ -67,7 +65,11 @@ class Agent:
         self.logonce = LogOnce(logging.getLogger("agent.input"))
         self.dead_letter = DeadLetterFile(cfg.dead_letter.path, cfg.dead_letter.max_bytes)
         self.store = state_store or make_store(cfg.state)
-        # Billing snapshots (per source and period); persisted beside the local state file.
+        # Billing snapshots (per source and period); persisted beside the local state file. (Imported
+        # here: the billing modules stay out of the import-time path of agents that do not read bills.)
+        from agent.decoders.billing import BILLING_PREFIX
+        from agent.snapshots import SnapshotStore
+
         snap_dir = (
             os.path.join(cfg.state.directory, "snapshots")
             if cfg.state.type == "local" and state_store is None
@@ -340,7 +342,9 @@ class Agent:
 
     def _apply_snapshot(self, src: Source, comp: str, stream: str, batch: Batch) -> None:
         """Changed cells of a new delivery: open buckets take the deltas, closed windows are re-scored."""
-        d: Delivery = batch.payload
+        from agent.snapshots import SnapshotStore, delta_observations
+
+        d = batch.payload
         self.telemetry.received.labels(component=comp).inc(d.rows)
         self.records_in += d.rows
         delta = self.snapshots.apply(SnapshotStore.key(comp, d.key), d.delivery, d.table)
