@@ -192,46 +192,54 @@ class DetectorRunner:
     def _close(
         self, w: float, acc: dict[SeriesKey, list[Any]], points: list[Point], events: list[dict[str, Any]]
     ) -> None:
-        cfg = self.cfg
-        w_end = w + self.window
-        if cfg.fill_missing and not self._is_ratio:
+        if self.cfg.fill_missing and not self._is_ratio:
             for key in self.models:
                 if key not in acc and self.last_learned.get(key, -math.inf) < w:
                     acc[key] = [0.0, 0.0, 0.0, None]
         for key, a in acc.items():
             if self.last_learned.get(key, -math.inf) >= w:
                 continue  # replayed window: already learned, already alerted
-            if self._is_ratio:
-                if a[1] == 0:
-                    continue
-                y = a[0] / a[1] * cfg.per_scale
-            else:
-                y = a[0]
             model = self.models.get(key)
             if model is None:
                 model = self.models[key] = self.prototype.clone()
-            x = {"t": w, "t_end": w_end, "y": y}
-            score = model.score_one(x)
-            expected, lower, upper = model.forecast_one(x)
-            anomalous = score >= model.threshold
-            impact = self._impact(model, x, y, expected, a)
-            if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
-                anomalous = False
-            series = tuple(zip(self.group_by, key, strict=True))
-            pt = Point(
-                self.name, self.type, cfg.signal, series, w, w_end, y, expected, lower, upper, score, anomalous, impact
-            )
-            if anomalous and a[3]:
-                pt.contributors = self._contributors(key, a, y, expected)
+            scored = self._score(key, model, w, a)
+            if scored is None:
+                continue
+            pt, x = scored
             model.learn_one(x)
             self.last_learned[key] = w
             if a[0] != 0 or a[1] != 0:
                 self.last_seen[key] = w
-            if a[3] and not anomalous:
+            if a[3] and not pt.anomalous:
                 self._learn_shares(key, a)
             points.append(pt)
             self._lifecycle(key, pt, events)
         self._expire(w)
+
+    def _score(self, key: SeriesKey, model: Any, w: float, a: list[Any]) -> tuple[Point, dict[str, float]] | None:
+        """The window's point for one series (scored before any learning); None for a ratio over nothing."""
+        cfg = self.cfg
+        if self._is_ratio:
+            if a[1] == 0:
+                return None
+            y = a[0] / a[1] * cfg.per_scale
+        else:
+            y = a[0]
+        w_end = w + self.window
+        x = {"t": w, "t_end": w_end, "y": y}
+        score = model.score_one(x)
+        expected, lower, upper = model.forecast_one(x)
+        anomalous = score >= model.threshold
+        impact = self._impact(model, x, y, expected, a)
+        if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
+            anomalous = False
+        series = tuple(zip(self.group_by, key, strict=True))
+        pt = Point(
+            self.name, self.type, cfg.signal, series, w, w_end, y, expected, lower, upper, score, anomalous, impact
+        )
+        if anomalous and a[3]:
+            pt.contributors = self._contributors(key, a, y, expected)
+        return pt, x
 
     def _impact(self, model: Any, x: dict[Any, Any], y: float, expected: float, a: list[Any]) -> float | None:
         cfg = self.cfg
@@ -308,34 +316,16 @@ class DetectorRunner:
         events: list[dict[str, Any]] = []
         if self.type == "budget":
             return points, events
-        cfg = self.cfg
-        w_end = w + self.window
         keys = list(acc) + [k for k, ep in self.episodes.items() if w in ep.windows and k not in acc]
         for key in keys:
             model = self.models.get(key)
             if model is None:
                 continue  # a series never scored before: nothing to compare the restated value with
-            a = acc.get(key) or [0.0, 0.0, 0.0, None]
-            if self._is_ratio:
-                if a[1] == 0:
-                    continue
-                y = a[0] / a[1] * cfg.per_scale
-            else:
-                y = a[0]
-            x = {"t": w, "t_end": w_end, "y": y}
-            score = model.score_one(x)
-            expected, lower, upper = model.forecast_one(x)
-            anomalous = score >= model.threshold
-            impact = self._impact(model, x, y, expected, a)
-            if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
-                anomalous = False
-            series = tuple(zip(self.group_by, key, strict=True))
-            pt = Point(
-                self.name, self.type, cfg.signal, series, w, w_end, y, expected, lower, upper, score, anomalous, impact
-            )
+            scored = self._score(key, model, w, acc.get(key) or [0.0, 0.0, 0.0, None])
+            if scored is None:
+                continue
+            pt = scored[0]
             pt.restated = True
-            if anomalous and a[3]:
-                pt.contributors = self._contributors(key, a, y, expected)
             points.append(pt)
             self._restated_lifecycle(key, pt, events)
         return points, events

@@ -369,15 +369,9 @@ class Agent:
 
     def _restate(self, obs: list[Observation]) -> None:
         """Deltas for sealed buckets: windows still open add them; closed windows are scored again whole."""
-        buckets: dict[float, dict[Any, list[float]]] = {}
-        for ts, c, vals in obs:
-            cells = buckets.setdefault(ts - ts % self.bucket, {})
-            cur = cells.get(c)
-            if cur is None:
-                cells[c] = list(vals)
-            else:
-                for i, v in enumerate(vals):
-                    cur[i] += v
+        summed = Aggregator(self.bucket, 0.0)  # the deltas per bucket and cell (nothing is sealed in it)
+        summed.add("restated", obs)
+        buckets = summed.buckets
         closed = []
         for name, r in self.clocks[1][1].items():
             if not any(r._route(c) is not None for cells in buckets.values() for c in cells):
