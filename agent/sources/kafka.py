@@ -436,6 +436,15 @@ class KafkaSource(Source):
             committed = self.consumer.committed(tp, metadata=True)
             meta = getattr(committed, "metadata", None)
             self.upstreams[key] = Upstream(key, agent.bucket, lateness, {f"{self.name}/{tp.topic}": n}, meta)
+            # Consume from exactly where the restored clock says: a partition this replica held before a
+            # rebalance keeps kafka-python's fetch position, which may be past the committed replay point.
+            offset = getattr(committed, "offset", None)
+            if offset is not None and offset >= 0:
+                self.consumer.seek(tp, offset)
+            elif self.cfg.auto_offset_reset == "earliest":
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek_to_end(tp)
             if self.cfg.keyed_by_series:
                 specs.append((key, self.scale.keyed_changelog(tp.topic, n), tp.partition, {"inputs": [key]}))
         for task in self.scale.restore_tasks(specs):
