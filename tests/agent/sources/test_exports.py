@@ -268,8 +268,13 @@ def test_bad_deliveries_keep_the_previous_snapshot_and_are_retried(s3_endpoint: 
             tables = kw.pop("tables", [good, good])
             put_delivery(s3, bucket, f"bad-{i}", tables, **kw)
             assert wait_until(lambda kind=kind: _discarded(agent, kind, "cur") >= 1, 30), kind
-            time.sleep(0.7)  # two more polls: retried, counted and dead-lettered once
-            assert _discarded(agent, kind, "cur") == 1, kind
+            # While the files are rewritten the previous manifest may be read against them once more (a
+            # second delivery with the same problem, counted too); after that, polls retry it without
+            # counting or dead-lettering it again.
+            time.sleep(0.7)
+            seen = _discarded(agent, kind, "cur")
+            time.sleep(0.7)
+            assert _discarded(agent, kind, "cur") == seen <= 2, kind
             assert agent.sources["cur"].positions[PERIOD]["delivery"] == "good-1"
             assert next(iter(agent.snapshots.tables.values())) is table_before
         assert col.alerts == []
