@@ -46,6 +46,7 @@ from agent.decoders.billing import (
     _numeric,
     canonical_name,
     group,
+    number_combinations,
     observations,
 )
 from agent.model import Observation
@@ -166,7 +167,7 @@ def _parquet_by_combination(
             coef[f"c{i}"], coef[f"q{i}"] = nm.cost, nm.qty
         if base is None:
             return None
-        nid, first = _codes(base.dims)
+        nid, first = number_combinations(base.dims, combos.num_rows)
         coef["nid"], coef["g"] = nid, base.gpu_per_qty
         con.register("__coef", pa.table(coef))
         cost = " + ".join(f"coalesce(s.{_q(v)}, 0) * k.c{i}" for i, v in enumerate(values))
@@ -202,20 +203,6 @@ def _parquet_by_combination(
     cols.update(zip(names, taken, strict=True))
     cols.update({SIGNALS[0]: sums.column("a"), SIGNALS[1]: sums.column("b"), SIGNALS[2]: sums.column("c")})
     return pa.table(cols, schema=dec.schema), bad, rows
-
-
-def _codes(dims: list[pa.DictionaryArray]) -> tuple[pa.Array, pa.Array]:
-    """Number each row's combination of dimension values: (code per row, first row of each code)."""
-    n = len(dims[0]) if dims else 0
-    code: Any = pa.array(np.zeros(n, dtype=np.int64))
-    for d in dims:
-        size = max(1, len(d.dictionary))
-        code = pc.add(pc.multiply(code, size), d.indices.cast(pa.int64()))
-        distinct = pc.unique(code)  # renumber densely after each column: never overflows
-        code = pc.index_in(code, value_set=distinct).cast(pa.int64())
-    distinct = pc.unique(code)
-    first = pc.index_in(distinct, value_set=code)
-    return pc.index_in(code, value_set=distinct).cast(pa.int32()), first
 
 
 def _q(name: str) -> str:
@@ -336,7 +323,7 @@ class SnapshotStore:
         if old is None or old.num_rows == 0:
             return table
         if old.schema != table.schema:  # dimensions changed (config): withdraw all old cells, add all new ones
-            return _concat_deltas(table, _negate(old))
+            return pa.concat_tables([table, _negate(old)], promote_options="default")
         keys = [c for c in table.column_names if c not in SIGNALS]
         joined = table.join(old, keys=keys, join_type="full outer", right_suffix="__old", coalesce_keys=True)
         cols: dict[str, Any] = {k: joined.column(k) for k in keys}
@@ -428,10 +415,6 @@ class SnapshotStore:
 def _negate(table: pa.Table) -> pa.Table:
     cols = {c: (pc.negate(table.column(c)) if c in SIGNALS else table.column(c)) for c in table.column_names}
     return pa.table(cols)
-
-
-def _concat_deltas(a: pa.Table, b: pa.Table) -> pa.Table:
-    return pa.concat_tables([a, b], promote_options="default")
 
 
 def _digest(text: str) -> str:

@@ -539,40 +539,35 @@ def group(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     )
 
 
-def observations(table: pa.Table, key_columns: Sequence[str]) -> list[Observation]:
-    """Grouped rows → observations (Python sees only aggregated rows; one cell built per distinct dims).
+def number_combinations(dims: list[pa.DictionaryArray], n: int) -> tuple[pa.Array, pa.Array]:
+    """Number each of ``n`` rows' combination of dimension values: (code per row, first row of each code).
 
-    Each row's dimension combination is numbered in pyarrow (dictionary indices in a mixed radix),
-    so Python interns one :class:`~agent.model.Cell` per combination, not per row.
+    Dictionary indices in a mixed radix, renumbered densely after each column (never overflows), so
+    callers build one object per combination instead of one per row.
     """
+    code: Any = pa.array(np.zeros(n, dtype=np.int64))
+    for d in dims:
+        size = max(1, len(d.dictionary))
+        code = pc.add(pc.multiply(code, size), d.indices.cast(pa.int64()))
+        distinct = pc.unique(code)  # renumber densely after each column: never overflows
+        code = pc.index_in(code, value_set=distinct).cast(pa.int64())
+    distinct = pc.unique(code)
+    first = pc.index_in(distinct, value_set=code)
+    return pc.index_in(code, value_set=distinct).cast(pa.int32()), first
+
+
+def observations(table: pa.Table, key_columns: Sequence[str]) -> list[Observation]:
+    """Grouped rows → observations (Python sees only aggregated rows; one cell built per distinct dims)."""
     n = table.num_rows
     if n == 0:
         return []
     dim_names = list(key_columns[1:])
-    code: Any = None
-    radix = 1
-    for d in dim_names:
-        enc = pc.dictionary_encode(table.column(d).combine_chunks())
-        size = max(1, len(enc.dictionary))
-        idx = enc.indices.cast(pa.int64())
-        if code is None:
-            code, radix = idx, size
-            continue
-        if radix * size >= 1 << 62:  # too many combinations for one int64: renumber the ones that occur
-            seen = pc.unique(code)
-            code, radix = pc.index_in(code, value_set=seen).cast(pa.int64()), len(seen)
-        code = pc.add(pc.multiply(code, size), idx)
-        radix *= size
-    if code is None:
-        code = pa.array([0] * n, pa.int64())
-    distinct = pc.unique(code)
-    first = pc.index_in(distinct, value_set=code)
-    combos = table.select(dim_names).take(first).to_pylist()
+    which, first = number_combinations([pc.dictionary_encode(table.column(d).combine_chunks()) for d in dim_names], n)
+    combos = table.select(dim_names).take(first).to_pylist() if dim_names else [{}]
     cells = [cell(make_dims([(k, v) for k, v in row.items() if v]), SIGNALS) for row in combos]
-    which = pc.index_in(code, value_set=distinct).to_pylist()
     ts = table.column("ts").to_pylist()
     vals = zip(*(table.column(s).to_pylist() for s in SIGNALS), strict=True)
-    return [Observation(float(t), cells[i], v) for t, i, v in zip(ts, which, vals, strict=True)]
+    return [Observation(float(t), cells[i], v) for t, i, v in zip(ts, which.to_pylist(), vals, strict=True)]
 
 
 def _hours_factor(unit: pa.Array) -> pa.Array:
