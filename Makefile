@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing demo clean
+.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing bench-quality demo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -46,3 +46,8 @@ bench-kafka: $(STAMP)
 	$(BIN)/python -m bench.kafka
 bench-billing: $(STAMP)
 	$(BIN)/python -m bench.billing
+
+## Detection quality: the agent's default spend detector on the NAB files in ../shared/data/nab (scored by bench.nab).
+NAB ?= $(or $(FINOPS_SHARED_DATA),../shared/data)/nab
+bench-quality: $(STAMP)
+	$(BIN)/python -m bench.nab run --nab $(NAB) --out bench/out/nab --per-file
