@@ -230,6 +230,11 @@ class DetectorRunner:
         score = model.score_one(x)
         expected, lower, upper = model.forecast_one(x)
         anomalous = score >= model.threshold
+        if not anomalous and hasattr(model, "excursion"):
+            # A detector whose scores are discounted right after an anomaly (one page per incident)
+            # still says whether the point is anomalous: the episode stays open and keeps adding
+            # its dollar impact; the lifecycle below pages once per episode anyway.
+            anomalous = model.excursion(x)
         impact = self._impact(model, x, y, expected, a)
         if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
             anomalous = False
@@ -421,7 +426,7 @@ class DetectorRunner:
             summary = f"[{self.name}] {cfg.signal} {label}: {money}"
             if impact is not None:
                 summary += f", impact {_usd(impact)}"
-            summary += f" (score {pt.score:.1f}) in window {iso(pt.window_start)}"
+            summary += f" (score {pt.score:.2f}) in window {iso(pt.window_start)}"
             if pt.contributors:
                 top = pt.contributors[0]
                 dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())

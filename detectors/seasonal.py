@@ -1,4 +1,8 @@
-"""Seasonal spike and level-shift detector for spend-like series."""
+"""Seasonal anomaly detector for spend-like series: residual likelihood, range breaks, refractory.
+
+Measured on the Numenta Anomaly Benchmark and on seeded cost-shaped series (``make
+bench-quality``, figures in ``bench/RESULTS.md``); the defaults here are the configuration measured.
+"""
 
 from __future__ import annotations
 
@@ -12,56 +16,71 @@ from river.base import AnomalyDetector
 from agent.registry import register
 from detectors.base import DetectorCommon
 
-# Layout of the state array (one flat array of doubles keeps a series at ~0.7 KB).
-_L, _MAD, _N, _S, _STREAK, _STREAK_SUM, _LAST_T = range(7)
-_HOD = 8  # 24 hour-of-day offsets
-_DOW = _HOD + 24  # 7 day-of-week offsets
-_NH = _DOW + 7  # 24 hour-of-day update counts
-_NW = _NH + 24  # 7 day-of-week update counts
-_SIZE = _NW + 7
+# Layout of the scalar state (one flat array of doubles: no per-attribute object overhead).
+(_L, _MAD, _N, _S, _LO, _HI, _M, _V, _I, _SINCE, _PREV_T, _DMAX, _CT, _CY, _CRAW, _CDEV) = range(16)
+_DOW = 16  # 7 day-of-week offsets
+_BUF = _DOW + 7  # the last `likelihood_points` raw scores
+_SQRT2 = math.sqrt(2.0)
+_LOG10_FLOOR = 1e-300
 
 
 class SeasonalConfig(DetectorCommon):
     type: Literal["seasonal"]
-    threshold: float = Field(5.0, gt=0, description="score (robust residual in scale units) that is anomalous")
+    threshold: float = Field(0.5, gt=0, le=1, description="anomaly score in [0, 1] at which a point is anomalous")
     alpha: float = Field(0.01, gt=0, le=1, description="learning rate of the level")
-    beta: float = Field(0.15, gt=0, le=1, description="learning rate of the hour-of-day profile")
+    beta: float = Field(0.1, gt=0, le=1, description="learning rate of the time-of-day profile")
     gamma: float = Field(0.03, gt=0, le=1, description="learning rate of the day-of-week profile")
-    rho: float = Field(0.02, gt=0, le=1, description="learning rate of the residual scale")
+    rho: float = Field(0.01, gt=0, le=1, description="learning rate of the residual scale")
     warmup_points: int | None = Field(None, ge=0, description="default: 7 days of windows (at least 24)")
-    adapt_after_points: int = Field(24, ge=1, description="accept a level shift after this many anomalous points")
-    min_rel_scale: float = Field(0.03, ge=0, description="floor of the residual scale (log-like units)")
+    error_cap: float = Field(5.0, gt=0, description="residual (in scale units) at which a point's error saturates")
+    likelihood_points: int = Field(12, ge=1, le=64, description="recent points whose mean error is judged")
+    likelihood_rate: float = Field(0.002, gt=0, le=1, description="learning rate of the usual mean error")
+    range_tolerance: float = Field(
+        0.1, ge=0, description="a value beyond the range seen so far by this fraction of it scores 1"
+    )
+    point_weight: float = Field(
+        0.4,
+        ge=0,
+        description="a record residual's -log10 tail per scale unit (Laplace: 0.54); 0 turns it off",
+    )
+    max_decay: float = Field(0.99, gt=0, le=1, description="per-point decay of the largest recent residual")
+    refractory_points: int = Field(20, ge=0, description="points after an anomaly that need more evidence")
+    refractory_factor: float = Field(0.3, gt=0, le=1, description="score multiplier during the refractory points")
+    phase_tolerance: int = Field(1, ge=0, le=4, description="neighbouring time-of-day slots also accepted")
+    daily_slots_max: int = Field(288, ge=1, le=1440, description="most time-of-day slots (at the series' cadence)")
+    min_rel_scale: float = Field(0.01, ge=0, description="floor of the residual scale (log-like units)")
     daily: bool = True
     weekly: bool = True
 
 
 class SeasonalDetector(AnomalyDetector):
-    """Robust seasonal baseline (level + hour-of-day + day-of-week) with a non-learning anomaly filter.
+    """Likelihood of recent residuals against a seasonal baseline, plus range breaks.
 
     Values are modelled in ``asinh(y / s)`` space (log-like for large values, linear near zero,
     defined for negative credits), so daily and weekly patterns act multiplicatively on spend.
-    The score is the residual divided by a robust, exponentially weighted mean absolute
-    residual. Points scoring at or above ``threshold`` are not learned (River's
-    ``AnomalyFilter`` idea), so a long incident does not become the new normal; after
-    ``adapt_after_points`` anomalous points in a row the level is moved to the new regime (a
-    level shift is alerted, then accepted).
+    The baseline is a level plus a time-of-day profile at the series' own cadence (24 slots for
+    hourly windows, up to ``daily_slots_max``) plus day-of-week offsets. Each point's error is
+    its residual in units of a robust scale (the mean absolute residual), capped at
+    ``error_cap`` and mapped to [0, 1]; a neighbouring time-of-day slot that explains the point
+    better is accepted (``phase_tolerance``: a daily job a few minutes late is no anomaly).
 
-    Parameters
-    ----------
-    threshold
-        Score at or above which a point is anomalous.
-    direction
-        ``"up"`` scores only increases, ``"down"`` only decreases, ``"both"`` either.
-    alpha, beta, gamma, rho
-        Learning rates of the level, the hour-of-day and day-of-week profiles, and the scale.
-    warmup_points
-        Points learned before any score is given.
-    adapt_after_points
-        Consecutive anomalous points after which a level shift is accepted.
-    min_rel_scale
-        Floor of the residual scale.
-    daily, weekly
-        Whether to learn the hour-of-day and day-of-week profiles.
+    The anomaly score in [0, 1] is not the error itself but how unlikely the mean error of the
+    last ``likelihood_points`` points is, given the usual mean error of this series (a normal
+    tail, as the anomaly likelihood of Numenta's HTM detector): a noisy series needs a larger
+    excursion than a quiet one, and scores compare across series so that one threshold fits
+    all. ``score = -log10(tail) / 10``, capped at 1 (0.5 ≈ a one-in-100,000 tail). A single
+    point whose residual is the largest in a long while (above the largest recent residual,
+    which decays by ``max_decay`` per point) is also judged on its own, with a Laplace tail
+    (``point_weight`` per scale unit): a lone spike is not diluted by the mean. A value beyond
+    the whole range seen so far (by ``range_tolerance`` of that range, once that range rests on
+    three warm-ups of history, and beyond the usual noise) scores 1.
+
+    After an anomalous point, scores are multiplied by ``refractory_factor`` for
+    ``refractory_points`` points: one incident pages once. :meth:`excursion` still tells the
+    alert lifecycle that the series has not come back (the episode stays open, its dollar
+    impact keeps adding up, and it is not paged again).
+
+    Parameters are those of :class:`SeasonalConfig`.
 
     Examples
     --------
@@ -69,14 +88,14 @@ class SeasonalDetector(AnomalyDetector):
     >>> det = SeasonalDetector(warmup_points=48)
     >>> hour = 3600
     >>> for i in range(24 * 14):
-    ...     y = 100 + 50 * math.sin(2 * math.pi * (i % 24) / 24)
+    ...     y = 100 + 50 * math.sin(2 * math.pi * (i % 24) / 24) + (i * 7919 % 13) - 6
     ...     x = {"t": i * hour, "y": y}
     ...     _ = det.score_one(x)
     ...     det.learn_one(x)
     >>> t = 24 * 14 * hour
     >>> normal = {"t": t, "y": 100.0}
     >>> spike = {"t": t, "y": 400.0}
-    >>> det.score_one(normal) < det.threshold <= det.score_one(spike)
+    >>> det.score_one(normal) < det.threshold <= det.score_one(spike) <= 1
     True
     >>> expected, lower, upper = det.forecast_one(normal)
     >>> abs(expected - 100) < 5 and lower < expected < upper
@@ -85,15 +104,24 @@ class SeasonalDetector(AnomalyDetector):
 
     def __init__(
         self,
-        threshold: float = 5.0,
+        threshold: float = 0.5,
         direction: str = "up",
         alpha: float = 0.01,
-        beta: float = 0.15,
+        beta: float = 0.1,
         gamma: float = 0.03,
-        rho: float = 0.02,
+        rho: float = 0.01,
         warmup_points: int = 168,
-        adapt_after_points: int = 24,
-        min_rel_scale: float = 0.03,
+        error_cap: float = 5.0,
+        likelihood_points: int = 12,
+        likelihood_rate: float = 0.002,
+        range_tolerance: float = 0.1,
+        point_weight: float = 0.4,
+        max_decay: float = 0.99,
+        refractory_points: int = 20,
+        refractory_factor: float = 0.3,
+        phase_tolerance: int = 1,
+        daily_slots_max: int = 288,
+        min_rel_scale: float = 0.01,
         daily: bool = True,
         weekly: bool = True,
     ):
@@ -104,12 +132,23 @@ class SeasonalDetector(AnomalyDetector):
         self.gamma = gamma
         self.rho = rho
         self.warmup_points = warmup_points
-        self.adapt_after_points = adapt_after_points
+        self.error_cap = error_cap
+        self.likelihood_points = likelihood_points
+        self.likelihood_rate = likelihood_rate
+        self.range_tolerance = range_tolerance
+        self.point_weight = point_weight
+        self.max_decay = max_decay
+        self.refractory_points = refractory_points
+        self.refractory_factor = refractory_factor
+        self.phase_tolerance = phase_tolerance
+        self.daily_slots_max = daily_slots_max
         self.min_rel_scale = min_rel_scale
         self.daily = daily
         self.weekly = weekly
-        self._st = array("d", bytes(8 * _SIZE))
-        self._st[_LAST_T] = -math.inf
+        st = self._st = array("d", bytes(8 * (_BUF + likelihood_points)))
+        st[_LO], st[_HI] = math.inf, -math.inf
+        st[_SINCE] = st[_PREV_T] = st[_CT] = math.inf
+        self._prof = array("f")  # time-of-day profile, allocated once the cadence is known
 
     @classmethod
     def from_config(cls, cfg: SeasonalConfig) -> SeasonalDetector:
@@ -124,18 +163,22 @@ class SeasonalDetector(AnomalyDetector):
             gamma=cfg.gamma,
             rho=cfg.rho,
             warmup_points=warmup,
-            adapt_after_points=cfg.adapt_after_points,
+            error_cap=cfg.error_cap,
+            likelihood_points=cfg.likelihood_points,
+            likelihood_rate=cfg.likelihood_rate,
+            range_tolerance=cfg.range_tolerance,
+            point_weight=cfg.point_weight,
+            max_decay=cfg.max_decay,
+            refractory_points=cfg.refractory_points,
+            refractory_factor=cfg.refractory_factor,
+            phase_tolerance=cfg.phase_tolerance,
+            daily_slots_max=cfg.daily_slots_max,
             min_rel_scale=cfg.min_rel_scale,
             daily=cfg.daily,
             weekly=cfg.weekly,
         )
 
-    # -- helpers --------------------------------------------------------------------------
-    def _slots(self, t: float) -> tuple[int, int]:
-        h = int(t // 3600) % 24 if self.daily else 0
-        w = (int(t // 86400) + 3) % 7 if self.weekly else 0  # 1970-01-01 was a Thursday
-        return h, w
-
+    # -- the model ------------------------------------------------------------------------
     def _z(self, y: float) -> float:
         s = self._st[_S]
         return math.asinh(y / s) if s > 0 else 0.0
@@ -143,16 +186,77 @@ class SeasonalDetector(AnomalyDetector):
     def _y(self, z: float) -> float:
         return self._st[_S] * math.sinh(z)
 
-    def _pred(self, h: int, w: int) -> float:
+    def _slot(self, t: float) -> int:
+        prof = self._prof
+        return int((t % 86400) * len(prof) // 86400) if prof else -1
+
+    def _base(self, t: float) -> float:
+        """Level plus day-of-week offset (the time-of-day profile is added by the caller)."""
         st = self._st
-        return st[_L] + st[_HOD + h] + st[_DOW + w]
+        return st[_L] + (st[_DOW + (int(t // 86400) + 3) % 7] if self.weekly else 0.0)  # 1970-01-01: Thursday
+
+    def _pred(self, t: float) -> float:
+        j = self._slot(t)
+        return self._base(t) + (self._prof[j] if j >= 0 else 0.0)
+
+    def _residual(self, z: float, t: float) -> float:
+        """Residual against the baseline; the smallest over ``phase_tolerance`` neighbouring slots."""
+        base = z - self._base(t)
+        prof = self._prof
+        j = self._slot(t)
+        if j < 0:
+            return base
+        e = base - prof[j]
+        n = len(prof)
+        for d in range(1, self.phase_tolerance + 1):
+            for k in (j - d) % n, (j + d) % n:
+                e2 = base - prof[k]
+                if abs(e2) < abs(e):
+                    e = e2
+        return e
 
     def _scale(self) -> float:
-        return max(1.25 * self._st[_MAD], self.min_rel_scale, 1e-9)
+        return max(1.25 * self._st[_MAD], self.min_rel_scale, 1e-12)
 
-    def _residual(self, x: dict[Any, Any]) -> float:
-        h, w = self._slots(x["t"])
-        return self._z(x["y"]) - self._pred(h, w)
+    def _deviation(self, x: dict[Any, Any]) -> float:
+        """This point's residual in scale units, in the watched direction (0 the other way)."""
+        st = self._st
+        if st[_N] == 0 or st[_S] <= 0:
+            return 0.0
+        e = self._residual(self._z(float(x["y"])), x["t"]) / self._scale()
+        if self.direction == "up":
+            return max(e, 0.0)
+        if self.direction == "down":
+            return max(-e, 0.0)
+        return abs(e)
+
+    def _unrefracted(self, x: dict[Any, Any]) -> float:
+        """Score before the refractory discount (cached for the point last scored)."""
+        st = self._st
+        y = float(x["y"])
+        if st[_CT] == x["t"] and st[_CY] == y:
+            return st[_CRAW]
+        dev = 0.0
+        if st[_N] < self.warmup_points or st[_S] <= 0 or not math.isfinite(y):
+            score = 0.0
+        else:
+            k = self.likelihood_points
+            i = int(st[_I])
+            dev = self._deviation(x)
+            mean = (sum(st[_BUF : _BUF + k]) - st[_BUF + i] + min(dev / self.error_cap, 1.0)) / k
+            z = (mean - st[_M]) / math.sqrt(max(st[_V], 1e-6))
+            tail = 0.5 * math.erfc(z / _SQRT2)
+            score = -math.log10(max(tail, _LOG10_FLOOR))
+            if dev > st[_DMAX] * self.max_decay:
+                score = max(score, self.point_weight * dev)
+            score = min(score / 10.0, 1.0)
+            lo, hi = st[_LO], st[_HI]
+            if hi > lo and dev >= 1.0 and st[_N] >= 3 * self.warmup_points:  # a long-established range
+                tol = (hi - lo) * self.range_tolerance
+                if (y > hi + tol and self.direction != "down") or (y < lo - tol and self.direction != "up"):
+                    score = 1.0
+        st[_CT], st[_CY], st[_CRAW], st[_CDEV] = x["t"], y, score, dev
+        return score
 
     @property
     def n_learned(self) -> int:
@@ -160,77 +264,95 @@ class SeasonalDetector(AnomalyDetector):
 
     # -- River API ------------------------------------------------------------------------
     def score_one(self, x: dict[Any, Any]) -> float:
-        st = self._st
-        if st[_N] < self.warmup_points or st[_S] <= 0:
-            return 0.0
-        r = self._residual(x) / self._scale()
-        if self.direction == "up":
-            return max(r, 0.0)
-        if self.direction == "down":
-            return max(-r, 0.0)
-        return abs(r)
+        score = self._unrefracted(x)
+        if self._st[_SINCE] < self.refractory_points:
+            score *= self.refractory_factor
+        return score
+
+    def excursion(self, x: dict[Any, Any]) -> bool:
+        """Whether the incident goes on: anomalous before the refractory discount, and the point
+        itself outside the usual band of :meth:`forecast_one` (not just recent errors)."""
+        return self._unrefracted(x) >= self.threshold and self._st[_CDEV] >= 0.5 * self.error_cap
 
     def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
+        """Expected value and the band of usual values (half the error cap either side)."""
         st = self._st
         if st[_S] <= 0:
             return 0.0, 0.0, 0.0
-        h, w = self._slots(x["t"])
-        z = self._pred(h, w)
-        k = self.threshold * self._scale()
+        z = self._pred(x["t"])
+        k = 0.5 * self.error_cap * self._scale()
         return self._y(z), self._y(z - k), self._y(z + k)
 
     def learn_one(self, x: dict[Any, Any]) -> None:
         st = self._st
         y = float(x["y"])
+        t = x["t"]
         if not math.isfinite(y):
             return
-        st[_LAST_T] = x["t"]
+        # Refractory clock: restarts at every anomalous point (as scored before learning).
+        st[_SINCE] = 0.0 if self.score_one(x) >= self.threshold else st[_SINCE] + 1
+        if self.daily and not self._prof and math.isfinite(st[_PREV_T]) and t > st[_PREV_T]:
+            slots = min(self.daily_slots_max, int(86400 // (t - st[_PREV_T])))
+            if slots >= 4:
+                self._prof = array("f", bytes(4 * slots))
+        st[_PREV_T] = t
+        # Usual mean error (the likelihood's reference), from the errors of the learned points.
+        k = self.likelihood_points
+        i = int(st[_I])
+        cached = st[_N] >= self.warmup_points and st[_S] > 0 and st[_CT] == t  # computed by scoring
+        dev = st[_CDEV] if cached else self._deviation(x)
+        st[_BUF + i] = min(dev / self.error_cap, 1.0)
+        st[_I] = (i + 1) % k
+        n = st[_N]
+        rate = max(self.likelihood_rate, 1.0 / (n + 1))
+        d = sum(st[_BUF : _BUF + k]) / k - st[_M]
+        st[_M] += rate * d
+        st[_V] = (1 - rate) * (st[_V] + rate * d * d)
+        if 2 * n >= self.warmup_points:  # from mid-warmup on, once the scale has settled
+            st[_DMAX] = max(st[_DMAX] * self.max_decay, dev)
+        st[_LO], st[_HI] = min(st[_LO], y), max(st[_HI], y)
         if st[_S] <= 0:
             if y == 0:
                 st[_N] += 1
                 return
             st[_S] = max(abs(y) * 0.1, 1e-12)
-        h, w = self._slots(x["t"])
-        z = math.asinh(y / st[_S])
-        e = z - self._pred(h, w)
-        n = st[_N]
-        warm = n >= self.warmup_points
-        if warm and abs(e) / self._scale() >= self.threshold:
-            # Anomaly filter: do not learn; accept a persistent level shift after a while.
-            st[_STREAK] += 1
-            st[_STREAK_SUM] += e
-            if st[_STREAK] >= self.adapt_after_points:
-                st[_L] += st[_STREAK_SUM] / st[_STREAK]
-                st[_STREAK] = 0
-                st[_STREAK_SUM] = 0
+            st[_L] = math.asinh(y / st[_S])
+            st[_N] = n + 1
+            st[_CT] = math.inf
             return
-        st[_STREAK] = 0
-        st[_STREAK_SUM] = 0
-        # Residual scale first (from the pre-update residual), then the components.
-        rate = max(self.rho, 1.0 / (n + 2))
-        st[_MAD] = (1 - rate) * st[_MAD] + rate * abs(e) if n > 0 else abs(e)
-        a = max(self.alpha, 1.0 / (n + 1))
-        st[_L] += a * e
-        if self.daily:
-            b = max(self.beta, 1.0 / (st[_NH + h] + 1))
-            st[_HOD + h] += b * (z - self._pred(h, w))
-            st[_NH + h] += 1
+        z = math.asinh(y / st[_S])
+        e = z - self._pred(t)
+        r = max(self.rho, 1.0 / (n + 1))
+        if n >= self.warmup_points:  # winsorized: one spike does not blunt the next
+            cap = self.error_cap * self._scale()
+            e = max(-cap, min(e, cap))
+        st[_MAD] = (1 - r) * st[_MAD] + r * abs(e)
+        st[_L] += max(self.alpha, 1.0 / (n + 1)) * (z - self._pred(t))
+        prof = self._prof
+        if prof:
+            j = self._slot(t)
+            days = n // len(prof)
+            prof[j] += max(self.beta, 1.0 / (days + 1)) * (z - self._pred(t))
         if self.weekly:
-            g = max(self.gamma, 1.0 / (st[_NW + w] + 1))
-            st[_DOW + w] += g * (z - self._pred(h, w))
-            st[_NW + w] += 1
+            w = _DOW + (int(t // 86400) + 3) % 7
+            st[w] += self.gamma * (z - self._pred(t))
         st[_N] = n + 1
+        st[_CT] = math.inf  # the cached score was for the state before this point
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_st"] = self._st.tobytes()
+        state["_prof"] = self._prof.tobytes()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         st = array("d")
         st.frombytes(state.pop("_st"))
+        prof = array("f")
+        prof.frombytes(state.pop("_prof"))
         self.__dict__.update(state)
         self._st = st
+        self._prof = prof
 
 
 register("detector", "seasonal", SeasonalConfig)(SeasonalDetector)

@@ -70,20 +70,23 @@ def test_detects_injected_spikes_better_than_chance(kind: str) -> None:
     xs = series(24 * 28)
     rng = random.Random(11)
     spikes = set(rng.sample(range(24 * 10, 24 * 28), 12))
-    normal_scores, spike_scores = [], []
+    normal_scores, spike_scores, flagged = [], [], []
     for i, x in enumerate(xs):
         if i in spikes:
             x = {**x, "y": x["y"] * 4}
         s = det.score_one(x)
         if i >= 24 * 10:
             (spike_scores if i in spikes else normal_scores).append(s)
+            if i in spikes:
+                flagged.append(s >= det.threshold or (hasattr(det, "excursion") and det.excursion(x)))
         det.learn_one(x)
     # Probability that a spike outscores a normal point (AUC): chance is 0.5.
     wins = sum((s > n) + 0.5 * (s == n) for s in spike_scores for n in normal_scores)
     auc = wins / (len(spike_scores) * len(normal_scores))
     # A budget score is cumulative (month to date), so every point after a spike scores higher too.
     assert auc > (0.6 if kind == "budget" else 0.9), auc
-    assert sum(s >= det.threshold for s in spike_scores) >= len(spike_scores) // 2 or kind == "budget"
+    # Spikes right after another score lower (one page per incident); `excursion` still flags them.
+    assert sum(flagged) >= len(spike_scores) // 2 or kind == "budget"
 
 
 def test_seasonal_state_per_series_is_small() -> None:
