@@ -230,10 +230,10 @@ class DetectorRunner:
         score = model.score_one(x)
         expected, lower, upper = model.forecast_one(x)
         anomalous = score >= model.threshold
-        if not anomalous and hasattr(model, "excursion"):
+        if not anomalous and key in self.episodes and hasattr(model, "excursion"):
             # A detector whose scores are discounted right after an anomaly (one page per incident)
-            # still says whether the point is anomalous: the episode stays open and keeps adding
-            # its dollar impact; the lifecycle below pages once per episode anyway.
+            # still says whether the incident goes on: the open episode stays open and keeps adding
+            # its dollar impact. A new episode opens only on the score itself.
             anomalous = model.excursion(x)
         impact = self._impact(model, x, y, expected, a)
         if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:

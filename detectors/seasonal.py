@@ -72,8 +72,9 @@ class SeasonalDetector(AnomalyDetector):
     point whose residual is the largest in a long while (above the largest recent residual,
     which decays by ``max_decay`` per point) is also judged on its own, with a Laplace tail
     (``point_weight`` per scale unit): a lone spike is not diluted by the mean. A value beyond
-    the whole range seen so far (by ``range_tolerance`` of that range, once that range rests on
-    three warm-ups of history, and beyond the usual noise) scores 1.
+    the whole range seen so far (by ``range_tolerance`` of that range) scores 1 when it is also
+    beyond the usual band, or, once the range rests on three warm-ups of history, beyond the
+    usual noise.
 
     After an anomalous point, scores are multiplied by ``refractory_factor`` for
     ``refractory_points`` points: one incident pages once. :meth:`excursion` still tells the
@@ -215,6 +216,10 @@ class SeasonalDetector(AnomalyDetector):
                     e = e2
         return e
 
+    def _band(self) -> float:
+        """Half-width of the usual band (:meth:`forecast_one`), in scale units."""
+        return 0.5 * self.error_cap
+
     def _scale(self) -> float:
         return max(1.25 * self._st[_MAD], self.min_rel_scale, 1e-12)
 
@@ -251,7 +256,8 @@ class SeasonalDetector(AnomalyDetector):
                 score = max(score, self.point_weight * dev)
             score = min(score / 10.0, 1.0)
             lo, hi = st[_LO], st[_HI]
-            if hi > lo and dev >= 1.0 and st[_N] >= 3 * self.warmup_points:  # a long-established range
+            # A new extreme counts beyond the usual band, or beyond the noise once the range is long established.
+            if hi > lo and (dev >= self._band() or (dev >= 1.0 and st[_N] >= 3 * self.warmup_points)):
                 tol = (hi - lo) * self.range_tolerance
                 if (y > hi + tol and self.direction != "down") or (y < lo - tol and self.direction != "up"):
                     score = 1.0
@@ -272,7 +278,7 @@ class SeasonalDetector(AnomalyDetector):
     def excursion(self, x: dict[Any, Any]) -> bool:
         """Whether the incident goes on: anomalous before the refractory discount, and the point
         itself outside the usual band of :meth:`forecast_one` (not just recent errors)."""
-        return self._unrefracted(x) >= self.threshold and self._st[_CDEV] >= 0.5 * self.error_cap
+        return self._unrefracted(x) >= self.threshold and self._st[_CDEV] >= self._band()
 
     def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
         """Expected value and the band of usual values (half the error cap either side)."""
@@ -280,7 +286,7 @@ class SeasonalDetector(AnomalyDetector):
         if st[_S] <= 0:
             return 0.0, 0.0, 0.0
         z = self._pred(x["t"])
-        k = 0.5 * self.error_cap * self._scale()
+        k = self._band() * self._scale()
         return self._y(z), self._y(z - k), self._y(z + k)
 
     def learn_one(self, x: dict[Any, Any]) -> None:
@@ -299,8 +305,8 @@ class SeasonalDetector(AnomalyDetector):
         # Usual mean error (the likelihood's reference), from the errors of the learned points.
         k = self.likelihood_points
         i = int(st[_I])
-        cached = st[_N] >= self.warmup_points and st[_S] > 0 and st[_CT] == t  # computed by scoring
-        dev = st[_CDEV] if cached else self._deviation(x)
+        warm = st[_N] >= self.warmup_points and st[_S] > 0
+        dev = st[_CDEV] if warm else self._deviation(x)  # scoring (just above) computed it when warm
         st[_BUF + i] = min(dev / self.error_cap, 1.0)
         st[_I] = (i + 1) % k
         n = st[_N]
