@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,13 @@ from agent.registry import components
 DEFAULT_DETECTOR = "token_spend"
 
 
-def prototype(config: str | None = None, detector: str = DEFAULT_DETECTOR) -> tuple[Any, Any]:
-    """The detector prototype the agent would build for ``detector`` in ``config`` (and its config)."""
+def prototype(config: str | None = None, detector: str = DEFAULT_DETECTOR) -> Any:
+    """The detector prototype the agent would build for ``detector`` in ``config``."""
     cfg = load_config(config)
     if detector not in cfg.detectors:
         raise SystemExit(f"no detector {detector!r} in the config (has: {', '.join(cfg.detectors)})")
     dcfg = cfg.detectors[detector]
-    return components("detector")[dcfg.type][1].from_config(dcfg), dcfg
+    return components("detector")[dcfg.type][1].from_config(dcfg)
 
 
 def read_series(path: Path) -> tuple[list[str], list[float], list[float]]:
@@ -71,9 +72,7 @@ def data_files(data: Path) -> list[Path]:
 
 
 def run(data: Path, out: Path, config: str | None = None, detector: str = DEFAULT_DETECTOR) -> RunStats:
-    import pickle
-
-    proto, _cfg = prototype(config, detector)
+    proto = prototype(config, detector)
     files = data_files(data)
     if not files:
         raise SystemExit(f"no <category>/<file>.csv under {data}")

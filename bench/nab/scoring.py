@@ -22,7 +22,7 @@ import gzip
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,6 @@ class FileRows:
     unweighted: np.ndarray  # S(p) inside a window (before tp / S(-1)); the fp position value outside
     windows: int  # windows with at least one scorable row
     total: int  # scorable rows
-    labels: list[tuple[str, str]] = field(default_factory=list)
 
     def value(self, profile: Profile) -> np.ndarray:
         """Each row's contribution when detected, under ``profile``."""
@@ -127,7 +126,6 @@ def file_rows(name: str, timestamps: list[str], scores: Iterable[float], windows
         unweighted[start:],
         len(set(window[window >= 0].tolist())),
         n - start,
-        [(_ts(a), _ts(b)) for a, b in windows],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -91,8 +92,6 @@ def test_nab_smoke_run_with_the_agents_default_detector(nab: Path, tmp_path: Pat
         src = detect.read_series(nab / "data" / key)
         assert [r["timestamp"] for r in rows] == src[0]
         assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 and math.isfinite(float(r["value"])) for r in rows)
-    import json
-
     windows = json.loads((nab / "combined_windows.json").read_text())
     labels = tmp_path / "windows.json"
     labels.write_text(json.dumps({k: windows[k] for k in picked}))
