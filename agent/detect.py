@@ -91,6 +91,10 @@ class DetectorRunner:
         self.dropped_series = 0
         self._is_ratio = cfg.per is not None
         self._track_children = cfg.top_contributors > 0
+        # What the detector class can do and what the signal is, decided once (checked per point otherwise).
+        self._usd = is_usd(cfg.signal)
+        self._budget = hasattr(prototype, "forecast_month")
+        self._excursion = hasattr(prototype, "excursion")
 
     # -- roll-up ---------------------------------------------------------------------------
     def _route(self, c: Cell) -> tuple[SeriesKey, Cell | None, int, int, int] | None:
@@ -230,7 +234,7 @@ class DetectorRunner:
         score = model.score_one(x)
         expected, lower, upper = model.forecast_one(x)
         anomalous = score >= model.threshold
-        if not anomalous and key in self.episodes and hasattr(model, "excursion"):
+        if not anomalous and self._excursion and key in self.episodes:
             # A detector whose scores are discounted right after an anomaly (one page per incident)
             # still says whether the incident goes on: the open episode stays open and keeps adding
             # its dollar impact. A new episode opens only on the score itself.
@@ -248,17 +252,17 @@ class DetectorRunner:
 
     def _impact(self, model: Any, x: dict[Any, Any], y: float, expected: float, a: list[Any]) -> float | None:
         cfg = self.cfg
-        if hasattr(model, "forecast_month"):
+        if self._budget:
             return float(model.forecast_month(x) - model.monthly_budget_usd)
         if self.type == "threshold" and cfg.cost_signal:
             return float(a[2])  # e.g. the idle GPU cost itself is the money at stake
         if self._is_ratio:
-            if is_usd(cfg.signal):
+            if self._usd:
                 return (y - expected) * a[1] / cfg.per_scale
             if cfg.cost_signal and y:
                 return a[2] * (1 - expected / y)
             return None
-        if is_usd(cfg.signal):
+        if self._usd:
             return y - expected
         if cfg.cost_signal:
             return a[2] * (1 - expected / y) if y else 0.0

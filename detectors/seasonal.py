@@ -6,6 +6,7 @@ bench-quality``, figures in ``bench/RESULTS.md``); the defaults here are the con
 
 from __future__ import annotations
 
+import inspect
 import math
 from array import array
 from typing import Any, Literal
@@ -204,16 +205,16 @@ class SeasonalDetector(AnomalyDetector):
         """Residual against the baseline; the smallest over ``phase_tolerance`` neighbouring slots."""
         base = z - self._base(t)
         prof = self._prof
-        j = self._slot(t)
-        if j < 0:
+        if not prof:
             return base
-        e = base - prof[j]
         n = len(prof)
+        j = int((t % 86400) * n // 86400)
+        e = base - prof[j]
+        ae = abs(e)
         for d in range(1, self.phase_tolerance + 1):
-            for k in (j - d) % n, (j + d) % n:
-                e2 = base - prof[k]
-                if abs(e2) < abs(e):
-                    e = e2
+            for e2 in base - prof[(j - d) % n], base - prof[(j + d) % n]:
+                if abs(e2) < ae:
+                    e, ae = e2, abs(e2)
         return e
 
     def _band(self) -> float:
@@ -239,29 +240,30 @@ class SeasonalDetector(AnomalyDetector):
         """Score before the refractory discount (cached for the point last scored)."""
         st = self._st
         y = float(x["y"])
-        if st[_CT] == x["t"] and st[_CY] == y:
+        t = x["t"]
+        if st[_CT] == t and st[_CY] == y:
             return st[_CRAW]
         dev = 0.0
         if st[_N] < self.warmup_points or st[_S] <= 0 or not math.isfinite(y):
             score = 0.0
         else:
             k = self.likelihood_points
-            i = int(st[_I])
+            cap = self.error_cap
             dev = self._deviation(x)
-            mean = (sum(st[_BUF : _BUF + k]) - st[_BUF + i] + min(dev / self.error_cap, 1.0)) / k
-            z = (mean - st[_M]) / math.sqrt(max(st[_V], 1e-6))
-            tail = 0.5 * math.erfc(z / _SQRT2)
-            score = -math.log10(max(tail, _LOG10_FLOOR))
-            if dev > st[_DMAX] * self.max_decay:
-                score = max(score, self.point_weight * dev)
-            score = min(score / 10.0, 1.0)
+            mean = (sum(st[_BUF : _BUF + k]) - st[_BUF + int(st[_I])] + (dev / cap if dev < cap else 1.0)) / k
+            v = st[_V]
+            tail = 0.5 * math.erfc((mean - st[_M]) / (_SQRT2 * math.sqrt(v if v > 1e-6 else 1e-6)))
+            score = -math.log10(tail if tail > _LOG10_FLOOR else _LOG10_FLOOR)
+            if dev > st[_DMAX] * self.max_decay and self.point_weight * dev > score:
+                score = self.point_weight * dev
+            score = score / 10.0 if score < 10.0 else 1.0
             lo, hi = st[_LO], st[_HI]
             # A new extreme counts beyond the usual band, or beyond the noise once the range is long established.
             if hi > lo and (dev >= self._band() or (dev >= 1.0 and st[_N] >= 3 * self.warmup_points)):
                 tol = (hi - lo) * self.range_tolerance
                 if (y > hi + tol and self.direction != "down") or (y < lo - tol and self.direction != "up"):
                     score = 1.0
-        st[_CT], st[_CY], st[_CRAW], st[_CDEV] = x["t"], y, score, dev
+        st[_CT], st[_CY], st[_CRAW], st[_CDEV] = t, y, score, dev
         return score
 
     @property
@@ -283,11 +285,22 @@ class SeasonalDetector(AnomalyDetector):
     def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
         """Expected value and the band of usual values (half the error cap either side)."""
         st = self._st
-        if st[_S] <= 0:
+        s = st[_S]
+        if s <= 0:
             return 0.0, 0.0, 0.0
         z = self._pred(x["t"])
         k = self._band() * self._scale()
-        return self._y(z), self._y(z - k), self._y(z + k)
+        sinh = math.sinh
+        return s * sinh(z), s * sinh(z - k), s * sinh(z + k)
+
+    def clone(self, new_params: dict[str, Any] | None = None, include_attributes: bool = False) -> SeasonalDetector:
+        """A fresh model with the same parameters (River's generic clone inspects the signature
+        on every call; the agent clones the prototype once per new series)."""
+        if include_attributes:
+            return super().clone(new_params, include_attributes)  # type: ignore[no-any-return]
+        params = {name: getattr(self, name) for name in _PARAMS}
+        params.update(new_params or {})
+        return type(self)(**params)
 
     def learn_one(self, x: dict[Any, Any]) -> None:
         st = self._st
@@ -297,53 +310,63 @@ class SeasonalDetector(AnomalyDetector):
             return
         # Refractory clock: restarts at every anomalous point (as scored before learning).
         st[_SINCE] = 0.0 if self.score_one(x) >= self.threshold else st[_SINCE] + 1
-        if self.daily and not self._prof and math.isfinite(st[_PREV_T]) and t > st[_PREV_T]:
+        prof = self._prof
+        if self.daily and not prof and math.isfinite(st[_PREV_T]) and t > st[_PREV_T]:
             slots = min(self.daily_slots_max, int(86400 // (t - st[_PREV_T])))
             if slots >= 4:
-                self._prof = array("f", bytes(4 * slots))
+                prof = self._prof = array("f", bytes(4 * slots))
         st[_PREV_T] = t
         # Usual mean error (the likelihood's reference), from the errors of the learned points.
         k = self.likelihood_points
         i = int(st[_I])
-        warm = st[_N] >= self.warmup_points and st[_S] > 0
-        dev = st[_CDEV] if warm else self._deviation(x)  # scoring (just above) computed it when warm
-        st[_BUF + i] = min(dev / self.error_cap, 1.0)
-        st[_I] = (i + 1) % k
         n = st[_N]
+        warmup = self.warmup_points
+        cap = self.error_cap
+        warm = n >= warmup and st[_S] > 0
+        dev = st[_CDEV] if warm else self._deviation(x)  # scoring (just above) computed it when warm
+        st[_BUF + i] = min(dev / cap, 1.0)
+        st[_I] = (i + 1) % k
         rate = max(self.likelihood_rate, 1.0 / (n + 1))
         d = sum(st[_BUF : _BUF + k]) / k - st[_M]
         st[_M] += rate * d
         st[_V] = (1 - rate) * (st[_V] + rate * d * d)
-        if 2 * n >= self.warmup_points:  # from mid-warmup on, once the scale has settled
-            st[_DMAX] = max(st[_DMAX] * self.max_decay, dev)
-        st[_LO], st[_HI] = min(st[_LO], y), max(st[_HI], y)
-        if st[_S] <= 0:
-            if y == 0:
-                st[_N] += 1
-                return
-            st[_S] = max(abs(y) * 0.1, 1e-12)
-            st[_L] = math.asinh(y / st[_S])
-            st[_N] = n + 1
-            st[_CT] = math.inf
-            return
-        z = math.asinh(y / st[_S])
-        e = z - self._pred(t)
-        r = max(self.rho, 1.0 / (n + 1))
-        if n >= self.warmup_points:  # winsorized: one spike does not blunt the next
-            cap = self.error_cap * self._scale()
-            e = max(-cap, min(e, cap))
-        st[_MAD] = (1 - r) * st[_MAD] + r * abs(e)
-        st[_L] += max(self.alpha, 1.0 / (n + 1)) * (z - self._pred(t))
-        prof = self._prof
-        if prof:
-            j = self._slot(t)
-            days = n // len(prof)
-            prof[j] += max(self.beta, 1.0 / (days + 1)) * (z - self._pred(t))
-        if self.weekly:
-            w = _DOW + (int(t // 86400) + 3) % 7
-            st[w] += self.gamma * (z - self._pred(t))
-        st[_N] = n + 1
+        if 2 * n >= warmup:  # from mid-warmup on, once the scale has settled
+            dmax = st[_DMAX] * self.max_decay
+            st[_DMAX] = dev if dev > dmax else dmax
+        if y < st[_LO]:
+            st[_LO] = y
+        if y > st[_HI]:
+            st[_HI] = y
         st[_CT] = math.inf  # the cached score was for the state before this point
+        s = st[_S]
+        if s <= 0:
+            if y != 0:
+                st[_S] = max(abs(y) * 0.1, 1e-12)
+                st[_L] = math.asinh(y / st[_S])
+            st[_N] = n + 1
+            return
+        # One residual against the full prediction; each component then takes its share in turn
+        # (level, time of day, day of week), each seeing what the previous ones left.
+        z = math.asinh(y / s)
+        j = int((t % 86400) * len(prof) // 86400) if prof else -1
+        w = _DOW + (int(t // 86400) + 3) % 7 if self.weekly else -1
+        e = z - st[_L] - (prof[j] if j >= 0 else 0.0) - (st[w] if w >= 0 else 0.0)
+        r = max(self.rho, 1.0 / (n + 1))
+        ew = e
+        if n >= warmup:  # winsorized: one spike does not blunt the next
+            lim = cap * max(1.25 * st[_MAD], self.min_rel_scale, 1e-12)
+            ew = -lim if e < -lim else (lim if e > lim else e)
+        st[_MAD] = (1 - r) * st[_MAD] + r * abs(ew)
+        a = max(self.alpha, 1.0 / (n + 1))
+        st[_L] += a * e
+        e -= a * e
+        if j >= 0:
+            b = max(self.beta, 1.0 / (n // len(prof) + 1))
+            prof[j] += b * e
+            e -= b * e
+        if w >= 0:
+            st[w] += self.gamma * e
+        st[_N] = n + 1
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -360,5 +383,7 @@ class SeasonalDetector(AnomalyDetector):
         self._st = st
         self._prof = prof
 
+
+_PARAMS = tuple(inspect.signature(SeasonalDetector.__init__).parameters)[1:]
 
 register("detector", "seasonal", SeasonalConfig)(SeasonalDetector)
