@@ -297,7 +297,7 @@ class SeasonalDetector(AnomalyDetector):
         """A fresh model with the same parameters (River's generic clone inspects the signature
         on every call; the agent clones the prototype once per new series)."""
         if include_attributes:
-            return super().clone(new_params, include_attributes)  # type: ignore[no-any-return]
+            return super().clone(new_params, include_attributes)
         params = {name: getattr(self, name) for name in _PARAMS}
         params.update(new_params or {})
         return type(self)(**params)
