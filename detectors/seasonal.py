@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from array import array
 from typing import Any, Literal
 
@@ -20,7 +21,9 @@ from detectors.base import DetectorCommon
 # Layout of the scalar state (one flat array of doubles: no per-attribute object overhead).
 (_L, _MAD, _N, _S, _LO, _HI, _M, _V, _I, _SINCE, _PREV_T, _DMAX, _CT, _CY, _CRAW, _CDEV) = range(16)
 _DOW = 16  # 7 day-of-week offsets
-_BUF = _DOW + 7  # the last `likelihood_points` raw scores
+_MS = _DOW + 7  # offset of the first window of a month (monthly fees, support, reservations)
+_BUF = _MS + 1  # the last `likelihood_points` raw scores
+_OLD_BUF = _MS  # layout before the month-start offset (states pickled by earlier versions)
 _SQRT2 = math.sqrt(2.0)
 _LOG10_FLOOR = 1e-300
 
@@ -52,6 +55,10 @@ class SeasonalConfig(DetectorCommon):
     min_rel_scale: float = Field(0.01, ge=0, description="floor of the residual scale (log-like units)")
     daily: bool = True
     weekly: bool = True
+    monthly: bool = Field(
+        True, description="the first window of each month learns its own offset (fees billed on the 1st)"
+    )
+    monthly_rate: float = Field(0.5, gt=0, le=1, description="learning rate of the month-start offset")
 
 
 class SeasonalDetector(AnomalyDetector):
@@ -126,6 +133,8 @@ class SeasonalDetector(AnomalyDetector):
         min_rel_scale: float = 0.01,
         daily: bool = True,
         weekly: bool = True,
+        monthly: bool = True,
+        monthly_rate: float = 0.5,
     ):
         self.threshold = threshold
         self.direction = direction
@@ -147,6 +156,8 @@ class SeasonalDetector(AnomalyDetector):
         self.min_rel_scale = min_rel_scale
         self.daily = daily
         self.weekly = weekly
+        self.monthly = monthly
+        self.monthly_rate = monthly_rate
         st = self._st = array("d", bytes(8 * (_BUF + likelihood_points)))
         st[_LO], st[_HI] = math.inf, -math.inf
         st[_SINCE] = st[_PREV_T] = st[_CT] = math.inf
@@ -178,6 +189,8 @@ class SeasonalDetector(AnomalyDetector):
             min_rel_scale=cfg.min_rel_scale,
             daily=cfg.daily,
             weekly=cfg.weekly,
+            monthly=cfg.monthly,
+            monthly_rate=cfg.monthly_rate,
         )
 
     # -- the model ------------------------------------------------------------------------
@@ -193,9 +206,12 @@ class SeasonalDetector(AnomalyDetector):
         return int((t % 86400) * len(prof) // 86400) if prof else -1
 
     def _base(self, t: float) -> float:
-        """Level plus day-of-week offset (the time-of-day profile is added by the caller)."""
+        """Level plus day-of-week and month-start offsets (the time-of-day profile is added by the caller)."""
         st = self._st
-        return st[_L] + (st[_DOW + (int(t // 86400) + 3) % 7] if self.weekly else 0.0)  # 1970-01-01: Thursday
+        b = st[_L] + (st[_DOW + (int(t // 86400) + 3) % 7] if self.weekly else 0.0)  # 1970-01-01: Thursday
+        if self.monthly and _month_start(t):
+            b += st[_MS]
+        return b
 
     def _pred(self, t: float) -> float:
         j = self._slot(t)
@@ -350,13 +366,17 @@ class SeasonalDetector(AnomalyDetector):
         z = math.asinh(y / s)
         j = int((t % 86400) * len(prof) // 86400) if prof else -1
         w = _DOW + (int(t // 86400) + 3) % 7 if self.weekly else -1
-        e = z - st[_L] - (prof[j] if j >= 0 else 0.0) - (st[w] if w >= 0 else 0.0)
+        e = z - self._base(t) - (prof[j] if j >= 0 else 0.0)
         r = max(self.rho, 1.0 / (n + 1))
         ew = e
         if n >= warmup:  # winsorized: one spike does not blunt the next
             lim = cap * max(1.25 * st[_MAD], self.min_rel_scale, 1e-12)
             ew = -lim if e < -lim else (lim if e > lim else e)
         st[_MAD] = (1 - r) * st[_MAD] + r * abs(ew)
+        if self.monthly and _month_start(t):  # the month-start offset takes its share first
+            m = self.monthly_rate if st[_MS] != 0 else 1.0
+            st[_MS] += m * e
+            e -= m * e
         a = max(self.alpha, 1.0 / (n + 1))
         st[_L] += a * e
         e -= a * e
@@ -377,11 +397,20 @@ class SeasonalDetector(AnomalyDetector):
     def __setstate__(self, state: dict[str, Any]) -> None:
         st = array("d")
         st.frombytes(state.pop("_st"))
+        if len(st) == _OLD_BUF + state["likelihood_points"]:  # pickled before the month-start offset
+            st.insert(_MS, 0.0)
+        state.setdefault("monthly", True)
+        state.setdefault("monthly_rate", 0.5)
         prof = array("f")
         prof.frombytes(state.pop("_prof"))
         self.__dict__.update(state)
         self._st = st
         self._prof = prof
+
+
+def _month_start(t: float) -> bool:
+    """Whether a window starting at ``t`` (epoch seconds) starts a calendar month (UTC)."""
+    return t % 86400 == 0 and time.gmtime(t).tm_mday == 1
 
 
 _PARAMS = tuple(inspect.signature(SeasonalDetector.__init__).parameters)[1:]

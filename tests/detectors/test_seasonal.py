@@ -1,0 +1,80 @@
+"""Seasonal detector behaviours that the shared checks do not cover."""
+
+from __future__ import annotations
+
+import calendar
+import math
+import pickle
+import random
+from array import array
+
+from detectors.seasonal import _MS, SeasonalConfig, SeasonalDetector, _month_start
+
+H = 3600.0
+JAN_1 = float(calendar.timegm((2026, 1, 1, 0, 0, 0)))
+
+
+def hourly(days: int, fee: float, seed: int = 5) -> list[dict[str, float]]:
+    """Hourly spend with a daily shape and a fee of ``fee`` dollars in the first hour of each month."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(days * 24):
+        t = JAN_1 + 12 * 86400 + i * H  # from 13 January: the first month start comes after the warm-up
+        y = 100 * (1 + 0.4 * math.sin(2 * math.pi * (i % 24) / 24)) * rng.uniform(0.95, 1.05)
+        out.append({"t": t, "y": y + (fee if _month_start(t) else 0.0)})
+    return out
+
+
+def month_start_scores(det: SeasonalDetector, xs: list[dict[str, float]]) -> list[float]:
+    scores = []
+    for x in xs:
+        s = det.score_one(x)
+        if _month_start(x["t"]):
+            scores.append(s)
+        det.learn_one(x)
+    return scores
+
+
+def test_month_start_fee_alerts_once_then_is_learned() -> None:
+    det = SeasonalDetector.from_config(SeasonalConfig(type="seasonal", signal="billing_cost_usd"))
+    scores = month_start_scores(det, hourly(100, fee=3000.0))  # 1 Feb, 1 Mar, 1 Apr
+    assert len(scores) == 3
+    assert scores[0] >= det.threshold  # never seen before: an anomaly
+    assert max(scores[1:]) < det.threshold  # the fee is part of the month's shape now
+    # Without the month-start offset every month's fee is an anomaly.
+    plain = SeasonalDetector.from_config(SeasonalConfig(type="seasonal", signal="billing_cost_usd", monthly=False))
+    assert min(month_start_scores(plain, hourly(100, fee=3000.0))) >= plain.threshold
+
+
+def test_a_month_start_spike_far_beyond_the_usual_fee_is_still_an_anomaly() -> None:
+    det = SeasonalDetector.from_config(SeasonalConfig(type="seasonal", signal="billing_cost_usd"))
+    xs = hourly(100, fee=3000.0)
+    for x in xs:
+        if x["t"] == float(calendar.timegm((2026, 4, 1, 0, 0, 0))):
+            x["y"] *= 30
+    assert month_start_scores(det, xs)[2] >= det.threshold
+
+
+def test_month_start_is_utc_midnight_of_the_first() -> None:
+    assert _month_start(JAN_1)
+    assert not _month_start(JAN_1 + H)
+    assert not _month_start(JAN_1 + 86400)
+    assert _month_start(float(calendar.timegm((2024, 2, 1, 0, 0, 0))))
+
+
+def test_state_pickled_before_the_month_start_offset_still_loads() -> None:
+    det = SeasonalDetector(warmup_points=24)
+    for x in hourly(3, fee=0.0):
+        det.learn_one(x)
+    state = det.__getstate__()
+    old = array("d")
+    old.frombytes(state["_st"])
+    del old[_MS]  # the earlier layout had no month-start slot
+    state["_st"] = old.tobytes()
+    del state["monthly"], state["monthly_rate"]
+    back = SeasonalDetector.__new__(SeasonalDetector)
+    back.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert back.monthly and back._st[_MS] == 0.0
+    assert list(back._st) == list(det._st)
+    x = {"t": JAN_1 + 40 * 86400, "y": 120.0}
+    assert back.score_one(x) == det.score_one(x)
