@@ -38,6 +38,7 @@ class Point:
     impact_usd: float | None
     contributors: list[dict[str, Any]] = field(default_factory=list)
     restated: bool = False  # a closed window scored again because a billing delivery changed its value
+    reason: str | None = None  # why, where the score alone does not say (a new series, a budget forecast)
 
 
 @dataclass(slots=True)
@@ -95,6 +96,11 @@ class DetectorRunner:
         self._usd = is_usd(cfg.signal)
         self._budget = hasattr(prototype, "forecast_month")
         self._excursion = hasattr(prototype, "excursion")
+        # New series: one that appears once the detector's other series are past their warm-up is
+        # judged on its spend so far (its own model has no history to score it against).
+        new_usd = getattr(cfg, "new_series_usd", None)
+        self._new_usd = new_usd if hasattr(prototype, "warmup_points") and not self._is_ratio else None
+        self._established = False  # some series of this detector is past its warm-up
 
     # -- roll-up ---------------------------------------------------------------------------
     def _route(self, c: Cell) -> tuple[SeriesKey, Cell | None, int, int, int] | None:
@@ -200,16 +206,23 @@ class DetectorRunner:
             for key in self.models:
                 if key not in acc and self.last_learned.get(key, -math.inf) < w:
                     acc[key] = [0.0, 0.0, 0.0, None]
+        if self._new_usd is not None and not self._established:
+            warmup = self.prototype.warmup_points
+            self._established = any(m.n_learned >= warmup for m in self.models.values())
         for key, a in acc.items():
             if self.last_learned.get(key, -math.inf) >= w:
                 continue  # replayed window: already learned, already alerted
             model = self.models.get(key)
             if model is None:
                 model = self.models[key] = self.prototype.clone()
+                if self._established and self._new_usd is not None:
+                    model.newborn_usd = 0.0  # spend since it appeared (kept with the model's state)
             scored = self._score(key, model, w, a)
             if scored is None:
                 continue
             pt, x = scored
+            if self._new_usd is not None and hasattr(model, "newborn_usd"):
+                self._newborn(key, model, pt, a)
             model.learn_one(x)
             self.last_learned[key] = w
             if a[0] != 0 or a[1] != 0:
@@ -249,6 +262,24 @@ class DetectorRunner:
         if anomalous and a[3]:
             pt.contributors = self._contributors(key, a, y, expected)
         return pt, x
+
+    def _newborn(self, key: SeriesKey, model: Any, pt: Point, a: list[Any]) -> None:
+        """A new series alerts once, when its spend since it appeared reaches ``new_series_usd``."""
+        if model.n_learned >= model.warmup_points:
+            del model.newborn_usd  # its own model judges it from now on
+            return
+        spend = a[2] if self.cfg.cost_signal else pt.observed if self._usd else 0.0
+        model.newborn_usd += spend
+        if model.newborn_usd < self._new_usd or pt.anomalous:
+            return
+        pt.anomalous, pt.score = True, 1.0
+        pt.expected = pt.lower = pt.upper = 0.0
+        pt.impact_usd = model.newborn_usd
+        age = _duration((model.n_learned + 1) * self.window)
+        pt.reason = f"new series: {_usd(model.newborn_usd)[1:]} in its first {age}, no history to compare with"
+        if a[3]:
+            pt.contributors = self._contributors(key, a, pt.observed, 0.0)
+        del model.newborn_usd
 
     def _impact(self, model: Any, x: dict[Any, Any], y: float, expected: float, a: list[Any]) -> float | None:
         cfg = self.cfg
@@ -430,6 +461,8 @@ class DetectorRunner:
             summary = f"[{self.name}] {cfg.signal} {label}: {money}"
             if impact is not None:
                 summary += f", impact {_usd(impact)}"
+            if pt.reason:
+                summary += f"; {pt.reason}"
             summary += f" (score {pt.score:.2f}) in window {iso(pt.window_start)}"
             if pt.contributors:
                 top = pt.contributors[0]
@@ -468,6 +501,7 @@ class DetectorRunner:
             "upper": _num(pt.upper),
             "score": _num(pt.score),
             "impact_usd": _num(impact) if impact is not None else None,
+            "reason": pt.reason,
             "episode": {
                 "points": ep.points,
                 "observed_total": _num(ep.observed_total),
@@ -497,6 +531,15 @@ class DetectorRunner:
         for k in ("models", "last_learned", "last_seen", "shares", "episodes", "windows"):
             setattr(self, k, snap[k])
         self.closed_until = snap.get("closed_until", -math.inf)
+
+
+def _duration(seconds: float) -> str:
+    """``90`` → "2 minutes"-style wording for alert texts (minutes, hours or days)."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} seconds"
 
 
 def _rank(sev: str) -> int:

@@ -12,11 +12,11 @@ import time
 from array import array
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from river.base import AnomalyDetector
 
 from agent.registry import register
-from detectors.base import DetectorCommon
+from detectors.base import DetectorCommon, is_usd
 
 # Layout of the scalar state (one flat array of doubles: no per-attribute object overhead).
 (_L, _MAD, _N, _S, _LO, _HI, _M, _V, _I, _SINCE, _PREV_T, _DMAX, _CT, _CY, _CRAW, _CDEV) = range(16)
@@ -59,6 +59,20 @@ class SeasonalConfig(DetectorCommon):
         True, description="the first window of each month learns its own offset (fees billed on the 1st)"
     )
     monthly_rate: float = Field(0.5, gt=0, le=1, description="learning rate of the month-start offset")
+    new_series_usd: float | None = Field(
+        None,
+        gt=0,
+        description="a series that appears after the others are warmed up alerts once its spend reaches this"
+        " (before its own model has the history to judge it); not for ratios",
+    )
+
+    @model_validator(mode="after")
+    def _new_series_needs_a_sum(self) -> SeasonalConfig:
+        if self.new_series_usd is not None and self.per is not None:
+            raise ValueError("new_series_usd watches spend; it does not apply to a ratio (per)")
+        if self.new_series_usd is not None and not (is_usd(self.signal) or self.cost_signal):
+            raise ValueError("new_series_usd needs a USD signal or a cost_signal")
+        return self
 
 
 class SeasonalDetector(AnomalyDetector):

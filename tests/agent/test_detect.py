@@ -3,6 +3,9 @@ from __future__ import annotations
 import math
 import pickle
 
+import pytest
+from pydantic import ValidationError
+
 from agent.config import AlertingConfig
 from agent.detect import DetectorRunner, alert_id
 from agent.model import cell, make_dims
@@ -74,3 +77,36 @@ def test_series_without_data_are_forgotten() -> None:
         r.close_until((h + 1) * H)
     assert set(r.models) == {("b",)}
     assert ("a",) not in r.last_learned and ("a",) not in r.last_seen
+
+
+def feed_teams(r: DetectorRunner, hours: range, values: dict[str, float]) -> list[dict]:
+    events: list[dict] = []
+    for h in hours:
+        r.add_bucket(h * H, {cell(make_dims({"team": t, "model": "m"}), SIG): [v, 1000.0] for t, v in values.items()})
+        events.extend(r.close_until((h + 1) * H)[1])
+    return events
+
+
+def test_a_new_series_alerts_once_its_spend_reaches_new_series_usd() -> None:
+    r = runner(new_series_usd=100.0)
+    assert feed_teams(r, range(0, 24 * 3), {"a": 50.0}) == []  # team a is past its warm-up (48 h)
+    events = feed_teams(r, range(72, 80), {"a": 50.0, "new": 30.0})
+    firing = [e for e in events if e["status"] == "firing"]
+    assert len(firing) == 1
+    doc = firing[0]
+    assert doc["series"] == {"team": "new"}
+    assert doc["window_start"] == "1970-01-04T03:00:00Z"  # 4 × $30 ≥ $100: the fourth hour
+    assert doc["impact_usd"] == 120.0 and doc["expected"] == 0.0
+    assert doc["reason"].startswith("new series: $120.00 in its first 4 hours")
+    assert [e["status"] for e in events].count("resolved") == 1  # one page, then quiet while it warms up
+    assert "newborn_usd" not in vars(r.models[("new",)])
+
+
+def test_series_present_from_the_start_are_not_new() -> None:
+    r = runner(new_series_usd=10.0)
+    assert feed_teams(r, range(0, 24 * 3), {"a": 50.0, "b": 30.0}) == []
+
+
+def test_new_series_usd_needs_spend_not_a_ratio() -> None:
+    with pytest.raises(ValidationError, match="ratio"):
+        runner(new_series_usd=10.0, per="tokens")
