@@ -96,6 +96,7 @@ class DetectorRunner:
         self._usd = is_usd(cfg.signal)
         self._budget = hasattr(prototype, "forecast_month")
         self._excursion = hasattr(prototype, "excursion")
+        self._bind = hasattr(prototype, "bind_series")  # per-series parameters (a series' own budget)
         # New series: one that appears once the detector's other series are past their warm-up is
         # judged on its spend so far (its own model has no history to score it against).
         new_usd = getattr(cfg, "new_series_usd", None)
@@ -215,6 +216,8 @@ class DetectorRunner:
             model = self.models.get(key)
             if model is None:
                 model = self.models[key] = self.prototype.clone()
+                if self._bind:
+                    model.bind_series(key)
                 if self._established and self._new_usd is not None:
                     model.newborn_usd = 0.0  # spend since it appeared (kept with the model's state)
             scored = self._score(key, model, w, a)
@@ -256,9 +259,12 @@ class DetectorRunner:
         if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
             anomalous = False
         series = tuple(zip(self.group_by, key, strict=True))
+        obs = model.month_to_date(x) if self._budget else y  # a budget compares the month, not the window
         pt = Point(
-            self.name, self.type, cfg.signal, series, w, w_end, y, expected, lower, upper, score, anomalous, impact
+            self.name, self.type, cfg.signal, series, w, w_end, obs, expected, lower, upper, score, anomalous, impact
         )
+        if anomalous and self._budget:
+            pt.reason = model.explain(x)
         if anomalous and a[3]:
             pt.contributors = self._contributors(key, a, y, expected)
         return pt, x
@@ -284,7 +290,7 @@ class DetectorRunner:
     def _impact(self, model: Any, x: dict[Any, Any], y: float, expected: float, a: list[Any]) -> float | None:
         cfg = self.cfg
         if self._budget:
-            return float(model.forecast_month(x) - model.monthly_budget_usd)
+            return float(model.forecast_month(x) - model.budget)
         if self.type == "threshold" and cfg.cost_signal:
             return float(a[2])  # e.g. the idle GPU cost itself is the money at stake
         if self._is_ratio:
@@ -456,7 +462,11 @@ class DetectorRunner:
         base_unit = "USD" if is_usd(cfg.signal) else cfg.signal
         unit = f"{base_unit} per {cfg.per_scale:g} {cfg.per}" if cfg.per else base_unit
         impact = pt.impact_usd
-        if status == "firing":
+        if status == "firing" and self._budget:
+            summary = f"[{self.name}] {cfg.signal} {label}: {pt.reason or ''}"
+            if impact is not None:
+                summary += f"; impact {_usd(impact)} over budget"
+        elif status == "firing":
             money = f"{_fmt(pt.observed, unit)} vs expected {_fmt(pt.expected, unit)}"
             summary = f"[{self.name}] {cfg.signal} {label}: {money}"
             if impact is not None:

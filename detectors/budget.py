@@ -1,9 +1,11 @@
-"""Budget burn rule: month-to-date spend and its end-of-month forecast against a monthly budget."""
+"""Budget burn: month-to-date spend, a month-end forecast with an interval, and the day the budget runs out."""
 
 from __future__ import annotations
 
 import calendar
-import datetime as dt
+import math
+import statistics
+import time
 from typing import Any, Literal
 
 from pydantic import Field
@@ -12,85 +14,200 @@ from river.base import AnomalyDetector
 from agent.registry import register
 from detectors.base import DetectorCommon
 
+_DAY = 86400.0
+
 
 class BudgetConfig(DetectorCommon):
     type: Literal["budget"]
-    monthly_budget_usd: float = Field(gt=0)
+    monthly_budget_usd: float = Field(gt=0, description="budget of every series without one in budgets_usd")
+    budgets_usd: dict[str, float] = Field(
+        default_factory=dict,
+        description="budgets of single series, keyed by their group_by values joined with '/' (e.g. 'search')",
+    )
     alert_at_forecast_ratio: float = Field(1.0, gt=0, description="alert when forecast / budget reaches this")
     min_elapsed_days: float = Field(3.0, ge=0, description="no forecast alerts before this much of the month")
+    run_rate_days: float = Field(3.0, ge=1, description="memory of the daily run rate (days)")
+    interval: float = Field(0.9, gt=0, lt=1, description="coverage of the month-end forecast interval")
     fill_missing: bool = True
 
 
-def _month_bounds(t: float) -> tuple[float, float, tuple[int, int]]:
-    d = dt.datetime.fromtimestamp(t, dt.UTC)
-    start = dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC)
-    days = calendar.monthrange(d.year, d.month)[1]
-    return start.timestamp(), start.timestamp() + days * 86400, (d.year, d.month)
+def _month(t: float) -> tuple[int, float, float]:
+    """(year * 12 + month, month start, month end) of the UTC month holding ``t``."""
+    g = time.gmtime(t)
+    start = calendar.timegm((g.tm_year, g.tm_mon, 1, 0, 0, 0))
+    days = calendar.monthrange(g.tm_year, g.tm_mon)[1]
+    return g.tm_year * 12 + g.tm_mon, float(start), float(start + days * _DAY)
 
 
 class BudgetDetector(AnomalyDetector):
-    """Forecasts month-end spend from the month-to-date run rate; score = forecast / budget.
+    """Forecasts each series' month-end spend and scores it against the series' monthly budget.
 
-    ``forecast_one`` returns the pro-rata budget for the time elapsed as the expected value and
-    the month-to-date spend that would put the month exactly on budget as the upper bound.
+    The forecast is the month-to-date spend plus the remaining days at the daily run rate: an
+    exponentially weighted mean of the last complete days' spend (memory ``run_rate_days``;
+    while fewer than three days are complete, this month's average day). Its interval
+    (``interval`` coverage) adds the day-to-day variation of the remaining days and the
+    uncertainty of the run rate itself. The score is forecast / budget: the series alerts when
+    that reaches ``alert_at_forecast_ratio``, and :meth:`explain` says when, at this rate, the
+    budget runs out ("spent on 2026-11-19"). Windows are summed as they are learned, so the
+    forecast moves within hours of a change in the burn rate, not at the end of the month.
 
     Examples
     --------
     >>> det = BudgetDetector(monthly_budget_usd=3000.0, min_elapsed_days=1)
     >>> t0 = 1725148800.0  # 2024-09-01
     >>> for day in range(5):
-    ...     x = {"t": t0 + day * 86400, "t_end": t0 + (day + 1) * 86400, "y": 200.0}
-    ...     det.learn_one(x)
-    >>> round(det.score_one({"t": t0 + 5 * 86400, "t_end": t0 + 6 * 86400, "y": 200.0}), 2)  # 200/day → 6000 in 30 days
+    ...     det.learn_one({"t": t0 + day * 86400, "t_end": t0 + (day + 1) * 86400, "y": 200.0})
+    >>> x = {"t": t0 + 5 * 86400, "t_end": t0 + 6 * 86400, "y": 200.0}
+    >>> round(det.score_one(x), 2)  # 200/day → 6000 in 30 days
     2.0
+    >>> det.explain(x).split(": ")[-1]
+    'at this rate the budget is spent on 2024-09-15'
+    >>> det.forecast(x)  # month-end forecast, lower, upper (steady days: a narrow interval)
+    (6000.0, 6000.0, 6000.0)
     """
 
     def __init__(
-        self, monthly_budget_usd: float = 1000.0, alert_at_forecast_ratio: float = 1.0, min_elapsed_days: float = 3.0
+        self,
+        monthly_budget_usd: float = 1000.0,
+        alert_at_forecast_ratio: float = 1.0,
+        min_elapsed_days: float = 3.0,
+        run_rate_days: float = 3.0,
+        interval: float = 0.9,
+        budgets_usd: dict[str, float] | None = None,
     ):
         self.monthly_budget_usd = monthly_budget_usd
         self.alert_at_forecast_ratio = alert_at_forecast_ratio
         self.min_elapsed_days = min_elapsed_days
+        self.run_rate_days = run_rate_days
+        self.interval = interval
+        self.budgets_usd = budgets_usd or {}
         self.threshold = alert_at_forecast_ratio
-        self._month: tuple[int, int] = (0, 0)
+        self.budget = monthly_budget_usd  # this series' budget (see bind_series)
+        self._month = 0
         self._mtd = 0.0
-        self._covered_until = 0.0  # end of the last learned window
+        self._day = -1  # index (epoch days) of the day being summed
+        self._day_sum = 0.0
+        self._days = 0  # complete days in the run rate
+        self._rate = 0.0  # daily run rate (EW mean of complete days)
+        self._var = 0.0  # EW variance of the daily spend
 
     @classmethod
     def from_config(cls, cfg: BudgetConfig) -> BudgetDetector:
-        return cls(cfg.monthly_budget_usd, cfg.alert_at_forecast_ratio, cfg.min_elapsed_days)
+        return cls(
+            cfg.monthly_budget_usd,
+            cfg.alert_at_forecast_ratio,
+            cfg.min_elapsed_days,
+            cfg.run_rate_days,
+            cfg.interval,
+            dict(cfg.budgets_usd),
+        )
 
-    def _mtd_with(self, x: dict[Any, Any]) -> tuple[float, float, float, float]:
-        start, end, month = _month_bounds(x["t"])
+    def bind_series(self, key: tuple[str, ...]) -> None:
+        """Called by the agent for each new series: its own budget where ``budgets_usd`` has one."""
+        self.budget = self.budgets_usd.get("/".join(key), self.monthly_budget_usd)
+        self.budgets_usd = {}  # the series keeps its own budget only (small state per series)
+
+    # -- the forecast -----------------------------------------------------------------------
+    def _now(self, x: dict[Any, Any]) -> tuple[float, float, float, float]:
+        """(month-to-date spend including ``x``, end of ``x``, month start, month end)."""
+        month, start, end = _month(x["t"])
         mtd = self._mtd if month == self._month else 0.0
-        return start, end, mtd + float(x["y"]), float(x.get("t_end", x["t"]))
+        return mtd + float(x["y"]), float(x.get("t_end", x["t"])), start, end
 
-    def learn_one(self, x: dict[Any, Any]) -> None:
-        _start, _end, month = _month_bounds(x["t"])
-        if month != self._month:
-            self._month, self._mtd = month, 0.0
-        self._mtd += float(x["y"])
-        self._covered_until = x["t"]
+    def _daily_rate(self, x: dict[Any, Any]) -> tuple[float, float, float]:
+        """(daily run rate, its day-to-day variance, effective number of days behind it)."""
+        if self._days >= 3:
+            # An EW mean with r days of memory rests on about r days of evidence (counting no more
+            # also allows for the noise of the variance estimate itself: ~90 % coverage at 90 %).
+            return self._rate, self._var, min(float(self._days), self.run_rate_days)
+        mtd, t, start, _end = self._now(x)
+        elapsed = max((t - start) / _DAY, 1 / 24)
+        rate = mtd / elapsed
+        return rate, (0.5 * rate) ** 2, max(elapsed, 1.0)  # little history: a wide interval
+
+    def forecast(self, x: dict[Any, Any]) -> tuple[float, float, float]:
+        """Month-end spend: (forecast, lower, upper) at the ``interval`` coverage."""
+        mtd, t, _start, end = self._now(x)
+        rate, var, n_eff = self._daily_rate(x)
+        remaining = max(end - t, 0.0) / _DAY
+        fc = mtd + rate * remaining
+        sd = math.sqrt(var * remaining + var * remaining * remaining / n_eff)
+        z = statistics.NormalDist().inv_cdf(0.5 + self.interval / 2)
+        return fc, max(mtd, fc - z * sd), fc + z * sd
 
     def forecast_month(self, x: dict[Any, Any]) -> float:
-        start, end, mtd, t = self._mtd_with(x)
-        elapsed = max(t - start, 1.0)
-        return mtd * (end - start) / elapsed
-
-    def score_one(self, x: dict[Any, Any]) -> float:
-        start, _end, _mtd, t = self._mtd_with(x)
-        if (t - start) / 86400 < self.min_elapsed_days:
-            return 0.0
-        return self.forecast_month(x) / self.monthly_budget_usd
-
-    def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
-        start, end, _mtd, t = self._mtd_with(x)
-        frac = (t - start) / (end - start)
-        pro_rata = self.monthly_budget_usd * frac
-        return pro_rata, 0.0, self.monthly_budget_usd * frac * self.alert_at_forecast_ratio
+        return self.forecast(x)[0]
 
     def month_to_date(self, x: dict[Any, Any]) -> float:
-        return self._mtd_with(x)[2]
+        return self._now(x)[0]
+
+    def exhausted_at(self, x: dict[Any, Any]) -> float | None:
+        """When the budget runs out at this rate (epoch seconds; the window's end when it already
+        has), or None when it lasts the month."""
+        mtd, t, _start, end = self._now(x)
+        if mtd >= self.budget:
+            return t
+        rate = self._daily_rate(x)[0]
+        if rate <= 0:
+            return None
+        at = t + (self.budget - mtd) / rate * _DAY
+        return at if at < end else None
+
+    def explain(self, x: dict[Any, Any]) -> str:
+        mtd = self.month_to_date(x)
+        fc, lo, hi = self.forecast(x)
+        text = (
+            f"month to date {_usd(mtd)}, month-end forecast {_usd(fc)} ({self.interval:.0%} interval "
+            f"{_usd(lo)}–{_usd(hi)}) vs budget {_usd(self.budget)}"
+        )
+        at = self.exhausted_at(x)
+        if at is None:
+            return text
+        day = time.strftime("%Y-%m-%d", time.gmtime(at - 1))  # the day in which it runs out
+        if mtd >= self.budget:
+            return f"{text}: the budget is spent (by {day})"
+        return f"{text}: at this rate the budget is spent on {day}"
+
+    # -- River API ----------------------------------------------------------------------------
+    def learn_one(self, x: dict[Any, Any]) -> None:
+        y = float(x["y"])
+        if not math.isfinite(y):
+            return
+        month, _start, _end = _month(x["t"])
+        if month != self._month:
+            self._month, self._mtd = month, 0.0
+        day = int(x["t"] // _DAY)
+        if day != self._day:
+            if self._day >= 0:
+                self._close_days(day)
+            self._day, self._day_sum = day, 0.0
+        self._day_sum += y
+        self._mtd += y
+
+    def _close_days(self, day: int) -> None:
+        """The day being summed is complete (and any skipped days spent nothing)."""
+        total = self._day_sum
+        for _ in range(min(day - self._day, 31)):
+            self._days += 1
+            r = max(1.0 / self.run_rate_days, 1.0 / self._days)
+            d = total - self._rate
+            self._rate += r * d
+            self._var = (1 - r) * (self._var + r * d * d)
+            total = 0.0
+
+    def score_one(self, x: dict[Any, Any]) -> float:
+        _mtd, t, start, _end = self._now(x)
+        if (t - start) / _DAY < self.min_elapsed_days:
+            return 0.0
+        return self.forecast_month(x) / self.budget
+
+    def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
+        """The month-end forecast and its interval (the agent reports the month to date as observed)."""
+        return self.forecast(x)
+
+
+def _usd(v: float) -> str:
+    return f"${v:,.2f}"
 
 
 register("detector", "budget", BudgetConfig)(BudgetDetector)
