@@ -47,7 +47,9 @@ bench-kafka: $(STAMP)
 bench-billing: $(STAMP)
 	$(BIN)/python -m bench.billing
 
-## Detection quality: the agent's default spend detector on the NAB files in ../shared/data/nab (scored by bench.nab).
+## Detection quality: the agent's default spend detector on the NAB files in ../shared/data/nab (scored by bench.nab),
+## then the default detectors and a budget per team on seeded cost-shaped series (bench.cost_shaped).
 NAB ?= $(or $(FINOPS_SHARED_DATA),../shared/data)/nab
 bench-quality: $(STAMP)
 	$(BIN)/python -m bench.nab run --nab $(NAB) --out bench/out/nab --per-file
+	$(BIN)/python -m bench.cost_shaped --seeds 5

@@ -89,7 +89,10 @@ class BudgetDetector(AnomalyDetector):
         self._day_sum = 0.0
         self._days = 0  # complete days in the run rate
         self._rate = 0.0  # daily run rate (EW mean of complete days)
-        self._var = 0.0  # EW variance of the daily spend
+        self._dow = [0.0] * 7  # usual spend of each weekday, at level 1 (Thursday first: epoch day 0)
+        self._level = 1.0  # how the recent days compare with their weekdays (EW of the ratio)
+        self._rel_var = 0.0  # EW variance of a day's ratio to its expectation
+        self._walk = 0.0  # EW of the level's squared relative change per day
 
     @classmethod
     def from_config(cls, cfg: BudgetConfig) -> BudgetDetector:
@@ -114,26 +117,55 @@ class BudgetDetector(AnomalyDetector):
         mtd = self._mtd if month == self._month else 0.0
         return mtd + float(x["y"]), float(x.get("t_end", x["t"])), start, end
 
-    def _daily_rate(self, x: dict[Any, Any]) -> tuple[float, float, float]:
-        """(daily run rate, its day-to-day variance, effective number of days behind it)."""
+    def _days_ahead(self, x: dict[Any, Any]) -> list[tuple[float, float]]:
+        """(end of the day or part of a day, expected spend in it) from the end of ``x`` to the
+        month's end: each day at its weekday's usual spend times the current level (how the last
+        days compared with their weekdays), so a weekend ahead is not forecast at a Tuesday's
+        rate; a flat daily run rate until every weekday has been seen."""
+        mtd, t, start, end = self._now(x)
         if self._days >= 3:
-            # An EW mean with r days of memory rests on about r days of evidence (counting no more
-            # also allows for the noise of the variance estimate itself: ~90 % coverage at 90 %).
-            return self._rate, self._var, min(float(self._days), self.run_rate_days)
-        mtd, t, start, _end = self._now(x)
-        elapsed = max((t - start) / _DAY, 1 / 24)
-        rate = mtd / elapsed
-        return rate, (0.5 * rate) ** 2, max(elapsed, 1.0)  # little history: a wide interval
+            flat = self._rate
+        else:  # little history: this month's average day so far
+            flat = mtd / max((t - start) / _DAY, 1 / 24)
+        weekly = self._days >= 7 + 3
+        out = []
+        day = int(t // _DAY)
+        spent_today = self._day_sum + float(x["y"]) if int(x["t"] // _DAY) == self._day else float(x["y"])
+        while day * _DAY < end:
+            day_end = min((day + 1) * _DAY, end)
+            e = self._level * self._dow[(day + 3) % 7] if weekly else flat  # 1970-01-01: Thursday
+            if day * _DAY < t:  # the day in progress: what is left of it
+                e = max(e - spent_today, 0.0) if weekly else e * (day_end - t) / _DAY
+            if day_end > t:
+                out.append((day_end, e))
+            day += 1
+        return out
+
+    def _uncertainty(self) -> tuple[float, float, float]:
+        """(relative variance of one day's spend, days of evidence behind the run rate, relative
+        variance per day of the level's own wandering)."""
+        if self._days < 3:
+            return 0.25, 1.0, 0.0  # little history: a wide interval
+        # An EW mean with r days of memory rests on about r days of evidence (counting no more
+        # also allows for the noise of the variance estimate itself).
+        # The level steps even on a steady series (it follows noisy days: r² · noise · 2/(2 - r)
+        # per step); only what goes beyond that is wandering.
+        r = 1.0 / self.run_rate_days
+        walk = max(self._walk - r * r * self._rel_var * 2 / (2 - r), 0.0)
+        return self._rel_var, min(float(self._days), self.run_rate_days), walk
 
     def forecast(self, x: dict[Any, Any]) -> tuple[float, float, float]:
         """Month-end spend: (forecast, lower, upper) at the ``interval`` coverage."""
-        mtd, t, _start, end = self._now(x)
-        rate, var, n_eff = self._daily_rate(x)
-        remaining = max(end - t, 0.0) / _DAY
-        fc = mtd + rate * remaining
-        sd = math.sqrt(var * remaining + var * remaining * remaining / n_eff)
+        mtd = self._now(x)[0]
+        ahead = [e for _end, e in self._days_ahead(x)]
+        rest = sum(ahead)
+        rel, n_eff, walk = self._uncertainty()
+        # Day-to-day noise of the remaining days, the run rate's own uncertainty (shared by all
+        # of them), and the level wandering on as it did (a random walk: its variance grows with
+        # the horizon, so the sum over R days carries about R/3 of one day's R² share).
+        sd = math.sqrt(rel * sum(e * e for e in ahead) + rest * rest * (rel / n_eff + walk * len(ahead) / 3))
         z = statistics.NormalDist().inv_cdf(0.5 + self.interval / 2)
-        return fc, max(mtd, fc - z * sd), fc + z * sd
+        return mtd + rest, max(mtd, mtd + rest - z * sd), mtd + rest + z * sd
 
     def forecast_month(self, x: dict[Any, Any]) -> float:
         return self.forecast(x)[0]
@@ -144,14 +176,17 @@ class BudgetDetector(AnomalyDetector):
     def exhausted_at(self, x: dict[Any, Any]) -> float | None:
         """When the budget runs out at this rate (epoch seconds; the window's end when it already
         has), or None when it lasts the month."""
-        mtd, t, _start, end = self._now(x)
+        mtd, t, _start, _end = self._now(x)
         if mtd >= self.budget:
             return t
-        rate = self._daily_rate(x)[0]
-        if rate <= 0:
-            return None
-        at = t + (self.budget - mtd) / rate * _DAY
-        return at if at < end else None
+        left = self.budget - mtd
+        prev = t
+        for day_end, e in self._days_ahead(x):
+            if e >= left:
+                return prev + (day_end - prev) * left / e
+            left -= e
+            prev = day_end
+        return None
 
     def explain(self, x: dict[Any, Any]) -> str:
         mtd = self.month_to_date(x)
@@ -187,12 +222,31 @@ class BudgetDetector(AnomalyDetector):
     def _close_days(self, day: int) -> None:
         """The day being summed is complete (and any skipped days spent nothing)."""
         total = self._day_sum
-        for _ in range(min(day - self._day, 31)):
+        for d in range(self._day, self._day + min(day - self._day, 31)):
             self._days += 1
             r = max(1.0 / self.run_rate_days, 1.0 / self._days)
-            d = total - self._rate
-            self._rate += r * d
-            self._var = (1 - r) * (self._var + r * d * d)
+            k = (d + 3) % 7
+            usual = self._dow[k]
+            # A day's relative deviation from what was expected of it: from the flat run rate until
+            # the weekdays are known, then from its weekday at the current level.
+            if self._days > 7 + 3 and usual > 0 and self._level > 0:
+                dev: float | None = total / (usual * self._level) - 1
+            else:
+                dev = total / self._rate - 1 if self._rate > 0 else None
+            if dev is not None:
+                self._rel_var = (1 - r) * (self._rel_var + r * dev * dev) if self._rel_var else dev * dev
+            self._rate += r * (total - self._rate)
+            if usual <= 0:  # the first of this weekday: its own total, at the current level
+                self._dow[k] = total / self._level if self._level > 0 else total
+            else:
+                if self._days > 7:
+                    before = self._level
+                    self._level += r * (total / usual - self._level)
+                    if before > 0:  # how far the level wanders per day (relative): growth, drift
+                        step = (self._level - before) / before
+                        self._walk += max(1 / 7, 1 / (self._days - 7)) * (step * step - self._walk)
+                # The weekday's usual spend learns slowly (it recurs once a week).
+                self._dow[k] = usual + 0.3 * (total / self._level - usual) if self._level > 0 else total
             total = 0.0
 
     def score_one(self, x: dict[Any, Any]) -> float:

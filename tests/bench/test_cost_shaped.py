@@ -1,0 +1,50 @@
+"""The cost-shaped benchmark: its generator injects what its labels say, and one seed runs end to end."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench.cost_shaped import DAYS, FEE_SERVICES, KINDS, MIN, START, D, H, generate, run_seed, summarize
+
+
+def test_injections_are_where_the_labels_say() -> None:
+    sc = generate(3)
+    tm = START + np.arange(DAYS * 1440) * MIN
+    assert {a.kind for a in sc.anomalies} == set(KINDS)
+    for an in sc.anomalies:
+        assert START + 21 * D <= an.start < an.end
+        team = dict(an.series).get("team")
+        if team is None:
+            continue
+        y, clean = sc.token[team], sc.clean_token[team]
+        before, after = tm < an.start, (tm >= an.start) & (tm < an.start + H)
+        if an.kind != "new_series":
+            np.testing.assert_array_equal(y[before], clean[before])
+        if an.kind == "new_series":
+            assert np.isnan(y[before]).all() and not np.isnan(y[~before]).any()
+        elif an.kind == "spike":
+            assert (y[after] >= 3 * clean[after] - 1e-12).all()
+
+
+def test_fees_are_billed_at_midnight_on_the_first() -> None:
+    sc = generate(1)
+    th = START + np.arange(DAYS * 24) * H
+    first = np.array([time.gmtime(t).tm_mday == 1 and t % D == 0 for t in th])
+    checked = 0
+    for i in range(FEE_SERVICES):
+        y = sc.billing[f"svc-{i}"]
+        ok = ~np.isnan(y)  # a new service exists only from its start
+        if (first & ok).any():
+            assert y[first & ok].min() > 10 * np.median(y[~first & ok])
+            checked += 1
+    assert checked >= FEE_SERVICES - 1
+
+
+def test_one_seed_through_the_default_detectors() -> None:
+    s = summarize([run_seed(0)])
+    found = {kind: k["detected"] for kind, k in s["kinds"].items()}
+    assert found["spike"] >= 1 and found["level_shift"] >= 1 and found["new_series"] >= 1, found
+    assert s["true_alerts"] > s["false_alerts"]
+    assert s["budget"]["hits"] >= 1 and s["budget"]["over"] >= 1
