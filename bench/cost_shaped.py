@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import pickle
 import statistics
 import time
 from collections import defaultdict
@@ -192,6 +193,7 @@ class SeedResult:
     points: int
     seconds: float
     budget_rows: list[dict[str, Any]]
+    state_bytes: dict[str, int]  # largest pickled model per detector
 
 
 def run_seed(seed: int) -> SeedResult:
@@ -251,7 +253,10 @@ def run_seed(seed: int) -> SeedResult:
         first.setdefault(d["id"], d)
     alerts = list(first.values())
     budget_rows = _budget_rows(sc, tm, budgets, [a for a in alerts if a["detector"] == "budget"], forecasts)
-    return SeedResult([a for a in alerts if a["detector"] != "budget"], sc.anomalies, points, seconds, budget_rows)
+    state_bytes = {name: max(len(pickle.dumps(m)) for m in r.models.values()) for name, r in runners.items()}
+    return SeedResult(
+        [a for a in alerts if a["detector"] != "budget"], sc.anomalies, points, seconds, budget_rows, state_bytes
+    )
 
 
 def _epoch(iso: str) -> float:
@@ -423,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         f" {', '.join((*TOKEN_DETECTORS, *BILLING_DETECTORS))} + a budget per team; {points:,} points,"
         f" {secs / points * 1e6:.1f} µs/point including the per-minute roll-up"
     )
+    sizes = {name: max(r.state_bytes[name] for r in results) for name in results[0].state_bytes}
+    print("largest pickled state per series: " + ", ".join(f"{n} {b:,} bytes" for n, b in sizes.items()))
     report(results)
     return 0
 
