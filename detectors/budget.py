@@ -15,6 +15,7 @@ from agent.registry import register
 from detectors.base import DetectorCommon
 
 _DAY = 86400.0
+_DAMP = 0.9  # per-day damping of the growth trend in forecasts
 
 
 class BudgetConfig(DetectorCommon):
@@ -28,6 +29,9 @@ class BudgetConfig(DetectorCommon):
     min_elapsed_days: float = Field(3.0, ge=0, description="no forecast alerts before this much of the month")
     run_rate_days: float = Field(3.0, ge=1, description="memory of the daily run rate (days)")
     interval: float = Field(0.9, gt=0, lt=1, description="coverage of the month-end forecast interval")
+    alert_probability: float = Field(
+        0.8, gt=0, lt=1, description="alert when the month ends over budget × ratio with at least this probability"
+    )
     fill_missing: bool = True
 
 
@@ -74,6 +78,7 @@ class BudgetDetector(AnomalyDetector):
         run_rate_days: float = 3.0,
         interval: float = 0.9,
         budgets_usd: dict[str, float] | None = None,
+        alert_probability: float = 0.8,
     ):
         self.monthly_budget_usd = monthly_budget_usd
         self.alert_at_forecast_ratio = alert_at_forecast_ratio
@@ -81,6 +86,8 @@ class BudgetDetector(AnomalyDetector):
         self.run_rate_days = run_rate_days
         self.interval = interval
         self.budgets_usd = budgets_usd or {}
+        self.alert_probability = alert_probability
+        self._z_alert = statistics.NormalDist().inv_cdf(alert_probability)
         self.threshold = alert_at_forecast_ratio
         self.budget = monthly_budget_usd  # this series' budget (see bind_series)
         self._month = 0
@@ -93,6 +100,7 @@ class BudgetDetector(AnomalyDetector):
         self._level = 1.0  # how the recent days compare with their weekdays (EW of the ratio)
         self._rel_var = 0.0  # EW variance of a day's ratio to its expectation
         self._walk = 0.0  # EW of the level's squared relative change per day
+        self._trend = 0.0  # EW of the level's relative change per day (growth)
 
     @classmethod
     def from_config(cls, cfg: BudgetConfig) -> BudgetDetector:
@@ -103,6 +111,7 @@ class BudgetDetector(AnomalyDetector):
             cfg.run_rate_days,
             cfg.interval,
             dict(cfg.budgets_usd),
+            cfg.alert_probability,
         )
 
     def bind_series(self, key: tuple[str, ...]) -> None:
@@ -128,12 +137,20 @@ class BudgetDetector(AnomalyDetector):
         else:  # little history: this month's average day so far
             flat = mtd / max((t - start) / _DAY, 1 / 24)
         weekly = self._days >= 7 + 3
+        # Growth goes on: the level (an EW mean) lags a growing series by (1 - r) / r days of it.
+        trend = min(max(self._trend, -0.03), 0.03) if weekly else 0.0
+        lag = self.run_rate_days - 1
+        last = self._day - 1  # the last complete day, which the level has seen
         out = []
         day = int(t // _DAY)
         spent_today = self._day_sum + float(x["y"]) if int(x["t"] // _DAY) == self._day else float(x["y"])
         while day * _DAY < end:
             day_end = min((day + 1) * _DAY, end)
-            e = self._level * self._dow[(day + 3) % 7] if weekly else flat  # 1970-01-01: Thursday
+            if weekly:  # 1970-01-01: Thursday (growth damped by _DAMP a day: a trend does not last forever)
+                ahead = (1 - _DAMP ** (day - last)) / (1 - _DAMP)
+                e = self._level * self._dow[(day + 3) % 7] * max(1 + trend * (lag + ahead), 0.0)
+            else:
+                e = flat
             if day * _DAY < t:  # the day in progress: what is left of it
                 e = max(e - spent_today, 0.0) if weekly else e * (day_end - t) / _DAY
             if day_end > t:
@@ -154,8 +171,8 @@ class BudgetDetector(AnomalyDetector):
         walk = max(self._walk - r * r * self._rel_var * 2 / (2 - r), 0.0)
         return self._rel_var, min(float(self._days), self.run_rate_days), walk
 
-    def forecast(self, x: dict[Any, Any]) -> tuple[float, float, float]:
-        """Month-end spend: (forecast, lower, upper) at the ``interval`` coverage."""
+    def _forecast(self, x: dict[Any, Any]) -> tuple[float, float, float]:
+        """(month to date, month-end forecast, its standard deviation)."""
         mtd = self._now(x)[0]
         ahead = [e for _end, e in self._days_ahead(x)]
         rest = sum(ahead)
@@ -164,8 +181,13 @@ class BudgetDetector(AnomalyDetector):
         # of them), and the level wandering on as it did (a random walk: its variance grows with
         # the horizon, so the sum over R days carries about R/3 of one day's R² share).
         sd = math.sqrt(rel * sum(e * e for e in ahead) + rest * rest * (rel / n_eff + walk * len(ahead) / 3))
+        return mtd, mtd + rest, sd
+
+    def forecast(self, x: dict[Any, Any]) -> tuple[float, float, float]:
+        """Month-end spend: (forecast, lower, upper) at the ``interval`` coverage."""
+        mtd, fc, sd = self._forecast(x)
         z = statistics.NormalDist().inv_cdf(0.5 + self.interval / 2)
-        return mtd + rest, max(mtd, mtd + rest - z * sd), mtd + rest + z * sd
+        return fc, max(mtd, fc - z * sd), fc + z * sd
 
     def forecast_month(self, x: dict[Any, Any]) -> float:
         return self.forecast(x)[0]
@@ -245,6 +267,7 @@ class BudgetDetector(AnomalyDetector):
                     if before > 0:  # how far the level wanders per day (relative): growth, drift
                         step = (self._level - before) / before
                         self._walk += max(1 / 7, 1 / (self._days - 7)) * (step * step - self._walk)
+                        self._trend += max(1 / 14, 1 / (self._days - 7)) * (step - self._trend)
                 # The weekday's usual spend learns slowly (it recurs once a week).
                 self._dow[k] = usual + 0.3 * (total / self._level - usual) if self._level > 0 else total
             total = 0.0
@@ -253,7 +276,9 @@ class BudgetDetector(AnomalyDetector):
         _mtd, t, start, _end = self._now(x)
         if (t - start) / _DAY < self.min_elapsed_days:
             return 0.0
-        return self.forecast_month(x) / self.budget
+        mtd, fc, sd = self._forecast(x)
+        # The month-end spend exceeded with probability alert_probability (the forecast itself at 0.5).
+        return max(mtd, fc - self._z_alert * sd) / self.budget
 
     def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
         """The month-end forecast and its interval (the agent reports the month to date as observed)."""

@@ -68,5 +68,20 @@ def test_a_level_shift_alerts_with_the_day_the_budget_runs_out() -> None:
     assert first["reason"] in first["summary"]
     assert first["observed"] < 3000 < first["expected"]  # month to date vs the month-end forecast
     assert first["lower"] <= first["expected"] <= first["upper"]
-    # Within three days of the change (the run rate's memory is three days).
-    assert first["window_start"] < "2026-11-13"
+    # The budget runs out on the 23rd; the alert comes at least five days before (it waits until
+    # the month ends over budget with 80 % probability: a jump makes the next days uncertain).
+    assert first["window_start"] < "2026-11-18"
+
+
+def test_alert_probability_scores_the_quantile_of_the_month_end() -> None:
+    sure, even = (
+        BudgetDetector(monthly_budget_usd=80_000),
+        BudgetDetector(monthly_budget_usd=80_000, alert_probability=0.5),
+    )
+    x: dict[str, float] = {}
+    for det in (sure, even):
+        daily_noise_month(det, seed=4, check_day=10)
+        x = {"t": NOV_1 + 29 * 86400 - 10 * H, "t_end": NOV_1 + 29 * 86400 - 9 * H, "y": 100.0}
+    fc, lo, hi = even.forecast(x)
+    assert even.score_one(x) == fc / 80_000
+    assert lo / 80_000 < sure.score_one(x) < even.score_one(x)  # 80 %: between the forecast and its 5 % bound
