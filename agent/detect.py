@@ -96,7 +96,8 @@ class DetectorRunner:
         self._usd = is_usd(cfg.signal)
         self._budget = hasattr(prototype, "forecast_month")
         self._excursion = hasattr(prototype, "excursion")
-        self._bind = hasattr(prototype, "bind_series")  # per-series parameters (a series' own budget)
+        self._bind = hasattr(prototype, "bind_series")
+        self._sustained = hasattr(prototype, "sustained")  # per-series parameters (a series' own budget)
         # New series: one that appears once the detector's other series are past their warm-up is
         # judged on its spend so far (its own model has no history to score it against).
         new_usd = getattr(cfg, "new_series_usd", None)
@@ -256,8 +257,16 @@ class DetectorRunner:
             # its dollar impact. A new episode opens only on the score itself.
             anomalous = model.excursion(x)
         impact = self._impact(model, x, y, expected, a)
+        reason = None
         if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
             anomalous = False
+            # A slow leak costs little per window and much per day: judged on its day's worth.
+            sus = model.sustained(x) if self._sustained else None
+            if sus is not None:
+                per_day = sus[0] if self._usd else a[2] / y * sus[0] if cfg.cost_signal and y else None
+                if per_day is not None and abs(per_day) >= cfg.min_impact_usd:
+                    anomalous = True
+                    reason = f"{sus[1]} ({_usd(per_day)} a day)"
         series = tuple(zip(self.group_by, key, strict=True))
         obs = model.month_to_date(x) if self._budget else y  # a budget compares the month, not the window
         pt = Point(
@@ -265,6 +274,8 @@ class DetectorRunner:
         )
         if anomalous and self._budget:
             pt.reason = model.explain(x)
+        elif anomalous:
+            pt.reason = reason
         if anomalous and a[3]:
             pt.contributors = self._contributors(key, a, y, expected)
         return pt, x

@@ -22,7 +22,12 @@ from detectors.base import DetectorCommon, is_usd
 (_L, _MAD, _N, _S, _LO, _HI, _M, _V, _I, _SINCE, _PREV_T, _DMAX, _CT, _CY, _CRAW, _CDEV) = range(16)
 _DOW = 16  # 7 day-of-week offsets
 _MS = _DOW + 7  # offset of the first window of a month (monthly fees, support, reservations)
-_BUF = _MS + 1  # the last `likelihood_points` raw scores
+# Week-over-week growth: the day being summed, its sum and count of values, the last eight daily
+# means (ring by day), the usual growth's EW mean, variance and sample count, and the growth
+# score that the first point of the next day carries.
+_GDAY, _GSUM, _GN, _GR = _MS + 1, _MS + 2, _MS + 3, _MS + 4
+_GM, _GV, _GK, _GS, _GX, _GG = _GR + 8, _GR + 9, _GR + 10, _GR + 11, _GR + 12, _GR + 13  # + excess a day, growth
+_BUF = _GR + 14  # the last `likelihood_points` raw scores
 _OLD_BUF = _MS  # layout before the month-start offset (states pickled by earlier versions)
 _SQRT2 = math.sqrt(2.0)
 _LOG10_FLOOR = 1e-300
@@ -59,6 +64,8 @@ class SeasonalConfig(DetectorCommon):
         True, description="the first window of each month learns its own offset (fees billed on the 1st)"
     )
     monthly_rate: float = Field(0.5, gt=0, le=1, description="learning rate of the month-start offset")
+    growth: bool = Field(True, description="judge each day's mean against the same weekday a week before")
+    growth_min_days: int = Field(14, ge=2, description="week-over-week samples before growth is judged")
     new_series_usd: float | None = Field(
         None,
         gt=0,
@@ -97,6 +104,13 @@ class SeasonalDetector(AnomalyDetector):
     the whole range seen so far (by ``range_tolerance`` of that range) scores 1 when it is also
     beyond the usual band, or, once the range rests on three warm-ups of history, beyond the
     usual noise.
+
+    Slow changes — a leak adding a little every day, a drift — creep past the level and the
+    scale, which adapt to them. So each complete UTC day's mean is also compared with the same
+    weekday a week before (``growth``), against this series' usual week-over-week moves (after
+    ``growth_min_days`` of them); an unlikely move scores like the rest, for the next day, unless
+    an anomaly of the last three days explains it. :meth:`sustained` tells the agent what such a
+    move is worth a day: a leak costs little per window and much per day.
 
     After an anomalous point, scores are multiplied by ``refractory_factor`` for
     ``refractory_points`` points: one incident pages once. :meth:`excursion` still tells the
@@ -149,6 +163,8 @@ class SeasonalDetector(AnomalyDetector):
         weekly: bool = True,
         monthly: bool = True,
         monthly_rate: float = 0.5,
+        growth: bool = True,
+        growth_min_days: int = 14,
     ):
         self.threshold = threshold
         self.direction = direction
@@ -172,9 +188,13 @@ class SeasonalDetector(AnomalyDetector):
         self.weekly = weekly
         self.monthly = monthly
         self.monthly_rate = monthly_rate
+        self.growth = growth
+        self.growth_min_days = growth_min_days
         st = self._st = array("d", bytes(8 * (_BUF + likelihood_points)))
         st[_LO], st[_HI] = math.inf, -math.inf
         st[_SINCE] = st[_PREV_T] = st[_CT] = math.inf
+        st[_GDAY] = -1.0
+        st[_GR : _GR + 8] = array("d", [math.nan] * 8)
         self._prof = array("f")  # time-of-day profile, allocated once the cadence is known
 
     @classmethod
@@ -205,6 +225,8 @@ class SeasonalDetector(AnomalyDetector):
             weekly=cfg.weekly,
             monthly=cfg.monthly,
             monthly_rate=cfg.monthly_rate,
+            growth=cfg.growth,
+            growth_min_days=cfg.growth_min_days,
         )
 
     # -- the model ------------------------------------------------------------------------
@@ -287,6 +309,10 @@ class SeasonalDetector(AnomalyDetector):
             if dev > st[_DMAX] * self.max_decay and self.point_weight * dev > score:
                 score = self.point_weight * dev
             score = score / 10.0 if score < 10.0 else 1.0
+            # The last complete day's week-over-week growth, unless an anomaly of the last three
+            # days explains it (a level shift stays a week-over-week jump for seven days).
+            if st[_GS] > score and st[_SINCE] >= 3 * (len(self._prof) or 24):
+                score = st[_GS]
             lo, hi = st[_LO], st[_HI]
             # A new extreme counts beyond the usual band, or beyond the noise once the range is long established.
             if hi > lo and (dev >= self._band() or (dev >= 1.0 and st[_N] >= 3 * self.warmup_points)):
@@ -306,6 +332,14 @@ class SeasonalDetector(AnomalyDetector):
         if self._st[_SINCE] < self.refractory_points:
             score *= self.refractory_factor
         return score
+
+    def sustained(self, x: dict[Any, Any]) -> tuple[float, str] | None:
+        """When ``x`` is anomalous for the week-over-week growth of the last complete day: that
+        move's worth a day (in the series' units) and a sentence for the alert; else None."""
+        st = self._st
+        if not self.growth or self._unrefracted(x) < self.threshold or st[_GS] < self.threshold:
+            return None
+        return st[_GX], f"sustained growth: yesterday {st[_GG]:+.0%} on the same weekday a week before"
 
     def excursion(self, x: dict[Any, Any]) -> bool:
         """Whether the incident goes on: anomalous before the refractory discount, and the point
@@ -339,7 +373,11 @@ class SeasonalDetector(AnomalyDetector):
         if not math.isfinite(y):
             return
         # Refractory clock: restarts at every anomalous point (as scored before learning).
-        st[_SINCE] = 0.0 if self.score_one(x) >= self.threshold else st[_SINCE] + 1
+        if self.score_one(x) >= self.threshold:
+            st[_SINCE] = 0.0
+            st[_GS] = 0.0  # a day's growth pages once (at its first anomalous point)
+        else:
+            st[_SINCE] += 1
         prof = self._prof
         if self.daily and not prof and math.isfinite(st[_PREV_T]) and t > st[_PREV_T]:
             slots = min(self.daily_slots_max, int(86400 // (t - st[_PREV_T])))
@@ -387,6 +425,8 @@ class SeasonalDetector(AnomalyDetector):
             lim = cap * max(1.25 * st[_MAD], self.min_rel_scale, 1e-12)
             ew = -lim if e < -lim else (lim if e > lim else e)
         st[_MAD] = (1 - r) * st[_MAD] + r * abs(ew)
+        if self.growth and not (self.monthly and _month_start(t)):
+            self._growth(t, z)
         if self.monthly and _month_start(t):  # the month-start offset takes its share first
             m = self.monthly_rate if st[_MS] != 0 else 1.0
             st[_MS] += m * e
@@ -402,6 +442,47 @@ class SeasonalDetector(AnomalyDetector):
             st[w] += self.gamma * e
         st[_N] = n + 1
 
+    def _growth(self, t: float, z: float) -> None:
+        """Sums values per UTC day; when a day is complete, judges how far its mean moved from the
+        same weekday a week before, against this series' usual week-over-week moves. A leak or a
+        drift creeps past the level and the scale, which adapt to it; week over week it stands out."""
+        st = self._st
+        day = int(t // 86400)
+        if day != st[_GDAY]:
+            st[_GS] = 0.0
+            if st[_GN] > 0:
+                prev = int(st[_GDAY])
+                mean = st[_GSUM] / st[_GN]
+                st[_GR + prev % 8] = mean
+                for skipped in range(prev + 1, min(day, prev + 9)):  # days without points: unknown
+                    st[_GR + skipped % 8] = math.nan
+                old = st[_GR + (prev - 7) % 8]
+                if day == prev + 1 and old == old:
+                    g = mean - old
+                    k = st[_GK]
+                    if k >= self.growth_min_days:
+                        sd = math.sqrt(max(st[_GV], 0.02**2))
+                        zg = (g - st[_GM]) / sd
+                        if self.direction == "down":
+                            zg = -zg
+                        elif self.direction == "both":
+                            zg = abs(zg)
+                        tail = 0.5 * math.erfc(zg / _SQRT2)
+                        st[_GS] = min(-math.log10(max(tail, _LOG10_FLOOR)) / 10.0, 1.0)
+                        # What the move is worth a day, in the series' units (sinh undoes asinh;
+                        # of the daily mean, so it is a typical point, not the exact day total).
+                        s = st[_S]
+                        st[_GX] = st[_GN] * s * (math.sinh(mean) - math.sinh(old))
+                        st[_GG] = math.sinh(mean) / math.sinh(old) - 1 if old else 0.0
+                    r = max(0.05, 1.0 / (k + 1))
+                    d = g - st[_GM]
+                    st[_GM] += r * d
+                    st[_GV] = (1 - r) * (st[_GV] + r * d * d)
+                    st[_GK] = k + 1
+            st[_GDAY], st[_GSUM], st[_GN] = day, 0.0, 0.0
+        st[_GSUM] += z
+        st[_GN] += 1
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_st"] = self._st.tobytes()
@@ -412,9 +493,11 @@ class SeasonalDetector(AnomalyDetector):
         st = array("d")
         st.frombytes(state.pop("_st"))
         if len(st) == _OLD_BUF + state["likelihood_points"]:  # pickled before the month-start offset
-            st.insert(_MS, 0.0)
+            st[_MS:_MS] = array("d", [0.0, -1.0, 0.0, 0.0] + [math.nan] * 8 + [0.0] * 6)
         state.setdefault("monthly", True)
         state.setdefault("monthly_rate", 0.5)
+        state.setdefault("growth", True)
+        state.setdefault("growth_min_days", 14)
         prof = array("f")
         prof.frombytes(state.pop("_prof"))
         self.__dict__.update(state)

@@ -110,3 +110,22 @@ def test_series_present_from_the_start_are_not_new() -> None:
 def test_new_series_usd_needs_spend_not_a_ratio() -> None:
     with pytest.raises(ValidationError, match="ratio"):
         runner(new_series_usd=10.0, per="tokens")
+
+
+def test_a_leak_too_small_per_window_pages_on_its_day() -> None:
+    cfg = SeasonalConfig(type="seasonal", signal="token_cost_usd", group_by=["team"], min_impact_usd=50)
+    r = DetectorRunner("spend", cfg, SeasonalDetector.from_config(cfg), AlertingConfig())
+    c = cell(make_dims({"team": "a", "model": "m"}), SIG)
+    events: list[dict] = []
+    for h in range(24 * 45):
+        day = h // 24
+        y = 20 * (1 + 0.4 * math.sin(2 * math.pi * (h % 24) / 24)) * (1 + 0.1 * math.sin(h * 7.3))
+        y += 1.5 * max(day - 29, 0)  # from day 30: $1.50 an hour more every day
+        r.add_bucket(h * H, {c: [y, 1000.0]})
+        events.extend(r.close_until((h + 1) * H)[1])
+    firing = [e for e in events if e["status"] == "firing"]
+    assert firing, "the leak was never paged"
+    doc = firing[0]
+    assert "1970-01-31" <= doc["window_start"] < "1970-02-04"
+    assert abs(doc["impact_usd"]) < 50  # the window alone is under min_impact_usd ...
+    assert "sustained growth" in doc["reason"] and "a day)" in doc["reason"]  # ... its day is not
