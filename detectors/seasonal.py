@@ -103,7 +103,7 @@ class SeasonalDetector(AnomalyDetector):
     (``point_weight`` per scale unit): a lone spike is not diluted by the mean. A value beyond
     the whole range seen so far (by ``range_tolerance`` of that range) scores 1 when it is also
     beyond the usual band, or, once the range rests on three warm-ups of history, beyond the
-    usual noise.
+    usual noise (a series that grows week over week may exceed it by two weeks of its growth).
 
     Slow changes — a leak adding a little every day, a drift — creep past the level and the
     scale, which adapt to them. So each complete UTC day's mean is also compared with the same
@@ -317,7 +317,9 @@ class SeasonalDetector(AnomalyDetector):
             # A new extreme counts beyond the usual band, or beyond the noise once the range is long established.
             if hi > lo and (dev >= self._band() or (dev >= 1.0 and st[_N] >= 3 * self.warmup_points)):
                 tol = (hi - lo) * self.range_tolerance
-                if (y > hi + tol and self.direction != "down") or (y < lo - tol and self.direction != "up"):
+                # A growing series sets records by growing: two weeks of its usual growth are no break.
+                grow = hi * math.expm1(2 * st[_GM]) if st[_GK] >= self.growth_min_days and st[_GM] > 0 else 0.0
+                if (y > hi + tol + grow and self.direction != "down") or (y < lo - tol and self.direction != "up"):
                     score = 1.0
         st[_CT], st[_CY], st[_CRAW], st[_CDEV] = t, y, score, dev
         return score
