@@ -38,7 +38,7 @@ class Point:
     impact_usd: float | None
     contributors: list[dict[str, Any]] = field(default_factory=list)
     restated: bool = False  # a closed window scored again because a billing delivery changed its value
-    reason: str | None = None  # why, where the score alone does not say (a new series, a budget forecast)
+    reason: str | None = None  # why, where the score alone does not say (new series, slow growth, budget)
 
 
 @dataclass(slots=True)
@@ -96,8 +96,8 @@ class DetectorRunner:
         self._usd = is_usd(cfg.signal)
         self._budget = hasattr(prototype, "forecast_month")
         self._excursion = hasattr(prototype, "excursion")
-        self._bind = hasattr(prototype, "bind_series")
-        self._sustained = hasattr(prototype, "sustained")  # per-series parameters (a series' own budget)
+        self._bind = hasattr(prototype, "bind_series")  # per-series parameters (a series' own budget)
+        self._sustained = hasattr(prototype, "sustained")  # slow growth, judged on its day's worth
         # New series: one that appears once the detector's other series are past their warm-up is
         # judged on its spend so far (its own model has no history to score it against).
         new_usd = getattr(cfg, "new_series_usd", None)
@@ -263,10 +263,12 @@ class DetectorRunner:
             # A slow leak costs little per window and much per day: judged on its day's worth.
             sus = model.sustained(x) if self._sustained else None
             if sus is not None:
-                per_day = sus[0] if self._usd else a[2] / y * sus[0] if cfg.cost_signal and y else None
-                if per_day is not None and abs(per_day) >= cfg.min_impact_usd:
+                worth, why = sus  # in the watched signal's units a day
+                if not self._usd:  # e.g. GPU-hours: at this window's cost per unit
+                    worth = a[2] / y * worth if cfg.cost_signal and y else math.nan
+                if abs(worth) >= cfg.min_impact_usd:  # NaN compares false: no dollar figure, no page
                     anomalous = True
-                    reason = f"{sus[1]} ({_usd(per_day)} a day)"
+                    reason = f"{why} ({_usd(worth)} a day)"
         series = tuple(zip(self.group_by, key, strict=True))
         obs = model.month_to_date(x) if self._budget else y  # a budget compares the month, not the window
         pt = Point(

@@ -119,6 +119,23 @@ class BudgetDetector(AnomalyDetector):
         self.budget = self.budgets_usd.get("/".join(key), self.monthly_budget_usd)
         self.budgets_usd = {}  # the series keeps its own budget only (small state per series)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Loads states of earlier versions too (month as (year, month), no weekday profile): the
+        month to date carries over, the run rate starts afresh."""
+        if "_dow" not in state:
+            fresh = BudgetDetector(
+                state.get("monthly_budget_usd", 1000.0),
+                state.get("alert_at_forecast_ratio", 1.0),
+                state.get("min_elapsed_days", 3.0),
+            ).__dict__
+            month = state.get("_month", 0)
+            fresh.update(
+                _month=month[0] * 12 + month[1] if isinstance(month, tuple) else month,
+                _mtd=state.get("_mtd", 0.0),
+            )
+            state = fresh
+        self.__dict__.update(state)
+
     # -- the forecast -----------------------------------------------------------------------
     def _now(self, x: dict[Any, Any]) -> tuple[float, float, float, float]:
         """(month-to-date spend including ``x``, end of ``x``, month start, month end)."""

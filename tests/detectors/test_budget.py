@@ -85,3 +85,21 @@ def test_alert_probability_scores_the_quantile_of_the_month_end() -> None:
     fc, lo, hi = even.forecast(x)
     assert even.score_one(x) == fc / 80_000
     assert lo / 80_000 < sure.score_one(x) < even.score_one(x)  # 80 %: between the forecast and its 5 % bound
+
+
+def test_a_state_pickled_by_the_earlier_budget_detector_loads() -> None:
+    old = {
+        "monthly_budget_usd": 5000.0,
+        "alert_at_forecast_ratio": 1.0,
+        "min_elapsed_days": 3.0,
+        "threshold": 1.0,
+        "_month": (2026, 11),
+        "_mtd": 1234.0,
+        "_covered_until": NOV_1,
+    }
+    det = BudgetDetector.__new__(BudgetDetector)
+    det.__setstate__(old)
+    x = {"t": NOV_1 + 5 * 86400, "t_end": NOV_1 + 5 * 86400 + H, "y": 10.0}
+    assert det.month_to_date(x) == 1244.0 and det.budget == 5000.0
+    assert det.score_one(x) > 0
+    det.learn_one(x)
