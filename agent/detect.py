@@ -227,6 +227,7 @@ class DetectorRunner:
             pt, x = scored
             if self._new_usd is not None and hasattr(model, "newborn_usd"):
                 self._newborn(key, model, pt, a)
+            x["paged"] = pt.anomalous  # an anomaly under min_impact_usd was not paged (no refractory)
             model.learn_one(x)
             self.last_learned[key] = w
             if a[0] != 0 or a[1] != 0:

@@ -374,8 +374,9 @@ class SeasonalDetector(AnomalyDetector):
         t = x["t"]
         if not math.isfinite(y):
             return
-        # Refractory clock: restarts at every anomalous point (as scored before learning).
-        if self.score_one(x) >= self.threshold:
+        # Refractory clock: restarts at every anomalous point (as scored before learning) that was
+        # paged; the agent says when it was not (``x["paged"]``: under its minimum dollar impact).
+        if self.score_one(x) >= self.threshold and x.get("paged", True):
             st[_SINCE] = 0.0
             st[_GS] = 0.0  # a day's growth pages once (at its first anomalous point)
         else:

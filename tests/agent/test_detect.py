@@ -129,3 +129,20 @@ def test_a_leak_too_small_per_window_pages_on_its_day() -> None:
     assert "1970-01-31" <= doc["window_start"] < "1970-02-04"
     assert abs(doc["impact_usd"]) < 50  # the window alone is under min_impact_usd ...
     assert "sustained growth" in doc["reason"] and "a day)" in doc["reason"]  # ... its day is not
+
+
+def test_an_anomaly_under_min_impact_does_not_silence_the_next_one() -> None:
+    cfg = SeasonalConfig(type="seasonal", signal="token_cost_usd", group_by=["team"], min_impact_usd=50)
+    r = DetectorRunner("spend", cfg, SeasonalDetector.from_config(cfg), AlertingConfig())
+    c = cell(make_dims({"team": "a", "model": "m"}), SIG)
+    events: list[dict] = []
+    for h in range(24 * 10 + 3):
+        y = 20 * (1 + 0.3 * math.sin(2 * math.pi * (h % 24) / 24)) * (1 + 0.05 * math.sin(h * 7.3))
+        if h == 24 * 10:
+            y += 45  # anomalous, but $45 is under min_impact_usd: not paged
+        if h == 24 * 10 + 2:
+            y += 150  # two hours later: worth a page
+        r.add_bucket(h * H, {c: [y, 1000.0]})
+        events.extend(r.close_until((h + 1) * H)[1])
+    firing = [e for e in events if e["status"] == "firing"]
+    assert [e["window_start"] for e in firing] == ["1970-01-11T02:00:00Z"]
