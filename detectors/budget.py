@@ -101,6 +101,9 @@ class BudgetDetector(AnomalyDetector):
         self._rel_var = 0.0  # EW variance of a day's ratio to its expectation
         self._walk = 0.0  # EW of the level's squared relative change per day
         self._trend = 0.0  # EW of the level's relative change per day (growth)
+        # The point last forecast: (t, t_end, y) → (days ahead, month to date, forecast, sd). The
+        # agent asks for the score, the band, the impact and the text of the same point.
+        self._memo: tuple[tuple[Any, ...], list[tuple[float, float]], float, float, float] | None = None
 
     @classmethod
     def from_config(cls, cfg: BudgetConfig) -> BudgetDetector:
@@ -135,6 +138,10 @@ class BudgetDetector(AnomalyDetector):
             )
             state = fresh
         self.__dict__.update(state)
+        self._memo = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_memo": None}
 
     # -- the forecast -----------------------------------------------------------------------
     def _now(self, x: dict[Any, Any]) -> tuple[float, float, float, float]:
@@ -188,10 +195,20 @@ class BudgetDetector(AnomalyDetector):
         walk = max(self._walk - r * r * self._rel_var * 2 / (2 - r), 0.0)
         return self._rel_var, min(float(self._days), self.run_rate_days), walk
 
-    def _forecast(self, x: dict[Any, Any]) -> tuple[float, float, float]:
-        """(month to date, month-end forecast, its standard deviation)."""
+    def _plan(self, x: dict[Any, Any]) -> tuple[list[tuple[float, float]], float, float, float]:
+        """(days ahead, month to date, month-end forecast, its standard deviation) for ``x``."""
+        key = (x["t"], x.get("t_end"), x["y"])
+        memo = self._memo
+        if memo is not None and memo[0] == key:
+            return memo[1:]
+        days = self._days_ahead(x)
+        mtd, fc, sd = self._forecast(x, [e for _end, e in days])
+        self._memo = (key, days, mtd, fc, sd)
+        return days, mtd, fc, sd
+
+    def _forecast(self, x: dict[Any, Any], ahead: list[float]) -> tuple[float, float, float]:
+        """(month to date, month-end forecast, its standard deviation) given the days ahead."""
         mtd = self._now(x)[0]
-        ahead = [e for _end, e in self._days_ahead(x)]
         rest = sum(ahead)
         rel, n_eff, walk = self._uncertainty()
         # Day-to-day noise of the remaining days, the run rate's own uncertainty (shared by all
@@ -202,7 +219,7 @@ class BudgetDetector(AnomalyDetector):
 
     def forecast(self, x: dict[Any, Any]) -> tuple[float, float, float]:
         """Month-end spend: (forecast, lower, upper) at the ``interval`` coverage."""
-        mtd, fc, sd = self._forecast(x)
+        _days, mtd, fc, sd = self._plan(x)
         z = statistics.NormalDist().inv_cdf(0.5 + self.interval / 2)
         return fc, max(mtd, fc - z * sd), fc + z * sd
 
@@ -220,7 +237,7 @@ class BudgetDetector(AnomalyDetector):
             return t
         left = self.budget - mtd
         prev = t
-        for day_end, e in self._days_ahead(x):
+        for day_end, e in self._plan(x)[0]:
             if e >= left:
                 return prev + (day_end - prev) * left / e
             left -= e
@@ -247,6 +264,7 @@ class BudgetDetector(AnomalyDetector):
         y = float(x["y"])
         if not math.isfinite(y):
             return
+        self._memo = None
         month, _start, _end = _month(x["t"])
         if month != self._month:
             self._month, self._mtd = month, 0.0
@@ -293,7 +311,7 @@ class BudgetDetector(AnomalyDetector):
         _mtd, t, start, _end = self._now(x)
         if (t - start) / _DAY < self.min_elapsed_days:
             return 0.0
-        mtd, fc, sd = self._forecast(x)
+        _days, mtd, fc, sd = self._plan(x)
         # The month-end spend exceeded with probability alert_probability (the forecast itself at 0.5).
         return max(mtd, fc - self._z_alert * sd) / self.budget
 
