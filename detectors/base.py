@@ -13,7 +13,8 @@ and a River :class:`~river.anomaly.base.AnomalyDetector` subclass with
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -51,3 +52,12 @@ class DetectorCommon(ComponentConfig):
 
 def is_usd(signal: str) -> bool:
     return signal.endswith("_usd")
+
+
+def init_params(cls: type, cfg: Any, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for ``cls(...)``: each constructor parameter that ``cfg`` has, by name,
+    then ``overrides`` (so a parameter added to a detector and its config needs no third copy)."""
+    names = tuple(inspect.signature(cls.__init__).parameters)[1:]  # type: ignore[misc]
+    params = {name: getattr(cfg, name) for name in names if hasattr(cfg, name)}
+    params.update(overrides)
+    return params

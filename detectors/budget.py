@@ -12,7 +12,7 @@ from pydantic import Field
 from river.base import AnomalyDetector
 
 from agent.registry import register
-from detectors.base import DetectorCommon
+from detectors.base import DetectorCommon, init_params
 
 _DAY = 86400.0
 _DAMP = 0.9  # per-day damping of the growth trend in forecasts
@@ -107,15 +107,7 @@ class BudgetDetector(AnomalyDetector):
 
     @classmethod
     def from_config(cls, cfg: BudgetConfig) -> BudgetDetector:
-        return cls(
-            cfg.monthly_budget_usd,
-            cfg.alert_at_forecast_ratio,
-            cfg.min_elapsed_days,
-            cfg.run_rate_days,
-            cfg.interval,
-            dict(cfg.budgets_usd),
-            cfg.alert_probability,
-        )
+        return cls(**init_params(cls, cfg, budgets_usd=dict(cfg.budgets_usd)))
 
     def bind_series(self, key: tuple[str, ...]) -> None:
         """Called by the agent for each new series: its own budget where ``budgets_usd`` has one."""

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from river.base import AnomalyDetector
 
 from agent.registry import register
-from detectors.base import DetectorCommon, is_usd
+from detectors.base import DetectorCommon, init_params, is_usd
 
 # Layout of the scalar state (one flat array of doubles: no per-attribute object overhead).
 (_L, _MAD, _N, _S, _LO, _HI, _M, _V, _I, _SINCE, _PREV_T, _DMAX, _CT, _CY, _CRAW, _CDEV) = range(16)
@@ -202,32 +202,7 @@ class SeasonalDetector(AnomalyDetector):
         warmup = cfg.warmup_points
         if warmup is None:
             warmup = max(24, (7 * 86400) // cfg.window_seconds)
-        return cls(
-            threshold=cfg.threshold,
-            direction=cfg.direction,
-            alpha=cfg.alpha,
-            beta=cfg.beta,
-            gamma=cfg.gamma,
-            rho=cfg.rho,
-            warmup_points=warmup,
-            error_cap=cfg.error_cap,
-            likelihood_points=cfg.likelihood_points,
-            likelihood_rate=cfg.likelihood_rate,
-            range_tolerance=cfg.range_tolerance,
-            point_weight=cfg.point_weight,
-            max_decay=cfg.max_decay,
-            refractory_points=cfg.refractory_points,
-            refractory_factor=cfg.refractory_factor,
-            phase_tolerance=cfg.phase_tolerance,
-            daily_slots_max=cfg.daily_slots_max,
-            min_rel_scale=cfg.min_rel_scale,
-            daily=cfg.daily,
-            weekly=cfg.weekly,
-            monthly=cfg.monthly,
-            monthly_rate=cfg.monthly_rate,
-            growth=cfg.growth,
-            growth_min_days=cfg.growth_min_days,
-        )
+        return cls(**init_params(cls, cfg, warmup_points=warmup))
 
     # -- the model ------------------------------------------------------------------------
     def _z(self, y: float) -> float:
@@ -497,10 +472,8 @@ class SeasonalDetector(AnomalyDetector):
         st.frombytes(state.pop("_st"))
         if len(st) == _OLD_BUF + state["likelihood_points"]:  # pickled before the month-start offset
             st[_MS:_MS] = array("d", [0.0, -1.0, 0.0, 0.0] + [math.nan] * 8 + [0.0] * 6)
-        state.setdefault("monthly", True)
-        state.setdefault("monthly_rate", 0.5)
-        state.setdefault("growth", True)
-        state.setdefault("growth_min_days", 14)
+        for name, default in _DEFAULTS.items():  # parameters added since the state was pickled
+            state.setdefault(name, default)
         prof = array("f")
         prof.frombytes(state.pop("_prof"))
         self.__dict__.update(state)
@@ -513,6 +486,9 @@ def _month_start(t: float) -> bool:
     return t % 86400 == 0 and time.gmtime(t).tm_mday == 1
 
 
-_PARAMS = tuple(inspect.signature(SeasonalDetector.__init__).parameters)[1:]
+_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(SeasonalDetector.__init__).parameters.items() if name != "self"
+}
+_PARAMS = tuple(_DEFAULTS)
 
 register("detector", "seasonal", SeasonalConfig)(SeasonalDetector)
