@@ -403,9 +403,10 @@ class SeasonalDetector(AnomalyDetector):
             lim = cap * max(1.25 * st[_MAD], self.min_rel_scale, 1e-12)
             ew = -lim if e < -lim else (lim if e > lim else e)
         st[_MAD] = (1 - r) * st[_MAD] + r * abs(ew)
-        if self.growth and not (self.monthly and _month_start(t)):
+        month_start = self.monthly and _month_start(t)
+        if self.growth and not month_start:
             self._growth(t, z)
-        if self.monthly and _month_start(t):  # the month-start offset takes its share first
+        if month_start:  # the month-start offset takes its share first
             m = self.monthly_rate if st[_MS] != 0 else 1.0
             st[_MS] += m * e
             e -= m * e

@@ -78,10 +78,9 @@ def test_alert_probability_scores_the_quantile_of_the_month_end() -> None:
         BudgetDetector(monthly_budget_usd=80_000),
         BudgetDetector(monthly_budget_usd=80_000, alert_probability=0.5),
     )
-    x: dict[str, float] = {}
     for det in (sure, even):
         daily_noise_month(det, seed=4, check_day=10)
-        x = {"t": NOV_1 + 29 * 86400 - 10 * H, "t_end": NOV_1 + 29 * 86400 - 9 * H, "y": 100.0}
+    x = {"t": NOV_1 + 29 * 86400 - 10 * H, "t_end": NOV_1 + 29 * 86400 - 9 * H, "y": 100.0}
     fc, lo, hi = even.forecast(x)
     assert even.score_one(x) == fc / 80_000
     assert lo / 80_000 < sure.score_one(x) < even.score_one(x)  # 80 %: between the forecast and its 5 % bound
