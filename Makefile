@@ -15,9 +15,11 @@ venv: $(STAMP)
 
 ## Run the agent on its embedded default config (local files in; console + webhook + /metrics out).
 ## A local receiver (agent.webhook_echo) takes the signed webhook deliveries and checks their signatures.
+## The agent creates ./inbox/{bedrock,dcgm,billing}/ (FINOPS_INBOX) itself: drop files there while it runs.
 run: $(STAMP)
-	@$(BIN)/python -m agent.webhook_echo --port 9099 --secret change-me & echo $$! > .webhook-echo.pid; \
-	trap 'kill $$(cat .webhook-echo.pid) 2>/dev/null; rm -f .webhook-echo.pid' EXIT INT TERM; \
+	@$(BIN)/python -m agent.webhook_echo --port 9099 --secret change-me & echo_pid=$$!; \
+	trap 'kill $$echo_pid 2>/dev/null; wait $$echo_pid 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
 	$(BIN)/finops-agent run
 
 ## Everything CI runs: lint, types, tests (services the tests need are started by the tests).
@@ -41,7 +43,7 @@ bench-memory: $(STAMP)
 	$(BIN)/python -m bench.memory
 
 clean:
-	rm -rf $(VENV) .agent-state demo-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .agent-state demo-data out .pytest_cache .mypy_cache .ruff_cache
 bench-kafka: $(STAMP)
 	$(BIN)/python -m bench.kafka
 bench-billing: $(STAMP)
