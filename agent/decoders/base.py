@@ -5,15 +5,31 @@ come back as :class:`BadRecord` with the original bytes, a short ``kind`` (the m
 a human reason; the pipeline counts them, logs each kind once and writes them to the
 dead-letter file. ``partial=True`` marks a record whose usable part *was* processed (an unknown
 model's tokens are counted even though they cannot be priced).
+
+Line formats are decoded batch first, record by record only when the batch fails
+(:meth:`Decoder.decode_lines`, the one place that does it for every line decoder): whatever a
+record does to a decoder (deep nesting that exhausts the recursion limit, a number a library
+cannot hold, invalid UTF-8...), it costs that record alone. Bytes that are not records are
+normalised there too: a leading UTF-8 byte-order mark is removed (the original bytes are kept
+for the dead-letter file), and a blank line comes back as a :class:`BadRecord` of kind
+:data:`BLANK`, which the pipeline counts but neither logs nor dead-letters. (A trailing ``\r``
+of a CRLF file is whitespace to every line decoder.)
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agent.model import Observation
+
+log = logging.getLogger(__name__)
+
+#: Kind of a blank (whitespace-only) line: counted by the pipeline, never dead-lettered.
+BLANK = "blank_line"
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(slots=True)
@@ -42,15 +58,97 @@ class DecodeContext:
 Decoded = tuple[list[Observation], list[BadRecord]]
 
 
+@dataclass(frozen=True, slots=True)
+class Emits:
+    """What a decoder can emit with a given config, declared without I/O (``validate`` checks detectors with it).
+
+    ``signals``: every signal it can emit; ``dimensions``: every dimension name its observations
+    can carry; ``None`` means open (decided by the data: not checked). ``together``: the groups of
+    signals that one observation carries (a detector's ``per`` and ``cost_signal`` are read from
+    the watched signal's observation); empty means all signals together.
+    """
+
+    signals: frozenset[str] | None = None
+    dimensions: frozenset[str] | None = None
+    together: tuple[frozenset[str], ...] = ()
+
+    def groups(self) -> tuple[frozenset[str], ...]:
+        if self.together:
+            return self.together
+        return (self.signals,) if self.signals is not None else ()
+
+
 class Decoder:
-    """Base class. Subclasses implement :meth:`decode_lines` and may implement :meth:`decode_table`."""
+    """Base class. Line decoders implement :meth:`decode_batch` (and :meth:`record_problem`); tabular
+    decoders implement :meth:`decode_table`."""
 
     type_name: ClassVar[str] = ""
     #: True where :meth:`decode_table` handles CSV / Parquet record batches.
     tabular: ClassVar[bool] = False
 
     def decode_lines(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+        """Lines (or messages) → observations and bad records: the batch at once, or record by record.
+
+        :meth:`decode_batch` runs on the whole batch; if it raises anything at all, the batch is
+        decoded again record by record, so a failure costs exactly the records that fail.
+        """
+        if not lines:
+            return [], []
+        if type(self).decode_batch is Decoder.decode_batch:
+            raise TypeError(f"decoder {self.type_name!r} does not read line formats")
+        try:
+            return self.decode_batch(lines, ctx)
+        except Exception:  # RecursionError and MemoryError included: never more than the records that fail
+            return self._record_by_record(lines, ctx)
+
+    def decode_batch(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+        """Decode a batch of lines. It may raise on a bad record (the batch is then decoded record by record),
+        and it must not change the decoder's state before it can no longer raise (it may run again)."""
         raise NotImplementedError
+
+    def record_problem(self, exc: Exception) -> tuple[str, str]:
+        """``(kind, reason)`` of a record that made :meth:`decode_batch` raise ``exc`` on its own."""
+        if isinstance(exc, RecursionError):
+            return "too_deep", "nested too deeply to decode"
+        if isinstance(exc, UnicodeDecodeError):
+            return "malformed_text", f"not UTF-8: {exc}"
+        log.debug("decoder %s failed on a record", self.type_name, exc_info=True)
+        return "decoder_error", f"{type(exc).__name__}: {exc}"
+
+    def _record_by_record(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+        """The slow path of a failing batch (see :meth:`decode_lines`)."""
+        blank: list[BadRecord] = []
+        rest: list[bytes] = []
+        boms = False
+        for raw in lines:
+            rec = raw[3:] if raw.startswith(BOM) else raw
+            if not rec.strip():
+                blank.append(BadRecord(raw, BLANK, "blank line"))
+            else:
+                rest.append(raw)
+                boms = boms or rec is not raw
+        if blank and not boms and rest:
+            # Blank lines (which a batch decoder may refuse) were all that was wrong: the others as a batch.
+            try:
+                obs, bad = self.decode_batch(rest, ctx)
+                return obs, blank + bad
+            except Exception:
+                pass
+        out: list[Observation] = []
+        bad = blank
+        for raw in rest:
+            rec = raw[3:] if raw.startswith(BOM) else raw
+            try:
+                o, b = self.decode_batch([rec], ctx)
+            except Exception as exc:
+                kind, reason = self.record_problem(exc)
+                bad.append(BadRecord(raw, kind, reason))
+                continue
+            out += o
+            for r in b:
+                r.raw = raw  # one record: every problem is its own, with its original bytes (BOM and all)
+            bad += b
+        return out, bad
 
     def decode_table(self, batch: Any, ctx: DecodeContext) -> Decoded:
         raise TypeError(f"decoder {self.type_name!r} does not read tabular files (CSV/Parquet)")
@@ -59,6 +157,11 @@ class Decoder:
     def sniff(cls, sample: bytes) -> bool:
         """True when ``sample`` (the first KB of a file) looks like this decoder's format."""
         return False
+
+    @classmethod
+    def emits(cls, cfg: Any) -> Emits:
+        """The signals and dimensions this decoder can emit with ``cfg`` (default: open, nothing checked)."""
+        return Emits()
 
     def prices_unknown(self) -> dict[str, int]:
         return {}

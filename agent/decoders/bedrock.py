@@ -3,7 +3,9 @@
 One JSON document per call (``schemaType: ModelInvocationLog``). Decoded with typed msgspec
 structs that hold only the fields the agent needs (``requestMetadata`` included: a struct is
 generated with just the configured tag keys); a whole batch of lines is decoded in one call
-and only a failing batch is re-decoded line by line to find the bad records. Records are
+and only a failing batch is re-decoded line by line to find the bad records (by
+:meth:`Decoder.decode_lines`, whatever the failure: a line nested too deeply for the decoder's
+recursion costs that line alone). Records are
 summed per (bucket, account, region, model, tags) inside the batch, and prices are applied to
 the sums, so the per-record work is a decode, a dictionary update and a few additions.
 
@@ -21,7 +23,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from pydantic import Field
 
-from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
+from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.model import Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable, normalize_model_id
 from agent.registry import ComponentConfig, register
@@ -98,6 +100,13 @@ class BedrockDecoder(Decoder):
     def sniff(cls, sample: bytes) -> bool:
         return b"ModelInvocationLog" in sample or (b'"modelId"' in sample and b'"inputTokenCount"' in sample)
 
+    @classmethod
+    def emits(cls, cfg: BedrockConfig) -> Emits:
+        dims = {"provider", "service", "billing_account", "region", "model", *cfg.tag_dimensions}
+        if cfg.include_operation:
+            dims.add("operation")
+        return Emits(frozenset(SIGNALS), frozenset(dims))
+
     def _info_for(self, key: tuple[Any, ...]) -> tuple[Cell, float, float, float, bool]:
         info = self._info.get(key)
         if info is None:
@@ -121,29 +130,31 @@ class BedrockDecoder(Decoder):
                 self._info[key] = info
         return info
 
-    def decode_lines(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
-        if not lines:
-            return [], []
+    def record_problem(self, exc: Exception) -> tuple[str, str]:
+        if isinstance(exc, msgspec.ValidationError):
+            msg = str(exc)
+            if ">= 0" in msg:
+                kind = "negative_value"
+            elif "<= " in msg or "out of range" in msg:  # over max_tokens_per_record, or beyond any integer
+                kind = "absurd_value"
+            else:
+                kind = "schema"
+            return kind, f"invalid Bedrock log: {msg}"
+        if isinstance(exc, msgspec.DecodeError):
+            return "malformed_json", f"malformed JSON: {exc}"
+        return super().record_problem(exc)
+
+    def decode_batch(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+        """One msgspec call for the batch; raises on any bad line (then it runs once per line)."""
         bad: list[BadRecord] = []
-        try:
-            logs: list[Any] = self._many.decode(b"[" + b",".join(lines) + b"]")
-            if len(logs) != len(lines):
-                raise msgspec.DecodeError("record count mismatch")
-            raws = lines
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            logs, raws = [], []
-            for ln in lines:
-                if not ln.strip():
-                    continue
-                try:
-                    logs.append(self._one.decode(ln))
-                    raws.append(ln)
-                except msgspec.ValidationError as exc:
-                    msg = str(exc)
-                    kind = "negative_value" if ">= 0" in msg else "absurd_value" if "<= " in msg else "schema"
-                    bad.append(BadRecord(ln, kind, f"invalid Bedrock log: {msg}"))
-                except msgspec.DecodeError as exc:
-                    bad.append(BadRecord(ln, "malformed_json", f"malformed JSON: {exc}"))
+        logs: list[Any]
+        if len(lines) == 1:
+            logs = [self._one.decode(lines[0])]
+        else:
+            logs = self._many.decode(b"[" + b",".join(lines) + b"]")
+            if len(logs) != len(lines):  # e.g. a line holding two documents
+                raise ValueError(f"{len(lines)} lines held {len(logs)} records")
+        raws = lines
         # Hot loop: one dictionary update per record. A time is resolved to its bucket through a
         # cache keyed by its minute prefix ("YYYY-MM-DDTHH:MM" of canonical "...:SSZ" strings) or
         # by the whole string; invalid or out-of-range times map to -inf and are sorted out below.
@@ -189,6 +200,7 @@ class BedrockDecoder(Decoder):
         append = out.append
         late_before = ctx.late_before
         iget = self._info.get
+        unknown: dict[str, int] = {}  # merged into unknown_models once nothing can raise (this may run again)
         for b, acc in by_bucket.items():
             if b < late_before or b == _OUT_OF_RANGE:
                 for key in acc:
@@ -200,7 +212,7 @@ class BedrockDecoder(Decoder):
                 c, p_in, p_out, p_cached, priced = info
                 if not priced:
                     model_id = key[2]
-                    self.unknown_models[model_id] = self.unknown_models.get(model_id, 0) + n
+                    unknown[model_id] = unknown.get(model_id, 0) + n
                     bad.extend(
                         BadRecord(
                             raw,
@@ -214,6 +226,8 @@ class BedrockDecoder(Decoder):
                 append(
                     Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr, tin * p_in + tout * p_out + tcr * p_cached))
                 )
+        for model_id, n in unknown.items():
+            self.unknown_models[model_id] = self.unknown_models.get(model_id, 0) + n
         return out, bad
 
     def _time_problem(self, raw: bytes, s: str, ctx: DecodeContext, b: float) -> BadRecord:

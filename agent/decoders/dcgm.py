@@ -11,7 +11,8 @@ detectors' ``per`` option), ``gpu_mem_used_mib_hours``, ``gpu_energy_wh``.
 Dimensions: ``node`` (``Hostname`` or ``hostname``), ``gpu``, ``gpu_uuid``, ``gpu_model``,
 ``namespace``, ``pod``, ``container``, MIG ``gpu_instance_profile``, plus constants.
 Samples without a timestamp take the file's modification time. dcgm's "blank" sentinel values
-(huge integers) are ignored and counted.
+(huge integers) are ignored and counted. A line holding a NUL byte or invalid UTF-8 is not text
+(``malformed_text``); a leading byte-order mark and a trailing ``\r`` (CRLF) are harmless.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
+from agent.decoders.base import BLANK, BOM, BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.model import Cell, Observation, cell, make_dims
 from agent.pricing import GpuPriceTable
 from agent.registry import ComponentConfig, register
@@ -36,8 +37,11 @@ class DcgmConfig(ComponentConfig):
 
 
 _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(-?\d+))?\s*$")
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
+# A whole label set: name="value" pairs separated by commas (a trailing comma is allowed).
+_LABEL_SET = re.compile(r'\s*(?:[A-Za-z_][A-Za-z0-9_]*\s*=\s*"(?:[^"\\]|\\.)*"\s*(?:,\s*|$))*')
 _BLANK = 9.2e18  # dcgm blank sentinels are near 2**63
+_MAX_FB_MIB = float(1 << 20)  # 1 TiB of framebuffer: more is absurd (the largest GPUs hold under 200 GiB)
 
 _LABEL_DIMS = {
     "Hostname": "node",
@@ -65,19 +69,36 @@ class DcgmDecoder(Decoder):
         self.cfg = cfg
         self.gpu_prices = GpuPriceTable.from_config(pricing)
         self.hours = cfg.scrape_interval_seconds / 3600.0
-        self._labels_cache: dict[str, tuple[Cell, Cell, Cell, float]] = {}
+        self._labels_cache: dict[str, tuple[Cell, Cell, Cell, float] | str] = {}
         self.blank_samples = 0
 
     @classmethod
     def sniff(cls, sample: bytes) -> bool:
         return b"DCGM_FI_" in sample
 
-    def _cells(self, labels: str) -> tuple[Cell, Cell, Cell, float]:
+    @classmethod
+    def emits(cls, cfg: DcgmConfig) -> Emits:
+        groups = (frozenset(UTIL_SIGNALS), frozenset(MEM_SIGNALS), frozenset(POWER_SIGNALS))
+        dims = frozenset({*_LABEL_DIMS.values(), *cfg.constant_dimensions})
+        return Emits(frozenset().union(*groups), dims, together=groups)
+
+    def _cells(self, labels: str) -> tuple[Cell, Cell, Cell, float] | str:
+        """The cells of a label set, or why it is no label set (checked once per distinct set: cached)."""
         hit = self._labels_cache.get(labels)
         if hit is None:
+            found = _LABEL.findall(labels)
+            names = [k for k, _v in found]
+            if _LABEL_SET.fullmatch(labels) is None:
+                hit = "invalid label set"
+            elif len(set(names)) < len(names):  # Prometheus refuses such a sample too
+                hit = "duplicate label name " + next(k for k in names if names.count(k) > 1)
+            if hit is not None:
+                if len(self._labels_cache) < 100_000:
+                    self._labels_cache[labels] = hit
+                return hit
             pairs = list(self.cfg.constant_dimensions.items())
             gpu_model = ""
-            for k, v in _LABEL.findall(labels):
+            for k, v in found:
                 dim = _LABEL_DIMS.get(k)
                 if dim:
                     pairs.append((dim, v))
@@ -94,18 +115,26 @@ class DcgmDecoder(Decoder):
                 self._labels_cache[labels] = hit
         return hit
 
-    def decode_lines(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+    def decode_batch(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
         out: list[Observation] = []
         bad: list[BadRecord] = []
         hours = self.hours
         idle_pct = self.cfg.idle_util_percent
+        blank_samples = 0  # added to the decoder's count at the end: the batch may be decoded again
         for raw in lines:
-            if not raw.startswith(b"DCGM_FI_DEV_"):
-                stripped = raw.strip()
-                if not stripped or stripped.startswith(b"#") or stripped.startswith(b"DCGM_"):
+            rec = raw
+            if not rec.startswith(b"DCGM_FI_DEV_"):  # rare: a comment, another metric, a BOM, blanks
+                rec = (rec[3:] if rec.startswith(BOM) else rec).strip()
+                if not rec:
+                    bad.append(BadRecord(raw, BLANK, "blank line"))
                     continue
+                if rec.startswith(b"#") or (rec.startswith(b"DCGM_") and not rec.startswith(b"DCGM_FI_DEV_")):
+                    continue
+            if b"\x00" in rec:
+                bad.append(BadRecord(raw, "malformed_text", "NUL byte in a text-format line"))
+                continue
             try:
-                line = raw.decode("utf-8")
+                line = rec.decode("utf-8")
             except UnicodeDecodeError:
                 bad.append(BadRecord(raw, "malformed_text", "not UTF-8"))
                 continue
@@ -121,13 +150,16 @@ class DcgmDecoder(Decoder):
             except ValueError:
                 bad.append(BadRecord(raw, "schema", f"{name}: value {value_s!r} is not a number"))
                 continue
-            if value >= _BLANK:
-                self.blank_samples += 1
+            if value >= _BLANK and value != math.inf:
+                blank_samples += 1
                 continue
             if math.isnan(value) or math.isinf(value):
                 bad.append(BadRecord(raw, "non_finite", f"{name}: value is not finite"))
                 continue
             if ts_s is not None:
+                if len(ts_s) > 19:  # milliseconds: 13 digits today; more than 19 is no time at all
+                    bad.append(BadRecord(raw, "timestamp_out_of_range", f"timestamp {ts_s[:40]!r} is no time"))
+                    continue
                 ts = int(ts_s) / 1000.0
             elif ctx.default_ts is not None:
                 ts = ctx.default_ts
@@ -137,7 +169,11 @@ class DcgmDecoder(Decoder):
             if not ctx.min_ts <= ts <= ctx.max_ts:
                 bad.append(BadRecord(raw, "timestamp_out_of_range", "timestamp outside accepted range"))
                 continue
-            c_util, c_mem, c_power, price = self._cells(labels or "")
+            cells = self._cells(labels or "")
+            if isinstance(cells, str):
+                bad.append(BadRecord(raw, "malformed_text", f"{name}: {cells}"))
+                continue
+            c_util, c_mem, c_power, price = cells
             if name == "DCGM_FI_DEV_GPU_UTIL":
                 if not 0 <= value <= 100:
                     bad.append(BadRecord(raw, "absurd_value", f"GPU utilisation {value} outside 0..100"))
@@ -148,10 +184,14 @@ class DcgmDecoder(Decoder):
                 if value < 0:
                     bad.append(BadRecord(raw, "negative_value", "negative framebuffer use"))
                     continue
+                if value > _MAX_FB_MIB:
+                    bad.append(BadRecord(raw, "absurd_value", f"framebuffer use {value:g} MiB above 1 TiB"))
+                    continue
                 out.append(Observation(ts, c_mem, (value * hours,)))
             else:
                 if not 0 <= value <= 5000:
                     bad.append(BadRecord(raw, "absurd_value", f"GPU power {value} W outside 0..5000"))
                     continue
                 out.append(Observation(ts, c_power, (value * hours,)))
+        self.blank_samples += blank_samples
         return out, bad

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
+from agent.decoders.base import BLANK, BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.model import Observation, cell, make_dims, parse_time
 from agent.registry import ComponentConfig, register
 
@@ -68,6 +68,10 @@ class JsonDecoder(Decoder):
     type_name = "json"
     tabular = True
 
+    @classmethod
+    def emits(cls, cfg: JsonConfig) -> Emits:
+        return Emits(frozenset(cfg.values), frozenset({*cfg.dimensions, *cfg.constant_dimensions}))
+
     def __init__(self, cfg: JsonConfig, **_: Any):
         self.cfg = cfg
         self.signals = tuple(cfg.values)
@@ -77,17 +81,20 @@ class JsonDecoder(Decoder):
         self._const = tuple(cfg.constant_dimensions.items())
 
     # ---- JSON lines -------------------------------------------------------------------------
-    def decode_lines(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+    def record_problem(self, exc: Exception) -> tuple[str, str]:
+        if isinstance(exc, orjson.JSONDecodeError):
+            return ("too_deep" if "depth limit" in str(exc) else "malformed_json"), f"malformed JSON: {exc}"
+        return super().record_problem(exc)
+
+    def decode_batch(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+        """Line by line; a line that is not JSON raises (the batch is then decoded record by record)."""
         out: list[Observation] = []
         bad: list[BadRecord] = []
         for raw in lines:
             if not raw.strip():
+                bad.append(BadRecord(raw, BLANK, "blank line"))
                 continue
-            try:
-                doc = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                bad.append(BadRecord(raw, "malformed_json", f"malformed JSON: {exc}"))
-                continue
+            doc = orjson.loads(raw)
             obs, problem = self._from_doc(doc, ctx)
             if obs is None:
                 kind, reason = problem  # type: ignore[misc]
@@ -126,6 +133,8 @@ class JsonDecoder(Decoder):
         pairs = list(self._const)
         for dim, path in self._dim_paths:
             d = _get(doc, path)
+            if isinstance(d, dict | list):
+                return None, ("schema", f"{'.'.join(path)}: dimension {dim} is not a scalar")
             if d is not _MISSING and d is not None:
                 pairs.append((dim, str(d)))
         return Observation(ts, cell(make_dims(pairs), self.signals), tuple(values)), None

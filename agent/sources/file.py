@@ -4,7 +4,9 @@
 new files (and for lines appended to plain-text files). What was read is remembered per file
 (size, modification time, byte offset or record-batch index) in the checkpointed state, so a
 restart never reads a file twice. A truncated gzip file yields every complete record, then the
-cut-off tail goes to the dead-letter file.
+cut-off tail goes to the dead-letter file. A line longer than ``max_record_bytes`` is never held
+whole: its first ``max_record_bytes`` bytes go to the dead-letter file (``record_too_large``,
+with the line's true length in the reason) and reading goes on after its end.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ class FileConfig(ComponentConfig):
     watch: bool = Field(False, description="keep polling for new files and appended lines")
     poll_interval_seconds: float = Field(2.0, gt=0)
     chunk_bytes: int = Field(1 << 20, ge=4096)
+    max_record_bytes: int = Field(
+        1 << 20,
+        gt=0,
+        description="bytes; a longer line (JSON lines, text) is dead-lettered as record_too_large, "
+        "with its first max_record_bytes bytes",
+    )
     decoder: decoder_config_union()  # type: ignore[valid-type]
 
 
@@ -109,6 +117,11 @@ class FileSource(Source):
                 pos = None  # truncated / rotated: read again from the start
         ctx = DecodeContext(self.name, f, default_ts=st.st_mtime, **self.ctx_defaults)
         meta = {"mtime_ns": st.st_mtime_ns, "size": st.st_size}
+        if fmt in ("jsonl", "text") and getattr(self.decoder, "snapshot", False):
+            # A billing decoder reads whole CSV / Parquet exports: a line file here is refused whole, once.
+            reason = f"decoder {self.decoder.type_name!r} reads CSV or Parquet billing exports, not {fmt} files"
+            self.bad(f, [BadRecord(f.encode(), "unsupported_format", reason)], (f, {**meta, "done": True}))
+            return
         if fmt in ("jsonl", "text"):
             self._read_lines(f, gz, ctx, pos.get("offset", 0) if pos else 0, meta)
         elif fmt == "csv":
@@ -118,13 +131,15 @@ class FileSource(Source):
 
     # -- line formats ----------------------------------------------------------------------
     def _read_lines(self, f: str, gz: bool, ctx: DecodeContext, offset: int, meta: dict[str, Any]) -> None:
+        limit = self.cfg.max_record_bytes
         with open(f, "rb") as raw:
             if not gz:
                 raw.seek(offset)
             blocks = _gunzip(raw, self.cfg.chunk_bytes) if gz else iter(lambda: raw.read(self.cfg.chunk_bytes), b"")
             carry = b""
-            consumed = offset
+            consumed = offset  # content offset just after the last complete line
             skip = offset if gz else 0
+            long: _LongLine | None = None  # a line past the limit whose end is not read yet (carry is then empty)
             try:
                 for data in blocks:
                     if skip:
@@ -134,29 +149,61 @@ class FileSource(Source):
                         data, skip = data[skip:], 0
                     if self.stopping:
                         return
+                    if long is not None:
+                        end = data.find(b"\n")
+                        if end < 0:
+                            long.size += len(data)
+                            continue
+                        long.size += end
+                        consumed += long.size + 1
+                        pos = (f, {**meta, "offset": consumed, "done": False})
+                        self.bad(f, [long.record(limit)], pos)
+                        long, data = None, data[end + 1 :]
+                        if not data:
+                            continue
                     block = carry + data if carry else data
                     lines = block.split(b"\n")
                     carry = lines.pop()
                     consumed += len(block) - len(carry)
+                    # Past the first line, lines lie within ``data``: when it is short, only the first can be long.
+                    if (
+                        len(block) > limit
+                        and lines
+                        and (len(lines[0]) > limit if len(data) <= limit else max(map(len, lines)) > limit)
+                    ):
+                        # Dead-lettered ahead of the batch that commits the position past them.
+                        self.bad(f, [_LongLine(ln[:limit], len(ln)).record(limit) for ln in lines if len(ln) > limit])
+                        lines = [ln for ln in lines if len(ln) <= limit]
+                    if len(carry) > limit:  # keep the head for the dead-letter file, not the line
+                        long, carry = _LongLine(carry[:limit], len(carry)), b""
                     if lines:
                         pos = (f, {**meta, "offset": consumed, "done": False})
                         self.emit(Batch(self.name, "lines", lines, ctx, pos, len(lines)))
             except (EOFError, zlib.error, OSError) as exc:
                 # A cut-off or corrupt file: every complete line was passed on; the tail is dead-lettered.
                 kind = "truncated_gzip" if gz else "read_error"
-                reason = f"file ends mid-stream after {consumed + len(carry)} bytes of content: {exc}"
-                self.bad(f, [BadRecord(carry, kind, reason)], (f, {**meta, "offset": consumed, "done": True}))
+                tail = carry if long is None else long.head
+                size = len(carry) if long is None else long.size
+                reason = f"file ends mid-stream after {consumed + size} bytes of content: {exc}"
+                if long is not None:
+                    reason += f" (its last line, {size} bytes so far, is over max_record_bytes: the first {limit} kept)"
+                self.bad(f, [BadRecord(tail, kind, reason)], (f, {**meta, "offset": consumed, "done": True}))
                 return
         if self.stopping:
             return
-        # A plain file being written (watch): the partial last line waits for the next poll.
-        if carry.strip() and (gz or not self.cfg.watch):
+        end_of_input = gz or not self.cfg.watch  # else a partial last line waits for the next poll
+        if long is not None and end_of_input:
+            consumed += long.size
+            self.bad(f, [long.record(limit)], (f, {**meta, "offset": consumed, "done": True, "eof": True}))
+            return
+        if carry and end_of_input:  # a last line without a newline (a blank one is counted by the decoder)
             consumed += len(carry)
             pos = (f, {**meta, "offset": consumed, "done": True, "eof": True})
             self.emit(Batch(self.name, "lines", [carry], ctx, pos, 1))
             return
-        done = gz or not self.cfg.watch
-        self.emit(Batch(self.name, "lines", [], ctx, (f, {**meta, "offset": consumed, "done": done, "eof": True})))
+        self.emit(
+            Batch(self.name, "lines", [], ctx, (f, {**meta, "offset": consumed, "done": end_of_input, "eof": True}))
+        )
 
     # -- tabular formats -------------------------------------------------------------------
     def _read_snapshot(self, f: str, ctx: DecodeContext, fmt: str, meta: dict[str, Any]) -> None:
@@ -234,10 +281,25 @@ class FileSource(Source):
             src.close()
 
 
+class _LongLine:
+    """A line longer than ``max_record_bytes``: its first bytes and its length (so far)."""
+
+    __slots__ = ("head", "size")
+
+    def __init__(self, head: bytes, size: int):
+        self.head = head
+        self.size = size
+
+    def record(self, limit: int) -> BadRecord:
+        reason = f"line of {self.size} bytes is over max_record_bytes={limit}: its first {limit} bytes are kept"
+        return BadRecord(self.head, "record_too_large", reason)
+
+
 def _gunzip(raw: io.BufferedReader, chunk: int) -> Iterator[bytes]:
     """Decompress gzip (also multi-member) incrementally, so a truncated file yields all its complete data.
 
-    Raises ``EOFError`` at the end of a truncated file and ``zlib.error`` on corrupt data.
+    At most ``chunk`` bytes come out at a time, however well the input compresses. Raises
+    ``EOFError`` at the end of a truncated file and ``zlib.error`` on corrupt data.
     """
     d = zlib.decompressobj(wbits=31)
     fed = False  # the current member has received input
@@ -247,10 +309,12 @@ def _gunzip(raw: io.BufferedReader, chunk: int) -> Iterator[bytes]:
                 if not comp.strip(b"\x00"):
                     break  # trailing zero padding, as gzip tolerates
                 d, fed = zlib.decompressobj(wbits=31), False
-            out = d.decompress(comp)
+            out = d.decompress(comp, chunk)
             fed = True
             if out:
                 yield out
-            comp = d.unused_data if d.eof else b""
+            comp = d.unused_data if d.eof else d.unconsumed_tail
     if fed and not d.eof:
+        while out := d.decompress(b"", chunk):  # what the cut-off input still holds
+            yield out
         raise EOFError("compressed file ended before the end-of-stream marker was reached")

@@ -13,7 +13,8 @@
   consumer keeps polling (heartbeats, rebalances) without fetching; they resume once it drains.
 - Undecodable records go to ``dead_letter_topic`` with their original key, value and headers plus
   ``error``, ``source_topic``, ``source_partition`` and ``source_offset`` headers (or to the
-  dead-letter file when no topic is set); their offsets are then committed like any other.
+  dead-letter file when no topic is set); their offsets are then committed like any other. So
+  does a message whose value is longer than ``max_record_bytes`` (``record_too_large``, not decoded).
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class KafkaConfig(ComponentConfig):
     session_timeout_ms: int = Field(10_000, ge=1000)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     dead_letter_topic: str | None = None
+    max_record_bytes: int = Field(
+        1 << 20,
+        gt=0,
+        description="bytes; a longer message value is not decoded but dead-lettered whole as record_too_large",
+    )
     lag_interval_seconds: float = Field(5.0, gt=0)
     keyed_by_series: bool = Field(
         False,
@@ -270,14 +276,23 @@ class KafkaSource(Source):
             return
         values = []
         meta: dict[int, Any] = {}
+        limit = self.cfg.max_record_bytes
+        too_large: list[BadRecord] = []
         for m in msgs:
             v = m.value if m.value is not None else b""
-            values.append(v)
             meta[id(v)] = (m.key, m.headers, tp.topic, tp.partition, m.offset)
+            if len(v) > limit:
+                reason = f"message value of {len(v)} bytes is over max_record_bytes={limit}"
+                too_large.append(BadRecord(v, "record_too_large", reason))
+                continue
+            values.append(v)
         ctx = DecodeContext(
             self.name, f"{tp.topic}/{tp.partition}", default_ts=msgs[-1].timestamp / 1000.0, **self.ctx_defaults
         )
         pos = (f"{tp.topic}/{tp.partition}", msgs[-1].offset + 1)
+        stream = stream_key(self.name, tp.topic, tp.partition)
+        if too_large:  # dead-lettered (with their key, headers and offset) ahead of the batch that commits past them
+            self.emit(Batch(self.name, "bad", too_large, ctx, None, len(too_large), stream=stream, meta=meta))
         self.emit(
             Batch(
                 self.name,
@@ -286,7 +301,7 @@ class KafkaSource(Source):
                 ctx,
                 pos,
                 len(values),
-                stream=stream_key(self.name, tp.topic, tp.partition),
+                stream=stream,
                 meta=meta,
                 offsets=(msgs[0].offset, msgs[-1].offset),
             )

@@ -12,27 +12,25 @@ import pytest
 
 from agent.backtest import PointCollector
 from agent.config import load_config_text
+from agent.model import iso, parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
 from tests.agent.decoders.test_bedrock import log
 
 
-def _config(inbox: Path, dlq: Path) -> str:
+def _config(
+    inbox: Path, dlq: Path, decoder: str = "{type: bedrock, tag_dimensions: {team: team}}", signal: str = "requests"
+) -> str:
     return f"""
 sources:
   tokens:
     type: file
     path: {inbox}
-    decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}
+    decoder: {decoder}
 detectors:
-  requests:
+  {signal}:
     type: threshold
-    signal: requests
-    upper: 1.0e12
-    window_seconds: 3600
-  gpu_hours:
-    type: threshold
-    signal: gpu_hours
+    signal: {signal}
     upper: 1.0e12
     window_seconds: 3600
 sinks:
@@ -141,10 +139,40 @@ def test_bad_gpu_samples(tmp_path: Path) -> None:
         b"DCGM_FI_DEV_GPU_UTIL{broken\n"
         b'DCGM_FI_DEV_GPU_UTIL{gpu="2",Hostname="n1"} -3 1790827200000\n'
     )
-    text = _config(inbox, dlq).replace(
-        "{type: bedrock, tag_dimensions: {team: team}}", "{type: dcgm, scrape_interval_seconds: 60}"
-    )
+    text = _config(inbox, dlq, "{type: dcgm, scrape_interval_seconds: 60}", "gpu_hours")
     agent, collector = _run(text)
     kinds = sorted(orjson.loads(x)["kind"] for x in dlq.read_bytes().splitlines())
     assert kinds == ["absurd_value", "malformed_text"]
     assert _total(collector, "gpu_hours") == pytest.approx(1 / 60)
+
+
+def test_one_bad_line_costs_only_itself_and_blank_lines_are_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issue's file: one line nested thousands deep made the whole ~1 MiB batch a decoder_error."""
+    inbox, dlq = tmp_path / "inbox", tmp_path / "dlq.jsonl"
+    inbox.mkdir()
+    good = [log(timestamp=iso(parse_time("2026-10-01T00:00:00Z") + 30 * i)) for i in range(1481)]
+    deep = log(requestMetadata={"team": "a", "x": orjson.Fragment(b"[" * 4000 + b"]" * 4000)})
+    huge = log(requestMetadata={"team": "h" * 2_000_000})  # 2 MB: over the default max_record_bytes (1 MiB)
+    lines = [*good[:700], deep, b"", *good[700:1000], b"  ", huge, *good[1000:]]
+    (inbox / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n\n")
+    # A Windows file: a byte-order mark, CRLF line endings and a blank CRLF line; all harmless.
+    crlf = [log(timestamp=f"2026-10-01T13:{m:02d}:00Z") for m in range(5)]
+    (inbox / "b.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\r\n".join([*crlf[:2], b"", *crlf[2:]]) + b"\r\n")
+    caplog.set_level(logging.WARNING)
+    agent, collector = _run(_config(inbox, dlq))
+
+    entries = [orjson.loads(x) for x in dlq.read_bytes().splitlines()]
+    assert sorted(e["kind"] for e in entries) == ["record_too_large", "too_deep"]
+    by_kind = {e["kind"]: e for e in entries}
+    assert base64.b64decode(by_kind["too_deep"]["original_b64"]) == deep
+    assert base64.b64decode(by_kind["record_too_large"]["original_b64"]) == huge[: 1 << 20]
+    assert f"line of {len(huge)} bytes" in by_kind["record_too_large"]["reason"]
+    assert _total(collector, "requests") == len(good) + len(crlf)
+    for kind in ("too_deep", "record_too_large"):
+        assert _sample(agent, "finops_agent_events_discarded_total", component="tokens", reason=kind) == 1
+    assert _sample(agent, "finops_agent_dead_letter_records_total") == 2
+    # Blank lines: counted, neither dead-lettered nor logged (a.jsonl: 2 + the empty last line; b.jsonl: 1).
+    assert _sample(agent, "finops_agent_blank_lines_total", component="tokens") == 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or "blank" in r.getMessage()]

@@ -1,17 +1,25 @@
 from __future__ import annotations
 
 import gzip
+import io
 import time
+import tracemalloc
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 
 from agent.backtest import PointCollector
 from agent.config import load_config_text
+from agent.decoders.base import BadRecord
+from agent.model import Observation
 from agent.pipeline import Agent
+from agent.sources.base import Batch
+from agent.sources.file import FileConfig, FileSource
 from agent.state import LocalStateStore, MemoryStateStore
+from tests.agent.decoders.test_bad_records import CASES, Case
 from tests.agent.decoders.test_bedrock import log
 from tests.conftest import wait_until
 
@@ -104,3 +112,103 @@ def test_directory_watch_and_restart_without_rereading(tmp_path: Path) -> None:
     assert _received(agent2) == 2
     # Window and detector state came back with the positions (one checkpoint holds them all).
     assert agent2.runners["n"].last_learned[()] > agent.runners["n"].last_learned[()]
+
+
+# -- bad input at the source: truncated gzip members, records over max_record_bytes, blank lines --
+def _read(path: Path, case: Case, **opts: object) -> tuple[list[Batch], list[Observation], list[BadRecord]]:
+    """Run a file source over ``path`` (no agent), decode what it hands over: batches, observations, bad records."""
+    dec = case.make()
+    cfg = FileConfig(type="file", path=str(path), decoder=dec.cfg, **opts)  # type: ignore[attr-defined]
+    batches: list[Batch] = []
+    c = case.ctx
+    src = FileSource(
+        cfg, name="s", decoder=dec, emit=batches.append, ctx_defaults={"min_ts": c.min_ts, "max_ts": c.max_ts}
+    )
+    src.run()
+    obs: list[Observation] = []
+    bad: list[BadRecord] = []
+    for b in batches:
+        if b.kind == "lines" and b.payload:
+            o, bd = dec.decode_lines(b.payload, b.ctx)  # type: ignore[arg-type]
+            obs += o
+            bad += bd
+        elif b.kind == "bad":
+            bad += b.payload
+    return batches, obs, bad
+
+
+def _available(gz: bytes) -> bytes:
+    """What Python's gzip module can read of a cut-off file (an independent reading)."""
+    out = []
+    with gzip.GzipFile(fileobj=io.BytesIO(gz)) as fh:
+        try:
+            while chunk := fh.read1(4096):
+                out.append(chunk)
+        except EOFError:
+            pass
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("members", [1, 3])
+def test_truncated_gzip_member_counts_every_complete_record_and_dead_letters_the_tail_once(
+    tmp_path: Path, name: str, members: int
+) -> None:
+    case = CASES[name]
+    good = [case.good(i) for i in range(3000)]
+    lines = [ln for ln, _ in good]
+    # Complete members, then one cut in the middle (e.g. a delivery interrupted while appending a member).
+    per = len(lines) // members
+    parts = [b"\n".join(lines[i * per : (i + 1) * per]) + b"\n" for i in range(members)]
+    gz = b"".join(gzip.compress(p) for p in parts[:-1])
+    last = gzip.compress(parts[-1])
+    gz += last[: len(last) // 2]
+    (tmp_path / "x.log.gz").write_bytes(gz)
+    _batches, obs, bad = _read(tmp_path / "x.log.gz", case, chunk_bytes=8192)
+    available = _available(gz)
+    complete = available.count(b"\n")
+    assert per * (members - 1) < complete < len(lines)
+    expected = tuple(sum(c[k] for _, c in good[:complete]) for k in (0, 1))
+    assert case.totals(obs) == expected
+    assert [(b.kind, b.raw) for b in bad] == [("truncated_gzip", available[available.rfind(b"\n") + 1 :])]
+    assert f"after {len(available)} bytes" in bad[0].reason
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_records_over_max_record_bytes_are_dead_lettered_without_holding_them(tmp_path: Path, gz: bool) -> None:
+    case = CASES["bedrock"]
+    limit = 10_000
+    good = [case.good(i) for i in range(60)]
+    huge = b'{"x": "' + b"a" * 3_000_000 + b'"}'  # spans hundreds of chunks before its end
+    long = log(requestMetadata={"team": "b" * 20_000})  # complete within one chunk, over the limit
+    lines = [ln for ln, _ in good[:20]] + [huge] + [ln for ln, _ in good[20:40]] + [long]
+    lines += [ln for ln, _ in good[40:]] + [b"c" * 50_000]  # the last one: no newline, at the end of the file
+    content = b"\n".join(lines)
+    path = tmp_path / ("x.jsonl.gz" if gz else "x.jsonl")
+    path.write_bytes(gzip.compress(content) if gz else content)
+    batches, obs, bad = _read(path, case, chunk_bytes=4096, max_record_bytes=limit)
+    assert case.totals(obs) == tuple(sum(c[k] for _, c in good) for k in (0, 1))
+    assert sorted((b.kind, b.raw) for b in bad) == sorted(
+        ("record_too_large", x[:limit]) for x in (huge, long, b"c" * 50_000)
+    )
+    for x in (huge, long, b"c" * 50_000):
+        assert any(f"line of {len(x)} bytes" in b.reason for b in bad)
+    # Nothing over the limit reached a decoder, and the position ends at the end of the content.
+    assert max(len(ln) for b in batches if b.kind == "lines" for ln in b.payload) <= limit
+    assert batches[-2].position is not None and batches[-2].position[1]["offset"] == len(content)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_line_over_the_limit_does_not_grow_the_buffer(tmp_path: Path, gz: bool) -> None:
+    """Memory stays bounded by the limit and the chunk, however long a line is (20 MB, 20 kB gzipped)."""
+    content = log() + b"\n" + b"z" * 20_000_000 + b"\n" + log() + b"\n"
+    path = tmp_path / ("x.jsonl.gz" if gz else "x.jsonl")
+    path.write_bytes(gzip.compress(content) if gz else content)
+    tracemalloc.start()
+    try:
+        _batches, obs, bad = _read(path, CASES["bedrock"], chunk_bytes=4096, max_record_bytes=8192)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(o.values[0] for o in obs) == 2 and [b.kind for b in bad] == ["record_too_large"]
+    assert peak < 2_000_000

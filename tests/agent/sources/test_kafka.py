@@ -321,3 +321,43 @@ def test_backpressure_pauses_partitions_instead_of_buffering(
     finally:
         agent.stop()
     assert agent.records_in == 720
+
+
+def test_a_message_over_max_record_bytes_is_dead_lettered_whole_not_decoded(tmp_path: Path) -> None:
+    """No broker needed: the consumer's records go through the source's real _emit and the pipeline."""
+    from types import SimpleNamespace
+
+    from kafka import TopicPartition
+
+    text = CONFIG.format(bootstrap="localhost:1", topic="in", group="g", dlq="dlq", dlq_file=tmp_path / "d.jsonl")
+    text = text.replace("    dead_letter_topic: dlq\n", "    dead_letter_topic: dlq\n    max_record_bytes: 4096\n")
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    src = agent.sources["tokens"]
+    sent: list[tuple[str, bytes, dict[str, bytes]]] = []
+    src.producer = SimpleNamespace(  # type: ignore[attr-defined]
+        send=lambda topic, key, value, headers: sent.append((topic, value, dict(headers))), flush=lambda t: None
+    )
+    big = log(requestMetadata={"team": "x" * 5000})
+    values = [log(), big, log(), log()]
+    msgs = [
+        SimpleNamespace(key=b"k%d" % i, value=v, headers=[], offset=10 + i, timestamp=1_790_848_800_000)
+        for i, v in enumerate(values)
+    ]
+    src._emit(TopicPartition("in", 0), msgs)  # type: ignore[attr-defined]
+    batches = []
+    while not agent.queue.empty():
+        batches.append(agent.queue.get_nowait())
+    assert all(big not in (b.payload or []) for b in batches if b.kind == "lines")
+    for b in batches:
+        agent._process(b)
+    assert agent.records_in == 3
+    assert [(t, v) for t, v, _h in sent] == [("dlq", big)]
+    h = sent[0][2]
+    assert h["error"].startswith(b"record_too_large") and b"%d bytes" % len(big) in h["error"]
+    assert h["source_offset"] == b"11" and h["source_partition"] == b"0"
+    assert src.positions == {"in/0": 14}
+    discarded = agent.telemetry.registry.get_sample_value(
+        "finops_agent_events_discarded_total", {"component": "tokens", "reason": "record_too_large"}
+    )
+    assert discarded == 1
+    agent.stop()
