@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import math
 import os
 import re
 import tempfile
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from agent.decoders.base import BadRecord, DecodeContext
 from agent.decoders.billing import (
     _POOL,
     SIGNALS,
+    UNTAGGED,
     BillingDecoder,
     DeliveryError,
     _numeric,
@@ -85,19 +88,54 @@ def format_of(name: str) -> str:
     return "csv"
 
 
-def _csv_batches(path: str, decoder: BillingDecoder) -> Iterator[pa.RecordBatch]:
+def _csv_batches(
+    path: str, decoder: BillingDecoder, name: str, ragged: list[BadRecord]
+) -> Iterator[tuple[pa.RecordBatch, pa.Array]]:
+    """A CSV file in blocks, with each row's number in the file (the header is row 1).
+
+    Every column is read as bytes: ids keep their leading zeros, one odd value never re-types a
+    column, and the decoder checks UTF-8 per value (a bad byte costs its row, not the file). A row
+    with too few or too many fields is skipped by the parser and dead-lettered (into ``ragged``)."""
     compression = "gzip" if path.lower().endswith(".gz") else None
-    read = pacsv.ReadOptions(block_size=8 << 20)
+    # One thread: the parser then numbers the rows it skips (row numbers of the rows kept follow).
+    read = pacsv.ReadOptions(block_size=8 << 20, use_threads=False)
+    skipped: list[int] = []
+
+    def on_ragged(row: Any) -> str:
+        number = row.number
+        ragged.append(
+            BadRecord(
+                row.text.encode(),
+                "ragged_row",
+                f"{name} row {number if number is not None else '?'}: {row.actual_columns} fields, "
+                f"the header has {row.expected_columns}",
+            )
+        )
+        if number is not None:
+            skipped.append(number)
+        return "skip"
+
+    parse = pacsv.ParseOptions(invalid_row_handler=on_ragged)
     with pa.input_stream(path, compression=compression) as head:
-        names = pacsv.open_csv(head, read_options=read).schema.names
+        names = pacsv.open_csv(
+            head, read_options=read, parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _: "skip")
+        ).schema.names
     wanted = decoder.columns(names)
-    # Every column as text: ids keep their leading zeros, and one odd value never re-types a column.
-    conv = pacsv.ConvertOptions(include_columns=wanted, column_types={n: pa.string() for n in wanted})
+    conv = pacsv.ConvertOptions(include_columns=wanted, column_types={n: pa.binary() for n in wanted})
+    first = 2  # the next row kept is the first row at or after this one that was not skipped
     with pa.input_stream(path, compression=compression) as src:
-        yield from pacsv.open_csv(src, read_options=read, convert_options=conv)
+        for batch in pacsv.open_csv(src, read_options=read, parse_options=parse, convert_options=conv):
+            n = batch.num_rows
+            gaps = np.array(sorted(k for k in skipped if k >= first), dtype=np.int64)
+            candidates = np.arange(first, first + n + len(gaps), dtype=np.int64)
+            numbers = candidates[~np.isin(candidates, gaps)][:n]
+            if n:
+                first = int(numbers[-1]) + 1
+            skipped[:] = [k for k in skipped if k >= first]
+            yield batch, pa.array(numbers)
 
 
-def _parquet_batches(path: str, decoder: BillingDecoder) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(path: str, decoder: BillingDecoder) -> Iterator[tuple[pa.RecordBatch, pa.Array]]:
     schema = pq.read_schema(path)
     wanted = decoder.columns(schema.names)
     # Text columns as dictionaries (as Parquet stores them): grouping runs on their codes.
@@ -105,11 +143,14 @@ def _parquet_batches(path: str, decoder: BillingDecoder) -> Iterator[pa.RecordBa
         n for n in wanted if pa.types.is_string(schema.field(n).type) or pa.types.is_large_string(schema.field(n).type)
     ]
     pf = pq.ParquetFile(path, read_dictionary=text)
-    yield from pf.iter_batches(batch_size=1 << 20, columns=wanted)
+    first = 1
+    for batch in pf.iter_batches(batch_size=1 << 20, columns=wanted):
+        yield batch, pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64))
+        first += batch.num_rows
 
 
 def _parquet_by_combination(
-    path: str, decoder: BillingDecoder, ctx: DecodeContext
+    path: str, decoder: BillingDecoder, ctx: DecodeContext, name: str = ""
 ) -> tuple[pa.Table, list[BadRecord], int] | None:
     """A Parquet file in two passes that never touch a line item from Python or pyarrow:
 
@@ -119,7 +160,9 @@ def _parquet_by_combination(
        column set to 1, which gives each combination its dimensions (numbered) and the
        coefficients that turn its values into cost, GPU-hours and GPU cost (all linear in them);
     3. DuckDB sums ``value × coefficient`` per (bucket, numbered dimensions), the coefficients
-       joined in on the hash.
+       joined in on the hash, over the line items whose numbers are readable (the decoder's rule:
+       finite, costs within ``max_abs_cost``); the others (few) are fetched with their row numbers
+       and dead-lettered one by one.
 
     None where this does not apply (no value columns, a text time column): read batch by batch.
     """
@@ -172,20 +215,32 @@ def _parquet_by_combination(
         con.register("__coef", pa.table(coef))
         cost = " + ".join(f"coalesce(s.{_q(v)}, 0) * k.c{i}" for i, v in enumerate(values))
         qty = " + ".join(f"coalesce(s.{_q(v)}, 0) * k.q{i}" for i, v in enumerate(values))
+        ok = _readable_sql(dec, values)
         # 3. Per (bucket, normalised dimensions): the coefficients joined in on the hash (a few
-        # thousand rows to probe), the sums taken once.
+        # thousand rows to probe), the sums taken once, over readable line items only.
         sums = con.sql(
-            f"SELECT s.__bucket AS ts, k.nid AS nid, SUM({cost}) AS a, SUM(({qty}) * k.g) AS b, "
-            f"SUM(CASE WHEN k.g > 0 THEN {cost} ELSE 0 END) AS c, SUM(s.__rows) AS n, "
+            f"SELECT s.__bucket AS ts, k.nid AS nid, SUM({cost}) FILTER (WHERE s.__ok) AS a, "
+            f"SUM(({qty}) * k.g) FILTER (WHERE s.__ok) AS b, "
+            f"SUM(CASE WHEN k.g > 0 THEN {cost} ELSE 0 END) FILTER (WHERE s.__ok) AS c, "
+            f"COUNT(*) FILTER (WHERE s.__ok) AS n, COUNT(*) FILTER (WHERE NOT s.__ok) AS nbad, "
             f"COUNT(k.nid) AS matched, COUNT(*) AS groups "
             f"FROM (SELECT (epoch({_q(tcol)})::BIGINT // {b}) * {b} AS __bucket, hash({', '.join(raw)}) AS __h, "
-            f"{', '.join(_q(v) for v in values)}, 1 AS __rows FROM {source}) s "
+            f"{', '.join(_q(v) for v in values)}, {ok} AS __ok FROM {source}) s "
             f"LEFT JOIN __coef k ON s.__h = k.__h GROUP BY ALL"
         ).to_arrow_table()
+        bad: list[BadRecord] = []
+        where = name or os.path.basename(path)
+        if pc.sum(sums.column("nbad")).as_py():
+            unread = con.sql(
+                f"SELECT file_row_number + 1 AS __row, {', '.join(_q(n) for n in wanted)} "
+                f"FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}', file_row_number = true) "
+                f"WHERE NOT ({ok}) ORDER BY 1"
+            ).to_arrow_table()
+            bad = _unreadable_rows(dec, values, unread, where)
     if pc.sum(sums.column("matched")).as_py() != pc.sum(sums.column("groups")).as_py():
         raise DeliveryError("corrupt_file", f"{os.path.basename(path)}: changed while it was read")
-    rows = int(pc.sum(sums.column("n")).as_py() or 0)
-    bad: list[BadRecord] = []
+    rows = int(pc.sum(sums.column("n")).as_py() or 0) + int(pc.sum(sums.column("nbad")).as_py() or 0)
+    sums = sums.filter(pc.greater(sums.column("n"), 0))  # cells whose every line item was unreadable
     no_time = pc.is_null(sums.column("ts"))
     if pc.any(no_time).as_py():
         for r, n in zip(
@@ -193,8 +248,8 @@ def _parquet_by_combination(
             pc.filter(sums.column("n"), no_time).to_pylist(),
             strict=True,
         ):
-            reason = f"no parseable charge start time ({n} line items alike, summed)"
-            bad.append(BadRecord(orjson.dumps(r, default=str), "bad_row", reason))
+            reason = f"{where}: {tcol} is not a valid charge start time ({n} line items alike, summed)"
+            bad.append(BadRecord(orjson.dumps(r, default=str), "bad_time", reason))
         sums = sums.filter(pc.invert(no_time))
     out_nid = sums.column("nid").combine_chunks()
     cols: dict[str, Any] = {"ts": sums.column("ts").cast(pa.int64())}
@@ -207,6 +262,41 @@ def _parquet_by_combination(
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _readable_sql(dec: BillingDecoder, values: list[str]) -> str:
+    """SQL true for a line item whose numbers the decoder can read (empty = 0): finite quantities,
+    and finite costs within ``max_abs_cost`` (as :meth:`BillingDecoder.number_problems` says)."""
+    limit = repr(float(dec.cfg.max_abs_cost))
+    conds = []
+    for v in values:
+        x = f"coalesce({_q(v)}::DOUBLE, 0)"
+        conds.append(f"isfinite({x})")  # (NaN compares inconsistently in DuckDB: tested on its own)
+        if canonical_name(v) not in dec.quantity_columns:
+            conds.append(f"abs({x}) <= {limit}")
+    return "(" + " AND ".join(conds) + ")"
+
+
+def _unreadable_rows(dec: BillingDecoder, values: list[str], rows: pa.Table, where: str) -> list[BadRecord]:
+    """The line items :func:`_readable_sql` left out, one :class:`BadRecord` each (few: Python is fine)."""
+    limit = dec.cfg.max_abs_cost
+    out = []
+    for r in rows.to_pylist():
+        number = r.pop("__row")
+        found = []
+        for v in values:
+            x = r.get(v)
+            if x is None:
+                continue
+            f = float(x)
+            if not math.isfinite(f):
+                found.append(("non_finite", f"{v} {f!r} is not finite"))
+            elif canonical_name(v) not in dec.quantity_columns and abs(f) > limit:
+                found.append(("absurd_value", f"{v} {f!r} is beyond max_abs_cost {limit:g}"))
+        kind = found[0][0] if found else "bad_row"
+        reason = f"{where} row {number}: " + "; ".join(text for _, text in found)
+        out.append(BadRecord(orjson.dumps(r, default=str), kind, reason))
+    return out
 
 
 def _duckdb_tag(schema: pa.Schema, key: str) -> str | None:
@@ -225,32 +315,41 @@ def _duckdb_tag(schema: pa.Schema, key: str) -> str | None:
 
 
 def read_file(
-    path: str, decoder: BillingDecoder, ctx: DecodeContext, fmt: str | None = None
+    path: str, decoder: BillingDecoder, ctx: DecodeContext, fmt: str | None = None, name: str | None = None
 ) -> tuple[pa.Table, list[BadRecord], int]:
-    """One billing file → (grouped table, rows it could not use, line items read)."""
+    """One billing file → (grouped table, rows it could not use, line items read).
+
+    Row-level problems (a ragged CSV row, a value that is not UTF-8, an unreadable number or date)
+    cost their rows, which come back as bad records naming the file (``name``, default the path's
+    base name) and row; a file that cannot be read to its end (truncated, corrupt) or lacks the
+    format's columns raises :class:`DeliveryError`."""
     fmt = fmt or format_of(path)
+    name = name or os.path.basename(path)
     if fmt == "parquet" and _HAVE_DUCKDB:
         try:
-            done = _parquet_by_combination(path, decoder, ctx)
+            done = _parquet_by_combination(path, decoder, ctx, name)
         except DeliveryError:
             raise
         except Exception as exc:  # duckdb.Error and friends: a file DuckDB cannot read whole
-            raise DeliveryError("corrupt_file", f"{os.path.basename(path)}: unreadable: {exc}") from None
+            raise DeliveryError("corrupt_file", f"{name}: unreadable: {exc}") from None
         if done is not None:
             return done
-    batches = _parquet_batches(path, decoder) if fmt == "parquet" else _csv_batches(path, decoder)
+    ragged: list[BadRecord] = []
+    batches = _parquet_batches(path, decoder) if fmt == "parquet" else _csv_batches(path, decoder, name, ragged)
     acc = _Fold(decoder)
     rows = 0
     try:
-        for batch in batches:
+        for batch, lines in batches:
             rows += batch.num_rows
-            table, bad = decoder.aggregate(batch, ctx)
+            table, bad = decoder.aggregate(batch, ctx, lines, name)
             acc.add(table, bad)
     except DeliveryError:
         raise
-    except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
-        raise DeliveryError("corrupt_file", f"{os.path.basename(path)}: unreadable after {rows} rows: {exc}") from None
-    return acc.result(), acc.bad, rows
+    except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
+        # Cut off, corrupt, or a column of a type no bill has: the file is refused whole.
+        raise DeliveryError("corrupt_file", f"{name}: unreadable after {rows} rows: {exc}") from None
+    acc.add(decoder.schema.empty_table(), ragged)
+    return acc.result(), acc.bad, rows + len(ragged)
 
 
 class _Fold:
@@ -290,7 +389,7 @@ def read_delivery(
     rows = 0
     for path, name in files:
         try:
-            table, bad, n = read_file(path, decoder, ctx, format_of(name))
+            table, bad, n = read_file(path, decoder, ctx, format_of(name), name)
         except DeliveryError as exc:
             raise DeliveryError(exc.kind, f"{name}: {exc.reason}") from None
         rows += n
@@ -340,6 +439,13 @@ class SnapshotStore:
             changed = c if changed is None else pc.or_(changed, c)
         out = pa.table(cols).select(table.column_names)
         return out.filter(changed)
+
+    def newest(self, key: str) -> float:
+        """Start of the newest bucket ``key``'s applied delivery has (``-inf`` when none)."""
+        table = self.tables.get(key)
+        if table is None or table.num_rows == 0:
+            return float("-inf")
+        return float(pc.max(table.column("ts")).as_py())
 
     def _expire(self, key: str) -> None:
         source = key.split("\x1f", 1)[0]
@@ -410,6 +516,42 @@ class SnapshotStore:
                 continue
             self.deliveries[key] = m["delivery"]
             self.files[key] = m["file"]
+
+
+@dataclass
+class Restatement:
+    """What a delivery changed of the hours its period's previous delivery already covered."""
+
+    hours: float  # restated hours (buckets with a changed cell, in hours)
+    per_day: dict[str, float]  # UTC day → net change of the cost, in USD
+
+    def describe(self) -> str:
+        return ", ".join(f"{day} {'+' if v >= 0 else '-'}${abs(v):,.2f}" for day, v in sorted(self.per_day.items()))
+
+
+def restatement(delta: pa.Table, previous_newest: float, bucket_seconds: float) -> Restatement:
+    """The restated part of ``delta`` (what :meth:`SnapshotStore.apply` returned): its cells at or before the
+    previous delivery's newest bucket — new hours after it are not restatements."""
+    if delta.num_rows == 0 or not math.isfinite(previous_newest):
+        return Restatement(0.0, {})
+    part = delta.filter(pc.less_equal(delta.column("ts"), int(previous_newest)))
+    if part.num_rows == 0:
+        return Restatement(0.0, {})
+    hours = len(pc.unique(part.column("ts"))) * bucket_seconds / 3600
+    day = pc.multiply(pc.divide(part.column("ts"), 86400), 86400)
+    sums = pa.table({"day": day, "usd": part.column(SIGNALS[0])}).group_by("day").aggregate([("usd", "sum")])
+    per_day = {
+        time.strftime("%Y-%m-%d", time.gmtime(d)): float(v)
+        for d, v in zip(sums.column("day").to_pylist(), sums.column("usd_sum").to_pylist(), strict=True)
+    }
+    return Restatement(hours, per_day)
+
+
+def untagged(table: pa.Table, tags: Iterable[str]) -> list[str]:
+    """Tag dimensions no cell of a delivery carries (its tag column absent from the files, or the key never set)."""
+    if table.num_rows == 0:
+        return []
+    return [t for t in tags if t in table.column_names and pc.all(pc.equal(table.column(t), UNTAGGED)).as_py()]
 
 
 def _negate(table: pa.Table) -> pa.Table:

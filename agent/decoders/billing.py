@@ -16,10 +16,26 @@ from a table shipped with its source and date) and ``gpu_cost_usd`` (the cost of
 Credits and refunds are negative and legal. A line is placed in the bucket of its charge
 period's start (monthly fees land at the month's first hour, as the bill shows them).
 
-Rows that cannot be used (no parseable start time, a cost that is not a number) come back as
-:class:`BadRecord` with the row as JSON; a file whose columns do not include the format's
-required ones, or whose rows are billed in another currency than the configured one (without
-an exchange rate), raises :class:`DeliveryError`: the whole file (and its delivery) is refused.
+A value the decoder cannot read never reaches aggregation. Row-level problems cost the row: it
+comes back as a :class:`BadRecord` (the columns read, as JSON; the reason names the file and row)
+and every other row is kept. Found with compute kernels and masks (only bad rows become Python
+objects), they are, by kind:
+
+- ``invalid_utf8``: a text column that is not UTF-8 (CSV columns are read as bytes and checked);
+- ``bad_time``: no valid charge start time — unparseable, or an impossible date (``2023-02-30``
+  is not rolled over into March);
+- ``bad_row``: a cost or quantity that is not a number;
+- ``non_finite``: NaN or ±inf in a cost or quantity column (``1e309`` too);
+- ``absurd_value``: a cost beyond ``max_abs_cost`` (per line item, in the line's currency).
+
+An *empty* cost or quantity cell is 0 for its signal (FOCUS and CUR leave measures blank on
+lines they do not apply to: no usage quantity on a tax line, no savings-plan cost on an
+on-demand line), and a line with no usage unit has no GPU-hours. A tag dimension whose tag a
+line does not carry is ``(untagged)``, as cost tools name it.
+
+A file whose columns do not include the format's required ones, or whose rows are billed in
+another currency than the configured one (without an exchange rate), raises
+:class:`DeliveryError`: the whole file (and its delivery) is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +45,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar, Literal
 
@@ -39,7 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder
+from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.model import Observation, cell, make_dims
 from agent.registry import ComponentConfig, register
 
@@ -93,10 +109,18 @@ class BillingConfig(ComponentConfig):
     exchange_rates: dict[str, float] = Field(
         default_factory=dict, description="units of `currency` per unit of another billing currency"
     )
-    gpu_instances: dict[str, int] = Field(
-        default_factory=dict, description="instance type → GPUs per instance (added to the bundled table)"
+    gpu_instances: dict[str, float] = Field(
+        default_factory=dict,
+        description="instance type → GPUs per instance (added to the bundled table; a fraction for a GPU partition)",
     )
     constant_dimensions: dict[str, str] = Field(default_factory=dict)
+    max_abs_cost: float = Field(
+        1e9,
+        gt=0,
+        description="a line item whose cost (any cost column read) is larger in magnitude is absurd and "
+        "dead-lettered; per line, in the line's billing currency (1e9: no single line of a real bill, not "
+        "even a multi-year commitment's upfront fee, comes near a billion)",
+    )
 
 
 class FocusConfig(BillingConfig):
@@ -129,15 +153,15 @@ class AzureCostConfig(BillingConfig):
 
 
 # -- GPU instance table ----------------------------------------------------------------------
-_GPU_TABLE: dict[str, tuple[int, str]] | None = None
+_GPU_TABLE: dict[str, tuple[float, str]] | None = None
 
 
-def gpu_instances() -> dict[str, tuple[int, str]]:
-    """The bundled table: instance type → (GPUs per instance, GPU model)."""
+def gpu_instances() -> dict[str, tuple[float, str]]:
+    """The bundled table: instance type → (GPUs per instance — a fraction for a GPU partition —, GPU model)."""
     global _GPU_TABLE
     if _GPU_TABLE is None:
         raw = json.loads(resources.files("agent").joinpath("data", "gpu_instances.json").read_text(encoding="utf-8"))
-        _GPU_TABLE = {k: (int(v[0]), str(v[1])) for k, v in raw["instances"].items()}
+        _GPU_TABLE = {k: (float(v[0]), str(v[1])) for k, v in raw["instances"].items()}
     return _GPU_TABLE
 
 
@@ -212,11 +236,11 @@ def _const(value: str, n: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
 
 
-def _dim_out(arr: pa.Array) -> pa.DictionaryArray:
-    """A dimension column for grouping: dictionary-encoded, no nulls (absent = empty string)."""
+def _dim_out(arr: pa.Array, empty: str = "") -> pa.DictionaryArray:
+    """A dimension column for grouping: dictionary-encoded, no nulls (absent = ``empty``)."""
     d = arr if pa.types.is_dictionary(arr.type) else _text(arr)
     return _remap(
-        d.indices.fill_null(len(d.dictionary)), pa.concat_arrays([d.dictionary.fill_null(""), pa.array([""])])
+        d.indices.fill_null(len(d.dictionary)), pa.concat_arrays([d.dictionary.fill_null(empty), pa.array([empty])])
     )
 
 
@@ -243,7 +267,15 @@ def _parse_times(s: pa.Array) -> pa.Array:
     out = pc.strptime(iso, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
     for fmt, part in (("%Y-%m-%d", pc.utf8_slice_codeunits(s, 0, 10)), ("%m/%d/%Y", s), ("%m/%d/%Y %H:%M:%S", s)):
         out = pc.coalesce(out, pc.strptime(part, format=fmt, unit="s", error_is_null=True))
-    return out.cast(pa.int64())
+    # strptime rolls an impossible date over (2023-02-30 → 2023-03-02): the day written must be the day parsed.
+    iso_ymd = pc.extract_regex(s, r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})")
+    us_mdy = pc.extract_regex(s, r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{4})")
+    same = [
+        pc.equal(pc.coalesce(pc.struct_field(iso_ymd, [k]), pc.struct_field(us_mdy, [k])).cast(pa.int64()), part)
+        for k, part in (("y", pc.year(out)), ("m", pc.month(out)), ("d", pc.day(out)))
+    ]
+    valid = pc.and_(pc.and_(same[0], same[1]), same[2]).fill_null(True)  # null: a form without these parts
+    return pc.if_else(valid, out, pa.scalar(None, out.type)).cast(pa.int64())
 
 
 def _epoch(arr: Any) -> pa.Array:
@@ -298,6 +330,92 @@ def _null_str(n: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
 
 
+UNTAGGED = "(untagged)"  # the value of a tag dimension on a line without that tag
+
+
+def _invalid_utf8_values(values: pa.Array) -> list[int]:
+    """Positions of the values of a binary array that are not UTF-8: the array cast whole (one C++ pass),
+    halves cast again only where that fails (a few slices per bad value)."""
+    try:
+        values.cast(pa.string())
+        return []
+    except pa.ArrowInvalid:
+        if len(values) == 1:
+            return [0]
+    mid = len(values) // 2
+    return _invalid_utf8_values(values[:mid]) + [mid + i for i in _invalid_utf8_values(values[mid:])]
+
+
+def _as_utf8(arr: Any) -> tuple[pa.Array, pa.Array | None]:
+    """A binary column as text, and a mask of the rows that are not UTF-8 (None when all are; null there)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    try:
+        return arr.cast(pa.string()), None
+    except pa.ArrowInvalid:
+        pass
+    enc = pc.dictionary_encode(arr)  # each distinct value checked once
+    bad_values = _invalid_utf8_values(enc.dictionary)
+    bad = pc.is_in(enc.indices, value_set=pa.array(bad_values, enc.indices.type)).fill_null(False)
+    return pc.if_else(bad, pa.scalar(None, arr.type), arr).cast(pa.string()), bad
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "backslashreplace")
+    return str(v)
+
+
+@dataclass
+class Problem:
+    """Rows of a batch with one kind of problem in one column (a mask; only bad rows are described)."""
+
+    kind: str  # the dead-letter kind
+    column: str  # the column as the file names it
+    mask: pa.Array  # bool per row, no nulls
+    what: str  # e.g. "is not a number"
+
+
+# Most telling first: a row with several problems is dead-lettered once, under the first kind.
+_KIND_ORDER = ("invalid_utf8", "bad_time", "bad_row", "non_finite", "absurd_value")
+
+
+def reject(
+    batch: pa.RecordBatch | pa.Table, problems: list[Problem], lines: pa.Array | None, where: str
+) -> tuple[pa.Array | None, list[BadRecord]]:
+    """The mask of rows with any problem, and one :class:`BadRecord` per such row (its columns as JSON;
+    the reason names the file, the row and each problem)."""
+    problems = [p for p in problems if pc.any(p.mask).as_py()]
+    if not problems:
+        return None, []
+    mask = problems[0].mask
+    for p in problems[1:]:
+        mask = pc.or_(mask, p.mask)
+    idx = pc.indices_nonzero(mask)
+    rows = batch.take(idx).to_pylist()
+    flags = [p.mask.take(idx).to_pylist() for p in problems]
+    numbers = lines.take(idx).to_pylist() if lines is not None else [None] * len(rows)
+    problems_order = sorted(range(len(problems)), key=lambda i: _KIND_ORDER.index(problems[i].kind))
+    out = []
+    for j, row in enumerate(rows):
+        n = row.pop("__rows", 1)
+        found = [problems[i] for i in problems_order if flags[i][j]]
+        said = "; ".join(f"{p.column} {_shown(row.get(p.column))} {p.what}" for p in found)
+        at = f"{where} row {numbers[j]}: " if numbers[j] is not None else (f"{where}: " if where else "")
+        alike = f" ({n} line items alike, summed)" if n != 1 else ""
+        out.append(BadRecord(orjson.dumps(row, default=_json_default), found[0].kind, f"{at}{said}{alike}"))
+    return mask, out
+
+
+def _shown(v: Any) -> str:
+    text = _json_default(v) if isinstance(v, bytes) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 @dataclass
 class Normalized:
     """What :meth:`BillingDecoder.normalize` makes of a batch, per row."""
@@ -308,16 +426,18 @@ class Normalized:
     qty: pa.Array  # usage quantity
     gpu_per_qty: pa.Array  # GPU-hours per unit of quantity (0 for lines that are not GPU instance time)
     dims: list[pa.DictionaryArray]  # in key_columns order (after ts)
+    problems: list[Problem] = field(default_factory=list)  # why the bad rows are bad
 
 
 class _Columns:
     """Look a batch's columns up by canonical name."""
 
-    def __init__(self, batch: pa.RecordBatch | pa.Table):
+    def __init__(self, batch: pa.RecordBatch | pa.Table, encode: bool = True):
         self.batch = batch
         self.names = {canonical_name(n): n for n in batch.schema.names}
         self._text: dict[str, pa.DictionaryArray] = {}
-        if batch.num_rows >= 100_000:  # encode the text columns side by side (the kernels release the GIL)
+        self._numbers: dict[str, tuple[pa.Array, pa.Array | None]] = {}
+        if encode and batch.num_rows >= 100_000:  # encode the text columns side by side (the kernels release the GIL)
             text = [n for n in batch.schema.names if _is_text(batch.schema.field(n).type)]
             self._text = dict(zip(text, _POOL.map(lambda n: _text(batch.column(n)), text), strict=True))
 
@@ -335,6 +455,17 @@ class _Columns:
                 hit = self._text.get(n)
                 return hit if hit is not None else _text(self.batch.column(n))
         return _null_str(self.batch.num_rows)
+
+    def number(self, *candidates: str) -> tuple[pa.Array, pa.Array | None] | None:
+        """The first present column as float64 and its not-a-number mask (see :func:`_number`), parsed once."""
+        for c in candidates:
+            n = self.names.get(c.lower())
+            if n is not None:
+                hit = self._numbers.get(n)
+                if hit is None:
+                    hit = self._numbers[n] = _number(self.batch.column(n))
+                return hit
+        return None
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -362,12 +493,17 @@ class BillingDecoder(Decoder):
     wanted: ClassVar[tuple[str, ...]] = ()
     currency_columns: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def emits(cls, cfg: BillingConfig) -> Emits:
+        """Every format: the ``billing_*`` signals; the configured dimensions, tags and constants."""
+        return Emits(frozenset(SIGNALS), frozenset({*cfg.dimensions, *cfg.tags, *cfg.constant_dimensions}))
+
     def __init__(self, cfg: BillingConfig, **_: Any):
         self.cfg = cfg
         self.dimensions = tuple(dict.fromkeys([*cfg.dimensions, *cfg.tags]))
         table = dict(gpu_instances())
         for k, v in cfg.gpu_instances.items():
-            table[k] = (int(v), table.get(k, (0, ""))[1])
+            table[k] = (float(v), table.get(k, (0.0, ""))[1])
         self.gpus = {k: v[0] for k, v in table.items()}
         self.gpu_models = {k: v[1] for k, v in table.items()}
         self.currency = cfg.currency.upper()
@@ -411,6 +547,20 @@ class BillingDecoder(Decoder):
     dimension_only: ClassVar[dict[str, str]] = {}
     #: canonical names of additive numeric columns (summed before any string work, see :meth:`pregroup`)
     value_columns: ClassVar[frozenset[str]] = frozenset()
+    #: canonical names of every numeric column read (costs, prices, quantities): checked row by row
+    number_columns: ClassVar[frozenset[str]] = frozenset()
+    #: the quantity columns among them (no ``max_abs_cost`` limit: usage can be large)
+    quantity_columns: ClassVar[frozenset[str]] = frozenset()
+
+    def _pregroup_values(self, batch: pa.RecordBatch | pa.Table) -> list[str]:
+        """The value columns to sum by :meth:`pregroup` (none: the batch is not pre-grouped)."""
+        names = batch.schema.names
+        values = [n for n in names if canonical_name(n) in self.value_columns]
+        if not values or batch.num_rows < 1024 or "__rows" in names:
+            return []
+        if any(not _numeric(batch.schema.field(v).type) for v in values):
+            return []
+        return values
 
     def pregroup(self, batch: pa.RecordBatch | pa.Table) -> pa.Table | pa.RecordBatch:
         """Sum line items that agree on every other column first (on dictionary codes: fast), so the
@@ -419,11 +569,8 @@ class BillingDecoder(Decoder):
         Only where every value column is numeric (Parquet; CSV is read as text and goes row by row).
         Tags are taken out of map columns into plain columns first; ``__rows`` counts line items.
         """
-        names = batch.schema.names
-        values = [n for n in names if canonical_name(n) in self.value_columns]
-        if not values or batch.num_rows < 1024 or "__rows" in names:
-            return batch
-        if any(not _numeric(batch.schema.field(v).type) for v in values):
+        values = self._pregroup_values(batch)
+        if not values:
             return batch
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         cols = _Columns(table)
@@ -436,15 +583,37 @@ class BillingDecoder(Decoder):
         out = table.group_by(keys, use_threads=True).aggregate([(v, "sum") for v in [*values, "__rows"]])
         return out.rename_columns([c[:-4] if c.endswith("_sum") else c for c in out.column_names])
 
-    def normalize(self, batch: pa.RecordBatch | pa.Table) -> Normalized:
+    def number_problems(self, cols: _Columns) -> list[Problem]:
+        """Per numeric column read: values that are not numbers, NaN or ±inf, and costs beyond ``max_abs_cost``."""
+        out: list[Problem] = []
+        limit = self.cfg.max_abs_cost
+        for canon, name in cols.names.items():
+            if canon not in self.number_columns:
+                continue
+            hit = cols.number(canon)
+            if hit is None:
+                continue
+            values, not_number = hit
+            if not_number is not None:
+                out.append(Problem("bad_row", name, not_number.fill_null(False), "is not a number"))
+            finite = pc.is_finite(values).fill_null(True)
+            out.append(Problem("non_finite", name, pc.invert(finite), "is not finite"))
+            if canon not in self.quantity_columns:
+                absurd = pc.and_(finite, pc.greater(pc.abs(values), limit).fill_null(False))
+                out.append(Problem("absurd_value", name, absurd, f"is beyond max_abs_cost {limit:g}"))
+        return out
+
+    def normalize(self, batch: pa.RecordBatch | pa.Table, check_numbers: bool = True) -> Normalized:
         """Per row: event time, the cost (linear in the value columns), the usage quantity, the
         GPU-hours per unit of quantity, and the dimension columns (dictionary-encoded, in
-        ``key_columns`` order). Raises :class:`DeliveryError` for a currency without a rate."""
+        ``key_columns`` order); the rows that cannot be used and why (numbers are checked unless
+        ``check_numbers`` is false: pre-grouped sums were checked line by line before).
+        Raises :class:`DeliveryError` for a currency without a rate."""
         n = batch.num_rows
         cols = _Columns(batch)
         f = self.fields(cols)
         ts = _epoch(f["ts"]) if f["ts"] is not None else pa.nulls(n, pa.int64())
-        cost, cost_bad = f["cost"]
+        cost, _ = f["cost"]  # not-a-number rows are among the number problems below
         cost = cost.fill_null(0.0)
         # Currency: the configured one, or converted with a configured rate; anything else refuses the file.
         cur = f.get("currency")
@@ -461,40 +630,82 @@ class BillingDecoder(Decoder):
                     )
                 rate = _lookup(cur, {k: v for k, v in self.rates.items()}, pa.float64()).fill_null(1.0)
                 cost = pc.multiply(cost, rate)
-        # GPU-hours: hour-based instance usage × GPUs of the instance type.
+        # GPU-hours: hour-based instance usage × GPUs of the instance type (0 where either is unknown).
         itype = f.get("instance_type")
         if itype is None:
             itype = _null_str(n)
-        gpus = _lookup(itype, self.gpus, pa.float64()).fill_null(0.0)
+        gpus = _lookup(itype, self.gpus, pa.float64(), lower=True).fill_null(0.0)  # Azure ML writes sizes upper
         qty, _ = f["quantity"]
         dims = f["dims"]
         if "gpu_model" in self.dimensions:
-            dims["gpu_model"] = _lookup(itype, self.gpu_models, pa.string())
+            dims["gpu_model"] = _lookup(itype, self.gpu_models, pa.string(), lower=True)
         out_dims: list[pa.DictionaryArray] = []
         for d in self.dimensions:
             v = dims.get(d)
             if v is None and d in self.cfg.tags:
                 v = self._tag(cols, self.cfg.tags[d])
+                out_dims.append(_dim_out(v if v is not None else _null_str(n), UNTAGGED))
+                continue
             out_dims.append(_dim_out(v if v is not None else _null_str(n)))
         for v in self.cfg.constant_dimensions.values():
             out_dims.append(_const(v, n))
-        bad_mask = pc.is_null(ts)
-        if cost_bad is not None:
-            bad_mask = pc.or_(bad_mask, cost_bad)
-        return Normalized(ts, bad_mask, cost, qty.fill_null(0.0), pc.multiply(f["hours_factor"], gpus), out_dims)
+        time_name = cols.names.get(self.time_column, self.time_column)
+        problems = [Problem("bad_time", time_name, pc.is_null(ts), "is not a valid charge start time")]
+        if check_numbers:
+            problems += self.number_problems(cols)
+        bad_mask = problems[0].mask
+        for p in problems[1:]:
+            bad_mask = pc.or_(bad_mask, p.mask)
+        gpu_per_qty = pc.multiply(f["hours_factor"], gpus).fill_null(0.0)  # no usage unit: no GPU-hours
+        return Normalized(ts, bad_mask, cost, qty.fill_null(0.0), gpu_per_qty, out_dims, problems)
 
-    def aggregate(self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext) -> tuple[pa.Table, list[BadRecord]]:
-        """One record batch → rows of (bucket, dimensions…, signals…) summed; the rows it could not use."""
-        batch = self.pregroup(batch)
-        nm = self.normalize(batch)
-        bad = self._bad_rows(batch, nm.bad) if pc.any(nm.bad).as_py() else []
+    def _utf8(
+        self, batch: pa.RecordBatch | pa.Table, lines: pa.Array | None, where: str
+    ) -> tuple[pa.RecordBatch | pa.Table, pa.Array | None, list[BadRecord]]:
+        """Binary columns (CSV is read as bytes) → text; rows with a value that is not UTF-8 are rejected."""
+        names = batch.schema.names
+        binary = [i for i, n in enumerate(names) if _is_binary(batch.schema.field(i).type)]
+        if not binary:
+            return batch, lines, []
+        arrays = list(batch.columns)
+        problems = []
+        for i in binary:
+            arrays[i], invalid = _as_utf8(arrays[i])
+            if invalid is not None:
+                problems.append(Problem("invalid_utf8", names[i], invalid, "is not UTF-8"))
+        mask, bad = reject(batch, problems, lines, where)
+        out: pa.RecordBatch | pa.Table = pa.Table.from_arrays(arrays, names=names)
+        if mask is not None:
+            keep = pc.invert(mask)
+            out = out.filter(keep)
+            lines = lines.filter(keep) if lines is not None else None
+        return out, lines, bad
+
+    def aggregate(
+        self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext, lines: pa.Array | None = None, where: str = ""
+    ) -> tuple[pa.Table, list[BadRecord]]:
+        """One record batch → rows of (bucket, dimensions…, signals…) summed; the rows it could not use.
+
+        ``lines`` numbers the batch's rows in their file (named ``where``) for the dead-letter reasons."""
+        batch, lines, bad = self._utf8(batch, lines, where)
+        grouped = batch
+        if self._pregroup_values(batch):
+            # Line by line before summing: one NaN or absurd line must not spoil the lines summed with it.
+            mask, early = reject(batch, self.number_problems(_Columns(batch, encode=False)), lines, where)
+            if mask is not None:
+                batch = batch.filter(pc.invert(mask))
+                bad += early
+            grouped = self.pregroup(batch)
+        nm = self.normalize(grouped, check_numbers=grouped is batch)
+        mask, late = reject(grouped, nm.problems, lines if grouped is batch else None, where)
+        bad += late
         bucket = int(ctx.bucket_seconds) or 3600
         ts = pc.multiply(pc.divide(nm.ts, bucket), bucket)  # integer division: the bucket's start
         gpu_hours = pc.multiply(nm.qty, nm.gpu_per_qty)
         gpu_cost = pc.if_else(pc.greater(nm.gpu_per_qty, 0.0), nm.cost, 0.0)
         table = pa.Table.from_arrays([ts, *nm.dims, nm.cost, gpu_hours, gpu_cost], schema=self.grouping_schema)
-        if bad:
-            table = table.filter(pc.invert(nm.bad))
+        if mask is not None:
+            table = table.filter(pc.invert(mask))
         out = group(table, self.key_columns)
         return out.cast(self.schema) if out.num_rows else self.schema.empty_table(), bad
 
@@ -508,19 +719,9 @@ class BillingDecoder(Decoder):
         col = cols.get("resource_tags", "tags")
         return _tag(col, key) if col is not None else None
 
-    def _bad_rows(self, batch: Any, mask: pa.Array) -> list[BadRecord]:
-        rows = batch.filter(mask).to_pylist()
-        out = []
-        for r in rows:
-            raw = orjson.dumps(r, default=str)
-            n = r.pop("__rows", 1)
-            reason = "no parseable charge start time or a cost that is not a number"
-            out.append(BadRecord(raw, "bad_row", reason if n == 1 else f"{reason} ({n} line items alike, summed)"))
-        return out
-
     def decode_table(self, batch: Any, ctx: DecodeContext) -> Decoded:
         try:
-            table, bad = self.aggregate(batch, ctx)
+            table, bad = self.aggregate(batch, ctx, where=ctx.location)
         except DeliveryError as exc:
             return [], [BadRecord(ctx.location.encode(), exc.kind, exc.reason)]
         return observations(table, self.key_columns), bad
@@ -582,7 +783,10 @@ def _hours_factor(unit: pa.Array) -> pa.Array:
 _AWS_INSTANCE = (
     r"(?:BoxUsage|SpotUsage|DedicatedUsage|HostUsage|UnusedBox|ReservedHostUsage):(?P<t>[a-z0-9-]+\.[a-z0-9]+)"
 )
-_AZURE_SERVICE_TYPE = r'"ServiceType"\s*:\s*"(?P<t>(?:Standard|Basic)_[^"]+)"'
+# SageMaker instance time: <region>-<component>:ml.<EC2 type> (Train, Host, Notebk, Processing, Cluster …;
+# its storage is <region>-<component>:VolumeUsage.gp2, no ml.).
+_SAGEMAKER_INSTANCE = r":(?P<t>ml\.[a-z0-9-]+\.[a-z0-9]+)"
+_AZURE_SERVICE_TYPE = r'"ServiceType"\s*:\s*"(?P<t>(?i:Standard|Basic)_[^"]+)"'
 
 
 def _regex_first(arr: pa.DictionaryArray, pattern: str) -> pa.DictionaryArray:
@@ -652,6 +856,8 @@ class FocusDecoder(BillingDecoder):
             "pricingquantity",
         }
     )
+    number_columns = value_columns
+    quantity_columns = frozenset({"consumedquantity", "pricingquantity"})
 
     def __init__(self, cfg: FocusConfig, **kw: Any):
         super().__init__(cfg, **kw)
@@ -664,20 +870,20 @@ class FocusDecoder(BillingDecoder):
 
     def fields(self, cols: _Columns) -> dict[str, Any]:
         n = cols.batch.num_rows
-        usd = cols.get(self.measure_usd)
+        usd = cols.number(self.measure_usd)
         currency = cols.text("BillingCurrency")
         if usd is not None and self.currency == "USD":  # Azure FocusCost: the USD twin of the measure
-            cost = _number(usd)
+            cost = usd
             currency = None
         else:
-            raw = cols.get(self.measure)
-            cost = _number(raw) if raw is not None else (pa.nulls(n, pa.float64()), None)
-        qty = cols.get("ConsumedQuantity")
+            cost = cols.number(self.measure) or (pa.nulls(n, pa.float64()), None)
+        quantity = cols.number("ConsumedQuantity")
         unit = cols.text("ConsumedUnit")
-        if qty is None:
-            qty, unit = cols.get("PricingQuantity"), cols.text("PricingUnit")
-        quantity = _number(qty) if qty is not None else (pa.nulls(n, pa.float64()), None)
-        itype = _regex_first(cols.text("x_UsageType"), _AWS_INSTANCE)
+        if quantity is None:
+            quantity, unit = cols.number("PricingQuantity"), cols.text("PricingUnit")
+        quantity = quantity or (pa.nulls(n, pa.float64()), None)
+        usage_type = cols.text("x_UsageType")
+        itype = _coalesce(_regex_first(usage_type, _AWS_INSTANCE), _regex_first(usage_type, _SAGEMAKER_INSTANCE))
         details = cols.get("x_SkuDetails", "SkuPriceDetails")
         if details is not None:
             itype = _coalesce(itype, _regex_first(_text(details), _AZURE_SERVICE_TYPE))
@@ -770,6 +976,8 @@ class CurDecoder(BillingDecoder):
     value_columns = frozenset(
         c for c in wanted if c.endswith(("_cost", "_amount", "_fee_for_billing_period", "_recurring_fee", "_to_date"))
     ) | {"savings_plan_used_commitment"}
+    number_columns = value_columns
+    quantity_columns = frozenset({"line_item_usage_amount"})
 
     def __init__(self, cfg: CurConfig, **kw: Any):
         super().__init__(cfg, **kw)
@@ -783,10 +991,10 @@ class CurDecoder(BillingDecoder):
         return b"line_item_unblended_cost" in head or b"lineitem/unblendedcost" in head
 
     def _num(self, cols: _Columns, name: str) -> pa.Array:
-        col = cols.get(name)
-        if col is None:
+        hit = cols.number(name)
+        if hit is None:
             return pa.nulls(cols.batch.num_rows, pa.float64())
-        return _number(col)[0].fill_null(0.0)
+        return hit[0].fill_null(0.0)
 
     def _cost(self, cols: _Columns, ltype: pa.Array) -> tuple[pa.Array, pa.Array | None]:
         m = self.measure
@@ -797,16 +1005,16 @@ class CurDecoder(BillingDecoder):
             "public_on_demand": "pricing_public_on_demand_cost",
         }
         if m in simple:
-            col = cols.get(simple[m])
-            if col is None:
+            hit = cols.number(simple[m])
+            if hit is None:
                 raise DeliveryError("missing_columns", f"cost measure {m}: no column {simple[m]}")
-            return _number(col)
+            return hit
         # Amortized cost, the way AWS Cost Explorer amortizes: commitments spread over the usage they cover.
         net = m == "net_amortized"
-        base = cols.get("line_item_net_unblended_cost" if net else "line_item_unblended_cost")
+        base = cols.number("line_item_net_unblended_cost" if net else "line_item_unblended_cost")
         if base is None:
             raise DeliveryError("missing_columns", "cost measure net_amortized: no column line_item_net_unblended_cost")
-        unblended, bad = _number(base)
+        unblended, bad = base
         sp = self._num(
             cols, "savings_plan_net_savings_plan_effective_cost" if net else "savings_plan_savings_plan_effective_cost"
         )
@@ -844,19 +1052,14 @@ class CurDecoder(BillingDecoder):
         committed = _row(ltype, lambda v: pc.is_in(v, pa.array(["DiscountedUsage", "SavingsPlanCoveredUsage"])))
         spot = _row(usage_type, lambda v: pc.match_substring(v, "SpotUsage")).fill_null(False)
         pricing = _text(pc.if_else(spot, "Dynamic", pc.if_else(committed.fill_null(False), "Committed", _plain(term))))
-        itype = cols.text("product_instance_type")
-        # GPU-hours from instance usage only (not EBS, data transfer … of the same instance type).
+        itype = _coalesce(cols.text("product_instance_type"), _regex_first(usage_type, _SAGEMAKER_INSTANCE))
+        # GPU-hours from instance usage only (not EBS, data transfer … of the same instance type); SageMaker
+        # bills its instances as <region>-<component>:ml.<type>.
         is_instance = _row(
-            usage_type, lambda v: pc.match_substring_regex(v, r"(BoxUsage|SpotUsage|DedicatedUsage|HostUsage)")
+            usage_type,
+            lambda v: pc.match_substring_regex(v, r"(BoxUsage|SpotUsage|DedicatedUsage|HostUsage|:ml\.)"),
         )
-        qty, qbad = (
-            _number(cols.get("line_item_usage_amount"))
-            if cols.get("line_item_usage_amount") is not None
-            else (
-                pa.nulls(n, pa.float64()),
-                None,
-            )
-        )
+        qty, qbad = cols.number("line_item_usage_amount") or (pa.nulls(n, pa.float64()), None)
         unit = cols.text("pricing_unit")
         factor = pc.if_else(pc.is_null(unit), 1.0, _row(unit, _hours_factor))
         factor = pc.if_else(is_instance.fill_null(False), factor, 0.0)
@@ -944,6 +1147,8 @@ class AzureCostDecoder(BillingDecoder):
     )
     currency_columns = ("billingcurrency", "billingcurrencycode")
     dimension_only = {"resourceid": "resource", "meterid": "sku"}
+    number_columns = frozenset({"costinbillingcurrency", "cost", "costinusd", "paygprice", "quantity"})
+    quantity_columns = frozenset({"quantity"})
 
     def __init__(self, cfg: AzureCostConfig, **kw: Any):
         super().__init__(cfg, **kw)
@@ -957,25 +1162,23 @@ class AzureCostDecoder(BillingDecoder):
     def fields(self, cols: _Columns) -> dict[str, Any]:
         n = cols.batch.num_rows
         currency = cols.text("BillingCurrency", "BillingCurrencyCode")
-        qty_col = cols.get("Quantity")
-        quantity = _number(qty_col) if qty_col is not None else (pa.nulls(n, pa.float64()), None)
+        quantity = cols.number("Quantity") or (pa.nulls(n, pa.float64()), None)
         if self.measure == "usd":
-            col = cols.get("CostInUsd")
-            if col is None:
+            hit = cols.number("CostInUsd")
+            if hit is None:
                 raise DeliveryError("missing_columns", "cost measure usd: no column CostInUsd")
-            cost = _number(col)
+            cost = hit
             currency = None
         elif self.measure == "list":
-            price = cols.get("PayGPrice")
+            price = cols.number("PayGPrice")
             if price is None:
                 raise DeliveryError("missing_columns", "cost measure list: no column PayGPrice")
-            p, bad = _number(price)
-            cost = (pc.multiply(p, quantity[0]), bad)
+            cost = (pc.multiply(price[0], quantity[0]), price[1])
         else:
-            col = cols.get("CostInBillingCurrency", "Cost")
-            if col is None:
+            hit = cols.number("CostInBillingCurrency", "Cost")
+            if hit is None:
                 raise DeliveryError("missing_columns", "cost measure billed: no column CostInBillingCurrency or Cost")
-            cost = _number(col)
+            cost = hit
         info = cols.get("AdditionalInfo")
         itype = _regex_first(_text(info), _AZURE_SERVICE_TYPE) if info is not None else _null_str(n)
         gpu_sizes = pa.array(list(self.gpus), pa.string())
@@ -1056,8 +1259,10 @@ class AutoBillingDecoder(BillingDecoder):
     def columns(self, names: Sequence[str]) -> list[str]:
         return self.for_columns(names).columns(names)
 
-    def aggregate(self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext) -> tuple[pa.Table, list[BadRecord]]:
-        return self.for_columns(batch.schema.names).aggregate(batch, ctx)
+    def aggregate(
+        self, batch: pa.RecordBatch | pa.Table, ctx: DecodeContext, lines: pa.Array | None = None, where: str = ""
+    ) -> tuple[pa.Table, list[BadRecord]]:
+        return self.for_columns(batch.schema.names).aggregate(batch, ctx, lines, where)
 
 
 def sniff_billing(sample: bytes) -> str | None:

@@ -16,6 +16,9 @@ A delivery is applied only when its manifest parses and every data file it lists
 the byte count the manifest says, on Blob) and reads whole; otherwise the previous delivery stays,
 the problem is counted, logged once and dead-lettered once, and the next poll tries again. What
 was applied (per period: delivery id and manifest time) is checkpointed with the detectors.
+Row-level problems inside a readable file (a ragged CSV row, a value that is not UTF-8, a cost
+that is not a number, NaN, ±inf or absurd, an impossible date) cost only their rows: each is
+dead-lettered with its file and row, and the delivery is applied without them.
 """
 
 from __future__ import annotations

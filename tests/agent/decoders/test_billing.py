@@ -229,9 +229,10 @@ def test_bad_rows_are_returned_with_their_values_and_the_rest_is_kept() -> None:
             "BillingCurrency": ["USD", "USD", "USD"],
         }
     )
-    table, bad = FocusDecoder(FocusConfig(type="focus")).aggregate(t, CTX)
-    assert [b.kind for b in bad] == ["bad_row", "bad_row"]
+    table, bad = FocusDecoder(FocusConfig(type="focus")).aggregate(t, CTX, pa.array([2, 3, 4]), "f.csv")
+    assert [b.kind for b in bad] == ["bad_time", "bad_row"]
     assert b"not a time" in bad[0].raw and b"abc" in bad[1].raw
+    assert bad[0].reason.startswith("f.csv row 3: ChargePeriodStart") and bad[1].reason.startswith("f.csv row 4:")
     assert table.column("billing_cost_usd").to_pylist() == [1.5]
 
 

@@ -296,6 +296,63 @@ def test_bad_deliveries_keep_the_previous_snapshot_and_are_retried(s3_endpoint: 
         agent.stop()
 
 
+def test_row_problems_in_a_delivery_cost_only_their_rows(s3_endpoint: str, tmp_path: Path) -> None:
+    """A manifest whose files all read whole is applied even when rows of them are bad: NaN, ±inf and absurd
+    costs in a Parquet file, a ragged row and bytes that are not UTF-8 in a gzip CSV file are dead-lettered one
+    by one (naming the file and row); every other line item is summed."""
+    import numpy as np
+
+    s3 = _s3(s3_endpoint)
+    bucket = "billing-rows"
+    s3.create_bucket(Bucket=bucket)
+    good = billing_data.table(5_000, month=PERIOD, hours=48, seed=5)
+    cost = good.column("line_item_unblended_cost").to_numpy().copy()
+    cost[[3, 4, 5, 6]] = [np.nan, np.inf, -np.inf, 1e15]
+    bad_parquet = good.set_column(good.schema.get_field_index("line_item_unblended_cost"), "line_item_unblended_cost",
+                                  pa.array(cost))  # fmt: skip
+    buf = io.BytesIO()
+    pacsv.write_csv(good.drop(["resource_tags"]).slice(0, 50), buf)
+    lines = buf.getvalue().split(b"\n")
+    lines[2] = lines[2].rsplit(b",", 3)[0]  # data row 2 (file row 3) loses three fields
+    lines[5] = lines[5].replace(b"AmazonEC2", b"Amazon\xffEC2").replace(b"AmazonS3", b"Amazon\xffS3")
+    csv_gz = gzip.compress(b"\n".join(lines))
+    uris = []
+    base = f"exports/{EXPORT}/data/BILLING_PERIOD={PERIOD}"
+    for name, body in (("part-1.snappy.parquet", _parquet_bytes(bad_parquet)), ("part-2.csv.gz", csv_gz)):
+        s3.put_object(Bucket=bucket, Key=f"{base}/{name}", Body=body)
+        uris.append(f"s3://{bucket}/{base}/{name}")
+    manifest = orjson.dumps({"executionId": "rows-1", "dataFiles": uris})
+    s3.put_object(Bucket=bucket, Key=f"exports/{EXPORT}/metadata/BILLING_PERIOD={PERIOD}/{EXPORT}-Manifest.json",
+                  Body=manifest)  # fmt: skip
+    agent, _ = _start(_config(_s3_source(s3_endpoint, bucket), tmp_path))
+    try:
+        assert wait_until(lambda: _applied(agent, "cur", "rows-1"), 60)
+        keep = np.ones(5_000, dtype=bool)
+        keep[[3, 4, 5, 6]] = False
+        expected = float(np.sum(cost[keep])) + sum(
+            float(r["line_item_unblended_cost"]) for i, r in enumerate(good.slice(0, 50).to_pylist()) if i not in (1, 4)
+        )
+        (table,) = agent.snapshots.tables.values()
+        assert sum(table.column("billing_cost_usd").to_pylist()) == pytest.approx(expected, rel=1e-9)
+        dead = [orjson.loads(x) for x in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()]
+        # The reason names the object (its key) and the row; the location is the manifest.
+        assert {d["location"] for d in dead} == {f"s3://{bucket}/exports/{EXPORT}/metadata/BILLING_PERIOD={PERIOD}/"
+                                                 f"{EXPORT}-Manifest.json"}  # fmt: skip
+        assert sorted((d["kind"], d["reason"].split(":")[0]) for d in dead) == sorted(
+            [
+                ("non_finite", f"{base}/part-1.snappy.parquet row 4"),
+                ("non_finite", f"{base}/part-1.snappy.parquet row 5"),
+                ("non_finite", f"{base}/part-1.snappy.parquet row 6"),
+                ("absurd_value", f"{base}/part-1.snappy.parquet row 7"),
+                ("ragged_row", f"{base}/part-2.csv.gz row 3"),
+                ("invalid_utf8", f"{base}/part-2.csv.gz row 6"),
+            ]
+        )
+        assert _discarded(agent, "ragged_row", "cur") == 1 and _discarded(agent, "non_finite", "cur") == 3
+    finally:
+        agent.stop()
+
+
 # -- Azure Blob (Azurite) ----------------------------------------------------------------------
 def _blob_source(conn: str, container: str, prefix: str = "exports") -> str:
     return f"""  azure:
