@@ -46,6 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_format or cfg.telemetry.log_format, cfg.telemetry.log_level)
     if args.config is None:
         _ensure_demo()
+        _ensure_inboxes(cfg)
     agent = Agent(cfg, sink_kwargs={"force_json": args.json})
     stop = threading.Event()
 
@@ -91,45 +92,144 @@ def _ensure_demo() -> None:
         demo.generate(out)
 
 
+def _ensure_inboxes(cfg: Any) -> None:
+    """The embedded default watches ./inbox/<kind>/ (FINOPS_INBOX): create those folders so users can drop files."""
+    for name, src in cfg.sources.items():
+        if src.type == "file" and src.watch and not any(ch in src.path for ch in "*?[") and not Path(src.path).exists():
+            Path(src.path).mkdir(parents=True, exist_ok=True)
+            log.info("%s: watching %s/ for new files", name, src.path)
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from agent.backtest import run_backtest
+    from agent.backtest import format_summary, run_backtest
 
     cfg = _load(args.config)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = run_backtest(
-            cfg, args.input, args.alerts_out, report_dir=args.report, progress=sys.stderr.isatty() and not args.quiet
+            cfg,
+            args.input,
+            args.alerts_out,
+            report_dir=args.report,
+            progress=sys.stderr.isatty() and not args.quiet,
+            expected=args.expected,
         )
     except ValueError as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(
-        f"backtest: {summary['records']} records in {summary['seconds']:.1f}s "
-        f"({summary['records_per_second']:,.0f}/s), {summary['points']} points, "
-        f"{summary['firing']} alerts firing, {summary['resolved']} resolved → {args.alerts_out}"
-        + (f"; report in {args.report}/index.html" if args.report else "")
-    )
+    print(format_summary(summary, args.alerts_out, args.report))
     return 0
 
 
+def version() -> str:
+    """The installed distribution's version (``pip install -e .`` included)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("finops-agent")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (unless the help names its own), examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.required or action.default in (None, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+_CONFIG_HELP = "YAML config file (default: the embedded demo config, config/default.yaml)"
+
+_RUN_EXAMPLES = """examples:
+  finops-agent run                            # the demo: embedded config, demo month, ./inbox/<kind>/ watched
+  finops-agent run -c config/examples/bedrock-logs-dir.yaml --log-format json
+"""
+_VALIDATE_EXAMPLES = """examples:
+  finops-agent validate                       # the embedded default
+  finops-agent validate -c config/examples/aws-data-export-s3.yaml
+"""
+_BACKTEST_EXAMPLES = """examples:
+  finops-agent backtest -i demo-data/bedrock demo-data/dcgm --alerts-out out/alerts.jsonl \\
+      --report out/report --expected demo-data/anomalies.json
+  finops-agent backtest -c my.yaml -i bedrock=logs/2025-06/ --alerts-out out/june.jsonl
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="finops-agent", description="FinOps Anomaly Agent")
-    sub = ap.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run the agent (default: the embedded config, no external service)")
-    r.add_argument("--config", "-c")
-    r.add_argument("--json", action="store_true", help="console sink prints JSON lines")
-    r.add_argument("--log-format", choices=["text", "json"])
-    r.add_argument("--shutdown-timeout", type=float, default=20.0)
+    ap = argparse.ArgumentParser(
+        prog="finops-agent",
+        description="FinOps Anomaly Agent: cost anomalies from token logs, GPU metrics and billing exports.",
+        epilog="examples:\n  finops-agent run\n  finops-agent validate -c my.yaml\n"
+        "  finops-agent backtest -i demo-data/bedrock --alerts-out out/alerts.jsonl\n"
+        "  finops-agent COMMAND --help                 # options of a command",
+        formatter_class=HelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    r = sub.add_parser(
+        "run",
+        help="run the agent (default: the embedded config, no external service)",
+        description="Run the agent until SIGTERM / SIGINT.",
+        epilog=_RUN_EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
+    r.add_argument("--config", "-c", metavar="FILE", help=_CONFIG_HELP)
+    r.add_argument(
+        "--json", action="store_true", help="the console sink prints each alert as a JSON line, not a readable line"
+    )
+    r.add_argument(
+        "--log-format", choices=["text", "json"], help="log line format (default: the config's telemetry.log_format)"
+    )
+    r.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="seconds to flush sinks and checkpoint state after SIGTERM",
+    )
     r.set_defaults(func=cmd_run)
-    v = sub.add_parser("validate", help="validate a config exactly as start-up does; exit 2 when invalid")
-    v.add_argument("--config", "-c")
+    v = sub.add_parser(
+        "validate",
+        help="validate a config exactly as start-up does; exit 2 when invalid",
+        description="Validate a config exactly as start-up does (no I/O): one 'path: message' line per error "
+        "on stderr, exit 0 when valid, 2 otherwise.",
+        epilog=_VALIDATE_EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
+    v.add_argument("--config", "-c", metavar="FILE", help=_CONFIG_HELP)
     v.set_defaults(func=cmd_validate)
-    b = sub.add_parser("backtest", help="replay files through the pipeline in event time")
-    b.add_argument("--config", "-c")
-    b.add_argument("--input", "-i", nargs="+", required=True, help="PATH or SOURCE=PATH (file, glob, directory)")
-    b.add_argument("--alerts-out", required=True)
-    b.add_argument("--report", help="write PNG plots per alerted series and index.html here")
-    b.add_argument("--quiet", action="store_true")
+    b = sub.add_parser(
+        "backtest",
+        help="replay files through the pipeline in event time",
+        description="Replay files through the same pipeline in event time and write the alerts it raises.",
+        epilog=_BACKTEST_EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
+    b.add_argument("--config", "-c", metavar="FILE", help=_CONFIG_HELP)
+    b.add_argument(
+        "--input",
+        "-i",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="required: files to replay: PATH or SOURCE=PATH (a file, a glob or a directory); "
+        "a plain PATH goes to the source whose decoder reads it",
+    )
+    b.add_argument("--alerts-out", required=True, metavar="FILE", help="required: write one alert JSON per line here")
+    b.add_argument(
+        "--report", metavar="DIR", help="write a PNG plot per alerted series and index.html here (default: no report)"
+    )
+    b.add_argument(
+        "--expected",
+        metavar="FILE",
+        help="the demo's anomalies.json format: marks each injected anomaly hit or missed in the report "
+        "(default: none)",
+    )
+    b.add_argument("--quiet", action="store_true", help="no progress line on a terminal")
     b.set_defaults(func=cmd_backtest)
     return ap
 

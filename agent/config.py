@@ -2,15 +2,21 @@
 
 Loading does no I/O beyond reading the file itself (and ``*_file`` secrets at start).
 ``${VAR}`` and ``${VAR:-default}`` are substituted from the environment before validation.
+After the per-field validation, :func:`cross_check` checks what spans components, including that
+each detector's signal and dimensions can come from a configured source (every decoder declares
+what it emits: :meth:`agent.decoders.base.Decoder.emits`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -143,7 +149,9 @@ def _check_names(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def substitute_env(node: Any, path: str, errors: list[str], env: dict[str, str]) -> Any:
+def substitute_env(node: Any, path: str, errors: list[str], env: dict[str, str], unset: set[str] | None = None) -> Any:
+    """Substitute ``${VAR}`` / ``${VAR:-default}``; an unset variable without a default is an error,
+    and its path goes to ``unset`` (the empty value it leaves is not reported a second time)."""
     if isinstance(node, str):
 
         def repl(m: re.Match[str]) -> str:
@@ -153,14 +161,32 @@ def substitute_env(node: Any, path: str, errors: list[str], env: dict[str, str])
             if default is not None:
                 return default
             errors.append(f"{path or '<root>'}: environment variable {name} is not set")
+            if unset is not None:
+                unset.add(path)
             return ""
 
         return _ENV_RE.sub(repl, node)
     if isinstance(node, dict):
-        return {k: substitute_env(v, f"{path}.{k}" if path else str(k), errors, env) for k, v in node.items()}
+        return {k: substitute_env(v, f"{path}.{k}" if path else str(k), errors, env, unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [substitute_env(v, f"{path}[{i}]", errors, env) for i, v in enumerate(node)]
+        return [substitute_env(v, f"{path}[{i}]", errors, env, unset) for i, v in enumerate(node)]
     return node
+
+
+def _under(line: str, paths: Iterable[str]) -> bool:
+    """True when the error ``line`` ("path: message") is about one of ``paths`` or a part of it."""
+    where = line.split(": ", 1)[0]
+    return any(where == p or where.startswith((p + ".", p + "[")) for p in paths)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing.
+
+    >>> did_you_mean("teamm", ["team", "model"]), did_you_mean("zzz", ["team"])
+    (" (did you mean 'team'?)", '')
+    """
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -173,10 +199,18 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out or "<root>"
 
 
-def format_validation_error(exc: ValidationError) -> list[str]:
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """One ``path: message`` per error; unknown keys, types and choices with a "did you mean".
+
+    ``model`` is the validated model (to name the keys an unknown one may have meant).
+    """
     lines = []
     tags = {t for kind in ("source", "decoder", "detector", "sink") for t in components(kind)}
-    for err in exc.errors(include_url=False, include_input=False):
+    # include_input is needed to suggest a choice; inputs are never printed (secrets).
+    for err in exc.errors(include_url=False, include_input=True):
         loc = tuple(err["loc"])
         # Drop the tag pydantic inserts for tagged unions ("sinks.x.webhook.url" → "sinks.x.url").
         cleaned: list[Any] = []
@@ -186,12 +220,68 @@ def format_validation_error(exc: ValidationError) -> list[str]:
                 continue
             cleaned.append(part)
         msg = err["msg"]
+        ctx = err.get("ctx") or {}
         if err["type"] == "missing":
             msg = "field required"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            allowed = _fields_at(model, loc[:-1]) if model is not None else None
+            msg = "unknown key" + (did_you_mean(str(loc[-1]), allowed) if allowed else "")
+        elif err["type"] == "union_tag_invalid":
+            # pydantic puts this on the component; the mistake is its `type:` value
+            field = str(ctx.get("discriminator", "type")).strip("'")
+            known = sorted(_QUOTED.findall(str(ctx.get("expected_tags", ""))))
+            tag = str(ctx.get("tag", ""))
+            cleaned.append(field)
+            msg = f"unknown {field} {tag!r}{did_you_mean(tag, known)}; known: {', '.join(known)}"
+        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            msg += did_you_mean(err["input"], _QUOTED.findall(str(ctx.get("expected", ""))))
         lines.append(f"{_format_loc(tuple(cleaned))}: {msg}")
     return lines
+
+
+def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names of the model found at ``loc`` (pydantic's, tags included), or None."""
+    tp: Any = model
+    for part in loc:
+        tp = _step(tp, part)
+        if tp is None:
+            return None
+    tp = _plain(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return None
+
+
+def _plain(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` and ``None`` members."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, types.UnionType):
+        members = [a for a in get_args(tp) if a is not type(None)]
+        if len(members) == 1:
+            return _plain(members[0])
+    return tp
+
+
+def _step(tp: Any, part: Any) -> Any:
+    """The type found one ``loc`` part below ``tp``: a field, a mapping value, a list item, a union member by tag."""
+    tp = _plain(tp)
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for member in get_args(tp):
+            m = _plain(member)
+            tagged = isinstance(m, type) and issubclass(m, BaseModel) and "type" in m.model_fields
+            if tagged and part in get_args(m.model_fields["type"].annotation):
+                return m
+        return None
+    if origin is dict:
+        return get_args(tp)[1]
+    if origin in (list, tuple, set, frozenset):
+        return get_args(tp)[0] if isinstance(part, int) else None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        field = tp.model_fields.get(str(part))
+        return field.annotation if field is not None else None
+    return None
 
 
 _KINDS: dict[str, Any] = {"sources": "source", "detectors": "detector", "sinks": "sink"}
@@ -209,14 +299,16 @@ def load_config_text(text: str, origin: str = "<config>", env: dict[str, str] | 
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"<root>: expected a mapping, got {type(raw).__name__}"])
-    raw = substitute_env(raw, "", errors, dict(os.environ) if env is None else env)
+    unset: set[str] = set()
+    raw = substitute_env(raw, "", errors, dict(os.environ) if env is None else env, unset)
     model = agent_config_model()
     try:
         cfg = model.model_validate(raw)
     except ValidationError as exc:
-        errors.extend(format_validation_error(exc))
+        # A value left empty by an unset variable is reported once: as the variable, its cause.
+        errors.extend(e for e in format_validation_error(exc, model) if not _under(e, unset))
         raise ConfigError(errors) from None
-    errors.extend(cross_check(cfg))
+    errors.extend(e for e in cross_check(cfg) if not _under(e, unset))
     if errors:
         raise ConfigError(errors)
     return cfg
@@ -250,6 +342,67 @@ def cross_check(cfg: Any) -> list[str]:
             if src.path in paths:
                 errors.append(f"sources.{name}.path: also watched by sources.{paths[src.path]}")
             paths[src.path] = name
+    errors.extend(check_signals(cfg))
+    return errors
+
+
+def source_emits(cfg: Any) -> dict[str, Any]:
+    """Source name → what its decoder can emit (:class:`agent.decoders.base.Emits`), from the config alone."""
+    from agent.decoders.base import Emits
+
+    decoders = components("decoder")
+    out: dict[str, Emits] = {}
+    for name, src in cfg.sources.items():
+        dec = getattr(src, "decoder", None)
+        entry = decoders.get(getattr(dec, "type", ""))
+        out[name] = entry[1].emits(dec) if entry is not None and hasattr(entry[1], "emits") else Emits()
+    return out
+
+
+def check_signals(cfg: Any) -> list[str]:
+    """A detector whose signal or dimensions no configured source can produce never fires: report it.
+
+    ``signal`` must be emitted by some source; ``per`` and ``cost_signal`` in the same observation
+    as ``signal`` (that is where a detector reads them); ``group_by`` and ``contributors_by``
+    dimensions by some source that emits ``signal``. Open declarations are not checked.
+    """
+    emits = source_emits(cfg)
+    if any(e.signals is None for e in emits.values()):
+        return []  # some source may emit anything: nothing can be ruled out
+    every_signal = sorted(set().union(*(e.signals for e in emits.values())))
+    errors: list[str] = []
+    for name, det in cfg.detectors.items():
+        where = f"detectors.{name}"
+        producers = [e for e in emits.values() if det.signal in e.signals]
+        if not producers:
+            errors.append(
+                f"{where}.signal: no configured source emits {det.signal!r}{did_you_mean(det.signal, every_signal)}; "
+                f"sources emit: {', '.join(every_signal)}"
+            )
+            continue
+        together = sorted({s for e in producers for g in e.groups() if det.signal in g for s in g} - {det.signal})
+        for key in ("per", "cost_signal"):
+            other = getattr(det, key, None)
+            if other is None or other == det.signal or other in together:
+                continue
+            if other in every_signal:
+                problem = f"no configured source emits {other!r} together with {det.signal!r}"
+            else:
+                problem = f"no configured source emits {other!r}"
+            errors.append(
+                f"{where}.{key}: {problem}{did_you_mean(other, together)}; "
+                f"with {det.signal}: {', '.join(together) or 'nothing'}"
+            )
+        if any(e.dimensions is None for e in producers):
+            continue
+        dims = sorted(set().union(*(e.dimensions for e in producers)))
+        for key in ("group_by", "contributors_by"):
+            for i, dim in enumerate(getattr(det, key, None) or ()):
+                if dim not in dims:
+                    errors.append(
+                        f"{where}.{key}[{i}]: no configured source that emits {det.signal} has dimension {dim!r}"
+                        f"{did_you_mean(dim, dims)}; they have: {', '.join(dims) or 'none'}"
+                    )
     return errors
 
 

@@ -14,17 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from agent.config import read_secret
 from agent.registry import ComponentConfig, register
 from sinks.base import Sink
 from sinks.delivery import Outbox, Result, http_post
+
+log = logging.getLogger(__name__)
+
+#: The embedded default config's well-known secret (``${FINOPS_WEBHOOK_SECRET:-change-me}``): signing
+#: with it proves nothing, so a sink started with it says so.
+DEMO_SECRET = "change-me"
 
 
 class WebhookConfig(ComponentConfig):
@@ -39,6 +46,13 @@ class WebhookConfig(ComponentConfig):
     max_attempts: int = Field(12, ge=1)
     backoff_base_seconds: float = Field(0.5, gt=0)
     backoff_cap_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("secret")
+    @classmethod
+    def _not_empty(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("empty secret: deliveries would go unsigned; set a secret or remove the key")
+        return v
 
     @model_validator(mode="after")
     def _one_secret(self) -> WebhookConfig:
@@ -68,15 +82,37 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str, tolerance
 
 
 def slack_message(doc: dict[str, Any]) -> dict[str, Any]:
+    """A Slack incoming-webhook message: the summary, then the figures in the series' unit.
+
+    A threshold alert shows its limit (not an "expected" value), an escalation says from which
+    severity, and a resolved alert shows what the whole episode cost.
+    """
     icon = {"critical": ":rotating_light:", "error": ":red_circle:", "warning": ":warning:"}.get(doc["severity"], "")
+    episode = doc.get("episode") or {}
     if doc["status"] == "resolved":
         icon = ":white_check_mark:"
-    fields = [
-        {"type": "mrkdwn", "text": f"*Observed*\n{doc['observed']}"},
-        {"type": "mrkdwn", "text": f"*Expected*\n{doc['expected']}"},
-        {"type": "mrkdwn", "text": f"*Impact (USD)*\n{doc['impact_usd']}"},
-        {"type": "mrkdwn", "text": f"*Score*\n{doc['score']}"},
-    ]
+        fields = [
+            _field("Episode impact", _money(doc.get("impact_usd"))),
+            _field("Windows", str(episode.get("points", "n/a"))),
+            _field("Started", str(doc.get("started_at"))),
+            _field("Resolved", str(doc.get("resolved_at"))),
+        ]
+    else:
+        limit = doc.get("limit")
+        compared = (
+            _field(limit["name"].capitalize(), _value(limit["value"], doc))
+            if limit
+            else _field("Expected", _value(doc.get("expected"), doc))
+        )
+        fields = [
+            _field("Observed", _value(doc.get("observed"), doc)),
+            compared,
+            _field("Impact (window)", _money(doc.get("impact_usd"))),
+            _field("Episode impact", _money(episode.get("impact_usd"))),
+            _field("Score", "n/a" if doc.get("score") is None else f"{doc['score']:.2f}"),
+        ]
+        if doc.get("escalated"):
+            fields.insert(0, _field("Escalated", f"{doc.get('previous_severity')} → {doc['severity']}"))
     return {
         "text": f"{icon} {doc['summary']}",
         "blocks": [
@@ -85,6 +121,29 @@ def slack_message(doc: dict[str, Any]) -> dict[str, Any]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"alert id `{doc['id']}`"}]},
         ],
     }
+
+
+def _field(name: str, text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": f"*{name}*\n{text}"}
+
+
+def _money(v: float | None) -> str:
+    """``-1234.5`` → "-$1,234.50" (n/a when unknown)."""
+    return "n/a" if v is None else f"{'-' if v < 0 else ''}${abs(v):,.2f}"
+
+
+def _value(v: float | None, doc: dict[str, Any]) -> str:
+    """A value in the alert's unit: "$12.50", "$0.0123 per 1000 tokens", "100 %", "320 gpu_hours"."""
+    unit = doc.get("unit") or ""
+    if v is None:
+        return "n/a"
+    if doc.get("unit_label") == "ratio":
+        return f"{v * 100:.3g} %"
+    if unit == "USD":
+        return _money(v)
+    if unit.startswith("USD per "):
+        return f"${v:,.4g} per {unit[8:]}"
+    return f"{v:,.4g} {unit}".rstrip()
 
 
 @register("sink", "webhook", WebhookConfig)
@@ -97,6 +156,16 @@ class WebhookSink(Sink):
 
     def start(self) -> None:
         secret = read_secret(self.cfg.secret, self.cfg.secret_file)
+        if secret is not None and not secret.strip():
+            raise ValueError(
+                f"sinks.{self.name}.secret_file: {self.cfg.secret_file} is empty; deliveries would go unsigned"
+            )
+        if secret == DEMO_SECRET:
+            log.warning(
+                "sink %s signs with the embedded default's demo secret, which everyone knows: "
+                "set FINOPS_WEBHOOK_SECRET (or the sink's secret / secret_file) to a secret of your own",
+                self.name,
+            )
         self._secret = secret.encode() if secret else None
         path = str(Path(self.state_dir) / f"outbox-{self.name}.sqlite") if self.state_dir else None
         self.outbox = Outbox(

@@ -7,6 +7,15 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, load_config, load_config_text
+from agent.decoders.base import DecodeContext, Decoder, Emits
+from agent.decoders.bedrock import BedrockConfig, BedrockDecoder
+from agent.decoders.billing import DEFAULT_DIMENSIONS, AutoBillingConfig, AutoBillingDecoder, Dimension, observations
+from agent.decoders.dcgm import DcgmConfig, DcgmDecoder
+from agent.decoders.generic_json import JsonConfig, JsonDecoder
+from agent.model import Observation
+from agent.registry import components
+from agent.snapshots import read_file
+from tests.agent.decoders.test_bedrock import log
 from tests.conftest import ROOT
 
 CONFIGS = sorted((ROOT / "config").rglob("*.yaml"))
@@ -93,7 +102,7 @@ sinks:
 def test_checks_across_fields() -> None:
     text = """
 sources:
-  a: {type: file, path: /x, watch: true, decoder: {type: bedrock}}
+  a: {type: file, path: /x, watch: true, decoder: {type: bedrock, tag_dimensions: {team: team}}}
   b: {type: file, path: /x, watch: true, decoder: {type: bedrock}}
 detectors:
   d: {type: seasonal, signal: tokens, per: tokens, group_by: [team], contributors_by: [team, model]}
@@ -175,3 +184,252 @@ def test_state_follows_the_partition_by_default_for_kafka_sources() -> None:
     with pytest.raises(ConfigError) as exc:
         load_config_text(f"sources: {{k: {keyed}}}\n" + base + "state: {type: local}\n")
     assert exc.value.errors == ["sources.k.keyed_by_series: only applies with state.type kafka"]
+
+
+# -- detectors checked against what the sources can emit (issue 12, point 5) ------------------
+BEDROCK = "  logs: {type: file, path: x, decoder: {type: bedrock, tag_dimensions: {team: team}}}\n"
+DCGM = "  gpus: {type: file, path: y, decoder: {type: dcgm, constant_dimensions: {cluster: prod}}}\n"
+TOKEN_SIGNALS = "cached_input_tokens, input_tokens, output_tokens, requests, token_cost_usd, tokens"
+BEDROCK_DIMS = "billing_account, model, provider, region, service, team"
+
+
+def _config(sources: str, detectors: str) -> str:
+    return f"sources:\n{sources}detectors:\n{detectors}sinks:\n  c: {{type: console}}\n"
+
+
+def _errors(text: str) -> list[str]:
+    try:
+        load_config_text(text, env={})
+    except ConfigError as exc:
+        return exc.errors
+    return []
+
+
+NEVER_FIRE = """\
+  spend: {type: seasonal, signal: nonexistent_signal}
+  per_team: {type: seasonal, signal: token_cost_usd, group_by: [teamm], contributors_by: [modle]}
+  idle: {type: threshold, signal: gpu_idle_hours, upper: 0.5}
+  typo: {type: seasonal, signal: token_cost_us}
+"""
+
+
+def test_detectors_that_can_never_fire_are_reported_with_path_and_suggestion() -> None:
+    assert _errors(_config(BEDROCK, NEVER_FIRE)) == [
+        f"detectors.spend.signal: no configured source emits 'nonexistent_signal'; sources emit: {TOKEN_SIGNALS}",
+        "detectors.per_team.group_by[0]: no configured source that emits token_cost_usd has dimension 'teamm' "
+        f"(did you mean 'team'?); they have: {BEDROCK_DIMS}",
+        "detectors.per_team.contributors_by[0]: no configured source that emits token_cost_usd has dimension "
+        f"'modle' (did you mean 'model'?); they have: {BEDROCK_DIMS}",
+        f"detectors.idle.signal: no configured source emits 'gpu_idle_hours'; sources emit: {TOKEN_SIGNALS}",
+        "detectors.typo.signal: no configured source emits 'token_cost_us' (did you mean 'token_cost_usd'?); "
+        f"sources emit: {TOKEN_SIGNALS}",
+    ]
+    # The same detectors, corrected and given a GPU source, load.
+    fixed = NEVER_FIRE.replace("nonexistent_signal", "requests").replace("teamm", "team").replace("modle", "model")
+    assert _errors(_config(BEDROCK + DCGM, fixed.replace("token_cost_us}", "token_cost_usd}"))) == []
+
+
+@pytest.mark.parametrize(
+    ("detector", "error"),
+    [
+        ("{type: seasonal, signal: gpu_idle_hours, per: gpu_hours, cost_signal: gpu_idle_cost_usd}", None),
+        (
+            "{type: seasonal, signal: gpu_mem_used_mib_hours, per: gpu_hours}",
+            "detectors.d.per: no configured source emits 'gpu_hours' together with 'gpu_mem_used_mib_hours'; "
+            "with gpu_mem_used_mib_hours: nothing",
+        ),
+        (
+            "{type: seasonal, signal: gpu_hours, cost_signal: token_cost_usd}",
+            "detectors.d.cost_signal: no configured source emits 'token_cost_usd' together with 'gpu_hours' "
+            "(did you mean 'gpu_cost_usd'?); "
+            "with gpu_hours: gpu_cost_usd, gpu_idle_cost_usd, gpu_idle_hours, gpu_util_pct_hours",
+        ),
+        (
+            "{type: seasonal, signal: token_cost_usd, per: tokns}",
+            "detectors.d.per: no configured source emits 'tokns' (did you mean 'tokens'?); "
+            "with token_cost_usd: cached_input_tokens, input_tokens, output_tokens, requests, tokens",
+        ),
+    ],
+    ids=["same-record", "per-in-another-record", "cost-from-another-source", "per-typo"],
+)
+def test_per_and_cost_signal_come_in_the_watched_signals_record(detector: str, error: str | None) -> None:
+    """A detector reads ``per`` and ``cost_signal`` from the observation that carries its signal."""
+    assert _errors(_config(BEDROCK + DCGM, f"  d: {detector}\n")) == ([error] if error else [])
+
+
+BILLING_CUR_TAGS = (
+    "  bill: {type: s3_export, bucket: b, decoder: {type: cur, tags: {team: 'user:team'}, "
+    "constant_dimensions: {org: main}}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("sources", "detector", "bad_dim"),
+    [
+        (BEDROCK, "{type: seasonal, signal: tokens, group_by: [team, region, model]}", None),
+        (
+            "  l: {type: file, path: x, decoder: {type: bedrock}}\n",
+            "{type: seasonal, signal: tokens, group_by: [team]}",
+            "team",
+        ),
+        (BEDROCK, "{type: seasonal, signal: tokens, group_by: [operation]}", "operation"),
+        (
+            "  l: {type: file, path: x, decoder: {type: bedrock, include_operation: true}}\n",
+            "{type: seasonal, signal: tokens, group_by: [operation]}",
+            None,
+        ),
+        (DCGM, "{type: seasonal, signal: gpu_hours, group_by: [cluster, node], contributors_by: [gpu, pod]}", None),
+        (
+            "  g: {type: file, path: y, decoder: {type: dcgm}}\n",
+            "{type: seasonal, signal: gpu_hours, group_by: [cluster]}",
+            "cluster",
+        ),
+        (BEDROCK + DCGM, "{type: seasonal, signal: token_cost_usd, group_by: [cluster]}", "cluster"),
+        (
+            "  j: {type: file, path: z, decoder: {type: json, values: {cost_usd: c}, dimensions: {app: a.b}, "
+            "constant_dimensions: {provider: openai}}}\n",
+            "{type: seasonal, signal: cost_usd, group_by: [app, provider]}",
+            None,
+        ),
+        (
+            "  j: {type: file, path: z, decoder: {type: json, values: {cost_usd: c}, dimensions: {app: a.b}}}\n",
+            "{type: seasonal, signal: cost_usd, group_by: [team]}",
+            "team",
+        ),
+        (BILLING_CUR_TAGS, "{type: seasonal, signal: billing_cost_usd, group_by: [team, org, service]}", None),
+        (BILLING_CUR_TAGS, "{type: seasonal, signal: billing_cost_usd, group_by: [sku]}", "sku"),
+        (
+            BILLING_CUR_TAGS.replace("tags:", "dimensions: [service, sku], tags:"),
+            "{type: seasonal, signal: billing_cost_usd, group_by: [sku], contributors_by: [region]}",
+            "region",
+        ),
+        (
+            "  f: {type: file, path: x.csv, decoder: {type: billing}}\n",
+            "{type: seasonal, signal: billing_gpu_hours, cost_signal: billing_gpu_cost_usd, group_by: [instance_type]}",
+            None,
+        ),
+    ],
+)
+def test_dimensions_come_from_each_decoders_options(sources: str, detector: str, bad_dim: str | None) -> None:
+    errors = _errors(_config(sources, f"  d: {detector}\n"))
+    if bad_dim is None:
+        assert errors == []
+    else:
+        assert len(errors) == 1 and f"has dimension {bad_dim!r}" in errors[0], errors
+        assert errors[0].startswith(("detectors.d.group_by[", "detectors.d.contributors_by[")), errors
+
+
+def test_an_open_declaration_rules_nothing_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that cannot know what it emits (the base class's default) is not held against detectors."""
+    assert _errors(_config(BEDROCK, NEVER_FIRE))
+    monkeypatch.setattr(BedrockDecoder, "emits", classmethod(Decoder.emits.__func__))  # type: ignore[attr-defined]
+    assert _errors(_config(BEDROCK, NEVER_FIRE)) == []
+
+
+def test_every_registered_decoder_declares_what_it_emits() -> None:
+    base = Decoder.emits.__func__  # type: ignore[attr-defined]
+    for type_name, (_cfg, cls) in components("decoder").items():
+        assert cls.emits.__func__ is not base, f"decoder {type_name!r} does not declare what it emits"
+
+
+def _check(emits: Emits, obs: list[Observation]) -> set[str]:
+    """Every observation's signals and dimensions are declared; returns the dimensions seen."""
+    assert obs and emits.signals is not None and emits.dimensions is not None
+    seen: set[str] = set()
+    for o in obs:
+        assert any(set(o.signals) <= g for g in emits.groups()), (o.signals, emits.groups())
+        names = {k for k, _v in o.dims}
+        assert names <= emits.dimensions, names - emits.dimensions
+        seen |= names
+    return seen
+
+
+def test_declarations_match_what_the_decoders_emit(data_dir: Path) -> None:
+    ctx = DecodeContext("t", bucket_seconds=60, default_ts=1.79e9)
+    cfg_b = BedrockConfig(type="bedrock", tag_dimensions={"team": "team", "env": "env"}, include_operation=True)
+    obs, _ = BedrockDecoder(cfg_b).decode_lines([log(), log(requestMetadata={"team": "ads"})], ctx)
+    assert _check(BedrockDecoder.emits(cfg_b), obs) == BedrockDecoder.emits(cfg_b).dimensions
+
+    cfg_d = DcgmConfig(type="dcgm", constant_dimensions={"cluster": "c1"})
+    every_label = (
+        b'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-1",modelName="NVIDIA H100",Hostname="n1",namespace="ml",'
+        b'pod="p",container="c",GPU_I_PROFILE="1g.10gb",GPU_I_ID="3"} 3\n'
+    )
+    lines = (data_dir / "gpu" / "dcgm-exporter-scrape-l4.prom").read_bytes().splitlines(keepends=True)
+    obs, _ = DcgmDecoder(cfg_d).decode_lines([*lines, every_label], ctx)
+    assert _check(DcgmDecoder.emits(cfg_d), obs) == DcgmDecoder.emits(cfg_d).dimensions
+
+    cfg_j = JsonConfig(
+        type="json", values={"cost_usd": "c", "n": "k"}, dimensions={"app": "a"}, constant_dimensions={"p": "x"}
+    )
+    obs, _ = JsonDecoder(cfg_j).decode_lines([b'{"timestamp": 1790000000, "c": 1.5, "k": 2, "a": "web"}'], ctx)
+    assert _check(JsonDecoder.emits(cfg_j), obs) == {"app", "p"}
+
+    every_dim: list[Dimension] = [*DEFAULT_DIMENSIONS, "sku", "resource", "gpu_model"]
+    cfg_bill = AutoBillingConfig(
+        type="billing",
+        dimensions=every_dim,
+        tags={"team": "team"},
+        constant_dimensions={"org": "main"},
+        exchange_rates={"CAD": 0.73},  # one Azure sample is billed in CAD
+    )
+    dec = AutoBillingDecoder(cfg_bill)
+    for f in sorted((data_dir / "billing").glob("*.csv")):
+        table, _bad, _n = read_file(str(f), dec, DecodeContext("t", bucket_seconds=3600))
+        obs = observations(table, dec.key_columns)
+        assert "org" in _check(AutoBillingDecoder.emits(cfg_bill), obs), f.name
+
+
+def test_unknown_keys_types_and_choices_name_the_closest_one() -> None:
+    text = """
+sources:
+  a: {type: fiel, path: x}
+  b: {type: file, path: x, decoder: {type: bedrok}}
+  c: {type: file, path: x, decoder: {type: bedrock, tag_dimension: {team: team}}}
+  e: {type: s3_export, bucket: b, decoder: {type: focuss}}
+detectors:
+  d: {type: seasonl, signal: tokens}
+  e: {type: seasonal, signal: tokens, gruop_by: [team]}
+sinks:
+  c: {type: console, jsonlines: true, xyzzy: 1}
+state: {type: kafak}
+telemetry: {log_level: WARN}
+alertng: {}
+"""
+    assert _errors(text) == [
+        "sources.a.type: unknown type 'fiel' (did you mean 'file'?); known: blob_export, file, kafka, s3_export",
+        "sources.b.decoder.type: unknown type 'bedrok' (did you mean 'bedrock'?); "
+        "known: azure_cost, bedrock, billing, cur, dcgm, focus, json",
+        "sources.c.decoder.tag_dimension: unknown key (did you mean 'tag_dimensions'?)",
+        "sources.e.decoder.type: unknown type 'focuss' (did you mean 'focus'?); known: azure_cost, billing, cur, focus",
+        "detectors.d.type: unknown type 'seasonl' (did you mean 'seasonal'?); known: budget, seasonal, threshold",
+        "detectors.e.gruop_by: unknown key (did you mean 'group_by'?)",
+        "sinks.c.jsonlines: unknown key (did you mean 'json_lines'?)",
+        "sinks.c.xyzzy: unknown key",
+        "state.type: Input should be 'local', 'memory' or 'kafka' (did you mean 'kafka'?)",
+        "telemetry.log_level: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR' (did you mean 'WARNING'?)",
+        "alertng: unknown key (did you mean 'alerting'?)",
+    ]
+
+
+def test_an_unset_variable_is_reported_once_as_the_cause() -> None:
+    """The empty value an unset variable leaves is not reported a second time; other errors still are."""
+    text = """
+sources:
+  s: {type: file, path: x, decoder: {type: bedrock}}
+detectors:
+  d: {type: seasonal, signal: token_cost_usd, window_seconds: "${WINDOW}"}
+sinks:
+  slack: {type: webhook, format: slack, url: "${SLACK_WEBHOOK_URL}", timeout_seconds: -1}
+  other: {type: "${SINK_TYPE}", url: "http://127.0.0.1:1"}
+  brokers: {type: webhook, url: "http://h", headers: {X-Key: "${KEY}"}}
+"""
+    assert _errors(text) == [
+        "detectors.d.window_seconds: environment variable WINDOW is not set",
+        "sinks.slack.url: environment variable SLACK_WEBHOOK_URL is not set",
+        "sinks.other.type: environment variable SINK_TYPE is not set",
+        "sinks.brokers.headers.X-Key: environment variable KEY is not set",
+        "sinks.slack.timeout_seconds: Input should be greater than 0",
+    ]
+    env = {"WINDOW": "3600", "SLACK_WEBHOOK_URL": "https://hooks.example/x", "SINK_TYPE": "webhook", "KEY": "k"}
+    assert load_config_text(text.replace("timeout_seconds: -1", "timeout_seconds: 5"), env=env).sinks["slack"]

@@ -146,3 +146,96 @@ def test_slack_format(receiver: Receiver, tmp_path: Path) -> None:
     body = orjson.loads(receiver.requests[0].body)
     assert "token spend up" in body["text"] and body["blocks"][0]["type"] == "section"
     s.stop()
+
+
+def test_slack_renders_the_limit_the_escalation_and_the_episode_impact() -> None:
+    from sinks.webhook import slack_message
+    from tests.agent.test_detect import feed_idle, idle_runner
+
+    r = idle_runner()
+    feed_idle(r, range(0, 5), 0.1)
+    docs = feed_idle(r, range(5, 15), 1.0) + feed_idle(r, range(15, 17), 0.1)
+    first, escalated, resolved = (slack_message(d) for d in docs)
+
+    def fields(msg: dict[str, Any]) -> dict[str, str]:
+        return dict(f["text"][1:].split("*\n", 1) for f in msg["blocks"][1]["fields"])
+
+    assert fields(first) == {
+        "Observed": "100 %",
+        "Limit": "50 %",
+        "Impact (window)": "$98.00",
+        "Episode impact": "$98.00",
+        "Score": "0.75",
+    }
+    assert escalated["text"].startswith(":red_circle: escalated to error:")
+    assert fields(escalated)["Escalated"] == "warning → error"
+    assert resolved["text"].startswith(":white_check_mark: [idle_gpu] resolved")
+    assert fields(resolved)["Episode impact"] == "$980.00"  # the episode, not the last window's $98
+    assert fields(resolved)["Windows"] == "10"
+
+
+# -- the secret (issue 12, point 6) -------------------------------------------------------------
+EMPTY_SECRET = """
+sources: {s: {type: file, path: x, decoder: {type: bedrock}}}
+detectors: {d: {type: seasonal, signal: token_cost_usd}}
+sinks: {w: {type: webhook, url: "http://127.0.0.1:1/x", secret: %s}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "env"),
+    [('""', {}), ("'   '", {}), ('"${HOOK_SECRET}"', {"HOOK_SECRET": ""}), ('"${HOOK_SECRET:-}"', {})],
+    ids=["empty", "blank", "variable-set-empty", "empty-default"],
+)
+def test_an_empty_secret_is_refused_with_its_path(value: str, env: dict[str, str]) -> None:
+    from agent.config import ConfigError, load_config_text
+
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(EMPTY_SECRET % value, env=env)
+    assert exc.value.errors == [
+        "sinks.w.secret: Value error, empty secret: deliveries would go unsigned; set a secret or remove the key"
+    ]
+    assert load_config_text(EMPTY_SECRET % '"${HOOK_SECRET}"', env={"HOOK_SECRET": "s3cret"}).sinks["w"].secret
+
+
+def test_an_empty_secret_file_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("\n")
+    cfg = WebhookConfig(type="webhook", url="http://127.0.0.1:1/x", secret_file=str(tmp_path / "secret"))
+    s = WebhookSink(cfg, name="hook", telemetry=Telemetry(), state_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="sinks.hook.secret_file: .* is empty"):
+        s.start()
+    s.stop()
+
+
+def _default_webhook(monkeypatch: pytest.MonkeyPatch, secret: str | None, tmp_path: Path) -> WebhookSink:
+    from agent.config import load_config
+
+    if secret is None:
+        monkeypatch.delenv("FINOPS_WEBHOOK_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("FINOPS_WEBHOOK_SECRET", secret)
+    cfg = load_config(None).sinks["webhook"]
+    return WebhookSink(cfg, name="webhook", telemetry=Telemetry(), state_dir=str(tmp_path))
+
+
+def test_the_embedded_defaults_demo_secret_is_warned_about_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sinks.webhook import DEMO_SECRET
+
+    s = _default_webhook(monkeypatch, None, tmp_path)
+    assert s.cfg.secret.get_secret_value() == DEMO_SECRET  # what config/default.yaml falls back to
+    with caplog.at_level("INFO", logger="sinks.webhook"):
+        s.start()
+        s.stop()
+    warned = [r for r in caplog.records if r.name == "sinks.webhook"]
+    assert [r.levelname for r in warned] == ["WARNING"]
+    assert "demo secret" in warned[0].getMessage() and "FINOPS_WEBHOOK_SECRET" in warned[0].getMessage()
+    assert DEMO_SECRET not in caplog.text  # the value itself is never logged
+
+    caplog.clear()
+    s = _default_webhook(monkeypatch, "a-real-one", tmp_path)
+    with caplog.at_level("INFO", logger="sinks.webhook"):
+        s.start()
+        s.stop()
+    assert [r for r in caplog.records if r.name == "sinks.webhook"] == []

@@ -247,6 +247,9 @@ def _backtest_config(text: str, demo: Path) -> str:
         "sources:\n"
         f"  bedrock: {{type: file, path: {demo / 'bedrock'}, "
         "decoder: {type: bedrock, tag_dimensions: {team: team}}}\n"
+        # the example's GPU detectors need a dcgm source; as in the Kafka run, it has no data
+        f"  gpus: {{type: file, path: {demo / 'no-gpu-data'}, "
+        "decoder: {type: dcgm, constant_dimensions: {cluster: gpu-prod-1}}}\n"
         + detectors
         + "sinks:\n  console: {type: console}\n"
         + "state: {type: memory}\npipeline: {max_age_days: 3650}\n"

@@ -1,0 +1,109 @@
+"""The command line: version, help text (defaults, units, examples) and what each command passes on."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import cli
+
+UNITS = ("seconds", "bytes", "percent", "usd")
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"finops-agent {version('finops-agent')}"
+
+
+def test_every_option_of_every_subcommand_has_help_with_its_default_and_unit() -> None:
+    subs = _subcommands()
+    assert set(subs) == {"run", "validate", "backtest"}
+    for name, parser in subs.items():
+        formatter = cli.HelpFormatter(prog=f"finops-agent {name}")
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            text = formatter._get_help_string(action) or ""
+            where = f"{name} {'/'.join(action.option_strings)}"
+            assert text.strip(), f"{where}: no help text"
+            assert "default" in text or (action.required and text.startswith("required")), f"{where}: {text!r}"
+            if action.type in (int, float):
+                assert any(u in text.lower() for u in UNITS), f"{where}: no unit in {text!r}"
+    assert "seconds to flush sinks and checkpoint state after SIGTERM (default: 20.0)" in " ".join(
+        subs["run"].format_help().split()
+    )
+
+
+def _examples(help_text: str) -> list[list[str]]:
+    """The example command lines at the end of a help text (continuation lines joined, comments dropped)."""
+    block = help_text.split("\nexamples:\n", 1)[1]
+    joined = block.replace("\\\n", " ")
+    return [shlex.split(line.split("#", 1)[0]) for line in joined.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name", ["run", "validate", "backtest"])
+def test_each_subcommands_help_ends_with_examples_that_parse(name: str) -> None:
+    text = _subcommands()[name].format_help()
+    examples = _examples(text)
+    assert examples and all(ex[:2] == ["finops-agent", name] for ex in examples), examples
+    assert text.rstrip().splitlines()[-1].strip().startswith(f"finops-agent {name}")
+    for ex in examples:
+        args = cli.build_parser().parse_args(ex[1:])
+        assert args.command == name
+
+
+def test_top_level_help_lists_the_commands_and_ends_with_examples() -> None:
+    text = cli.build_parser().format_help()
+    assert "--version" in text and all(c in text for c in ("run", "validate", "backtest"))
+    for ex in _examples(text):
+        assert ex[0] == "finops-agent"
+
+
+def test_backtest_passes_expected_to_the_replay(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import agent.backtest
+
+    seen: dict[str, Any] = {}
+
+    def fake(cfg: Any, inputs: list[str], alerts_out: str, **kw: Any) -> dict[str, Any]:
+        seen.update(inputs=inputs, alerts_out=alerts_out, **kw)
+        raise ValueError("stop here")  # the summary print belongs to the real replay
+
+    monkeypatch.setattr(agent.backtest, "run_backtest", fake)
+    out = str(tmp_path / "a.jsonl")
+    argv = ["backtest", "-i", "x.jsonl", "--alerts-out", out, "--report", "r", "--expected", "anomalies.json"]
+    assert cli.main(argv) == cli.EXIT_CONFIG
+    assert seen["expected"] == "anomalies.json" and seen["report_dir"] == "r"
+    assert seen["inputs"] == ["x.jsonl"] and seen["alerts_out"] == out
+    assert cli.main(argv[:-2]) == cli.EXIT_CONFIG
+    assert seen["expected"] is None
+
+
+def test_validate_reports_detectors_that_can_never_fire(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sources: {logs: {type: file, path: x, decoder: {type: bedrock, tag_dimensions: {team: team}}}}\n"
+        "detectors: {idle: {type: threshold, signal: gpu_idle_hours, upper: 0.5, group_by: [teamm]}}\n"
+        "sinks: {c: {type: console}}\n"
+    )
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["validate", "-c", str(cfg)])
+    assert exc.value.code == cli.EXIT_CONFIG
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{cfg}: 1 configuration error(s)"
+    assert err[1].startswith("  detectors.idle.signal: no configured source emits 'gpu_idle_hours'; sources emit: ")
+    cfg.write_text(cfg.read_text().replace("gpu_idle_hours", "requests").replace("teamm", "team"))
+    assert cli.main(["validate", "-c", str(cfg)]) == 0
+    assert capsys.readouterr().out == f"{cfg}: valid (1 sources, 1 detectors, 1 sinks)\n"
