@@ -9,14 +9,16 @@ window it learned, so replayed input never makes a model learn a window twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agent.aggregate import Cells
 from agent.model import Cell, Dims, cell, iso
-from detectors.base import is_usd
+from detectors.base import crossed_bound, is_usd, warming_up
 
 SeriesKey = tuple[str, ...]
 
@@ -39,6 +41,18 @@ class Point:
     contributors: list[dict[str, Any]] = field(default_factory=list)
     restated: bool = False  # a closed window scored again because a billing delivery changed its value
     reason: str | None = None  # why, where the score alone does not say (new series, slow growth, budget)
+    unit: str = ""  # the series' unit as a metric label (``usd``, ``usd_per_1k_tokens``, ``gpu_hours``)
+    warming_up: bool = False  # scored while the series' model was still in its warm-up
+
+    def __setstate__(self, state: Any) -> None:
+        """Points pickled before a field existed (a checkpoint of an older version) take its default."""
+        slots = state[1] if isinstance(state, tuple) else state
+        for f in fields(self):
+            if f.name not in slots:
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                object.__setattr__(self, f.name, default)
+        for k, v in slots.items():
+            object.__setattr__(self, k, v)
 
 
 @dataclass(slots=True)
@@ -60,6 +74,73 @@ class Episode:
 
 
 _EPISODE_WINDOWS_MAX = 2000
+
+
+@dataclass(slots=True)
+class HeldBack:
+    """Anomalous points not alerted because their dollar impact was under ``min_impact_usd``."""
+
+    points: int = 0
+    largest_usd: float = 0.0  # the largest such impact (by size; negative for a drop)
+    largest_series: str = ""  # its series, e.g. ``team=search``
+    largest_window: float = math.nan  # its window start (epoch seconds)
+
+    def add(self, impact: float, series: str, window: float) -> None:
+        self.points += 1
+        if self.points == 1 or abs(impact) > abs(self.largest_usd):
+            self.largest_usd, self.largest_series, self.largest_window = impact, series, window
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """How a detector's values read: in alert texts, as a metric label and on a plot's axis.
+
+    >>> u = Unit.of("token_cost_usd", "tokens", 1000, 3600)
+    >>> u.text, u.label, u.axis, u.fmt(0.0123)
+    ('USD per 1000 tokens', 'usd_per_1k_tokens', '$ per 1k tokens', '$0.0123 per 1k tokens')
+    >>> u = Unit.of("gpu_idle_hours", "gpu_hours", 1, 3600)
+    >>> u.label, u.axis, u.fmt(1.0), u.fmt(0.5, short=True)
+    ('ratio', '% idle', '100 % idle', '50 %')
+    >>> Unit.of("token_cost_usd", None, 1, 3600).axis, Unit.of("gpu_hours", None, 1, 86400).axis
+    ('$/h', 'GPU-hours/day')
+    """
+
+    text: str  # the alert document's ``unit``: USD, "USD per 1000 tokens", gpu_hours
+    label: str  # Prometheus ``unit`` label: usd, usd_per_1k_tokens, gpu_hours, ratio, usd_month_to_date (a budget)
+    axis: str  # a plot's y-axis: $/h, "$ per 1k tokens", GPU-hours/h, % idle
+    share: str | None = None  # a ratio of two amounts of one kind (idle hours per hours): shown in %
+    scale: float = 1.0  # display multiplier of a value on a plot (100 for a share)
+
+    @classmethod
+    def of(cls, signal: str, per: str | None, per_scale: float, window: float, *, month_to_date: bool = False) -> Unit:
+        per_text = f"{_scale(per_scale)} {per}".strip() if per else ""
+        if month_to_date:
+            return cls("USD", "usd_month_to_date", "$ month to date")
+        if per and per_scale == 1 and _kind(signal) == _kind(per):
+            words = [w for w in signal.split("_") if w not in per.split("_")] or [signal]
+            return cls(f"{signal} per {per}", "ratio", f"% {' '.join(words)}", " ".join(words), 100.0)
+        if is_usd(signal):
+            if per:
+                return cls(f"USD per {per_scale:g} {per}", f"usd_per_{_slug(per_text)}", f"$ per {per_text}")
+            return cls("USD", "usd", f"$/{_per_window(window)}")
+        if per:
+            return cls(
+                f"{signal} per {per_scale:g} {per}",
+                f"{signal}_per_{_slug(per_text)}",
+                f"{_pretty(signal)} per {per_text}",
+            )
+        return cls(signal, _slug(signal), f"{_pretty(signal)}/{_per_window(window)}")
+
+    def fmt(self, v: float, *, short: bool = False) -> str:
+        """A value for an alert's text ("$4,005.77", "100 % idle", "$0.0123 per 1k tokens")."""
+        if self.share is not None:
+            pct = f"{v * 100:.3g} %"
+            return pct if short else f"{pct} {self.share}"
+        if self.text == "USD":
+            return f"${v:,.2f}"
+        if self.text.startswith("USD per "):
+            return f"${v:,.4g} per {self.axis[6:]}"
+        return f"{v:,.4g} {self.text}"
 
 
 _MISS = object()
@@ -103,6 +184,9 @@ class DetectorRunner:
         new_usd = getattr(cfg, "new_series_usd", None)
         self._new_usd = new_usd if hasattr(prototype, "warmup_points") and not self._is_ratio else None
         self._established = False  # some series of this detector is past its warm-up
+        self.unit = Unit.of(cfg.signal, cfg.per, cfg.per_scale, self.window, month_to_date=self._budget)
+        self.held_back = HeldBack()  # anomalous points under min_impact_usd (not alerted)
+        self.last_points: dict[SeriesKey, Point] = {}  # each series' latest point (restored on /metrics at start)
 
     # -- roll-up ---------------------------------------------------------------------------
     def _route(self, c: Cell) -> tuple[SeriesKey, Cell | None, int, int, int] | None:
@@ -221,7 +305,7 @@ class DetectorRunner:
                     model.bind_series(key)
                 if self._established and self._new_usd is not None:
                     model.newborn_usd = 0.0  # spend since it appeared (kept with the model's state)
-            scored = self._score(key, model, w, a)
+            scored = self._score(key, model, w, a, count_held=True)
             if scored is None:
                 continue
             pt, x = scored
@@ -235,11 +319,18 @@ class DetectorRunner:
             if a[3] and not pt.anomalous:
                 self._learn_shares(key, a)
             points.append(pt)
+            self.last_points[key] = pt
             self._lifecycle(key, pt, events)
         self._expire(w)
 
-    def _score(self, key: SeriesKey, model: Any, w: float, a: list[Any]) -> tuple[Point, dict[str, float]] | None:
-        """The window's point for one series (scored before any learning); None for a ratio over nothing."""
+    def _score(
+        self, key: SeriesKey, model: Any, w: float, a: list[Any], *, count_held: bool = False
+    ) -> tuple[Point, dict[str, float]] | None:
+        """The window's point for one series (scored before any learning); None for a ratio over nothing.
+
+        ``count_held``: an anomalous point under ``min_impact_usd`` is counted in :attr:`held_back`
+        (a window closing for the first time; not a restatement of one).
+        """
         cfg = self.cfg
         if self._is_ratio:
             if a[1] == 0:
@@ -270,11 +361,15 @@ class DetectorRunner:
                 if abs(worth) >= cfg.min_impact_usd:  # NaN compares false: no dollar figure, no page
                     anomalous = True
                     reason = f"{why} ({_usd(worth)} a day)"
+            if not anomalous and count_held and key not in self.episodes:  # (an open alert is alerted)
+                self.held_back.add(impact, _label(tuple(zip(self.group_by, key, strict=True))), w)
         series = tuple(zip(self.group_by, key, strict=True))
         obs = model.month_to_date(x) if self._budget else y  # a budget compares the month, not the window
         pt = Point(
             self.name, self.type, cfg.signal, series, w, w_end, obs, expected, lower, upper, score, anomalous, impact
         )
+        pt.unit = self.unit.label
+        pt.warming_up = warming_up(model)
         if anomalous and self._budget:
             pt.reason = model.explain(x)
         elif anomalous:
@@ -363,6 +458,7 @@ class DetectorRunner:
             self.last_seen.pop(key, None)
             self.last_learned.pop(key, None)
             self.shares.pop(key, None)
+            self.last_points.pop(key, None)
 
     # -- restatements ----------------------------------------------------------------------
     def restate(self, w: float, acc: dict[SeriesKey, list[Any]]) -> tuple[list[Point], list[dict[str, Any]]]:
@@ -387,6 +483,9 @@ class DetectorRunner:
             pt = scored[0]
             pt.restated = True
             points.append(pt)
+            last = self.last_points.get(key)
+            if last is not None and last.window_start == w:
+                self.last_points[key] = pt
             self._restated_lifecycle(key, pt, events)
         return points, events
 
@@ -454,12 +553,14 @@ class DetectorRunner:
             if len(ep.windows) < _EPISODE_WINDOWS_MAX:
                 ep.windows[pt.window_start] = (pt.observed, pt.expected, pt.impact_usd or 0.0)
             sev = self._severity(ep.impact_total)
+            previous = None
             if _rank(sev) > _rank(ep.severity):
+                previous = None if send else ep.severity  # a re-send of an open alert: an escalation
                 ep.severity = sev
                 send = True
             ep.last_point = pt
             if send:
-                events.append(self.document(ep, pt, "firing"))
+                events.append(self.document(ep, pt, "firing", escalated_from=previous))
         elif ep is not None:
             ep.normal_streak += 1
             if ep.normal_streak >= self.alerting.resolve_after_points:
@@ -467,21 +568,37 @@ class DetectorRunner:
                 events.append(self.document(ep, ep.last_point or pt, "resolved", resolved_at=pt.window_start))
 
     def document(
-        self, ep: Episode, pt: Point, status: str, resolved_at: float | None = None, *, restated: bool = False
+        self,
+        ep: Episode,
+        pt: Point,
+        status: str,
+        resolved_at: float | None = None,
+        *,
+        restated: bool = False,
+        escalated_from: str | None = None,
     ) -> dict[str, Any]:
-        """The versioned alert document every sink receives."""
+        """The versioned alert document every sink receives.
+
+        ``impact_usd``: the window's dollar impact while firing, the whole episode's once resolved
+        (also in ``episode.impact_usd``). ``escalated_from``: the severity of an open alert re-sent
+        because its episode's impact reached a higher one (``escalated``, ``previous_severity``).
+        """
         cfg = self.cfg
         series = dict(pt.series)
-        label = ", ".join(f"{k}={v}" for k, v in pt.series) or "all"
-        base_unit = "USD" if is_usd(cfg.signal) else cfg.signal
-        unit = f"{base_unit} per {cfg.per_scale:g} {cfg.per}" if cfg.per else base_unit
+        label = _label(pt.series)
+        u = self.unit
         impact = pt.impact_usd
+        # A fixed limit is not an expected value: the alert names it ("100 % idle (limit 50 %)").
+        bound = crossed_bound(self.models.get(tuple(v for _, v in pt.series)), _x(pt)) if status == "firing" else None
         if status == "firing" and self._budget:
             summary = f"[{self.name}] {cfg.signal} {label}: {pt.reason or ''}"
             if impact is not None:
                 summary += f"; impact {_usd(impact)} over budget"
         elif status == "firing":
-            money = f"{_fmt(pt.observed, unit)} vs expected {_fmt(pt.expected, unit)}"
+            if bound is not None:  # a fixed limit, not a forecast
+                money = f"{u.fmt(pt.observed)} ({bound[0]} {u.fmt(bound[1], short=True)})"
+            else:
+                money = f"{u.fmt(pt.observed)} vs expected {u.fmt(pt.expected)}"
             summary = f"[{self.name}] {cfg.signal} {label}: {money}"
             if impact is not None:
                 summary += f", impact {_usd(impact)}"
@@ -493,12 +610,17 @@ class DetectorRunner:
                 dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
                 summary += f"; top contributor {dims} {top['delta']:+.2f}"
         elif restated:
-            summary = f"[{self.name}] withdrawn: {cfg.signal} {label} restated by the bill to {_fmt(pt.observed, unit)}"
+            summary = f"[{self.name}] withdrawn: {cfg.signal} {label} restated by the bill to {u.fmt(pt.observed)}"
             summary += f" in window {iso(pt.window_start)}, no longer anomalous"
         else:
+            lasted = _duration(_span(ep, self.window))
             summary = (
-                f"[{self.name}] resolved: {cfg.signal} {label} back to normal; episode impact {_usd(ep.impact_total)}"
+                f"[{self.name}] resolved: {cfg.signal} {label} back to normal after {lasted}; "
+                f"episode impact {_usd(ep.impact_total)}"
             )
+            impact = ep.impact_total  # a resolved alert reports what the whole episode cost
+        if escalated_from is not None:
+            summary = f"escalated to {ep.severity}: {summary}; episode impact so far {_usd(ep.impact_total)}"
         if restated and status == "firing":
             summary = f"(restated) {summary}"
         return {
@@ -508,12 +630,16 @@ class DetectorRunner:
             "revision": ep.revision,
             "restated": restated,
             "severity": ep.severity,
+            "escalated": escalated_from is not None,
+            "previous_severity": escalated_from,
             "summary": summary[:1024],
             "detector": self.name,
             "detector_type": self.type,
             "signal": cfg.signal,
             "per": cfg.per,
-            "unit": unit,
+            "per_scale": cfg.per_scale,
+            "unit": u.text,
+            "unit_label": u.label,
             "series": series,
             "window_start": iso(pt.window_start),
             "window_end": iso(pt.window_end),
@@ -524,6 +650,7 @@ class DetectorRunner:
             "lower": _num(pt.lower),
             "upper": _num(pt.upper),
             "score": _num(pt.score),
+            "limit": {"name": bound[0], "value": _num(bound[1])} if bound is not None else None,
             "impact_usd": _num(impact) if impact is not None else None,
             "reason": pt.reason,
             "episode": {
@@ -549,12 +676,66 @@ class DetectorRunner:
             "episodes": self.episodes,
             "windows": self.windows,
             "closed_until": self.closed_until,
+            "last_points": self.last_points,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
         for k in ("models", "last_learned", "last_seen", "shares", "episodes", "windows"):
             setattr(self, k, snap[k])
         self.closed_until = snap.get("closed_until", -math.inf)
+        # A snapshot of an older version has no latest points: the open episodes' are the best known.
+        self.last_points = snap.get("last_points") or {
+            k: ep.last_point for k, ep in self.episodes.items() if ep.last_point is not None
+        }
+
+    def restored_points(self) -> list[Point]:
+        """Each series' latest point, as restored: what ``/metrics`` shows before a new window closes."""
+        return list(self.last_points.values())
+
+    def firing_documents(self) -> Iterator[dict[str, Any]]:
+        """A firing document for each open episode (its latest point), e.g. for metrics after a restart."""
+        for ep in self.episodes.values():
+            if ep.last_point is not None:
+                yield self.document(ep, ep.last_point, "firing")
+
+
+def _label(series: Dims) -> str:
+    """``team=search, model=m`` (``all`` for a detector without group_by)."""
+    return ", ".join(f"{k}={v}" for k, v in series) or "all"
+
+
+def _x(pt: Point) -> dict[str, float]:
+    return {"t": pt.window_start, "t_end": pt.window_end, "y": pt.observed}
+
+
+def _span(ep: Episode, window: float) -> float:
+    return ep.last_window + window - ep.started_at
+
+
+def _scale(per_scale: float) -> str:
+    """1000 → "1k", 1e6 → "1M", 1 → "" (as in "$ per 1k tokens")."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if per_scale >= size and per_scale % size == 0:
+            return f"{per_scale / size:g}{suffix}"
+    return "" if per_scale == 1 else f"{per_scale:g}"
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def _kind(signal: str) -> str:
+    """What a signal counts, from its name's last word: hours, usd, tokens."""
+    return signal.rsplit("_", 1)[-1]
+
+
+def _pretty(signal: str) -> str:
+    return signal.replace("_", " ").replace("gpu hours", "GPU-hours").replace("gpu ", "GPU ")
+
+
+def _per_window(seconds: float) -> str:
+    named = {60.0: "min", 3600.0: "h", 86400.0: "day", 7 * 86400.0: "week"}
+    return named.get(float(seconds)) or _duration(seconds)
 
 
 def _duration(seconds: float) -> str:
@@ -578,11 +759,3 @@ def _num(v: float) -> float | None:
 
 def _usd(v: float) -> str:
     return f"{'+' if v >= 0 else '-'}${abs(v):,.2f}"
-
-
-def _fmt(v: float, unit: str) -> str:
-    if unit == "USD":
-        return f"${v:,.2f}"
-    if unit.startswith("USD per "):
-        return f"${v:,.4g} {unit[4:]}"
-    return f"{v:,.4g} {unit}"

@@ -16,6 +16,25 @@ import orjson
 from sinks.webhook import verify
 
 
+def describe(doc: dict[str, Any]) -> str:
+    """One line per delivery: status (an escalation says so), severity, id, dollars, summary.
+
+    >>> describe({"status": "resolved", "severity": "error", "id": "a1b2", "impact_usd": 983.2,
+    ...           "summary": "[idle_gpu] resolved: ..."})
+    'resolved error a1b2 episode impact $983.20: [idle_gpu] resolved: ...'
+    >>> describe({"status": "firing", "severity": "critical", "id": "a1b2", "impact_usd": 98.0,
+    ...           "escalated": True, "previous_severity": "error", "summary": "escalated to critical: ..."})
+    'firing (escalated from error) critical a1b2 impact $98.00: escalated to critical: ...'
+    """
+    status = str(doc.get("status"))
+    if doc.get("escalated"):
+        status += f" (escalated from {doc.get('previous_severity')})"
+    impact = doc.get("impact_usd")
+    money = "n/a" if impact is None else f"{'-' if impact < 0 else ''}${abs(impact):,.2f}"
+    which = "episode impact" if doc.get("status") == "resolved" else "impact"
+    return f"{status} {doc.get('severity')} {str(doc.get('id', ''))[:12]} {which} {money}: {doc.get('summary', '')}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m agent.webhook_echo")
     ap.add_argument("--host", default="127.0.0.1")
@@ -33,9 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             self.send_header("Content-Length", "0")
             self.end_headers()
             try:
-                doc = orjson.loads(body)
-                what = f"{doc.get('status')} {doc.get('id', '')[:12]} impact {doc.get('impact_usd')}"
-            except orjson.JSONDecodeError:
+                what = describe(orjson.loads(body))
+            except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
                 what = f"{len(body)} bytes"
             sys.stderr.write(f"webhook-echo: {'signature ok' if ok else 'BAD SIGNATURE'}: {what}\n")
 

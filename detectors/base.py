@@ -9,12 +9,15 @@ and a River :class:`~river.anomaly.base.AnomalyDetector` subclass with
 - ``from_config(cfg)``: the prototype that is cloned for every series.
 
 ``x`` is ``{"t": window start in epoch seconds, "y": the window's value}``.
+
+Optional hooks (:class:`DetectorHooks`) refine the alert; the agent asks the prototype once
+whether a detector has them, and the functions below give every detector their defaults.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import Field, field_validator
 
@@ -48,6 +51,32 @@ class DetectorCommon(ComponentConfig):
         if len(set(v)) != len(v):
             raise ValueError("group_by dimensions must be unique")
         return v
+
+
+class DetectorHooks(Protocol):
+    """Optional hooks of a detector (each has a default below, for detectors without it).
+
+    - ``crossed_bound(x) -> (name, value) | None``: a detector whose bound is a fixed limit
+      rather than a forecast names the bound ``x`` is past (``("limit", 0.5)``), so the alert
+      reads "100 % idle (limit 50 %)" rather than calling the limit an expected value.
+      Default: None (the alert compares the observed value with the expected one).
+    - ``warmup_points`` and ``n_learned``: points learned before the model judges a series, and
+      how many it has learned. Default: no warm-up.
+    """
+
+    def crossed_bound(self, x: dict[Any, Any]) -> tuple[str, float] | None: ...
+
+
+def crossed_bound(detector: Any, x: dict[Any, Any]) -> tuple[str, float] | None:
+    """The bound ``x`` is past and its name, where ``detector`` has fixed bounds; else None."""
+    hook = getattr(detector, "crossed_bound", None)
+    return hook(x) if hook is not None else None
+
+
+def warming_up(detector: Any) -> bool:
+    """Whether ``detector`` (one series' model) is still in its warm-up."""
+    warmup = getattr(detector, "warmup_points", 0)
+    return bool(warmup) and detector.n_learned < warmup
 
 
 def is_usd(signal: str) -> bool:

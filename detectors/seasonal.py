@@ -311,12 +311,14 @@ class SeasonalDetector(AnomalyDetector):
         return score
 
     def sustained(self, x: dict[Any, Any]) -> tuple[float, str] | None:
-        """When ``x`` is anomalous for the week-over-week growth of the last complete day: that
-        move's worth a day (in the series' units) and a sentence for the alert; else None."""
+        """When ``x`` is anomalous for the week-over-week move of the last complete day: that
+        move's worth a day (in the series' units, negative for a drop) and a sentence for the alert
+        ("sustained growth: ..." or "sustained drop: ..."); else None."""
         st = self._st
         if not self.growth or self._unrefracted(x) < self.threshold or st[_GS] < self.threshold:
             return None
-        return st[_GX], f"sustained growth: yesterday {st[_GG]:+.0%} on the same weekday a week before"
+        move = "growth" if st[_GX] >= 0 else "drop"  # a fall is a drop, never a negative growth
+        return st[_GX], f"sustained {move}: yesterday {st[_GG]:+.0%} on the same weekday a week before"
 
     def excursion(self, x: dict[Any, Any]) -> bool:
         """Whether the incident goes on: anomalous before the refractory discount, and the point

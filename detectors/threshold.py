@@ -27,25 +27,41 @@ class ThresholdConfig(DetectorCommon):
 
 
 class ThresholdDetector(AnomalyDetector):
-    """Static bounds on a window value; the score is how far past a bound, in bound units.
+    """Static bounds on a window value; nothing is learned.
 
-    A score of 1 sits on the bound; 2 means twice past it. Nothing is learned.
+    The score is in [0, 1]: 0 within the bounds (a value on a bound is within), and past a
+    bound by ``e`` in units of that bound (``e = (y - upper) / |upper|``, or
+    ``(lower - y) / |lower|``; a bound of 0 counts as 1e-9), ``0.5 + 0.5 * e / (1 + e)``: just
+    over 0.5 past the bound, 0.75 at twice an upper bound, approaching 1 far beyond. A point is
+    anomalous exactly when it is past a bound (``score >= threshold = 0.5``).
+    :meth:`forecast_one` reports the bound as the band (and the upper bound as the "expected"
+    value); :meth:`crossed_bound` names the bound a point is past, for the alert's text.
 
     Examples
     --------
     >>> det = ThresholdDetector(upper=100.0)
-    >>> det.score_one({"t": 0, "y": 50.0}) < det.threshold
+    >>> det.score_one({"t": 0, "y": 50.0}), det.score_one({"t": 0, "y": 100.0})
+    (0.0, 0.0)
+    >>> det.score_one({"t": 0, "y": 100.001}) >= det.threshold
     True
-    >>> det.score_one({"t": 0, "y": 150.0}) >= det.threshold
-    True
+    >>> det.score_one({"t": 0, "y": 200.0}), det.score_one({"t": 0, "y": 500.0})
+    (0.75, 0.9)
+    >>> det.crossed_bound({"t": 0, "y": 200.0})
+    ('limit', 100.0)
     >>> det.forecast_one({"t": 0, "y": 150.0})
     (100.0, -inf, 100.0)
+    >>> ThresholdDetector(lower=10.0).crossed_bound({"t": 0, "y": 5.0})
+    ('floor', 10.0)
     """
 
     def __init__(self, upper: float | None = None, lower: float | None = None):
         self.upper = upper
         self.lower = lower
-        self.threshold = 1.0 + 1e-12
+
+    @property
+    def threshold(self) -> float:
+        # A property, not state: a model pickled with an older score scale takes this one.
+        return 0.5
 
     @classmethod
     def from_config(cls, cfg: ThresholdConfig) -> ThresholdDetector:
@@ -54,14 +70,31 @@ class ThresholdDetector(AnomalyDetector):
     def learn_one(self, x: dict[Any, Any]) -> None:
         return None
 
+    def _excess(self, y: float) -> float:
+        """How far past a bound, in units of that bound (0 within the bounds)."""
+        e = 0.0
+        if self.upper is not None and y > self.upper:
+            e = max((y - self.upper) / max(abs(self.upper), 1e-9), 5e-324)
+        if self.lower is not None and y < self.lower:
+            e = max(e, (self.lower - y) / max(abs(self.lower), 1e-9), 5e-324)
+        return e
+
     def score_one(self, x: dict[Any, Any]) -> float:
         y = float(x["y"])
-        score = 0.0
+        e = self._excess(y)
+        if e <= 0.0:
+            return 0.0
+        if math.isinf(e):
+            return 1.0
+        return max(0.5, 0.5 + 0.5 * e / (1.0 + e))
+
+    def crossed_bound(self, x: dict[Any, Any]) -> tuple[str, float] | None:
+        y = float(x["y"])
         if self.upper is not None and y > self.upper:
-            score = 1.0 + (y - self.upper) / max(abs(self.upper), 1e-9)
+            return "limit", float(self.upper)
         if self.lower is not None and y < self.lower:
-            score = max(score, 1.0 + (self.lower - y) / max(abs(self.lower), 1e-9))
-        return score
+            return "floor", float(self.lower)
+        return None
 
     def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
         lo = self.lower if self.lower is not None else -math.inf

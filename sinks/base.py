@@ -2,7 +2,7 @@
 
 ``on_points`` gets every closed window (cheap: most sinks ignore it), ``on_alert`` each alert
 event (firing / resolved). Network sinks hand alerts to a durable outbox
-(:mod:`sinks.outbox`) and only *classify* delivery results; retrying lives in one place.
+(:mod:`sinks.delivery`) and only *classify* delivery results; retrying lives in one place.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ class Sink:
 
     def on_alert(self, doc: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def on_restore(self, points: list[Any], firing: list[dict[str, Any]]) -> None:
+        """After a restart: each restored series' latest point and the alerts still firing. Sinks that show
+        state (``/metrics``) show it at once; nothing is sent again (default: ignored)."""
+        return None
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Make what was handed over durable (and delivered, if possible within ``timeout``)."""

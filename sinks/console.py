@@ -32,11 +32,15 @@ class ConsoleSink(Sink):
         if self.json_lines:
             line = orjson.dumps(doc).decode()
         else:
+            # The summary says what happened (an escalation, the episode's impact once resolved).
             status = "FIRING  " if doc["status"] == "firing" else "RESOLVED"
             line = f"{status} {doc['severity']:<8} {doc['summary']}"
             if doc["status"] == "firing":
-                lo, hi = doc.get("lower"), doc.get("upper")
-                band = f"band {'-inf' if lo is None else f'{lo:.4g}'}..{'inf' if hi is None else f'{hi:.4g}'}; "
+                lo, hi, limit = doc.get("lower"), doc.get("upper"), doc.get("limit")
+                if limit:  # a fixed bound, not a forecast band
+                    band = f"{limit['name']} {limit['value']:.4g}; "
+                else:
+                    band = f"band {'-inf' if lo is None else f'{lo:.4g}'}..{'inf' if hi is None else f'{hi:.4g}'}; "
                 line += f"  [{band}id {doc['id'][:12]}]"
         with self._lock:
             self.stream.write(line + "\n")

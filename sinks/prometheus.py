@@ -2,10 +2,15 @@
 
 Anomaly families (gauges, latest closed window per series):
 ``finops_anomaly_score``, ``finops_observed_value``, ``finops_expected_value``,
-``finops_expected_lower``, ``finops_expected_upper``, ``finops_alerts_firing``, labelled
-``detector``, ``signal`` and the detector's ``group_by`` dimensions. At most ``max_series``
-series are exported (firing series first); the rest are counted in
-``finops_agent_metric_series_capped``.
+``finops_expected_lower``, ``finops_expected_upper``, ``finops_impact_usd``,
+``finops_alerts_firing``, labelled ``detector``, ``signal``, ``unit`` (what the values count:
+``usd``, ``usd_per_1k_tokens``, ``gpu_hours``, ``ratio``...; ``finops_impact_usd`` is always in
+dollars) and the detector's ``group_by`` dimensions. At most ``max_series`` series are exported
+(firing series first); the rest are counted in ``finops_agent_metric_series_capped``.
+
+After a restart, :meth:`PrometheusSink.on_restore` shows every restored series' latest point and
+its firing alerts at once, so a rule on ``finops_alerts_firing`` does not resolve and fire again
+on every restart.
 """
 
 from __future__ import annotations
@@ -84,9 +89,9 @@ class AnomalyCollector(Collector):
             "impact": GaugeMetricFamily("finops_impact_usd", "Dollar impact of the latest closed window"),
         }
         for key, p in pts:
-            labels = {"detector": p.detector, "signal": p.signal}
+            labels = {"detector": p.detector, "signal": p.signal, "unit": p.unit}
             for k, v in p.series:
-                labels[_label(k)] = v
+                labels.setdefault(_label(k), v)  # (a dimension named like a fixed label does not replace it)
             vals = {
                 "score": p.score,
                 "observed": p.observed,
@@ -161,6 +166,12 @@ class PrometheusSink(Sink):
 
     def on_alert(self, doc: dict[str, Any]) -> None:
         self.collector.alert(doc)
+
+    def on_restore(self, points: list[Any], firing: list[dict[str, Any]]) -> None:
+        """State restored at start: each series' latest point and the alerts still firing."""
+        self.collector.update(points)
+        for doc in firing:
+            self.collector.alert(doc)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.server is not None:

@@ -10,6 +10,7 @@ from agent.config import AlertingConfig
 from agent.detect import DetectorRunner, alert_id
 from agent.model import cell, make_dims
 from detectors.seasonal import SeasonalConfig, SeasonalDetector
+from detectors.threshold import ThresholdConfig, ThresholdDetector
 
 SIG = ("token_cost_usd", "tokens")
 H = 3600.0
@@ -146,3 +147,119 @@ def test_an_anomaly_under_min_impact_does_not_silence_the_next_one() -> None:
         events.extend(r.close_until((h + 1) * H)[1])
     firing = [e for e in events if e["status"] == "firing"]
     assert [e["window_start"] for e in firing] == ["1970-01-11T02:00:00Z"]
+
+
+IDLE = ("gpu_idle_hours", "gpu_hours", "gpu_idle_cost_usd")
+
+
+def idle_runner() -> DetectorRunner:
+    cfg = ThresholdConfig(
+        type="threshold",
+        signal="gpu_idle_hours",
+        per="gpu_hours",
+        cost_signal="gpu_idle_cost_usd",
+        upper=0.5,
+        group_by=["node"],
+        window_seconds=3600,
+        min_impact_usd=10,
+    )  # type: ignore[call-arg]
+    return DetectorRunner("idle_gpu", cfg, ThresholdDetector.from_config(cfg), AlertingConfig())
+
+
+def feed_idle(r: DetectorRunner, hours: range, idle: float, cost_per_idle_hour: float = 12.25) -> list[dict]:
+    events: list[dict] = []
+    for h in hours:
+        c = cell(make_dims({"node": "n7", "gpu": "0"}), IDLE)
+        r.add_bucket(h * H, {c: [8 * idle, 8.0, 8 * idle * cost_per_idle_hour]})
+        events.extend(r.close_until((h + 1) * H)[1])
+    return events
+
+
+def test_a_threshold_alert_reads_the_limit_not_an_expected_value_and_scores_within_0_1() -> None:
+    r = idle_runner()
+    assert feed_idle(r, range(0, 5), 0.1) == []
+    events = feed_idle(r, range(5, 8), 1.0)
+    doc = events[0]
+    assert doc["status"] == "firing" and doc["series"] == {"node": "n7"}
+    assert "100 % idle (limit 50 %)" in doc["summary"] and "expected" not in doc["summary"]
+    assert 0.5 <= doc["score"] <= 1 and "(score 0.75)" in doc["summary"]  # twice the limit
+    assert doc["impact_usd"] == 98.0 and doc["unit_label"] == "ratio"
+
+
+def test_an_escalation_says_so_and_a_resolution_carries_the_episode_impact() -> None:
+    r = idle_runner()
+    feed_idle(r, range(0, 5), 0.1)
+    events = feed_idle(r, range(5, 16), 1.0)  # $98 an hour: error from the 2nd hour, critical from the 11th
+    events += feed_idle(r, range(16, 18), 0.1)  # two normal windows resolve it
+    assert [(e["status"], e["severity"], e["escalated"], e["previous_severity"]) for e in events] == [
+        ("firing", "warning", False, None),
+        ("firing", "error", True, "warning"),
+        ("firing", "critical", True, "error"),
+        ("resolved", "critical", False, None),
+    ]
+    esc = events[1]
+    assert esc["summary"].startswith("escalated to error: [idle_gpu]")
+    assert esc["summary"].endswith("episode impact so far +$196.00")
+    assert esc["impact_usd"] == 98.0  # the window's; the episode's is in episode.impact_usd
+    resolved = events[-1]
+    assert resolved["impact_usd"] == resolved["episode"]["impact_usd"] == 1078.0  # not the last window's $98
+    assert "after 11 hours; episode impact +$1,078.00" in resolved["summary"]
+
+
+def test_anomalous_points_under_min_impact_are_held_back_and_counted() -> None:
+    r = idle_runner()
+    feed_idle(r, range(0, 3), 0.1)
+    assert r.held_back.points == 0 and r.held_back.largest_series == ""
+    # idle but cheap: $4.90 then $9.80 an hour, under min_impact_usd ($10): never alerted
+    assert feed_idle(r, range(3, 4), 1.0, cost_per_idle_hour=0.6125) == []
+    assert feed_idle(r, range(4, 5), 1.0, cost_per_idle_hour=1.225) == []
+    assert feed_idle(r, range(5, 6), 0.1) == []
+    assert r.held_back.points == 2
+    assert r.held_back.largest_usd == pytest.approx(9.8) and r.held_back.largest_series == "node=n7"
+    assert r.held_back.largest_window == 4 * H
+    feed_idle(r, range(6, 7), 1.0)  # $98: alerted, not held back
+    assert r.held_back.points == 2
+
+
+def test_a_sustained_fall_is_a_drop_never_growth() -> None:
+    cfg = SeasonalConfig(
+        type="seasonal", signal="token_cost_usd", group_by=["team"], min_impact_usd=50, direction="both"
+    )
+    r = DetectorRunner("spend", cfg, SeasonalDetector.from_config(cfg), AlertingConfig())
+    c = cell(make_dims({"team": "a", "model": "m"}), SIG)
+    events: list[dict] = []
+    for h in range(24 * 45):
+        day = h // 24
+        y = 60 * (1 + 0.4 * math.sin(2 * math.pi * (h % 24) / 24)) * (1 + 0.1 * math.sin(h * 7.3))
+        y -= 1.5 * max(day - 29, 0)  # from day 30: $1.50 an hour less every day
+        r.add_bucket(h * H, {c: [y, 1000.0]})
+        events.extend(r.close_until((h + 1) * H)[1])
+    reasons = [e["reason"] for e in events if e["status"] == "firing" and e["reason"]]
+    assert any(x.startswith("sustained drop: yesterday -") and "(-$" in x for x in reasons), reasons
+    assert not any("growth" in x for x in reasons)
+
+
+def test_latest_points_are_kept_and_an_older_snapshot_still_loads() -> None:
+    r = idle_runner()
+    feed_idle(r, range(0, 5), 0.1)
+    feed_idle(r, range(5, 7), 1.0)
+    snap = pickle.loads(pickle.dumps(r.snapshot()))
+    r2 = idle_runner()
+    r2.restore(snap)
+    [pt] = r2.restored_points()
+    assert (pt.window_start, pt.observed, pt.unit) == (6 * H, 1.0, "ratio")
+    assert [d["status"] for d in r2.firing_documents()] == ["firing"]
+    # A snapshot written before the latest points (and the points' unit) existed.
+    old = pickle.loads(pickle.dumps(r.snapshot()))
+    del old["last_points"]
+    ep = old["episodes"][("n7",)]
+    state = ep.last_point.__reduce_ex__(4)[2][1]
+    del state["unit"], state["warming_up"]
+    ep.last_point = pickle.loads(pickle.dumps(ep.last_point))
+    ep.last_point.__setstate__((None, state))
+    r3 = idle_runner()
+    r3.restore(old)
+    [pt] = r3.restored_points()  # the open episode's latest point
+    assert pt.window_start == 6 * H and pt.unit == "" and pt.warming_up is False
+    feed_idle(r3, range(7, 9), 0.1)
+    assert r3.restored_points()[0].unit == "ratio" and not r3.episodes

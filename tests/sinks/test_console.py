@@ -21,3 +21,21 @@ def test_readable_and_json_lines() -> None:
     s = ConsoleSink(ConsoleConfig(type="console", json_lines=True), name="c", telemetry=Telemetry(), stream=out)
     s.on_alert({**DOC, "lower": None})
     assert orjson.loads(out.getvalue()) == {**DOC, "lower": None}
+
+
+def test_threshold_escalation_and_resolution_read_correctly() -> None:
+    """The runner's own documents: the limit (not an expected value), the escalation, the episode's impact."""
+    from tests.agent.test_detect import feed_idle, idle_runner
+
+    r = idle_runner()
+    feed_idle(r, range(0, 5), 0.1)
+    docs = feed_idle(r, range(5, 7), 1.0) + feed_idle(r, range(7, 9), 0.1)
+    out = io.StringIO()
+    s = ConsoleSink(ConsoleConfig(type="console"), name="c", telemetry=Telemetry(), stream=out)
+    for d in docs:
+        s.on_alert(d)
+    first, escalated, resolved = out.getvalue().splitlines()
+    assert first.startswith("FIRING   warning  [idle_gpu]") and "100 % idle (limit 50 %)" in first
+    assert "[limit 0.5; id " in first and "band" not in first and "expected" not in first
+    assert escalated.startswith("FIRING   error    escalated to error: [idle_gpu]")
+    assert resolved.startswith("RESOLVED error    [idle_gpu] resolved") and "episode impact +$196.00" in resolved

@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.config import load_config_text
 from agent.detect import Point
-from agent.pipeline import Health
+from agent.pipeline import Agent, Health
 from agent.telemetry import Telemetry
 from sinks.prometheus import PrometheusConfig, PrometheusSink
+from tests.conftest import free_port
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -34,6 +40,7 @@ def point(team: str, score: float = 1.0) -> Point:
         score=score,
         anomalous=False,
         impact_usd=2.5,
+        unit="usd",
     )
 
 
@@ -64,6 +71,7 @@ def test_metrics_health_and_cardinality_cap() -> None:
         assert {
             "detector": "spend",
             "signal": "token_cost_usd",
+            "unit": "usd",
             "team": "t5",
             "model_id": "m",
         } in labels  # firing first
@@ -86,3 +94,65 @@ def test_metrics_health_and_cardinality_cap() -> None:
     finally:
         sink.stop()
         sink.stop()  # idempotent
+
+
+def _restart_config(data: Path, state: Path, port: int) -> str:
+    return f"""
+sources:
+  s: {{type: file, path: "{data}", watch: false, decoder: {{type: json, time_field: ts,
+      values: {{token_cost_usd: cost, tokens: tokens}}, dimensions: {{team: team}}}}}}
+detectors:
+  spend: {{type: threshold, signal: token_cost_usd, group_by: [team], upper: 50.0, window_seconds: 60,
+      min_impact_usd: 0}}
+  unit_cost: {{type: threshold, signal: token_cost_usd, per: tokens, per_scale: 1000, group_by: [team],
+      upper: 1.0e9, window_seconds: 60}}
+sinks:
+  metrics: {{type: prometheus, port: {port}}}
+state: {{directory: "{state}", checkpoint_interval_seconds: 3600}}
+dead_letter: {{path: "{state}/dlq.jsonl"}}
+pipeline: {{allowed_lateness_seconds: 0}}
+"""
+
+
+def _families(port: int) -> dict[str, list[Any]]:
+    status, text = get(port, "/metrics")
+    assert status == 200
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def test_restored_series_and_firing_alerts_are_on_metrics_at_once_after_a_restart(tmp_path: Path) -> None:
+    """Stop an agent, start another on its state directory: before any window closes, /metrics shows
+    every restored series (with its unit) and the alert still firing (a rule on it must not flap)."""
+    data = tmp_path / "in"
+    data.mkdir()
+    t0 = time.time() - 3 * 3600
+    t0 -= t0 % 60
+    rows = [  # team a spends $100 a minute (over the $50 limit) for its last two minutes; team b $2
+        {"ts": t0 + m * 60 + 5, "cost": 100.0 if team == "a" and m >= 3 else 2.0, "tokens": 1000.0, "team": team}
+        for m in range(5)
+        for team in ("a", "b")
+    ]
+    (data / "x.jsonl").write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    state = tmp_path / "state"
+    first = Agent(load_config_text(_restart_config(data, state, free_port())))
+    first.start()
+    assert first.wait_finished(30)
+    first.stop(flush_windows=True)
+    firing_before = {d["series"]["team"] for r in first.runners.values() for d in r.firing_documents()}
+    assert firing_before == {"a"}
+
+    port = free_port()
+    second = Agent(load_config_text(_restart_config(data, state, port)))
+    second.start()
+    try:
+        fams = _families(port)  # at once: no new input, no window closes
+        assert second.points_out == 0
+        observed = {(s.labels["detector"], s.labels["team"]): s for s in fams["finops_observed_value"]}
+        assert set(observed) == {(d, t) for d in ("spend", "unit_cost") for t in ("a", "b")}
+        assert observed[("spend", "a")].value == 100.0 and observed[("spend", "a")].labels["unit"] == "usd"
+        assert observed[("unit_cost", "b")].value == 2.0
+        assert observed[("unit_cost", "b")].labels["unit"] == "usd_per_1k_tokens"
+        firing = {(s.labels["detector"], s.labels["team"]): s.value for s in fams["finops_alerts_firing"]}
+        assert firing == {("spend", "a"): 1.0, ("spend", "b"): 0.0, ("unit_cost", "a"): 0.0, ("unit_cost", "b"): 0.0}
+    finally:
+        second.stop()
