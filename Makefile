@@ -19,7 +19,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	@$(BIN)/python -m agent.webhook_echo --port 9099 --secret change-me & echo_pid=$$!; \
 	trap 'kill $$echo_pid 2>/dev/null; wait $$echo_pid 2>/dev/null' EXIT; \
-	trap 'exit 130' INT TERM; \
+	trap ':' INT TERM; \
 	$(BIN)/finops-agent run
 
 ## Everything CI runs: lint, types, tests (services the tests need are started by the tests).

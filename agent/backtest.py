@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import gzip
+import math
 import sys
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.decoders.base import DecodeContext
 from agent.pipeline import Agent
-from agent.registry import components
+from agent.registry import build, components
 from agent.sources.file import FileSource, format_of, list_files
 from agent.state import MemoryStateStore
 from sinks.base import Sink
@@ -32,6 +35,7 @@ class PointCollector(Sink):
 
 
 def _sample(path: str) -> bytes:
+    """The first 4 KB of a path's first file (a Parquet file's column names), for routing; never raises."""
     files = list_files(path)
     if not files:
         return b""
@@ -44,18 +48,27 @@ def _sample(path: str) -> bytes:
         except Exception:
             return b""
     try:
-        opener: Any = gzip.open if f.endswith(".gz") else open
-        with opener(f, "rb") as fh:
-            return bytes(fh.read(4096))
+        with open(f, "rb") as fh:
+            head = fh.read(4096)
+        if f.endswith(".gz"):  # as much of the start as decompresses (a truncated or corrupt file gives less)
+            d = zlib.decompressobj(wbits=31)
+            try:
+                return d.decompress(head, 4096)
+            except zlib.error:
+                return b""
+        return bytes(head)
     except OSError:
         return b""
 
 
 def route_inputs(cfg: Any, inputs: list[str]) -> dict[str, list[str]]:
     """Map each input to a file source of the config: ``SOURCE=PATH``, or by sniffing the content."""
-    file_sources = {n: s for n, s in cfg.sources.items() if s.type == "file"}
+    file_sources = {n: s for n, s in cfg.sources.items() if s.type in REPLAYABLE}
     if not file_sources:
-        raise ValueError("the config has no file source to replay inputs through")
+        raise ValueError(
+            "the config has no source whose decoder can replay files "
+            f"(source types {', '.join(REPLAYABLE)}; add a file source with the decoder of your data)"
+        )
     routed: dict[str, list[str]] = {}
     for item in inputs:
         name, sep, path = item.partition("=")
@@ -83,21 +96,111 @@ def route_inputs(cfg: Any, inputs: list[str]) -> dict[str, list[str]]:
 
 
 def backtest_config(cfg: Any, routed: dict[str, list[str]], alerts_out: str) -> Any:
+    """The config replayed: each routed path read by a file source with its source's decoder (an export source's
+    decoder reads the export files directly), alerts to ``alerts_out``, state in memory."""
+    file_cfg = components("source")["file"][0]
     sources = {}
     for name, paths in routed.items():
         base = cfg.sources[name]
         for i, p in enumerate(paths):
             key = name if len(paths) == 1 else f"{name}.{i}"
-            sources[key] = base.model_copy(update={"path": p, "watch": False})
+            if base.type == "file":
+                sources[key] = base.model_copy(update={"path": p, "watch": False})
+            else:  # s3_export / blob_export: the same decoder over local copies of the export's files
+                sources[key] = file_cfg(type="file", path=p, watch=False, decoder=base.decoder)
     return cfg.model_copy(
         update={
             "sources": sources,
             "sinks": {"alerts": components("sink")["jsonl"][0](type="jsonl", path=alerts_out)},
             "state": cfg.state.model_copy(update={"type": "memory"}),
-            "pipeline": cfg.pipeline.model_copy(update={"max_age_days": 0.0}),
             "dead_letter": cfg.dead_letter.model_copy(update={"path": alerts_out + ".dead-letter.jsonl"}),
         }
     )
+
+
+#: Source types whose decoder a backtest can replay files through.
+REPLAYABLE = ("file", "s3_export", "blob_export")
+_SAMPLE_BYTES = 256 * 1024
+_SAMPLE_FILES = 64
+
+
+def input_span(bt: Any) -> tuple[float, float] | None:
+    """The event-time span of a backtest's input, robust to a few absurd timestamps.
+
+    A live agent judges timestamps against its wall clock (``pipeline.max_age_days``,
+    ``max_future_seconds``); a backtest replays the past, so it judges them against its input: the
+    head and tail (256 KB each) of up to 64 files per source are decoded with the source's own
+    decoder and the 1st and 99th percentiles of their event times are the span. ``None`` where
+    nothing could be sampled (e.g. billing exports, which are read whole)."""
+    times: list[float] = []
+    for name, scfg in bt.sources.items():
+        decoder = build("decoder", scfg.decoder, pricing=bt.pricing)
+        if getattr(decoder, "snapshot", False):
+            continue
+        files = list_files(scfg.path)
+        if len(files) > _SAMPLE_FILES:  # spread over the input: first, last and evenly between
+            step = (len(files) - 1) / (_SAMPLE_FILES - 1)
+            files = [files[round(i * step)] for i in range(_SAMPLE_FILES)]
+        for f in files:
+            fmt = scfg.format if scfg.format != "auto" else format_of(f)
+            try:
+                times.extend(_sample_times(name, f, fmt, decoder))
+            except Exception:  # a sample that cannot be read says nothing; the replay reports the file
+                continue
+    if not times:
+        return None
+    times.sort()
+    n = len(times)
+    return times[int(0.01 * (n - 1))], times[int(math.ceil(0.99 * (n - 1)))]
+
+
+def _sample_times(name: str, f: str, fmt: str, decoder: Any) -> list[float]:
+    ctx = DecodeContext(name, f, default_ts=Path(f).stat().st_mtime, bucket_seconds=1.0)
+    if fmt in ("jsonl", "text"):
+        with open(f, "rb") as fh:
+            if f.endswith(".gz"):
+                d = zlib.decompressobj(wbits=31)
+                try:
+                    chunks = [d.decompress(fh.read(_SAMPLE_BYTES), _SAMPLE_BYTES)]
+                except zlib.error:
+                    return []
+            else:
+                chunks = [fh.read(_SAMPLE_BYTES)]
+                size = fh.seek(0, 2)
+                if size > 2 * _SAMPLE_BYTES:
+                    fh.seek(size - _SAMPLE_BYTES)
+                    chunks.append(fh.read(_SAMPLE_BYTES).split(b"\n", 1)[-1])
+        times: list[float] = []
+        for chunk in chunks:
+            lines = chunk.split(b"\n")
+            if len(chunk) >= _SAMPLE_BYTES:
+                lines.pop()  # cut mid-line
+            obs, _bad = decoder.decode_lines([ln for ln in lines if ln.strip()], ctx)
+            times.extend(o[0] for o in obs)
+        return times
+    if getattr(decoder, "tabular", False) and fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        batch = next(pq.ParquetFile(f).iter_batches(batch_size=4096), None)
+        return [] if batch is None else [o[0] for o in decoder.decode_table(batch, ctx)[0]]
+    return []
+
+
+def with_span(bt: Any, span: tuple[float, float] | None) -> tuple[Any, Callable[[], float]]:
+    """The replay's timestamp sanity, relative to its input: with ``max_age_days`` A (400), event times from
+    A days before the input's span to A days after it are accepted; a 1970 or 2099 record is not. Without a
+    span (or with A = 0) nothing is rejected for its time."""
+    age = bt.pipeline.max_age_days
+    if span is None or age <= 0:
+        return bt.model_copy(update={"pipeline": bt.pipeline.model_copy(update={"max_age_days": 0.0})}), time.time
+    lo, hi = span
+    pipe = bt.pipeline.model_copy(
+        update={
+            "max_age_days": age + (hi - lo) / 86400,
+            "max_future_seconds": max(bt.pipeline.max_future_seconds, age * 86400),
+        }
+    )
+    return bt.model_copy(update={"pipeline": pipe}), lambda: hi
 
 
 def run_backtest(
@@ -110,6 +213,8 @@ def run_backtest(
 ) -> dict[str, Any]:
     routed = route_inputs(cfg, inputs)
     bt = backtest_config(cfg, routed, alerts_out)
+    span = input_span(bt)
+    bt, clock = with_span(bt, span)
     Path(alerts_out).parent.mkdir(parents=True, exist_ok=True)
     Path(alerts_out).write_bytes(b"")
     collector = PointCollector()
@@ -134,6 +239,7 @@ def run_backtest(
         extra_sinks={"_collector": collector},
         state_store=MemoryStateStore(),
         progress=show if progress else None,
+        now=clock,
     )
     agent.start()
     agent.wait_finished()
@@ -148,14 +254,89 @@ def run_backtest(
         "records_per_second": agent.records_in / max(secs, 1e-9),
         "points": agent.points_out,
         "firing": firing,
+        "episodes": len({a["id"] for a in collector.alerts if a["status"] == "firing"}),
         "resolved": sum(1 for a in collector.alerts if a["status"] == "resolved"),
         "dead_letter": agent.dead_letter.written,
+        "dead_letter_path": str(agent.dead_letter.path),
+        "discarded": _discarded(agent),
+        "errors": _errors(agent),
+        "held_back": {
+            name: {"points": hb.points, "largest_usd": hb.largest_usd, "largest_series": hb.largest_series}
+            for name, r in agent.runners.items()
+            if (hb := r.held_back).points
+        },
+        "span": span,
     }
     if report_dir:
         from agent.report import write_report
 
         write_report(report_dir, collector, summary, expected=expected)
     return summary
+
+
+def _discarded(agent: Agent) -> dict[str, int]:
+    """Records not processed, by reason (``finops_agent_events_discarded_total``), largest first."""
+    out: dict[str, int] = {}
+    for metric in agent.telemetry.discarded.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.value:
+                reason = sample.labels["reason"]
+                out[reason] = out.get(reason, 0) + int(sample.value)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _errors(agent: Agent) -> dict[str, int]:
+    """Unexpected errors by stage (``finops_agent_errors_total``): each was logged once with its traceback."""
+    out: dict[str, int] = {}
+    for metric in agent.telemetry.errors.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.value:
+                stage = sample.labels["stage"]
+                out[stage] = out.get(stage, 0) + int(sample.value)
+    return out
+
+
+def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | None = None) -> str:
+    """What ``finops-agent backtest`` prints: what was read, what was set aside (and where), what was alerted,
+    and what the ``min_impact_usd`` floor held back."""
+    lines = [
+        f"backtest: {summary['records']:,} records read in {summary['seconds']:.1f}s "
+        f"({summary['records_per_second']:,.0f}/s), {summary['points']:,} points scored"
+    ]
+    if summary.get("span"):
+        lo, hi = summary["span"]
+        lines.append(f"  input event time {_iso_day(lo)} .. {_iso_day(hi)} (1st-99th percentile of a sample)")
+    dl = summary["dead_letter"]
+    if dl:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in summary.get("discarded", {}).items())
+        lines.append(
+            f"  {dl:,} records dead-lettered{f' ({reasons})' if reasons else ''} → {summary['dead_letter_path']}"
+        )
+    else:
+        lines.append("  0 records dead-lettered")
+    eps = summary.get("episodes", summary["firing"])
+    again = summary["firing"] - eps
+    lines.append(
+        f"  {eps} alert episode{'s' if eps != 1 else ''} firing"
+        + (f" (+{again} escalation{'s' if again != 1 else ''})" if again > 0 else "")
+        + f", {summary['resolved']} resolved → {alerts_out}"
+        + (f"; report in {report_dir}/index.html" if report_dir else "")
+    )
+    if summary.get("errors"):
+        what = ", ".join(f"{n:,} in {stage}" for stage, n in summary["errors"].items())
+        lines.append(f"  unexpected errors: {what} (each kind logged once above; the replay went on)")
+    for name, hb in summary.get("held_back", {}).items():
+        n = hb["points"]
+        lines.append(
+            f"  [{name}] {n} anomalous point{'s were' if n != 1 else ' was'} not alerted because "
+            f"{'their' if n != 1 else 'its'} impact was under min_impact_usd "
+            f"(largest: ${hb['largest_usd']:,.2f} on {hb['largest_series'] or 'all'})"
+        )
+    return "\n".join(lines)
+
+
+def _iso_day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
 def _share(agent: Agent) -> tuple[float, int]:
@@ -174,4 +355,4 @@ def _share(agent: Agent) -> tuple[float, int]:
     return done, total
 
 
-__all__ = ["run_backtest", "route_inputs"]
+__all__ = ["run_backtest", "route_inputs", "format_summary"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from agent.aggregate import Aggregator
 from agent.deadletter import DeadLetterFile
-from agent.decoders.base import BadRecord, DecodeContext
+from agent.decoders.base import BLANK, BadRecord, DecodeContext
 from agent.detect import DetectorRunner, Point
 from agent.model import Observation
 from agent.registry import build, components
@@ -140,6 +140,8 @@ class Agent:
         self.alerts_out = 0
         self.points_out = 0
         self.error: BaseException | None = None
+        self._failures: set[tuple[str, str]] = set()  # (source, error type) already logged
+        self._absorbed = False
 
     def clock_of(self, source: str) -> Aggregator:
         """The event-time clock of a source: billing snapshots have their own."""
@@ -172,6 +174,15 @@ class Agent:
             log.info("state restored: %d series", sum(len(r.models) for r in self.runners.values()))
         for s in self.sinks.values():
             s.start()
+        if state:
+            # Restored series are on /metrics at once, firing alerts included (not after the next window):
+            # a rule on finops_alerts_firing must not resolve and fire again on every restart. Nothing is
+            # re-sent: only sinks that show state (on_restore) are told.
+            restored = [p for r in self.runners.values() for p in r.restored_points()]
+            firing = [doc for r in self.runners.values() for doc in r.firing_documents()]
+            if restored or firing:
+                for s in self.sinks.values():
+                    s.on_restore(restored, firing)
         self.health._alive.set()
         self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
         self._thread.start()
@@ -249,6 +260,8 @@ class Agent:
                     t0 = time.perf_counter()
                     try:
                         self._process(batch)
+                    except Exception as exc:  # one batch never stops the pipeline
+                        self._failed(batch, exc)
                     finally:
                         self.queue.task_done()
                     self.telemetry.latency.observe(time.perf_counter() - t0)
@@ -263,6 +276,7 @@ class Agent:
             raise
 
     def _process(self, batch: Batch) -> None:
+        self._absorbed = False  # set once the batch's records are in the aggregation (no dead-lettering after)
         src = self.sources[batch.source]
         comp = batch.source
         stream = batch.stream or comp
@@ -321,6 +335,7 @@ class Agent:
                 self.telemetry.errors.labels(component=comp, error_type=type(exc).__name__, stage="decode").inc()
                 raw = batch.payload if batch.kind == "lines" else [b"<record batch>"]
                 bad = [BadRecord(r, "decoder_error", f"{type(exc).__name__}: {exc}") for r in raw]
+        self._absorbed = True
         if obs and scale is not None:
             self.telemetry.observations.labels(component=comp).inc(len(obs))
             if up is not None and batch.offsets is not None:
@@ -340,15 +355,96 @@ class Agent:
         if scale is None or comp in scale.keyed:  # else windows close as the repartition topic delivers
             self._seal()
 
+    def _detector_failed(self, name: str, exc: Exception) -> None:
+        etype = type(exc).__name__
+        self.telemetry.errors.labels(component=name, error_type=etype, stage="detect").inc()
+        if (name, etype) not in self._failures:
+            self._failures.add((name, etype))
+            log.error(
+                "detector %s failed while closing windows (%s: %s); the other detectors go on (further %s errors "
+                "of this detector are counted in finops_agent_errors_total, not logged)",
+                name,
+                etype,
+                exc,
+                etype,
+                exc_info=exc,
+            )
+
+    def _failed(self, batch: Batch, exc: Exception) -> None:
+        """An unexpected error while processing one batch: counted, logged once per (source, error type) with
+        the batch's location, its records dead-lettered (unless they were already aggregated), and the
+        source's position moves past it, so the same input cannot stop the agent again after a restart."""
+        comp = batch.source
+        where = (batch.ctx.location if batch.ctx is not None else "") or comp
+        etype = type(exc).__name__
+        self.telemetry.errors.labels(component=comp, error_type=etype, stage="process").inc()
+        if (comp, etype) not in self._failures:
+            self._failures.add((comp, etype))
+            log.error(
+                "%s: processing a %s batch from %s failed (%s: %s); its records are dead-lettered and the agent "
+                "goes on (further %s errors of this source are counted in finops_agent_errors_total, not logged)",
+                comp,
+                batch.kind,
+                where,
+                etype,
+                exc,
+                etype,
+                exc_info=exc,
+            )
+        if batch.kind == "checkpoint":
+            batch.payload[0].set()  # never leave a source waiting on a checkpoint that failed
+            return
+        if not self._absorbed:
+            reason = f"processing failed: {etype}: {exc}"[:500]
+            raws = _batch_records(batch)
+            if raws:
+                self.telemetry.discarded.labels(component=comp, reason="processing_error").inc(len(raws))
+                self.telemetry.dead_lettered.inc(len(raws))
+                self.dead_letter.write(comp, where, [BadRecord(r, "processing_error", reason) for r in raws])
+        src = self.sources.get(comp)
+        if src is not None and batch.position is not None:
+            src.commit(*batch.position)
+
     def _apply_snapshot(self, src: Source, comp: str, stream: str, batch: Batch) -> None:
         """Changed cells of a new delivery: open buckets take the deltas, closed windows are re-scored."""
-        from agent.snapshots import SnapshotStore, delta_observations
+        from agent.snapshots import SnapshotStore, delta_observations, restatement, untagged
 
         d = batch.payload
         self.telemetry.received.labels(component=comp).inc(d.rows)
         self.records_in += d.rows
-        delta = self.snapshots.apply(SnapshotStore.key(comp, d.key), d.delivery, d.table)
+        key = SnapshotStore.key(comp, d.key)
+        previous = self.snapshots.newest(key)
+        delta = self.snapshots.apply(key, d.delivery, d.table)
         self.telemetry.deliveries.labels(component=comp, outcome="applied" if delta.num_rows else "unchanged").inc()
+        # One line per delivery that restates hours its period's previous delivery covered; the same in metrics.
+        rs = restatement(delta, previous, self.bucket)
+        if rs.hours:
+            self.telemetry.restated_hours.labels(component=comp).inc(rs.hours)
+            for v in rs.per_day.values():
+                self.telemetry.restated_usd.labels(component=comp, direction="increase" if v >= 0 else "decrease").inc(
+                    abs(v)
+                )
+            log.info(
+                "%s: delivery %s of %s restates %g hours; net change per day: %s",
+                comp,
+                d.delivery,
+                d.key,
+                rs.hours,
+                rs.describe(),
+            )
+        tags = getattr(getattr(src.decoder, "cfg", None), "tags", None) or {}
+        for tag in untagged(d.table, tags):  # once per delivery: a tag column absent (or a key never set)
+            self.telemetry.untagged.labels(component=comp, tag=tag).inc()
+            log.warning(
+                "%s: no line item of delivery %s (%s) carries tag %r for dimension %s (its column is absent from "
+                "the files, or the key is never set): every cell is %s=(untagged)",
+                comp,
+                d.delivery,
+                d.key,
+                tags[tag],
+                tag,
+                tag,
+            )
         obs = delta_observations(delta)
         self.telemetry.observations.labels(component=comp).inc(len(obs))
         agg = self.billing
@@ -398,6 +494,12 @@ class Agent:
         counts: dict[str, int] = {}
         for r in bad:
             counts[r.kind] = counts.get(r.kind, 0) + 1
+        blank = counts.pop(BLANK, 0)
+        if blank:  # blank lines are no records: counted, neither logged nor dead-lettered
+            self.telemetry.blank_lines.labels(component=comp).inc(blank)
+            bad = [r for r in bad if r.kind != BLANK]
+            if not bad:
+                return
         for kind, n in counts.items():
             if kind == "unknown_model":
                 continue
@@ -423,14 +525,19 @@ class Agent:
             return
         for i, (agg, runners) in enumerate(self.clocks):
             sealed = agg.seal(force_all=force_all)
-            for b, cells in sealed:
-                for r in runners.values():
-                    r.add_bucket(b, cells)
             until = math.inf if force_all else agg.sealed_until
             if until <= self._last_sealed[i] and not sealed:
                 continue
             self._last_sealed[i] = until
-            self._publish([(name, *r.close_until(until)) for name, r in runners.items()])
+            closed = []
+            for name, r in runners.items():
+                try:  # one detector's failure never stops the others, nor the pipeline
+                    for b, cells in sealed:
+                        r.add_bucket(b, cells)
+                    closed.append((name, *r.close_until(until)))
+                except Exception as exc:
+                    self._detector_failed(name, exc)
+            self._publish(closed)
         wm = self.aggregator.watermark()
         if math.isfinite(wm):
             self.telemetry.watermark.set(wm)
@@ -489,6 +596,24 @@ class Agent:
             if hasattr(s, "port") and getattr(s, "server", None) is not None:
                 return int(s.port)
         return None
+
+
+def _batch_records(batch: Batch) -> list[bytes]:
+    """The original records of a batch, for the dead-letter file (rare path)."""
+    p = batch.payload
+    if p is None:
+        return []
+    if batch.kind == "lines":
+        return [r for r in p if r.strip()]
+    if batch.kind == "bad":
+        return [r.raw for r in p]
+    if batch.kind == "table":
+        import orjson
+
+        return [orjson.dumps(row, default=str) for row in p.to_pylist()]
+    if batch.kind == "snapshot":
+        return [f.encode() for f in getattr(p, "files", [])] or [str(getattr(p, "key", "")).encode()]
+    return [repr(p)[:4096].encode()]
 
 
 def tune_gc() -> None:

@@ -54,10 +54,34 @@ class Telemetry:
             ["component", "outcome"],
             registry=r,
         )
+        self.blank_lines = Counter(
+            "finops_agent_blank_lines",
+            "Blank (whitespace-only) lines skipped by a component: no records, so not dead-lettered",
+            ["component"],
+            registry=r,
+        )
         self.restated = Counter(
             "finops_agent_restated_cells",
             "Cells of already-sealed buckets changed by a newer billing delivery (re-scored)",
             ["component"],
+            registry=r,
+        )
+        self.restated_hours = Counter(
+            "finops_agent_restated_hours",
+            "Hours a billing delivery restated (covered by the period's previous delivery, and changed)",
+            ["component"],
+            registry=r,
+        )
+        self.restated_usd = Counter(
+            "finops_agent_restated_usd",
+            "Net cost change of restated days, summed by sign (direction: increase or decrease; net = the difference)",
+            ["component", "direction"],
+            registry=r,
+        )
+        self.untagged = Counter(
+            "finops_agent_billing_untagged_deliveries",
+            "Billing deliveries in which no line item carries a configured tag (tag column absent, or key never set)",
+            ["component", "tag"],
             registry=r,
         )
         self.alerts = Counter("finops_agent_alerts", "Alert events emitted", ["detector", "status"], registry=r)

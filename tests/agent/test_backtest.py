@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ def backtest_run(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_finds_every_injected_anomaly_with_few_false_alerts(demo_month: Path, backtest_run: tuple) -> None:
     alerts_path, _report, stdout = backtest_run
-    assert "records" in stdout and "alerts firing" in stdout
+    assert "records" in stdout and "alert episodes firing" in stdout
     manifest = orjson.loads((demo_month / "anomalies.json").read_bytes())
     docs = [orjson.loads(x) for x in alerts_path.read_bytes().splitlines()]
     firing = {}
@@ -132,3 +133,79 @@ def test_backtest_takes_billing_exports_directly(data_dir: Path, tmp_path: Path)
     spike = "2026-10-13T12:00:00Z"  # hour 300 of the month
     assert {(a["detector"], a["window_start"]) for a in firing} >= {("cloud_spend", spike)}
     assert all(a["window_start"] == spike for a in firing), [(a["detector"], a["window_start"]) for a in firing]
+
+
+def test_backtest_judges_timestamps_against_its_input_span(tmp_path: Path) -> None:
+    """A 1970 and a 2099 record among a week of 2023 logs are dead-lettered as out of range: no 1970 window is
+    opened or alerted (a live agent judges against its clock; a backtest against its input's span)."""
+    import datetime as dt
+
+    from agent.backtest import format_summary, run_backtest
+    from tests.agent.decoders.test_bedrock import log
+
+    t0 = dt.datetime(2023, 3, 6, tzinfo=dt.UTC)
+    lines = [
+        log(timestamp=(t0 + dt.timedelta(minutes=7 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"), requestId=f"r{i}")
+        for i in range(7 * 24 * 60 // 7)
+    ]
+    lines.insert(10, log(timestamp="1970-01-01T00:00:05Z", requestId="old"))
+    lines.append(log(timestamp="2099-06-01T00:00:00Z", requestId="future"))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "calls.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    cfg = load_config(None)
+    alerts = tmp_path / "alerts.jsonl"
+    summary = run_backtest(cfg, [str(tmp_path / "in")], str(alerts))
+    assert summary["records"] == len(lines)
+    lo, hi = summary["span"]
+    assert t0.timestamp() <= lo < hi <= t0.timestamp() + 7 * 86400
+    dead = [orjson.loads(x) for x in Path(summary["dead_letter_path"]).read_bytes().splitlines()]
+    assert sorted(orjson.loads(d["original"])["requestId"] for d in dead) == ["future", "old"]
+    assert {d["kind"] for d in dead} == {"timestamp_out_of_range"}
+    docs = [orjson.loads(x) for x in alerts.read_bytes().splitlines()]
+    assert all(d["window_start"].startswith("2023-") for d in docs), [d["window_start"] for d in docs]
+    text = format_summary(summary, str(alerts))
+    assert f"{len(lines):,} records read" in text
+    assert "2 records dead-lettered (timestamp_out_of_range 2)" in text and summary["dead_letter_path"] in text
+
+
+def test_backtest_summary_says_what_min_impact_held_back(demo_month: Path, tmp_path: Path) -> None:
+    """With a floor above every incident, the summary says how many anomalous points it held back and the
+    largest, rather than a bare "0 alerts firing"."""
+    text = (ROOT / "config" / "default.yaml").read_text().replace("min_impact_usd: 20\n", "min_impact_usd: 100000\n")
+    cfg_path = tmp_path / "floor.yaml"
+    cfg_path.write_text(text)
+    alerts = tmp_path / "alerts.jsonl"
+    res = subprocess.run(
+        [sys.executable, "-m", "agent", "backtest", "-c", str(cfg_path), "-i", str(demo_month / "bedrock"),
+         "--alerts-out", str(alerts), "--quiet"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "FINOPS_WEBHOOK_SECRET": "s3cr3t-for-tests"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    held = [ln for ln in res.stdout.splitlines() if ln.strip().startswith("[token_spend]")]
+    assert len(held) == 1, res.stdout
+    assert "anomalous points were not alerted because their impact was under min_impact_usd" in held[0]
+    manifest = orjson.loads((demo_month / "anomalies.json").read_bytes())
+    teams = {m["series"]["team"] for m in manifest["anomalies"] if "team" in m["series"]}  # spend moves in both
+    assert any("(largest: $" in held[0] and held[0].endswith(f" on team={t})") for t in teams), (held, teams)
+    firing = [d for d in map(orjson.loads, alerts.read_bytes().splitlines()) if d["status"] == "firing"]
+    assert not [d for d in firing if d["detector"] == "token_spend"]
+
+
+def test_backtest_replays_export_files_through_an_export_sources_decoder(tmp_path: Path) -> None:
+    """`backtest` with the S3 Data Export example config (an `s3_export` source) reads a local CUR 2.0 file
+    through that source's decoder and alerts on the injected hour."""
+    from scripts import billing_data
+
+    cur2 = tmp_path / "cur2.parquet"
+    billing_data.write_parquet(str(cur2), 60_000, month="2026-10", hours=14 * 24, spikes={(300, "AmazonEC2"): 6.0})
+    alerts = tmp_path / "alerts.jsonl"
+    res = subprocess.run(
+        [sys.executable, "-m", "agent", "backtest", "-c", str(ROOT / "config/examples/aws-data-export-s3.yaml"),
+         "-i", str(cur2), "--alerts-out", str(alerts), "--quiet"],
+        capture_output=True, text=True, cwd=ROOT, timeout=240,
+        env={**os.environ, "SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/T0/B0/x"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    firing = [a for a in map(orjson.loads, alerts.read_bytes().splitlines()) if a["status"] == "firing"]
+    assert ("spend_by_service", "2026-10-13T12:00:00Z") in {(a["detector"], a["window_start"]) for a in firing}
