@@ -141,7 +141,7 @@ class Agent:
         self.points_out = 0
         self.error: BaseException | None = None
         self._failures: set[tuple[str, str]] = set()  # (source, error type) already logged
-        self._absorbed = False
+        self._stage = "decode"
 
     def clock_of(self, source: str) -> Aggregator:
         """The event-time clock of a source: billing snapshots have their own."""
@@ -276,7 +276,8 @@ class Agent:
             raise
 
     def _process(self, batch: Batch) -> None:
-        self._absorbed = False  # set once the batch's records are in the aggregation (no dead-lettering after)
+        # "detect" once the batch's records are in the aggregation (then they are not dead-lettered on an error)
+        self._stage = "decode" if batch.kind in ("lines", "table") else "process"
         src = self.sources[batch.source]
         comp = batch.source
         stream = batch.stream or comp
@@ -325,24 +326,21 @@ class Agent:
                 ctx.late_before = self.aggregator.sealed_until
             elif up is not None and batch.offsets is not None and batch.offsets[1] >= up.replay_until:
                 ctx.late_before = up.sealed_until
-            try:
-                if batch.kind == "lines":
-                    obs, bad = src.decoder.decode_lines(batch.payload, ctx)
-                else:
-                    obs, bad = src.decoder.decode_table(batch.payload, ctx)
-            except Exception as exc:  # a decoder bug must not lose the batch silently
-                log.exception("decoder of %s failed on a batch from %s", comp, ctx.location)
-                self.telemetry.errors.labels(component=comp, error_type=type(exc).__name__, stage="decode").inc()
-                raw = batch.payload if batch.kind == "lines" else [b"<record batch>"]
-                bad = [BadRecord(r, "decoder_error", f"{type(exc).__name__}: {exc}") for r in raw]
-        self._absorbed = True
+            # A decoder that raises (a bug: decoders return bad records) costs this batch alone: see _failed.
+            if batch.kind == "lines":
+                obs, bad = src.decoder.decode_lines(batch.payload, ctx)
+            else:
+                obs, bad = src.decoder.decode_table(batch.payload, ctx)
+        self._stage = "aggregate"
         if obs and scale is not None:
             self.telemetry.observations.labels(component=comp).inc(len(obs))
             if up is not None and batch.offsets is not None:
                 bad.extend(scale.add(src, up, obs, batch.offsets))
+            self._stage = "detect"
         elif obs:
             self.telemetry.observations.labels(component=comp).inc(len(obs))
             late = self.aggregator.add(stream, obs)
+            self._stage = "detect"
             if late:
                 bad.extend(
                     BadRecord(repr(o).encode(), "late", "event time older than the watermark minus allowed lateness")
@@ -355,20 +353,28 @@ class Agent:
         if scale is None or comp in scale.keyed:  # else windows close as the repartition topic delivers
             self._seal()
 
-    def _detector_failed(self, name: str, exc: Exception) -> None:
+    def _error(self, component: str, stage: str, exc: Exception, what: str) -> None:
+        """An unexpected error: counted in ``finops_agent_errors_total``, logged with its traceback once per
+        (component, error type); the agent goes on."""
         etype = type(exc).__name__
-        self.telemetry.errors.labels(component=name, error_type=etype, stage="detect").inc()
-        if (name, etype) not in self._failures:
-            self._failures.add((name, etype))
+        self.telemetry.errors.labels(component=component, error_type=etype, stage=stage).inc()
+        if (component, etype) not in self._failures:
+            self._failures.add((component, etype))
             log.error(
-                "detector %s failed while closing windows (%s: %s); the other detectors go on (further %s errors "
-                "of this detector are counted in finops_agent_errors_total, not logged)",
-                name,
+                "%s: %s (%s: %s); the agent goes on (further %s errors of %s are counted in "
+                "finops_agent_errors_total{stage=%r}, not logged)",
+                component,
+                what,
                 etype,
                 exc,
                 etype,
+                component,
+                stage,
                 exc_info=exc,
             )
+
+    def _detector_failed(self, name: str, exc: Exception) -> None:
+        self._error(name, "detect", exc, "detector failed while closing windows; the other detectors go on")
 
     def _failed(self, batch: Batch, exc: Exception) -> None:
         """An unexpected error while processing one batch: counted, logged once per (source, error type) with
@@ -377,24 +383,14 @@ class Agent:
         comp = batch.source
         where = (batch.ctx.location if batch.ctx is not None else "") or comp
         etype = type(exc).__name__
-        self.telemetry.errors.labels(component=comp, error_type=etype, stage="process").inc()
-        if (comp, etype) not in self._failures:
-            self._failures.add((comp, etype))
-            log.error(
-                "%s: processing a %s batch from %s failed (%s: %s); its records are dead-lettered and the agent "
-                "goes on (further %s errors of this source are counted in finops_agent_errors_total, not logged)",
-                comp,
-                batch.kind,
-                where,
-                etype,
-                exc,
-                etype,
-                exc_info=exc,
-            )
+        stage = "decode" if self._stage == "decode" else "process"
+        self._error(
+            comp, stage, exc, f"processing a {batch.kind} batch from {where} failed; its records are dead-lettered"
+        )
         if batch.kind == "checkpoint":
             batch.payload[0].set()  # never leave a source waiting on a checkpoint that failed
             return
-        if not self._absorbed:
+        if self._stage != "detect":
             reason = f"processing failed: {etype}: {exc}"[:500]
             raws = _batch_records(batch)
             if raws:
@@ -415,6 +411,7 @@ class Agent:
         key = SnapshotStore.key(comp, d.key)
         previous = self.snapshots.newest(key)
         delta = self.snapshots.apply(key, d.delivery, d.table)
+        self._stage = "detect"  # the delivery is in force from here: an error after this does not refuse it
         self.telemetry.deliveries.labels(component=comp, outcome="applied" if delta.num_rows else "unchanged").inc()
         # One line per delivery that restates hours its period's previous delivery covered; the same in metrics.
         rs = restatement(delta, previous, self.bucket)
