@@ -122,6 +122,7 @@ def backtest_config(cfg: Any, routed: dict[str, list[str]], alerts_out: str) -> 
 REPLAYABLE = ("file", "s3_export", "blob_export")
 _SAMPLE_BYTES = 256 * 1024
 _SAMPLE_FILES = 64
+_BILLING_SAMPLE_BYTES = 32 << 20
 
 
 def input_span(bt: Any) -> tuple[float, float] | None:
@@ -130,18 +131,16 @@ def input_span(bt: Any) -> tuple[float, float] | None:
     A live agent judges timestamps against its wall clock (``pipeline.max_age_days``,
     ``max_future_seconds``); a backtest replays the past, so it judges them against its input: the
     head and tail (256 KB each) of up to 64 files per source are decoded with the source's own
-    decoder and the 1st and 99th percentiles of their event times are the span. ``None`` where
-    nothing could be sampled (e.g. billing exports, which are read whole)."""
+    decoder and the 1st and 99th percentiles of their event times are the span. Billing exports
+    are read whole, so only those of up to 32 MB (at most 8 files a source) are sampled, as their
+    hourly cells. ``None`` where nothing could be sampled."""
     times: list[float] = []
     for name, scfg in bt.sources.items():
         decoder = build("decoder", scfg.decoder, pricing=bt.pricing)
         if getattr(decoder, "snapshot", False):
+            times.extend(_billing_times(name, list_files(scfg.path), decoder))
             continue
-        files = list_files(scfg.path)
-        if len(files) > _SAMPLE_FILES:  # spread over the input: first, last and evenly between
-            step = (len(files) - 1) / (_SAMPLE_FILES - 1)
-            files = [files[round(i * step)] for i in range(_SAMPLE_FILES)]
-        for f in files:
+        for f in _spread(list_files(scfg.path), _SAMPLE_FILES):
             fmt = scfg.format if scfg.format != "auto" else format_of(f)
             try:
                 times.extend(_sample_times(name, f, fmt, decoder))
@@ -152,6 +151,28 @@ def input_span(bt: Any) -> tuple[float, float] | None:
     times.sort()
     n = len(times)
     return times[int(0.01 * (n - 1))], times[int(math.ceil(0.99 * (n - 1)))]
+
+
+def _billing_times(name: str, files: list[str], decoder: Any) -> list[float]:
+    from agent.snapshots import read_file
+
+    times: list[float] = []
+    small = [f for f in files if Path(f).stat().st_size <= _BILLING_SAMPLE_BYTES]
+    for f in _spread(small, 8):
+        try:
+            table, _bad, _rows = read_file(f, decoder, DecodeContext(name, f, bucket_seconds=3600.0))
+        except Exception:  # refused or unreadable: the replay reports it
+            continue
+        times.extend(float(t) for t in table.column("ts").to_pylist())
+    return times
+
+
+def _spread(files: list[str], n: int) -> list[str]:
+    """At most ``n`` of ``files``: the first, the last and evenly between."""
+    if len(files) <= n:
+        return files
+    step = (len(files) - 1) / (n - 1)
+    return [files[round(i * step)] for i in range(n)]
 
 
 def _sample_times(name: str, f: str, fmt: str, decoder: Any) -> list[float]:

@@ -17,6 +17,7 @@ so what was processed survives a restart together with the detectors that saw it
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import importlib.util
 import logging
@@ -333,7 +334,7 @@ def read_file(
         except Exception as exc:  # duckdb.Error and friends: a file DuckDB cannot read whole
             raise DeliveryError("corrupt_file", f"{name}: unreadable: {exc}") from None
         if done is not None:
-            return done
+            return in_range(done, ctx, name)
     ragged: list[BadRecord] = []
     batches = _parquet_batches(path, decoder) if fmt == "parquet" else _csv_batches(path, decoder, name, ragged)
     acc = _Fold(decoder)
@@ -349,7 +350,29 @@ def read_file(
         # Cut off, corrupt, or a column of a type no bill has: the file is refused whole.
         raise DeliveryError("corrupt_file", f"{name}: unreadable after {rows} rows: {exc}") from None
     acc.add(decoder.schema.empty_table(), ragged)
-    return acc.result(), acc.bad, rows + len(ragged)
+    return in_range((acc.result(), acc.bad, rows + len(ragged)), ctx, name)
+
+
+def in_range(
+    read: tuple[pa.Table, list[BadRecord], int], ctx: DecodeContext, name: str
+) -> tuple[pa.Table, list[BadRecord], int]:
+    """Hours outside the accepted event-time range (``pipeline.max_age_days`` / ``max_future_seconds``
+    from the wall clock; a backtest's from its input) are set aside: a 1970 charge line must not open
+    a 1970 window. Each such hour's cell (its line items summed) is one bad record."""
+    table, bad, rows = read
+    if table.num_rows == 0 or (ctx.min_ts == -math.inf and ctx.max_ts == math.inf):
+        return read
+    ts = table.column("ts")
+    lo = ctx.min_ts if math.isfinite(ctx.min_ts) else -(2**62)
+    hi = ctx.max_ts if math.isfinite(ctx.max_ts) else 2**62
+    out = pc.or_(pc.less(ts, int(math.floor(lo))), pc.greater(ts, int(math.ceil(hi))))
+    if not pc.any(out).as_py():
+        return read
+    for cell in table.filter(out).to_pylist():
+        when = datetime.datetime.fromtimestamp(cell["ts"], datetime.UTC).strftime("%Y-%m-%dT%H:%MZ")
+        reason = f"{name}: charge hour {when} is outside the accepted range (its line items summed)"
+        bad.append(BadRecord(orjson.dumps(cell, default=str), "timestamp_out_of_range", reason))
+    return table.filter(pc.invert(out)), bad, rows
 
 
 class _Fold:

@@ -209,3 +209,24 @@ def test_backtest_replays_export_files_through_an_export_sources_decoder(tmp_pat
     assert res.returncode == 0, res.stderr
     firing = [a for a in map(orjson.loads, alerts.read_bytes().splitlines()) if a["status"] == "firing"]
     assert ("spend_by_service", "2026-10-13T12:00:00Z") in {(a["detector"], a["window_start"]) for a in firing}
+
+
+def test_a_billing_row_far_outside_the_bills_span_is_set_aside(data_dir: Path, tmp_path: Path) -> None:
+    """A FOCUS export whose one line says 1970: the backtest samples the bill's hours for its span and sets the
+    1970 hour aside as timestamp_out_of_range, so no 1970 window opens; the other lines are all kept."""
+    from agent.backtest import run_backtest
+
+    lines = (data_dir / "billing" / "focus-1.0-sample.csv").read_bytes().splitlines(keepends=True)
+    old, new = b'"2024-09-18 23:00:00","2024-09-18 22:00:00"', b'"1970-01-01 01:00:00","1970-01-01 00:00:00"'
+    first = lines[1].replace(old, new)
+    assert first != lines[1]
+    bill = tmp_path / "focus.csv"
+    bill.write_bytes(b"".join([lines[0], first, *lines[2:]]))
+    collector_out = tmp_path / "alerts.jsonl"
+    summary = run_backtest(load_config(None), [str(bill)], str(collector_out))
+    assert summary["records"] == len(lines) - 1
+    lo, _hi = summary["span"]
+    assert lo > parse_time("2024-01-01T00:00:00Z")
+    dead = [orjson.loads(x) for x in Path(summary["dead_letter_path"]).read_bytes().splitlines()]
+    assert [(d["kind"], orjson.loads(d["original"])["ts"]) for d in dead] == [("timestamp_out_of_range", 0)]
+    assert "charge hour 1970-01-01T00:00Z" in dead[0]["reason"]

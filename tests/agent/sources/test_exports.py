@@ -91,6 +91,7 @@ sinks:
   out: {{type: jsonl, path: {state_dir}/alerts.jsonl}}
 state: {{type: local, directory: {state_dir}, checkpoint_interval_seconds: 0.5}}
 dead_letter: {{path: {state_dir}/dead-letter.jsonl}}
+pipeline: {{max_age_days: 36500}}  # the Azure sample is a 2024 bill; generated months age too
 """
     return load_config_text(text)
 
