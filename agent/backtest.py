@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import zlib
@@ -77,6 +78,12 @@ def route_inputs(cfg: Any, inputs: list[str]) -> dict[str, list[str]]:
             continue
         path = item
         if not list_files(path):
+            if sep and "/" not in name and not os.path.exists(item):
+                raise ValueError(
+                    f"{item}: no source named {name!r} in the config (sources: {', '.join(cfg.sources)})"
+                )
+            if os.path.isdir(path):
+                raise ValueError(f"{path}: the directory holds no files")
             raise ValueError(f"{path}: no such file, directory or matching glob")
         sample = _sample(path)
         match = None
@@ -108,15 +115,23 @@ def backtest_config(cfg: Any, routed: dict[str, list[str]], alerts_out: str) -> 
                 sources[key] = base.model_copy(update={"path": p, "watch": False})
             else:  # s3_export / blob_export: the same decoder over local copies of the export's files
                 sources[key] = file_cfg(type="file", path=p, watch=False, decoder=base.decoder)
+    lateness = max(cfg.pipeline.allowed_lateness_seconds, BACKTEST_LATENESS_SECONDS)
     return cfg.model_copy(
         update={
             "sources": sources,
             "sinks": {"alerts": components("sink")["jsonl"][0](type="jsonl", path=alerts_out)},
             "state": cfg.state.model_copy(update={"type": "memory"}),
+            "pipeline": cfg.pipeline.model_copy(update={"allowed_lateness_seconds": lateness}),
             "dead_letter": cfg.dead_letter.model_copy(update={"path": alerts_out + ".dead-letter.jsonl"}),
         }
     )
 
+
+#: A backtest reads files one after the other in path order (hourly log folders, several files an hour,
+#: each sorted or not): it keeps event-time buckets open this long behind the newest record read, so
+#: that input out of order by up to a day is summed, not dead-lettered as late (a live agent waits
+#: ``pipeline.allowed_lateness_seconds``). It changes when windows close, not what they hold.
+BACKTEST_LATENESS_SECONDS = 86400.0
 
 #: Source types whose decoder a backtest can replay files through.
 REPLAYABLE = ("file", "s3_export", "blob_export")
@@ -131,7 +146,9 @@ def input_span(bt: Any) -> tuple[float, float] | None:
     A live agent judges timestamps against its wall clock (``pipeline.max_age_days``,
     ``max_future_seconds``); a backtest replays the past, so it judges them against its input: the
     head and tail (256 KB each) of up to 64 files per source are decoded with the source's own
-    decoder and the 1st and 99th percentiles of their event times are the span. Billing exports
+    decoder, and the span runs from the earliest to the latest of their event times that lie within
+    ``max_age_days`` of the sample's median (a 1970 or a 2099 record is not part of any span, however
+    small the input). Billing exports
     are read whole, so only those of up to 32 MB (at most 8 files a source) are sampled, as their
     hourly cells. ``None`` where nothing could be sampled."""
     times: list[float] = []
@@ -149,8 +166,10 @@ def input_span(bt: Any) -> tuple[float, float] | None:
     if not times:
         return None
     times.sort()
-    n = len(times)
-    return times[int(0.01 * (n - 1))], times[int(math.ceil(0.99 * (n - 1)))]
+    median = times[len(times) // 2]
+    age = bt.pipeline.max_age_days * 86400 or math.inf
+    near = [t for t in times if abs(t - median) <= age]
+    return near[0], near[-1]
 
 
 def _billing_times(name: str, files: list[str], decoder: Any) -> list[float]:
@@ -321,17 +340,18 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
     """What ``finops-agent backtest`` prints: what was read, what was set aside (and where), what was alerted,
     and what the ``min_impact_usd`` floor held back."""
     lines = [
-        f"backtest: {summary['records']:,} records read in {summary['seconds']:.1f}s "
-        f"({summary['records_per_second']:,.0f}/s), {summary['points']:,} points scored"
+        f"backtest: {plural(summary['records'], 'record')} read in {summary['seconds']:.1f}s "
+        f"({summary['records_per_second']:,.0f}/s), {plural(summary['points'], 'point')} scored"
     ]
     if summary.get("span"):
         lo, hi = summary["span"]
-        lines.append(f"  input event time {_iso_day(lo)} .. {_iso_day(hi)} (1st-99th percentile of a sample)")
+        lines.append(f"  input event time {_iso_day(lo)} .. {_iso_day(hi)} (a sample's; far outliers set aside)")
     dl = summary["dead_letter"]
     if dl:
         reasons = ", ".join(f"{k} {v:,}" for k, v in summary.get("discarded", {}).items())
         lines.append(
-            f"  {dl:,} records dead-lettered{f' ({reasons})' if reasons else ''} → {summary['dead_letter_path']}"
+            f"  {plural(dl, 'record')} dead-lettered{f' ({reasons})' if reasons else ''} "
+            f"→ {summary['dead_letter_path']}"
         )
     else:
         lines.append("  0 records dead-lettered")
@@ -354,6 +374,11 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
             f"(largest: ${hb['largest_usd']:,.2f} on {hb['largest_series'] or 'all'})"
         )
     return "\n".join(lines)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 record``, ``2 records``, ``1,000 records``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _iso_day(ts: float) -> str:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agent.config import ConfigError, load_config
+from agent.config import ConfigError, StartupError, load_config
 
 log = logging.getLogger("agent")
 
@@ -22,18 +22,22 @@ def _load(path: str | None) -> Any:
         return load_config(path)
     except ConfigError as exc:
         where = path or "<embedded default>"
-        print(f"{where}: {len(exc.errors)} configuration error(s)", file=sys.stderr)
+        print(f"{where}: {_plural(len(exc.errors), 'configuration error')}", file=sys.stderr)
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     n = {k: len(getattr(cfg, k)) for k in ("sources", "detectors", "sinks")}
     print(
-        f"{args.config or '<embedded default>'}: valid ({n['sources']} sources, {n['detectors']} detectors, "
-        f"{n['sinks']} sinks)"
+        f"{args.config or '<embedded default>'}: valid ({_plural(n['sources'], 'source')}, "
+        f"{_plural(n['detectors'], 'detector')}, {_plural(n['sinks'], 'sink')})"
     )
     return 0
 
@@ -47,7 +51,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.config is None:
         _ensure_demo()
         _ensure_inboxes(cfg)
-    agent = Agent(cfg, sink_kwargs={"force_json": args.json})
+    agent = None
+    try:
+        agent = Agent(cfg, sink_kwargs={"force_json": args.json})
+    except StartupError as exc:
+        return _cannot_start(args.config, exc, agent)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -56,7 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    agent.start()
+    try:
+        agent.start()
+    except StartupError as exc:
+        return _cannot_start(args.config, exc, agent)
     port = agent.metrics_port()
     log.info(
         "agent running: %d sources, %d detectors, %d sinks%s",
@@ -72,6 +83,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent.stop(timeout=args.shutdown_timeout)
     log.info("stopped cleanly")
     return 0
+
+
+def _cannot_start(path: str | None, exc: StartupError, agent: Any) -> int:
+    """A component could not start because of what its config names: one line, exit 2, no traceback."""
+    print(f"{path or '<embedded default>'}: cannot start", file=sys.stderr)
+    print(f"  {exc}", file=sys.stderr)
+    if agent is not None:
+        agent.stop(timeout=5.0)
+    return EXIT_CONFIG
 
 
 def _addr(cfg: Any) -> str:
@@ -105,6 +125,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.expected is not None:  # checked before the replay, not after it
+        from agent.report import load_expected
+
+        if args.report is None:
+            print("backtest: --expected marks hits and misses in the report: add --report DIR", file=sys.stderr)
+            return EXIT_CONFIG
+        try:
+            load_expected(args.expected)
+        except (OSError, ValueError) as exc:
+            what = f"{args.expected}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            print(f"backtest: --expected {what}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         summary = run_backtest(
             cfg,

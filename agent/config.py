@@ -287,14 +287,44 @@ def _step(tp: Any, part: Any) -> Any:
 _KINDS: dict[str, Any] = {"sources": "source", "detectors": "detector", "sinks": "sink"}
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """A YAML loader that remembers every key given twice in one mapping (YAML forbids it; PyYAML would
+    silently keep the last one: a second ``logs:`` source replacing the first)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                self.duplicates.append(f"line {line}: key {key!r} given twice in one mapping (also line {seen[key]})")
+            else:
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> tuple[Any, list[str]]:
+    loader = _UniqueKeys(text)
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
+
+
 def load_config_text(text: str, origin: str = "<config>", env: dict[str, str] | None = None) -> Any:
     errors: list[str] = []
     try:
-        raw = yaml.safe_load(text)
+        raw, duplicates = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         raise ConfigError([f"{origin}: invalid YAML at {where}: {getattr(exc, 'problem', exc)}"]) from None
+    if duplicates:
+        raise ConfigError([f"{origin}: {d}" for d in duplicates])
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -422,10 +452,26 @@ def default_config_text() -> str:
     return resources.files("config").joinpath("default.yaml").read_text(encoding="utf-8")
 
 
-def read_secret(value: Any, file: str | None) -> str | None:
-    """Return a secret from a ``SecretStr`` value or a ``*_file`` path (read at start, not at load)."""
+class StartupError(Exception):
+    """A component cannot start because of its configuration or what it names (a secret file that is
+    missing, unreadable or empty): ``finops-agent run`` prints ``path: message`` and exits 2, like
+    :class:`ConfigError`, without a traceback."""
+
+
+def read_secret(value: Any, file: str | None, where: str = "") -> str | None:
+    """Return a secret from a ``SecretStr`` value or a ``*_file`` path (read at start, not at load).
+
+    ``where`` is the option's path in the config (``sinks.oncall.secret_file``) for the error: a file
+    that cannot be read, or holds nothing, raises :class:`StartupError` (never the secret itself)."""
     if value is not None:
         return str(value.get_secret_value())
     if file:
-        return Path(file).read_text(encoding="utf-8").strip()
+        try:
+            secret = Path(file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise StartupError(f"{where or 'secret file'}: cannot read {file}: {why}") from None
+        if not secret:
+            raise StartupError(f"{where or 'secret file'}: {file} is empty")
+        return secret
     return None

@@ -77,6 +77,11 @@ _DIMS_CACHE: dict[Dims, Dims] = {}
 _DIMS_CACHE_MAX = 1_000_000
 
 
+#: The value of a tag dimension on a record without that tag (a Bedrock call without ``requestMetadata.team``,
+#: a billing line without the cost-allocation tag), as cost tools name it.
+UNTAGGED = "(untagged)"
+
+
 def make_dims(pairs: dict[str, str] | list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> Dims:
     """Return the interned dims tuple for ``pairs`` (sorted by name, empty values dropped).
 

@@ -130,8 +130,13 @@ def _unit(doc: dict[str, Any], window: float) -> Unit:
 def load_expected(path: str) -> list[dict[str, Any]]:
     """Injected anomalies: ``{"anomalies": [{name, detector, series, start, end}]}`` (or the list alone);
     times in epoch seconds or ISO-8601."""
-    raw = orjson.loads(Path(path).read_bytes())
-    items = raw["anomalies"] if isinstance(raw, dict) else raw
+    try:
+        raw = orjson.loads(Path(path).read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    items = raw.get("anomalies") if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise ValueError(f'{path}: expected {{"anomalies": [...]}} or a list of anomalies')
     out = []
     for i, a in enumerate(items):
         try:

@@ -42,6 +42,8 @@ class ThresholdDetector(AnomalyDetector):
     >>> det = ThresholdDetector(upper=100.0)
     >>> det.score_one({"t": 0, "y": 50.0}), det.score_one({"t": 0, "y": 100.0})
     (0.0, 0.0)
+    >>> ThresholdDetector(upper=0.5).score_one({"t": 0, "y": 4 / 8 * (1 + 1e-15)})  # rounding: on the bound
+    0.0
     >>> det.score_one({"t": 0, "y": 100.001}) >= det.threshold
     True
     >>> det.score_one({"t": 0, "y": 200.0}), det.score_one({"t": 0, "y": 500.0})
@@ -70,12 +72,22 @@ class ThresholdDetector(AnomalyDetector):
     def learn_one(self, x: dict[Any, Any]) -> None:
         return None
 
+    def _past_upper(self, y: float) -> bool:
+        # Sums and ratios carry rounding (4 idle GPUs of 8 may be 0.5000000000000001): within a relative
+        # 1e-9 of a bound is on it.
+        return self.upper is not None and y > self.upper + _ON_BOUND * max(abs(self.upper), 1e-9)
+
+    def _past_lower(self, y: float) -> bool:
+        return self.lower is not None and y < self.lower - _ON_BOUND * max(abs(self.lower), 1e-9)
+
     def _excess(self, y: float) -> float:
         """How far past a bound, in units of that bound (0 within the bounds)."""
         e = 0.0
-        if self.upper is not None and y > self.upper:
+        if self._past_upper(y):
+            assert self.upper is not None
             e = max((y - self.upper) / max(abs(self.upper), 1e-9), 5e-324)
-        if self.lower is not None and y < self.lower:
+        if self._past_lower(y):
+            assert self.lower is not None
             e = max(e, (self.lower - y) / max(abs(self.lower), 1e-9), 5e-324)
         return e
 
@@ -90,10 +102,10 @@ class ThresholdDetector(AnomalyDetector):
 
     def crossed_bound(self, x: dict[Any, Any]) -> tuple[str, float] | None:
         y = float(x["y"])
-        if self.upper is not None and y > self.upper:
-            return "limit", float(self.upper)
-        if self.lower is not None and y < self.lower:
-            return "floor", float(self.lower)
+        if self._past_upper(y):
+            return "limit", float(self.upper)  # type: ignore[arg-type]
+        if self._past_lower(y):
+            return "floor", float(self.lower)  # type: ignore[arg-type]
         return None
 
     def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
@@ -102,5 +114,7 @@ class ThresholdDetector(AnomalyDetector):
         expected = self.upper if self.upper is not None else lo
         return float(expected), float(lo), float(hi)
 
+
+_ON_BOUND = 1e-9
 
 register("detector", "threshold", ThresholdConfig)(ThresholdDetector)

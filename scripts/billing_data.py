@@ -191,6 +191,9 @@ def _zipf(n: int) -> np.ndarray:
 
 def write_parquet(path: str, rows: int, **kw: object) -> int:
     """Write ``rows`` line items to one Parquet file (row groups of 1M); returns its size in bytes."""
+    import os
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     writer = None
     try:
         for batch in cur2_batches(rows, **kw):  # type: ignore[arg-type]
@@ -200,8 +203,6 @@ def write_parquet(path: str, rows: int, **kw: object) -> int:
     finally:
         if writer is not None:
             writer.close()
-    import os
-
     return os.path.getsize(path)
 
 

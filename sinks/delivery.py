@@ -9,6 +9,7 @@ other 4xx are permanent and the notification is dead-lettered with the reason.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import random
@@ -16,6 +17,7 @@ import sqlite3
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +69,31 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, dt.timestamp() - time.time())
 
 
+def redact_url(url: str) -> str:
+    """A URL fit for logs and dead letters: scheme and host only. A Slack or Teams webhook's path *is* its
+    secret, and ``user:password@`` or a query may carry credentials too.
+
+    >>> redact_url("https://hooks.slack.com/services/T0/B0/XYZ?a=1")
+    'https://hooks.slack.com/…'
+    >>> redact_url("http://user:pw@127.0.0.1:9099/alerts")
+    'http://127.0.0.1:9099/…'
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
 def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Result:
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None:  # user:password@host → HTTP basic authentication (urllib would not)
+        creds = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers = {**headers, "Authorization": "Basic " + base64.b64encode(creds.encode()).decode("ascii")}
+        netloc = parts.hostname or ""
+        netloc = f"[{netloc}]" if ":" in netloc else netloc
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
     req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)

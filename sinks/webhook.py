@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from agent.config import read_secret
 from agent.registry import ComponentConfig, register
 from sinks.base import Sink
-from sinks.delivery import Outbox, Result, http_post
+from sinks.delivery import Outbox, Result, http_post, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +155,7 @@ class WebhookSink(Sink):
         self.dead_letter = kw.get("dead_letter")
 
     def start(self) -> None:
-        secret = read_secret(self.cfg.secret, self.cfg.secret_file)
-        if secret is not None and not secret.strip():
-            raise ValueError(
-                f"sinks.{self.name}.secret_file: {self.cfg.secret_file} is empty; deliveries would go unsigned"
-            )
+        secret = read_secret(self.cfg.secret, self.cfg.secret_file, f"sinks.{self.name}.secret_file")
         if secret == DEMO_SECRET:
             log.warning(
                 "sink %s signs with the embedded default's demo secret, which everyone knows: "
@@ -217,7 +213,7 @@ class WebhookSink(Sink):
         if self.dead_letter is not None:
             from agent.decoders.base import BadRecord
 
-            self.dead_letter.write(self.name, self.cfg.url.split("?")[0], [BadRecord(item, "delivery_failed", reason)])
+            self.dead_letter.write(self.name, redact_url(self.cfg.url), [BadRecord(item, "delivery_failed", reason)])
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.outbox.drain(timeout) if self.outbox else True

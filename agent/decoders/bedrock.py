@@ -24,7 +24,7 @@ import msgspec
 from pydantic import Field
 
 from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits
-from agent.model import Cell, Observation, cell, make_dims, parse_time
+from agent.model import UNTAGGED, Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable, normalize_model_id
 from agent.registry import ComponentConfig, register
 
@@ -120,7 +120,7 @@ class BedrockDecoder(Decoder):
             ]
             if self.cfg.include_operation:
                 pairs.append(("operation", operation))
-            pairs.extend((dim, getattr(md, f"t{i}")) for i, (dim, _src) in enumerate(self._tags))
+            pairs.extend((dim, getattr(md, f"t{i}") or UNTAGGED) for i, (dim, _src) in enumerate(self._tags))
             price = self.prices.lookup(model_id)
             if price is None:
                 info = (cell(make_dims(pairs), SIGNALS), 0.0, 0.0, 0.0, False)

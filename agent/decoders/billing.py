@@ -56,7 +56,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits
-from agent.model import Observation, cell, make_dims
+from agent.model import UNTAGGED, Observation, cell, make_dims
 from agent.registry import ComponentConfig, register
 
 SIGNALS = ("billing_cost_usd", "billing_gpu_hours", "billing_gpu_cost_usd")
@@ -330,7 +330,6 @@ def _null_str(n: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
 
 
-UNTAGGED = "(untagged)"  # the value of a tag dimension on a line without that tag
 
 
 def _invalid_utf8_values(values: pa.Array) -> list[int]:

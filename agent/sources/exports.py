@@ -331,11 +331,12 @@ class BlobExportSource(ExportSource):
             ) from exc
         from agent.config import read_secret
 
-        cs = read_secret(cfg.connection_string, cfg.connection_string_file)
+        where = f"sources.{self.name}"
+        cs = read_secret(cfg.connection_string, cfg.connection_string_file, f"{where}.connection_string_file")
         if cs is not None:
             service = BlobServiceClient.from_connection_string(cs)
         else:
-            sas = read_secret(cfg.sas_token, cfg.sas_token_file)
+            sas = read_secret(cfg.sas_token, cfg.sas_token_file, f"{where}.sas_token_file")
             if sas is not None:
                 credential: Any = sas
             else:  # workload identity in Kubernetes, managed identity, az login …

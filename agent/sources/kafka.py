@@ -120,7 +120,7 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
             opts["sasl_oauth_token_provider"] = getattr(importlib.import_module(module), attr)()
         else:
             opts["sasl_plain_username"] = cfg.sasl_username
-            opts["sasl_plain_password"] = read_secret(cfg.sasl_password, cfg.sasl_password_file)
+            opts["sasl_plain_password"] = read_secret(cfg.sasl_password, cfg.sasl_password_file, "sasl_password_file")
     return opts
 
 

@@ -104,6 +104,11 @@ def test_inputs_are_routed_by_content(demo_month: Path) -> None:
     assert routed == {"inbox_gpus": [str(demo_month / "dcgm")]}
     with pytest.raises(ValueError, match="no such file"):
         route_inputs(cfg, ["/nonexistent/path"])
+    with pytest.raises(ValueError, match="no source named 'nosuch' in the config"):
+        route_inputs(cfg, [f"nosuch={demo_month / 'dcgm'}"])
+    (demo_month.parent / "empty-dir").mkdir(exist_ok=True)
+    with pytest.raises(ValueError, match="holds no files"):
+        route_inputs(cfg, [str(demo_month.parent / "empty-dir")])
 
 
 def test_backtest_takes_billing_exports_directly(data_dir: Path, tmp_path: Path) -> None:
@@ -230,3 +235,29 @@ def test_a_billing_row_far_outside_the_bills_span_is_set_aside(data_dir: Path, t
     dead = [orjson.loads(x) for x in Path(summary["dead_letter_path"]).read_bytes().splitlines()]
     assert [(d["kind"], orjson.loads(d["original"])["ts"]) for d in dead] == [("timestamp_out_of_range", 0)]
     assert "charge hour 1970-01-01T00:00Z" in dead[0]["reason"]
+
+
+def test_a_tiny_input_with_absurd_timestamps_and_overlapping_files(tmp_path: Path) -> None:
+    """Five good calls and a 1970 and a 2099 one: the span ignores the absurd two, however few the samples.
+    Two files covering the same hour, each sorted, are both summed (a backtest waits a day for stragglers)."""
+    from agent.backtest import run_backtest
+    from tests.agent.decoders.test_bedrock import log
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    good = [log(timestamp=f"2026-03-02T10:{m:02d}:00Z", requestId=f"g{m}") for m in (1, 12, 23, 34, 45)]
+    odd = [log(timestamp="1970-01-01T00:00:00Z", requestId="old"), log(timestamp="2099-12-31T23:59:00Z")]
+    (tiny / "a.jsonl").write_bytes(b"\n".join([odd[0], *good, odd[1]]) + b"\n")
+    summary = run_backtest(load_config(None), [str(tiny)], str(tmp_path / "a.jsonl"))
+    assert summary["span"] == (parse_time("2026-03-02T10:01:00Z"), parse_time("2026-03-02T10:45:00Z"))
+    assert summary["discarded"] == {"timestamp_out_of_range": 2}
+
+    hourly = tmp_path / "2026" / "03" / "02" / "10"
+    hourly.mkdir(parents=True)
+    for part in ("a", "b"):  # two sorted files of the same hour, the second read after the first
+        lines = [log(timestamp=f"2026-03-02T10:{m:02d}:00Z", requestId=f"{part}{m}") for m in range(0, 60, 2)]
+        (hourly / f"{part}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "2026" / "03" / "02" / "11").mkdir()
+    (tmp_path / "2026" / "03" / "02" / "11" / "c.jsonl").write_bytes(log(timestamp="2026-03-02T11:30:00Z") + b"\n")
+    summary = run_backtest(load_config(None), [str(tmp_path / "2026")], str(tmp_path / "b.jsonl"))
+    assert summary["records"] == 61 and summary["dead_letter"] == 0, summary["discarded"]

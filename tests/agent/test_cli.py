@@ -83,9 +83,11 @@ def test_backtest_passes_expected_to_the_replay(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(agent.backtest, "run_backtest", fake)
     out = str(tmp_path / "a.jsonl")
-    argv = ["backtest", "-i", "x.jsonl", "--alerts-out", out, "--report", "r", "--expected", "anomalies.json"]
+    expected = tmp_path / "anomalies.json"
+    expected.write_text('{"anomalies": []}')
+    argv = ["backtest", "-i", "x.jsonl", "--alerts-out", out, "--report", "r", "--expected", str(expected)]
     assert cli.main(argv) == cli.EXIT_CONFIG
-    assert seen["expected"] == "anomalies.json" and seen["report_dir"] == "r"
+    assert seen["expected"] == str(expected) and seen["report_dir"] == "r"
     assert seen["inputs"] == ["x.jsonl"] and seen["alerts_out"] == out
     assert cli.main(argv[:-2]) == cli.EXIT_CONFIG
     assert seen["expected"] is None
@@ -102,8 +104,30 @@ def test_validate_reports_detectors_that_can_never_fire(tmp_path: Path, capsys: 
         cli.main(["validate", "-c", str(cfg)])
     assert exc.value.code == cli.EXIT_CONFIG
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == f"{cfg}: 1 configuration error(s)"
+    assert err[0] == f"{cfg}: 1 configuration error"
     assert err[1].startswith("  detectors.idle.signal: no configured source emits 'gpu_idle_hours'; sources emit: ")
     cfg.write_text(cfg.read_text().replace("gpu_idle_hours", "requests").replace("teamm", "team"))
     assert cli.main(["validate", "-c", str(cfg)]) == 0
-    assert capsys.readouterr().out == f"{cfg}: valid (1 sources, 1 detectors, 1 sinks)\n"
+    assert capsys.readouterr().out == f"{cfg}: valid (1 source, 1 detector, 1 sink)\n"
+
+
+def test_expected_is_checked_before_the_replay(tmp_path: Path) -> None:
+    """A missing or malformed --expected file, or --expected without --report, stops at once with exit 2."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "in.jsonl").write_bytes(b"")
+    (tmp_path / "bad.json").write_text('{"nope": 1}')
+    base = [sys.executable, "-m", "agent", "backtest", "-i", str(tmp_path / "in.jsonl"), "--alerts-out",
+            str(tmp_path / "a.jsonl")]  # fmt: skip
+    cases = [
+        (["--report", str(tmp_path / "r"), "--expected", str(tmp_path / "missing.json")], "No such file"),
+        (["--report", str(tmp_path / "r"), "--expected", str(tmp_path / "bad.json")], "list of anomalies"),
+        (["--expected", str(tmp_path / "bad.json")], "add --report DIR"),
+    ]
+    for extra, says in cases:
+        res = subprocess.run([*base, *extra], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert not (tmp_path / "a.jsonl").exists()  # nothing was replayed

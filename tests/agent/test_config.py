@@ -433,3 +433,19 @@ sinks:
     ]
     env = {"WINDOW": "3600", "SLACK_WEBHOOK_URL": "https://hooks.example/x", "SINK_TYPE": "webhook", "KEY": "k"}
     assert load_config_text(text.replace("timeout_seconds: -1", "timeout_seconds: 5"), env=env).sinks["slack"]
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_replacement() -> None:
+    text = (
+        "sources:\n"
+        "  logs: {type: file, path: a, decoder: {type: bedrock}}\n"
+        "  logs: {type: file, path: b, decoder: {type: bedrock}}\n"
+        "detectors: {d: {type: threshold, signal: requests, upper: 1, upper: 2}}\n"
+        "sinks: {c: {type: console}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config_text(text, "dup.yaml")
+    assert err.value.errors == [
+        "dup.yaml: line 3: key 'logs' given twice in one mapping (also line 2)",
+        "dup.yaml: line 4: key 'upper' given twice in one mapping (also line 4)",
+    ]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -7,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from agent.config import StartupError
 from agent.deadletter import DeadLetterFile
 from agent.telemetry import Telemetry
 from sinks.delivery import classify_status
@@ -91,6 +94,30 @@ def test_4xx_is_permanent_and_dead_lettered(receiver: Receiver, tmp_path: Path) 
         )
         == 1
     )
+
+
+def test_credentials_in_the_url_become_basic_auth_and_never_reach_the_dead_letter_file(
+    receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Slack-style URL whose path is its secret, with user:password@: the receiver gets basic auth, and the
+    dead-letter entry of a refused delivery names scheme and host only."""
+    receiver.default = (403, {})
+    url = receiver.url.replace("http://", "http://bot:Pa%24s456@") + "/services/T0/B0/SLACKTOKEN123"
+    caplog.set_level(logging.DEBUG)
+    s, _tel, dlq = sink(url, tmp_path)
+    s.on_alert(DOC)
+    assert receiver.wait_for(lambda r: len(r) == 1)
+    time.sleep(0.3)
+    s.stop()
+    dlq.close()
+    req = receiver.requests[0]
+    assert req.path == "/services/T0/B0/SLACKTOKEN123"
+    assert req.headers["Authorization"] == "Basic " + base64.b64encode(b"bot:Pa$s456").decode()
+    written = (tmp_path / "dlq.jsonl").read_text()
+    entry = orjson.loads(written.splitlines()[0])
+    assert entry["location"] == receiver.url + "/…"
+    for secret in ("SLACKTOKEN123", "Pa%24s456", "Pa$s456", "bot:"):
+        assert secret not in written and secret not in caplog.text
 
 
 def test_outbox_survives_a_restart(receiver: Receiver, tmp_path: Path) -> None:
@@ -202,9 +229,33 @@ def test_an_empty_secret_file_is_refused_at_start(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("\n")
     cfg = WebhookConfig(type="webhook", url="http://127.0.0.1:1/x", secret_file=str(tmp_path / "secret"))
     s = WebhookSink(cfg, name="hook", telemetry=Telemetry(), state_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="sinks.hook.secret_file: .* is empty"):
+    with pytest.raises(StartupError, match="sinks.hook.secret_file: .* is empty"):
         s.start()
     s.stop()
+
+
+def test_a_missing_or_empty_secret_file_stops_run_with_its_path_and_no_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "empty").write_text("  \n")
+    for secret_file, says in ((tmp_path / "nope", "cannot read"), (tmp_path / "empty", "is empty")):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            f"sources: {{t: {{type: file, path: {tmp_path}/in, decoder: {{type: bedrock}}}}}}\n"
+            "detectors: {d: {type: threshold, signal: requests, upper: 1, window_seconds: 60}}\n"
+            f"sinks: {{hook: {{type: webhook, url: 'http://127.0.0.1:1/x', secret_file: {secret_file}}}}}\n"
+            f"state: {{directory: {tmp_path}/state}}\n"
+        )
+        res = subprocess.run(
+            [sys.executable, "-m", "agent", "run", "-c", str(cfg)], capture_output=True, text=True, cwd=ROOT, timeout=60
+        )
+        assert res.returncode == 2, res.stderr
+        line = next(ln for ln in res.stderr.splitlines() if ln.strip().startswith("sinks.hook.secret_file:"))
+        assert says in line and str(secret_file) in line
+        assert "Traceback" not in res.stderr
 
 
 def _default_webhook(monkeypatch: pytest.MonkeyPatch, secret: str | None, tmp_path: Path) -> WebhookSink:

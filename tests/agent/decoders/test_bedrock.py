@@ -63,6 +63,15 @@ def test_tokens_and_cost_per_model_account_region_team() -> None:
     assert by_team["ads"].values[0] == 1
 
 
+def test_a_call_without_the_tag_is_untagged_not_blank() -> None:
+    lines = [log(requestMetadata={"env": "prod"}), log(requestMetadata={"team": ""}), log(requestMetadata=None)]
+    lines = [ln.replace(b',"requestMetadata":null', b"") for ln in lines]
+    obs, bad = decoder().decode_lines(lines, ctx())
+    assert bad == []
+    assert {dict(o.dims)["team"] for o in obs} == {"(untagged)"}
+    assert sum(o.values[0] for o in obs) == 3
+
+
 def test_sub_minute_buckets() -> None:
     lines = [
         log(timestamp="2026-10-01T10:15:05Z"),
