@@ -343,14 +343,17 @@ class DetectorRunner:
         score = model.score_one(x)
         expected, lower, upper = model.forecast_one(x)
         anomalous = score >= model.threshold
+        continuing = False
         if not anomalous and self._excursion and key in self.episodes:
             # A detector whose scores are discounted right after an anomaly (one page per incident)
             # still says whether the incident goes on: the open episode stays open and keeps adding
-            # its dollar impact. A new episode opens only on the score itself.
-            anomalous = model.excursion(x)
+            # its dollar impact (whatever a single window's, as the incident fades: min_impact_usd
+            # decides whether to page, not when an incident is over). A new episode opens only on
+            # the score itself.
+            anomalous = continuing = model.excursion(x)
         impact = self._impact(model, x, y, expected, a)
         reason = None
-        if anomalous and impact is not None and abs(impact) < cfg.min_impact_usd:
+        if anomalous and not continuing and impact is not None and abs(impact) < cfg.min_impact_usd:
             anomalous = False
             # A slow leak costs little per window and much per day: judged on its day's worth.
             sus = model.sustained(x) if self._sustained else None

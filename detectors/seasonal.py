@@ -321,9 +321,12 @@ class SeasonalDetector(AnomalyDetector):
         return st[_GX], f"sustained {move}: yesterday {st[_GG]:+.0%} on the same weekday a week before"
 
     def excursion(self, x: dict[Any, Any]) -> bool:
-        """Whether the incident goes on: anomalous before the refractory discount, and the point
-        itself outside the usual band of :meth:`forecast_one` (not just recent errors)."""
-        return self._unrefracted(x) >= self.threshold and self._st[_CDEV] >= self._band()
+        """Whether an open incident goes on: the point itself is outside the usual band of
+        :meth:`forecast_one`, in the watched direction. (Its score may have fallen below the
+        threshold: a runaway loop's second hour is no longer a record, nor a surprise after the
+        first; but it is still far from normal and still costing money.)"""
+        self._unrefracted(x)  # computes (or reuses) this point's deviation
+        return self._st[_CDEV] >= self._band()
 
     def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
         """Expected value and the band of usual values (half the error cap either side)."""

@@ -261,3 +261,20 @@ def test_a_tiny_input_with_absurd_timestamps_and_overlapping_files(tmp_path: Pat
     (tmp_path / "2026" / "03" / "02" / "11" / "c.jsonl").write_bytes(log(timestamp="2026-03-02T11:30:00Z") + b"\n")
     summary = run_backtest(load_config(None), [str(tmp_path / "2026")], str(tmp_path / "b.jsonl"))
     assert summary["records"] == 61 and summary["dead_letter"] == 0, summary["discarded"]
+
+
+def test_an_episode_follows_a_fading_incident_to_its_end(demo_month: Path, backtest_run: tuple) -> None:
+    """The runaway agent loop costs most in its first hour and less each hour after (each still far above
+    normal): its one episode stays open while the spend is outside the usual band — a window under
+    min_impact_usd included — and the resolution carries the whole incident's impact."""
+    alerts_path, _report, _ = backtest_run
+    manifest = orjson.loads((demo_month / "anomalies.json").read_bytes())
+    loop = next(m for m in manifest["anomalies"] if m["detector"] == "token_spend")
+    docs = [orjson.loads(x) for x in alerts_path.read_bytes().splitlines()]
+    mine = [d for d in docs if d["detector"] == "token_spend" and d["series"] == loop["series"]]
+    assert len({d["id"] for d in mine}) == 1
+    firing = next(d for d in mine if d["status"] == "firing")
+    resolved = next(d for d in mine if d["status"] == "resolved")
+    assert parse_time(resolved["resolved_at"]) - loop["start"] >= 0.75 * (loop["end"] - loop["start"])
+    assert resolved["episode"]["points"] >= 4
+    assert resolved["impact_usd"] >= 2.5 * firing["impact_usd"]
