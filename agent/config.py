@@ -220,6 +220,8 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
                 continue
             cleaned.append(part)
         msg = err["msg"]
+        if err["type"] == "value_error" and msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]  # our validators' own words, without pydantic's prefix
         ctx = err.get("ctx") or {}
         if err["type"] == "missing":
             msg = "field required"

@@ -265,14 +265,26 @@ def _parse_times(s: pa.Array) -> pa.Array:
     # ISO forms (…T…, …Z, fractions, a space instead of T): the first 19 characters, UTC as bills are.
     iso = pc.replace_substring(pc.utf8_slice_codeunits(s, 0, 19), "T", " ")
     out = pc.strptime(iso, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-    for fmt, part in (("%Y-%m-%d", pc.utf8_slice_codeunits(s, 0, 10)), ("%m/%d/%Y", s), ("%m/%d/%Y %H:%M:%S", s)):
+    forms = [("%Y-%m-%d", pc.utf8_slice_codeunits(s, 0, 10))]
+    forms += [(f, s) for f in ("%m/%d/%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M")]
+    forms += [(f, s) for f in ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p")]  # US exports with AM / PM
+    for fmt, part in forms:
         out = pc.coalesce(out, pc.strptime(part, format=fmt, unit="s", error_is_null=True))
+    # An ISO time with a UTC offset (…T03:00:00-08:00): the hour it is in UTC, not the local hour.
+    off = pc.extract_regex(s, r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?P<sign>[+-])(?P<h>\d{2}):?(?P<m>\d{2})$")
+    secs = pc.add(
+        pc.multiply(pc.struct_field(off, [1]).cast(pa.int64()), 3600),
+        pc.multiply(pc.struct_field(off, [2]).cast(pa.int64()), 60),
+    )
+    secs = pc.if_else(pc.equal(pc.struct_field(off, [0]), "-"), pc.negate(secs), secs)
+    local = out
+    out = pc.if_else(pc.is_valid(secs), pc.subtract(out.cast(pa.int64()), secs).cast(out.type), out)
     # strptime rolls an impossible date over (2023-02-30 → 2023-03-02): the day written must be the day parsed.
     iso_ymd = pc.extract_regex(s, r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})")
     us_mdy = pc.extract_regex(s, r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{4})")
     same = [
         pc.equal(pc.coalesce(pc.struct_field(iso_ymd, [k]), pc.struct_field(us_mdy, [k])).cast(pa.int64()), part)
-        for k, part in (("y", pc.year(out)), ("m", pc.month(out)), ("d", pc.day(out)))
+        for k, part in (("y", pc.year(local)), ("m", pc.month(local)), ("d", pc.day(local)))
     ]
     valid = pc.and_(pc.and_(same[0], same[1]), same[2]).fill_null(True)  # null: a form without these parts
     return pc.if_else(valid, out, pa.scalar(None, out.type)).cast(pa.int64())

@@ -68,7 +68,7 @@ def test_every_error_is_reported_with_its_path() -> None:
         "detectors.spend.signal: field required",
         "detectors.spend.group_by",
         "detectors.spend.window_seconds",
-        "detectors.cap: Value error, set upper, lower or both",
+        "detectors.cap: set upper, lower or both",
         "sinks.hook.url",
         "sinks.what",
         "pipeline.allowed_lateness_seconds",

@@ -220,7 +220,7 @@ def test_an_empty_secret_is_refused_with_its_path(value: str, env: dict[str, str
     with pytest.raises(ConfigError) as exc:
         load_config_text(EMPTY_SECRET % value, env=env)
     assert exc.value.errors == [
-        "sinks.w.secret: Value error, empty secret: deliveries would go unsigned; set a secret or remove the key"
+        "sinks.w.secret: empty secret: deliveries would go unsigned; set a secret or remove the key"
     ]
     assert load_config_text(EMPTY_SECRET % '"${HOOK_SECRET}"', env={"HOOK_SECRET": "s3cret"}).sinks["w"].secret
 

@@ -298,3 +298,32 @@ def test_parquet_by_combination_equals_reading_batch_by_batch(tmp_path: Path, mo
         for s in ("billing_cost_usd", "billing_gpu_hours", "billing_gpu_cost_usd"):
             assert fast.column(s).to_pylist() == pytest.approx(slow.column(s).to_pylist(), rel=1e-12, abs=1e-9), s
         assert sum(fast.column("billing_gpu_hours").to_pylist()) > 0
+
+
+def test_charge_times_in_the_forms_exports_write() -> None:
+    """ISO with T or a space, fractions, Z or a UTC offset (the hour in UTC), US month/day/year with or without a
+    time, 24-hour or AM/PM; an impossible date is no time at all."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from agent.decoders.billing import _parse_times
+
+    cases = {
+        "2026-11-01T03:00:00Z": "2026-11-01T03:00",
+        "2026-11-01 03:00:00.250": "2026-11-01T03:00",
+        "2026-11-01T03:00:00-08:00": "2026-11-01T11:00",
+        "2026-11-01 03:00:00+0530": "2026-10-31T21:30",
+        "2026-11-01": "2026-11-01T00:00",
+        "11/1/2026": "2026-11-01T00:00",
+        "11/1/2026 3:00": "2026-11-01T03:00",
+        "11/01/2026 15:00:00": "2026-11-01T15:00",
+        "11/1/2026 3:00 PM": "2026-11-01T15:00",
+        "11/01/2026 03:00:00 AM": "2026-11-01T03:00",
+        "2023-02-30": None,
+        "2/30/2023 1:00": None,
+        "soon": None,
+    }
+    got = _parse_times(pa.array(list(cases))).to_pylist()
+    as_text = [dt.datetime.fromtimestamp(v, dt.UTC).strftime("%Y-%m-%dT%H:%M") if v is not None else None for v in got]
+    assert dict(zip(cases, as_text, strict=True)) == cases
