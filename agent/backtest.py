@@ -298,8 +298,8 @@ def run_backtest(
         "resolved": sum(1 for a in collector.alerts if a["status"] == "resolved"),
         "dead_letter": agent.dead_letter.written,
         "dead_letter_path": str(agent.dead_letter.path),
-        "discarded": _discarded(agent),
-        "errors": _errors(agent),
+        "discarded": _totals(agent.telemetry.discarded, "reason"),  # records not processed, by reason
+        "errors": _totals(agent.telemetry.errors, "stage"),  # unexpected, each kind logged once
         "held_back": {
             name: {"points": hb.points, "largest_usd": hb.largest_usd, "largest_series": hb.largest_series}
             for name, r in agent.runners.items()
@@ -314,26 +314,15 @@ def run_backtest(
     return summary
 
 
-def _discarded(agent: Agent) -> dict[str, int]:
-    """Records not processed, by reason (``finops_agent_events_discarded_total``), largest first."""
+def _totals(counter: Any, label: str) -> dict[str, int]:
+    """A labelled counter's totals per value of ``label``, largest first."""
     out: dict[str, int] = {}
-    for metric in agent.telemetry.discarded.collect():
+    for metric in counter.collect():
         for sample in metric.samples:
             if sample.name.endswith("_total") and sample.value:
-                reason = sample.labels["reason"]
-                out[reason] = out.get(reason, 0) + int(sample.value)
+                key = sample.labels[label]
+                out[key] = out.get(key, 0) + int(sample.value)
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
-def _errors(agent: Agent) -> dict[str, int]:
-    """Unexpected errors by stage (``finops_agent_errors_total``): each was logged once with its traceback."""
-    out: dict[str, int] = {}
-    for metric in agent.telemetry.errors.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_total") and sample.value:
-                stage = sample.labels["stage"]
-                out[stage] = out.get(stage, 0) + int(sample.value)
-    return out
 
 
 def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | None = None) -> str:
