@@ -16,8 +16,9 @@ venv: $(STAMP)
 ## Run the agent on its embedded default config (local files in; console + webhook + /metrics out).
 ## A local receiver (agent.webhook_echo) takes the signed webhook deliveries and checks their signatures.
 ## The agent creates ./inbox/{bedrock,dcgm,billing}/ (FINOPS_INBOX) itself: drop files there while it runs.
+WEBHOOK_ECHO_PORT ?= 9099
 run: $(STAMP)
-	@$(BIN)/python -m agent.webhook_echo --port 9099 --secret change-me & echo_pid=$$!; \
+	@$(BIN)/python -m agent.webhook_echo --port $(WEBHOOK_ECHO_PORT) --secret $${FINOPS_WEBHOOK_SECRET:-change-me} & echo_pid=$$!; \
 	trap 'kill $$echo_pid 2>/dev/null; wait $$echo_pid 2>/dev/null' EXIT; \
 	trap ':' INT TERM; \
 	$(BIN)/finops-agent run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -106,6 +107,17 @@ def test_inputs_are_routed_by_content(demo_month: Path) -> None:
         route_inputs(cfg, ["/nonexistent/path"])
     with pytest.raises(ValueError, match="no source named 'nosuch' in the config"):
         route_inputs(cfg, [f"nosuch={demo_month / 'dcgm'}"])
+    # A gzip file cut after a few bytes, or not gzip at all: sniffing reads what it can and never raises.
+    first = sorted((demo_month / "bedrock").iterdir())[0]
+    cut = demo_month.parent / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(gzip.decompress(first.read_bytes())[:100_000])[:60])
+    fake = demo_month.parent / "plain.jsonl.gz"
+    fake.write_bytes(b'{"not": "gzip"}\n' * 300)
+    for path in (cut, fake):
+        try:
+            route_inputs(cfg, [str(path)])
+        except ValueError as exc:
+            assert "cannot tell which source reads it" in str(exc)
     (demo_month.parent / "empty-dir").mkdir(exist_ok=True)
     with pytest.raises(ValueError, match="holds no files"):
         route_inputs(cfg, [str(demo_month.parent / "empty-dir")])
