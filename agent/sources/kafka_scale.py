@@ -46,6 +46,7 @@ MAX_PARTIALS_PER_RECORD = 2000  # keeps each repartition record well under Kafka
 # Records wait in the producer's buffer for as long as the broker is away (kafka-python's default gives up
 # after 2 minutes and drops them): an outage of any length is waited out, a checkpoint fails meanwhile.
 DELIVERY_TIMEOUT_MS = 2**31 - 1
+MAX_BLOCK_MS = 2000
 
 
 class KafkaScaleOut:
@@ -89,6 +90,9 @@ class KafkaScaleOut:
             retries=2**31 - 1,
             enable_idempotence=True,
             delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+            # send() waits this long for a topic's metadata (60 s by default): during an outage a checkpoint
+            # (or a stop) must fail fast and retry, not hang past its deadline.
+            max_block_ms=MAX_BLOCK_MS,
         )
         if self.unkeyed:
             self.ensure_topic(self.repartition_topic, self.partitions, {"cleanup.policy": "delete"})
@@ -110,8 +114,12 @@ class KafkaScaleOut:
 
     def _partitions_for(self, topic: str, timeout: float = 30.0) -> set[int]:
         deadline = time.monotonic() + timeout
+        kafka = _require_kafka()
         while True:
-            parts = self.producer.partitions_for(topic)
+            try:
+                parts = self.producer.partitions_for(topic)
+            except kafka.errors.KafkaTimeoutError:  # no metadata within max_block_ms: ask again until the deadline
+                parts = None
             if parts:
                 return set(parts)
             if time.monotonic() > deadline:
