@@ -20,9 +20,10 @@ from math import gcd
 from typing import Any
 
 from agent.aggregate import Aggregator
+from agent.alerts import Point
 from agent.deadletter import DeadLetterFile
 from agent.decoders.base import BLANK, BadRecord, DecodeContext
-from agent.detect import DetectorRunner, Point
+from agent.detect import DetectorRunner
 from agent.model import Observation
 from agent.registry import build, components
 from agent.sources.base import Batch, Source

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from agent.detect import Point, Unit
+from agent.alerts import Point, Unit
 from agent.model import parse_time
 
 if TYPE_CHECKING:

@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 
 from agent.aggregate import Cells
-from agent.detect import DetectorRunner, Point, SeriesKey
+from agent.alerts import Point, SeriesKey
+from agent.detect import DetectorRunner
 from agent.model import Cell, Observation, cell
 
 NEG_INF = -math.inf

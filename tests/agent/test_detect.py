@@ -6,8 +6,9 @@ import pickle
 import pytest
 from pydantic import ValidationError
 
+from agent.alerts import alert_id
 from agent.config import AlertingConfig
-from agent.detect import DetectorRunner, alert_id
+from agent.detect import DetectorRunner
 from agent.model import cell, make_dims
 from detectors.seasonal import SeasonalConfig, SeasonalDetector
 from detectors.threshold import ThresholdConfig, ThresholdDetector

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
+from agent.alerts import Point, Unit
 from agent.backtest import run_backtest
 from agent.config import load_config
-from agent.detect import Point, Unit
 from agent.report import BAND_SPAN_MAX, Episode, series_figure
 
 MONEY = re.compile(r"^-?\$\d{1,3}(,\d{3})*\.\d{2}$")

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.alerts import Point
 from agent.config import load_config_text
-from agent.detect import Point
 from agent.pipeline import Agent, Health
 from agent.telemetry import Telemetry
 from sinks.prometheus import PrometheusConfig, PrometheusSink

@@ -1,0 +1,207 @@
+"""The alert side of a detector: the scored point, the alert episode, held-back anomalies, the unit a series is
+counted in, the stable alert id, and the wording helpers of alert texts (the runner, :mod:`agent.detect`, builds
+the document from them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from agent.model import Dims
+from detectors.base import is_usd
+
+SeriesKey = tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Point:
+    detector: str
+    detector_type: str
+    signal: str
+    series: Dims
+    window_start: float
+    window_end: float
+    observed: float
+    expected: float
+    lower: float
+    upper: float
+    score: float
+    anomalous: bool
+    impact_usd: float | None
+    contributors: list[dict[str, Any]] = field(default_factory=list)
+    restated: bool = False  # a closed window scored again because a billing delivery changed its value
+    reason: str | None = None  # why, where the score alone does not say (new series, slow growth, budget)
+    unit: str = ""  # the series' unit as a metric label (``usd``, ``usd_per_1k_tokens``, ``gpu_hours``)
+    warming_up: bool = False  # scored while the series' model was still in its warm-up
+
+    def __setstate__(self, state: Any) -> None:
+        """Points pickled before a field existed (a checkpoint of an older version) take its default."""
+        slots = state[1] if isinstance(state, tuple) else state
+        for f in fields(self):
+            if f.name not in slots:
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                object.__setattr__(self, f.name, default)
+        for k, v in slots.items():
+            object.__setattr__(self, k, v)
+
+
+@dataclass(slots=True)
+class Episode:
+    id: str
+    started_at: float
+    last_window: float
+    points: int = 0
+    observed_total: float = 0.0
+    expected_total: float = 0.0
+    impact_total: float = 0.0
+    peak_score: float = 0.0
+    normal_streak: int = 0
+    severity: str = "warning"
+    last_point: Point | None = None
+    # anomalous window → (observed, expected, impact): what a restatement of that window replaces
+    windows: dict[float, tuple[float, float, float]] = field(default_factory=dict)
+    revision: int = 0  # bumped by every restatement that changes the alert
+
+
+_EPISODE_WINDOWS_MAX = 2000
+
+
+@dataclass(slots=True)
+class HeldBack:
+    """Anomalous points not alerted because their dollar impact was under ``min_impact_usd``."""
+
+    points: int = 0
+    largest_usd: float = 0.0  # the largest such impact (by size; negative for a drop)
+    largest_series: str = ""  # its series, e.g. ``team=search``
+    largest_window: float = math.nan  # its window start (epoch seconds)
+
+    def add(self, impact: float, series: str, window: float) -> None:
+        self.points += 1
+        if self.points == 1 or abs(impact) > abs(self.largest_usd):
+            self.largest_usd, self.largest_series, self.largest_window = impact, series, window
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """How a detector's values read: in alert texts, as a metric label and on a plot's axis.
+
+    >>> u = Unit.of("token_cost_usd", "tokens", 1000, 3600)
+    >>> u.text, u.label, u.axis, u.fmt(0.0123)
+    ('USD per 1000 tokens', 'usd_per_1k_tokens', '$ per 1k tokens', '$0.0123 per 1k tokens')
+    >>> u = Unit.of("gpu_idle_hours", "gpu_hours", 1, 3600)
+    >>> u.label, u.axis, u.fmt(1.0), u.fmt(0.5, short=True)
+    ('ratio', '% idle', '100 % idle', '50 %')
+    >>> Unit.of("token_cost_usd", None, 1, 3600).axis, Unit.of("gpu_hours", None, 1, 86400).axis
+    ('$/h', 'GPU-hours/day')
+    """
+
+    text: str  # the alert document's ``unit``: USD, "USD per 1000 tokens", gpu_hours
+    label: str  # Prometheus ``unit`` label: usd, usd_per_1k_tokens, gpu_hours, ratio, usd_month_to_date (a budget)
+    axis: str  # a plot's y-axis: $/h, "$ per 1k tokens", GPU-hours/h, % idle
+    share: str | None = None  # a ratio of two amounts of one kind (idle hours per hours): shown in %
+    scale: float = 1.0  # display multiplier of a value on a plot (100 for a share)
+
+    @classmethod
+    def of(cls, signal: str, per: str | None, per_scale: float, window: float, *, month_to_date: bool = False) -> Unit:
+        per_text = f"{_scale(per_scale)} {per}".strip() if per else ""
+        if month_to_date:
+            return cls("USD", "usd_month_to_date", "$ month to date")
+        if per and per_scale == 1 and _kind(signal) == _kind(per):
+            words = [w for w in signal.split("_") if w not in per.split("_")] or [signal]
+            return cls(f"{signal} per {per}", "ratio", f"% {' '.join(words)}", " ".join(words), 100.0)
+        if is_usd(signal):
+            if per:
+                return cls(f"USD per {per_scale:g} {per}", f"usd_per_{_slug(per_text)}", f"$ per {per_text}")
+            return cls("USD", "usd", f"$/{_per_window(window)}")
+        if per:
+            return cls(
+                f"{signal} per {per_scale:g} {per}",
+                f"{signal}_per_{_slug(per_text)}",
+                f"{_pretty(signal)} per {per_text}",
+            )
+        return cls(signal, _slug(signal), f"{_pretty(signal)}/{_per_window(window)}")
+
+    def fmt(self, v: float, *, short: bool = False) -> str:
+        """A value for an alert's text ("$4,005.77", "100 % idle", "$0.0123 per 1k tokens")."""
+        if self.share is not None:
+            pct = f"{v * 100:.3g} %"
+            return pct if short else f"{pct} {self.share}"
+        if self.text == "USD":
+            return f"${v:,.2f}"
+        if self.text.startswith("USD per "):
+            return f"${v:,.4g} per {self.axis[6:]}"
+        return f"{v:,.4g} {self.text}"
+
+
+_MISS = object()
+
+
+def alert_id(detector: str, series: Dims, start: float) -> str:
+    """Stable id of an alert episode: the same input always gives the same id (dedup key)."""
+    key = f"{detector}|{'|'.join(f'{k}={v}' for k, v in series)}|{int(start)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _label(series: Dims) -> str:
+    """``team=search, model=m`` (``all`` for a detector without group_by)."""
+    return ", ".join(f"{k}={v}" for k, v in series) or "all"
+
+
+def _x(pt: Point) -> dict[str, float]:
+    return {"t": pt.window_start, "t_end": pt.window_end, "y": pt.observed}
+
+
+def _span(ep: Episode, window: float) -> float:
+    return ep.last_window + window - ep.started_at
+
+
+def _scale(per_scale: float) -> str:
+    """1000 → "1k", 1e6 → "1M", 1 → "" (as in "$ per 1k tokens")."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if per_scale >= size and per_scale % size == 0:
+            return f"{per_scale / size:g}{suffix}"
+    return "" if per_scale == 1 else f"{per_scale:g}"
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def _kind(signal: str) -> str:
+    """What a signal counts, from its name's last word: hours, usd, tokens."""
+    return signal.rsplit("_", 1)[-1]
+
+
+def _pretty(signal: str) -> str:
+    return signal.replace("_", " ").replace("gpu hours", "GPU-hours").replace("gpu ", "GPU ")
+
+
+def _per_window(seconds: float) -> str:
+    named = {60.0: "min", 3600.0: "h", 86400.0: "day", 7 * 86400.0: "week"}
+    return named.get(float(seconds)) or _duration(seconds)
+
+
+def _duration(seconds: float) -> str:
+    """``90`` → "2 minutes"-style wording for alert texts (minutes, hours or days)."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+def _rank(sev: str) -> int:
+    return {"warning": 0, "error": 1, "critical": 2}[sev]
+
+
+def _num(v: float) -> float | None:
+    if v is None or not math.isfinite(v):
+        return None
+    return round(float(v), 6)
+
+
+def _usd(v: float) -> str:
+    return f"{'+' if v >= 0 else '-'}${abs(v):,.2f}"
