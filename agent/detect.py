@@ -62,11 +62,13 @@ class DetectorRunner:
         self._excursion = hasattr(prototype, "excursion")
         self._bind = hasattr(prototype, "bind_series")  # per-series parameters (a series' own budget)
         self._sustained = hasattr(prototype, "sustained")  # slow growth, judged on its day's worth
-        # New series: one that appears once the detector's other series are past their warm-up is
+        # New series: one that first appears at least a warm-up after the detector's first data is
         # judged on its spend so far (its own model has no history to score it against).
         new_usd = getattr(cfg, "new_series_usd", None)
         self._new_usd = new_usd if hasattr(prototype, "warmup_points") and not self._is_ratio else None
-        self._established = False  # some series of this detector is past its warm-up
+        # The earliest window in which any series of this detector had data: a fact of the input, not
+        # of the series a runner happens to hold (a scale-out task learns it from its inputs' clocks).
+        self.first_window = math.inf
         self.unit = Unit.of(cfg.signal, cfg.per, cfg.per_scale, self.window, month_to_date=self._budget)
         self.held_back = HeldBack()  # anomalous points under min_impact_usd (not alerted)
         self.last_points: dict[SeriesKey, Point] = {}  # each series' latest point (restored on /metrics at start)
@@ -139,31 +141,40 @@ class DetectorRunner:
 
     # -- closing windows -------------------------------------------------------------------
     def close_until(self, sealed_until: float) -> tuple[list[Point], list[dict[str, Any]]]:
-        """Close every window that ends at or before ``sealed_until``."""
+        """Close every window that ends at or before ``sealed_until``.
+
+        With ``fill_missing``, every window from the last closed one on closes, with or without data, as
+        long as some series is alive to learn its zero: each series learns exactly the windows between its
+        last one and now (until it expires), whichever other series this runner holds. Windows in which no
+        series is alive and none has data change nothing and are skipped.
+        """
         points: list[Point] = []
         events: list[dict[str, Any]] = []
-        if self.cfg.fill_missing and not self._is_ratio:
-            self._fill_gaps(sealed_until)
-        closed = sorted(k for k in self.windows if k + self.window <= sealed_until)
-        for w in closed:
-            self._close(w, self.windows.pop(w), points, events)
-        if closed:
-            self.closed_until = max(self.closed_until, closed[-1] + self.window)
-        return points, events
-
-    def _fill_gaps(self, until: float) -> None:
-        """Windows in which no series had data still close (as zeros), whatever other series did."""
-        w = self.closed_until if math.isfinite(self.closed_until) else min(self.windows, default=math.inf)
+        window = self.window
+        due = sorted(k for k in self.windows if k + window <= sealed_until)
+        fill = self.cfg.fill_missing and not self._is_ratio
+        w = self.closed_until  # the next window to zero-fill (windows start on multiples of the window)
         if not math.isfinite(w):
-            return
-        end = until if math.isfinite(until) else max(self.windows, default=w) + self.window
-        steps = int((end - w) // self.window)
-        if steps > self.cfg.series_ttl_windows:  # a long outage: the series expire anyway
-            w += (steps - self.cfg.series_ttl_windows) * self.window
-        while w + self.window <= end:
-            if w not in self.windows:
-                self.windows[w] = {}
-            w += self.window
+            w = due[0] if due else math.inf
+        end = sealed_until if math.isfinite(sealed_until) else (due[-1] + window if due else -math.inf)
+        i, last = 0, -math.inf
+        while True:
+            nxt = due[i] if i < len(due) else math.inf
+            if fill and self.models and w < nxt and w + window <= end:
+                cur, acc = w, {}
+            elif i < len(due):
+                cur, acc = nxt, self.windows.pop(nxt)
+                i += 1
+            else:
+                break
+            self._close(cur, acc, points, events)
+            last = cur
+            w = max(w, cur + window)
+        if last > -math.inf:
+            self.closed_until = max(self.closed_until, last + window)
+        if fill and math.isfinite(self.closed_until) and math.isfinite(end) and end > self.closed_until:
+            self.closed_until = end - end % window  # the windows skipped had no series to fill
+        return points, events
 
     def close_all(self) -> tuple[list[Point], list[dict[str, Any]]]:
         return self.close_until(math.inf)
@@ -171,22 +182,24 @@ class DetectorRunner:
     def _close(
         self, w: float, acc: dict[SeriesKey, list[Any]], points: list[Point], events: list[dict[str, Any]]
     ) -> None:
+        if acc and w < self.first_window:
+            self.first_window = w
         if self.cfg.fill_missing and not self._is_ratio:
             for key in self.models:
                 if key not in acc and self.last_learned.get(key, -math.inf) < w:
                     acc[key] = [0.0, 0.0, 0.0, None]
-        if self._new_usd is not None and not self._established:
-            warmup = self.prototype.warmup_points
-            self._established = any(m.n_learned >= warmup for m in self.models.values())
         for key, a in acc.items():
             if self.last_learned.get(key, -math.inf) >= w:
                 continue  # replayed window: already learned, already alerted
             model = self.models.get(key)
+            if model is not None and self._lapsed(key, w):
+                self._forget(key)  # it expired while no window of its own closed: it comes back as new
+                model = None
             if model is None:
                 model = self.models[key] = self.prototype.clone()
                 if self._bind:
                     model.bind_series(key)
-                if self._established and self._new_usd is not None:
+                if self._new_usd is not None and self._is_new(w):
                     model.newborn_usd = 0.0  # spend since it appeared (kept with the model's state)
             scored = self._score(key, model, w, a, count_held=True)
             if scored is None:
@@ -334,17 +347,42 @@ class DetectorRunner:
         rows.sort(key=lambda r: -abs(r["delta"]))
         return rows[: self.cfg.top_contributors]
 
+    def _is_new(self, w: float) -> bool:
+        """A series first seen in window ``w`` is new once the detector has had data for a warm-up.
+
+        Decided by the series' own first window and the detector's first window (a fact of the whole
+        input), so the answer is the same whichever other series share this runner.
+        """
+        return w >= self.first_window + self.prototype.warmup_points * self.window
+
     def _expire(self, w: float) -> None:
         """Every 24 windows, forget series without data for ``series_ttl_windows`` (and no open alert)."""
         if int(w // self.window) % 24:
             return
         ttl = self.cfg.series_ttl_windows * self.window
         for key in [k for k, seen in self.last_seen.items() if w - seen > ttl and k not in self.episodes]:
-            self.models.pop(key, None)
-            self.last_seen.pop(key, None)
-            self.last_learned.pop(key, None)
-            self.shares.pop(key, None)
-            self.last_points.pop(key, None)
+            self._forget(key)
+
+    def _lapsed(self, key: SeriesKey, w: float) -> bool:
+        """Whether :meth:`_expire` would have forgotten the series at a window between its last one and ``w``.
+
+        Without ``fill_missing`` only windows with data close, so whether an expiry check ran in a series'
+        silence depends on the other series of the runner; this asks the series' own history instead.
+        """
+        seen = self.last_seen.get(key)
+        if seen is None or key in self.episodes:
+            return False
+        period = 24 * self.window
+        after = max(self.last_learned.get(key, -math.inf), seen + self.cfg.series_ttl_windows * self.window)
+        check = (after // period + 1) * period  # the first expiry check after both
+        return check < w
+
+    def _forget(self, key: SeriesKey) -> None:
+        self.models.pop(key, None)
+        self.last_seen.pop(key, None)
+        self.last_learned.pop(key, None)
+        self.shares.pop(key, None)
+        self.last_points.pop(key, None)
 
     # -- restatements ----------------------------------------------------------------------
     def restate(self, w: float, acc: dict[SeriesKey, list[Any]]) -> tuple[list[Point], list[dict[str, Any]]]:
@@ -563,16 +601,25 @@ class DetectorRunner:
             "windows": self.windows,
             "closed_until": self.closed_until,
             "last_points": self.last_points,
+            "first_window": self.first_window,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
         for k in ("models", "last_learned", "last_seen", "shares", "episodes", "windows"):
             setattr(self, k, snap[k])
         self.closed_until = snap.get("closed_until", -math.inf)
+        self.first_window = snap.get("first_window", self.inferred_first_window())
         # A snapshot of an older version has no latest points: the open episodes' are the best known.
         self.last_points = snap.get("last_points") or {
             k: ep.last_point for k, ep in self.episodes.items() if ep.last_point is not None
         }
+
+    def inferred_first_window(self) -> float:
+        """For state saved before the first window was: the oldest series' first window, from what it learned."""
+        if not self.models or not math.isfinite(self.closed_until):
+            return math.inf
+        learned = max(getattr(m, "n_learned", 0) for m in self.models.values())
+        return self.closed_until - learned * self.window
 
     def restored_points(self) -> list[Point]:
         """Each series' latest point, as restored: what ``/metrics`` shows before a new window closes."""

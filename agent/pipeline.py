@@ -12,6 +12,8 @@ import logging
 import math
 import os
 import queue
+import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,14 +36,38 @@ log = logging.getLogger("agent")
 
 
 class Health:
+    """Liveness: the pipeline thread runs (also while it waits on purpose for a broker that is away).
+    Readiness: state restored, every source able to consume, and checkpoints succeeding."""
+
     def __init__(self) -> None:
         self._ready = threading.Event()
         self._alive = threading.Event()
         self.sources: list[Any] = []
+        self._checkpoint_error: tuple[float, str] | None = None  # (failing since, monotonic; the last error)
+
+    def checkpoint_failing(self, since: float, error: str) -> None:
+        self._checkpoint_error = (since, error)
+
+    def checkpoint_ok(self) -> None:
+        self._checkpoint_error = None
+
+    def not_ready(self) -> str | None:
+        """Why the agent is not ready, or None when it is."""
+        if not self._alive.is_set():
+            return "pipeline stopped"
+        if not self._ready.is_set():
+            return "starting"
+        failing = self._checkpoint_error
+        if failing is not None:
+            since, error = failing
+            return f"cannot checkpoint for {time.monotonic() - since:.0f} s: {error}"
+        waiting = sorted(getattr(s, "name", "?") for s in self.sources if not s.ready())
+        if waiting:
+            return "waiting for partitions to be assigned and restored: " + ", ".join(waiting)
+        return None
 
     def ready(self) -> bool:
-        """State restored, pipeline running, and every source able to consume (partitions assigned)."""
-        return self._ready.is_set() and self._alive.is_set() and all(s.ready() for s in self.sources)
+        return self.not_ready() is None
 
     def alive(self) -> bool:
         return self._alive.is_set()
@@ -136,11 +162,16 @@ class Agent:
         self._stopped = False
         self._started = False
         self._last_checkpoint = time.monotonic()
+        self._next_checkpoint = self._last_checkpoint + cfg.state.checkpoint_interval_seconds
+        self._checkpoint_failing: float | None = None  # since when (monotonic) checkpoints fail
+        self._checkpoint_failures = 0  # consecutive
+        self._checkpoint_logged: set[str] = set()  # error types logged in this failure episode
         self._last_sealed = [-math.inf, -math.inf]  # per clock
         self.records_in = 0
         self.alerts_out = 0
         self.points_out = 0
         self.error: BaseException | None = None
+        self._fail_lock = threading.Lock()
         self._failures: set[tuple[str, str]] = set()  # (source, error type) already logged
         self._stage = "decode"
 
@@ -232,23 +263,29 @@ class Agent:
             self._thread.join(max(0.1, deadline - time.monotonic()))
         if flush_windows:
             self._seal(force_all=True)
-        self.checkpoint(max(0.1, deadline - time.monotonic()))
+        # Half of what is left at most: with the broker away the final checkpoint fails, and what it could not
+        # persist is re-read from the last committed position at the next start.
+        if not self.checkpoint(max(0.1, (deadline - time.monotonic()) / 2)):
+            log.warning("stopping without a final checkpoint: the next start resumes from the last one")
         if self.scale is not None:
             for name, src in self.sources.items():
-                self.scale.let_go(name, list(getattr(src, "upstreams", {}).values()))
+                ups = list(getattr(src, "upstreams", {}).values())
+                try:
+                    self.scale.let_go(name, ups, timeout=max(0.1, min(5.0, (deadline - time.monotonic()) / 3)))
+                except Exception as exc:  # fatal ones too: stopping anyway
+                    log.warning("%s: letting go of its partitions failed: %s: %s", name, type(exc).__name__, exc)
         for src in self.sources.values():
             src.finish(max(0.1, deadline - time.monotonic()))  # e.g. commit the offsets just checkpointed
         for s in self.sinks.values():
             s.stop(max(0.1, deadline - time.monotonic()))
         if self.scale is not None:
-            self.scale.close()
+            self.scale.close(max(0.1, deadline - time.monotonic()))
         self.dead_letter.close()
         self.health._alive.clear()
         self.health._ready.clear()
 
     # -- the pipeline thread ---------------------------------------------------------------
     def _loop(self) -> None:
-        interval = self.cfg.state.checkpoint_interval_seconds
         try:
             while True:
                 try:
@@ -266,8 +303,9 @@ class Agent:
                     finally:
                         self.queue.task_done()
                     self.telemetry.latency.observe(time.perf_counter() - t0)
-                if time.monotonic() - self._last_checkpoint >= interval:
-                    self.checkpoint()
+                if time.monotonic() >= self._next_checkpoint:
+                    # Failing (the broker away), an attempt blocks this thread 1 s at most; the backoff spaces them.
+                    self.checkpoint(5.0 if self._checkpoint_failing is None else 1.0)
                 if self.progress is not None:
                     self.progress(self)
         except BaseException as exc:  # the agent must not die silently
@@ -517,9 +555,8 @@ class Agent:
     def _seal(self, force_all: bool = False) -> None:
         if self.scale is not None:
             self._publish(self.scale.close_tasks())
-            wm = self.scale.watermark()
-            if math.isfinite(wm):
-                self.telemetry.watermark.set(wm)
+            self._gauge(self.telemetry.watermark, self.scale.watermark())
+            self._gauge(self.telemetry.closed_until, self.scale.closed_until())
             return
         for i, (agg, runners) in enumerate(self.clocks):
             sealed = agg.seal(force_all=force_all)
@@ -536,10 +573,15 @@ class Agent:
                 except Exception as exc:
                     self._detector_failed(name, exc)
             self._publish(closed)
-        wm = self.aggregator.watermark()
-        if math.isfinite(wm):
-            self.telemetry.watermark.set(wm)
+        self._gauge(self.telemetry.watermark, self.aggregator.watermark())
+        streaming = self.clocks[0][1].values()
+        self._gauge(self.telemetry.closed_until, min((r.closed_until for r in streaming), default=-math.inf))
         self.telemetry.open_cells.set(self.aggregator.open_cells() + self.billing.open_cells())
+
+    @staticmethod
+    def _gauge(gauge: Any, value: float) -> None:
+        if math.isfinite(value):
+            gauge.set(value)
 
     def _publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None:
         """Points and alert events of closed windows to every sink."""
@@ -567,33 +609,116 @@ class Agent:
                 s.on_points(all_points)
 
     # -- checkpoint ------------------------------------------------------------------------
-    def checkpoint(self, timeout: float = 5.0) -> None:
-        for s in self.sinks.values():
-            s.flush(timeout)
-        positions = {name: s.checkpoint_positions() for name, s in self.sources.items()}
-        if self.scale is not None:
-            self.scale.checkpoint()  # partials acknowledged, then the tasks' changelog records
-        else:
-            snapshots = self.snapshots.persist()  # billing tables first: the state names their files
-            state = {
-                "aggregator": self.aggregator.snapshot(),
-                "billing": self.billing.snapshot(),
-                "runners": {name: r.snapshot() for name, r in self.runners.items()},
-                "sources": positions,
-                "snapshots": snapshots,
-            }
-            self.store.save(state)
-            self.snapshots.collect_garbage(snapshots)
-        self._last_checkpoint = time.monotonic()
+    def checkpoint(self, timeout: float = 5.0) -> bool:
+        """Outbox flushed → state persisted → (Kafka) offsets committed. True when the state was persisted.
+
+        A checkpoint that cannot persist (the broker away: ``KafkaTimeoutError``; a full disk) changes nothing:
+        the state stays in memory, offsets are not committed, readiness says why, and the pipeline tries again
+        with backoff (1 s doubling to 30 s, jittered). A fatal error (credentials, authorization) stops the
+        agent (see :meth:`fail`)."""
+        try:
+            for s in self.sinks.values():
+                s.flush(timeout)
+            for src in self.sources.values():
+                prepare = getattr(src, "prepare_checkpoint", None)
+                if prepare is not None:  # e.g. dead-letter records acknowledged before offsets pass them
+                    prepare(timeout)
+            positions = {name: s.checkpoint_positions() for name, s in self.sources.items()}
+            wrote = True
+            if self.scale is not None:
+                # Partials acknowledged, then the tasks' changelog records. Nothing to write (no task, nothing
+                # sent): offsets may be committed, but it proves nothing about the broker (no age reset).
+                wrote = self.scale.checkpoint(timeout) is not False
+            else:
+                snapshots = self.snapshots.persist()  # billing tables first: the state names their files
+                state = {
+                    "aggregator": self.aggregator.snapshot(),
+                    "billing": self.billing.snapshot(),
+                    "runners": {name: r.snapshot() for name, r in self.runners.items()},
+                    "sources": positions,
+                    "snapshots": snapshots,
+                }
+                self.store.save(state)
+                self.snapshots.collect_garbage(snapshots)
+        except Exception as exc:
+            self._checkpoint_failed(exc)
+            return False
+        now = time.monotonic()
+        if not wrote:
+            self._next_checkpoint = now + self.cfg.state.checkpoint_interval_seconds
+            for name, pos in positions.items():
+                self.sources[name].checkpointed(pos)
+            return True
+        if self._checkpoint_failing is not None:
+            log.info(
+                "checkpoint succeeded again after %.0f s and %d failed attempts",
+                now - self._checkpoint_failing,
+                self._checkpoint_failures,
+            )
+        self._checkpoint_failing, self._checkpoint_failures = None, 0
+        self._checkpoint_logged.clear()
+        self.health.checkpoint_ok()
+        self._last_checkpoint = now
+        self._next_checkpoint = now + self.cfg.state.checkpoint_interval_seconds
         self.telemetry.checkpointed()
         for name, pos in positions.items():
             self.sources[name].checkpointed(pos)
+        return True
+
+    def _checkpoint_failed(self, exc: Exception) -> None:
+        etype = type(exc).__name__
+        self.telemetry.checkpoint_failures.labels(error_type=etype).inc()
+        reason = _fatal_reason(exc)
+        if reason is not None:
+            self.fail(exc, f"checkpoint: {reason}")
+        now = time.monotonic()
+        if self._checkpoint_failing is None:
+            self._checkpoint_failing = now
+        self._checkpoint_failures += 1
+        backoff = min(CHECKPOINT_BACKOFF_MAX, CHECKPOINT_BACKOFF_MIN * 2 ** (self._checkpoint_failures - 1))
+        self._next_checkpoint = now + backoff * random.uniform(0.5, 1.0)  # jitter: replicas do not retry in step
+        error = f"{etype}: {exc}"[:300]
+        self.health.checkpoint_failing(self._checkpoint_failing, error)
+        if etype not in self._checkpoint_logged:  # once per error type and failure episode
+            self._checkpoint_logged.add(etype)
+            log.warning(
+                "checkpoint failed (%s); state stays in memory, offsets are not committed, retrying with backoff "
+                "(up to %.0f s; counted in finops_agent_checkpoint_failures_total)",
+                error,
+                CHECKPOINT_BACKOFF_MAX,
+            )
+
+    def checkpoint_blocked(self) -> bool:
+        """Checkpoints have failed for a while: sources pause their input (bounded memory, bounded replay)."""
+        since = self._checkpoint_failing
+        interval = self.cfg.state.checkpoint_interval_seconds
+        return since is not None and time.monotonic() - since >= max(5.0, interval)
+
+    def fail(self, exc: BaseException, message: str) -> None:
+        """A fatal error (waiting does not cure it): one log line; ``run`` sees :attr:`error`, stops, exits 1."""
+        with self._fail_lock:
+            if self.error is None:
+                log.error("%s; the agent stops", message)  # before error is set: whoever sees it, sees the line
+                self.error = exc
 
     def metrics_port(self) -> int | None:
         for s in self.sinks.values():
             if hasattr(s, "port") and getattr(s, "server", None) is not None:
                 return int(s.port)
         return None
+
+
+CHECKPOINT_BACKOFF_MIN = 1.0  # seconds before the first retry of a failed checkpoint, doubling
+CHECKPOINT_BACKOFF_MAX = 30.0
+
+
+def _fatal_reason(exc: BaseException) -> str | None:
+    """A Kafka error that waiting does not cure (only where the Kafka client is in use)."""
+    if "kafka" not in sys.modules:
+        return None
+    from agent.sources.kafka import fatal_reason
+
+    return fatal_reason(exc)
 
 
 def _batch_records(batch: Batch) -> list[bytes]:

@@ -8,12 +8,16 @@ Kafka Streams' ``groupBy`` + aggregate, for event-time windows:
   is one partial aggregate per (detector, series), each identified by (input partition, bucket):
   downstream a partial *replaces* the one with the same identity, so replays are idempotent.
   The offset it commits is the first offset of its oldest open bucket, with its clock in the
-  commit metadata (:meth:`Upstream.commit_point`): nothing else needs persisting.
+  commit metadata (:meth:`Upstream.commit_point`): nothing else needs persisting. Its clock also
+  carries, per detector, the first bucket it ever had data for: every task learns from the clocks
+  of all input partitions the detector's first window, the same fact one process sees.
 - :class:`Task` holds the detector state of the series of one partition (of the repartition
   topic, or of an input already keyed by series). It merges the partials of each window and
   closes a window once every input partition's sealed time has passed it (idle partitions do
   not hold it back), then scores it with the usual :class:`~agent.detect.DetectorRunner`.
-  Its state is written per series (one record each, for a compacted changelog topic).
+  Its state is written per series (one record each, for a compacted changelog topic). A partial
+  that arrives after its window closed is a replay when its input had already sealed its bucket
+  or sent the same value provisionally (an idle partition's open buckets); else it is late.
 
 Nothing here talks to Kafka; :mod:`agent.sources.kafka_scale` does.
 """
@@ -36,6 +40,8 @@ from agent.model import Cell, Observation, cell
 
 NEG_INF = -math.inf
 Partial = tuple[str, SeriesKey, float, list[Any]]  # detector, series key, bucket start, accumulator
+# An input partition's clock: (sealed until, idle, detector → first bucket with data); the last may be absent.
+Clock = tuple[Any, ...]
 
 
 def _num(v: float) -> float | None:
@@ -62,14 +68,16 @@ class Upstream:
         self.replay_until = -1
         self.position: int | None = None
         self.idle = False
-        self.sent_clock: tuple[float, bool] | None = None
+        self.first: dict[str, float] = {}  # detector → the first bucket this partition had data for
+        self.sent_clock: tuple[Any, ...] | None = None
         self.sent_at = 0.0
         if metadata:
             try:
                 clock = orjson.loads(metadata)
                 self.max_ts, self.sealed_until = _val(clock["m"]), _val(clock["s"])
                 self.replay_until = int(clock["r"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                self.first = {str(k): float(v) for k, v in (clock.get("f") or {}).items()}
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                 pass  # not ours (e.g. committed by an older agent): start the clock afresh
 
     def add(self, observations: Iterable[Observation], first: int, last: int) -> list[Observation]:
@@ -125,6 +133,22 @@ class Upstream:
             self.sealed_until = new_sealed
         return out
 
+    def partials(self, routers: dict[str, DetectorRunner], buckets: list[tuple[float, Cells]]) -> list[Partial]:
+        """The partials of sealed (or provisional) buckets; notes each detector's first bucket with data."""
+        out: list[Partial] = []
+        first = self.first
+        for b, cells in buckets:
+            rows = rollup(routers, b, cells)
+            for det in {p[0] for p in rows}:
+                if b < first.get(det, math.inf):
+                    first[det] = b
+            out.extend(rows)
+        return out
+
+    def clock(self, idle: bool | None = None) -> Clock:
+        """What the tasks are told: sealed time, idle or not, each detector's first bucket."""
+        return self.sealed_until, self.idle if idle is None else idle, dict(self.first)
+
     def provisional(self) -> list[tuple[float, Cells]]:
         """Open buckets changed since last sent (sent when the partition goes idle; replaced later)."""
         out = [(b, self.buckets[b]) for b in sorted(self.dirty)]
@@ -133,7 +157,7 @@ class Upstream:
 
     def clock_changed(self, heartbeat: float | None = None) -> bool:
         """True when the clock must be sent: it changed, or (idle) ``heartbeat`` seconds passed."""
-        clock = (self.sealed_until, self.idle)
+        clock = (self.sealed_until, self.idle, tuple(sorted(self.first.items())))
         now = time.monotonic()
         if clock == self.sent_clock and (heartbeat is None or not self.idle or now - self.sent_at < heartbeat):
             return False
@@ -145,7 +169,10 @@ class Upstream:
         if self.position is None:
             return None
         offset = min(self.first_offset.values(), default=self.position)
-        meta = orjson.dumps({"m": _num(self.max_ts), "s": _num(self.sealed_until), "r": self.position})
+        doc: dict[str, Any] = {"m": _num(self.max_ts), "s": _num(self.sealed_until), "r": self.position}
+        if self.first:
+            doc["f"] = self.first
+        meta = orjson.dumps(doc)
         return offset, meta.decode()
 
 
@@ -195,7 +222,7 @@ def partition_of(detector: str, key: SeriesKey, n: int) -> int:
 
 
 # -- wire format of the repartition topic (JSON: an internal topic must not carry pickles) ----
-def encode(src: str, parts: dict[str, int], clock: tuple[float, bool] | None, partials: list[Partial]) -> bytes:
+def encode(src: str, parts: dict[str, int], clock: Clock | None, partials: list[Partial]) -> bytes:
     rows = []
     for det, key, b, a in partials:
         ch = a[3]
@@ -204,17 +231,20 @@ def encode(src: str, parts: dict[str, int], clock: tuple[float, bool] | None, pa
     doc: dict[str, Any] = {"src": src, "parts": parts, "p": rows}
     if clock is not None:
         doc["wm"] = [_num(clock[0]), clock[1]]
+        if len(clock) > 2 and clock[2]:
+            doc["f"] = clock[2]
     return orjson.dumps(doc)
 
 
-def decode(value: bytes) -> tuple[str, dict[str, int], tuple[float, bool] | None, list[Partial]]:
+def decode(value: bytes) -> tuple[str, dict[str, int], Clock | None, list[Partial]]:
     doc = orjson.loads(value)
     partials: list[Partial] = []
     for det, key, b, a0, a1, a2, children in doc["p"]:
         # Children stay keyed by their JSON text until a window closes (merged once, then made cells).
         partials.append((det, tuple(key), float(b), [float(a0), float(a1), float(a2), children]))
     wm = doc.get("wm")
-    clock = None if wm is None else (_val(wm[0]), bool(wm[1]))
+    first = {str(k): float(v) for k, v in (doc.get("f") or {}).items()}
+    clock = None if wm is None else (_val(wm[0]), bool(wm[1]), first)
     return str(doc["src"]), {str(k): int(v) for k, v in doc["parts"].items()}, clock, partials
 
 
@@ -256,25 +286,31 @@ class Task:
         self.dirty: dict[str, set[SeriesKey]] = {name: set() for name in self.runners}
         self.written: dict[str, set[SeriesKey]] = {name: set() for name in self.runners}
         self.meta_dirty = True
+        # Partials merged into windows now closed, for buckets their input had not sealed yet (an idle
+        # partition's open buckets): input → (detector, series, bucket) → sums. The same sums sent again
+        # (sealed, or replayed by the partition's next owner) are no news; others are late.
+        self.unsealed: dict[str, dict[tuple[str, SeriesKey, float], list[float]]] = {}
 
     # -- input -----------------------------------------------------------------------------
     def add(
         self,
         src: str,
         parts: dict[str, int],
-        clock: tuple[float, bool] | None,
+        clock: Clock | None,
         partials: list[Partial],
         at_ms: float = 0.0,
     ) -> list:
         """Merge partials and an input clock; return the partials that arrived after their window closed.
 
-        A partial for a bucket its input had already sealed (per the clock it sent) is a replay of one
-        merged before (an upstream resumed from its committed offset): identical, so it is ignored
-        once its window is closed.
+        A partial for a window this task has closed is a replay, ignored, when its input had already
+        sealed its bucket (per the clocks it sent: an upstream resumed from its committed offset) or
+        sent the same sums for it before the window closed (an idle partition's open bucket, sealed
+        since or replayed by its next owner); else it is late.
         """
         late = []
         known = self.inputs.get(src)
         sealed = known[0] if known is not None else NEG_INF
+        unsealed = self.unsealed.get(src)
         for det, key, b, a in partials:
             r = self.runners.get(det)
             if r is None:
@@ -282,7 +318,11 @@ class Task:
             w = b - b % r.window
             if w + r.window <= self.closed_until:
                 if b >= sealed:
-                    late.append((det, key, b, a))
+                    merged = unsealed.get((det, key, b)) if unsealed is not None else None
+                    if merged is None or not _same(merged, a):
+                        late.append((det, key, b, a))
+                        if unsealed is not None and merged is not None:
+                            unsealed[(det, key, b)] = [a[0], a[1], a[2]]  # its replay is not late twice
                 continue
             self.contrib[det].setdefault(w, {}).setdefault(key, {})[(src, b)] = a
             self.dirty[det].add(key)
@@ -296,8 +336,30 @@ class Task:
                 self.inputs[src] = [clock[0], clock[1], at_ms]
             else:
                 cur[0], cur[1], cur[2] = max(cur[0], clock[0]), clock[1], at_ms
+            if unsealed:  # sealed since: a later copy is recognised by its bucket alone
+                limit = self.inputs[src][0]
+                for k in [k for k in unsealed if k[2] < limit]:
+                    del unsealed[k]
+                if not unsealed:
+                    del self.unsealed[src]
+            if len(clock) > 2:
+                self._first(clock[2])
             self.meta_dirty = True
         return late
+
+    def _first(self, first: dict[str, float]) -> None:
+        """Each detector's first window with data: the earliest of its inputs' first buckets.
+
+        An input's first bucket in a window this task has already closed is late data (its partials
+        are not merged either): it does not move the detector's start.
+        """
+        for det, b in first.items():
+            r = self.runners.get(det)
+            if r is None:
+                continue
+            w = b - b % r.window
+            if w < r.first_window and w + r.window > self.closed_until:
+                r.first_window = w
 
     def watermark(self) -> float:
         if self.fixed_inputs:
@@ -334,6 +396,11 @@ class Task:
             for w in sorted(k for k in windows if k + r.window <= wm):
                 merged: dict[SeriesKey, list[Any]] = {}
                 for key, parts in windows.pop(w).items():
+                    for src, b in parts:
+                        clock = self.inputs.get(src)
+                        if clock is None or b >= clock[0]:  # not sealed by its input yet: sent provisionally
+                            a = parts[(src, b)]
+                            self.unsealed.setdefault(src, {})[(name, key, b)] = [a[0], a[1], a[2]]
                     if key not in r.models and len(r.models) >= r.cfg.max_series:
                         r.dropped_series += 1
                         continue
@@ -360,8 +427,13 @@ class Task:
         return out
 
     # -- changelog: one record per series, one for the task itself ------------------------------
-    def changelog_records(self) -> list[tuple[bytes, bytes | None]]:
-        """Records for what changed since the last call (None: a tombstone for a forgotten series)."""
+    def changelog_records(self, *, meta: bool = True) -> list[tuple[bytes, bytes | None]]:
+        """Records for what changed since the last call (None: a tombstone for a forgotten series).
+
+        The task's own record (its input clocks and the offset it has applied) comes last. ``meta=False``
+        leaves it out: a checkpoint that writes it with :meth:`meta_record` only once the series records
+        are acknowledged can never leave a changelog whose offset is ahead of a series' state.
+        """
         out: list[tuple[bytes, bytes | None]] = []
         for name, keys in self.dirty.items():
             r = self.runners[name]
@@ -382,16 +454,26 @@ class Task:
             for key in gone:
                 self.written[name].discard(key)
                 out.append((series_record_key(self.tid, name, key), None))
-        if self.meta_dirty:
-            meta = {
-                "inputs": self.inputs,
-                "parts": self.parts,
-                "closed_until": self.closed_until,
-                "offset": self.offset,
-            }
-            out.append((task_record_key(self.tid), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)))
-            self.meta_dirty = False
+        if meta:
+            record = self.meta_record()
+            if record is not None:
+                out.append(record)
         return out
+
+    def meta_record(self) -> tuple[bytes, bytes] | None:
+        """The task's own record, if it changed since last written."""
+        if not self.meta_dirty:
+            return None
+        meta = {
+            "inputs": self.inputs,
+            "parts": self.parts,
+            "closed_until": self.closed_until,
+            "offset": self.offset,
+            "first": {name: r.first_window for name, r in self.runners.items()},
+            "unsealed": self.unsealed,
+        }
+        self.meta_dirty = False
+        return task_record_key(self.tid), pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _has_contrib(self, name: str, key: SeriesKey) -> bool:
         return any(key in ws for ws in self.contrib[name].values())
@@ -412,6 +494,7 @@ class Task:
     def restore(self, records: dict[bytes, bytes]) -> int:
         """Rebuild from the latest changelog record per key (tombstones already removed)."""
         n = 0
+        first: dict[str, float] | None = None
         for rkey, value in records.items():
             parsed = parse_record_key(rkey)
             if parsed is None or parsed[0] != self.tid:
@@ -422,6 +505,8 @@ class Task:
                 self.inputs, self.parts = state["inputs"], state["parts"]
                 self.now_ms = max((c[2] for c in self.inputs.values()), default=0.0)
                 self.closed_until, self.offset = state["closed_until"], state["offset"]
+                self.unsealed = state.get("unsealed", {})
+                first = state.get("first")
                 for runner in self.runners.values():
                     if math.isfinite(self.closed_until):
                         runner.closed_until = self.closed_until - self.closed_until % runner.window
@@ -438,11 +523,19 @@ class Task:
                     getattr(r, "episodes" if attr == "episode" else attr)[key] = state[attr]
             for w, parts in state["contrib"].items():
                 self.contrib[name].setdefault(w, {})[key] = parts
+        for name, runner in self.runners.items():
+            # A detector added since (or a record of an older version): inferred from what its series learned.
+            runner.first_window = first[name] if first is not None and name in first else runner.inferred_first_window()
         self.meta_dirty = False
         return n
 
     def series_count(self) -> int:
         return sum(len(r.models) for r in self.runners.values())
+
+
+def _same(merged: list[float], a: list[Any]) -> bool:
+    """The sums of a partial already merged, sent again (a replay re-adds the same records in the same order)."""
+    return all(math.isclose(merged[i], float(a[i]), rel_tol=1e-12, abs_tol=0.0) for i in range(3))
 
 
 _SEP = b"\x1f"

@@ -102,7 +102,16 @@ class Telemetry:
             "finops_agent_tasks", "Partitions whose series and detector state this replica owns", registry=r
         )
         self.series = Gauge("finops_agent_series", "Series with a model", ["detector"], registry=r)
-        self.watermark = Gauge("finops_agent_watermark_timestamp_seconds", "Event-time watermark", registry=r)
+        self.watermark = Gauge(
+            "finops_agent_watermark_timestamp_seconds",
+            "Event-time watermark of the streaming input: the slowest active source or partition's latest event time",
+            registry=r,
+        )
+        self.closed_until = Gauge(
+            "finops_agent_windows_closed_until_timestamp_seconds",
+            "End of the newest window every streaming detector has closed (scored and alerted)",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "finops_agent_consumer_lag",
             "Records behind the end of the partition",
@@ -111,6 +120,13 @@ class Telemetry:
         )
         self.checkpoint_age = Gauge(
             "finops_agent_checkpoint_age_seconds", "Seconds since the last checkpoint", registry=r
+        )
+        self.checkpoint_failures = Counter(
+            "finops_agent_checkpoint_failures",
+            "Checkpoints that could not persist state (e.g. the broker away): retried with backoff, offsets not "
+            "committed meanwhile",
+            ["error_type"],
+            registry=r,
         )
         self._last_checkpoint = time.time()
         self.checkpoint_age.set_function(lambda: time.time() - self._last_checkpoint)

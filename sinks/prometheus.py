@@ -121,12 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             body = generate_latest(self.sink.telemetry.registry)
             self._send(200, body, CONTENT_TYPE_LATEST)
-        elif path == "/healthz":
+        elif path == "/healthz":  # alive: the pipeline runs (also while it waits out a broker outage)
             ok = self.sink.health is None or self.sink.health.alive()
             self._send(200 if ok else 503, b"ok\n" if ok else b"pipeline stopped\n")
-        elif path == "/readyz":
-            ok = self.sink.health is None or self.sink.health.ready()
-            self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+        elif path == "/readyz":  # ready: consuming and checkpointing; else why not, e.g. "cannot checkpoint for 47 s"
+            why = None if self.sink.health is None else self.sink.health.not_ready()
+            self._send(200 if why is None else 503, b"ready\n" if why is None else f"not ready: {why}\n".encode())
         else:
             self._send(404, b"not found\n")
 

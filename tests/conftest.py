@@ -123,6 +123,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     broker.cleanup()
 
 
+@pytest.fixture
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A broker of this test's own, to stop and restart: ``bootstrap``, ``stop(kill=False)``, ``start()``,
+    ``restart(down=0, kill=False)`` (scripts/kafka_broker.py's ``KafkaBroker``). It comes back on the same
+    log directory, cluster id and address; a start that does not answer within its timeout raises, and the
+    fixture fails loudly if the first start fails. Separate from ``kafka_bootstrap``, so outages never
+    disturb other tests (and always a local broker, whatever ``KAFKA_BOOTSTRAP_SERVERS`` says)."""
+    from scripts.kafka_broker import BrokerError, KafkaBroker
+
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-own"))
+    try:
+        broker.start()
+    except BrokerError as exc:
+        pytest.fail(f"the Kafka broker could not start: {exc}", pytrace=False)
+    yield broker
+    broker.cleanup()
+
+
 def wait_until(pred: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> bool:
     """Poll ``pred`` until it is truthy (True) or ``timeout`` passes (False)."""
     import time

@@ -15,10 +15,17 @@
   ``error``, ``source_topic``, ``source_partition`` and ``source_offset`` headers (or to the
   dead-letter file when no topic is set); their offsets are then committed like any other. So
   does a message whose value is longer than ``max_record_bytes`` (``record_too_large``, not decoded).
+  Dead-letter records are acknowledged by the broker before a checkpoint commits past them.
+- Outages: a broker that cannot be reached is waited for, however long (errors counted in
+  ``finops_agent_errors_total{stage="consume"}``, retried with backoff, every blocking call
+  bounded so shutdown keeps its deadline). Only a fatal error stops the agent, with one log line:
+  failed SASL authentication, an authorization failure, or a configured topic unknown to a
+  reachable cluster for ``missing_topic_grace_seconds`` (deleted).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import threading
@@ -74,6 +81,12 @@ class KafkaConfig(ComponentConfig):
         description="bytes; a longer message value is not decoded but dead-lettered whole as record_too_large",
     )
     lag_interval_seconds: float = Field(5.0, gt=0)
+    missing_topic_grace_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="a topic of 'topics' that the cluster (reachable) does not know for this long stops the agent "
+        "(deleted, or never created); an unreachable broker is waited for however long",
+    )
     keyed_by_series: bool = Field(
         False,
         description="with state.type kafka: records are already partitioned by the detectors' series "
@@ -95,6 +108,38 @@ class KafkaConfig(ComponentConfig):
         if self.sasl_password is not None and self.sasl_password_file:
             raise ValueError("set sasl_password or sasl_password_file, not both")
         return self
+
+
+class FatalKafkaError(RuntimeError):
+    """An error that waiting does not cure (credentials, authorization, a deleted topic): the agent stops."""
+
+
+def fatal_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` stops the agent, or None for errors that are retried (an unreachable broker, timeouts...).
+
+    >>> from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError, TopicAuthorizationFailedError
+    >>> fatal_reason(KafkaTimeoutError("flush")) is None
+    True
+    >>> fatal_reason(SaslAuthenticationFailedError("bad password"))
+    'SASL authentication failed (check the credentials): SaslAuthenticationFailedError: ...bad password'
+    >>> fatal_reason(TopicAuthorizationFailedError()).split(":")[0]
+    'not authorized (check the ACLs of this principal)'
+    """
+    from kafka import errors
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:  # the cause may be wrapped
+        seen.add(id(cur))
+        what = f"{type(cur).__name__}: {cur}"
+        if isinstance(cur, FatalKafkaError):
+            return str(cur)
+        if isinstance(cur, errors.SaslAuthenticationFailedError):
+            return f"SASL authentication failed (check the credentials): {what}"
+        if isinstance(cur, errors.AuthorizationError):
+            return f"not authorized (check the ACLs of this principal): {what}"
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, Any]:
@@ -124,6 +169,28 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
     return opts
 
 
+REQUEST_TIMEOUT_MS = 5_000  # a blocking client call on the consumer thread (end offsets, commit)
+POSITION_TIMEOUT_MS = 1_000  # position() may look up the committed offset: in an outage, never wait long
+CLOSE_TIMEOUT_MS = 5_000  # each of: the final commit, leaving the group, the producer's last flush
+
+
+def close_producer(producer: Any, timeout: float, what: str) -> None:
+    """Close a producer within ``timeout`` even when the broker is away: records it still holds are dropped
+    (nothing committed relies on them; a restart re-reads their input from the last committed offsets)."""
+    try:
+        producer.close(timeout)
+        return
+    except Exception as exc:  # kafka-python's close() flushes first, and raises when that times out
+        log.warning("%s: producer closed with records not acknowledged (%s: %s)", what, type(exc).__name__, exc)
+    sender = getattr(producer, "_sender", None)
+    if sender is not None and sender.is_alive():
+        sender.force_close()
+    unregister = getattr(producer, "_unregister_cleanup", None)
+    if unregister is not None:
+        unregister()  # its atexit hook would flush again at interpreter exit
+    producer._closed = True
+
+
 def stream_key(source: str, topic: str, partition: int) -> str:
     return f"{source}/{topic}/{partition}"
 
@@ -151,6 +218,10 @@ class KafkaSource(Source):
         self.upstreams: dict[str, Any] = {}
         self._pending: set[Any] = set()  # assigned, paused until their clock/state is restored
         self._checkpointed: dict[str, Any] = {}
+        self._dlq_sent: list[tuple[Any, BadRecord, str]] = []  # (future, record, location) not yet acknowledged
+        self._missing: dict[str, float] = {}  # configured topic -> metadata refresh that first lacked it
+        self._close_timeout = 3 * CLOSE_TIMEOUT_MS / 1000
+        self._commit_failing: str | None = None  # error type of the failing offset commits (logged once)
 
     # -- hooks the pipeline calls ----------------------------------------------------------
     def stop(self, timeout: float = 5.0) -> None:
@@ -159,6 +230,7 @@ class KafkaSource(Source):
             self._left_loop.wait(timeout)
 
     def finish(self, timeout: float = 5.0) -> None:
+        self._close_timeout = timeout  # the consumer thread's last commit and close share it
         self._final.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -200,9 +272,28 @@ class KafkaSource(Source):
                 ("source_partition", str(partition).encode()),
                 ("source_offset", str(offset).encode()),
             ]
-            self.producer.send(self.cfg.dead_letter_topic, key=key, value=r.raw, headers=list(headers or []) + extra)
-        self.producer.flush(30)
+            future = self.producer.send(
+                self.cfg.dead_letter_topic, key=key, value=r.raw, headers=list(headers or []) + extra
+            )
+            self._dlq_sent.append((future, r, f"{topic}/{partition}"))
         return rest
+
+    def prepare_checkpoint(self, timeout: float) -> None:
+        """Before a checkpoint: the dead-letter records it commits past are acknowledged (raises
+        ``KafkaTimeoutError`` while the broker cannot be reached: the checkpoint is retried later). A record the
+        topic refused goes to the dead-letter file instead, with the topic's error."""
+        if not self._dlq_sent or self.producer is None:
+            return
+        self.producer.flush(timeout)
+        sent, self._dlq_sent = self._dlq_sent, []
+        for future, r, where in sent:
+            if future.failed():
+                exc = future.exception
+                if fatal_reason(exc):
+                    raise exc
+                reason = f"{r.reason}; dead-letter topic refused it: {type(exc).__name__}: {exc}"[:1000]
+                log.warning("kafka source %s: %s", self.name, reason)
+                self.agent.dead_letter.write(self.name, where, [dataclasses.replace(r, reason=reason)])
 
     # -- the consumer thread ---------------------------------------------------------------
     def run(self) -> None:
@@ -216,7 +307,11 @@ class KafkaSource(Source):
             max_poll_records=self.cfg.max_poll_records,
             session_timeout_ms=self.cfg.session_timeout_ms,
             max_poll_interval_ms=self.cfg.max_poll_interval_ms,
+            allow_auto_create_topics=False,  # reading never creates a topic: a deleted one is reported, not recreated
         )
+        cluster_config = getattr(getattr(self.consumer, "_cluster", None), "config", None)
+        if isinstance(cluster_config, dict):  # kafka-python 3.0 does not pass the option on to its metadata
+            cluster_config["allow_auto_create_topics"] = False  # requests: a deleted topic came back at once
         if self.cfg.dead_letter_topic:
             self.producer = kafka.KafkaProducer(**opts, acks="all", linger_ms=5)
         listener = _listener(self)
@@ -241,13 +336,19 @@ class KafkaSource(Source):
                     elif self.assigned and not self._paused:
                         self._emit_idle()
                     self._report_lag()
+                    self._check_topics()
                     if failing is not None:
                         log.info("kafka source %s: consuming again", self.name)
                         failing, backoff = None, 0.5
-                except Exception as exc:  # broker down, metadata changes...: never let the source die
+                except Exception as exc:  # broker down, metadata changes...: never let the source die of them
                     kind = type(exc).__name__
                     if self.agent is not None:
                         self.agent.telemetry.errors.labels(component=self.name, error_type=kind, stage="consume").inc()
+                    reason = fatal_reason(exc)
+                    if reason is not None:  # waiting does not cure it: the agent stops, with one line
+                        if self.agent is not None:
+                            self.agent.fail(exc, f"kafka source {self.name}: {reason}")
+                        break
                     if kind != failing:
                         log.warning("kafka source %s: %s: %s; retrying with backoff", self.name, kind, exc)
                         failing = kind
@@ -255,15 +356,19 @@ class KafkaSource(Source):
                     backoff = min(backoff * 2, 10.0)
         finally:
             # Shutdown: the pipeline drains what was handed over and checkpoints, then finish() lets
-            # the final commit happen here, on the consumer's thread.
+            # the final commit happen here, on the consumer's thread. Every call is bounded: the broker
+            # may be away, and what is not committed is re-read from the last committed offsets later.
             self._left_loop.set()
             self._final.wait(60)
-            self._commit_pending()
+            step = max(100, min(CLOSE_TIMEOUT_MS, int(self._close_timeout * 1000 / 3)))
             try:
-                self.consumer.close(autocommit=False)
+                self._commit_pending(timeout_ms=step)
+                self.consumer.close(autocommit=False, timeout_ms=step)
+            except Exception as exc:
+                log.warning("kafka source %s: closing the consumer: %s: %s", self.name, type(exc).__name__, exc)
             finally:
                 if self.producer is not None:
-                    self.producer.close(10)
+                    close_producer(self.producer, step / 1000, f"kafka source {self.name}")
 
     def _emit(self, tp: Any, msgs: list[Any]) -> None:
         up = self.upstreams.get(stream_key(self.name, tp.topic, tp.partition))
@@ -311,7 +416,8 @@ class KafkaSource(Source):
         """Partitions that are caught up (position at the high watermark) stop holding event time back."""
         for tp in self.assigned:
             hw = self.consumer.highwater(tp)
-            if hw is not None and self.consumer.position(tp) >= hw:
+            pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
+            if hw is not None and pos is not None and pos >= hw:  # (None: not known yet, e.g. the broker away)
                 self.emit(Batch(self.name, "idle", None, None, stream=stream_key(self.name, tp.topic, tp.partition)))
 
     def _offsets(self, positions: dict[str, int], only: set[Any]) -> dict[Any, Any]:
@@ -326,7 +432,7 @@ class KafkaSource(Source):
                 offsets[tp] = OffsetAndMetadata(off, meta, -1)
         return offsets
 
-    def _commit_pending(self) -> None:
+    def _commit_pending(self, timeout_ms: int | None = None) -> None:
         """Commit what the last checkpoint persisted (consumer thread, outside rebalance callbacks)."""
         with self._commit_lock:
             pending, self._pending_commit = self._pending_commit, None
@@ -336,22 +442,36 @@ class KafkaSource(Source):
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets)
-        except Exception as exc:  # a rebalance in progress: the next checkpoint commits again
-            log.warning("kafka source %s: offset commit failed (%s); will retry", self.name, exc)
+            self.consumer.commit(offsets, timeout_ms=timeout_ms or REQUEST_TIMEOUT_MS)
+        except Exception as exc:  # a rebalance in progress, the broker away: the next checkpoint commits again
+            if fatal_reason(exc):
+                raise
+            kind = type(exc).__name__
+            if self.agent is not None:
+                self.agent.telemetry.errors.labels(component=self.name, error_type=kind, stage="commit").inc()
+            if kind != self._commit_failing:  # once per kind until a commit succeeds (an outage retries often)
+                log.warning("kafka source %s: offset commit failed (%s: %s); will retry", self.name, kind, exc)
+                self._commit_failing = kind
             with self._commit_lock:
                 if self._pending_commit is None:
                     self._pending_commit = pending
+        else:
+            if self._commit_failing is not None:
+                log.info("kafka source %s: offsets committed again", self.name)
+                self._commit_failing = None
 
     def _backpressure(self) -> None:
+        """Pause while the pipeline queue is mostly full, and while checkpoints fail (the state that cannot be
+        checkpointed, and what a restart would re-read, stop growing; memory stays bounded in an outage)."""
         q = getattr(self.agent, "queue", None)
         if q is None or not self.assigned:
             return
         fill = q.qsize() / max(q.maxsize, 1)
-        if not self._paused and fill >= 0.8:
+        blocked = bool(getattr(self.agent, "checkpoint_blocked", lambda: False)())
+        if not self._paused and (fill >= 0.8 or blocked):
             self.consumer.pause(*self.assigned)
             self._paused = True
-        elif self._paused and fill <= 0.5:
+        elif self._paused and fill <= 0.5 and not blocked:
             self.consumer.resume(*(self.assigned - self._pending))
             self._paused = False
 
@@ -361,14 +481,40 @@ class KafkaSource(Source):
             return
         self._last_lag = now
         try:
-            ends = self.consumer.end_offsets(list(self.assigned))
-        except Exception:
+            ends = self.consumer.end_offsets(list(self.assigned), timeout_ms=REQUEST_TIMEOUT_MS)
+        except Exception as exc:
+            if fatal_reason(exc):
+                raise
             return
         for tp, end in ends.items():
-            pos = self.consumer.position(tp)
+            pos = self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
+            if pos is None:
+                continue
             self.agent.telemetry.consumer_lag.labels(source=self.name, topic=tp.topic, partition=str(tp.partition)).set(
                 max(0, end - pos)
             )
+
+    def _check_topics(self) -> None:
+        """A configured topic that the cluster does not know, at metadata refreshes at least
+        ``missing_topic_grace_seconds`` apart, stops the agent (deleted). Refreshes that fail (the broker
+        away) never count: an outage is waited for."""
+        cluster = getattr(self.consumer, "_cluster", None)
+        refreshed = getattr(cluster, "_last_successful_refresh_ms", 0) / 1000.0  # monotonic clock
+        if cluster is None or refreshed <= 0 or not self.cfg.topics:
+            return
+        every = min(self.cfg.missing_topic_grace_seconds / 3, 30.0)
+        if time.monotonic() - max(refreshed, getattr(cluster, "_last_refresh_ms", 0) / 1000.0) > every:
+            cluster.request_update()  # the client refreshes metadata rarely: a deleted topic would go unnoticed
+        for t in self.cfg.topics:
+            if cluster.partitions_for_topic(t):
+                self._missing.pop(t, None)
+                continue
+            since = self._missing.setdefault(t, refreshed)
+            if refreshed - since >= self.cfg.missing_topic_grace_seconds:
+                raise FatalKafkaError(
+                    f"topic {t} does not exist (unknown to the cluster for {refreshed - since:.0f} s; "
+                    "deleted?): create it again or change 'topics', then restart"
+                )
 
     # -- rebalances (called inside poll, on the consumer thread) ---------------------------
     def on_assigned(self, partitions: list[Any]) -> None:
@@ -448,7 +594,7 @@ class KafkaSource(Source):
         for tp in tps:
             key = stream_key(self.name, tp.topic, tp.partition)
             n = len(self.consumer.partitions_for_topic(tp.topic) or ())
-            committed = self.consumer.committed(tp, metadata=True)
+            committed = self.consumer.committed(tp, metadata=True, timeout_ms=REQUEST_TIMEOUT_MS)
             meta = getattr(committed, "metadata", None)
             self.upstreams[key] = Upstream(key, agent.bucket, lateness, {f"{self.name}/{tp.topic}": n}, meta)
             # Consume from exactly where the restored clock says: a partition this replica held before a

@@ -20,20 +20,33 @@ there and its tasks from the changelog, so no replica ever learns a window twice
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
 from agent.decoders.base import BadRecord
 from agent.detect import DetectorRunner
 from agent.model import Observation
-from agent.scaleout import Emitted, Partial, Task, Upstream, decode, encode, partition_of, rollup
+from agent.scaleout import Clock, Emitted, Partial, Task, Upstream, decode, encode, partition_of
 from agent.sources.base import Batch
-from agent.sources.kafka import KafkaConfig, KafkaSource, _require_kafka, client_options
+from agent.sources.kafka import (
+    FatalKafkaError,
+    KafkaConfig,
+    KafkaSource,
+    _require_kafka,
+    client_options,
+    close_producer,
+    fatal_reason,
+)
 
 log = logging.getLogger("agent.scaleout")
 
 TASKS_SOURCE = "@repartition"  # not a valid configured source name: never clashes
 MAX_PARTIALS_PER_RECORD = 2000  # keeps each repartition record well under Kafka's 1 MB default
+# Records wait in the producer's buffer for as long as the broker is away (kafka-python's default gives up
+# after 2 minutes and drops them): an outage of any length is waited out, a checkpoint fails meanwhile.
+DELIVERY_TIMEOUT_MS = 2**31 - 1
+MAX_BLOCK_MS = 2000
 
 
 class KafkaScaleOut:
@@ -60,11 +73,27 @@ class KafkaScaleOut:
         self.producer: Any = None
         self._admin: Any = None
         self._known_topics: set[str] = set()
+        # Futures of records sent since the last successful checkpoint: it succeeds only once all are acknowledged.
+        self._sent: list[Any] = []
+        # Changelog records not yet acknowledged, latest per key: re-sent if their send failed.
+        self._unacked: dict[tuple[str, int, bytes], tuple[bytes | None, Any]] = {}
 
     # -- set-up ------------------------------------------------------------------------------
     def start(self) -> None:
         kafka = _require_kafka()
-        self.producer = kafka.KafkaProducer(**self.opts, acks="all", linger_ms=5, retries=2**31 - 1)
+        # Idempotent (kafka-python's default with acks=all): retries keep each partition's order, so a changelog
+        # record never lands after a newer one of its key.
+        self.producer = kafka.KafkaProducer(
+            **self.opts,
+            acks="all",
+            linger_ms=5,
+            retries=2**31 - 1,
+            enable_idempotence=True,
+            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+            # send() waits this long for a topic's metadata (60 s by default): during an outage a checkpoint
+            # (or a stop) must fail fast and retry, not hang past its deadline.
+            max_block_ms=MAX_BLOCK_MS,
+        )
         if self.unkeyed:
             self.ensure_topic(self.repartition_topic, self.partitions, {"cleanup.policy": "delete"})
             self.ensure_topic(self.changelog_topic, self.partitions, {"cleanup.policy": "compact"})
@@ -85,8 +114,12 @@ class KafkaScaleOut:
 
     def _partitions_for(self, topic: str, timeout: float = 30.0) -> set[int]:
         deadline = time.monotonic() + timeout
+        kafka = _require_kafka()
         while True:
-            parts = self.producer.partitions_for(topic)
+            try:
+                parts = self.producer.partitions_for(topic)
+            except kafka.errors.KafkaTimeoutError:  # no metadata within max_block_ms: ask again until the deadline
+                parts = None
             if parts:
                 return set(parts)
             if time.monotonic() > deadline:
@@ -113,11 +146,14 @@ class KafkaScaleOut:
         self.ensure_topic(name, partitions, {"cleanup.policy": "compact"})
         return name
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         if self.producer is not None:
-            self.producer.close(10)
+            close_producer(self.producer, timeout, "scale-out")
         if self._admin is not None:
-            self._admin.close()
+            try:
+                self._admin.close()
+            except Exception as exc:
+                log.warning("closing the admin client: %s: %s", type(exc).__name__, exc)
 
     # -- tasks (restore runs on a consumer thread; the task then travels through the queue) -------
     def restore_tasks(self, specs: list[tuple[str, str, int, dict[str, Any]]]) -> list[Task]:
@@ -150,11 +186,8 @@ class KafkaScaleOut:
     def add(self, src: KafkaSource, up: Upstream, obs: list[Observation], offsets: tuple[int, int]) -> list[BadRecord]:
         late = up.add(obs, offsets[0], offsets[1])
         bad = [BadRecord(repr(o).encode(), "late", "event time older than the partition's sealed time") for o in late]
-        sealed = up.seal()
-        partials: list[Partial] = []
-        for b, cells in sealed:
-            partials.extend(rollup(self.routers, b, cells))
-        clock = (up.sealed_until, up.idle) if up.clock_changed() else None
+        partials = up.partials(self.routers, up.seal())
+        clock = up.clock() if up.clock_changed() else None
         if partials or clock is not None:
             bad.extend(self._forward(src.name, up, partials, clock))
         return bad
@@ -162,16 +195,14 @@ class KafkaScaleOut:
     def idle(self, src: KafkaSource, up: Upstream) -> list[BadRecord]:
         """A caught-up partition: send its open buckets provisionally; stop holding event time back."""
         up.idle = True
-        partials: list[Partial] = []
-        for b, cells in up.provisional():
-            partials.extend(rollup(self.routers, b, cells))
-        clock = (up.sealed_until, up.idle) if up.clock_changed(self.idle_lease / 3) else None
+        partials = up.partials(self.routers, up.provisional())
+        clock = up.clock() if up.clock_changed(self.idle_lease / 3) else None
         if partials or clock is not None:
             return self._forward(src.name, up, partials, clock)
         return []
 
     def _forward(
-        self, source: str, up: Upstream, partials: list[Partial], clock: tuple[float, bool] | None
+        self, source: str, up: Upstream, partials: list[Partial], clock: Clock | None
     ) -> list[BadRecord]:
         if source in self.keyed:
             task = self.tasks.get(up.src)
@@ -188,20 +219,32 @@ class KafkaScaleOut:
             rows = by_part.get(part, [])
             for i in range(0, max(len(rows), 1), MAX_PARTIALS_PER_RECORD):
                 value = encode(up.src, up.parts, clock, rows[i : i + MAX_PARTIALS_PER_RECORD])
-                self.producer.send(self.repartition_topic, key=up.src.encode(), value=value, partition=part)
+                self._sent.append(
+                    self.producer.send(self.repartition_topic, key=up.src.encode(), value=value, partition=part)
+                )
         return []
 
     # -- downstream: records of the repartition topic ----------------------------------------
-    def let_go(self, source: str, ups: list[Upstream]) -> None:
+    def let_go(self, source: str, ups: list[Upstream], timeout: float = 10.0) -> None:
         """Input partitions this replica stops reading (revoked, or shutting down): tell their tasks they are
-        not idle any more, so event time waits for their next owner instead of running ahead of them."""
-        if source in self.keyed or self.producer is None:
+        not idle any more, so event time waits for their next owner instead of running ahead of them.
+
+        Best effort within ``timeout``: with the broker away the records stay buffered (sent if it comes back
+        before this replica exits); a task without them waits ``idle_lease_seconds`` for the partition."""
+        if source in self.keyed or self.producer is None or not ups:
             return
-        for up in ups:
-            value = encode(up.src, up.parts, (up.sealed_until, False), [])
-            for part in range(self.partitions):
-                self.producer.send(self.repartition_topic, key=up.src.encode(), value=value, partition=part)
-        self.producer.flush(10)
+        try:
+            for up in ups:
+                value = encode(up.src, up.parts, up.clock(idle=False), [])
+                for part in range(self.partitions):
+                    self.producer.send(self.repartition_topic, key=up.src.encode(), value=value, partition=part)
+            self.producer.flush(timeout)
+        except Exception as exc:
+            if fatal_reason(exc):
+                raise
+            log.warning(
+                "%s: letting go of %d partition(s) not acknowledged: %s: %s", source, len(ups), type(exc).__name__, exc
+            )
 
     def apply(self, records: list[tuple[int, int, bytes, float]]) -> list[BadRecord]:
         bad: list[BadRecord] = []
@@ -247,22 +290,71 @@ class KafkaScaleOut:
         return sum(len(t.runners[detector].models) for t in self.tasks.values())
 
     def watermark(self) -> float:
+        """The event-time watermark of the input, as the tasks see it (the slowest input partition's clock)."""
+        marks = [w for t in self.tasks.values() if math.isfinite(w := t.watermark())]
+        return min(marks, default=float("-inf"))
+
+    def closed_until(self) -> float:
+        """End of the newest window every task has closed."""
         return min((t.closed_until for t in self.tasks.values()), default=float("-inf"))
 
     # -- checkpoint ---------------------------------------------------------------------------
-    def checkpoint(self, timeout: float = 30.0) -> None:
-        """Partials acknowledged, then every task's changed series written and acknowledged."""
+    def checkpoint(self, timeout: float = 30.0) -> bool:
+        """Partials acknowledged, then every task's changed series written and acknowledged. False when there was
+        nothing to write (no task, nothing sent): then it says nothing about whether the broker can be reached.
+
+        Raises (``KafkaTimeoutError``) when the broker does not acknowledge within ``timeout``: nothing is lost,
+        the records stay in the producer's buffer in their order, and the next attempt waits for them and for
+        its own. A record whose send failed for good is re-sent if it is a changelog record (the latest value of
+        its key; the topic is compacted); a lost partial cannot be: that is fatal (the restart replays the input
+        from the last committed offsets, which never passed it)."""
         if self.producer is None:
-            return
+            return False
         self.producer.flush(timeout)
-        sent = 0
+        wrote = bool(self._sent)
+        self._check_sent()
         for task in self.tasks.values():
             topic, partition = task.changelog  # type: ignore[attr-defined]
+            # Its meta record every time (one per task, compacted): a checkpoint always reaches the broker, so one
+            # with nothing else to write still tells whether it can (readiness, checkpoint age in an outage).
+            task.meta_dirty = True
             for key, value in task.changelog_records():
-                self.producer.send(topic, key=key, value=value, partition=partition)
-                sent += 1
-        if sent:
+                self._send_changelog(topic, partition, key, value)
+        owned = {task.changelog for task in self.tasks.values()}  # type: ignore[attr-defined]
+        for (topic, partition, key), (value, future) in list(self._unacked.items()):
+            if future.failed():  # e.g. lost in flight when the producer's epoch was bumped
+                if fatal_reason(future.exception):
+                    raise future.exception
+                if (topic, partition) in owned:  # a released task's record is its new owner's to write
+                    self._send_changelog(topic, partition, key, value)
+                else:
+                    del self._unacked[(topic, partition, key)]
+        if self._unacked:
             self.producer.flush(timeout)
+            failed = [k for k, (_, f) in self._unacked.items() if f.failed()]
+            if failed:
+                raise self._unacked[failed[0]][1].exception
+            self._unacked.clear()
+            wrote = True
+        return wrote
+
+    def _send_changelog(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        self._unacked[(topic, partition, key)] = (
+            value,
+            self.producer.send(topic, key=key, value=value, partition=partition),
+        )
+
+    def _check_sent(self) -> None:
+        """After a flush: every partial since the last checkpoint acknowledged, or the agent cannot go on."""
+        sent, self._sent = self._sent, []
+        for f in sent:
+            if f.failed():
+                exc = f.exception
+                raise FatalKafkaError(
+                    fatal_reason(exc)
+                    or f"a record to {self.repartition_topic} was lost ({type(exc).__name__}: {exc}); "
+                    "restart: the input is re-read from the last committed offsets"
+                ) from exc
 
 
 def read_partitions(
@@ -309,8 +401,13 @@ class TaskSource(KafkaSource):
         ]
         for tp, task in zip(tps, self.scale.restore_tasks(specs), strict=True):
             self.emit(Batch(self.name, "task", task, None))
+            # Replay from exactly the offset its state includes (the changelog is written before offsets are
+            # committed); a task without state from the start: the fetch position kept over a rebalance, or a
+            # committed offset without a changelog record, would skip partials that no state holds.
             if task.offset is not None:
-                self.consumer.seek(tp, task.offset)  # the changelog is written before offsets are committed
+                self.consumer.seek(tp, task.offset)
+            else:
+                self.consumer.seek_to_beginning(tp)
 
     def _released(self, tps: set[Any]) -> list[str]:
         return [f"repartition/{tp.partition}" for tp in tps]

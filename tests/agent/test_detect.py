@@ -264,3 +264,86 @@ def test_latest_points_are_kept_and_an_older_snapshot_still_loads() -> None:
     assert pt.window_start == 6 * H and pt.unit == "" and pt.warming_up is False
     feed_idle(r3, range(7, 9), 0.1)
     assert r3.restored_points()[0].unit == "ratio" and not r3.episodes
+
+
+def _team_cells(values: dict[str, float]) -> dict:
+    return {cell(make_dims({"team": t, "model": "m"}), SIG): [v, 1000.0] for t, v in values.items()}
+
+
+def test_a_new_series_is_judged_by_its_own_first_window_whoever_shares_the_runner() -> None:
+    """Alone in a runner (a scale-out task) that knows the detector's first window, a team that appears after
+    the warm-up alerts as new exactly as beside the warmed-up team; without that fact it would look like the
+    detector's first series."""
+    both, alone, unaware = runner(new_series_usd=100.0), runner(new_series_usd=100.0), runner(new_series_usd=100.0)
+    feed_teams(both, range(0, 72), {"a": 50.0})
+    alone.first_window = 0.0  # what a task learns from its inputs' clocks
+    events: dict[int, list[dict]] = {id(r): [] for r in (both, alone, unaware)}
+    for h in range(72, 80):
+        for r, values in ((both, {"a": 50.0, "new": 30.0}), (alone, {"new": 30.0}), (unaware, {"new": 30.0})):
+            r.add_bucket(h * H, _team_cells(values))
+            events[id(r)] += r.close_until((h + 1) * H)[1]
+    new = [[(e["id"], e["status"]) for e in events[id(r)] if e["series"] == {"team": "new"}] for r in (both, alone)]
+    assert new[0] and new[0] == new[1]
+    assert events[id(unaware)] == [] and unaware.first_window == 72 * H  # its first data: the detector's start
+    assert alone.models[("new",)].n_learned == both.models[("new",)].n_learned == 8
+
+
+def test_the_first_window_survives_a_snapshot_and_is_inferred_from_an_older_one() -> None:
+    r = runner(new_series_usd=100.0)
+    feed_teams(r, range(5, 60), {"a": 50.0})
+    snap = pickle.loads(pickle.dumps(r.snapshot()))
+    r2 = runner(new_series_usd=100.0)
+    r2.restore(snap)
+    assert r2.first_window == r.first_window == 5 * H
+    del snap["first_window"]  # saved by a version without it: the oldest series learned every window since
+    r3 = runner(new_series_usd=100.0)
+    r3.restore(snap)
+    assert r3.first_window == 5 * H
+
+
+def _learned(r: DetectorRunner, at: float = 200 * H) -> dict:
+    """Each series' learned windows; a series past its expiry but not yet collected (no window closed since) is gone."""
+    return {k: (m.n_learned, r.last_learned.get(k)) for k, m in r.models.items() if not r._lapsed(k, at)}
+
+
+@pytest.mark.parametrize("fill", [True, False], ids=["fill_missing", "no_fill"])
+def test_one_pass_over_a_long_stretch_learns_what_window_by_window_does(fill: bool) -> None:
+    """A task that closes hundreds of windows at once (after a restore or an outage) gives every series the
+    windows it really missed: gaps longer than series_ttl_windows but shorter than its expiry are zero-filled
+    exactly, a series silent past its expiry comes back as new, whichever other series share the runner."""
+    ttl = 30
+    data = {  # team → hours with data
+        "a": [*range(0, 10), *range(60, 200)],  # silent from hour 10: expired (ttl 30) at hour 48
+        "b": [*range(0, 50), *range(90, 200)],  # silent 40 windows, but with b's own data every window since
+        "c": [*range(0, 3), *range(150, 160)],
+    }
+    data["b"] = [h for h in data["b"] if not 100 <= h < 125]  # 25 windows < ttl: filled, never expired
+    # b: 40 silent windows (50..89) > ttl, but ttl counts from its last data and expiry runs every 24 windows:
+    # silent from hour 50, due at hour 96 (the first check past 80): back at 90, still the same series
+    by_hour: dict[int, dict[str, float]] = {}
+    for t, hours in data.items():
+        for h in hours:
+            by_hour.setdefault(h, {})[t] = 10.0 + h % 7
+    step, once = runner(series_ttl_windows=ttl, fill_missing=fill), runner(series_ttl_windows=ttl, fill_missing=fill)
+    alone: dict[str, DetectorRunner] = {}
+    for h in range(200):
+        step.add_bucket(h * H, _team_cells(by_hour.get(h, {})))
+        step.close_until((h + 1) * H)
+    for h in range(200):
+        once.add_bucket(h * H, _team_cells(by_hour.get(h, {})))
+    once.close_until(200 * H)  # one pass
+    for t in data:  # each team alone in its own runner, closed in three passes
+        r = alone[t] = runner(series_ttl_windows=ttl, fill_missing=fill)
+        for h in range(200):
+            if t in by_hour.get(h, {}):
+                r.add_bucket(h * H, _team_cells({t: by_hour[h][t]}))
+            if h in (60, 130, 199):
+                r.close_until((h + 1) * H)
+    assert _learned(step) == _learned(once) == {k: v for r in alone.values() for k, v in _learned(r).items()}
+    got = _learned(step)
+    if fill:  # b learned every window since its first; a restarted after its expiry; c expired for good
+        assert got[("b",)] == (200, 199 * H) and got[("a",)] == (140, 199 * H)
+    else:
+        assert got[("a",)] == (140, 199 * H)  # forgotten in its silence, whoever else had data
+        assert got[("b",)][0] == len(data["b"])
+    assert ("c",) not in got  # back at hour 150 as new, silent again past its ttl since hour 160

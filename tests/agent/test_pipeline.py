@@ -12,6 +12,7 @@ import pytest
 
 from agent.backtest import PointCollector
 from agent.config import load_config_text
+from agent.model import parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
 from tests.agent.decoders.test_bedrock import log
@@ -124,3 +125,19 @@ def test_a_failing_detector_does_not_stop_the_others(tmp_path: Path, caplog: pyt
     assert not [k for k in collector.points if k[0] == "spend"]
     assert _errors(agent, "detect") >= 1
     assert len([r for r in caplog.records if "a broken model" in r.getMessage()]) == 1
+
+
+def test_the_watermark_metric_is_event_time_and_closed_windows_have_their_own(tmp_path: Path) -> None:
+    inbox, dlq = tmp_path / "inbox", tmp_path / "dlq.jsonl"
+    _files(inbox)
+    agent = Agent(load_config_text(_config(inbox, dlq)), state_store=MemoryStateStore())
+    agent.start()
+    assert agent.wait_finished(60)
+    reg = agent.telemetry.registry
+    wm = reg.get_sample_value("finops_agent_watermark_timestamp_seconds")
+    closed = reg.get_sample_value("finops_agent_windows_closed_until_timestamp_seconds")
+    agent.stop()
+    # Event time is kept at the buckets' resolution (here the hour): the newest record, 23:20, puts the
+    # watermark at 23:00; less the 300 s lateness, the windows up to 22:00 are closed.
+    assert wm == parse_time("2026-10-01T23:00:00Z")
+    assert closed == parse_time("2026-10-01T22:00:00Z")

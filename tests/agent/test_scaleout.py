@@ -151,3 +151,157 @@ def test_task_waits_for_every_input_partition(idle: bool) -> None:
     assert task.watermark() == -math.inf  # partition 1 not heard from
     task.add("tokens/t/1", {}, (3600.0, idle), [])
     assert task.watermark() == (7200.0 if idle else 3600.0)
+
+
+# -- restore, replay, late partials, the detectors' first window ------------------------------------
+SIGS = ("token_cost_usd", "requests")
+
+
+def _ob(ts: float, team: str, cost: float) -> Any:
+    from agent.model import Observation, cell
+
+    return Observation(ts, cell((("team", team), ("model", "m")), SIGS), (cost, 1.0))
+
+
+def _wire(agent: Agent, ups: list[Upstream], hours: range, teams: dict[str, range], idle: bool = True) -> list[bytes]:
+    """The repartition records of ``hours`` of data spread over the input partitions (one task, all series)."""
+    routers = {name: agent.make_runner(name) for name in agent.runners}
+    log: list[bytes] = []
+    pos = [0] * len(ups)
+    for h in hours:
+        for i, up in enumerate(ups):
+            obs = [
+                _ob(h * 3600.0 + k * 600 + i, t, 5.0 + (h * 7 + k + len(t)) % 11)
+                for k in range(6)
+                for t, when in teams.items()
+                if h in when and (k + len(t)) % len(ups) == i
+            ]
+            if not obs:
+                continue
+            assert up.add(obs, pos[i], pos[i] + len(obs) - 1) == []
+            pos[i] += len(obs)
+            partials = up.partials(routers, up.seal())
+            clock = up.clock() if up.clock_changed() else None
+            if partials or clock is not None:
+                log.append(encode(up.src, up.parts, clock, partials))
+    for up in ups if idle else ():
+        up.idle = True
+        log.append(encode(up.src, up.parts, up.clock(), up.partials(routers, up.provisional())))
+    return log
+
+
+def _apply(task: Task, log: list[bytes], start: int, every: int) -> tuple[dict, list]:
+    points: dict[tuple[str, tuple, float], float] = {}
+    late: list = []
+    for offset in range(start, len(log)):
+        src, parts, clock, partials = decode(log[offset])
+        late += task.add(src, parts, clock, partials, at_ms=float(offset))
+        task.offset = offset + 1
+        if offset % every == 0 or offset == len(log) - 1:
+            for name, pts, _ in task.close():
+                points.update({(name, p.series, p.window_start): p.observed for p in pts})
+    return points, late
+
+
+def _changelog(into: dict[bytes, bytes], task: Task) -> None:
+    for k, v in task.changelog_records():
+        if v is None:
+            into.pop(k, None)
+        else:
+            into[k] = v
+
+
+def _task(agent: Agent) -> Task:
+    return Task("repartition/0", agent.make_runner, list(agent.runners), sources=["tokens"])
+
+
+def test_a_restored_task_replays_from_its_offset_and_closes_the_same_windows() -> None:
+    agent = Agent(load_config_text(CONFIG))
+    ups = [Upstream(f"tokens/t/{i}", agent.bucket, 300, {"tokens/t": 2}) for i in range(2)]
+    log = _wire(agent, ups, range(0, 60), {"a": range(0, 60), "b": range(0, 20), "c": range(30, 60)})
+    first = _task(agent)
+    changelog: dict[bytes, bytes] = {}
+    cut = len(log) // 2
+    before, late = _apply(first, log[:cut], 0, 3)
+    _changelog(changelog, first)  # the checkpoint; the task goes on, then its replica dies
+    after, late2 = _apply(first, log, cut, 3)
+    assert late == late2 == [] and after
+    second = _task(agent)
+    assert second.restore(changelog) > 0 and second.offset == cut
+    replayed, late3 = _apply(second, log, second.offset, 7)  # other batches: the same windows
+    assert late3 == [] and replayed == after
+    for name, r in first.runners.items():
+        r2 = second.runners[name]
+        assert _learned(r) == _learned(r2) and len(r.models) == 3
+        assert r2.first_window == r.first_window == 0.0
+
+
+def _learned(r: Any) -> dict:
+    return {k: (getattr(m, "n_learned", None), r.last_learned[k], r.last_seen.get(k)) for k, m in r.models.items()}
+
+
+def test_an_idle_partitions_open_bucket_sent_again_is_not_late_even_after_a_restore() -> None:
+    """A window closed on an idle partition's provisional partials; its next owner replays the partition from
+    the committed offset and sends the sealed bucket: the same sums are no news, new records are late."""
+    agent = Agent(load_config_text(CONFIG))
+    task = _task(agent)
+    p0, p1 = (Upstream(f"tokens/t/{i}", agent.bucket, 300, {"tokens/t": 2}) for i in range(2))
+    routers = {name: agent.make_runner(name) for name in agent.runners}
+    assert p1.add([_ob(3000.0, "a", 4.0), _ob(3100.0, "b", 2.0)], 0, 1) == []
+    committed = p1.commit_point()
+    p1.idle = True
+    sent = p1.partials(routers, p1.provisional())
+    assert sent and task.add(p1.src, p1.parts, p1.clock(), sent) == []
+    p0.add([_ob(t, "a", 1.0) for t in (100.0, 3000.0, 8000.0)], 0, 2)
+    assert task.add(*_sealed(p0, routers)) == []
+    closed = {(n, p.series, p.window_start): p.observed for n, pts, _ in task.close() for p in pts}
+    assert closed[("spend", (("team", "a"),), 0.0)] == 6.0  # p0's 2 + p1's provisional 4
+    changelog: dict[bytes, bytes] = {}
+    _changelog(changelog, task)
+    for restored in (False, True):
+        t = task
+        if restored:
+            t = _task(agent)
+            t.restore(changelog)
+        again = Upstream(p1.src, agent.bucket, 300, {"tokens/t": 2}, committed[1])  # type: ignore[index]
+        assert again.add([_ob(3000.0, "a", 4.0), _ob(3100.0, "b", 2.0), _ob(9000.0, "a", 1.0)], 0, 2) == []
+        assert t.add(*_sealed(again, routers)) == []
+    # New records for that bucket after its window closed (the partition had gone idle): late.
+    newer = Upstream(p1.src, agent.bucket, 300, {"tokens/t": 2}, committed[1])  # type: ignore[index]
+    newer.add([_ob(3000.0, "a", 4.0), _ob(3100.0, "b", 2.0), _ob(3200.0, "a", 9.0), _ob(9000.0, "a", 1.0)], 0, 3)
+    fresh = _task(agent)
+    fresh.restore(changelog)
+    late = fresh.add(*_sealed(newer, routers))
+    assert {(p[0], p[1]) for p in late} == {("spend", ("a",)), ("requests", ("a", "m"))}
+
+
+def _sealed(up: Upstream, routers: dict) -> tuple:
+    partials = up.partials(routers, up.seal())
+    return up.src, up.parts, up.clock(), partials
+
+
+def test_every_task_learns_the_detectors_first_window_from_the_input_clocks() -> None:
+    agent = Agent(load_config_text(CONFIG))
+    routers = {name: agent.make_runner(name) for name in agent.runners}
+    p0, p1 = (Upstream(f"tokens/t/{i}", agent.bucket, 300, {"tokens/t": 2}) for i in range(2))
+    p0.add([_ob(5 * 3600.0, "a", 1.0), _ob(9 * 3600.0, "a", 1.0)], 0, 1)
+    p1.add([_ob(2 * 3600.0 + 1000, "b", 1.0), _ob(9 * 3600.0, "b", 1.0)], 0, 1)
+    tasks = [Task(f"repartition/{i}", agent.make_runner, list(agent.runners), sources=["tokens"]) for i in range(3)]
+    for up in (p0, p1):
+        partials = up.partials(routers, up.seal())
+        clock = up.clock()
+        for i, task in enumerate(tasks):  # each task gets its own series' partials, every task the clocks
+            mine = [p for p in partials if partition_of(p[0], p[1], 3) == i]
+            task.add(*decode(encode(up.src, up.parts, clock, mine)))
+    assert p1.first == {"spend": 8100.0, "requests": 8100.0}  # its first bucket with data, per detector
+    for task in tasks:
+        assert task.runners["spend"].first_window == 7200.0 and task.runners["requests"].first_window == 8100.0
+    # The partition's next owner keeps it (commit metadata); a restored task keeps it (changelog).
+    assert Upstream(p1.src, agent.bucket, 300, {}, p1.commit_point()[1]).first == p1.first  # type: ignore[index]
+    restored = _task(agent)
+    restored.restore(dict(tasks[0].changelog_records()))  # type: ignore[arg-type]
+    assert restored.runners["spend"].first_window == 7200.0
+    # A first bucket in a window already closed is late data: it does not move the start.
+    tasks[0].close()
+    tasks[0].add("tokens/t/1", {}, (9 * 3600.0, False, {"spend": 0.0}), [])
+    assert tasks[0].runners["spend"].first_window == 7200.0

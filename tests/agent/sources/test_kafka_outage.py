@@ -1,0 +1,472 @@
+"""Broker outages of any length on a real broker that is stopped and started again (the ``kafka_broker`` fixture).
+
+The agent waits them out: it never dies, liveness stays 200, readiness says "cannot checkpoint" with the
+reason, the checkpoint age grows and drops again, and the result equals a one-process backtest.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import errors as kafka_errors
+from kafka.admin import KafkaAdminClient
+
+from agent.backtest import PointCollector
+from agent.config import load_config_text
+from agent.model import parse_time
+from agent.pipeline import Agent
+from agent.sources.kafka import FatalKafkaError
+from agent.state import MemoryStateStore
+from scripts.kafka_broker import KafkaBroker, create_topic
+from tests.agent.sources.test_kafka import demo_lines
+from tests.conftest import wait_until
+
+CONFIG = """
+sources:
+  tokens:
+    type: kafka
+    bootstrap_servers: ["{bootstrap}"]
+    topics: [{topic}]
+    group_id: g-{topic}
+    decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}
+detectors:
+  token_spend:
+    {{type: seasonal, signal: token_cost_usd, group_by: [team], contributors_by: [model], window_seconds: 3600,
+      min_impact_usd: 20}}
+  unit_cost:
+    {{type: seasonal, signal: token_cost_usd, per: tokens, per_scale: 1000, group_by: [team],
+      contributors_by: [model], window_seconds: 3600, min_impact_usd: 5}}
+  requests: {{type: threshold, signal: requests, group_by: [team, model], upper: 1.0e12, window_seconds: 900}}
+sinks:
+  metrics: {{type: prometheus, port: 0}}
+state: {{type: kafka, directory: {directory}, checkpoint_interval_seconds: 1, partitions: 4}}
+dead_letter: {{path: {directory}/dead-letter.jsonl}}
+pipeline: {{max_age_days: 3650}}
+"""
+
+
+def test_a_broker_restarts_on_its_directory_and_address(kafka_broker: KafkaBroker) -> None:
+    """Stopped (SIGTERM) and started again: same address, cluster id and data; a second object on the same
+    directory finds the running broker and can stop it (what the CLI's start / stop / restart do)."""
+    bs = kafka_broker.bootstrap
+    name = create_topic(bs, 2)
+    p = KafkaProducer(bootstrap_servers=bs)
+    for i in range(10):
+        p.send(name, value=b"r%d" % i, partition=i % 2)
+    p.flush(30)
+    p.close()
+    cluster = _cluster_id(bs)
+    kafka_broker.restart(down=1.0)
+    assert kafka_broker.bootstrap == bs and _cluster_id(bs) == cluster
+    c = KafkaConsumer(name, bootstrap_servers=bs, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    assert sorted(m.value for m in c) == sorted(b"r%d" % i for i in range(10))
+    c.close()
+    other = KafkaBroker(kafka_broker.workdir)
+    assert other.bootstrap == bs and other.running()
+    other.stop()
+    # The process that started the broker sees it gone once its own handle reaps the exit (a moment later
+    # than the second object, which watches the pid, on a busy machine).
+    assert wait_until(lambda: not kafka_broker.running(), 30)
+    kafka_broker.start()
+    assert _cluster_id(bs) == cluster
+
+
+def _cluster_id(bs: str) -> str:
+    admin = KafkaAdminClient(bootstrap_servers=bs)
+    try:
+        return str(admin.describe_cluster()["cluster_id"])
+    finally:
+        admin.close()
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _age(agent: Agent) -> float:
+    v = agent.telemetry.registry.get_sample_value("finops_agent_checkpoint_age_seconds")
+    assert v is not None
+    return float(v)
+
+
+def _failures(agent: Agent) -> float:
+    return sum(
+        s.value for m in agent.telemetry.checkpoint_failures.collect() for s in m.samples if s.name.endswith("_total")
+    )
+
+
+def _outage(broker: KafkaBroker, agent: Agent, seconds: float) -> dict[str, Any]:
+    """Stop the broker for ``seconds``, probing the agent every half second; start it again and wait until the
+    agent is ready and checkpointing. Returns what was seen."""
+    port = agent.metrics_port()
+    assert port is not None
+    seen: dict[str, Any] = {"healthz": set(), "readyz": [], "ages": [], "failures_before": _failures(agent)}
+    broker.stop()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        assert agent.error is None, agent.error
+        seen["healthz"].add(_get(port, "/healthz")[0])
+        seen["readyz"].append(_get(port, "/readyz"))
+        seen["ages"].append(_age(agent))
+        time.sleep(0.5)
+    broker.start()
+    back = time.monotonic()
+    assert wait_until(lambda: _get(port, "/readyz")[0] == 200, 120), _get(port, "/readyz")
+    assert wait_until(lambda: _age(agent) < 5, 60), _age(agent)
+    seen["recovered_s"] = time.monotonic() - back
+    print(
+        f"outage of {seconds} s: broker back in {back - t0 - seconds:.1f} s, "
+        f"agent ready {seen['recovered_s']:.1f} s later"
+    )
+    seen["failures"] = _failures(agent) - seen["failures_before"]
+    return seen
+
+
+@pytest.mark.timeout(600)  # 175 s of outages, a month of records, a backtest
+def test_outages_of_10_45_and_120_s_are_waited_out(kafka_broker: KafkaBroker, demo_month: Path, tmp_path: Path) -> None:
+    """A month produced unkeyed to 6 partitions in four parts with a broker outage between each part: 10 s
+    right after the first part was handed over (state in memory, not checkpointed), 45 s and 120 s with nothing
+    left to read. The agent never dies and ends with the window sums and firing alerts of a backtest."""
+    bs = kafka_broker.bootstrap
+    name = create_topic(bs, 6)
+
+    def produce(days: range) -> int:
+        lines = demo_lines(demo_month, days)
+        p = KafkaProducer(bootstrap_servers=bs, linger_ms=20, batch_size=256 * 1024)
+        for i, line in enumerate(lines):
+            p.send(name, value=line, partition=i % 6)
+        p.flush(60)
+        p.close()
+        return len(lines)
+
+    text = CONFIG.format(bootstrap=bs, topic=name, directory=tmp_path / "state")
+    got = PointCollector()
+    agent = Agent(load_config_text(text), extra_sinks={"c": got})
+    t_start = time.monotonic()
+    n = produce(range(0, 8))
+    agent.start()
+    outages = {}
+    try:
+        assert wait_until(lambda: agent.health.ready() and agent.records_in > 0, 90), agent.health.not_ready()
+        outages[10] = _outage(kafka_broker, agent, 10)
+        for days, length in ((range(8, 15), 45), (range(15, 22), 120)):
+            assert wait_until(lambda n=n: agent.records_in >= n, 120), (agent.records_in, n)  # all so far
+            assert wait_until(lambda: _settled(got), 60)  # caught up: nothing left to read
+            outages[length] = _outage(kafka_broker, agent, length)
+            n += produce(days)
+        n += produce(range(22, 30))
+        assert wait_until(lambda: agent.records_in >= n, 180), (agent.records_in, n)
+        assert wait_until(lambda: _settled(got, quiet=3.0), 60)
+        assert agent.error is None
+    finally:
+        agent.stop()
+    assert agent.error is None
+    print(f"streaming run done at {time.monotonic() - t_start:.0f} s")
+
+    for length, seen in outages.items():
+        assert seen["healthz"] == {200}, (length, seen["healthz"])  # alive throughout: it waits on purpose
+        reasons = [body for code, body in seen["readyz"] if code == 503]
+        assert reasons and all(b.startswith("not ready: ") for b in reasons), (length, seen["readyz"][-3:])
+        assert any("cannot checkpoint for" in b and "KafkaTimeoutError" in b for b in reasons), (length, reasons[-3:])
+        ages = seen["ages"]
+        assert ages[-1] >= length - 5 and ages[-1] > ages[0], (length, ages[:3], ages[-3:])  # grows...
+        assert seen["failures"] >= 2, (length, seen)  # ...retried (with backoff), counted
+    # Backoff: a 120 s outage costs few attempts (1 s doubling to 30 s), not one per second.
+    assert outages[120]["failures"] <= 20, outages[120]["failures"]
+
+    # One process over the same records, as a backtest on the files.
+    ref = PointCollector()
+    one = Agent(
+        load_config_text(_backtest_config(text, demo_month)), extra_sinks={"c": ref}, state_store=MemoryStateStore()
+    )
+    one.start()
+    try:
+        assert one.wait_finished(300)
+    finally:
+        one.stop(flush_windows=True)
+    expected, sums = _sums(ref), _sums(got)
+    # The streaming run has not closed its last windows (allowed lateness): compare every window it could close.
+    cutoff = max(k[2] for k in sums)
+    assert cutoff >= max(k[2] for k in expected) - 2 * 3600
+    want = {k: v for k, v in expected.items() if k[2] <= cutoff - 3600}
+    missing = sorted(set(want) - set(sums), key=lambda k: k[2])
+    assert missing == [], (len(missing), missing[:5])
+    diff = {k: (v, sums[k]) for k, v in want.items() if not math.isclose(v, sums[k], rel_tol=1e-9, abs_tol=1e-9)}
+
+    def firing(c: PointCollector) -> set[str]:
+        return {d["id"] for d in c.alerts if d["status"] == "firing" and parse_time(d["started_at"]) <= cutoff - 3600}
+
+    late = _discarded(agent, "@repartition").get("late", 0)
+    if late and (diff or firing(got) != firing(ref)) and not _discarded(one).get("late"):
+        # Known, and not this test's subject (issue 13 point 2, fixed elsewhere): after the group rebalance that
+        # follows a long outage, restored tasks get partials of windows they closed already, dead-lettered as
+        # late. Everything above (the outages waited out) held; remove this branch once point 2 is in.
+        pytest.xfail(f"issue 13 point 2: {late:.0f} partials dead-lettered as late, {len(diff)} windows differ")
+    assert diff == {}, list(diff.items())[:5]
+    assert firing(ref) and firing(got) == firing(ref)
+    assert _discarded(agent) == _discarded(one)  # nothing dead-lettered that the backtest kept
+
+
+def _discarded(agent: Agent, component: str | None = None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in agent.telemetry.discarded.collect():
+        for s in m.samples:
+            if s.name.endswith("_total") and s.value and component in (None, s.labels["component"]):
+                out[s.labels["reason"]] = out.get(s.labels["reason"], 0) + s.value
+    return out
+
+
+def _sums(c: PointCollector) -> dict[tuple[str, tuple[Any, ...], float], float]:
+    out: dict[tuple[str, tuple[Any, ...], float], float] = {}
+    for (det, series), pts in c.points.items():
+        for p in pts:
+            k = (det, series, p.window_start)
+            assert out.get(k, p.observed) == p.observed, f"window {k} closed twice with different sums"
+            out[k] = p.observed
+    return out
+
+
+def _settled(c: PointCollector, quiet: float = 2.0) -> bool:
+    def count() -> int:
+        return sum(len(p) for p in c.points.values())
+
+    before = count()
+    time.sleep(quiet)
+    return before > 0 and count() == before
+
+
+def _backtest_config(text: str, demo: Path) -> str:
+    detectors = text[text.index("detectors:") : text.index("sinks:")]
+    return (
+        "sources:\n"
+        f"  tokens: {{type: file, path: {demo / 'bedrock'}, "
+        "decoder: {type: bedrock, tag_dimensions: {team: team}}}\n"
+        + detectors
+        + "sinks:\n  console: {type: console}\nstate: {type: memory}\npipeline: {max_age_days: 3650}\n"
+    )
+
+
+def test_stop_during_an_outage_keeps_its_deadline_and_the_next_start_resumes(
+    kafka_broker: KafkaBroker, demo_month: Path, tmp_path: Path
+) -> None:
+    """Stopped while the broker is away: stop() returns within its deadline, without an error; what it could not
+    checkpoint is re-read from the last committed position by the next start, so the sums come out whole."""
+    bs = kafka_broker.bootstrap
+    name = create_topic(bs, 3)
+    lines = demo_lines(demo_month, range(0, 3))
+    p = KafkaProducer(bootstrap_servers=bs, linger_ms=20, batch_size=256 * 1024)
+    for i, line in enumerate(lines):
+        p.send(name, value=line, partition=i % 3)
+    p.flush(60)
+    p.close()
+    text = CONFIG.format(bootstrap=bs, topic=name, directory=tmp_path / "state")
+    first = PointCollector()
+    agent = Agent(load_config_text(text), extra_sinks={"c": first})
+    agent.start()
+    try:
+        assert wait_until(lambda: agent.records_in > 0, 90)
+        kafka_broker.stop()  # mid-stream: some state is not checkpointed
+        time.sleep(3)  # checkpoints fail meanwhile
+    finally:
+        t0 = time.monotonic()
+        agent.stop(timeout=10)
+        took = time.monotonic() - t0
+    assert took < 12, took
+    assert agent.error is None
+    kafka_broker.start()
+    second = PointCollector()
+    again = Agent(load_config_text(text), extra_sinks={"c": second})
+    again.start()
+    try:
+        assert wait_until(lambda: again.health.ready(), 90), again.health.not_ready()
+        assert wait_until(lambda: _settled(second, quiet=3.0), 90)
+    finally:
+        again.stop()
+    assert again.error is None
+    ref = PointCollector()
+    one = Agent(
+        load_config_text(_backtest_config(text, demo_month).replace(str(demo_month / "bedrock"), str(tmp_path / "in"))),
+        extra_sinks={"c": ref},
+        state_store=MemoryStateStore(),
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "lines.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    one.start()
+    try:
+        assert one.wait_finished(120)
+    finally:
+        one.stop()
+    both = {**_sums(first), **_sums(second)}
+    for k in set(_sums(first)) & set(_sums(second)):  # a window closed by both runs has one sum
+        assert math.isclose(_sums(first)[k], _sums(second)[k], rel_tol=1e-9), k
+    cutoff = max(k[2] for k in both)
+    want = {k: v for k, v in _sums(ref).items() if k[2] <= cutoff - 3600}
+    assert want and set(want) <= set(both), sorted(set(want) - set(both), key=lambda k: k[2])[:5]
+    diff = {k: (v, both[k]) for k, v in want.items() if not math.isclose(v, both[k], rel_tol=1e-9, abs_tol=1e-9)}
+    assert diff == {}, list(diff.items())[:5]
+
+
+MEMORY_CONFIG = """
+sources:
+  tokens:
+    type: kafka
+    bootstrap_servers: ["{bootstrap}"]
+    topics: [{topic}]
+    group_id: g-{topic}
+    missing_topic_grace_seconds: {grace}
+    decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}
+detectors:
+  requests: {{type: threshold, signal: requests, upper: 1.0e12, window_seconds: 3600}}
+sinks:
+  metrics: {{type: prometheus, port: 0}}
+state: {{type: memory, checkpoint_interval_seconds: 0.5}}
+dead_letter: {{path: {directory}/dead-letter.jsonl}}
+pipeline: {{max_age_days: 3650}}
+"""
+
+
+def test_a_deleted_source_topic_stops_the_agent_with_one_line(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = create_topic(kafka_bootstrap, 2)
+    text = MEMORY_CONFIG.format(bootstrap=kafka_bootstrap, topic=name, grace=3, directory=tmp_path)
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    agent.start()
+    try:
+        assert wait_until(lambda: agent.health.ready(), 60), agent.health.not_ready()
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            admin.delete_topics([name])
+        finally:
+            admin.close()
+        assert wait_until(lambda: agent.error is not None, 60)
+    finally:
+        agent.stop(timeout=10)
+    assert isinstance(agent.error, FatalKafkaError)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "agent"]
+    assert lines == [f"kafka source tokens: topic {name} does not exist " + lines[0].split("does not exist ", 1)[1]]
+    assert "the agent stops" in lines[0] and "deleted?" in lines[0]
+
+
+class _Consumer:
+    """Stands in for kafka-python's consumer: every poll raises ``error``."""
+
+    def __init__(self, error: Exception, **_: Any):
+        self.error = error
+        self.polls = 0
+
+    def subscribe(self, *_: Any, **__: Any) -> None:
+        return None
+
+    def poll(self, **_: Any) -> dict[Any, Any]:
+        self.polls += 1
+        raise self.error
+
+    def close(self, **_: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("error", "fatal"),
+    [
+        (kafka_errors.SaslAuthenticationFailedError("Authentication failed: Invalid username or password"), True),
+        (kafka_errors.TopicAuthorizationFailedError(), True),
+        (kafka_errors.GroupAuthorizationFailedError(), True),
+        (kafka_errors.KafkaConnectionError("111 ECONNREFUSED"), False),
+        (kafka_errors.KafkaTimeoutError("Failed to update metadata after 60.0 secs."), False),
+        (kafka_errors.NodeNotReadyError("bootstrap-0"), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v),
+)
+def test_consumer_errors_are_retried_unless_fatal(
+    error: Exception, fatal: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import kafka
+
+    text = MEMORY_CONFIG.format(bootstrap="127.0.0.1:1", topic="in", grace=120, directory=tmp_path)
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    consumers: list[_Consumer] = []
+    monkeypatch.setattr(kafka, "KafkaConsumer", lambda **kw: consumers.append(_Consumer(error, **kw)) or consumers[-1])
+    src = agent.sources["tokens"]
+    src.start()
+    try:
+        if fatal:
+            assert wait_until(lambda: agent.error is not None, 10)
+            assert agent.error is error and consumers[0].polls == 1
+            lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "agent"]
+            assert len(lines) == 1 and lines[0].startswith("kafka source tokens: ") and type(error).__name__ in lines[0]
+        else:  # retried with backoff, counted, never fatal
+            assert wait_until(lambda: consumers and consumers[0].polls >= 3, 10)
+            assert agent.error is None
+        n = agent.telemetry.registry.get_sample_value(
+            "finops_agent_errors_total", {"component": "tokens", "error_type": type(error).__name__, "stage": "consume"}
+        )
+        assert n is not None and n >= 1
+    finally:
+        src.stop(1)
+        src.finish(1)
+    agent.stop()
+
+
+class _Scale:
+    """Stands in for KafkaScaleOut's checkpoint: raises each error of ``errors`` in turn, then succeeds."""
+
+    def __init__(self, errors: list[Exception]):
+        self.errors = errors
+        self.calls = 0
+
+    def checkpoint(self, timeout: float) -> None:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def test_a_failing_checkpoint_is_retried_with_backoff_and_shown_in_readiness(tmp_path: Path) -> None:
+    text = MEMORY_CONFIG.format(bootstrap="127.0.0.1:1", topic="in", grace=120, directory=tmp_path)
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    agent.health._ready.set()
+    agent.health._alive.set()
+    agent.health.sources = []
+    committed: list[dict[str, Any]] = []
+    agent.sources["tokens"].checkpointed = committed.append  # type: ignore[method-assign]
+    timeout = kafka_errors.KafkaTimeoutError("Failed to flush buffered records within 1.0 secs")
+    agent.scale = _Scale([timeout] * 6)
+    delays = []
+    for _ in range(6):
+        t0 = time.monotonic()
+        assert agent.checkpoint(0.1) is False
+        delays.append(agent._next_checkpoint - t0)
+        why = agent.health.not_ready()
+        assert why is not None and why.startswith("cannot checkpoint for ") and "KafkaTimeoutError" in why
+    assert committed == []  # no offset committed after a failed checkpoint
+    # Exponential, jittered (half to whole of 1, 2, 4, 8, 16, 30 s), capped at 30 s.
+    for i, d in enumerate(delays):
+        cap = min(30.0, 2.0**i)
+        assert cap / 2 - 0.05 <= d <= cap + 0.05, (i, delays)
+    assert not agent.checkpoint_blocked()  # failing for a moment: input goes on
+    agent._checkpoint_failing = time.monotonic() - 6  # failing for a while: sources pause their input
+    assert agent.checkpoint_blocked()
+    failures = agent.telemetry.registry.get_sample_value(
+        "finops_agent_checkpoint_failures_total", {"error_type": "KafkaTimeoutError"}
+    )
+    assert failures == 6 and agent.error is None
+    assert agent.checkpoint(0.1) is True  # the broker is back
+    assert agent.health.not_ready() is None and len(committed) == 1 and not agent.checkpoint_blocked()
+    # A fatal error is not waited out: the agent stops with its reason.
+    agent.scale = _Scale([kafka_errors.TopicAuthorizationFailedError()])
+    assert agent.checkpoint(0.1) is False
+    assert isinstance(agent.error, kafka_errors.TopicAuthorizationFailedError)
+    agent.scale = None
+    agent.stop()
