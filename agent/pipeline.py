@@ -323,10 +323,15 @@ class Agent:
         scale = self.scale
         # Scale-out: every source is a Kafka source; its partitions' pre-aggregation (None once revoked).
         up = src.upstreams.get(stream) if scale is not None else None  # type: ignore[attr-defined]
+        if up is not batch.owner and batch.kind in ("lines", "bad", "idle"):
+            # Fetched under an earlier assignment of its partition (queued while it was revoked and assigned again):
+            # the current one re-reads these records from the committed offset, with the clock committed there.
+            self.telemetry.stale_batches.labels(component=comp).inc()
+            return
         if batch.kind == "idle":
             if scale is not None:
                 if up is not None:
-                    bad_idle = scale.idle(src, up)
+                    bad_idle = scale.idle(src, up, batch.payload)
                     if bad_idle:
                         self._bad(comp, stream, bad_idle)
             else:
@@ -347,7 +352,7 @@ class Agent:
             self._apply_snapshot(src, comp, stream, batch)
             return
         if batch.kind == "partials":  # repartition topic: partial window aggregates for our tasks
-            bad_partials = scale.apply(batch.payload)
+            bad_partials = scale.apply(*batch.payload)
             if bad_partials:
                 self._bad(comp, "repartition", bad_partials)
             self._seal()

@@ -40,7 +40,8 @@ from agent.model import Cell, Observation, cell
 
 NEG_INF = -math.inf
 Partial = tuple[str, SeriesKey, float, list[Any]]  # detector, series key, bucket start, accumulator
-# An input partition's clock: (sealed until, idle, detector → first bucket with data); the last may be absent.
+# An input partition's clock: (sealed until, idle, detector → first bucket with data, the offset it was idle at);
+# the last two may be absent (the offset is None unless idle).
 Clock = tuple[Any, ...]
 
 
@@ -146,8 +147,10 @@ class Upstream:
         return out
 
     def clock(self, idle: bool | None = None) -> Clock:
-        """What the tasks are told: sealed time, idle or not, each detector's first bucket."""
-        return self.sealed_until, self.idle if idle is None else idle, dict(self.first)
+        """What the tasks are told: sealed time, idle or not, each detector's first bucket and, when idle, the
+        offset it is idle at (its log's end then: a task that sees the log grow past it stops counting it idle)."""
+        idle = self.idle if idle is None else idle
+        return self.sealed_until, idle, dict(self.first), self.position if idle else None
 
     def provisional(self) -> list[tuple[float, Cells]]:
         """Open buckets changed since last sent (sent when the partition goes idle; replaced later)."""
@@ -157,7 +160,7 @@ class Upstream:
 
     def clock_changed(self, heartbeat: float | None = None) -> bool:
         """True when the clock must be sent: it changed, or (idle) ``heartbeat`` seconds passed."""
-        clock = (self.sealed_until, self.idle, tuple(sorted(self.first.items())))
+        clock = (self.sealed_until, self.idle, tuple(sorted(self.first.items())), self.position if self.idle else None)
         now = time.monotonic()
         if clock == self.sent_clock and (heartbeat is None or not self.idle or now - self.sent_at < heartbeat):
             return False
@@ -230,7 +233,7 @@ def encode(src: str, parts: dict[str, int], clock: Clock | None, partials: list[
         rows.append([det, key, b, a[0], a[1], a[2], children])
     doc: dict[str, Any] = {"src": src, "parts": parts, "p": rows}
     if clock is not None:
-        doc["wm"] = [_num(clock[0]), clock[1]]
+        doc["wm"] = [_num(clock[0]), clock[1]] + ([clock[3]] if len(clock) > 3 and clock[3] is not None else [])
         if len(clock) > 2 and clock[2]:
             doc["f"] = clock[2]
     return orjson.dumps(doc)
@@ -244,7 +247,7 @@ def decode(value: bytes) -> tuple[str, dict[str, int], Clock | None, list[Partia
         partials.append((det, tuple(key), float(b), [float(a0), float(a1), float(a2), children]))
     wm = doc.get("wm")
     first = {str(k): float(v) for k, v in (doc.get("f") or {}).items()}
-    clock = None if wm is None else (_val(wm[0]), bool(wm[1]), first)
+    clock = None if wm is None else (_val(wm[0]), bool(wm[1]), first, int(wm[2]) if len(wm) > 2 else None)
     return str(doc["src"]), {str(k): int(v) for k, v in doc["parts"].items()}, clock, partials
 
 
@@ -277,7 +280,8 @@ class Task:
         self.contrib: dict[str, dict[float, dict[SeriesKey, dict[tuple[str, float], list[Any]]]]] = {
             name: {} for name in self.runners
         }
-        self.inputs: dict[str, list[Any]] = {}  # input partition → [sealed until, idle, reported at (ms)]
+        # input partition → [sealed until, idle, reported at (ms), offset it was idle at (None: unknown)]
+        self.inputs: dict[str, list[Any]] = {}
         self.idle_lease_ms = idle_lease_ms
         self.now_ms = 0.0  # the latest report time applied: this task's clock, from its input records
         self.parts: dict[str, int] = {}
@@ -332,10 +336,15 @@ class Task:
             self.now_ms = at_ms
         if clock is not None:
             cur = self.inputs.get(src)
+            offset = clock[3] if len(clock) > 3 else None
             if cur is None:
-                self.inputs[src] = [clock[0], clock[1], at_ms]
+                self.inputs[src] = [clock[0], clock[1], at_ms, offset]
             else:
                 cur[0], cur[1], cur[2] = max(cur[0], clock[0]), clock[1], at_ms
+                if len(cur) > 3:
+                    cur[3] = offset
+                else:
+                    cur.append(offset)
             if unsealed:  # sealed since: a later copy is recognised by its bucket alone
                 limit = self.inputs[src][0]
                 for k in [k for k in unsealed if k[2] < limit]:
@@ -360,6 +369,17 @@ class Task:
             w = b - b % r.window
             if w < r.first_window and w + r.window > self.closed_until:
                 r.first_window = w
+
+    def log_ends(self, ends: dict[str, int]) -> None:
+        """The input partitions' log-end offsets, read after the partials just applied were fetched: an idle input
+        whose log grew past the offset it was idle at has records its owner has not reported yet, so it holds event
+        time back again (else one partition's partials, fetched first, would close windows the others still feed)."""
+        for src, end in ends.items():
+            cur = self.inputs.get(src)
+            # (An offset unknown, from an older agent's clock: idle only while the log is empty.)
+            if cur is not None and cur[1] and end > (cur[3] if len(cur) > 3 and cur[3] is not None else 0):
+                cur[1] = False
+                self.meta_dirty = True
 
     def watermark(self) -> float:
         if self.fixed_inputs:

@@ -102,6 +102,13 @@ class Telemetry:
             "finops_agent_tasks", "Partitions whose series and detector state this replica owns", registry=r
         )
         self.series = Gauge("finops_agent_series", "Series with a model", ["detector"], registry=r)
+        self.stale_batches = Counter(
+            "finops_agent_stale_batches",
+            "Batches fetched under an earlier assignment of their partition, skipped: the current owner re-reads "
+            "them from the committed offset",
+            ["component"],
+            registry=r,
+        )
         self.watermark = Gauge(
             "finops_agent_watermark_timestamp_seconds",
             "Event-time watermark of the streaming input: the slowest active source or partition's latest event time",

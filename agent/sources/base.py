@@ -27,6 +27,9 @@ class Batch:
     stream: str | None = None  # event-time stream (watermark unit): the source, or one of its partitions
     meta: dict[int, Any] | None = None  # per-record metadata by id(raw bytes), for dead-lettering
     offsets: tuple[int, int] | None = None  # first and last source offset in the batch (Kafka)
+    # Scale-out: the partition's pre-aggregation it was fetched for. A batch still queued when its partition was
+    # revoked and assigned again belongs to the old assignment: the new one re-reads it from the committed offset.
+    owner: Any = None
 
 
 Emit = Callable[[Batch], None]

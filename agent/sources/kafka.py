@@ -331,8 +331,7 @@ class KafkaSource(Source):
                     # Paused, a poll only waits out its timeout: keep it short to resume as soon as the queue drains.
                     records = self.consumer.poll(timeout_ms=20 if self._paused else self.cfg.poll_timeout_ms)
                     if records:
-                        for tp, msgs in records.items():
-                            self._emit(tp, msgs)
+                        self._emit_polled(records)
                     elif self.assigned and not self._paused:
                         self._emit_idle()
                     self._report_lag()
@@ -370,6 +369,10 @@ class KafkaSource(Source):
                 if self.producer is not None:
                     close_producer(self.producer, step / 1000, f"kafka source {self.name}")
 
+    def _emit_polled(self, records: dict[Any, list[Any]]) -> None:
+        for tp, msgs in records.items():
+            self._emit(tp, msgs)
+
     def _emit(self, tp: Any, msgs: list[Any]) -> None:
         up = self.upstreams.get(stream_key(self.name, tp.topic, tp.partition))
         if up is not None and msgs[0].offset < up.replay_until <= msgs[-1].offset:
@@ -397,7 +400,7 @@ class KafkaSource(Source):
         pos = (f"{tp.topic}/{tp.partition}", msgs[-1].offset + 1)
         stream = stream_key(self.name, tp.topic, tp.partition)
         if too_large:  # dead-lettered (with their key, headers and offset) ahead of the batch that commits past them
-            self.emit(Batch(self.name, "bad", too_large, ctx, None, len(too_large), stream=stream, meta=meta))
+            self.emit(Batch(self.name, "bad", too_large, ctx, None, len(too_large), stream=stream, meta=meta, owner=up))
         self.emit(
             Batch(
                 self.name,
@@ -409,6 +412,7 @@ class KafkaSource(Source):
                 stream=stream,
                 meta=meta,
                 offsets=(msgs[0].offset, msgs[-1].offset),
+                owner=up,
             )
         )
 
@@ -418,7 +422,8 @@ class KafkaSource(Source):
             hw = self.consumer.highwater(tp)
             pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
             if hw is not None and pos is not None and pos >= hw:  # (None: not known yet, e.g. the broker away)
-                self.emit(Batch(self.name, "idle", None, None, stream=stream_key(self.name, tp.topic, tp.partition)))
+                key = stream_key(self.name, tp.topic, tp.partition)
+                self.emit(Batch(self.name, "idle", pos, None, stream=key, owner=self.upstreams.get(key)))
 
     def _offsets(self, positions: dict[str, int], only: set[Any]) -> dict[Any, Any]:
         from kafka import OffsetAndMetadata, TopicPartition

@@ -30,6 +30,7 @@ from agent.model import Observation
 from agent.scaleout import Clock, Emitted, Partial, Task, Upstream, decode, encode, partition_of
 from agent.sources.base import Batch
 from agent.sources.kafka import (
+    REQUEST_TIMEOUT_MS,
     FatalKafkaError,
     KafkaConfig,
     KafkaSource,
@@ -37,6 +38,7 @@ from agent.sources.kafka import (
     client_options,
     close_producer,
     fatal_reason,
+    stream_key,
 )
 
 log = logging.getLogger("agent.scaleout")
@@ -192,18 +194,19 @@ class KafkaScaleOut:
             bad.extend(self._forward(src.name, up, partials, clock))
         return bad
 
-    def idle(self, src: KafkaSource, up: Upstream) -> list[BadRecord]:
-        """A caught-up partition: send its open buckets provisionally; stop holding event time back."""
+    def idle(self, src: KafkaSource, up: Upstream, position: int | None = None) -> list[BadRecord]:
+        """A caught-up partition (at ``position``, its log's end): send its open buckets provisionally; stop holding
+        event time back."""
         up.idle = True
+        if position is not None and (up.position is None or position > up.position):
+            up.position = position  # e.g. an empty partition, or records that decoded to nothing
         partials = up.partials(self.routers, up.provisional())
         clock = up.clock() if up.clock_changed(self.idle_lease / 3) else None
         if partials or clock is not None:
             return self._forward(src.name, up, partials, clock)
         return []
 
-    def _forward(
-        self, source: str, up: Upstream, partials: list[Partial], clock: Clock | None
-    ) -> list[BadRecord]:
+    def _forward(self, source: str, up: Upstream, partials: list[Partial], clock: Clock | None) -> list[BadRecord]:
         if source in self.keyed:
             task = self.tasks.get(up.src)
             if task is None:
@@ -246,7 +249,11 @@ class KafkaScaleOut:
                 "%s: letting go of %d partition(s) not acknowledged: %s: %s", source, len(ups), type(exc).__name__, exc
             )
 
-    def apply(self, records: list[tuple[int, int, bytes, float]]) -> list[BadRecord]:
+    def apply(
+        self, records: list[tuple[int, int, bytes, float]], ends: dict[str, int] | None = None
+    ) -> list[BadRecord]:
+        """Apply repartition records to their tasks; then ``ends``, the input partitions' log-end offsets read
+        after these records were fetched (see :meth:`Task.log_ends`)."""
         bad: list[BadRecord] = []
         for partition, offset, value, at_ms in records:
             task = self.tasks.get(f"repartition/{partition}")
@@ -264,6 +271,9 @@ class KafkaScaleOut:
                 bad.extend(self._late(task.add(src, parts, clock, partials, at_ms)))
             task.offset = offset + 1
             task.meta_dirty = True
+        if ends:
+            for task in self.tasks.values():
+                task.log_ends(ends)
         return bad
 
     def _late(self, late: list[Partial]) -> list[BadRecord]:
@@ -393,6 +403,8 @@ class TaskSource(KafkaSource):
     def __init__(self, cfg: KafkaConfig, *, scale: KafkaScaleOut, **kw: Any):
         super().__init__(cfg, **kw)
         self.scale = scale
+        self._input_tps: list[tuple[str, Any]] = []
+        self._input_tps_at = 0.0
 
     def _restore(self, tps: list[Any]) -> None:
         specs = [
@@ -412,16 +424,47 @@ class TaskSource(KafkaSource):
     def _released(self, tps: set[Any]) -> list[str]:
         return [f"repartition/{tp.partition}" for tp in tps]
 
-    def _emit(self, tp: Any, msgs: list[Any]) -> None:
+    def _emit_polled(self, records: dict[Any, list[Any]]) -> None:
+        ends = self._input_ends()
+        for tp, msgs in records.items():
+            self._emit(tp, msgs, ends)
+
+    def _emit(self, tp: Any, msgs: list[Any], ends: dict[str, int] | None = None) -> None:
         self.emit(
             Batch(
                 self.name,
                 "partials",
-                [(tp.partition, m.offset, m.value, float(m.timestamp)) for m in msgs],
+                ([(tp.partition, m.offset, m.value, float(m.timestamp)) for m in msgs], ends),
                 None,
                 records=len(msgs),
             )
         )
+
+    def _input_ends(self) -> dict[str, int] | None:
+        """The log-end offset of every partition of the unkeyed input topics (one request), read after a fetch of
+        partials: an input partition idle in a task's view whose log has grown since holds event time back. None
+        when they cannot be read (the broker away): then the clocks alone decide, as before."""
+        from kafka import TopicPartition
+
+        now = time.monotonic()
+        if not self._input_tps or now - self._input_tps_at > 60.0:  # the input topics' partitions, cached a while
+            tps = []
+            for name in self.scale.unkeyed:
+                src = self.scale.agent.sources.get(name)
+                for topic in getattr(getattr(src, "cfg", None), "topics", None) or ():
+                    for p in self.consumer.partitions_for_topic(topic) or ():
+                        tps.append((name, TopicPartition(topic, p)))
+            self._input_tps, self._input_tps_at = tps, now
+        tps = self._input_tps
+        if not tps:
+            return None
+        try:
+            ends = self.consumer.end_offsets([tp for _, tp in tps], timeout_ms=REQUEST_TIMEOUT_MS)
+        except Exception as exc:
+            if fatal_reason(exc):
+                raise
+            return None
+        return {stream_key(name, tp.topic, tp.partition): ends[tp] for name, tp in tps if tp in ends}
 
     def _emit_idle(self) -> None:
         return None

@@ -305,3 +305,43 @@ def test_every_task_learns_the_detectors_first_window_from_the_input_clocks() ->
     tasks[0].close()
     tasks[0].add("tokens/t/1", {}, (9 * 3600.0, False, {"spend": 0.0}), [])
     assert tasks[0].runners["spend"].first_window == 7200.0
+
+
+def test_an_idle_input_whose_log_grew_holds_event_time_back_until_its_owner_reports() -> None:
+    """Partitions went idle; new records reach every partition, but one partition's partials are fetched first:
+    the others' logs have grown past the offsets they were idle at, so they hold event time back (else the first
+    partition's sealed time would close windows the others still feed, and their partials would come late)."""
+    agent = Agent(load_config_text(CONFIG))
+    routers = {name: agent.make_runner(name) for name in agent.runners}
+    task = Task("repartition/0", agent.make_runner, list(agent.runners), sources=["tokens"])
+    ups = [Upstream(f"tokens/t/{i}", agent.bucket, 300, {"tokens/t": 2}) for i in range(2)]
+    for up in ups:  # both caught up at offset 2 (the wire carries the offset of an idle clock)
+        up.add([_ob(1000.0, "a", 1.0), _ob(3500.0, "a", 1.0)], 0, 1)
+        task.add(*decode(encode(up.src, up.parts, None, up.partials(routers, up.seal()))))
+        up.idle = True
+        clock = up.clock()
+        assert clock[3] == 2 and up.clock_changed()
+        task.add(*decode(encode(up.src, up.parts, clock, up.partials(routers, up.provisional()))))
+    base = task.watermark()
+    assert 0 < base < 3500.0
+    task.log_ends({"tokens/t/0": 2, "tokens/t/1": 2})  # nothing new: both stay idle
+    assert task.watermark() == base
+    # Hours of new records in both logs; partition 0's are read and sealed first.
+    ups[0].add([_ob(t, "a", 1.0) for t in (4000.0, 9000.0, 20000.0)], 2, 4)
+    task.add(*_sealed(ups[0], routers))
+    # Partition 1 still idle, partition 0 active: the active one's sealed time would close windows up to it...
+    assert task.watermark() == ups[0].sealed_until > base + 3600
+    task.log_ends({"tokens/t/0": 5, "tokens/t/1": 5})
+    assert task.watermark() == base  # ...but partition 1's log grew: it holds event time back
+    assert all(p.window_start + task.runners[n].window <= base for n, pts, _ in task.close() for p in pts)
+    # Its owner reads them: its partials are on time, then both move on.
+    ups[1].add([_ob(t, "a", 2.0) for t in (4100.0, 9100.0, 20100.0)], 2, 4)
+    assert task.add(*_sealed(ups[1], routers)) == []
+    assert task.watermark() > base + 3600
+    # An input whose clock came without an offset (an older agent) counts as idle only while its log is empty.
+    old = Task("repartition/0", agent.make_runner, list(agent.runners), sources=["tokens"])
+    old.add("tokens/t/0", {"tokens/t": 1}, (3000.0, True), [])
+    old.log_ends({"tokens/t/0": 0})
+    assert old.inputs["tokens/t/0"][1] is True
+    old.log_ends({"tokens/t/0": 7})
+    assert old.inputs["tokens/t/0"][1] is False
