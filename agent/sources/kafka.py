@@ -171,6 +171,7 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
 
 REQUEST_TIMEOUT_MS = 5_000  # a blocking client call on the consumer thread (end offsets, commit)
 POSITION_TIMEOUT_MS = 1_000  # position() may look up the committed offset: in an outage, never wait long
+FETCH_STALL_SECONDS = 30.0  # a partition behind its end whose position has not moved this long is fetched afresh
 CLOSE_TIMEOUT_MS = 5_000  # each of: the final commit, leaving the group, the producer's last flush
 
 
@@ -222,6 +223,7 @@ class KafkaSource(Source):
         self._missing: dict[str, float] = {}  # configured topic -> metadata refresh that first lacked it
         self._close_timeout = 3 * CLOSE_TIMEOUT_MS / 1000
         self._commit_failing: str | None = None  # error type of the failing offset commits (logged once)
+        self._progress: dict[Any, tuple[int, float]] = {}  # partition → (position, since when) while behind its end
 
     # -- hooks the pipeline calls ----------------------------------------------------------
     def stop(self, timeout: float = 5.0) -> None:
@@ -498,6 +500,41 @@ class KafkaSource(Source):
             self.agent.telemetry.consumer_lag.labels(source=self.name, topic=tp.topic, partition=str(tp.partition)).set(
                 max(0, end - pos)
             )
+            self._watch_progress(tp, pos, end, now)
+
+    def _watch_progress(self, tp: Any, pos: int, end: int, now: float) -> None:
+        """A partition with records to read that is neither paused nor being restored, whose position has not moved
+        for ``FETCH_STALL_SECONDS``, is fetched afresh (seek to its own position: the client drops the partition's
+        fetch state). Seen once after a broker restart: the client stopped fetching partitions it had just been
+        assigned again, and event time stood still. Counted as ``errors_total{error_type="FetchStalled"}``."""
+        if pos >= end or self._paused or tp in self._pending:
+            self._progress.pop(tp, None)
+            return
+        seen = self._progress.get(tp)
+        if seen is None or seen[0] != pos:
+            self._progress[tp] = (pos, now)
+            return
+        if now - seen[1] < FETCH_STALL_SECONDS:
+            return
+        state = getattr(getattr(self.consumer, "_subscription", None), "assignment", {}).get(tp)
+        detail = {
+            k: getattr(state, k, None)
+            for k in ("paused", "_pending_revocation", "has_valid_position", "_awaiting_validation", "awaiting_reset")
+        }
+        self.agent.telemetry.errors.labels(component=self.name, error_type="FetchStalled", stage="consume").inc()
+        log.warning(
+            "kafka source %s: %s/%d has not moved from offset %d for %.0f s with %d records to read (client state %s); "
+            "fetching it afresh",
+            self.name,
+            tp.topic,
+            tp.partition,
+            pos,
+            now - seen[1],
+            end - pos,
+            detail,
+        )
+        self.consumer.seek(tp, pos)
+        self._progress[tp] = (pos, now)
 
     def _check_topics(self) -> None:
         """A configured topic that the cluster does not know, at metadata refreshes at least
