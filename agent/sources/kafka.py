@@ -503,10 +503,10 @@ class KafkaSource(Source):
             self._watch_progress(tp, pos, end, now)
 
     def _watch_progress(self, tp: Any, pos: int, end: int, now: float) -> None:
-        """A partition with records to read that is neither paused nor being restored, whose position has not moved
-        for ``FETCH_STALL_SECONDS``, is fetched afresh (seek to its own position: the client drops the partition's
-        fetch state). Seen once after a broker restart: the client stopped fetching partitions it had just been
-        assigned again, and event time stood still. Counted as ``errors_total{error_type="FetchStalled"}``."""
+        """A partition with records to read that this source has neither paused nor is restoring, whose position has
+        not moved for ``FETCH_STALL_SECONDS``, is fetched afresh. Seen after a broker restart: the client stopped
+        fetching partitions it had just been assigned again, and event time stood still. Counted as
+        ``errors_total{error_type="FetchStalled"}``."""
         if pos >= end or self._paused or tp in self._pending:
             self._progress.pop(tp, None)
             return
@@ -533,6 +533,12 @@ class KafkaSource(Source):
             end - pos,
             detail,
         )
+        # Whatever holds it: a pause or a revocation the client forgot, an offset validation that never completes,
+        # a lost fetch (seek drops the partition's fetch state and any pending validation).
+        if state is not None and getattr(state, "_pending_revocation", False):
+            state.mark_pending_revocation(False)
+        if detail["paused"]:
+            self.consumer.resume(tp)
         self.consumer.seek(tp, pos)
         self._progress[tp] = (pos, now)
 

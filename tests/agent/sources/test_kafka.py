@@ -361,3 +361,39 @@ def test_a_message_over_max_record_bytes_is_dead_lettered_whole_not_decoded(tmp_
     )
     assert discarded == 1
     agent.stop()
+
+
+def test_a_partition_the_client_stopped_fetching_is_fetched_afresh(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client's own state of one partition is left as a broker restart once left it (an offset validation that
+    never completes: nothing is fetched, nothing fails): the source notices that the partition does not move while
+    records wait, logs it once with the client's state, counts it and fetches it afresh; every record is read."""
+    import agent.sources.kafka as kafka_source
+
+    monkeypatch.setattr(kafka_source, "FETCH_STALL_SECONDS", 2.0)
+    src, dlq = topic(kafka_bootstrap, 2), topic(kafka_bootstrap, 1)
+    text = CONFIG.format(bootstrap=kafka_bootstrap, topic=src, group="g-" + src, dlq=dlq, dlq_file=tmp_path / "d.jsonl")
+    text = text.replace("    decoder:", "    lag_interval_seconds: 0.5\n    decoder:")
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    source = agent.sources["tokens"]
+    agent.start()
+    try:
+        assert wait_until(lambda: source.ready() and len(source.assigned) == 2, 60)
+        from kafka import TopicPartition
+
+        stuck = TopicPartition(src, 1)
+        state = source.consumer._subscription.assignment[stuck]
+        state._awaiting_validation = True  # the client will not fetch it until a validation that never comes
+        for part in (0, 1):
+            lines = [log(timestamp=f"2026-10-01T{h:02d}:00:00Z") for h in range(5)]
+            produce(kafka_bootstrap, src, lines, partition=part)
+        assert wait_until(lambda: agent.records_in >= 10, 60), agent.records_in
+    finally:
+        agent.stop()
+    lines = [r.getMessage() for r in caplog.records if "has not moved from offset" in r.getMessage()]
+    assert len(lines) == 1 and f"{src}/1" in lines[0] and "'_awaiting_validation': True" in lines[0]
+    n = agent.telemetry.registry.get_sample_value(
+        "finops_agent_errors_total", {"component": "tokens", "error_type": "FetchStalled", "stage": "consume"}
+    )
+    assert n == 1
