@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing bench-quality demo clean
+.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing bench-quality chaos demo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -56,3 +56,11 @@ NAB ?= $(or $(FINOPS_SHARED_DATA),../shared/data)/nab
 bench-quality: $(STAMP)
 	$(BIN)/python -m bench.nab run --nab $(NAB) --out bench/out/nab --per-file
 	$(BIN)/python -m bench.cost_shaped --seeds 5
+
+## Fault injection on the Kafka path: seeds 1..SEEDS, each a seeded month produced unkeyed, one or two replicas as
+## real processes, kill -9 / SIGTERM / broker outages / a slow webhook receiver, checked against a backtest.
+## `make test` runs the fixed set (tests/bench/test_chaos.py). CHAOS_DIR keeps the logs.
+SEEDS ?= 5
+CHAOS_DIR ?= bench/out/chaos
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --seeds $(SEEDS) --workdir $(CHAOS_DIR)

@@ -188,8 +188,6 @@ class Agent:
         """Restore state, start sinks, the pipeline thread and the sources; returns quickly."""
         self._started = True
         tune_gc()
-        if self.scale is not None:
-            self.scale.start()  # internal topics; tasks are restored as partitions are assigned
         state = self.store.load() if self.scale is None else None
         if state:
             self.aggregator.restore(state["aggregator"])
@@ -216,11 +214,19 @@ class Agent:
                 for s in self.sinks.values():
                     s.on_restore(restored, firing)
         self.health._alive.set()
+        # Scale-out: the internal topics (tasks are restored as partitions are assigned). Alive meanwhile, not ready:
+        # an agent started while the brokers are away waits for them. Interrupted (SIGTERM): return, stop() follows.
+        if self.scale is not None and not self.scale.start(self._closing):
+            return
         self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
         self._thread.start()
         for src in self.sources.values():
             src.start()
         self.health._ready.set()
+
+    def interrupt(self) -> None:
+        """A stop was asked for (a signal): a start still waiting for the brokers gives up; stop() follows."""
+        self._closing.set()
 
     def _emit(self, batch: Batch) -> None:
         while True:

@@ -30,7 +30,8 @@ import importlib
 import logging
 import threading
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -40,6 +41,7 @@ from agent.registry import ComponentConfig, register
 from agent.sources.base import Batch, Source
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _require_kafka() -> Any:
@@ -142,6 +144,36 @@ def fatal_reason(exc: BaseException) -> str | None:
     return None
 
 
+def retrying(
+    attempt: Callable[[], T], what: str, stop: threading.Event, count: Callable[[str], None] | None = None
+) -> T | None:
+    """``attempt()`` until it succeeds, waiting for the brokers however long: retried with backoff (1 s doubling to
+    30 s), each error type logged once and counted with ``count``; a fatal error (credentials, authorization)
+    raises. None when ``stop`` is set first. kafka-python's clients contact the brokers when they are built, so
+    building one while the brokers are away fails after its bootstrap timeout: an agent started during an outage
+    (a pod rescheduled) must wait for them, not die."""
+    backoff, failing = 1.0, None
+    while not stop.is_set():
+        try:
+            result = attempt()
+        except Exception as exc:
+            if fatal_reason(exc):
+                raise
+            kind = type(exc).__name__
+            if count is not None:
+                count(kind)
+            if kind != failing:
+                log.warning("%s: cannot reach the Kafka brokers (%s: %s); retrying with backoff", what, kind, exc)
+                failing = kind
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        if failing is not None:
+            log.info("%s: connected", what)
+        return result
+    return None
+
+
 def client_options(cfg: KafkaConfig) -> dict[str, Any]:
     """kafka-python options for security (shared by the consumer, producer and admin client)."""
     from agent.config import read_secret
@@ -171,7 +203,7 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
 
 REQUEST_TIMEOUT_MS = 5_000  # a blocking client call on the consumer thread (end offsets, commit)
 POSITION_TIMEOUT_MS = 1_000  # position() may look up the committed offset: in an outage, never wait long
-FETCH_STALL_SECONDS = 30.0  # a partition behind its end whose position has not moved this long is fetched afresh
+FETCH_STALL_SECONDS = 15.0  # a partition behind its end whose position has not moved this long is fetched afresh
 CLOSE_TIMEOUT_MS = 5_000  # each of: the final commit, leaving the group, the producer's last flush
 
 
@@ -301,21 +333,44 @@ class KafkaSource(Source):
     def run(self) -> None:
         kafka = _require_kafka()
         opts = client_options(self.cfg)
-        self.consumer = kafka.KafkaConsumer(
-            **opts,
-            group_id=self.cfg.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=self.cfg.auto_offset_reset,
-            max_poll_records=self.cfg.max_poll_records,
-            session_timeout_ms=self.cfg.session_timeout_ms,
-            max_poll_interval_ms=self.cfg.max_poll_interval_ms,
-            allow_auto_create_topics=False,  # reading never creates a topic: a deleted one is reported, not recreated
-        )
+
+        def count(kind: str) -> None:
+            if self.agent is not None:
+                self.agent.telemetry.errors.labels(component=self.name, error_type=kind, stage="connect").inc()
+
+        def consumer() -> Any:
+            return kafka.KafkaConsumer(
+                **opts,
+                group_id=self.cfg.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=self.cfg.auto_offset_reset,
+                max_poll_records=self.cfg.max_poll_records,
+                session_timeout_ms=self.cfg.session_timeout_ms,
+                max_poll_interval_ms=self.cfg.max_poll_interval_ms,
+                allow_auto_create_topics=False,  # reading never creates a topic: a deleted one is reported
+            )
+
+        try:
+            self.consumer = retrying(consumer, f"kafka source {self.name}", self._stop, count)
+            if self.consumer is not None and self.cfg.dead_letter_topic:
+                self.producer = retrying(
+                    lambda: kafka.KafkaProducer(**opts, acks="all", linger_ms=5),
+                    f"kafka source {self.name} (dead-letter producer)",
+                    self._stop,
+                    count,
+                )
+        except Exception as exc:  # fatal (credentials, authorization): the agent stops with one line
+            if self.agent is not None:
+                self.agent.fail(exc, f"kafka source {self.name}: {fatal_reason(exc)}")
+            self.consumer = None
+        if self.consumer is None or (self.cfg.dead_letter_topic and self.producer is None):
+            self._left_loop.set()  # stopped (or failed) before the brokers could be reached
+            if self.consumer is not None:
+                self.consumer.close(autocommit=False, timeout_ms=1000)
+            return
         cluster_config = getattr(getattr(self.consumer, "_cluster", None), "config", None)
         if isinstance(cluster_config, dict):  # kafka-python 3.0 does not pass the option on to its metadata
             cluster_config["allow_auto_create_topics"] = False  # requests: a deleted topic came back at once
-        if self.cfg.dead_letter_topic:
-            self.producer = kafka.KafkaProducer(**opts, acks="all", linger_ms=5)
         listener = _listener(self)
         if self.cfg.topic_pattern:
             self.consumer.subscribe(pattern=self.cfg.topic_pattern, listener=listener)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from typing import Any
 
@@ -38,6 +39,7 @@ from agent.sources.kafka import (
     client_options,
     close_producer,
     fatal_reason,
+    retrying,
     stream_key,
 )
 
@@ -81,11 +83,29 @@ class KafkaScaleOut:
         self._unacked: dict[tuple[str, int, bytes], tuple[bytes | None, Any]] = {}
 
     # -- set-up ------------------------------------------------------------------------------
-    def start(self) -> None:
-        kafka = _require_kafka()
+    def start(self, stop: threading.Event) -> bool:
+        """The producer and the internal topics, waiting for the brokers however long (see
+        :func:`~agent.sources.kafka.retrying`). False when ``stop`` was set first."""
+
+        def count(kind: str) -> None:
+            self.agent.telemetry.errors.labels(component="scale-out", error_type=kind, stage="connect").inc()
+
+        return retrying(self._start, "scale-out", stop, count) is not None
+
+    def _start(self) -> bool:
+        if self.producer is None:
+            self.producer = self._producer(_require_kafka())
+        if self.unkeyed:
+            self.ensure_topic(self.repartition_topic, self.partitions, {"cleanup.policy": "delete"})
+            self.ensure_topic(self.changelog_topic, self.partitions, {"cleanup.policy": "compact"})
+            # The partitioner must use the real partition count (the topic may predate the config).
+            self.partitions = len(self._partitions_for(self.repartition_topic))
+        return True
+
+    def _producer(self, kafka: Any) -> Any:
         # Idempotent (kafka-python's default with acks=all): retries keep each partition's order, so a changelog
         # record never lands after a newer one of its key.
-        self.producer = kafka.KafkaProducer(
+        return kafka.KafkaProducer(
             **self.opts,
             acks="all",
             linger_ms=5,
@@ -96,11 +116,6 @@ class KafkaScaleOut:
             # (or a stop) must fail fast and retry, not hang past its deadline.
             max_block_ms=MAX_BLOCK_MS,
         )
-        if self.unkeyed:
-            self.ensure_topic(self.repartition_topic, self.partitions, {"cleanup.policy": "delete"})
-            self.ensure_topic(self.changelog_topic, self.partitions, {"cleanup.policy": "compact"})
-            # The partitioner must use the real partition count (the topic may predate the config).
-            self.partitions = len(self._partitions_for(self.repartition_topic))
 
     def task_source(self, **kw: Any) -> TaskSource:
         cfg = self.first.model_copy(

@@ -470,3 +470,56 @@ def test_a_failing_checkpoint_is_retried_with_backoff_and_shown_in_readiness(tmp
     assert isinstance(agent.error, kafka_errors.TopicAuthorizationFailedError)
     agent.scale = None
     agent.stop()
+
+
+def test_an_agent_started_while_the_broker_is_away_waits_for_it(
+    kafka_broker: KafkaBroker, demo_month: Path, tmp_path: Path
+) -> None:
+    """A pod rescheduled during an outage: start() waits for the brokers (alive, not ready: "starting") instead of
+    dying of the clients' bootstrap timeout, and consumes once they are back; interrupted (SIGTERM) while it waits,
+    it stops at once."""
+    import threading
+
+    bs = kafka_broker.bootstrap
+    name = create_topic(bs, 2)
+    text = CONFIG.format(bootstrap=bs, topic=name, directory=tmp_path / "state")
+    kafka_broker.stop()
+    waiting = Agent(load_config_text(text))
+    t = threading.Thread(target=waiting.start, daemon=True)
+    t.start()
+    time.sleep(3)
+    assert t.is_alive() and waiting.health.alive() and waiting.health.not_ready() == "starting"
+    waiting.interrupt()
+    t.join(40)  # the attempt under way ends within the client's bootstrap timeout
+    assert not t.is_alive() and waiting.error is None
+    t0 = time.monotonic()
+    waiting.stop(timeout=10)
+    assert time.monotonic() - t0 < 12
+
+    agent = Agent(load_config_text(text))
+    t = threading.Thread(target=agent.start, daemon=True)
+    t.start()
+    time.sleep(35)  # past the clients' 30 s bootstrap timeout: the first attempt failed
+    assert t.is_alive() and agent.health.alive() and agent.error is None
+    kafka_broker.start()
+    t.join(90)
+    assert not t.is_alive()
+    lines = demo_lines(demo_month, range(0, 1))
+    p = KafkaProducer(bootstrap_servers=bs, linger_ms=20)
+    for i, line in enumerate(lines):
+        p.send(name, value=line, partition=i % 2)
+    p.flush(60)
+    p.close()
+    try:
+        assert wait_until(lambda: agent.health.ready() and agent.records_in >= len(lines), 120), (
+            agent.health.not_ready(),
+            agent.records_in,
+        )
+        n = agent.telemetry.registry.get_sample_value(
+            "finops_agent_errors_total",
+            {"component": "scale-out", "error_type": "KafkaTimeoutError", "stage": "connect"},
+        )
+        assert n is not None and n >= 1
+    finally:
+        agent.stop()
+    assert agent.error is None
