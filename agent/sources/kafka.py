@@ -203,7 +203,7 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
 
 REQUEST_TIMEOUT_MS = 5_000  # a blocking client call on the consumer thread (end offsets, commit)
 POSITION_TIMEOUT_MS = 1_000  # position() may look up the committed offset: in an outage, never wait long
-FETCH_STALL_SECONDS = 15.0  # a partition behind its end whose position has not moved this long is fetched afresh
+FETCH_STALL_SECONDS = 5.0  # a partition behind its end whose position has not moved this long is fetched afresh
 CLOSE_TIMEOUT_MS = 5_000  # each of: the final commit, leaving the group, the producer's last flush
 
 

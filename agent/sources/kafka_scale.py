@@ -435,6 +435,7 @@ class TaskSource(KafkaSource):
                 self.consumer.seek(tp, task.offset)
             else:
                 self.consumer.seek_to_beginning(tp)
+            log.info("task %s replays %s/%d from offset %s", task.tid, tp.topic, tp.partition, task.offset or 0)
 
     def _released(self, tps: set[Any]) -> list[str]:
         return [f"repartition/{tp.partition}" for tp in tps]
