@@ -63,6 +63,13 @@ class StateConfig(_Strict):
         description="type kafka: a caught-up input partition stops holding event time back while its owner "
         "says so at least this often; a crashed owner's partitions hold it back again after this long",
     )
+    idle_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="type kafka: a caught-up input partition holds event time back for this long after it went "
+        "idle (Kafka Streams' max.task.idle.ms): records a producer delivers to it a moment later than to the other "
+        "partitions (a producer that retries after an outage) are on time, not late",
+    )
 
 
 class PipelineConfig(_Strict):

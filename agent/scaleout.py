@@ -272,6 +272,7 @@ class Task:
         sources: Iterable[str] = (),
         inputs: Iterable[str] = (),
         idle_lease_ms: float = 10_000.0,
+        idle_grace_ms: float = 0.0,
     ):
         self.tid = tid
         self.runners = {name: make_runner(name) for name in detectors}
@@ -280,9 +281,11 @@ class Task:
         self.contrib: dict[str, dict[float, dict[SeriesKey, dict[tuple[str, float], list[Any]]]]] = {
             name: {} for name in self.runners
         }
-        # input partition → [sealed until, idle, reported at (ms), offset it was idle at (None: unknown)]
+        # input partition → [sealed until, idle, reported at (ms), offset it was idle at (None: unknown),
+        # idle since (ms, this task's clock; None: not idle)]
         self.inputs: dict[str, list[Any]] = {}
         self.idle_lease_ms = idle_lease_ms
+        self.idle_grace_ms = idle_grace_ms
         self.now_ms = 0.0  # the latest report time applied: this task's clock, from its input records
         self.parts: dict[str, int] = {}
         self.closed_until = NEG_INF
@@ -338,13 +341,14 @@ class Task:
             cur = self.inputs.get(src)
             offset = clock[3] if len(clock) > 3 else None
             if cur is None:
-                self.inputs[src] = [clock[0], clock[1], at_ms, offset]
+                self.inputs[src] = [clock[0], clock[1], at_ms, offset, at_ms if clock[1] else None]
             else:
-                cur[0], cur[1], cur[2] = max(cur[0], clock[0]), clock[1], at_ms
-                if len(cur) > 3:
-                    cur[3] = offset
-                else:
-                    cur.append(offset)
+                while len(cur) < 5:  # restored from an older agent's record
+                    cur.append(None)
+                was_idle_at = cur[3] if cur[1] and cur[4] is not None else False
+                cur[0], cur[1], cur[2], cur[3] = max(cur[0], clock[0]), clock[1], at_ms, offset
+                # Idle since this report, unless it was idle at the same offset already (a heartbeat).
+                cur[4] = (cur[4] if was_idle_at == offset else at_ms) if clock[1] else None
             if unsealed:  # sealed since: a later copy is recognised by its bucket alone
                 limit = self.inputs[src][0]
                 for k in [k for k in unsealed if k[2] < limit]:
@@ -379,6 +383,8 @@ class Task:
             # (An offset unknown, from an older agent's clock: idle only while the log is empty.)
             if cur is not None and cur[1] and end > (cur[3] if len(cur) > 3 and cur[3] is not None else 0):
                 cur[1] = False
+                if len(cur) > 4:
+                    cur[4] = None
                 self.meta_dirty = True
 
     def watermark(self) -> float:
@@ -396,8 +402,14 @@ class Task:
             if clock is None:
                 return NEG_INF
             # Idle (caught up, nothing pending) only while its owner keeps saying so: a partition whose
-            # owner crashed or left holds event time back again until its new owner reports.
-            if clock[1] and self.now_ms - clock[2] <= self.idle_lease_ms:
+            # owner crashed or left holds event time back again until its new owner reports. And only once it has
+            # been idle for the grace: records delivered to it a moment late are on time.
+            since = clock[4] if len(clock) > 4 and clock[4] is not None else clock[2]
+            if (
+                clock[1]
+                and self.now_ms - clock[2] <= self.idle_lease_ms
+                and self.now_ms - since >= self.idle_grace_ms
+            ):
                 idle.append(clock[0])
             else:
                 active.append(clock[0])

@@ -67,6 +67,7 @@ class KafkaScaleOut:
         self.changelog_topic = f"{self.prefix}-changelog"
         self.partitions = cfg.state.partitions
         self.idle_lease = cfg.state.idle_lease_seconds
+        self.idle_grace = cfg.state.idle_grace_seconds
         self.replication = cfg.state.replication_factor
         self.unkeyed = sorted(n for n, s in kafka_cfgs.items() if not s.keyed_by_series)
         self.keyed = {n for n, s in kafka_cfgs.items() if s.keyed_by_series}
@@ -181,7 +182,14 @@ class KafkaScaleOut:
         records = read_partitions(self.opts, sorted({(topic, p) for _, topic, p, _ in specs}))
         tasks = []
         for tid, topic, partition, kw in specs:
-            task = Task(tid, self.agent.make_runner, self.detectors, idle_lease_ms=self.idle_lease * 1000, **kw)
+            task = Task(
+                tid,
+                self.agent.make_runner,
+                self.detectors,
+                idle_lease_ms=self.idle_lease * 1000,
+                idle_grace_ms=self.idle_grace * 1000,
+                **kw,
+            )
             task.changelog = (topic, partition)  # type: ignore[attr-defined]
             n = task.restore(records[(topic, partition)])
             log.info("state restored for task %s: %d series from %s/%d", tid, n, topic, partition)
@@ -227,7 +235,7 @@ class KafkaScaleOut:
             if task is None:
                 return []  # revoked meanwhile: the new owner replays from the committed offset
             self._touched.add(task.tid)
-            return self._late(task.add(up.src, up.parts, clock, partials, time.time() * 1000))
+            return self._late(up.src, task.add(up.src, up.parts, clock, partials, time.time() * 1000))
         by_part: dict[int, list[Partial]] = {}
         n = self.partitions
         for p in partials:
@@ -283,7 +291,7 @@ class KafkaScaleOut:
             except Exception as exc:  # written by us; a foreign producer's record must not kill the agent
                 bad.append(BadRecord(value, "schema", f"repartition record: {type(exc).__name__}: {exc}"))
             else:
-                bad.extend(self._late(task.add(src, parts, clock, partials, at_ms)))
+                bad.extend(self._late(src, task.add(src, parts, clock, partials, at_ms)))
             task.offset = offset + 1
             task.meta_dirty = True
         if ends:
@@ -291,10 +299,10 @@ class KafkaScaleOut:
                 task.log_ends(ends)
         return bad
 
-    def _late(self, late: list[Partial]) -> list[BadRecord]:
+    def _late(self, src: str, late: list[Partial]) -> list[BadRecord]:
         return [
             BadRecord(
-                encode("", {}, None, [p]),
+                encode(src, {}, None, [p]),
                 "late",
                 "partial aggregate for a window already closed (an input partition fell behind its lateness)",
             )

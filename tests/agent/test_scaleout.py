@@ -345,3 +345,23 @@ def test_an_idle_input_whose_log_grew_holds_event_time_back_until_its_owner_repo
     assert old.inputs["tokens/t/0"][1] is True
     old.log_ends({"tokens/t/0": 7})
     assert old.inputs["tokens/t/0"][1] is False
+
+
+def test_an_idle_input_holds_event_time_back_for_the_grace() -> None:
+    """Idle partitions stop holding event time back only after ``idle_grace_seconds`` of being idle at the same
+    offset (measured on the task's clock, its records' times): a producer that delivers to one partition a moment
+    later than to the others (retrying after an outage) does not make that partition's records late."""
+    agent = Agent(load_config_text(CONFIG))
+    task = Task("repartition/0", agent.make_runner, ["spend"], sources=["tokens"], idle_grace_ms=10_000)
+    task.add("tokens/t/0", {"tokens/t": 2}, (7200.0, True, {}, 5), [], at_ms=1_000)
+    task.add("tokens/t/1", {}, (3600.0, True, {}, 5), [], at_ms=1_000)
+    assert task.watermark() == 3600.0  # both just went idle: the slower one holds time back
+    task.add("tokens/t/1", {}, (3600.0, True, {}, 5), [], at_ms=8_000)  # heartbeats: same offset, still idle
+    task.add("tokens/t/0", {}, (7200.0, True, {}, 5), [], at_ms=8_000)
+    assert task.watermark() == 3600.0
+    task.add("tokens/t/1", {}, (3600.0, True, {}, 7), [], at_ms=9_000)  # it read 2 more records: idle anew
+    task.add("tokens/t/0", {}, (7200.0, True, {}, 5), [], at_ms=12_000)
+    assert task.watermark() == 3600.0  # partition 1 idle for 3 s only
+    task.add("tokens/t/1", {}, (3600.0, True, {}, 7), [], at_ms=18_000)  # heartbeat within the lease
+    task.add("tokens/t/0", {}, (7200.0, True, {}, 5), [], at_ms=19_500)
+    assert task.watermark() == 7200.0  # both idle for the grace: the idle max
