@@ -9,9 +9,9 @@ receiver. When every window that can close has closed, the replicas are stopped 
 a one-process backtest of the same records:
 
 1. the same firing alert ids;
-2. no (id, status) delivered twice, except a delivery the run could not have checkpointed (at-least-once: a
-   replica killed, or a broker outage, between the delivery and the checkpoint of its window); those are
-   counted as ``re-sent``;
+2. no alert event (id, status, severity: an escalation is its own event) delivered twice, except a delivery the
+   run could not have checkpointed (at-least-once: a replica killed, or a broker outage, between the delivery and
+   the checkpoint of its window); those are counted as ``re-sent``;
 3. every series' learned-window count, last learned window and model equal to the backtest's (read from the
    changelog topic, numbers to 1e-9);
 4. nothing dead-lettered that the backtest kept.
@@ -163,6 +163,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.deliveries: list[tuple[str, str, dict[str, Any]]] = []
+        self.paths: list[str] = []  # which replica delivered (each posts to /hook/<index>)
         self.delay = 0.0
         self.lock = threading.Lock()
         holder = self
@@ -175,6 +176,7 @@ class Receiver:
                 doc = json.loads(body)
                 with holder.lock:
                     holder.deliveries.append((doc["id"], doc["status"], doc))
+                    holder.paths.append(self.path)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -210,7 +212,8 @@ class Replica:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.config = self.dir / "config.yaml"
-        self.config.write_text(config.replace("{port}", str(self.port)).replace("{state}", str(self.dir / "state")))
+        text = config.replace("{port}", str(self.port)).replace("{state}", str(self.dir / "state"))
+        self.config.write_text(text.replace("/hook", f"/hook/{index}"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -501,11 +504,16 @@ def _check(
     out.alerts = len(want)
     if want != got:
         out.problems.append(f"firing ids differ: missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]}")
-    # (id, status) delivered twice: allowed only as at-least-once re-sends after a kill -9 or an outage.
-    seen = Counter((i, s) for i, s, _ in recv.deliveries)
+    # An event (id, status; an escalation is a firing event of a higher severity, a restatement a new revision)
+    # delivered twice: allowed only as at-least-once re-sends after a kill -9 or an outage.
+    def event(d: dict[str, Any]) -> tuple[Any, ...]:
+        return d["id"], d["status"], d["severity"], d.get("revision")
+
+    seen = Counter(event(d) for _, _, d in recv.deliveries)
     twice = [k for k, n in seen.items() if n > 1]
     if twice and not unsafe:
-        out.problems.append(f"delivered twice without a kill or an outage: {twice[:5]}")
+        by = {k: [recv.paths[i] for i, d in enumerate(recv.deliveries) if event(d[2]) == k] for k in twice[:3]}
+        out.problems.append(f"delivered twice without a kill or an outage: {by}")
     out.resent = sum(seen[k] - 1 for k in twice)
     # Every series' learned windows and model, from the changelog, against the backtest's runners.
     state: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
