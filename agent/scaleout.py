@@ -345,10 +345,10 @@ class Task:
             else:
                 while len(cur) < 5:  # restored from an older agent's record
                     cur.append(None)
-                was_idle_at = cur[3] if cur[1] and cur[4] is not None else False
+                heartbeat = bool(clock[1] and cur[1] and cur[4] is not None and cur[3] == offset)
                 cur[0], cur[1], cur[2], cur[3] = max(cur[0], clock[0]), clock[1], at_ms, offset
                 # Idle since this report, unless it was idle at the same offset already (a heartbeat).
-                cur[4] = (cur[4] if was_idle_at == offset else at_ms) if clock[1] else None
+                cur[4] = (cur[4] if heartbeat else at_ms) if clock[1] else None
             if unsealed:  # sealed since: a later copy is recognised by its bucket alone
                 limit = self.inputs[src][0]
                 for k in [k for k in unsealed if k[2] < limit]:

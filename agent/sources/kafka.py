@@ -224,6 +224,21 @@ def close_producer(producer: Any, timeout: float, what: str) -> None:
     producer._closed = True
 
 
+def cached_partitions(consumer: Any, topic: str) -> set[int]:
+    """A topic's partitions from the client's metadata cache. kafka-python's ``partitions_for_topic`` waits without a
+    bound for a metadata refresh when the cache lacks the topic, which can hang a consumer thread around an outage;
+    this raises a retryable ``KafkaTimeoutError`` instead (the caller's loop tries again with backoff)."""
+    from kafka.errors import KafkaTimeoutError
+
+    cluster = getattr(consumer, "_cluster", None)
+    parts = cluster.partitions_for_topic(topic) if cluster is not None else consumer.partitions_for_topic(topic)
+    if not parts:
+        if cluster is not None:
+            cluster.request_update()
+        raise KafkaTimeoutError(f"no metadata for topic {topic} yet")
+    return set(parts)
+
+
 def stream_key(source: str, topic: str, partition: int) -> str:
     return f"{source}/{topic}/{partition}"
 
@@ -696,7 +711,7 @@ class KafkaSource(Source):
         specs = []
         for tp in tps:
             key = stream_key(self.name, tp.topic, tp.partition)
-            n = len(self.consumer.partitions_for_topic(tp.topic) or ())
+            n = len(cached_partitions(self.consumer, tp.topic))
             committed = self.consumer.committed(tp, metadata=True, timeout_ms=REQUEST_TIMEOUT_MS)
             meta = getattr(committed, "metadata", None)
             self.upstreams[key] = Upstream(key, agent.bucket, lateness, {f"{self.name}/{tp.topic}": n}, meta)

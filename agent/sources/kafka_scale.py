@@ -75,6 +75,9 @@ class KafkaScaleOut:
         self.routers: dict[str, DetectorRunner] = {name: agent.make_runner(name) for name in self.detectors}
         self.tasks: dict[str, Task] = {}
         self._touched: set[str] = set()  # tasks with input since close_tasks() last ran
+        # "source/topic" → partition count of the unkeyed inputs, as the upstreams announce them (replaced whole,
+        # never mutated: the tasks' consumer thread reads it).
+        self.input_parts: dict[str, int] = {}
         self.producer: Any = None
         self._admin: Any = None
         self._known_topics: set[str] = set()
@@ -292,6 +295,8 @@ class KafkaScaleOut:
                 bad.append(BadRecord(value, "schema", f"repartition record: {type(exc).__name__}: {exc}"))
             else:
                 bad.extend(self._late(src, task.add(src, parts, clock, partials, at_ms)))
+                if parts and any(self.input_parts.get(k) != v for k, v in parts.items()):
+                    self.input_parts = {**self.input_parts, **parts}  # a new object: read by the tasks' consumer
             task.offset = offset + 1
             task.meta_dirty = True
         if ends:
@@ -427,7 +432,7 @@ class TaskSource(KafkaSource):
         super().__init__(cfg, **kw)
         self.scale = scale
         self._input_tps: list[tuple[str, Any]] = []
-        self._input_tps_at = 0.0
+        self._input_parts_seen: dict[str, int] | None = None
 
     def _restore(self, tps: list[Any]) -> None:
         specs = [
@@ -470,15 +475,15 @@ class TaskSource(KafkaSource):
         when they cannot be read (the broker away): then the clocks alone decide, as before."""
         from kafka import TopicPartition
 
-        now = time.monotonic()
-        if not self._input_tps or now - self._input_tps_at > 60.0:  # the input topics' partitions, cached a while
-            tps = []
-            for name in self.scale.unkeyed:
-                src = self.scale.agent.sources.get(name)
-                for topic in getattr(getattr(src, "cfg", None), "topics", None) or ():
-                    for p in self.consumer.partitions_for_topic(topic) or ():
-                        tps.append((name, TopicPartition(topic, p)))
-            self._input_tps, self._input_tps_at = tps, now
+        # The input partitions, as their upstreams announce them ("source/topic" → count; no metadata request: a
+        # blocking one could hang this thread around an outage).
+        parts = self.scale.input_parts
+        if parts is not self._input_parts_seen:
+            tps: list[tuple[str, Any]] = []
+            for key, n in parts.items():
+                name, _, topic = key.partition("/")
+                tps.extend((name, TopicPartition(topic, p)) for p in range(n))
+            self._input_tps, self._input_parts_seen = tps, parts
         tps = self._input_tps
         if not tps:
             return None

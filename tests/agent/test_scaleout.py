@@ -365,3 +365,15 @@ def test_an_idle_input_holds_event_time_back_for_the_grace() -> None:
     task.add("tokens/t/1", {}, (3600.0, True, {}, 7), [], at_ms=18_000)  # heartbeat within the lease
     task.add("tokens/t/0", {}, (7200.0, True, {}, 5), [], at_ms=19_500)
     assert task.watermark() == 7200.0  # both idle for the grace: the idle max
+
+
+def test_an_empty_partition_that_goes_idle_counts_as_idle_after_the_grace() -> None:
+    """An input partition with no records at all (offset 0), announced active by its previous owner, then idle by
+    its new owner: its heartbeats keep the time it went idle, so the grace ends (offset 0 is not "not idle")."""
+    agent = Agent(load_config_text(CONFIG))
+    task = Task("repartition/0", agent.make_runner, ["spend"], sources=["tokens"], idle_grace_ms=10_000)
+    task.add("tokens/t/0", {"tokens/t": 2}, (7200.0, False, {}, None), [], at_ms=1_000)
+    task.add("tokens/t/1", {}, (-math.inf, False, {}, None), [], at_ms=1_000)  # let go by its owner
+    for at in (2_000, 5_000, 8_000, 11_000, 14_000):  # its new owner: idle at offset 0, heartbeats
+        task.add("tokens/t/1", {}, (-math.inf, True, {}, 0), [], at_ms=at)
+    assert task.watermark() == 7200.0

@@ -168,6 +168,9 @@ def test_outages_of_10_45_and_120_s_are_waited_out(kafka_broker: KafkaBroker, de
             n += produce(days)
         n += produce(range(22, 30))
         assert wait_until(lambda: agent.records_in >= n, 180), (agent.records_in, n)
+        # Every window the stream can close (all but the last hours, held open by the allowed lateness) closes.
+        horizon = _horizon(demo_month, text)
+        assert wait_until(lambda: _closed_until(got) >= horizon, 180), (_closed_until(got), horizon)
         assert wait_until(lambda: _settled(got, quiet=3.0), 60)
         assert agent.error is None
     finally:
@@ -217,6 +220,29 @@ def test_outages_of_10_45_and_120_s_are_waited_out(kafka_broker: KafkaBroker, de
     assert diff == {}, list(diff.items())[:5]
     assert firing(ref) and firing(got) == firing(ref)
     assert _discarded(agent) == _discarded(one)  # nothing dead-lettered that the backtest kept
+
+
+def _closed_until(c: PointCollector) -> float:
+    return max((p.window_start for pts in c.points.values() for p in pts), default=-math.inf)
+
+
+_HORIZONS: dict[str, float] = {}
+
+
+def _horizon(demo: Path, text: str) -> float:
+    """The start of the last window a streaming run is sure to close: two hours before a backtest's last one."""
+    if str(demo) not in _HORIZONS:
+        ref = PointCollector()
+        one = Agent(
+            load_config_text(_backtest_config(text, demo)), extra_sinks={"c": ref}, state_store=MemoryStateStore()
+        )
+        one.start()
+        try:
+            assert one.wait_finished(300)
+        finally:
+            one.stop(flush_windows=True)
+        _HORIZONS[str(demo)] = _closed_until(ref) - 2 * 3600
+    return _HORIZONS[str(demo)]
 
 
 def _discarded(agent: Agent, component: str | None = None) -> dict[str, float]:
