@@ -211,12 +211,6 @@ def test_outages_of_10_45_and_120_s_are_waited_out(kafka_broker: KafkaBroker, de
     def firing(c: PointCollector) -> set[str]:
         return {d["id"] for d in c.alerts if d["status"] == "firing" and parse_time(d["started_at"]) <= cutoff - 3600}
 
-    late = _discarded(agent, "@repartition").get("late", 0)
-    if late and (diff or firing(got) != firing(ref)) and not _discarded(one).get("late"):
-        # Known, and not this test's subject (issue 13 point 2, fixed elsewhere): after the group rebalance that
-        # follows a long outage, restored tasks get partials of windows they closed already, dead-lettered as
-        # late. Everything above (the outages waited out) held; remove this branch once point 2 is in.
-        pytest.xfail(f"issue 13 point 2: {late:.0f} partials dead-lettered as late, {len(diff)} windows differ")
     assert diff == {}, list(diff.items())[:5]
     assert firing(ref) and firing(got) == firing(ref)
     assert _discarded(agent) == _discarded(one)  # nothing dead-lettered that the backtest kept
