@@ -190,15 +190,7 @@ def test_outages_of_10_45_and_120_s_are_waited_out(kafka_broker: KafkaBroker, de
     assert outages[120]["failures"] <= 20, outages[120]["failures"]
 
     # One process over the same records, as a backtest on the files.
-    ref = PointCollector()
-    one = Agent(
-        load_config_text(_backtest_config(text, demo_month)), extra_sinks={"c": ref}, state_store=MemoryStateStore()
-    )
-    one.start()
-    try:
-        assert one.wait_finished(300)
-    finally:
-        one.stop(flush_windows=True)
+    ref, one = _reference(demo_month, text)
     expected, sums = _sums(ref), _sums(got)
     # The streaming run has not closed its last windows (allowed lateness): compare every window it could close.
     cutoff = max(k[2] for k in sums)
@@ -220,12 +212,12 @@ def _closed_until(c: PointCollector) -> float:
     return max((p.window_start for pts in c.points.values() for p in pts), default=-math.inf)
 
 
-_HORIZONS: dict[str, float] = {}
+_REFERENCES: dict[tuple[str, str], tuple[PointCollector, Agent]] = {}
 
 
-def _horizon(demo: Path, text: str) -> float:
-    """The start of the last window a streaming run is sure to close: two hours before a backtest's last one."""
-    if str(demo) not in _HORIZONS:
+def _reference(demo: Path, text: str) -> tuple[PointCollector, Agent]:
+    """One process over the same records, as a backtest on the files (run once per month and config)."""
+    if (str(demo), text) not in _REFERENCES:
         ref = PointCollector()
         one = Agent(
             load_config_text(_backtest_config(text, demo)), extra_sinks={"c": ref}, state_store=MemoryStateStore()
@@ -235,8 +227,13 @@ def _horizon(demo: Path, text: str) -> float:
             assert one.wait_finished(300)
         finally:
             one.stop(flush_windows=True)
-        _HORIZONS[str(demo)] = _closed_until(ref) - 2 * 3600
-    return _HORIZONS[str(demo)]
+        _REFERENCES[(str(demo), text)] = ref, one
+    return _REFERENCES[(str(demo), text)]
+
+
+def _horizon(demo: Path, text: str) -> float:
+    """The start of the last window a streaming run is sure to close: two hours before a backtest's last one."""
+    return _closed_until(_reference(demo, text)[0]) - 2 * 3600
 
 
 def _discarded(agent: Agent, component: str | None = None) -> dict[str, float]:
