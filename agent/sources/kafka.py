@@ -203,6 +203,7 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
 
 REQUEST_TIMEOUT_MS = 5_000  # a blocking client call on the consumer thread (end offsets, commit)
 POSITION_TIMEOUT_MS = 1_000  # position() may look up the committed offset: in an outage, never wait long
+POLL_STUCK_SECONDS = 60.0  # a poll that has not returned this long is woken (its own timeout is under a second)
 FETCH_STALL_SECONDS = 5.0  # a partition behind its end whose position has not moved this long is fetched afresh
 CLOSE_TIMEOUT_MS = 5_000  # each of: the final commit, leaving the group, the producer's last flush
 
@@ -271,6 +272,7 @@ class KafkaSource(Source):
         self._close_timeout = 3 * CLOSE_TIMEOUT_MS / 1000
         self._commit_failing: str | None = None  # error type of the failing offset commits (logged once)
         self._progress: dict[Any, tuple[int, float]] = {}  # partition → (position, since when) while behind its end
+        self._polling_since: float | None = None  # when the poll under way began (monotonic)
 
     # -- hooks the pipeline calls ----------------------------------------------------------
     def stop(self, timeout: float = 5.0) -> None:
@@ -386,6 +388,7 @@ class KafkaSource(Source):
         cluster_config = getattr(getattr(self.consumer, "_cluster", None), "config", None)
         if isinstance(cluster_config, dict):  # kafka-python 3.0 does not pass the option on to its metadata
             cluster_config["allow_auto_create_topics"] = False  # requests: a deleted topic came back at once
+        threading.Thread(target=self._watch_poll, name=f"poll-watch-{self.name}", daemon=True).start()
         listener = _listener(self)
         if self.cfg.topic_pattern:
             self.consumer.subscribe(pattern=self.cfg.topic_pattern, listener=listener)
@@ -401,7 +404,11 @@ class KafkaSource(Source):
                         self._restore_pending()
                     self._backpressure()
                     # Paused, a poll only waits out its timeout: keep it short to resume as soon as the queue drains.
-                    records = self.consumer.poll(timeout_ms=20 if self._paused else self.cfg.poll_timeout_ms)
+                    self._polling_since = time.monotonic()
+                    try:
+                        records = self.consumer.poll(timeout_ms=20 if self._paused else self.cfg.poll_timeout_ms)
+                    finally:
+                        self._polling_since = None
                     if records:
                         self._emit_polled(records)
                     elif self.assigned and not self._paused:
@@ -440,6 +447,35 @@ class KafkaSource(Source):
             finally:
                 if self.producer is not None:
                     close_producer(self.producer, step / 1000, f"kafka source {self.name}")
+
+    def _watch_poll(self) -> None:
+        """A poll that has not returned for ``POLL_STUCK_SECONDS`` (its timeout is under a second; a rebalance with
+        its listener takes tens of seconds at most) is woken with a ``KafkaTimeoutError``, which the consumer loop
+        retries like any other. Seen after broker restarts and rebalances: kafka-python 3.0's poll waited without
+        end for its network thread, and the partitions' records were never read."""
+        logged = False
+        while not self._left_loop.wait(1.0):
+            since = self._polling_since
+            if since is None or time.monotonic() - since < POLL_STUCK_SECONDS:
+                continue
+            net = getattr(self.consumer, "_net", None)
+            fail = getattr(net, "_fail_pending_waiters", None)
+            if fail is None:
+                continue
+            from kafka.errors import KafkaTimeoutError
+
+            if self.agent is not None:
+                self.agent.telemetry.errors.labels(component=self.name, error_type="PollStuck", stage="consume").inc()
+            if not logged:
+                log.warning(
+                    "kafka source %s: a poll has not returned for %.0f s (the Kafka client waits on itself); woken "
+                    "(further ones are counted in finops_agent_errors_total{error_type=\"PollStuck\"})",
+                    self.name,
+                    time.monotonic() - since,
+                )
+                logged = True
+            self._polling_since = time.monotonic()
+            fail(KafkaTimeoutError(f"poll stuck for {POLL_STUCK_SECONDS:.0f} s: woken by the agent"))
 
     def _emit_polled(self, records: dict[Any, list[Any]]) -> None:
         for tp, msgs in records.items():

@@ -366,8 +366,8 @@ def test_a_message_over_max_record_bytes_is_dead_lettered_whole_not_decoded(tmp_
 def test_a_partition_the_client_stopped_fetching_is_fetched_afresh(
     kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The client's own state of one partition is left as a broker restart once left it (an offset validation that
-    never completes: nothing is fetched, nothing fails): the source notices that the partition does not move while
+    """The client's own state of one partition is left as a rebalance once left it (paused in the client, not by the
+    source: nothing is fetched, nothing fails): the source notices that the partition does not move while
     records wait, logs it once with the client's state, counts it and fetches it afresh; every record is read."""
     import agent.sources.kafka as kafka_source
 
@@ -383,8 +383,7 @@ def test_a_partition_the_client_stopped_fetching_is_fetched_afresh(
         from kafka import TopicPartition
 
         stuck = TopicPartition(src, 1)
-        state = source.consumer._subscription.assignment[stuck]
-        state._awaiting_validation = True  # the client will not fetch it until a validation that never comes
+        source.consumer.pause(stuck)  # in the client only, as a rebalance once left it: it will never fetch it
         for part in (0, 1):
             lines = [log(timestamp=f"2026-10-01T{h:02d}:00:00Z") for h in range(5)]
             produce(kafka_bootstrap, src, lines, partition=part)
@@ -392,8 +391,47 @@ def test_a_partition_the_client_stopped_fetching_is_fetched_afresh(
     finally:
         agent.stop()
     lines = [r.getMessage() for r in caplog.records if "has not moved from offset" in r.getMessage()]
-    assert len(lines) == 1 and f"{src}/1" in lines[0] and "'_awaiting_validation': True" in lines[0]
+    assert len(lines) == 1 and f"{src}/1" in lines[0] and "'paused': True" in lines[0]
     n = agent.telemetry.registry.get_sample_value(
         "finops_agent_errors_total", {"component": "tokens", "error_type": "FetchStalled", "stage": "consume"}
     )
     assert n == 1
+
+
+def test_a_poll_that_waits_on_the_client_without_end_is_woken(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kafka-python 3.0's poll once waited without end for its network thread after a broker restart. A poll that
+    has not returned for POLL_STUCK_SECONDS is woken with a KafkaTimeoutError, counted, and consuming goes on."""
+    from kafka.future import Future
+
+    import agent.sources.kafka as kafka_source
+
+    monkeypatch.setattr(kafka_source, "POLL_STUCK_SECONDS", 2.0)
+    src, dlq = topic(kafka_bootstrap, 1), topic(kafka_bootstrap, 1)
+    text = CONFIG.format(bootstrap=kafka_bootstrap, topic=src, group="g-" + src, dlq=dlq, dlq_file=tmp_path / "d.jsonl")
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    source = agent.sources["tokens"]
+    agent.start()
+    try:
+        assert wait_until(lambda: source.ready() and source.assigned, 60)
+        consumer = source.consumer
+        real_poll = consumer.poll
+        hung = []
+
+        def poll(**kw: object) -> object:
+            if not hung:  # once: wait on the network thread for a future that never completes, as it did
+                hung.append(time.monotonic())
+                consumer._net.run(consumer._manager.wait_for, Future(), None)
+            return real_poll(**kw)
+
+        monkeypatch.setattr(consumer, "poll", poll)
+        produce(kafka_bootstrap, src, [log(timestamp=f"2026-10-01T{h:02d}:00:00Z") for h in range(5)])
+        assert wait_until(lambda: agent.records_in >= 5, 60), agent.records_in
+        assert hung and agent.error is None
+    finally:
+        agent.stop()
+    n = agent.telemetry.registry.get_sample_value(
+        "finops_agent_errors_total", {"component": "tokens", "error_type": "PollStuck", "stage": "consume"}
+    )
+    assert n is not None and n >= 1
