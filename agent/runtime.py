@@ -1,0 +1,80 @@
+"""Process-level pieces of the agent apart from the data flow: health (liveness and readiness, served on
+/healthz and /readyz), the garbage collector's tuning, and a batch's original records for the dead-letter file."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from typing import Any
+
+from agent.sources.base import Batch
+
+
+class Health:
+    """Liveness: the pipeline thread runs (also while it waits on purpose for a broker that is away).
+    Readiness: state restored, every source able to consume, and checkpoints succeeding."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._alive = threading.Event()
+        self.sources: list[Any] = []
+        self._checkpoint_error: tuple[float, str] | None = None  # (failing since, monotonic; the last error)
+
+    def checkpoint_failing(self, since: float, error: str) -> None:
+        self._checkpoint_error = (since, error)
+
+    def checkpoint_ok(self) -> None:
+        self._checkpoint_error = None
+
+    def not_ready(self) -> str | None:
+        """Why the agent is not ready, or None when it is."""
+        if not self._alive.is_set():
+            return "pipeline stopped"
+        if not self._ready.is_set():
+            return "starting"
+        failing = self._checkpoint_error
+        if failing is not None:
+            since, error = failing
+            return f"cannot checkpoint for {time.monotonic() - since:.0f} s: {error}"
+        waiting = sorted(getattr(s, "name", "?") for s in self.sources if not s.ready())
+        if waiting:
+            return "waiting for partitions to be assigned and restored: " + ", ".join(waiting)
+        return None
+
+    def ready(self) -> bool:
+        return self.not_ready() is None
+
+    def alive(self) -> bool:
+        return self._alive.is_set()
+
+
+def batch_records(batch: Batch) -> list[bytes]:
+    """The original records of a batch, for the dead-letter file (rare path)."""
+    p = batch.payload
+    if p is None:
+        return []
+    if batch.kind == "lines":
+        return [r for r in p if r.strip()]
+    if batch.kind == "bad":
+        return [r.raw for r in p]
+    if batch.kind == "table":
+        import orjson
+
+        return [orjson.dumps(row, default=str) for row in p.to_pylist()]
+    if batch.kind == "snapshot":
+        return [f.encode() for f in getattr(p, "files", [])] or [str(getattr(p, "key", "")).encode()]
+    return [repr(p)[:4096].encode()]
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes: the hot path allocates many short-lived acyclic objects.
+
+    Objects alive at start (modules, config) are frozen out of the collector's scans, and the
+    first generation is collected every 50k allocations instead of 700 (Instagram's and many
+    high-throughput Python services' setting). Reference counting still frees everything.
+    """
+    gc.freeze()
+    threshold = gc.get_threshold()
+    if threshold[0] < 50_000:
+        gc.set_threshold(50_000, threshold[1], threshold[2])
