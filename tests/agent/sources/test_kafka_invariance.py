@@ -16,30 +16,12 @@ from agent.model import parse_time
 from agent.pipeline import Agent
 from agent.scaleout import partition_of
 from agent.state import MemoryStateStore
+from bench.chaos import DETECTORS  # the same detectors as the fault-injection harness
 from scripts.kafka_broker import create_topic
 from tests.agent.sources.test_kafka import demo_lines
 from tests.agent.sources.test_kafka_scale import _settled
 from tests.conftest import wait_until
 
-DETECTORS = """
-detectors:
-  token_spend:
-    type: seasonal
-    signal: token_cost_usd
-    group_by: [team]
-    contributors_by: [model]
-    window_seconds: 3600
-    min_impact_usd: 20
-    new_series_usd: 25
-  unit_cost:
-    type: seasonal
-    signal: token_cost_usd
-    per: tokens
-    per_scale: 1000
-    group_by: [team]
-    window_seconds: 3600
-    min_impact_usd: 5
-"""
 KAFKA = """
 sources:
   tokens:
