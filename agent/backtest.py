@@ -173,7 +173,7 @@ def input_span(bt: Any) -> tuple[float, float] | None:
 
 
 def _billing_times(name: str, files: list[str], decoder: Any) -> list[float]:
-    from agent.snapshots import read_file
+    from agent.decoders.billing.delivery import read_file
 
     times: list[float] = []
     small = [f for f in files if Path(f).stat().st_size <= _BILLING_SAMPLE_BYTES]

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from agent.registry import components
+from agent.registry import components, config_union
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -95,14 +95,6 @@ class AlertingConfig(_Strict):
     severity_error_usd: float = 100.0
 
 
-def _union(kind: Any) -> Any:
-    table = components(kind)
-    models = tuple(cfg for cfg, _cls in table.values())
-    if len(models) == 1:
-        return models[0]
-    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
-
-
 _MODEL_CACHE: dict[str, type[BaseModel]] = {}
 
 
@@ -110,9 +102,9 @@ def agent_config_model() -> type[BaseModel]:
     """The top-level config model, built from the registered components."""
     if "agent" in _MODEL_CACHE:
         return _MODEL_CACHE["agent"]
-    source_cfg = _union("source")
-    detector_cfg = _union("detector")
-    sink_cfg = _union("sink")
+    source_cfg = config_union("source")
+    detector_cfg = config_union("detector")
+    sink_cfg = config_union("sink")
     model = create_model(
         "AgentConfig",
         __config__=ConfigDict(extra="forbid", frozen=True),

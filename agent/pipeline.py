@@ -57,7 +57,7 @@ class Agent:
         self.store = state_store or make_store(cfg.state)
         # Billing snapshots (per source and period); persisted beside the local state file. (Imported
         # here: the billing modules stay out of the import-time path of agents that do not read bills.)
-        from agent.decoders.billing import BILLING_PREFIX
+        from agent.decoders.billing.base import BILLING_PREFIX
         from agent.snapshots import SnapshotStore
 
         snap_dir = (

@@ -8,9 +8,9 @@ core. Registering the same ``type`` twice is an error at import time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Kind = Literal["source", "decoder", "detector", "sink"]
 
@@ -47,6 +47,14 @@ def components(kind: Kind) -> dict[str, tuple[type[BaseModel], Any]]:
     return _REGISTRY[kind]
 
 
+def config_union(kind: Kind) -> Any:
+    """The pydantic type of a ``type:``-discriminated config of ``kind``: every registered component's model."""
+    models = tuple(cfg for cfg, _cls in components(kind).values())
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+
+
 def build(kind: Kind, cfg: BaseModel, **kwargs: Any) -> Any:
     type_name = cfg.type  # type: ignore[attr-defined]
     _config, cls = components(kind)[type_name]
@@ -55,24 +63,35 @@ def build(kind: Kind, cfg: BaseModel, **kwargs: Any) -> Any:
 
 _loaded = False
 
+#: Packages whose modules are the built-in components (each registers itself with :func:`register` on import).
+BUILTIN_PACKAGES = ("agent.sources", "agent.decoders", "detectors", "sinks")
+#: Entry-point group for components shipped by other distributions: ``name = "package.module"``.
+PLUGIN_GROUP = "finops_agent.components"
+
+
+def builtin_modules() -> list[str]:
+    """Every module of the built-in component packages (found by a scan, so the registry imports none by name)."""
+    import importlib
+    import pkgutil
+
+    names: list[str] = []
+    for pkg_name in BUILTIN_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        names.extend(m.name for m in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg_name}.") if "._" not in m.name)
+    return sorted(names)
+
 
 def load_builtin() -> None:
-    """Import the built-in components so that they register themselves."""
+    """Import the built-in components and the plugins' (entry points in :data:`PLUGIN_GROUP`) once, so that
+    they register themselves. Neither is imported by this module by name: no import cycle with the components."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    import agent.decoders.bedrock  # noqa: F401
-    import agent.decoders.billing  # noqa: F401
-    import agent.decoders.dcgm  # noqa: F401
-    import agent.decoders.generic_json  # noqa: F401
-    import agent.sources.exports  # noqa: F401
-    import agent.sources.file  # noqa: F401
-    import agent.sources.kafka  # noqa: F401
-    import detectors.budget  # noqa: F401
-    import detectors.seasonal  # noqa: F401
-    import detectors.threshold  # noqa: F401
-    import sinks.console  # noqa: F401
-    import sinks.jsonl  # noqa: F401
-    import sinks.prometheus  # noqa: F401
-    import sinks.webhook  # noqa: F401
+    import importlib
+    from importlib.metadata import entry_points
+
+    for name in builtin_modules():
+        importlib.import_module(name)
+    for ep in entry_points(group=PLUGIN_GROUP):
+        importlib.import_module(ep.value.partition(":")[0])

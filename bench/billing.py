@@ -9,7 +9,7 @@ written once to ``bench/out/``. Each side runs in its own process (so peak RSS i
 - (a) DuckDB: ``SELECT date_trunc('hour', usage start), <the agent's 8 dimensions>,
   SUM(unblended cost) … GROUP BY ALL`` on the file, its result fetched as an Arrow table (the
   agent's output is such a table too);
-- (b) the agent: ``agent.snapshots.read_file`` with the ``cur`` decoder's default dimensions —
+- (b) the agent: ``agent.decoders.billing.delivery.read_file`` with the ``cur`` decoder's default dimensions —
   DuckDB sums line items alike on the raw columns (projection pushed into the Parquet scan), then
   pyarrow normalises per distinct value (text ids, FOCUS charge and pricing categories,
   GPU-hours from the instance table) and groups to (hour, dimensions) cells with three signals.
@@ -62,8 +62,9 @@ def run_duckdb(path: str) -> dict[str, float]:
 def run_agent(path: str) -> dict[str, float]:
     import agent.decoders  # noqa: F401  (registration)
     from agent.decoders.base import DecodeContext
-    from agent.decoders.billing import CurConfig, CurDecoder
-    from agent.snapshots import read_file
+    from agent.decoders.billing.base import CurConfig
+    from agent.decoders.billing.cur import CurDecoder
+    from agent.decoders.billing.delivery import read_file
 
     dec = CurDecoder(CurConfig(type="cur"))
     t0 = time.perf_counter()

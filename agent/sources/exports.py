@@ -36,9 +36,10 @@ import orjson
 from pydantic import Field, SecretStr, model_validator
 
 from agent.decoders.base import BadRecord, DecodeContext
-from agent.decoders.billing import AutoBillingConfig, AzureCostConfig, CurConfig, DeliveryError, FocusConfig
+from agent.decoders.billing.auto import AutoBillingConfig
+from agent.decoders.billing.base import AzureCostConfig, CurConfig, DeliveryError, FocusConfig
+from agent.decoders.billing.delivery import Delivery, read_delivery
 from agent.registry import ComponentConfig, register
-from agent.snapshots import Delivery, read_delivery
 from agent.sources.base import Batch, Source
 
 log = logging.getLogger(__name__)

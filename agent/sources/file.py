@@ -25,9 +25,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from agent.decoders import decoder_config_union
 from agent.decoders.base import BadRecord, DecodeContext
-from agent.registry import ComponentConfig, register
+from agent.registry import ComponentConfig, config_union, register
 from agent.sources.base import Batch, Source
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class FileConfig(ComponentConfig):
         description="bytes; a longer line (JSON lines, text) is dead-lettered as record_too_large, "
         "with its first max_record_bytes bytes",
     )
-    decoder: decoder_config_union()  # type: ignore[valid-type]
+    decoder: config_union("decoder")  # type: ignore[valid-type]
 
 
 def format_of(path: str) -> str:
@@ -208,8 +207,8 @@ class FileSource(Source):
     # -- tabular formats -------------------------------------------------------------------
     def _read_snapshot(self, f: str, ctx: DecodeContext, fmt: str, meta: dict[str, Any]) -> None:
         """A billing file: read whole, then applied as one snapshot (or refused whole)."""
-        from agent.decoders.billing import DeliveryError
-        from agent.snapshots import Delivery, read_file
+        from agent.decoders.billing.base import DeliveryError
+        from agent.decoders.billing.delivery import Delivery, read_file
 
         try:
             table, bad, rows = read_file(f, self.decoder, ctx, fmt)  # type: ignore[arg-type]

@@ -33,9 +33,8 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from agent.decoders import decoder_config_union
 from agent.decoders.base import BadRecord, DecodeContext
-from agent.registry import ComponentConfig, register
+from agent.registry import ComponentConfig, config_union, register
 from agent.sources.base import Batch, Source
 from agent.sources.kafka_client import (  # re-exported: callers import them from here
     CLOSE_TIMEOUT_MS,
@@ -97,7 +96,7 @@ class KafkaConfig(ComponentConfig):
         "(every record of a series in one partition), so each input partition is a task and the "
         "repartition topic is skipped",
     )
-    decoder: decoder_config_union()  # type: ignore[valid-type]
+    decoder: config_union("decoder")  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _check(self) -> KafkaConfig:

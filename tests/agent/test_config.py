@@ -9,12 +9,13 @@ import pytest
 from agent.config import ConfigError, load_config, load_config_text
 from agent.decoders.base import DecodeContext, Decoder, Emits
 from agent.decoders.bedrock import BedrockConfig, BedrockDecoder
-from agent.decoders.billing import DEFAULT_DIMENSIONS, AutoBillingConfig, AutoBillingDecoder, Dimension, observations
+from agent.decoders.billing.auto import AutoBillingConfig, AutoBillingDecoder
+from agent.decoders.billing.base import DEFAULT_DIMENSIONS, Dimension, observations
+from agent.decoders.billing.delivery import read_file
 from agent.decoders.dcgm import DcgmConfig, DcgmDecoder
 from agent.decoders.generic_json import JsonConfig, JsonDecoder
 from agent.model import Observation
 from agent.registry import components
-from agent.snapshots import read_file
 from tests.agent.decoders.test_bedrock import log
 from tests.conftest import ROOT
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from agent.decoders.billing import SIGNALS
+from agent.decoders.billing.base import SIGNALS
 from agent.snapshots import SnapshotStore, delta_observations
 
 

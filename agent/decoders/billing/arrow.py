@@ -337,3 +337,18 @@ def _is_text(t: pa.DataType) -> bool:
 _POOL = concurrent.futures.ThreadPoolExecutor(
     max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="billing"
 )
+
+
+# Instance types in usage types and SKU details (FOCUS x_UsageType, CUR line_item_usage_type, Azure ServiceType).
+_AWS_INSTANCE = (
+    r"(?:BoxUsage|SpotUsage|DedicatedUsage|HostUsage|UnusedBox|ReservedHostUsage):(?P<t>[a-z0-9-]+\.[a-z0-9]+)"
+)
+# SageMaker instance time: <region>-<component>:ml.<EC2 type> (Train, Host, Notebk, Processing, Cluster …;
+# its storage is <region>-<component>:VolumeUsage.gp2, no ml.).
+_SAGEMAKER_INSTANCE = r":(?P<t>ml\.[a-z0-9-]+\.[a-z0-9]+)"
+_AZURE_SERVICE_TYPE = r'"ServiceType"\s*:\s*"(?P<t>(?i:Standard|Basic)_[^"]+)"'
+
+
+def _regex_first(arr: pa.DictionaryArray, pattern: str) -> pa.DictionaryArray:
+    d = _on_values(arr, lambda v: pc.struct_field(pc.extract_regex(v, pattern), [0]))
+    return _on_values(d, lambda v: pc.if_else(pc.equal(v, ""), pa.scalar(None, pa.string()), v))

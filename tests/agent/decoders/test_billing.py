@@ -14,19 +14,12 @@ import pyarrow.csv as pacsv
 import pytest
 
 from agent.decoders.base import DecodeContext
-from agent.decoders.billing import (
-    AutoBillingConfig,
-    AutoBillingDecoder,
-    AzureCostConfig,
-    AzureCostDecoder,
-    CurConfig,
-    CurDecoder,
-    DeliveryError,
-    FocusConfig,
-    FocusDecoder,
-    observations,
-)
-from agent.snapshots import read_file
+from agent.decoders.billing.auto import AutoBillingConfig, AutoBillingDecoder
+from agent.decoders.billing.azure import AzureCostDecoder
+from agent.decoders.billing.base import AzureCostConfig, CurConfig, DeliveryError, FocusConfig, observations
+from agent.decoders.billing.cur import CurDecoder
+from agent.decoders.billing.delivery import read_file
+from agent.decoders.billing.focus import FocusDecoder
 
 CTX = DecodeContext("test", bucket_seconds=3600)
 
@@ -272,7 +265,7 @@ def test_observations_intern_one_cell_per_dimension_combination() -> None:
 def test_parquet_by_combination_equals_reading_batch_by_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The DuckDB path (line items summed per raw combination, coefficients from the decoder) gives exactly
     what the decoder gives reading the same file batch by batch."""
-    import agent.snapshots as snapshots
+    import agent.decoders.billing.delivery as delivery
     from scripts import billing_data
 
     path = tmp_path / "cur2.parquet"
@@ -288,7 +281,7 @@ def test_parquet_by_combination_equals_reading_batch_by_batch(tmp_path: Path, mo
         )
         fast, bad_fast, rows_fast = read_file(str(path), dec, CTX)
         with monkeypatch.context() as m:
-            m.setattr(snapshots, "_HAVE_DUCKDB", False)
+            m.setattr(delivery, "_HAVE_DUCKDB", False)
             slow, bad_slow, rows_slow = read_file(str(path), dec, CTX)
         assert rows_fast == rows_slow == 40_000 and bad_fast == bad_slow == []
         keys = [(k, "ascending") for k in dec.key_columns]
@@ -307,7 +300,7 @@ def test_charge_times_in_the_forms_exports_write() -> None:
 
     import pyarrow as pa
 
-    from agent.decoders.billing import _parse_times
+    from agent.decoders.billing.arrow import _parse_times
 
     cases = {
         "2026-11-01T03:00:00Z": "2026-11-01T03:00",

@@ -21,18 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from agent.decoders.base import DecodeContext
-from agent.decoders.billing import (
-    UNTAGGED,
-    AutoBillingConfig,
-    AutoBillingDecoder,
-    CurConfig,
-    CurDecoder,
-    DeliveryError,
-    FocusConfig,
-    FocusDecoder,
-    observations,
-)
-from agent.snapshots import read_file
+from agent.decoders.billing.auto import AutoBillingConfig, AutoBillingDecoder
+from agent.decoders.billing.base import UNTAGGED, CurConfig, DeliveryError, FocusConfig, observations
+from agent.decoders.billing.cur import CurDecoder
+from agent.decoders.billing.delivery import read_file
+from agent.decoders.billing.focus import FocusDecoder
 
 CTX = DecodeContext("test", bucket_seconds=3600)
 
@@ -198,11 +191,11 @@ _PARQUET_BAD |= {10: "absurd_value", 30_001: "absurd_value"}
 def test_nan_inf_and_absurd_costs_in_parquet_cost_only_their_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duckdb: bool
 ) -> None:
-    import agent.snapshots as snapshots
+    import agent.decoders.billing.delivery as delivery
 
     path = tmp_path / "cur2.parquet"
     raw = _cur_parquet(path, 40_000)
-    monkeypatch.setattr(snapshots, "_HAVE_DUCKDB", duckdb and snapshots._HAVE_DUCKDB)
+    monkeypatch.setattr(delivery, "_HAVE_DUCKDB", duckdb and delivery._HAVE_DUCKDB)
     dec = CurDecoder(CurConfig(type="cur", dimensions=["service"]))
     table, bad, rows = read_file(str(path), dec, CTX)
     assert rows == 40_000

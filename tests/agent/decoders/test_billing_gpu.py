@@ -6,15 +6,10 @@ import pyarrow as pa
 import pytest
 
 from agent.decoders.base import DecodeContext
-from agent.decoders.billing import (
-    AzureCostConfig,
-    AzureCostDecoder,
-    CurConfig,
-    CurDecoder,
-    FocusConfig,
-    FocusDecoder,
-    gpu_instances,
-)
+from agent.decoders.billing.azure import AzureCostDecoder
+from agent.decoders.billing.base import AzureCostConfig, CurConfig, FocusConfig, gpu_instances
+from agent.decoders.billing.cur import CurDecoder
+from agent.decoders.billing.focus import FocusDecoder
 
 CTX = DecodeContext("test", bucket_seconds=3600)
 
