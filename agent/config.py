@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from agent import registry
 from agent.registry import components, config_union
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -95,13 +96,15 @@ class AlertingConfig(_Strict):
     severity_error_usd: float = 100.0
 
 
-_MODEL_CACHE: dict[str, type[BaseModel]] = {}
+_MODEL_CACHE: dict[int, type[BaseModel]] = {}
 
 
 def agent_config_model() -> type[BaseModel]:
-    """The top-level config model, built from the registered components."""
-    if "agent" in _MODEL_CACHE:
-        return _MODEL_CACHE["agent"]
+    """The top-level config model, built from the registered components (again after a registration)."""
+    components("sink")  # the built-ins and plugins first: then the registry's generation is the key
+    key = registry.generation()
+    if key in _MODEL_CACHE:
+        return _MODEL_CACHE[key]
     source_cfg = config_union("source")
     detector_cfg = config_union("detector")
     sink_cfg = config_union("sink")
@@ -122,7 +125,8 @@ def agent_config_model() -> type[BaseModel]:
             "default_state": model_validator(mode="before")(_default_state),  # type: ignore[dict-item]
         },
     )
-    _MODEL_CACHE["agent"] = model
+    _MODEL_CACHE.clear()
+    _MODEL_CACHE[key] = model
     return model
 
 

@@ -29,6 +29,12 @@ class ComponentConfig(BaseModel):
 
 
 T = TypeVar("T")
+_generation = 0  # bumped by every registration: models built from the registry are rebuilt after one
+
+
+def generation() -> int:
+    """How many components were registered so far (a cache key for what is built from the registry)."""
+    return _generation
 
 
 def register(kind: Kind, type_name: str, config: type[BaseModel]) -> Callable[[T], T]:
@@ -37,6 +43,8 @@ def register(kind: Kind, type_name: str, config: type[BaseModel]) -> Callable[[T
         if type_name in table:
             raise RuntimeError(f"duplicate {kind} type {type_name!r}")
         table[type_name] = (config, cls)
+        global _generation
+        _generation += 1
         return cls
 
     return deco

@@ -1,10 +1,12 @@
-"""Delivery for network sinks: a durable outbox, one retry policy, one HTTP status classifier.
+"""Delivery for network sinks: :class:`QueuedSink`, a durable outbox, one retry policy, one HTTP status classifier.
 
-Notifications are written to a SQLite outbox before any delivery attempt (at-least-once:
-a crash between write and delivery resends on restart; receivers dedupe on the alert id).
-A worker thread per sink delivers in order of due time. 408, 429, 5xx, timeouts and
-connection errors retry with exponential backoff and full jitter, honouring ``Retry-After``;
-other 4xx are permanent and the notification is dead-lettered with the reason.
+A network sink subclasses :class:`QueuedSink` (its config subclasses :class:`QueuedSinkConfig`) and supplies
+``render(doc) -> bytes | None`` and ``send(body, alert_id) -> Result``; the base owns the rest. Notifications are
+written to a SQLite outbox before any delivery attempt (at-least-once: a crash between write and delivery resends
+on restart; receivers dedupe on the alert id), once per (alert, status, severity, revision) even when a replay
+re-creates the event. A worker thread per sink delivers in order of due time. 408, 429, 5xx, timeouts and
+connection errors retry with exponential backoff and full jitter, honouring ``Retry-After``; other 4xx are
+permanent and the notification is dead-lettered with the reason (and the destination, redacted).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import orjson
+from pydantic import Field
+
+from agent.decoders.base import BadRecord
+from agent.registry import ComponentConfig
+from sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +149,11 @@ class Outbox:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT NULL,"
-            " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT)"
+            " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT, grp TEXT)"
         )
+        if "grp" not in {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}:  # an older outbox
+            self.db.execute("ALTER TABLE outbox ADD COLUMN grp TEXT")
+        self.db.execute("CREATE INDEX IF NOT EXISTS outbox_grp ON outbox (grp, seq)")
         # Keys of everything ever enqueued (35 days): a replay after a crash re-creates the same alert
         # events, and they are not sent again.
         self.db.execute("CREATE TABLE IF NOT EXISTS sent (key TEXT PRIMARY KEY, at REAL NOT NULL)")
@@ -156,15 +168,18 @@ class Outbox:
         self._failing: str | None = None
         self._failures = 0
 
-    def put(self, body: bytes, dedup_key: str | None = None) -> bool:
-        """Enqueue durably; False (and nothing enqueued) when ``dedup_key`` was enqueued before."""
+    def put(self, body: bytes, dedup_key: str | None = None, group: str | None = None) -> bool:
+        """Enqueue durably; False (and nothing enqueued) when ``dedup_key`` was enqueued before.
+
+        Items of one ``group`` (an alert id) are delivered in the order they were put: one waits while an earlier
+        one of its group is pending (a "resolved" never overtakes its "firing" that is being retried)."""
         with self._wake:
             now = time.time()
             if dedup_key is not None:
                 cur = self.db.execute("INSERT OR IGNORE INTO sent (key, at) VALUES (?, ?)", (dedup_key, now))
                 if cur.rowcount == 0:
                     return False
-            self.db.execute("INSERT INTO outbox (body, next_at) VALUES (?, ?)", (body, now))
+            self.db.execute("INSERT INTO outbox (body, next_at, grp) VALUES (?, ?, ?)", (body, now, group))
             self._wake.notify()
         self._report_depth()
         return True
@@ -182,9 +197,15 @@ class Outbox:
         self._thread = threading.Thread(target=self._run, name=f"outbox-{self.name}", daemon=True)
         self._thread.start()
 
+    # The head of each group: no earlier item of the same group is pending.
+    _HEADS = (
+        "FROM outbox o WHERE (o.grp IS NULL"
+        " OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.grp = o.grp AND p.seq < o.seq))"
+    )
+
     def _next(self) -> tuple[int, bytes, int] | None:
         row = self.db.execute(
-            "SELECT seq, body, attempts FROM outbox WHERE next_at <= ? ORDER BY next_at, seq LIMIT 1", (time.time(),)
+            f"SELECT seq, body, attempts {self._HEADS} AND next_at <= ? ORDER BY next_at, seq LIMIT 1", (time.time(),)
         ).fetchone()
         return (int(row[0]), bytes(row[1]), int(row[2])) if row else None
 
@@ -195,7 +216,7 @@ class Outbox:
                     return
                 item = self._next()
                 if item is None:
-                    row = self.db.execute("SELECT MIN(next_at) FROM outbox").fetchone()
+                    row = self.db.execute(f"SELECT MIN(next_at) {self._HEADS}").fetchone()
                     wait = 1.0 if row[0] is None else max(0.0, min(1.0, row[0] - time.time()))
                     self._wake.wait(wait)
                     continue
@@ -260,3 +281,100 @@ class Outbox:
             self._thread.join(timeout)
         with self._lock:
             self.db.close()
+
+
+class QueuedSinkConfig(ComponentConfig):
+    """The retry policy and what is sent, shared by every queued sink's config."""
+
+    send_resolved: bool = True
+    timeout_seconds: float = Field(10.0, gt=0)
+    max_attempts: int = Field(12, ge=1)
+    backoff_base_seconds: float = Field(0.5, gt=0)
+    backoff_cap_seconds: float = Field(60.0, gt=0)
+
+
+class QueuedSink(Sink):
+    """A sink that delivers each alert event over the network, through a durable outbox.
+
+    Subclasses implement :meth:`render` and :meth:`send`; optionally :meth:`destination` (for dead letters and
+    logs: never a secret) and :meth:`dedup_key`. Delivery metrics are ``finops_agent_events_sent_total`` and
+    ``finops_agent_errors_total{stage="deliver"}`` per sink, and ``finops_agent_outbox_depth``.
+    """
+
+    cfg: QueuedSinkConfig
+
+    def __init__(self, cfg: QueuedSinkConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        self.outbox: Outbox | None = None
+        self.dead_letter = kw.get("dead_letter")
+
+    # -- what a sink supplies ---------------------------------------------------------------
+    def render(self, doc: dict[str, Any]) -> bytes | None:
+        """The request body for an alert event, or None to send nothing for it."""
+        raise NotImplementedError
+
+    def send(self, body: bytes, alert_id: str) -> Result:
+        """One delivery attempt of a rendered body: ``ok``, ``retry`` (with ``retry_after``) or ``permanent``."""
+        raise NotImplementedError
+
+    def destination(self) -> str:
+        """Where deliveries go, fit for logs and dead letters (no credentials, no secret path)."""
+        return self.name
+
+    def dedup_key(self, doc: dict[str, Any]) -> str:
+        """One delivery per (alert, status, severity, revision), even when a replay after a crash re-creates the
+        event; a billing restatement that changes the alert is a new revision."""
+        key = f"{doc['id']}:{doc['status']}:{doc['severity']}"
+        return key + f":r{doc['revision']}" if doc.get("revision") else key
+
+    # -- the base's part ---------------------------------------------------------------------
+    def start(self) -> None:
+        path = str(Path(self.state_dir) / f"outbox-{self.name}.sqlite") if self.state_dir else None
+        self.outbox = Outbox(
+            self.name,
+            self._deliver,
+            path=path,
+            max_attempts=self.cfg.max_attempts,
+            backoff_base_seconds=self.cfg.backoff_base_seconds,
+            backoff_cap_seconds=self.cfg.backoff_cap_seconds,
+            on_dead=self._dead,
+            on_depth=lambda n: self.telemetry.outbox_depth.labels(sink=self.name).set(n),
+        )
+        self.outbox.start()
+
+    def on_alert(self, doc: dict[str, Any]) -> None:
+        if doc["status"] == "resolved" and not self.cfg.send_resolved:
+            return
+        body = self.render(doc)
+        if body is None:
+            return
+        assert self.outbox is not None, "sink not started"
+        env = orjson.dumps({"id": doc["id"], "body": body.decode()})
+        self.outbox.put(env, dedup_key=self.dedup_key(doc), group=doc["id"])
+
+    def _deliver(self, item: bytes) -> Result:
+        env = orjson.loads(item)
+        try:
+            res = self.send(env["body"].encode(), env["id"])
+        except Exception as exc:  # a sink's bug must not stop its outbox: retried, then dead-lettered
+            log.debug("sink %s: send failed", self.name, exc_info=True)
+            res = Result("retry", f"{type(exc).__name__}: {exc}")
+        if res.outcome == "ok":
+            self.telemetry.sent.labels(component=self.name).inc()
+        else:
+            self.telemetry.errors.labels(component=self.name, error_type=res.outcome, stage="deliver").inc()
+        return res
+
+    def _dead(self, item: bytes, reason: str) -> None:
+        self.telemetry.discarded.labels(component=self.name, reason="delivery_failed").inc()
+        if self.dead_letter is not None:
+            self.dead_letter.write(self.name, self.destination(), [BadRecord(item, "delivery_failed", reason)])
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self.outbox.drain(timeout) if self.outbox else True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.outbox is not None:
+            self.outbox.drain(min(timeout, 5.0))
+            self.outbox.stop(timeout)
+            self.outbox = None

@@ -175,32 +175,6 @@ def test_slack_format(receiver: Receiver, tmp_path: Path) -> None:
     s.stop()
 
 
-def test_slack_renders_the_limit_the_escalation_and_the_episode_impact() -> None:
-    from sinks.webhook import slack_message
-    from tests.agent.test_detect import feed_idle, idle_runner
-
-    r = idle_runner()
-    feed_idle(r, range(0, 5), 0.1)
-    docs = feed_idle(r, range(5, 15), 1.0) + feed_idle(r, range(15, 17), 0.1)
-    first, escalated, resolved = (slack_message(d) for d in docs)
-
-    def fields(msg: dict[str, Any]) -> dict[str, str]:
-        return dict(f["text"][1:].split("*\n", 1) for f in msg["blocks"][1]["fields"])
-
-    assert fields(first) == {
-        "Observed": "100 %",
-        "Limit": "50 %",
-        "Impact (window)": "$98.00",
-        "Episode impact": "$98.00",
-        "Score": "0.75",
-    }
-    assert escalated["text"].startswith(":red_circle: escalated to error:")
-    assert fields(escalated)["Escalated"] == "warning → error"
-    assert resolved["text"].startswith(":white_check_mark: [idle_gpu] resolved")
-    assert fields(resolved)["Episode impact"] == "$980.00"  # the episode, not the last window's $98
-    assert fields(resolved)["Windows"] == "10"
-
-
 # -- the secret (issue 12, point 6) -------------------------------------------------------------
 EMPTY_SECRET = """
 sources: {s: {type: file, path: x, decoder: {type: bedrock}}}

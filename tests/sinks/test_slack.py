@@ -1,0 +1,100 @@
+"""The Slack sink: a Slack message per alert event, delivered through the queued-sink base, its URL kept secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from agent.config import ConfigError, StartupError, load_config_text
+from agent.deadletter import DeadLetterFile
+from agent.telemetry import Telemetry
+from sinks.slack import SlackConfig, SlackSink
+from tests.conftest import Receiver
+from tests.sinks.test_webhook import DOC
+
+
+def slack(tmp_path: Path, **kw: Any) -> tuple[SlackSink, Telemetry, DeadLetterFile]:
+    tel = Telemetry()
+    dlq = DeadLetterFile(tmp_path / "dlq.jsonl")
+    cfg = SlackConfig(type="slack", **{"backoff_base_seconds": 0.05, "backoff_cap_seconds": 0.2, **kw})
+    s = SlackSink(cfg, name="chat", telemetry=tel, state_dir=str(tmp_path), dead_letter=dlq)
+    s.start()
+    return s, tel, dlq
+
+
+def test_a_slack_message_per_event_once_and_not_resolved_when_told(receiver: Receiver, tmp_path: Path) -> None:
+    s, tel, _ = slack(tmp_path, url=receiver.url + "/services/T0/B0/XYZ", send_resolved=False)
+    s.on_alert(DOC)
+    s.on_alert(DOC)  # a replay re-creates the event: sent once
+    s.on_alert({**DOC, "status": "resolved"})
+    assert receiver.wait_for(lambda r: len(r) >= 1)
+    assert s.flush(5.0)
+    s.stop()
+    assert len(receiver.requests) == 1
+    req = receiver.requests[0]
+    assert req.path == "/services/T0/B0/XYZ" and req.headers["Content-Type"] == "application/json"
+    body = orjson.loads(req.body)
+    assert body["text"] == ":red_circle: token spend up"
+    assert body["blocks"][2]["elements"][0]["text"] == "alert id `abc123`"
+    assert tel.registry.get_sample_value("finops_agent_events_sent_total", {"component": "chat"}) == 1
+
+
+def test_the_url_from_a_file_and_never_in_dead_letters(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.default = (404, {})
+    (tmp_path / "url").write_text(receiver.url + "/services/T0/B0/s3cretpath\n")
+    s, tel, dlq = slack(tmp_path, url_file=str(tmp_path / "url"))
+    s.on_alert(DOC)
+    assert receiver.wait_for(lambda r: len(r) == 1)
+    s.stop()
+    dlq.close()
+    (dead,) = [orjson.loads(line) for line in (tmp_path / "dlq.jsonl").read_bytes().splitlines()]
+    assert dead["kind"] == "delivery_failed" and dead["reason"] == "permanent after 1 attempt(s): HTTP 404"
+    assert dead["location"] == receiver.url + "/…" and orjson.loads(dead["original"])["id"] == "abc123"
+    assert b"s3cretpath" not in (tmp_path / "dlq.jsonl").read_bytes()
+    assert tel.registry.get_sample_value(
+        "finops_agent_events_discarded_total", {"component": "chat", "reason": "delivery_failed"}
+    ) == 1
+
+
+def test_a_slack_config_needs_one_http_url(tmp_path: Path) -> None:
+    base = "sources: {s: {type: file, path: x, decoder: {type: bedrock}}}\n"
+    base += "detectors: {d: {type: seasonal, signal: token_cost_usd}}\n"
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(base + "sinks: {c: {type: slack, url: hooks.slack.com/x}}")
+    assert exc.value.errors[0].startswith("sinks.c.url: not an http(s) URL")
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(base + "sinks: {c: {type: slack}}")
+    assert exc.value.errors == ["sinks.c: set url or url_file (one of them)"]
+    (tmp_path / "url").write_text("not a url")
+    s = SlackSink(SlackConfig(type="slack", url_file=str(tmp_path / "url")), name="c", telemetry=Telemetry())
+    with pytest.raises(StartupError, match="does not hold an http"):
+        s.start()
+
+
+def test_slack_renders_the_limit_the_escalation_and_the_episode_impact() -> None:
+    from sinks.slack import slack_message
+    from tests.agent.test_detect import feed_idle, idle_runner
+
+    r = idle_runner()
+    feed_idle(r, range(0, 5), 0.1)
+    docs = feed_idle(r, range(5, 15), 1.0) + feed_idle(r, range(15, 17), 0.1)
+    first, escalated, resolved = (slack_message(d) for d in docs)
+
+    def fields(msg: dict[str, Any]) -> dict[str, str]:
+        return dict(f["text"][1:].split("*\n", 1) for f in msg["blocks"][1]["fields"])
+
+    assert fields(first) == {
+        "Observed": "100 %",
+        "Limit": "50 %",
+        "Impact (window)": "$98.00",
+        "Episode impact": "$98.00",
+        "Score": "0.75",
+    }
+    assert escalated["text"].startswith(":red_circle: escalated to error:")
+    assert fields(escalated)["Escalated"] == "warning → error"
+    assert resolved["text"].startswith(":white_check_mark: [idle_gpu] resolved")
+    assert fields(resolved)["Episode impact"] == "$980.00"  # the episode, not the last window's $98
+    assert fields(resolved)["Windows"] == "10"
