@@ -123,6 +123,7 @@ def backtest_config(cfg: Any, routed: dict[str, list[str]], alerts_out: str) -> 
             "state": cfg.state.model_copy(update={"type": "memory"}),
             "pipeline": cfg.pipeline.model_copy(update={"allowed_lateness_seconds": lateness}),
             "dead_letter": cfg.dead_letter.model_copy(update={"path": alerts_out + ".dead-letter.jsonl"}),
+            "http": cfg.http.model_copy(update={"enabled": False}),  # a replay serves nothing
         }
     )
 

@@ -90,6 +90,18 @@ class TelemetryConfig(_Strict):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class HttpConfig(_Strict):
+    """The agent's own HTTP server: /healthz and /readyz, and /metrics with a Prometheus sink (agent/server.py)."""
+
+    enabled: bool = True
+    listen_address: str | None = Field(
+        None, description="default: a Prometheus sink's listen_address, else $FINOPS_HTTP_ADDRESS or 127.0.0.1"
+    )
+    port: int | None = Field(
+        None, ge=0, le=65535, description="default: a Prometheus sink's port, else $FINOPS_HTTP_PORT or 9464"
+    )
+
+
 class AlertingConfig(_Strict):
     resolve_after_points: int = Field(2, ge=1)
     severity_critical_usd: float = 1000.0
@@ -120,6 +132,7 @@ def agent_config_model() -> type[BaseModel]:
         dead_letter=(DeadLetterConfig, DeadLetterConfig()),
         telemetry=(TelemetryConfig, TelemetryConfig()),
         alerting=(AlertingConfig, AlertingConfig()),
+        http=(HttpConfig, HttpConfig()),
         __validators__={
             "names": field_validator("sources", "detectors", "sinks")(_check_names),
             "default_state": model_validator(mode="before")(_default_state),  # type: ignore[dict-item]

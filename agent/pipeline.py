@@ -29,6 +29,7 @@ from agent.model import Observation
 from agent.registry import build, components
 from agent.runtime import Health, tune_gc  # noqa: F401 (Health: re-exported)
 from agent.runtime import batch_records as _batch_records
+from agent.server import plan_servers
 from agent.sources.base import Batch, Source
 from agent.state import StateStore, make_store
 from agent.telemetry import LogOnce, Telemetry
@@ -96,6 +97,7 @@ class Agent:
         self.sinks = {name: build("sink", s, name=name, **kw) for name, s in cfg.sinks.items()}
         for name, s in (extra_sinks or {}).items():
             self.sinks[name] = s
+        self.servers, self.http = plan_servers(cfg.http, self.sinks, self.health)
         pipe = cfg.pipeline
         wall = now()
         ctx_defaults = {
@@ -165,6 +167,8 @@ class Agent:
                     self.sources[name].restore(pos)
             self._last_sealed = [agg.sealed_until for agg, _ in self.clocks]
             log.info("state restored: %d series", sum(len(r.models) for r in self.runners.values()))
+        for server in self.servers:  # /healthz answers from here on (alive once restored; ready once consuming)
+            server.start()
         for s in self.sinks.values():
             s.start()
         if state:
@@ -252,6 +256,8 @@ class Agent:
         self.dead_letter.close()
         self.health._alive.clear()
         self.health._ready.clear()
+        for server in self.servers:
+            server.stop()
 
     # -- the pipeline thread ---------------------------------------------------------------
     def _loop(self) -> None:

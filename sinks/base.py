@@ -1,13 +1,18 @@
 """Sink interface: sinks receive scored points and alert documents.
 
 ``on_points`` gets every closed window (cheap: most sinks ignore it), ``on_alert`` each alert
-event (firing / resolved). Network sinks hand alerts to a durable outbox
-(:mod:`sinks.delivery`) and only *classify* delivery results; retrying lives in one place.
+event (firing / resolved). Network sinks subclass :class:`sinks.delivery.QueuedSink` (a durable
+outbox, retries, dedupe, dead letters) and supply ``render`` and ``send``. A sink that serves HTTP
+paths (``/metrics``) returns them from :meth:`Sink.http_routes`; the agent serves them on its own
+server (:mod:`agent.server`), beside ``/healthz`` and ``/readyz``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.server import HttpServer, Route
 
 
 class Sink:
@@ -21,6 +26,18 @@ class Sink:
         self.health = health
 
     def start(self) -> None:
+        return None
+
+    def http_routes(self) -> dict[str, Route]:
+        """Paths this sink serves over HTTP (GET): path → () → (status, body, content type)."""
+        return {}
+
+    def http_address(self) -> tuple[str, int] | None:
+        """An address of its own for :meth:`http_routes`, or None: the agent's server."""
+        return None
+
+    def served_by(self, server: HttpServer) -> None:
+        """Where :meth:`http_routes` are served (told before :meth:`start`)."""
         return None
 
     def on_points(self, points: list[Any]) -> None:

@@ -1,4 +1,7 @@
-"""Prometheus sink: ``/metrics`` (anomaly outputs per series + the agent's own metrics), ``/healthz``, ``/readyz``.
+"""Prometheus sink: ``/metrics`` (anomaly outputs per series + the agent's own metrics).
+
+``/metrics`` is served on the agent's HTTP server (:mod:`agent.server`, with ``/healthz`` and ``/readyz``), or
+on an address of its own when ``listen_address`` / ``port`` are set and differ from the agent's.
 
 Anomaly families (gauges, latest closed window per series):
 ``finops_anomaly_score``, ``finops_observed_value``, ``finops_expected_value``,
@@ -18,7 +21,6 @@ from __future__ import annotations
 import math
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,6 +30,7 @@ from prometheus_client.samples import Sample
 from pydantic import Field
 
 from agent.registry import ComponentConfig, register
+from agent.server import DEFAULT_ADDRESS, HttpServer, Route
 from sinks.base import Sink
 
 _LABEL_OK = re.compile(r"[^a-zA-Z0-9_]")
@@ -35,8 +38,8 @@ _LABEL_OK = re.compile(r"[^a-zA-Z0-9_]")
 
 class PrometheusConfig(ComponentConfig):
     type: Literal["prometheus"]
-    listen_address: str = "127.0.0.1"
-    port: int = Field(9464, ge=0, le=65535, description="0 picks a free port")
+    listen_address: str | None = Field(None, description="default: the agent's http.listen_address")
+    port: int | None = Field(None, ge=0, le=65535, description="default: the agent's http.port; 0 picks a free port")
     max_series: int = Field(1000, ge=1)
 
 
@@ -113,53 +116,36 @@ class AnomalyCollector(Collector):
         yield capped
 
 
-class _Handler(BaseHTTPRequestHandler):
-    sink: PrometheusSink
-
-    def do_GET(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            body = generate_latest(self.sink.telemetry.registry)
-            self._send(200, body, CONTENT_TYPE_LATEST)
-        elif path == "/healthz":  # alive: the pipeline runs (also while it waits out a broker outage)
-            ok = self.sink.health is None or self.sink.health.alive()
-            self._send(200 if ok else 503, b"ok\n" if ok else b"pipeline stopped\n")
-        elif path == "/readyz":  # ready: consuming and checkpointing; else why not, e.g. "cannot checkpoint for 47 s"
-            why = None if self.sink.health is None else self.sink.health.not_ready()
-            self._send(200 if why is None else 503, b"ready\n" if why is None else f"not ready: {why}\n".encode())
-        else:
-            self._send(404, b"not found\n")
-
-    def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return None
-
-
 @register("sink", "prometheus", PrometheusConfig)
 class PrometheusSink(Sink):
+    cfg: PrometheusConfig
+
     def __init__(self, cfg: PrometheusConfig, **kw: Any):
         super().__init__(cfg, **kw)
         self.collector = AnomalyCollector(cfg.max_series)
         self.telemetry.registry.register(self.collector)
-        self.server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self.server: HttpServer | None = None
 
     @property
     def port(self) -> int:
-        return self.server.server_address[1] if self.server else self.cfg.port
+        """The port ``/metrics`` is served on."""
+        if self.server is not None:
+            return self.server.port
+        return self.cfg.port if self.cfg.port is not None else DEFAULT_ADDRESS[1]
 
-    def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"sink": self})
-        self.server = ThreadingHTTPServer((self.cfg.listen_address, self.cfg.port), handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name=f"http-{self.name}", daemon=True)
-        self._thread.start()
+    def http_routes(self) -> dict[str, Route]:
+        return {"/metrics": lambda: (200, generate_latest(self.telemetry.registry), CONTENT_TYPE_LATEST)}
+
+    def http_address(self) -> tuple[str, int] | None:
+        if self.cfg.listen_address is None and self.cfg.port is None:
+            return None
+        return (
+            self.cfg.listen_address or DEFAULT_ADDRESS[0],
+            DEFAULT_ADDRESS[1] if self.cfg.port is None else self.cfg.port,
+        )
+
+    def served_by(self, server: HttpServer) -> None:
+        self.server = server
 
     def on_points(self, points: list[Any]) -> None:
         self.collector.update(points)
@@ -172,9 +158,3 @@ class PrometheusSink(Sink):
         self.collector.update(points)
         for doc in firing:
             self.collector.alert(doc)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None

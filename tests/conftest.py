@@ -13,6 +13,10 @@ from typing import Any
 
 import pytest
 
+# Agents without a Prometheus sink still serve /healthz and /readyz: on a free port in the tests (many agents,
+# some at once), not on the default 9464.
+os.environ.setdefault("FINOPS_HTTP_PORT", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -10,8 +10,9 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.alerts import Point
-from agent.config import load_config_text
+from agent.config import HttpConfig, load_config_text
 from agent.pipeline import Agent, Health
+from agent.server import plan_servers
 from agent.telemetry import Telemetry
 from sinks.prometheus import PrometheusConfig, PrometheusSink
 from tests.conftest import free_port
@@ -49,6 +50,9 @@ def test_metrics_health_and_cardinality_cap() -> None:
     sink = PrometheusSink(
         PrometheusConfig(type="prometheus", port=0, max_series=3), name="metrics", telemetry=tel, health=health
     )
+    servers, _own = plan_servers(HttpConfig(enabled=False), {"metrics": sink}, health)
+    (server,) = servers  # the sink's own address: /metrics there, with the probes
+    server.start()
     sink.start()
     try:
         port = sink.port
@@ -93,7 +97,8 @@ def test_metrics_health_and_cardinality_cap() -> None:
         assert all(s.value == 0 for s in fams["finops_alerts_firing"].samples)
     finally:
         sink.stop()
-        sink.stop()  # idempotent
+        server.stop()
+        server.stop()  # idempotent
 
 
 def _restart_config(data: Path, state: Path, port: int) -> str:

@@ -1,0 +1,90 @@
+"""The agent serves /healthz and /readyz itself, with or without a Prometheus sink; /metrics joins them."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agent.config import StartupError, load_config_text
+from agent.pipeline import Agent
+from tests.conftest import free_port, wait_until
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _config(tmp_path: Path, sinks: str, http: str = "") -> str:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    return f"""
+sources: {{s: {{type: file, path: {tmp_path / "in"}, decoder: {{type: bedrock}}}}}}
+detectors: {{d: {{type: seasonal, signal: token_cost_usd}}}}
+sinks: {sinks}
+state: {{type: local, directory: {tmp_path / "state"}}}
+dead_letter: {{path: {tmp_path / "dlq.jsonl"}}}
+{http}
+"""
+
+
+def test_probes_without_a_metrics_sink(tmp_path: Path) -> None:
+    port = free_port()
+    agent = Agent(load_config_text(_config(tmp_path, "{c: {type: console}}", f"http: {{port: {port}}}")))
+    agent.start()
+    try:
+        assert wait_until(lambda: get(port, "/readyz") == (200, "ready\n"), 10)
+        assert get(port, "/healthz") == (200, "ok\n")
+        assert get(port, "/metrics")[0] == 404  # no Prometheus sink: no /metrics
+    finally:
+        agent.stop()
+    with pytest.raises(OSError):  # stopped with the agent
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_metrics_on_the_agents_port_or_on_its_own(tmp_path: Path) -> None:
+    port = free_port()
+    agent = Agent(load_config_text(_config(tmp_path, "{m: {type: prometheus}}", f"http: {{port: {port}}}")))
+    agent.start()
+    try:
+        assert wait_until(lambda: get(port, "/readyz")[0] == 200, 10)
+        assert get(port, "/metrics")[0] == 200 and agent.sinks["m"].port == port  # type: ignore[attr-defined]
+    finally:
+        agent.stop()
+    own, metrics = free_port(), free_port()
+    sinks = f"{{m: {{type: prometheus, port: {metrics}}}}}"
+    agent = Agent(load_config_text(_config(tmp_path, sinks, f"http: {{port: {own}}}")))
+    agent.start()
+    try:
+        assert wait_until(lambda: get(own, "/readyz")[0] == 200, 10)
+        assert get(own, "/metrics")[0] == 404
+        assert get(metrics, "/metrics")[0] == 200 and get(metrics, "/healthz")[0] == 200
+    finally:
+        agent.stop()
+
+
+def test_the_default_address_is_the_metrics_sinks_and_http_can_be_off(tmp_path: Path) -> None:
+    metrics = free_port()
+    agent = Agent(load_config_text(_config(tmp_path, f"{{m: {{type: prometheus, port: {metrics}}}}}")))
+    assert [(s.address, s.requested_port) for s in agent.servers] == [("127.0.0.1", metrics)]
+    agent.stop()
+    agent = Agent(load_config_text(_config(tmp_path, "{c: {type: console}}", "http: {enabled: false}")))
+    assert agent.servers == [] and agent.http is None
+    agent.stop()
+
+
+def test_a_port_in_use_fails_at_start_with_what_to_change(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        agent = Agent(load_config_text(_config(tmp_path, "{c: {type: console}}", f"http: {{port: {port}}}")))
+        with pytest.raises(StartupError, match=rf"http: cannot listen on 127.0.0.1:{port}: .*set http.port"):
+            agent.start()
+        agent.stop()
