@@ -69,13 +69,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent.start()
     except StartupError as exc:
         return _cannot_start(args.config, exc, agent)
-    port = agent.metrics_port()
+    url = agent.metrics_url()
     log.info(
         "agent running: %d sources, %d detectors, %d sinks%s",
         len(agent.sources),
         len(agent.runners),
         len(agent.sinks),
-        f"; metrics on http://{_addr(cfg)}:{port}/metrics" if port else "",
+        f"; metrics on {url}" if url else "",
     )
     while not stop.wait(0.5):
         if agent.error is not None:
@@ -93,13 +93,6 @@ def _cannot_start(path: str | None, exc: StartupError, agent: Any) -> int:
     if agent is not None:
         agent.stop(timeout=5.0)
     return EXIT_CONFIG
-
-
-def _addr(cfg: Any) -> str:
-    for s in cfg.sinks.values():
-        if s.type == "prometheus":
-            return str(s.listen_address)
-    return "127.0.0.1"
 
 
 def _ensure_demo() -> None:

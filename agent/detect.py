@@ -32,7 +32,7 @@ from agent.alerts import (
     alert_id,
 )
 from agent.model import Cell, Dims, cell, iso
-from detectors.base import crossed_bound, is_usd, warming_up
+from detectors.base import is_usd, warming_up
 
 
 class DetectorRunner:
@@ -58,18 +58,15 @@ class DetectorRunner:
         self._track_children = cfg.top_contributors > 0
         # What the detector class can do and what the signal is, decided once (checked per point otherwise).
         self._usd = is_usd(cfg.signal)
-        self._budget = hasattr(prototype, "forecast_month")
-        self._excursion = hasattr(prototype, "excursion")
-        self._bind = hasattr(prototype, "bind_series")  # per-series parameters (a series' own budget)
-        self._sustained = hasattr(prototype, "sustained")  # slow growth, judged on its day's worth
+        self._month = prototype.watches_month  # a budget: the month, not the window
         # New series: one that first appears at least a warm-up after the detector's first data is
         # judged on its spend so far (its own model has no history to score it against).
         new_usd = getattr(cfg, "new_series_usd", None)
-        self._new_usd = new_usd if hasattr(prototype, "warmup_points") and not self._is_ratio else None
+        self._new_usd = new_usd if prototype.warmup_points and not self._is_ratio else None
         # The earliest window in which any series of this detector had data: a fact of the input, not
         # of the series a runner happens to hold (a scale-out task learns it from its inputs' clocks).
         self.first_window = math.inf
-        self.unit = Unit.of(cfg.signal, cfg.per, cfg.per_scale, self.window, month_to_date=self._budget)
+        self.unit = Unit.of(cfg.signal, cfg.per, cfg.per_scale, self.window, month_to_date=self._month)
         self.held_back = HeldBack()  # anomalous points under min_impact_usd (not alerted)
         self.last_points: dict[SeriesKey, Point] = {}  # each series' latest point (restored on /metrics at start)
 
@@ -197,15 +194,14 @@ class DetectorRunner:
                 model = None
             if model is None:
                 model = self.models[key] = self.prototype.clone()
-                if self._bind:
-                    model.bind_series(key)
+                model.bind_series(key)
                 if self._new_usd is not None and self._is_new(w):
                     model.newborn_usd = 0.0  # spend since it appeared (kept with the model's state)
             scored = self._score(key, model, w, a, count_held=True)
             if scored is None:
                 continue
             pt, x = scored
-            if self._new_usd is not None and hasattr(model, "newborn_usd"):
+            if self._new_usd is not None and model.newborn_usd is not None:
                 self._newborn(key, model, pt, a)
             x["paged"] = pt.anomalous  # an anomaly under min_impact_usd was not paged (no refractory)
             model.learn_one(x)
@@ -240,7 +236,7 @@ class DetectorRunner:
         expected, lower, upper = model.forecast_one(x)
         anomalous = score >= model.threshold
         continuing = False
-        if not anomalous and self._excursion and key in self.episodes:
+        if not anomalous and key in self.episodes:
             # A detector whose scores are discounted right after an anomaly (one page per incident)
             # still says whether the incident goes on: the open episode stays open and keeps adding
             # its dollar impact (whatever a single window's, as the incident fades: min_impact_usd
@@ -252,7 +248,7 @@ class DetectorRunner:
         if anomalous and not continuing and impact is not None and abs(impact) < cfg.min_impact_usd:
             anomalous = False
             # A slow leak costs little per window and much per day: judged on its day's worth.
-            sus = model.sustained(x) if self._sustained else None
+            sus = model.sustained(x)
             if sus is not None:
                 worth, why = sus  # in the watched signal's units a day
                 if not self._usd:  # e.g. GPU-hours: at this window's cost per unit
@@ -263,16 +259,14 @@ class DetectorRunner:
             if not anomalous and count_held and key not in self.episodes:  # (an open alert is alerted)
                 self.held_back.add(impact, _label(tuple(zip(self.group_by, key, strict=True))), w)
         series = tuple(zip(self.group_by, key, strict=True))
-        obs = model.month_to_date(x) if self._budget else y  # a budget compares the month, not the window
+        obs = model.month_so_far(x) if self._month else y  # a budget compares the month, not the window
         pt = Point(
             self.name, self.type, cfg.signal, series, w, w_end, obs, expected, lower, upper, score, anomalous, impact
         )
         pt.unit = self.unit.label
         pt.warming_up = warming_up(model)
-        if anomalous and self._budget:
-            pt.reason = model.explain(x)
-        elif anomalous:
-            pt.reason = reason
+        if anomalous:
+            pt.reason = model.explain(x) or reason
         if anomalous and a[3]:
             pt.contributors = self._contributors(key, a, y, expected)
         return pt, x
@@ -280,7 +274,7 @@ class DetectorRunner:
     def _newborn(self, key: SeriesKey, model: Any, pt: Point, a: list[Any]) -> None:
         """A new series alerts once, when its spend since it appeared reaches ``new_series_usd``."""
         if model.n_learned >= model.warmup_points:
-            del model.newborn_usd  # its own model judges it from now on
+            del model.newborn_usd  # its own model judges it from now on (back to the class's None)
             return
         spend = a[2] if self.cfg.cost_signal else pt.observed if self._usd else 0.0
         model.newborn_usd += spend
@@ -297,9 +291,9 @@ class DetectorRunner:
 
     def _impact(self, model: Any, x: dict[Any, Any], y: float, expected: float, a: list[Any]) -> float | None:
         cfg = self.cfg
-        if self._budget:
-            return float(model.forecast_month(x) - model.budget)
-        if self.type == "threshold" and cfg.cost_signal:
+        if self._month:
+            return float(model.overrun_usd(x))
+        if model.impact_is_cost and cfg.cost_signal:
             return float(a[2])  # e.g. the idle GPU cost itself is the money at stake
         if self._is_ratio:
             if self._usd:
@@ -394,7 +388,7 @@ class DetectorRunner:
         """
         points: list[Point] = []
         events: list[dict[str, Any]] = []
-        if self.type == "budget":
+        if self._month:  # what a month-to-date detector summed stays (a restated hour is not re-judged)
             return points, events
         keys = list(acc) + [k for k, ep in self.episodes.items() if w in ep.windows and k not in acc]
         for key in keys:
@@ -472,7 +466,7 @@ class DetectorRunner:
             ep.observed_total += pt.observed
             ep.expected_total += pt.expected
             if pt.impact_usd is not None:
-                ep.impact_total = ep.impact_total + pt.impact_usd if self.type != "budget" else pt.impact_usd
+                ep.impact_total = ep.impact_total + pt.impact_usd if not self._month else pt.impact_usd
             ep.peak_score = max(ep.peak_score, pt.score)
             if len(ep.windows) < _EPISODE_WINDOWS_MAX:
                 ep.windows[pt.window_start] = (pt.observed, pt.expected, pt.impact_usd or 0.0)
@@ -513,8 +507,9 @@ class DetectorRunner:
         u = self.unit
         impact = pt.impact_usd
         # A fixed limit is not an expected value: the alert names it ("100 % idle (limit 50 %)").
-        bound = crossed_bound(self.models.get(tuple(v for _, v in pt.series)), _x(pt)) if status == "firing" else None
-        if status == "firing" and self._budget:
+        model = self.models.get(tuple(v for _, v in pt.series)) if status == "firing" else None
+        bound = model.crossed_bound(_x(pt)) if model is not None else None
+        if status == "firing" and self._month:
             summary = f"[{self.name}] {cfg.signal} {label}: {pt.reason or ''}"
             if impact is not None:
                 summary += f"; impact {_usd(impact)} over budget"
@@ -591,6 +586,48 @@ class DetectorRunner:
         }
 
     # -- checkpointing ---------------------------------------------------------------------
+    # -- one series' state (scale-out keeps it per series in a changelog) --------------------------
+    def has_series(self, key: SeriesKey) -> bool:
+        """Whether the series has a model (it is scored) or an open episode."""
+        return key in self.models or key in self.episodes
+
+    def admits(self, key: SeriesKey) -> bool:
+        """Whether a window of ``key`` is scored: a known series, or room under ``max_series`` (else counted)."""
+        if key in self.models or len(self.models) < self.cfg.max_series:
+            return True
+        self.dropped_series += 1
+        return False
+
+    def add_window(self, w: float, acc: dict[SeriesKey, list[Any]]) -> None:
+        """A window's per-series accumulators, summed elsewhere (scale-out: by the partitions' pre-aggregation)."""
+        self.windows[w] = acc
+
+    def series_count(self) -> int:
+        return len(self.models)
+
+    def series_state(self, key: SeriesKey) -> dict[str, Any]:
+        """What the runner holds for one series (each None when absent): its model, what it learned and saw
+        last, its contributors' shares and its open episode."""
+        return {
+            "model": self.models.get(key),
+            "last_learned": self.last_learned.get(key),
+            "last_seen": self.last_seen.get(key),
+            "shares": self.shares.get(key),
+            "episode": self.episodes.get(key),
+        }
+
+    def restore_series(self, key: SeriesKey, state: dict[str, Any]) -> None:
+        """Put back what :meth:`series_state` returned."""
+        for attr, table in (
+            ("model", self.models),
+            ("last_learned", self.last_learned),
+            ("last_seen", self.last_seen),
+            ("shares", self.shares),
+            ("episode", self.episodes),
+        ):
+            if state.get(attr) is not None:
+                table[key] = state[attr]
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "models": self.models,
@@ -618,7 +655,7 @@ class DetectorRunner:
         """For state saved before the first window was: the oldest series' first window, from what it learned."""
         if not self.models or not math.isfinite(self.closed_until):
             return math.inf
-        learned = max(getattr(m, "n_learned", 0) for m in self.models.values())
+        learned = max(m.n_learned for m in self.models.values())
         return self.closed_until - learned * self.window
 
     def restored_points(self) -> list[Point]:

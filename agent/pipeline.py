@@ -33,6 +33,7 @@ from agent.server import plan_servers
 from agent.sources.base import Batch, Source
 from agent.state import StateStore, make_store
 from agent.telemetry import LogOnce, Telemetry
+from detectors.base import check_detector
 
 log = logging.getLogger("agent")
 
@@ -74,7 +75,11 @@ class Agent:
         # Billing exports keep their own event time (deliveries arrive hours behind the streams); a
         # delivery is complete, so there is no lateness to wait for.
         self.billing = Aggregator(self.bucket, 0.0)
-        self.prototypes = {name: components("detector")[d.type][1].from_config(d) for name, d in cfg.detectors.items()}
+        self.prototypes = {}
+        for name, d in cfg.detectors.items():
+            cls = components("detector")[d.type][1]
+            check_detector(cls)  # the required members, and the hooks' defaults
+            self.prototypes[name] = cls.from_config(d)
         self.runners = {name: self.make_runner(name) for name in cfg.detectors}
         billing_runners = {n for n, d in cfg.detectors.items() if d.signal.startswith(BILLING_PREFIX)}
         self.clocks: list[tuple[Aggregator, dict[str, DetectorRunner]]] = [
@@ -681,11 +686,19 @@ class Agent:
                 log.error("%s; the agent stops", message)  # before error is set: whoever sees it, sees the line
                 self.error = exc
 
-    def metrics_port(self) -> int | None:
-        for s in self.sinks.values():
-            if hasattr(s, "port") and getattr(s, "server", None) is not None:
-                return int(s.port)
+    def metrics_url(self) -> str | None:
+        """Where ``/metrics`` is served (a Prometheus sink), once started."""
+        for server in self.servers:
+            if "/metrics" in server.routes:
+                return f"http://{server.address}:{server.port}/metrics"
         return None
+
+    def metrics_port(self) -> int | None:
+        """The port of ``/metrics`` (which also serves ``/healthz`` and ``/readyz``), or the agent's own."""
+        for server in self.servers:
+            if "/metrics" in server.routes:
+                return server.port
+        return self.http.port if self.http is not None else None
 
 
 CHECKPOINT_BACKOFF_MIN = 1.0  # seconds before the first retry of a failed checkpoint, doubling

@@ -433,8 +433,7 @@ class Task:
                         if clock is None or b >= clock[0]:  # not sealed by its input yet: sent provisionally
                             a = parts[(src, b)]
                             self.unsealed.setdefault(src, {})[(name, key, b)] = [a[0], a[1], a[2]]
-                    if key not in r.models and len(r.models) >= r.cfg.max_series:
-                        r.dropped_series += 1
+                    if not r.admits(key):
                         continue
                     m = merged[key] = [0.0, 0.0, 0.0, None]
                     for a in parts.values():
@@ -448,7 +447,7 @@ class Task:
                             m[3] = ch
                     if m[3] is not None:
                         m[3] = {child_cell(c): v for c, v in m[3].items()}
-                r.windows[w] = merged
+                r.add_window(w, merged)
             points, events = r.close_until(wm)
             if points:
                 self.dirty[name].update(tuple(v for _, v in p.series) for p in points)
@@ -482,7 +481,7 @@ class Task:
             keys.clear()
         # Series forgotten by expiry without new data: tombstones.
         for name, r in self.runners.items():
-            gone = [k for k in self.written[name] if k not in r.models and not self._has_contrib(name, k)]
+            gone = [k for k in self.written[name] if not r.has_series(k) and not self._has_contrib(name, k)]
             for key in gone:
                 self.written[name].discard(key)
                 out.append((series_record_key(self.tid, name, key), None))
@@ -512,16 +511,9 @@ class Task:
 
     def _series_state(self, name: str, r: DetectorRunner, key: SeriesKey) -> dict[str, Any] | None:
         contrib = {w: ws[key] for w, ws in self.contrib[name].items() if key in ws}
-        if key not in r.models and not contrib and key not in r.episodes:
+        if not r.has_series(key) and not contrib:
             return None
-        return {
-            "model": r.models.get(key),
-            "last_learned": r.last_learned.get(key),
-            "last_seen": r.last_seen.get(key),
-            "shares": r.shares.get(key),
-            "episode": r.episodes.get(key),
-            "contrib": contrib,
-        }
+        return {**r.series_state(key), "contrib": contrib}
 
     def restore(self, records: dict[bytes, bytes]) -> int:
         """Rebuild from the latest changelog record per key (tombstones already removed)."""
@@ -548,11 +540,7 @@ class Task:
                 continue
             n += 1
             self.written[name].add(key)
-            if state["model"] is not None:
-                r.models[key] = state["model"]
-            for attr in ("last_learned", "last_seen", "shares", "episode"):
-                if state[attr] is not None:
-                    getattr(r, "episodes" if attr == "episode" else attr)[key] = state[attr]
+            r.restore_series(key, state)
             for w, parts in state["contrib"].items():
                 self.contrib[name].setdefault(w, {})[key] = parts
         for name, runner in self.runners.items():
@@ -562,7 +550,7 @@ class Task:
         return n
 
     def series_count(self) -> int:
-        return sum(len(r.models) for r in self.runners.values())
+        return sum(r.series_count() for r in self.runners.values())
 
 
 def _same(merged: list[float], a: list[Any]) -> bool:

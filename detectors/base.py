@@ -1,23 +1,23 @@
-"""What every detector shares: the series it watches and how a point becomes an alert.
+"""What every detector shares: the series it watches, its required members, and optional hooks with defaults.
 
-A detector module defines a ``<Name>Config`` (these common fields plus its model's parameters)
-and a River :class:`~river.anomaly.base.AnomalyDetector` subclass with
+A detector module defines a ``<Name>Config`` (:class:`DetectorCommon` plus its model's parameters) and a class
+that satisfies :class:`Detector` — in practice a River :class:`~river.anomaly.base.AnomalyDetector` that also
+inherits :class:`DetectorHooks` — registered with ``register("detector", "<type>", <Name>Config)``:
 
 - ``learn_one(x)`` / ``score_one(x)`` (River conventions, higher score = more anomalous),
 - ``forecast_one(x) -> (expected, lower, upper)``,
 - ``threshold``: a point is anomalous when ``score_one(x) >= threshold``,
-- ``from_config(cfg)``: the prototype that is cloned for every series.
+- ``clone()``: a fresh copy (River's), and ``from_config(cfg)``: the prototype cloned for every series.
 
-``x`` is ``{"t": window start in epoch seconds, "y": the window's value}``.
-
-Optional hooks (:class:`DetectorHooks`) refine the alert; the agent asks the prototype once
-whether a detector has them, and the functions below give every detector their defaults.
+``x`` is ``{"t": window start in epoch seconds, "t_end": its end, "y": the window's value}``. The runner
+(``agent/detect.py``) calls the hooks of :class:`DetectorHooks` on every detector; a detector overrides the
+ones it refines, and the defaults say "nothing special". No capability is discovered by name or attribute.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import Field, field_validator
 
@@ -53,30 +53,95 @@ class DetectorCommon(ComponentConfig):
         return v
 
 
-class DetectorHooks(Protocol):
-    """Optional hooks of a detector (each has a default below, for detectors without it).
+@runtime_checkable
+class Detector(Protocol):
+    """The required members of a detector (one series' model)."""
 
-    - ``crossed_bound(x) -> (name, value) | None``: a detector whose bound is a fixed limit
-      rather than a forecast names the bound ``x`` is past (``("limit", 0.5)``), so the alert
-      reads "100 % idle (limit 50 %)" rather than calling the limit an expected value.
-      Default: None (the alert compares the observed value with the expected one).
-    - ``warmup_points`` and ``n_learned``: points learned before the model judges a series, and
-      how many it has learned. Default: no warm-up.
+    threshold: float
+
+    def learn_one(self, x: dict[Any, Any]) -> Any: ...
+
+    def score_one(self, x: dict[Any, Any]) -> float: ...
+
+    def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]: ...
+
+    def clone(self) -> Any: ...
+
+
+class DetectorHooks:
+    """Optional hooks of a detector, with their defaults. A detector class inherits this and overrides what it
+    refines; the runner calls them on every detector.
+
+    Alert lifecycle:
+
+    - :attr:`warmup_points` / :attr:`n_learned`: points learned before the model judges a series, and how many
+      it has learned (default: no warm-up). A detector with a warm-up judges a series that appears after the
+      others on its spend so far (``new_series_usd``), tracked in :attr:`newborn_usd`.
+    - :meth:`crossed_bound`: a fixed limit rather than a forecast (the alert reads "limit 50 %").
+    - :meth:`excursion`: whether an open incident goes on while its scores are discounted.
+    - :meth:`sustained`: a slow leak's worth a day, judged when one window's impact is too small to page.
+    - :meth:`bind_series`: per-series parameters (a series' own budget), told once when its model is made.
+
+    Dollar impact:
+
+    - :attr:`watches_month`: the detector watches the month, not the window (a budget): the point's observed
+      value is :meth:`month_so_far`, its impact :meth:`overrun_usd`, the reason :meth:`explain`; an episode's
+      impact is its latest (a forecast), not a sum; restated windows are not scored again.
+    - :attr:`impact_is_cost`: the impact is the window's cost signal itself (an idle GPU's cost), not the gap
+      between observed and expected.
     """
 
-    def crossed_bound(self, x: dict[Any, Any]) -> tuple[str, float] | None: ...
+    warmup_points: int = 0
+    newborn_usd: float | None = None  # a new series' spend since it appeared, while it is judged on it
+    watches_month: ClassVar[bool] = False
+    impact_is_cost: ClassVar[bool] = False
+
+    @property
+    def n_learned(self) -> int:
+        """Points learned so far (what the warm-up counts)."""
+        return 0
+
+    def crossed_bound(self, x: dict[Any, Any]) -> tuple[str, float] | None:
+        """The bound ``x`` is past and its name (``("limit", 0.5)``), for a detector with fixed bounds."""
+        return None
+
+    def excursion(self, x: dict[Any, Any]) -> bool:
+        """Whether the incident goes on (asked only while an episode is open and the score says normal)."""
+        return False
+
+    def sustained(self, x: dict[Any, Any]) -> tuple[float, str] | None:
+        """A slow growth's worth a day in the signal's units and why, or None."""
+        return None
+
+    def bind_series(self, key: tuple[str, ...]) -> None:
+        """Per-series parameters for the series ``key`` (group-by values)."""
+        return None
+
+    def month_so_far(self, x: dict[Any, Any]) -> float:
+        """(watches_month detectors) What the month has cost so far."""
+        raise NotImplementedError
+
+    def overrun_usd(self, x: dict[Any, Any]) -> float:
+        """(watches_month detectors) The forecast month's dollars over the limit."""
+        raise NotImplementedError
+
+    def explain(self, x: dict[Any, Any]) -> str | None:
+        """Why the point is anomalous, in words (None: the runner's own wording)."""
+        return None
 
 
-def crossed_bound(detector: Any, x: dict[Any, Any]) -> tuple[str, float] | None:
-    """The bound ``x`` is past and its name, where ``detector`` has fixed bounds; else None."""
-    hook = getattr(detector, "crossed_bound", None)
-    return hook(x) if hook is not None else None
+def check_detector(cls: type) -> None:
+    """Refuse a detector class without the required members or the hooks' defaults (at registration)."""
+    required = ("learn_one", "score_one", "forecast_one", "clone", "from_config")
+    missing = [m for m in required if not callable(getattr(cls, m, None))]
+    if missing or not issubclass(cls, DetectorHooks):
+        why = f"missing {', '.join(missing)}" if missing else "does not inherit detectors.base.DetectorHooks"
+        raise TypeError(f"detector {cls.__name__}: {why}")
 
 
-def warming_up(detector: Any) -> bool:
+def warming_up(detector: DetectorHooks) -> bool:
     """Whether ``detector`` (one series' model) is still in its warm-up."""
-    warmup = getattr(detector, "warmup_points", 0)
-    return bool(warmup) and detector.n_learned < warmup
+    return detector.n_learned < detector.warmup_points
 
 
 def is_usd(signal: str) -> bool:

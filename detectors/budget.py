@@ -12,7 +12,7 @@ from pydantic import Field
 from river.base import AnomalyDetector
 
 from agent.registry import register
-from detectors.base import DetectorCommon, init_params
+from detectors.base import DetectorCommon, DetectorHooks, init_params
 
 _DAY = 86400.0
 _DAMP = 0.9  # per-day damping of the growth trend in forecasts
@@ -43,7 +43,7 @@ def _month(t: float) -> tuple[int, float, float]:
     return g.tm_year * 12 + g.tm_mon, float(start), float(start + days * _DAY)
 
 
-class BudgetDetector(AnomalyDetector):
+class BudgetDetector(DetectorHooks, AnomalyDetector):
     """Forecasts each series' month-end spend and scores it against the series' monthly budget.
 
     The forecast is the month-to-date spend plus the remaining days at the daily run rate: an
@@ -69,6 +69,8 @@ class BudgetDetector(AnomalyDetector):
     >>> det.forecast(x)  # month-end forecast, lower, upper (steady days: a narrow interval)
     (6000.0, 6000.0, 6000.0)
     """
+
+    watches_month = True
 
     def __init__(
         self,
@@ -215,10 +217,14 @@ class BudgetDetector(AnomalyDetector):
         z = statistics.NormalDist().inv_cdf(0.5 + self.interval / 2)
         return fc, max(mtd, fc - z * sd), fc + z * sd
 
+    def overrun_usd(self, x: dict[Any, Any]) -> float:
+        """The forecast month's dollars over this series' budget (negative: under it)."""
+        return self.forecast_month(x) - self.budget
+
     def forecast_month(self, x: dict[Any, Any]) -> float:
         return self.forecast(x)[0]
 
-    def month_to_date(self, x: dict[Any, Any]) -> float:
+    def month_so_far(self, x: dict[Any, Any]) -> float:
         return self._now(x)[0]
 
     def exhausted_at(self, x: dict[Any, Any]) -> float | None:
@@ -237,7 +243,7 @@ class BudgetDetector(AnomalyDetector):
         return None
 
     def explain(self, x: dict[Any, Any]) -> str:
-        mtd = self.month_to_date(x)
+        mtd = self.month_so_far(x)
         fc, lo, hi = self.forecast(x)
         text = (
             f"month to date {_usd(mtd)}, month-end forecast {_usd(fc)} ({self.interval:.0%} interval "

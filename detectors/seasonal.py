@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from river.base import AnomalyDetector
 
 from agent.registry import register
-from detectors.base import DetectorCommon, init_params, is_usd
+from detectors.base import DetectorCommon, DetectorHooks, init_params, is_usd
 
 # Layout of the scalar state (one flat array of doubles: no per-attribute object overhead).
 (_L, _MAD, _N, _S, _LO, _HI, _M, _V, _I, _SINCE, _PREV_T, _DMAX, _CT, _CY, _CRAW, _CDEV) = range(16)
@@ -82,7 +82,7 @@ class SeasonalConfig(DetectorCommon):
         return self
 
 
-class SeasonalDetector(AnomalyDetector):
+class SeasonalDetector(DetectorHooks, AnomalyDetector):
     """Likelihood of recent residuals against a seasonal baseline, plus range breaks.
 
     Values are modelled in ``asinh(y / s)`` space (log-like for large values, linear near zero,

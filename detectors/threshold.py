@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from river.base import AnomalyDetector
 
 from agent.registry import register
-from detectors.base import DetectorCommon
+from detectors.base import DetectorCommon, DetectorHooks
 
 
 class ThresholdConfig(DetectorCommon):
@@ -26,7 +26,7 @@ class ThresholdConfig(DetectorCommon):
         return self
 
 
-class ThresholdDetector(AnomalyDetector):
+class ThresholdDetector(DetectorHooks, AnomalyDetector):
     """Static bounds on a window value; nothing is learned.
 
     The score is in [0, 1]: 0 within the bounds (a value on a bound is within), and past a
@@ -55,6 +55,8 @@ class ThresholdDetector(AnomalyDetector):
     >>> ThresholdDetector(lower=10.0).crossed_bound({"t": 0, "y": 5.0})
     ('floor', 10.0)
     """
+
+    impact_is_cost = True  # with a cost_signal, the window's cost is the money at stake (an idle GPU's)
 
     def __init__(self, upper: float | None = None, lower: float | None = None):
         self.upper = upper

@@ -325,7 +325,7 @@ class KafkaScaleOut:
         return out
 
     def series(self, detector: str) -> int:
-        return sum(len(t.runners[detector].models) for t in self.tasks.values())
+        return sum(t.runners[detector].series_count() for t in self.tasks.values())
 
     def watermark(self) -> float:
         """The event-time watermark of the input, as the tasks see it (the slowest input partition's clock)."""

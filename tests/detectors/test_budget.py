@@ -99,6 +99,6 @@ def test_a_state_pickled_by_the_earlier_budget_detector_loads() -> None:
     det = BudgetDetector.__new__(BudgetDetector)
     det.__setstate__(old)
     x = {"t": NOV_1 + 5 * 86400, "t_end": NOV_1 + 5 * 86400 + H, "y": 10.0}
-    assert det.month_to_date(x) == 1244.0 and det.budget == 5000.0
+    assert det.month_so_far(x) == 1244.0 and det.budget == 5000.0
     assert det.score_one(x) > 0
     det.learn_one(x)
