@@ -90,7 +90,7 @@ class Agent:
         if cfg.state.type == "kafka":  # state follows the partition: tasks, repartition and changelog topics
             from agent.sources.kafka_scale import KafkaScaleOut
 
-            self.scale = KafkaScaleOut(self)
+            self.scale = KafkaScaleOut(cfg, self.make_runner, self.telemetry)
         state_dir = cfg.state.directory if cfg.state.type in ("local", "kafka") else None
         kw = {
             "telemetry": self.telemetry,
@@ -114,13 +114,19 @@ class Agent:
         for name, s in cfg.sources.items():
             decoder = build("decoder", s.decoder, pricing=cfg.pricing)
             self.sources[name] = build(
-                "source", s, name=name, decoder=decoder, emit=self._emit, ctx_defaults=ctx_defaults, agent=self
+                "source",
+                s,
+                name=name,
+                decoder=decoder,
+                emit=self._emit,
+                ctx_defaults=ctx_defaults,
+                host=Host(self, name),
             )
         if self.scale is not None and self.scale.unkeyed:
             from agent.sources.kafka_scale import TASKS_SOURCE
 
             self.sources[TASKS_SOURCE] = self.scale.task_source(
-                decoder=None, emit=self._emit, ctx_defaults=ctx_defaults, agent=self
+                decoder=None, emit=self._emit, ctx_defaults=ctx_defaults, host=Host(self, TASKS_SOURCE)
             )
         self.health.sources = list(self.sources.values())
         for name, src in self.sources.items():
@@ -185,7 +191,7 @@ class Agent:
             if restored or firing:
                 for s in self.sinks.values():
                     s.on_restore(restored, firing)
-        self.health._alive.set()
+        self.health.mark_alive()
         # Scale-out: the internal topics (tasks are restored as partitions are assigned). Alive meanwhile, not ready:
         # an agent started while the brokers are away waits for them. Interrupted (SIGTERM): return, stop() follows.
         if self.scale is not None and not self.scale.start(self._closing):
@@ -194,7 +200,7 @@ class Agent:
         self._thread.start()
         for src in self.sources.values():
             src.start()
-        self.health._ready.set()
+        self.health.mark_ready()
 
     def interrupt(self) -> None:
         """A stop was asked for (a signal): a start still waiting for the brokers gives up; stop() follows."""
@@ -259,8 +265,7 @@ class Agent:
         if self.scale is not None:
             self.scale.close(max(0.1, deadline - time.monotonic()))
         self.dead_letter.close()
-        self.health._alive.clear()
-        self.health._ready.clear()
+        self.health.mark_stopped()
         for server in self.servers:
             server.stop()
 
@@ -291,7 +296,7 @@ class Agent:
         except BaseException as exc:  # the agent must not die silently
             self.error = exc
             log.exception("pipeline thread failed")
-            self.health._alive.clear()
+            self.health.mark_dead()
             raise
 
     def _process(self, batch: Batch) -> None:
@@ -673,11 +678,18 @@ class Agent:
                 CHECKPOINT_BACKOFF_MAX,
             )
 
-    def checkpoint_blocked(self) -> bool:
-        """Checkpoints have failed for a while: sources pause their input (bounded memory, bounded replay)."""
+    def checkpoint_blocked(self, at: float | None = None) -> bool:
+        """Checkpoints have failed for a while (at ``at``, monotonic; default now): sources pause their input
+        (bounded memory, bounded replay)."""
         since = self._checkpoint_failing
         interval = self.cfg.state.checkpoint_interval_seconds
-        return since is not None and time.monotonic() - since >= max(5.0, interval)
+        now = time.monotonic() if at is None else at
+        return since is not None and now - since >= max(5.0, interval)
+
+    @property
+    def next_checkpoint_at(self) -> float:
+        """When (monotonic) the pipeline thread checkpoints next (later while checkpoints fail: the backoff)."""
+        return self._next_checkpoint
 
     def fail(self, exc: BaseException, message: str) -> None:
         """A fatal error (waiting does not cure it): one log line; ``run`` sees :attr:`error`, stops, exits 1."""
@@ -699,6 +711,51 @@ class Agent:
             if "/metrics" in server.routes:
                 return server.port
         return self.http.port if self.http is not None else None
+
+
+class Host:
+    """The :class:`~agent.sources.base.SourceHost` the agent gives one source: what a source may ask of the
+    pipeline, and nothing else of it."""
+
+    def __init__(self, agent: Agent, source: str):
+        self._agent = agent
+        self._source = source
+        self.telemetry = agent.telemetry
+        self.scale_out = agent.scale
+        self.bucket_seconds = agent.bucket
+        self.allowed_lateness_seconds = agent.cfg.pipeline.allowed_lateness_seconds
+
+    def emit(self, batch: Batch) -> None:
+        self._agent._emit(batch)
+
+    def backlog(self) -> float:
+        q = self._agent.queue
+        return q.qsize() / max(q.maxsize, 1)
+
+    def checkpoint_blocked(self) -> bool:
+        return self._agent.checkpoint_blocked()
+
+    def checkpoint(self, release: Any = None, timeout: float = 10.0) -> bool:
+        """Queued behind what the source emitted before (so it is included); False if the pipeline is too busy
+        to take the request within 5 s or the checkpoint did not complete within ``timeout``."""
+        done = threading.Event()
+        try:
+            self._agent.queue.put(Batch(self._source, "checkpoint", (done, release), None), timeout=5)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def register_stream(self, key: str) -> None:
+        self._agent.clock_of(self._source).source_max.setdefault(key, -math.inf)
+
+    def forget_stream(self, key: str) -> None:
+        self._agent.clock_of(self._source).forget(key)
+
+    def dead_letter(self, source: str, where: str, records: list[BadRecord]) -> None:
+        self._agent.dead_letter.write(source, where, records)
+
+    def fail(self, exc: BaseException, message: str) -> None:
+        self._agent.fail(exc, message)
 
 
 CHECKPOINT_BACKOFF_MIN = 1.0  # seconds before the first retry of a failed checkpoint, doubling

@@ -21,6 +21,23 @@ class Health:
         self.sources: list[Any] = []
         self._checkpoint_error: tuple[float, str] | None = None  # (failing since, monotonic; the last error)
 
+    def mark_alive(self) -> None:
+        """State restored, the pipeline about to run (/healthz 200; /readyz still "starting")."""
+        self._alive.set()
+
+    def mark_ready(self) -> None:
+        """Sources started (/readyz 200 unless a source waits or checkpoints fail)."""
+        self._ready.set()
+
+    def mark_stopped(self) -> None:
+        """Stopped (on purpose or not): neither alive nor ready."""
+        self._alive.clear()
+        self._ready.clear()
+
+    def mark_dead(self) -> None:
+        """The pipeline thread died: /healthz 503, and the orchestrator restarts the agent."""
+        self._alive.clear()
+
     def checkpoint_failing(self, since: float, error: str) -> None:
         self._checkpoint_error = (since, error)
 

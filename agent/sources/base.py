@@ -1,9 +1,13 @@
-"""Source interface.
+"""Source interface, and the host a source is given (never the pipeline itself).
 
 A source runs its own thread and hands :class:`Batch` es to the pipeline through a bounded
 queue (``emit`` blocks when the pipeline is behind: backpressure, never unbounded memory).
 A batch carries the position *after* it; the pipeline commits that position only once the batch
 is processed, and positions are checkpointed together with detector state.
+
+A source that needs more than ``emit`` — a broker client that pauses its partitions, registers each one on the
+event-time clock, asks for a checkpoint before it lets partitions go — uses :class:`SourceHost`, given as
+``host=``. A new source is written against :class:`Source` and :class:`SourceHost` alone.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from agent.decoders.base import BadRecord, DecodeContext, Decoder
+
+if TYPE_CHECKING:
+    from agent.telemetry import Telemetry
 
 
 @dataclass(slots=True)
@@ -33,6 +40,44 @@ class Batch:
 
 
 Emit = Callable[[Batch], None]
+
+
+class SourceHost(Protocol):
+    """What the agent offers a source (one host per source).
+
+    - :meth:`emit`: hand a batch to the pipeline (blocks while the queue is full; gives up when stopping).
+    - :meth:`backlog` and :meth:`checkpoint_blocked`: pause consuming while the queue is mostly full (e.g. at
+      0.8, resume at 0.5) or while checkpoints fail (bounded memory and replay during an outage).
+    - :meth:`checkpoint`: ask for a checkpoint of everything emitted so far and wait until it is durable
+      (True) — e.g. before partitions are revoked; ``release`` is handed to the partition owner afterwards.
+    - :meth:`register_stream` / :meth:`forget_stream`: a partition's own event-time stream on the clock
+      (assigned / revoked): the watermark waits for every registered stream.
+    - :meth:`dead_letter`: records that cannot be processed, with where they came from.
+    - :meth:`fail`: a fatal error (one log line; the agent stops). ``telemetry``: the agent's metrics.
+    - ``scale_out``: the partition owner with ``state.type: kafka`` (else None); ``bucket_seconds`` and
+      ``allowed_lateness_seconds``: the aggregation's bucket and lateness.
+    """
+
+    telemetry: Telemetry
+    scale_out: Any
+    bucket_seconds: float
+    allowed_lateness_seconds: float
+
+    def emit(self, batch: Batch) -> None: ...
+
+    def backlog(self) -> float: ...
+
+    def checkpoint_blocked(self) -> bool: ...
+
+    def checkpoint(self, release: Any = None, timeout: float = 10.0) -> bool: ...
+
+    def register_stream(self, key: str) -> None: ...
+
+    def forget_stream(self, key: str) -> None: ...
+
+    def dead_letter(self, source: str, where: str, records: list[BadRecord]) -> None: ...
+
+    def fail(self, exc: BaseException, message: str) -> None: ...
 
 
 class Source:

@@ -35,7 +35,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from agent.decoders.base import BadRecord, DecodeContext
 from agent.registry import ComponentConfig, config_union, register
-from agent.sources.base import Batch, Source
+from agent.sources.base import Batch, Source, SourceHost
 from agent.sources.kafka_client import (  # re-exported: callers import them from here
     CLOSE_TIMEOUT_MS,
     POSITION_TIMEOUT_MS,
@@ -132,11 +132,11 @@ class KafkaSource(Source):
         self._paused = False
         self._ready = threading.Event()
         self._last_lag = 0.0
-        self.agent: Any = kw.get("agent")
+        self.host: SourceHost | None = kw.get("host")
         self._left_loop = threading.Event()
         self._final = threading.Event()
         # Scale-out (state.type: kafka): per-partition pre-aggregation, restored on assignment.
-        self.scale: Any = getattr(self.agent, "scale", None)
+        self.scale: Any = self.host.scale_out if self.host is not None else None
         self.upstreams: dict[str, Any] = {}
         self._pending: set[Any] = set()  # assigned, paused until their clock/state is restored
         self._checkpointed: dict[str, Any] = {}
@@ -217,7 +217,8 @@ class KafkaSource(Source):
                     raise exc
                 reason = f"{r.reason}; dead-letter topic refused it: {type(exc).__name__}: {exc}"[:1000]
                 log.warning("kafka source %s: %s", self.name, reason)
-                self.agent.dead_letter.write(self.name, where, [dataclasses.replace(r, reason=reason)])
+                if self.host is not None:
+                    self.host.dead_letter(self.name, where, [dataclasses.replace(r, reason=reason)])
 
     # -- the consumer thread ---------------------------------------------------------------
     def run(self) -> None:
@@ -225,8 +226,8 @@ class KafkaSource(Source):
         opts = client_options(self.cfg)
 
         def count(kind: str) -> None:
-            if self.agent is not None:
-                self.agent.telemetry.errors.labels(component=self.name, error_type=kind, stage="connect").inc()
+            if self.host is not None:
+                self.host.telemetry.errors.labels(component=self.name, error_type=kind, stage="connect").inc()
 
         def consumer() -> Any:
             return kafka.KafkaConsumer(
@@ -250,8 +251,8 @@ class KafkaSource(Source):
                     count,
                 )
         except Exception as exc:  # fatal (credentials, authorization): the agent stops with one line
-            if self.agent is not None:
-                self.agent.fail(exc, f"kafka source {self.name}: {fatal_reason(exc)}")
+            if self.host is not None:
+                self.host.fail(exc, f"kafka source {self.name}: {fatal_reason(exc)}")
             self.consumer = None
         if self.consumer is None or (self.cfg.dead_letter_topic and self.producer is None):
             self._left_loop.set()  # stopped (or failed) before the brokers could be reached
@@ -293,12 +294,12 @@ class KafkaSource(Source):
                         failing, backoff = None, 0.5
                 except Exception as exc:  # broker down, metadata changes...: never let the source die of them
                     kind = type(exc).__name__
-                    if self.agent is not None:
-                        self.agent.telemetry.errors.labels(component=self.name, error_type=kind, stage="consume").inc()
+                    if self.host is not None:
+                        self.host.telemetry.errors.labels(component=self.name, error_type=kind, stage="consume").inc()
                     reason = fatal_reason(exc)
                     if reason is not None:  # waiting does not cure it: the agent stops, with one line
-                        if self.agent is not None:
-                            self.agent.fail(exc, f"kafka source {self.name}: {reason}")
+                        if self.host is not None:
+                            self.host.fail(exc, f"kafka source {self.name}: {reason}")
                         break
                     if kind != failing:
                         log.warning("kafka source %s: %s: %s; retrying with backoff", self.name, kind, exc)
@@ -337,8 +338,8 @@ class KafkaSource(Source):
                 continue
             from kafka.errors import KafkaTimeoutError
 
-            if self.agent is not None:
-                self.agent.telemetry.errors.labels(component=self.name, error_type="PollStuck", stage="consume").inc()
+            if self.host is not None:
+                self.host.telemetry.errors.labels(component=self.name, error_type="PollStuck", stage="consume").inc()
             if not logged:
                 log.warning(
                     "kafka source %s: a poll has not returned for %.0f s (the Kafka client waits on itself); woken "
@@ -433,8 +434,8 @@ class KafkaSource(Source):
             if fatal_reason(exc):
                 raise
             kind = type(exc).__name__
-            if self.agent is not None:
-                self.agent.telemetry.errors.labels(component=self.name, error_type=kind, stage="commit").inc()
+            if self.host is not None:
+                self.host.telemetry.errors.labels(component=self.name, error_type=kind, stage="commit").inc()
             if kind != self._commit_failing:  # once per kind until a commit succeeds (an outage retries often)
                 log.warning("kafka source %s: offset commit failed (%s: %s); will retry", self.name, kind, exc)
                 self._commit_failing = kind
@@ -446,14 +447,18 @@ class KafkaSource(Source):
                 log.info("kafka source %s: offsets committed again", self.name)
                 self._commit_failing = None
 
+    @property
+    def paused(self) -> bool:
+        """Whether consumption is paused (the pipeline queue mostly full, or checkpoints failing)."""
+        return self._paused
+
     def _backpressure(self) -> None:
         """Pause while the pipeline queue is mostly full, and while checkpoints fail (the state that cannot be
         checkpointed, and what a restart would re-read, stop growing; memory stays bounded in an outage)."""
-        q = getattr(self.agent, "queue", None)
-        if q is None or not self.assigned:
+        if self.host is None or not self.assigned:
             return
-        fill = q.qsize() / max(q.maxsize, 1)
-        blocked = bool(getattr(self.agent, "checkpoint_blocked", lambda: False)())
+        fill = self.host.backlog()
+        blocked = self.host.checkpoint_blocked()
         if not self._paused and (fill >= 0.8 or blocked):
             self.consumer.pause(*self.assigned)
             self._paused = True
@@ -463,7 +468,7 @@ class KafkaSource(Source):
 
     def _report_lag(self) -> None:
         now = time.monotonic()
-        if now - self._last_lag < self.cfg.lag_interval_seconds or not self.assigned or self.agent is None:
+        if now - self._last_lag < self.cfg.lag_interval_seconds or not self.assigned or self.host is None:
             return
         self._last_lag = now
         try:
@@ -476,7 +481,7 @@ class KafkaSource(Source):
             pos = self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
             if pos is None:
                 continue
-            self.agent.telemetry.consumer_lag.labels(source=self.name, topic=tp.topic, partition=str(tp.partition)).set(
+            self.host.telemetry.consumer_lag.labels(source=self.name, topic=tp.topic, partition=str(tp.partition)).set(
                 max(0, end - pos)
             )
             self._watch_progress(tp, pos, end, now)
@@ -500,7 +505,8 @@ class KafkaSource(Source):
             k: getattr(state, k, None)
             for k in ("paused", "_pending_revocation", "has_valid_position", "_awaiting_validation", "awaiting_reset")
         }
-        self.agent.telemetry.errors.labels(component=self.name, error_type="FetchStalled", stage="consume").inc()
+        if self.host is not None:
+            self.host.telemetry.errors.labels(component=self.name, error_type="FetchStalled", stage="consume").inc()
         log.warning(
             "kafka source %s: %s/%d has not moved from offset %d for %.0f s with %d records to read (client state %s); "
             "fetching it afresh",
@@ -560,11 +566,9 @@ class KafkaSource(Source):
             pos = self.positions.get(f"{tp.topic}/{tp.partition}")
             if pos is not None:
                 self.consumer.seek(tp, pos)  # the restored state already includes everything before it
-        if self.agent is not None:
+        if self.host is not None:
             for tp in partitions:
-                self.agent.aggregator.source_max.setdefault(
-                    stream_key(self.name, tp.topic, tp.partition), float("-inf")
-                )
+                self.host.register_stream(stream_key(self.name, tp.topic, tp.partition))
         self._ready.set()
         log.info("kafka source %s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
 
@@ -576,15 +580,9 @@ class KafkaSource(Source):
         """
         revoked = set(partitions)
         self._pending -= revoked
-        if revoked and self.agent is not None and not self.stopping:  # at shutdown the final checkpoint is done
-            done = threading.Event()
-            try:
-                payload = (done, self._released(revoked))
-                self.agent.queue.put(Batch(self.name, "checkpoint", payload, None), timeout=5)
-                if not done.wait(10):
-                    log.warning("kafka source %s: checkpoint before revocation timed out", self.name)
-            except Exception:
-                log.warning("kafka source %s: pipeline busy; revoking without a checkpoint", self.name)
+        if revoked and self.host is not None and not self.stopping:  # at shutdown the final checkpoint is done
+            if not self.host.checkpoint(self._released(revoked), timeout=10):
+                log.warning("kafka source %s: no checkpoint before revocation (pipeline busy or timed out)", self.name)
             with self._commit_lock:
                 self._pending_commit = None
             offsets = self._offsets(dict(self._checkpointed), revoked)
@@ -594,7 +592,7 @@ class KafkaSource(Source):
             if self.scale is not None:
                 self.scale.let_go(self.name, [up for up in gone if up is not None])
             for tp in revoked:
-                self.agent.aggregator.forget(stream_key(self.name, tp.topic, tp.partition))
+                self.host.forget_stream(stream_key(self.name, tp.topic, tp.partition))
         self.assigned -= revoked
         if self._paused and not self.assigned:
             self._paused = False
@@ -615,15 +613,16 @@ class KafkaSource(Source):
         """Each partition's clock from its committed offset's metadata; keyed input: its task from the changelog."""
         from agent.scaleout import Upstream
 
-        agent = self.agent
-        lateness = agent.cfg.pipeline.allowed_lateness_seconds
+        host = self.host
+        assert host is not None, "scale-out sources run in an agent"
+        lateness = host.allowed_lateness_seconds
         specs = []
         for tp in tps:
             key = stream_key(self.name, tp.topic, tp.partition)
             n = len(cached_partitions(self.consumer, tp.topic))
             committed = self.consumer.committed(tp, metadata=True, timeout_ms=REQUEST_TIMEOUT_MS)
             meta = getattr(committed, "metadata", None)
-            self.upstreams[key] = Upstream(key, agent.bucket, lateness, {f"{self.name}/{tp.topic}": n}, meta)
+            self.upstreams[key] = Upstream(key, host.bucket_seconds, lateness, {f"{self.name}/{tp.topic}": n}, meta)
             # Consume from exactly where the restored clock says: a partition this replica held before a
             # rebalance keeps kafka-python's fetch position, which may be past the committed replay point.
             offset = getattr(committed, "offset", None)

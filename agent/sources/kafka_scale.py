@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.decoders.base import BadRecord
@@ -42,6 +43,7 @@ from agent.sources.kafka import (
     retrying,
     stream_key,
 )
+from agent.telemetry import Telemetry
 
 log = logging.getLogger("agent.scaleout")
 
@@ -56,9 +58,9 @@ MAX_BLOCK_MS = 2000
 class KafkaScaleOut:
     """The tasks of this replica and the internal topics they use (owned by the pipeline thread)."""
 
-    def __init__(self, agent: Any):
-        self.agent = agent
-        cfg = agent.cfg
+    def __init__(self, cfg: Any, make_runner: Callable[[str], DetectorRunner], telemetry: Telemetry):
+        self.make_runner = make_runner
+        self.telemetry = telemetry
         kafka_cfgs = {n: s for n, s in cfg.sources.items() if s.type == "kafka"}
         self.first: KafkaConfig = next(iter(kafka_cfgs.values()))
         self.opts = client_options(self.first)
@@ -72,7 +74,7 @@ class KafkaScaleOut:
         self.unkeyed = sorted(n for n, s in kafka_cfgs.items() if not s.keyed_by_series)
         self.keyed = {n for n, s in kafka_cfgs.items() if s.keyed_by_series}
         self.detectors = list(cfg.detectors)
-        self.routers: dict[str, DetectorRunner] = {name: agent.make_runner(name) for name in self.detectors}
+        self.routers: dict[str, DetectorRunner] = {name: make_runner(name) for name in self.detectors}
         self.tasks: dict[str, Task] = {}
         self._touched: set[str] = set()  # tasks with input since close_tasks() last ran
         # "source/topic" → partition count of the unkeyed inputs, as the upstreams announce them (replaced whole,
@@ -92,7 +94,7 @@ class KafkaScaleOut:
         :func:`~agent.sources.kafka.retrying`). False when ``stop`` was set first."""
 
         def count(kind: str) -> None:
-            self.agent.telemetry.errors.labels(component="scale-out", error_type=kind, stage="connect").inc()
+            self.telemetry.errors.labels(component="scale-out", error_type=kind, stage="connect").inc()
 
         return retrying(self._start, "scale-out", stop, count) is not None
 
@@ -187,7 +189,7 @@ class KafkaScaleOut:
         for tid, topic, partition, kw in specs:
             task = Task(
                 tid,
-                self.agent.make_runner,
+                self.make_runner,
                 self.detectors,
                 idle_lease_ms=self.idle_lease * 1000,
                 idle_grace_ms=self.idle_grace * 1000,
@@ -203,12 +205,12 @@ class KafkaScaleOut:
     def install(self, task: Task) -> None:
         self.tasks[task.tid] = task
         self._touched.add(task.tid)
-        self.agent.telemetry.tasks.set(len(self.tasks))
+        self.telemetry.tasks.set(len(self.tasks))
 
     def release(self, tids: list[str]) -> None:
         for tid in tids:
             self.tasks.pop(tid, None)
-        self.agent.telemetry.tasks.set(len(self.tasks))
+        self.telemetry.tasks.set(len(self.tasks))
 
     # -- upstream: an input batch ------------------------------------------------------------
     def add(self, src: KafkaSource, up: Upstream, obs: list[Observation], offsets: tuple[int, int]) -> list[BadRecord]:

@@ -57,9 +57,9 @@ def test_metrics_health_and_cardinality_cap() -> None:
     try:
         port = sink.port
         assert get(port, "/healthz")[0] == 503 and get(port, "/readyz")[0] == 503
-        health._alive.set()
+        health.mark_alive()
         assert get(port, "/healthz")[0] == 200 and get(port, "/readyz")[0] == 503
-        health._ready.set()
+        health.mark_ready()
         assert get(port, "/readyz")[0] == 200
         assert get(port, "/nope")[0] == 404
 

@@ -315,7 +315,7 @@ def test_backpressure_pauses_partitions_instead_of_buffering(
     paused_seen = []
     agent.start()
     try:
-        assert wait_until(lambda: paused_seen.append(source._paused) or agent.records_in >= 720, 120)
+        assert wait_until(lambda: paused_seen.append(source.paused) or agent.records_in >= 720, 120)
         assert True in paused_seen  # the consumer paused its partitions while the queue was full
         assert agent.queue.qsize() <= 2
     finally:

@@ -453,8 +453,8 @@ class _Scale:
 def test_a_failing_checkpoint_is_retried_with_backoff_and_shown_in_readiness(tmp_path: Path) -> None:
     text = MEMORY_CONFIG.format(bootstrap="127.0.0.1:1", topic="in", grace=120, directory=tmp_path)
     agent = Agent(load_config_text(text), state_store=MemoryStateStore())
-    agent.health._ready.set()
-    agent.health._alive.set()
+    agent.health.mark_alive()
+    agent.health.mark_ready()
     agent.health.sources = []
     committed: list[dict[str, Any]] = []
     agent.sources["tokens"].checkpointed = committed.append  # type: ignore[method-assign]
@@ -464,7 +464,7 @@ def test_a_failing_checkpoint_is_retried_with_backoff_and_shown_in_readiness(tmp
     for _ in range(6):
         t0 = time.monotonic()
         assert agent.checkpoint(0.1) is False
-        delays.append(agent._next_checkpoint - t0)
+        delays.append(agent.next_checkpoint_at - t0)
         why = agent.health.not_ready()
         assert why is not None and why.startswith("cannot checkpoint for ") and "KafkaTimeoutError" in why
     assert committed == []  # no offset committed after a failed checkpoint
@@ -473,8 +473,7 @@ def test_a_failing_checkpoint_is_retried_with_backoff_and_shown_in_readiness(tmp
         cap = min(30.0, 2.0**i)
         assert cap / 2 - 0.05 <= d <= cap + 0.05, (i, delays)
     assert not agent.checkpoint_blocked()  # failing for a moment: input goes on
-    agent._checkpoint_failing = time.monotonic() - 6  # failing for a while: sources pause their input
-    assert agent.checkpoint_blocked()
+    assert agent.checkpoint_blocked(at=time.monotonic() + 6)  # failing for a while: sources pause their input
     failures = agent.telemetry.registry.get_sample_value(
         "finops_agent_checkpoint_failures_total", {"error_type": "KafkaTimeoutError"}
     )
