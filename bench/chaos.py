@@ -26,6 +26,7 @@ a one-process backtest of the same records:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -337,6 +338,72 @@ def task_progress(bootstrap: str, prefix: str, partitions: int) -> list[float]:
     return list(out.values())
 
 
+class Delivery:
+    """The month's records to the input topic, each exactly once, whatever the broker does meanwhile.
+
+    Each record carries its index as key. kafka-python's producer can stay stuck after a broker restart (it
+    neither sends nor expires its batches): :meth:`ensure` waits for the acknowledgements, and where they do
+    not come, drops that producer, reads back which keys the topic holds and sends only the missing ones.
+    """
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.bs, self.topic = bootstrap, topic
+        self.sent: dict[int, tuple[int, bytes]] = {}  # index -> (partition, value)
+        self.futures: dict[int, Any] = {}
+        self.resends = 0
+        self.producer = self._producer()
+
+    def _producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(bootstrap_servers=self.bs, linger_ms=20, batch_size=256 * 1024, retries=2**31 - 1)
+
+    def send(self, index: int, partition: int, value: bytes) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        self.sent[index] = (partition, value)
+        with contextlib.suppress(KafkaTimeoutError):  # the broker away: sent again by ensure()
+            self.futures[index] = self.producer.send(self.topic, key=b"%d" % index, value=value, partition=partition)
+
+    def _present(self) -> set[int]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        c = KafkaConsumer(bootstrap_servers=self.bs, enable_auto_commit=False, consumer_timeout_ms=5000)
+        try:
+            tps = [TopicPartition(self.topic, i) for i in sorted({pt for pt, _ in self.sent.values()})]
+            ends = c.end_offsets(tps)
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            keys: set[int] = set()
+            while any(c.position(tp) < ends[tp] for tp in tps):
+                for recs in c.poll(timeout_ms=1000).values():
+                    keys.update(int(r.key) for r in recs)
+            return keys
+        finally:
+            c.close()
+
+    def ensure(self, log: Any, tries: int = 6) -> None:
+        for _ in range(tries):
+            self.producer.flush(60)
+            if all(f.succeeded() for f in self.futures.values()) and len(self.futures) == len(self.sent):
+                self.producer.close(timeout=10)
+                return
+            self.producer.close(timeout=0)  # stuck or failed: drop its batches, then see what arrived
+            missing = sorted(set(self.sent) - self._present())
+            log(f"  producer: {len(missing)} record(s) not acknowledged; sending them again with a new producer")
+            self.resends += len(missing)
+            self.futures = {}
+            self.producer = self._producer()
+            for i in missing:
+                self.send(i, *self.sent[i])
+            if not missing:
+                self.futures = {}
+                self.producer.close(timeout=10)
+                return
+        raise RuntimeError("the harness could not deliver the month to the topic")
+
+
+
 # -- one run ---------------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Outcome:
@@ -363,7 +430,6 @@ def month(seed: int, days: int, workdir: Path) -> list[bytes]:
 
 
 def run(p: Plan, broker: Any, workdir: Path, log: Any = print) -> Outcome:
-    from kafka import KafkaProducer
 
     from agent.model import parse_time
     from scripts.kafka_broker import create_topic
@@ -393,7 +459,7 @@ def run(p: Plan, broker: Any, workdir: Path, log: Any = print) -> Outcome:
     )
     replicas = [Replica(i, workdir, config) for i in range(p.replicas)]
     outcome = Outcome(p, False, 0.0)
-    producer = KafkaProducer(bootstrap_servers=bs, linger_ms=20, batch_size=256 * 1024, retries=2**31 - 1)
+    delivery = Delivery(bs, topic)
     timers: list[threading.Thread] = []
     killed_or_outage: list[tuple[float, float]] = []  # (from, to) wall times of kill -9s and outages
 
@@ -427,14 +493,13 @@ def run(p: Plan, broker: Any, workdir: Path, log: Any = print) -> Outcome:
                 t.start()
                 timers.append(t)
             for i, line in enumerate(by_day[day]):
-                producer.send(topic, value=line, partition=i % 6)
+                delivery.send(len(delivery.sent), i % 6, line)
             time.sleep(p.pace)
         for f in pending:
             t = threading.Thread(target=fault, args=(f,), daemon=True)
             t.start()
             timers.append(t)
-        producer.flush(600)
-        producer.close()
+        delivery.ensure(log)
         for t in timers:
             t.join(600)
         # Every window the streaming run can close (allowed lateness keeps the last hours open), closed by every
