@@ -24,10 +24,13 @@ run: $(STAMP)
 	$(BIN)/finops-agent run
 
 ## Everything CI runs: lint, types, tests (services the tests need are started by the tests).
+## Two pytest-xdist workers, a test file each at a time (the Kafka outage and fault-injection files, longest,
+## start first): most of the long tests wait on brokers and outages, so two run side by side on two cores.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check agent detectors sinks config tests bench scripts
 	$(BIN)/mypy agent detectors sinks
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent detectors sinks config tests bench scripts

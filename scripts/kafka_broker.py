@@ -36,6 +36,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FINOPS_KAFKA_CACHE", default))
 
 
+@contextlib.contextmanager
+def cache_lock(directory: Path) -> Iterator[None]:
+    """Held while a cache is filled: processes that start at once (pytest-xdist workers) fill it once."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def fetch() -> Path:
     """Resolve the broker's jars with Maven once; return the directory holding them."""
+    with cache_lock(cache_dir()):
+        return _fetch()
+
+
+def _fetch() -> Path:
     libs = cache_dir() / "libs"
     marker = libs / ".complete"
     digest = hashlib.sha256(POM.encode()).hexdigest()

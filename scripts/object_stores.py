@@ -124,6 +124,13 @@ def azurite_dir() -> Path:
 
 def fetch_azurite() -> Path:
     """``npm install azurite@<version>`` into the cache once; returns the ``azurite-blob`` launcher."""
+    from scripts.kafka_broker import cache_lock
+
+    with cache_lock(azurite_dir()):
+        return _fetch_azurite()
+
+
+def _fetch_azurite() -> Path:
     base = azurite_dir()
     exe = base / "node_modules" / ".bin" / "azurite-blob"
     if exe.exists():
