@@ -1,22 +1,19 @@
 """From sealed buckets to scored points and alerts.
 
 One :class:`DetectorRunner` per configured detector. It rolls the sealed buckets up into its
-window per series (``signal`` + ``group_by`` values), scores each closed window with the
-series' own River model (cloned from the configured prototype) *before* learning it, and runs
-the alert lifecycle (firing → resolved) with stable alert ids. Each series remembers the last
-window it learned, so replayed input never makes a model learn a window twice.
+window per series (``signal`` + ``group_by`` values; :mod:`agent.rollup`), scores each closed
+window with the series' own model (cloned from the configured prototype) *before* learning it
+(this module), and runs the alert lifecycle (firing → resolved) with stable alert ids
+(:mod:`agent.lifecycle`). Each series remembers the last window it learned, so replayed input
+never makes a model learn a window twice.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
-from agent.aggregate import Cells
 from agent.alerts import (
-    _EPISODE_WINDOWS_MAX,
-    _MISS,
     Episode,
     HeldBack,
     Point,
@@ -24,18 +21,15 @@ from agent.alerts import (
     Unit,
     _duration,
     _label,
-    _num,
-    _rank,
-    _span,
     _usd,
-    _x,
-    alert_id,
 )
-from agent.model import Cell, Dims, cell, iso
+from agent.lifecycle import AlertLifecycle
+from agent.model import Cell
+from agent.rollup import WindowRollup
 from detectors.base import is_usd, warming_up
 
 
-class DetectorRunner:
+class DetectorRunner(WindowRollup, AlertLifecycle):
     def __init__(self, name: str, cfg: Any, prototype: Any, alerting: Any):
         self.name = name
         self.cfg = cfg
@@ -69,72 +63,6 @@ class DetectorRunner:
         self.unit = Unit.of(cfg.signal, cfg.per, cfg.per_scale, self.window, month_to_date=self._month)
         self.held_back = HeldBack()  # anomalous points under min_impact_usd (not alerted)
         self.last_points: dict[SeriesKey, Point] = {}  # each series' latest point (restored on /metrics at start)
-
-    # -- roll-up ---------------------------------------------------------------------------
-    def _route(self, c: Cell) -> tuple[SeriesKey, Cell | None, int, int, int] | None:
-        """Where a cell goes in this detector: series key, child cell and signal indices (cached)."""
-        cfg = self.cfg
-        dims, signals = c.dims, c.signals
-        if cfg.signal not in signals or (cfg.per is not None and cfg.per not in signals):
-            route = None
-        else:
-            d = dict(dims)
-            key = tuple(d.get(k, "") for k in self.group_by)
-            by = self.cfg.contributors_by
-            if not self._track_children:
-                child_dims: Dims = ()
-            elif by is None:
-                child_dims = tuple((k, v) for k, v in dims if k not in self.group_by)
-            else:
-                child_dims = tuple((k, v) for k, v in dims if k in by)
-            child = cell(child_dims) if child_dims else None
-            route = (
-                key,
-                child,
-                signals.index(cfg.signal),
-                signals.index(cfg.per) if cfg.per else -1,
-                signals.index(cfg.cost_signal) if cfg.cost_signal in signals else -1,
-            )
-        if len(self._routes) < 1_000_000:
-            self._routes[c] = route
-        return route
-
-    def add_bucket(self, start: float, cells: Cells) -> None:
-        w = start - start % self.window
-        acc = self.windows.get(w)
-        if acc is None:
-            acc = self.windows[w] = {}
-        self.rollup(cells, acc)
-
-    def rollup(self, cells: Cells, acc: dict[SeriesKey, list[Any]], *, capped: bool = True) -> None:
-        """Sum cells into per-series accumulators ``[value, per value, cost value, children or None]``.
-
-        ``capped``: drop series beyond ``max_series`` (where the models live; an upstream that only
-        pre-aggregates for another replica passes False).
-        """
-        routes = self._routes
-        for cell_key, vals in cells.items():
-            route = routes.get(cell_key, _MISS)
-            if route is _MISS:
-                route = self._route(cell_key)
-            if route is None:
-                continue
-            key, child, i, j, c = route
-            a = acc.get(key)
-            if a is None:
-                if capped and key not in self.models and len(self.models) >= self.cfg.max_series:
-                    self.dropped_series += 1
-                    continue
-                a = acc[key] = [0.0, 0.0, 0.0, {} if child else None]
-            v = vals[i]
-            a[0] += v
-            if j >= 0:
-                a[1] += vals[j]
-            if c >= 0:
-                a[2] += vals[c]
-            if child:
-                ch = a[3]
-                ch[child] = ch.get(child, 0.0) + v  # contributions in the watched signal (the numerator)
 
     # -- closing windows -------------------------------------------------------------------
     def close_until(self, sealed_until: float) -> tuple[list[Point], list[dict[str, Any]]]:
@@ -407,184 +335,6 @@ class DetectorRunner:
             self._restated_lifecycle(key, pt, events)
         return points, events
 
-    def _restated_lifecycle(self, key: SeriesKey, pt: Point, events: list[dict[str, Any]]) -> None:
-        w = pt.window_start
-        ep = self.episodes.get(key)
-        old = ep.windows.get(w) if ep is not None else None
-        if old is None and not pt.anomalous:
-            return  # was normal, still normal
-        if ep is None:  # a window that became anomalous: an alert of its own
-            ep = self.episodes[key] = Episode(alert_id(self.name, pt.series, w), w, w)
-        else:
-            ep.revision += 1
-        if old is not None:
-            del ep.windows[w]
-            ep.points -= 1
-            ep.observed_total -= old[0]
-            ep.expected_total -= old[1]
-            ep.impact_total -= old[2]
-        if pt.anomalous:
-            new = (pt.observed, pt.expected, pt.impact_usd or 0.0)
-            ep.windows[w] = new
-            ep.points += 1
-            ep.observed_total += new[0]
-            ep.expected_total += new[1]
-            ep.impact_total += new[2]
-            ep.peak_score = max(ep.peak_score, pt.score)
-            ep.normal_streak = 0
-            if ep.last_point is None or w >= ep.last_point.window_start:
-                ep.last_point = pt
-        elif not ep.windows:  # its only anomalous window is gone: withdraw the alert
-            del self.episodes[key]
-            events.append(self.document(ep, pt, "resolved", resolved_at=w, restated=True))
-            return
-        ep.severity = self._severity(ep.impact_total)
-        events.append(self.document(ep, pt if pt.anomalous else (ep.last_point or pt), "firing", restated=True))
-
-    # -- alert lifecycle -------------------------------------------------------------------
-    def _severity(self, impact: float) -> str:
-        al = self.alerting
-        if abs(impact) >= al.severity_critical_usd:
-            return "critical"
-        if abs(impact) >= al.severity_error_usd:
-            return "error"
-        return "warning"
-
-    def _lifecycle(self, key: SeriesKey, pt: Point, events: list[dict[str, Any]]) -> None:
-        ep = self.episodes.get(key)
-        if pt.anomalous:
-            if ep is None:
-                ep = self.episodes[key] = Episode(
-                    alert_id(self.name, pt.series, pt.window_start), pt.window_start, pt.window_start
-                )
-                send = True
-            else:
-                send = False
-            ep.points += 1
-            ep.normal_streak = 0
-            ep.last_window = pt.window_start
-            ep.observed_total += pt.observed
-            ep.expected_total += pt.expected
-            if pt.impact_usd is not None:
-                ep.impact_total = ep.impact_total + pt.impact_usd if not self._month else pt.impact_usd
-            ep.peak_score = max(ep.peak_score, pt.score)
-            if len(ep.windows) < _EPISODE_WINDOWS_MAX:
-                ep.windows[pt.window_start] = (pt.observed, pt.expected, pt.impact_usd or 0.0)
-            sev = self._severity(ep.impact_total)
-            previous = None
-            if _rank(sev) > _rank(ep.severity):
-                previous = None if send else ep.severity  # a re-send of an open alert: an escalation
-                ep.severity = sev
-                send = True
-            ep.last_point = pt
-            if send:
-                events.append(self.document(ep, pt, "firing", escalated_from=previous))
-        elif ep is not None:
-            ep.normal_streak += 1
-            if ep.normal_streak >= self.alerting.resolve_after_points:
-                del self.episodes[key]
-                events.append(self.document(ep, ep.last_point or pt, "resolved", resolved_at=pt.window_start))
-
-    def document(
-        self,
-        ep: Episode,
-        pt: Point,
-        status: str,
-        resolved_at: float | None = None,
-        *,
-        restated: bool = False,
-        escalated_from: str | None = None,
-    ) -> dict[str, Any]:
-        """The versioned alert document every sink receives.
-
-        ``impact_usd``: the window's dollar impact while firing, the whole episode's once resolved
-        (also in ``episode.impact_usd``). ``escalated_from``: the severity of an open alert re-sent
-        because its episode's impact reached a higher one (``escalated``, ``previous_severity``).
-        """
-        cfg = self.cfg
-        series = dict(pt.series)
-        label = _label(pt.series)
-        u = self.unit
-        impact = pt.impact_usd
-        # A fixed limit is not an expected value: the alert names it ("100 % idle (limit 50 %)").
-        model = self.models.get(tuple(v for _, v in pt.series)) if status == "firing" else None
-        bound = model.crossed_bound(_x(pt)) if model is not None else None
-        if status == "firing" and self._month:
-            summary = f"[{self.name}] {cfg.signal} {label}: {pt.reason or ''}"
-            if impact is not None:
-                summary += f"; impact {_usd(impact)} over budget"
-        elif status == "firing":
-            if bound is not None:  # a fixed limit, not a forecast
-                money = f"{u.fmt(pt.observed)} ({bound[0]} {u.fmt(bound[1], short=True)})"
-            else:
-                money = f"{u.fmt(pt.observed)} vs expected {u.fmt(pt.expected)}"
-            summary = f"[{self.name}] {cfg.signal} {label}: {money}"
-            if impact is not None:
-                summary += f", impact {_usd(impact)}"
-            if pt.reason:
-                summary += f"; {pt.reason}"
-            summary += f" (score {pt.score:.2f}) in window {iso(pt.window_start)}"
-            if pt.contributors:
-                top = pt.contributors[0]
-                dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
-                summary += f"; top contributor {dims} {top['delta']:+.2f}"
-        elif restated:
-            summary = f"[{self.name}] withdrawn: {cfg.signal} {label} restated by the bill to {u.fmt(pt.observed)}"
-            summary += f" in window {iso(pt.window_start)}, no longer anomalous"
-        else:
-            lasted = _duration(_span(ep, self.window))
-            summary = (
-                f"[{self.name}] resolved: {cfg.signal} {label} back to normal after {lasted}; "
-                f"episode impact {_usd(ep.impact_total)}"
-            )
-            impact = ep.impact_total  # a resolved alert reports what the whole episode cost
-        if escalated_from is not None:
-            summary = f"escalated to {ep.severity}: {summary}; episode impact so far {_usd(ep.impact_total)}"
-        if restated and status == "firing":
-            summary = f"(restated) {summary}"
-        return {
-            "version": "1",
-            "id": ep.id,
-            "status": status,
-            "revision": ep.revision,
-            "restated": restated,
-            "severity": ep.severity,
-            "escalated": escalated_from is not None,
-            "previous_severity": escalated_from,
-            "summary": summary[:1024],
-            "detector": self.name,
-            "detector_type": self.type,
-            "signal": cfg.signal,
-            "per": cfg.per,
-            "per_scale": cfg.per_scale,
-            "unit": u.text,
-            "unit_label": u.label,
-            "series": series,
-            "window_start": iso(pt.window_start),
-            "window_end": iso(pt.window_end),
-            "started_at": iso(ep.started_at),
-            "resolved_at": iso(resolved_at) if resolved_at is not None else None,
-            "observed": _num(pt.observed),
-            "expected": _num(pt.expected),
-            "lower": _num(pt.lower),
-            "upper": _num(pt.upper),
-            "score": _num(pt.score),
-            "limit": {"name": bound[0], "value": _num(bound[1])} if bound is not None else None,
-            "impact_usd": _num(impact) if impact is not None else None,
-            "reason": pt.reason,
-            "episode": {
-                "points": ep.points,
-                "observed_total": _num(ep.observed_total),
-                "expected_total": _num(ep.expected_total),
-                "impact_usd": _num(ep.impact_total),
-                "peak_score": _num(ep.peak_score),
-            },
-            "top_contributors": [
-                {**c, "observed": _num(c["observed"]), "expected": _num(c["expected"]), "delta": _num(c["delta"])}
-                for c in pt.contributors
-            ],
-        }
-
     # -- checkpointing ---------------------------------------------------------------------
     # -- one series' state (scale-out keeps it per series in a changelog) --------------------------
     def has_series(self, key: SeriesKey) -> bool:
@@ -661,9 +411,3 @@ class DetectorRunner:
     def restored_points(self) -> list[Point]:
         """Each series' latest point, as restored: what ``/metrics`` shows before a new window closes."""
         return list(self.last_points.values())
-
-    def firing_documents(self) -> Iterator[dict[str, Any]]:
-        """A firing document for each open episode (its latest point), e.g. for metrics after a restart."""
-        for ep in self.episodes.values():
-            if ep.last_point is not None:
-                yield self.document(ep, ep.last_point, "firing")
