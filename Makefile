@@ -24,13 +24,14 @@ run: $(STAMP)
 	$(BIN)/finops-agent run
 
 ## Everything CI runs: lint, types, tests (services the tests need are started by the tests).
-## Two pytest-xdist workers, a test file each at a time (the Kafka outage and fault-injection files, longest,
-## start first): most of the long tests wait on brokers and outages, so two run side by side on two cores.
-TEST_WORKERS ?= 2
+## Three pytest-xdist workers, a test each at a time (a module with a module-wide fixture stays on one worker:
+## its xdist_group), the longest (Kafka outages, fault injection) first: they mostly wait on brokers and outages,
+## so they run beside the rest on two cores.
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/ruff check agent detectors sinks config tests bench scripts
 	$(BIN)/mypy agent detectors sinks
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent detectors sinks config tests bench scripts

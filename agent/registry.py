@@ -7,7 +7,8 @@ core. Registering the same ``type`` twice is an error at import time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +49,24 @@ def register(kind: Kind, type_name: str, config: type[BaseModel]) -> Callable[[T
         return cls
 
     return deco
+
+
+def unregister(kind: Kind, type_name: str) -> None:
+    """Remove a registered component (a test's, or a plugin being reloaded); unknown names are ignored."""
+    if _REGISTRY[kind].pop(type_name, None) is not None:
+        global _generation
+        _generation += 1
+
+
+@contextlib.contextmanager
+def registered(kind: Kind, type_name: str, config: type[BaseModel], cls: Any) -> Iterator[None]:
+    """``cls`` registered as ``type_name`` for the duration of a ``with`` block (tests of a toy component)."""
+    components(kind)  # the built-ins first, so that the scan does not register them inside the block
+    register(kind, type_name, config)(cls)
+    try:
+        yield
+    finally:
+        unregister(kind, type_name)
 
 
 def components(kind: Kind) -> dict[str, tuple[type[BaseModel], Any]]:

@@ -28,8 +28,8 @@ def shared_data() -> Path:
     return path
 
 
-#: The longest files first: with pytest-xdist (``make test``: ``-n 2 --dist loadfile``) they run beside the
-#: others instead of after them.
+#: The longest files first: with pytest-xdist (``make test``: ``-n 3 --dist loadgroup``) their tests run beside
+#: the others instead of after them.
 SLOW_FIRST = ("tests/agent/sources/test_kafka_outage.py", "tests/bench/test_chaos.py")
 
 

@@ -16,6 +16,8 @@ from agent.config import load_config
 from agent.model import parse_time
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.xdist_group("test_backtest")  # one worker: its module fixture is built once
+
 
 @pytest.fixture(scope="module")
 def backtest_run(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:

@@ -68,6 +68,9 @@ def _money(text: str) -> float:
     return float(text.replace("$", "").replace(",", ""))
 
 
+pytestmark = pytest.mark.xdist_group("test_report")  # one worker: its module fixture is built once
+
+
 @pytest.fixture(scope="module")
 def report(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("report")

@@ -20,6 +20,9 @@ def published(nab: Path, detector: str) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+pytestmark = pytest.mark.xdist_group("test_nab")  # one worker: its module fixture is built once
+
+
 @pytest.fixture(scope="module")
 def nab(data_dir: Path) -> Path:
     return data_dir / "nab"

@@ -6,14 +6,16 @@ through a real pipeline; the base gives it the durable outbox, retries, once-onl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+import pytest
 
 from agent.config import load_config_text
 from agent.pipeline import Agent
-from agent.registry import register
+from agent.registry import registered
 from sinks.delivery import QueuedSink, QueuedSinkConfig, Result
 from tests.agent.decoders.test_bedrock import log
 
@@ -25,7 +27,6 @@ class ToyLinesConfig(QueuedSinkConfig):
     refuse: str = ""  # alerts of this detector are refused for good (to show dead-lettering)
 
 
-@register("sink", "toy_lines", ToyLinesConfig)
 class ToyLines(QueuedSink):
     """Appends "<id> <status> <severity>" lines to a file; the first attempt of each delivery fails."""
 
@@ -45,6 +46,14 @@ class ToyLines(QueuedSink):
         with open(self.cfg.path, "a", encoding="utf-8") as f:
             f.write(msg["line"] + "\n")
         return Result("ok")
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> Iterator[None]:
+    """In its own module a component registers with ``@register("sink", "toy_lines", ToyLinesConfig)``; here it is
+    registered for these tests only, so that other tests see the built-ins alone."""
+    with registered("sink", "toy_lines", ToyLinesConfig, ToyLines):
+        yield
 
 
 # -- the test ---------------------------------------------------------------------------------------

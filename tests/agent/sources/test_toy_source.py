@@ -8,13 +8,16 @@ before it reports done. It is registered like a built-in, configured in YAML, an
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+
+import pytest
 
 from agent.config import load_config_text
 from agent.decoders.base import DecodeContext
 from agent.pipeline import Agent
-from agent.registry import ComponentConfig, config_union, register
+from agent.registry import ComponentConfig, config_union, registered
 from agent.sources.base import Batch, Source, SourceHost
 from tests.agent.decoders.test_bedrock import log
 
@@ -27,7 +30,6 @@ class ToyShardsConfig(ComponentConfig):
     decoder: config_union("decoder")  # type: ignore[valid-type]
 
 
-@register("source", "toy_shards", ToyShardsConfig)
 class ToyShards(Source):
     partitioned = True  # each shard is its own event-time stream, registered with the host
 
@@ -56,6 +58,14 @@ class ToyShards(Source):
 
     def decode_context(self, location: str) -> DecodeContext:
         return DecodeContext(self.name, location, **self.ctx_defaults)
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> Iterator[None]:
+    """In its own module a component registers with ``@register("source", "toy_shards", ToyShardsConfig)``; here it is
+    registered for these tests only, so that other tests see the built-ins alone."""
+    with registered("source", "toy_shards", ToyShardsConfig, ToyShards):
+        yield
 
 
 # -- the test ---------------------------------------------------------------------------------------
