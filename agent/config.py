@@ -67,7 +67,7 @@ class StateConfig(_Strict):
     idle_grace_seconds: float = Field(
         10.0,
         ge=0,
-        description="type kafka: a caught-up input partition holds event time back for this long after it went "
+        description="a caught-up Kafka input partition holds event time back for this long after it went "
         "idle (Kafka Streams' max.task.idle.ms): records a producer delivers to it a moment later than to the other "
         "partitions (a producer that retries after an outage) are on time, not late",
     )

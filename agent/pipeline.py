@@ -724,6 +724,7 @@ class Host:
         self.scale_out = agent.scale
         self.bucket_seconds = agent.bucket
         self.allowed_lateness_seconds = agent.cfg.pipeline.allowed_lateness_seconds
+        self.idle_grace_seconds = agent.cfg.state.idle_grace_seconds
 
     def emit(self, batch: Batch) -> None:
         self._agent._emit(batch)

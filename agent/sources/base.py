@@ -55,13 +55,15 @@ class SourceHost(Protocol):
     - :meth:`dead_letter`: records that cannot be processed, with where they came from.
     - :meth:`fail`: a fatal error (one log line; the agent stops). ``telemetry``: the agent's metrics.
     - ``scale_out``: the partition owner with ``state.type: kafka`` (else None); ``bucket_seconds`` and
-      ``allowed_lateness_seconds``: the aggregation's bucket and lateness.
+      ``allowed_lateness_seconds``: the aggregation's bucket and lateness; ``idle_grace_seconds``: how long a
+      caught-up partition holds event time back before it counts as idle.
     """
 
     telemetry: Telemetry
     scale_out: Any
     bucket_seconds: float
     allowed_lateness_seconds: float
+    idle_grace_seconds: float
 
     def emit(self, batch: Batch) -> None: ...
 

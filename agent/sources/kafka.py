@@ -139,6 +139,7 @@ class KafkaSource(Source):
         self.scale: Any = self.host.scale_out if self.host is not None else None
         self.upstreams: dict[str, Any] = {}
         self._pending: set[Any] = set()  # assigned, paused until their clock/state is restored
+        self._caught_up: dict[Any, float] = {}  # partition -> since when (monotonic) it has been caught up
         self._checkpointed: dict[str, Any] = {}
         self._dlq_sent: list[tuple[Any, BadRecord, str]] = []  # (future, record, location) not yet acknowledged
         self._missing: dict[str, float] = {}  # configured topic -> metadata refresh that first lacked it
@@ -356,6 +357,7 @@ class KafkaSource(Source):
             self._emit(tp, msgs)
 
     def _emit(self, tp: Any, msgs: list[Any]) -> None:
+        self._caught_up.pop(tp, None)  # records: not idle, whatever the high watermark said
         up = self.upstreams.get(stream_key(self.name, tp.topic, tp.partition))
         if up is not None and msgs[0].offset < up.replay_until <= msgs[-1].offset:
             # Records before the restored position were processed already (replay); after it, new: the
@@ -399,11 +401,20 @@ class KafkaSource(Source):
         )
 
     def _emit_idle(self) -> None:
-        """Partitions that are caught up (position at the high watermark) stop holding event time back."""
+        """Partitions that are caught up (position at the high watermark) stop holding event time back — with
+        local state, once caught up for ``state.idle_grace_seconds`` in a row: the high watermark the consumer
+        knows is the one of its last fetch, and records a producer delivers to one partition a moment after the
+        others (after an outage) are on time, not late. (With ``state.type: kafka`` the tasks apply the grace.)"""
+        now = time.monotonic()
+        grace = 0.0 if self.scale is not None or self.host is None else self.host.idle_grace_seconds
         for tp in self.assigned:
             hw = self.consumer.highwater(tp)
             pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
-            if hw is not None and pos is not None and pos >= hw:  # (None: not known yet, e.g. the broker away)
+            if hw is None or pos is None or pos < hw:  # (None: not known yet, e.g. the broker away)
+                self._caught_up.pop(tp, None)
+                continue
+            since = self._caught_up.setdefault(tp, now)
+            if now - since >= grace:
                 key = stream_key(self.name, tp.topic, tp.partition)
                 self.emit(Batch(self.name, "idle", pos, None, stream=key, owner=self.upstreams.get(key)))
 
@@ -580,6 +591,8 @@ class KafkaSource(Source):
         """
         revoked = set(partitions)
         self._pending -= revoked
+        for tp in revoked:
+            self._caught_up.pop(tp, None)
         if revoked and self.host is not None and not self.stopping:  # at shutdown the final checkpoint is done
             if not self.host.checkpoint(self._released(revoked), timeout=10):
                 log.warning("kafka source %s: no checkpoint before revocation (pipeline busy or timed out)", self.name)
