@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import ConfigError, StartupError, load_config
+from agent.registry import PluginError
 
 log = logging.getLogger("agent")
 
@@ -72,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     url = agent.metrics_url()
     log.info(
         "agent running: %d sources, %d detectors, %d sinks%s",
-        len(agent.sources),
+        len(cfg.sources),
         len(agent.runners),
         len(agent.sinks),
         f"; metrics on {url}" if url else "",
@@ -262,7 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except PluginError as exc:  # a plugin that cannot be imported: one line, which plugin and why
+        print(f"cannot load a component: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from agent.runtime import batch_records as _batch_records
 from agent.server import plan_servers
 from agent.sources.base import Batch, Source
 from agent.state import StateStore, make_store
-from agent.telemetry import LogOnce, Telemetry
+from agent.telemetry import LogOnce, Telemetry, describe
 from detectors.base import check_detector
 
 log = logging.getLogger("agent")
@@ -667,7 +667,7 @@ class Agent:
         self._checkpoint_failures += 1
         backoff = min(CHECKPOINT_BACKOFF_MAX, CHECKPOINT_BACKOFF_MIN * 2 ** (self._checkpoint_failures - 1))
         self._next_checkpoint = now + backoff * random.uniform(0.5, 1.0)  # jitter: replicas do not retry in step
-        error = f"{etype}: {exc}"[:300]
+        error = describe(exc)[:300]
         self.health.checkpoint_failing(self._checkpoint_failing, error)
         if etype not in self._checkpoint_logged:  # once per error type and failure episode
             self._checkpoint_logged.add(etype)

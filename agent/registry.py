@@ -90,6 +90,10 @@ def build(kind: Kind, cfg: BaseModel, **kwargs: Any) -> Any:
 
 _loaded = False
 
+
+class PluginError(Exception):
+    """A component module named by an entry point could not be imported."""
+
 #: Packages whose modules are the built-in components (each registers itself with :func:`register` on import).
 BUILTIN_PACKAGES = ("agent.sources", "agent.decoders", "detectors", "sinks")
 #: Entry-point group for components shipped by other distributions: ``name = "package.module"``.
@@ -121,4 +125,7 @@ def load_builtin() -> None:
     for name in builtin_modules():
         importlib.import_module(name)
     for ep in entry_points(group=PLUGIN_GROUP):
-        importlib.import_module(ep.value.partition(":")[0])
+        try:
+            importlib.import_module(ep.value.partition(":")[0])
+        except Exception as exc:
+            raise PluginError(f"plugin {ep.name} = {ep.value!r} (entry points {PLUGIN_GROUP}): {exc}") from exc

@@ -32,9 +32,13 @@ DEFAULT_ADDRESS = ("127.0.0.1", 9464)
 
 def default_address() -> tuple[str, int]:
     """``FINOPS_HTTP_ADDRESS`` / ``FINOPS_HTTP_PORT``, else 127.0.0.1:9464."""
+    from agent.config import StartupError
+
     address = os.environ.get("FINOPS_HTTP_ADDRESS") or DEFAULT_ADDRESS[0]
-    port = os.environ.get("FINOPS_HTTP_PORT")
-    return address, int(port) if port and port.isdigit() else DEFAULT_ADDRESS[1]
+    port = os.environ.get("FINOPS_HTTP_PORT", "").strip()
+    if port and not (port.isdigit() and int(port) <= 65535):
+        raise StartupError(f"FINOPS_HTTP_PORT={port!r} is not a port (0-65535; 0 picks a free one)")
+    return address, int(port) if port else DEFAULT_ADDRESS[1]
 
 
 class HttpServer:

@@ -191,6 +191,47 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message``, without the type twice when the message already starts with it (kafka-python's do).
+
+    >>> describe(ValueError("bad"))
+    'ValueError: bad'
+    >>> describe(TimeoutError("TimeoutError: Timeout waiting for future"))
+    'TimeoutError: Timeout waiting for future'
+    """
+    name, text = type(exc).__name__, str(exc)
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
+class ClientLogLimit(logging.Filter):
+    """The Kafka client logs every failed reconnect (hundreds of lines in a minute's outage): each of its messages
+    (logger and format string) passes once per ``interval`` seconds, with the number held back since. The agent's
+    own lines say what matters once per episode."""
+
+    def __init__(
+        self, prefixes: tuple[str, ...] = ("kafka", "azure"), interval: float = 60.0, clock: Any = time.monotonic
+    ):
+        super().__init__()
+        self.prefixes, self.interval, self.clock = prefixes, interval, clock
+        self._last: dict[tuple[str, Any], list[float]] = {}  # (logger, msg) -> [last passed, held back]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.msg)
+        now = self.clock()
+        seen = self._last.get(key)
+        if seen is None or now - seen[0] >= self.interval:
+            if seen is not None and seen[1]:
+                record.msg = f"{record.msg} (and {int(seen[1])} more like it in {now - seen[0]:.0f} s)"
+            if len(self._last) > 10_000:
+                self._last.clear()
+            self._last[key] = [now, 0]
+            return True
+        seen[1] += 1
+        return False
+
+
 def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -200,5 +241,6 @@ def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ClientLogLimit())
     root.addHandler(handler)
     root.setLevel(level)

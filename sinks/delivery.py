@@ -109,8 +109,10 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
             resp.read()
             return Result(classify_status(resp.status), f"HTTP {resp.status}")
     except urllib.error.HTTPError as exc:
-        exc.read()
-        return Result(classify_status(exc.code), f"HTTP {exc.code}", parse_retry_after(exc.headers.get("Retry-After")))
+        # The receiver's words (Slack: "no_team", "invalid_token"): the first line, short, for the dead letter.
+        said = exc.read(200).decode("utf-8", "replace").strip().splitlines()
+        detail = f"HTTP {exc.code}" + (f" {said[0][:120]}" if said and said[0] else "")
+        return Result(classify_status(exc.code), detail, parse_retry_after(exc.headers.get("Retry-After")))
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return Result("retry", f"{type(exc).__name__}: {reason}")
@@ -252,12 +254,20 @@ class Outbox:
         self._failures += 1
         kind = res.detail.split(":")[0]
         if kind != self._failing:
-            log.warning(
-                "sink %s: delivery failing (%s); retrying with backoff, failed notifications are dead-lettered"
-                " (further failures are counted in finops_agent_errors_total)",
-                self.name,
-                res.detail,
-            )
+            if res.outcome == "permanent":
+                log.warning(
+                    "sink %s: delivery refused (%s): not retried, the notification is dead-lettered"
+                    " (further refusals are counted in finops_agent_errors_total)",
+                    self.name,
+                    res.detail,
+                )
+            else:
+                log.warning(
+                    "sink %s: delivery failing (%s); retrying with backoff, notifications that keep failing are"
+                    " dead-lettered (further failures are counted in finops_agent_errors_total)",
+                    self.name,
+                    res.detail,
+                )
             self._failing = kind
 
     def drain(self, timeout: float) -> bool:
@@ -304,6 +314,9 @@ class QueuedSink(Sink):
     cfg: QueuedSinkConfig
 
     def __init__(self, cfg: QueuedSinkConfig, **kw: Any):
+        if not isinstance(cfg, QueuedSinkConfig):
+            name, base = kw.get("name"), "sinks.delivery.QueuedSinkConfig"
+            raise TypeError(f"sink {name}: its config {type(cfg).__name__} must subclass {base}")
         super().__init__(cfg, **kw)
         self.outbox: Outbox | None = None
         self.dead_letter = kw.get("dead_letter")

@@ -75,8 +75,8 @@ class Receiver:
 
     server: ThreadingHTTPServer
     requests: list[Received] = field(default_factory=list)
-    responses: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    default: tuple[int, dict[str, str]] = (200, {})
+    responses: list[tuple[Any, ...]] = field(default_factory=list)  # (status, headers[, body])
+    default: tuple[Any, ...] = (200, {})
     lock: threading.Lock = field(default_factory=threading.Lock)
     event: threading.Condition = field(default_factory=threading.Condition)
 
@@ -99,12 +99,14 @@ def receiver() -> Iterator[Receiver]:
             rec = holder["r"]
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with rec.lock:
-                status, headers = rec.responses.pop(0) if rec.responses else rec.default
+                status, headers, *said = rec.responses.pop(0) if rec.responses else rec.default
+            answer = said[0] if said else b""  # (status, headers[, body])
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
+            self.wfile.write(answer)
             with rec.event:
                 rec.requests.append(Received(self.path, self.headers, body))
                 rec.event.notify_all()

@@ -49,6 +49,7 @@ from agent.sources.kafka_client import (  # re-exported: callers import them fro
     retrying,
     stream_key,
 )
+from agent.telemetry import describe
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ class KafkaSource(Source):
                 exc = future.exception
                 if fatal_reason(exc):
                     raise exc
-                reason = f"{r.reason}; dead-letter topic refused it: {type(exc).__name__}: {exc}"[:1000]
+                reason = f"{r.reason}; dead-letter topic refused it: {describe(exc)}"[:1000]
                 log.warning("kafka source %s: %s", self.name, reason)
                 if self.host is not None:
                     self.host.dead_letter(self.name, where, [dataclasses.replace(r, reason=reason)])
@@ -303,7 +304,7 @@ class KafkaSource(Source):
                             self.host.fail(exc, f"kafka source {self.name}: {reason}")
                         break
                     if kind != failing:
-                        log.warning("kafka source %s: %s: %s; retrying with backoff", self.name, kind, exc)
+                        log.warning("kafka source %s: %s; retrying with backoff", self.name, describe(exc))
                         failing = kind
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
@@ -318,7 +319,7 @@ class KafkaSource(Source):
                 self._commit_pending(timeout_ms=step)
                 self.consumer.close(autocommit=False, timeout_ms=step)
             except Exception as exc:
-                log.warning("kafka source %s: closing the consumer: %s: %s", self.name, type(exc).__name__, exc)
+                log.warning("kafka source %s: closing the consumer: %s", self.name, describe(exc))
             finally:
                 if self.producer is not None:
                     close_producer(self.producer, step / 1000, f"kafka source {self.name}")

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.telemetry import describe
+
 if TYPE_CHECKING:
     from agent.sources.kafka import KafkaConfig
 
@@ -45,7 +47,7 @@ def fatal_reason(exc: BaseException) -> str | None:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:  # the cause may be wrapped
         seen.add(id(cur))
-        what = f"{type(cur).__name__}: {cur}"
+        what = describe(cur)
         if isinstance(cur, FatalKafkaError):
             return str(cur)
         if isinstance(cur, errors.SaslAuthenticationFailedError):
@@ -75,7 +77,7 @@ def retrying(
             if count is not None:
                 count(kind)
             if kind != failing:
-                log.warning("%s: cannot reach the Kafka brokers (%s: %s); retrying with backoff", what, kind, exc)
+                log.warning("%s: cannot reach the Kafka brokers (%s); retrying with backoff", what, describe(exc))
                 failing = kind
             stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
@@ -125,7 +127,7 @@ def close_producer(producer: Any, timeout: float, what: str) -> None:
         producer.close(timeout)
         return
     except Exception as exc:  # kafka-python's close() flushes first, and raises when that times out
-        log.warning("%s: producer closed with records not acknowledged (%s: %s)", what, type(exc).__name__, exc)
+        log.warning("%s: producer closed with records not acknowledged (%s)", what, describe(exc))
     sender = getattr(producer, "_sender", None)
     if sender is not None and sender.is_alive():
         sender.force_close()

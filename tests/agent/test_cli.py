@@ -131,3 +131,56 @@ def test_expected_is_checked_before_the_replay(tmp_path: Path) -> None:
         res = subprocess.run([*base, *extra], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
         assert not (tmp_path / "a.jsonl").exists()  # nothing was replayed
+
+
+def _plugin_site(tmp_path: Path, module: str, code: str | None) -> dict[str, str]:
+    """A distribution with an entry point in finops_agent.components, installed on PYTHONPATH."""
+    import os
+
+    site = tmp_path / "site"
+    info = site / "toy_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[finops_agent.components]\ntoy = {module}\n")
+    if code is not None:
+        (site / f"{module}.py").write_text(code)
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+PLUGIN = """
+from typing import Literal
+from agent.registry import register
+from sinks.delivery import QueuedSink, QueuedSinkConfig, Result
+
+class LinesConfig(QueuedSinkConfig):
+    type: Literal["lines"]
+    path: str
+
+@register("sink", "lines", LinesConfig)
+class Lines(QueuedSink):
+    def render(self, doc): return doc["id"].encode()
+    def send(self, body, alert_id): return Result("ok")
+"""
+
+
+def test_a_plugin_is_found_by_its_entry_point_and_a_broken_one_named_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sources: {s: {type: file, path: /nonexistent, decoder: {type: bedrock}}}\n"
+        "detectors: {d: {type: seasonal, signal: token_cost_usd}}\n"
+        f"sinks: {{out: {{type: lines, path: {tmp_path / 'out.txt'}}}}}\n"
+    )
+    cmd = [sys.executable, "-m", "agent", "validate", "-c", str(cfg)]
+    good_env = _plugin_site(tmp_path / "a", "toy_lines_sink", PLUGIN)
+    bad_env = _plugin_site(tmp_path / "b", "no_x", None)
+    ok = subprocess.run(cmd, env=good_env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(cmd, env=bad_env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == (
+        "cannot load a component: plugin toy = 'no_x' (entry points finops_agent.components): "
+        "No module named 'no_x'"
+    )

@@ -88,3 +88,9 @@ def test_a_port_in_use_fails_at_start_with_what_to_change(tmp_path: Path) -> Non
         with pytest.raises(StartupError, match=rf"http: cannot listen on 127.0.0.1:{port}: .*set http.port"):
             agent.start()
         agent.stop()
+
+
+def test_a_bad_port_in_the_environment_fails_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINOPS_HTTP_PORT", "abc")
+    with pytest.raises(StartupError, match="FINOPS_HTTP_PORT='abc' is not a port"):
+        Agent(load_config_text(_config(tmp_path, "{c: {type: console}}")))

@@ -43,7 +43,7 @@ def test_a_slack_message_per_event_once_and_not_resolved_when_told(receiver: Rec
 
 
 def test_the_url_from_a_file_and_never_in_dead_letters(receiver: Receiver, tmp_path: Path) -> None:
-    receiver.default = (404, {})
+    receiver.default = (404, {}, b"no_team\n")
     (tmp_path / "url").write_text(receiver.url + "/services/T0/B0/s3cretpath\n")
     s, tel, dlq = slack(tmp_path, url_file=str(tmp_path / "url"))
     s.on_alert(DOC)
@@ -51,7 +51,7 @@ def test_the_url_from_a_file_and_never_in_dead_letters(receiver: Receiver, tmp_p
     s.stop()
     dlq.close()
     (dead,) = [orjson.loads(line) for line in (tmp_path / "dlq.jsonl").read_bytes().splitlines()]
-    assert dead["kind"] == "delivery_failed" and dead["reason"] == "permanent after 1 attempt(s): HTTP 404"
+    assert dead["kind"] == "delivery_failed" and dead["reason"] == "permanent after 1 attempt(s): HTTP 404 no_team"
     assert dead["location"] == receiver.url + "/…" and orjson.loads(dead["original"])["id"] == "abc123"
     assert b"s3cretpath" not in (tmp_path / "dlq.jsonl").read_bytes()
     assert tel.registry.get_sample_value(
