@@ -375,31 +375,43 @@ class Delivery:
             c.assign(tps)
             c.seek_to_beginning(*tps)
             keys: set[int] = set()
+            deadline = time.monotonic() + 60
             while any(c.position(tp) < ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("reading the topic back")
                 for recs in c.poll(timeout_ms=1000).values():
                     keys.update(int(r.key) for r in recs)
             return keys
         finally:
             c.close()
 
-    def ensure(self, log: Any, tries: int = 6) -> None:
-        for _ in range(tries):
-            self.producer.flush(60)
-            if all(f.succeeded() for f in self.futures.values()) and len(self.futures) == len(self.sent):
+    def ensure(self, log: Any, within: float = 900.0) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(KafkaTimeoutError):  # kafka-python 3 raises when the flush times out
+                self.producer.flush(60)
+            if len(self.futures) == len(self.sent) and all(f.succeeded() for f in self.futures.values()):
                 self.producer.close(timeout=10)
                 return
-            self.producer.close(timeout=0)  # stuck or failed: drop its batches, then see what arrived
-            missing = sorted(set(self.sent) - self._present())
-            log(f"  producer: {len(missing)} record(s) not acknowledged; sending them again with a new producer")
-            self.resends += len(missing)
+            with contextlib.suppress(Exception):
+                self.producer.close(timeout=0)  # stuck or failed: drop its batches, then see what arrived
             self.futures = {}
             self.producer = self._producer()
-            for i in missing:
-                self.send(i, *self.sent[i])
+            try:
+                missing = sorted(set(self.sent) - self._present())
+            except Exception as exc:  # the broker still away: look again
+                log(f"  producer: cannot read the topic back yet ({type(exc).__name__}); looking again")
+                time.sleep(5)
+                continue
             if not missing:
-                self.futures = {}
                 self.producer.close(timeout=10)
                 return
+            log(f"  producer: {len(missing)} record(s) not acknowledged; sending them again with a new producer")
+            self.resends += len(missing)
+            for i in missing:
+                self.send(i, *self.sent[i])
         raise RuntimeError("the harness could not deliver the month to the topic")
 
 
