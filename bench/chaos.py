@@ -386,11 +386,11 @@ class Delivery:
             c.close()
 
     def ensure(self, log: Any, within: float = 900.0) -> None:
-        from kafka.errors import KafkaTimeoutError
+        from kafka.errors import KafkaError, KafkaTimeoutError
 
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            with contextlib.suppress(KafkaTimeoutError):  # kafka-python 3 raises when the flush times out
+            with contextlib.suppress(KafkaTimeoutError, KafkaError):  # kafka-python 3 raises when it times out
                 self.producer.flush(60)
             if len(self.futures) == len(self.sent) and all(f.succeeded() for f in self.futures.values()):
                 self.producer.close(timeout=10)
@@ -398,8 +398,8 @@ class Delivery:
             with contextlib.suppress(Exception):
                 self.producer.close(timeout=0)  # stuck or failed: drop its batches, then see what arrived
             self.futures = {}
-            self.producer = self._producer()
             try:
+                self.producer = self._producer()  # raises while the broker is away ("Unable to bootstrap")
                 missing = sorted(set(self.sent) - self._present())
             except Exception as exc:  # the broker still away: look again
                 log(f"  producer: cannot read the topic back yet ({type(exc).__name__}); looking again")
