@@ -8,6 +8,7 @@ incoming-webhook URL is a secret (its path is the credential): give it as ``url`
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any, Literal
 
 import orjson
@@ -18,6 +19,16 @@ from agent.registry import register
 from sinks.delivery import QueuedSink, QueuedSinkConfig, Result, http_post, redact_url
 
 
+def _http_url(url: str) -> bool:
+    """An http(s) URL with a host.
+
+    >>> [_http_url(u) for u in ("https://hooks.slack.com/services/T/B/X", "https://", "hooks.slack.com/x")]
+    [True, False, False]
+    """
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 class SlackConfig(QueuedSinkConfig):
     type: Literal["slack"]
     url: SecretStr | None = None
@@ -26,7 +37,7 @@ class SlackConfig(QueuedSinkConfig):
     @field_validator("url")
     @classmethod
     def _http(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and not v.get_secret_value().startswith(("https://", "http://")):
+        if v is not None and not _http_url(v.get_secret_value()):
             raise ValueError("not an http(s) URL (a Slack incoming webhook: https://hooks.slack.com/services/…)")
         return v
 
@@ -47,7 +58,7 @@ class SlackSink(QueuedSink):
 
     def start(self) -> None:
         self._url = read_secret(self.cfg.url, self.cfg.url_file, f"sinks.{self.name}.url_file") or ""
-        if not self._url.startswith(("https://", "http://")):
+        if not _http_url(self._url):
             raise StartupError(f"sinks.{self.name}.url_file: {self.cfg.url_file} does not hold an http(s) URL")
         super().start()
 

@@ -66,6 +66,9 @@ def test_a_slack_config_needs_one_http_url(tmp_path: Path) -> None:
         load_config_text(base + "sinks: {c: {type: slack, url: hooks.slack.com/x}}")
     assert exc.value.errors[0].startswith("sinks.c.url: not an http(s) URL")
     with pytest.raises(ConfigError) as exc:
+        load_config_text(base + "sinks: {c: {type: slack, url: 'https://'}}")  # no host
+    assert exc.value.errors[0].startswith("sinks.c.url: not an http(s) URL")
+    with pytest.raises(ConfigError) as exc:
         load_config_text(base + "sinks: {c: {type: slack}}")
     assert exc.value.errors == ["sinks.c: set url or url_file (one of them)"]
     (tmp_path / "url").write_text("not a url")
