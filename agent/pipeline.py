@@ -24,12 +24,14 @@ from agent.aggregate import Aggregator
 from agent.alerts import Point
 from agent.deadletter import DeadLetterFile
 from agent.decoders.base import BLANK, BadRecord, DecodeContext
+from agent.deliveries import BillingDeliveries
 from agent.detect import DetectorRunner
+from agent.host import Host
 from agent.model import Observation
 from agent.registry import build, components
 from agent.runtime import Health, tune_gc  # noqa: F401 (Health: re-exported)
 from agent.runtime import batch_records as _batch_records
-from agent.server import plan_servers
+from agent.server import HttpServer, plan_servers
 from agent.sources.base import Batch, Source
 from agent.state import StateStore, make_store
 from agent.telemetry import LogOnce, Telemetry, describe
@@ -38,7 +40,7 @@ from detectors.base import check_detector
 log = logging.getLogger("agent")
 
 
-class Agent:
+class Agent(BillingDeliveries):
     def __init__(
         self,
         cfg: Any,
@@ -430,92 +432,6 @@ class Agent:
         if src is not None and batch.position is not None:
             src.commit(*batch.position)
 
-    def _apply_snapshot(self, src: Source, comp: str, stream: str, batch: Batch) -> None:
-        """Changed cells of a new delivery: open buckets take the deltas, closed windows are re-scored."""
-        from agent.snapshots import SnapshotStore, delta_observations, restatement, untagged
-
-        d = batch.payload
-        self.telemetry.received.labels(component=comp).inc(d.rows)
-        self.records_in += d.rows
-        key = SnapshotStore.key(comp, d.key)
-        previous = self.snapshots.newest(key)
-        delta = self.snapshots.apply(key, d.delivery, d.table)
-        self._stage = "detect"  # the delivery is in force from here: an error after this does not refuse it
-        self.telemetry.deliveries.labels(component=comp, outcome="applied" if delta.num_rows else "unchanged").inc()
-        # One line per delivery that restates hours its period's previous delivery covered; the same in metrics.
-        rs = restatement(delta, previous, self.bucket)
-        if rs.hours:
-            self.telemetry.restated_hours.labels(component=comp).inc(rs.hours)
-            for v in rs.per_day.values():
-                self.telemetry.restated_usd.labels(component=comp, direction="increase" if v >= 0 else "decrease").inc(
-                    abs(v)
-                )
-            log.info(
-                "%s: delivery %s of %s restates %g hours; net change per day: %s",
-                comp,
-                d.delivery,
-                d.key,
-                rs.hours,
-                rs.describe(),
-            )
-        tags = getattr(getattr(src.decoder, "cfg", None), "tags", None) or {}
-        for tag in untagged(d.table, tags):  # once per delivery: a tag column absent (or a key never set)
-            self.telemetry.untagged.labels(component=comp, tag=tag).inc()
-            log.warning(
-                "%s: no line item of delivery %s (%s) carries tag %r for dimension %s (its column is absent from "
-                "the files, or the key is never set): every cell is %s=(untagged)",
-                comp,
-                d.delivery,
-                d.key,
-                tags[tag],
-                tag,
-                tag,
-            )
-        obs = delta_observations(delta)
-        self.telemetry.observations.labels(component=comp).inc(len(obs))
-        agg = self.billing
-        before = agg.source_max.get(stream, -math.inf)
-        sealed = agg.sealed_until
-        agg.add(stream, [o for o in obs if o[0] >= sealed])
-        # A complete delivery has no stragglers: event time stands at its newest bucket's end, less the
-        # settle time (the newest hours of a bill are still filling in), with no lateness to wait for.
-        end = d.coverage_end + self.bucket - d.settle_seconds + agg.lateness
-        agg.source_max[stream] = max(before, end)
-        restated = [o for o in obs if o[0] < sealed]
-        if restated:
-            self.telemetry.restated.labels(component=comp).inc(len(restated))
-            self._restate(restated)
-        if batch.position is not None:
-            src.commit(*batch.position)
-        self._seal()
-
-    def _restate(self, obs: list[Observation]) -> None:
-        """Deltas for sealed buckets: windows still open add them; closed windows are scored again whole."""
-        summed = Aggregator(self.bucket, 0.0)  # the deltas per bucket and cell (nothing is sealed in it)
-        summed.add("restated", obs)
-        buckets = summed.buckets
-        closed = []
-        for name, r in self.clocks[1][1].items():
-            if not any(r._route(c) is not None for cells in buckets.values() for c in cells):
-                continue  # the restated cells are not this detector's signal
-            todo = set()
-            for b, cells in buckets.items():
-                w = b - b % r.window
-                if w + r.window > r.closed_until:
-                    r.add_bucket(b, cells)  # the window is still open: deltas add up to the new value
-                else:
-                    todo.add(w)
-            points: list[Point] = []
-            events: list[dict[str, Any]] = []
-            for w in sorted(todo):
-                acc: dict[Any, list[Any]] = {}
-                r.rollup(self.snapshots.cells(w, w + r.window), acc, capped=False)
-                p, e = r.restate(w, acc)
-                points += p
-                events += e
-            closed.append((name, points, events))
-        self._publish(closed)
-
     def _bad(self, comp: str, location: str, bad: list[BadRecord], batch: Batch | None = None) -> None:
         counts: dict[str, int] = {}
         for r in bad:
@@ -698,65 +614,18 @@ class Agent:
                 log.error("%s; the agent stops", message)  # before error is set: whoever sees it, sees the line
                 self.error = exc
 
+    def _metrics_server(self) -> HttpServer | None:
+        return next((s for s in self.servers if "/metrics" in s.routes), None)
+
     def metrics_url(self) -> str | None:
         """Where ``/metrics`` is served (a Prometheus sink), once started."""
-        for server in self.servers:
-            if "/metrics" in server.routes:
-                return f"http://{server.address}:{server.port}/metrics"
-        return None
+        server = self._metrics_server()
+        return f"http://{server.address}:{server.port}/metrics" if server is not None else None
 
     def metrics_port(self) -> int | None:
         """The port of ``/metrics`` (which also serves ``/healthz`` and ``/readyz``), or the agent's own."""
-        for server in self.servers:
-            if "/metrics" in server.routes:
-                return server.port
-        return self.http.port if self.http is not None else None
-
-
-class Host:
-    """The :class:`~agent.sources.base.SourceHost` the agent gives one source: what a source may ask of the
-    pipeline, and nothing else of it."""
-
-    def __init__(self, agent: Agent, source: str):
-        self._agent = agent
-        self._source = source
-        self.telemetry = agent.telemetry
-        self.scale_out = agent.scale
-        self.bucket_seconds = agent.bucket
-        self.allowed_lateness_seconds = agent.cfg.pipeline.allowed_lateness_seconds
-        self.idle_grace_seconds = agent.cfg.state.idle_grace_seconds
-
-    def emit(self, batch: Batch) -> None:
-        self._agent._emit(batch)
-
-    def backlog(self) -> float:
-        q = self._agent.queue
-        return q.qsize() / max(q.maxsize, 1)
-
-    def checkpoint_blocked(self) -> bool:
-        return self._agent.checkpoint_blocked()
-
-    def checkpoint(self, release: Any = None, timeout: float = 10.0) -> bool:
-        """Queued behind what the source emitted before (so it is included); False if the pipeline is too busy
-        to take the request within 5 s or the checkpoint did not complete within ``timeout``."""
-        done = threading.Event()
-        try:
-            self._agent.queue.put(Batch(self._source, "checkpoint", (done, release), None), timeout=5)
-        except queue.Full:
-            return False
-        return done.wait(timeout)
-
-    def register_stream(self, key: str) -> None:
-        self._agent.clock_of(self._source).source_max.setdefault(key, -math.inf)
-
-    def forget_stream(self, key: str) -> None:
-        self._agent.clock_of(self._source).forget(key)
-
-    def dead_letter(self, source: str, where: str, records: list[BadRecord]) -> None:
-        self._agent.dead_letter.write(source, where, records)
-
-    def fail(self, exc: BaseException, message: str) -> None:
-        self._agent.fail(exc, message)
+        server = self._metrics_server() or self.http
+        return server.port if server is not None else None
 
 
 CHECKPOINT_BACKOFF_MIN = 1.0  # seconds before the first retry of a failed checkpoint, doubling
