@@ -160,6 +160,18 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     broker.cleanup()
 
 
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET http://127.0.0.1:<port><path>: (status, body), errors included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def wait_until(pred: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> bool:
     """Poll ``pred`` until it is truthy (True) or ``timeout`` passes (False)."""
     import time

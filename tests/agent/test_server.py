@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from agent.config import StartupError, load_config_text
 from agent.pipeline import Agent
-from tests.conftest import free_port, wait_until
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+from tests.conftest import free_port, http_get, wait_until
 
 
 def _config(tmp_path: Path, sinks: str, http: str = "") -> str:
@@ -39,9 +29,9 @@ def test_probes_without_a_metrics_sink(tmp_path: Path) -> None:
     agent = Agent(load_config_text(_config(tmp_path, "{c: {type: console}}", f"http: {{port: {port}}}")))
     agent.start()
     try:
-        assert wait_until(lambda: get(port, "/readyz") == (200, "ready\n"), 10)
-        assert get(port, "/healthz") == (200, "ok\n")
-        assert get(port, "/metrics")[0] == 404  # no Prometheus sink: no /metrics
+        assert wait_until(lambda: http_get(port, "/readyz") == (200, "ready\n"), 10)
+        assert http_get(port, "/healthz") == (200, "ok\n")
+        assert http_get(port, "/metrics")[0] == 404  # no Prometheus sink: no /metrics
     finally:
         agent.stop()
     with pytest.raises(OSError):  # stopped with the agent
@@ -53,8 +43,8 @@ def test_metrics_on_the_agents_port_or_on_its_own(tmp_path: Path) -> None:
     agent = Agent(load_config_text(_config(tmp_path, "{m: {type: prometheus}}", f"http: {{port: {port}}}")))
     agent.start()
     try:
-        assert wait_until(lambda: get(port, "/readyz")[0] == 200, 10)
-        assert get(port, "/metrics")[0] == 200 and agent.sinks["m"].port == port  # type: ignore[attr-defined]
+        assert wait_until(lambda: http_get(port, "/readyz")[0] == 200, 10)
+        assert http_get(port, "/metrics")[0] == 200 and agent.sinks["m"].port == port  # type: ignore[attr-defined]
     finally:
         agent.stop()
     own, metrics = free_port(), free_port()
@@ -62,9 +52,9 @@ def test_metrics_on_the_agents_port_or_on_its_own(tmp_path: Path) -> None:
     agent = Agent(load_config_text(_config(tmp_path, sinks, f"http: {{port: {own}}}")))
     agent.start()
     try:
-        assert wait_until(lambda: get(own, "/readyz")[0] == 200, 10)
-        assert get(own, "/metrics")[0] == 404
-        assert get(metrics, "/metrics")[0] == 200 and get(metrics, "/healthz")[0] == 200
+        assert wait_until(lambda: http_get(own, "/readyz")[0] == 200, 10)
+        assert http_get(own, "/metrics")[0] == 404
+        assert http_get(metrics, "/metrics")[0] == 200 and http_get(metrics, "/healthz")[0] == 200
     finally:
         agent.stop()
 

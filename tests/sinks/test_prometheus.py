@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +13,7 @@ from agent.pipeline import Agent, Health
 from agent.server import plan_servers
 from agent.telemetry import Telemetry
 from sinks.prometheus import PrometheusConfig, PrometheusSink
-from tests.conftest import free_port
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+from tests.conftest import free_port, http_get
 
 
 def point(team: str, score: float = 1.0) -> Point:
@@ -56,17 +46,17 @@ def test_metrics_health_and_cardinality_cap() -> None:
     sink.start()
     try:
         port = sink.port
-        assert get(port, "/healthz")[0] == 503 and get(port, "/readyz")[0] == 503
+        assert http_get(port, "/healthz")[0] == 503 and http_get(port, "/readyz")[0] == 503
         health.mark_alive()
-        assert get(port, "/healthz")[0] == 200 and get(port, "/readyz")[0] == 503
+        assert http_get(port, "/healthz")[0] == 200 and http_get(port, "/readyz")[0] == 503
         health.mark_ready()
-        assert get(port, "/readyz")[0] == 200
-        assert get(port, "/nope")[0] == 404
+        assert http_get(port, "/readyz")[0] == 200
+        assert http_get(port, "/nope")[0] == 404
 
         sink.on_points([point(f"t{i}") for i in range(6)])
         sink.on_alert({"status": "firing", "detector": "spend", "series": {"team": "t5", "model.id": "m"}})
         tel.received.labels(component="src").inc(42)
-        status, text = get(port, "/metrics")
+        status, text = http_get(port, "/metrics")
         assert status == 200
         fams = {f.name: f for f in text_string_to_metric_families(text)}
         score = fams["finops_anomaly_score"].samples
@@ -93,7 +83,7 @@ def test_metrics_health_and_cardinality_cap() -> None:
         recv = fams["finops_agent_events_received"].samples
         assert any(s.name == "finops_agent_events_received_total" and s.value == 42 for s in recv)
         sink.on_alert({"status": "resolved", "detector": "spend", "series": {"team": "t5", "model.id": "m"}})
-        fams = {f.name: f for f in text_string_to_metric_families(get(port, "/metrics")[1])}
+        fams = {f.name: f for f in text_string_to_metric_families(http_get(port, "/metrics")[1])}
         assert all(s.value == 0 for s in fams["finops_alerts_firing"].samples)
     finally:
         sink.stop()
@@ -120,7 +110,7 @@ pipeline: {{allowed_lateness_seconds: 0}}
 
 
 def _families(port: int) -> dict[str, list[Any]]:
-    status, text = get(port, "/metrics")
+    status, text = http_get(port, "/metrics")
     assert status == 200
     return {f.name: f.samples for f in text_string_to_metric_families(text)}
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from agent.sources.kafka import FatalKafkaError
 from agent.state import MemoryStateStore
 from scripts.kafka_broker import KafkaBroker, create_topic
 from tests.agent.sources.test_kafka import demo_lines
-from tests.conftest import wait_until
+from tests.conftest import http_get, wait_until
 
 CONFIG = """
 sources:
@@ -87,14 +85,6 @@ def _cluster_id(bs: str) -> str:
         admin.close()
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def _age(agent: Agent) -> float:
     v = agent.telemetry.registry.get_sample_value("finops_agent_checkpoint_age_seconds")
     assert v is not None
@@ -117,13 +107,13 @@ def _outage(broker: KafkaBroker, agent: Agent, seconds: float) -> dict[str, Any]
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         assert agent.error is None, agent.error
-        seen["healthz"].add(_get(port, "/healthz")[0])
-        seen["readyz"].append(_get(port, "/readyz"))
+        seen["healthz"].add(http_get(port, "/healthz")[0])
+        seen["readyz"].append(http_get(port, "/readyz"))
         seen["ages"].append(_age(agent))
         time.sleep(0.5)
     broker.start()
     back = time.monotonic()
-    assert wait_until(lambda: _get(port, "/readyz")[0] == 200, 120), _get(port, "/readyz")
+    assert wait_until(lambda: http_get(port, "/readyz")[0] == 200, 120), http_get(port, "/readyz")
     assert wait_until(lambda: _age(agent) < 5, 60), _age(agent)
     seen["recovered_s"] = time.monotonic() - back
     print(
