@@ -122,7 +122,8 @@ def plan_servers(
     """The servers to run and the agent's own (None with ``http.enabled: false``), each sink's paths mounted
     where the sink asks (its ``http_address()``) or on the agent's server. A sink told where it is served
     (``served_by``) learns its port."""
-    wanted = [(name, s, s.http_address()) for name, s in sinks.items() if s.http_routes()]
+    routes = {name: s.http_routes() for name, s in sinks.items()}
+    wanted = [(name, s, s.http_address()) for name, s in sinks.items() if routes[name]]
     named = next((addr for _n, _s, addr in wanted if addr is not None), None)
     fallback = named or default_address()
     own = (http.listen_address or fallback[0], fallback[1] if http.port is None else http.port)
@@ -130,10 +131,10 @@ def plan_servers(
     agent_server = None
     if http.enabled:
         agent_server = servers[own] = HttpServer(own[0], own[1], health)
-    for _name, sink, addr in wanted:
+    for name, sink, addr in wanted:
         where = addr or own
         if where not in servers:  # a sink's own address (or the agent's, when http is off): health there too
             servers[where] = HttpServer(where[0], where[1], health)
-        servers[where].mount(sink.http_routes())
+        servers[where].mount(routes[name])
         sink.served_by(servers[where])
     return list(servers.values()), agent_server
