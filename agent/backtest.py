@@ -79,9 +79,7 @@ def route_inputs(cfg: Any, inputs: list[str]) -> dict[str, list[str]]:
         path = item
         if not list_files(path):
             if sep and "/" not in name and not os.path.exists(item):
-                raise ValueError(
-                    f"{item}: no source named {name!r} in the config (sources: {', '.join(cfg.sources)})"
-                )
+                raise ValueError(f"{item}: no source named {name!r} in the config (sources: {', '.join(cfg.sources)})")
             if os.path.isdir(path):
                 raise ValueError(f"{path}: the directory holds no files")
             raise ValueError(f"{path}: no such file, directory or matching glob")

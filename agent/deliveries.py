@@ -36,7 +36,7 @@ class BillingDeliveries:
 
         def _seal(self, force_all: bool = False) -> None: ...
 
-        def _publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None: ...
+        def publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None: ...
 
     def _apply_snapshot(self, src: Source, comp: str, stream: str, batch: Batch) -> None:
         """Changed cells of a new delivery: open buckets take the deltas, closed windows are re-scored."""
@@ -122,4 +122,4 @@ class BillingDeliveries:
                 points += p
                 events += e
             closed.append((name, points, events))
-        self._publish(closed)
+        self.publish(closed)

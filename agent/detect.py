@@ -117,7 +117,7 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             if self.last_learned.get(key, -math.inf) >= w:
                 continue  # replayed window: already learned, already alerted
             model = self.models.get(key)
-            if model is not None and self._lapsed(key, w):
+            if model is not None and self.lapsed(key, w):
                 self._forget(key)  # it expired while no window of its own closed: it comes back as new
                 model = None
             if model is None:
@@ -285,7 +285,7 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
         for key in [k for k, seen in self.last_seen.items() if w - seen > ttl and k not in self.episodes]:
             self._forget(key)
 
-    def _lapsed(self, key: SeriesKey, w: float) -> bool:
+    def lapsed(self, key: SeriesKey, w: float) -> bool:
         """Whether :meth:`_expire` would have forgotten the series at a window between its last one and ``w``.
 
         Without ``fill_missing`` only windows with data close, so whether an expiry check ran in a series'

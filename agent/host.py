@@ -22,7 +22,7 @@ class Host:
         self._agent = agent
         self._source = source
         self.telemetry = agent.telemetry
-        self.scale_out = agent.scale
+        self.partitioned = agent.topology.partitioned
         self.bucket_seconds = agent.bucket
         self.allowed_lateness_seconds = agent.cfg.pipeline.allowed_lateness_seconds
         self.idle_grace_seconds = agent.cfg.state.idle_grace_seconds

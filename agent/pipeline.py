@@ -35,6 +35,7 @@ from agent.server import HttpServer, plan_servers
 from agent.sources.base import Batch, Source
 from agent.state import StateStore, make_store
 from agent.telemetry import LogOnce, Telemetry, describe
+from agent.topology import make_topology
 from detectors.base import check_detector
 
 log = logging.getLogger("agent")
@@ -88,11 +89,8 @@ class Agent(BillingDeliveries):
             (self.aggregator, {n: r for n, r in self.runners.items() if n not in billing_runners}),
             (self.billing, {n: r for n, r in self.runners.items() if n in billing_runners}),
         ]
-        self.scale: Any = None
-        if cfg.state.type == "kafka":  # state follows the partition: tasks, repartition and changelog topics
-            from agent.sources.kafka_scale import KafkaScaleOut
-
-            self.scale = KafkaScaleOut(cfg, self.make_runner, self.telemetry)
+        # Where series live and windows close, chosen once: this process, or tasks that follow the partitions.
+        self.topology = make_topology(self)
         state_dir = cfg.state.directory if cfg.state.type in ("local", "kafka") else None
         kw = {
             "telemetry": self.telemetry,
@@ -124,12 +122,8 @@ class Agent(BillingDeliveries):
                 ctx_defaults=ctx_defaults,
                 host=Host(self, name),
             )
-        if self.scale is not None and self.scale.unkeyed:
-            from agent.sources.kafka_scale import TASKS_SOURCE
-
-            self.sources[TASKS_SOURCE] = self.scale.task_source(
-                decoder=None, emit=self._emit, ctx_defaults=ctx_defaults, host=Host(self, TASKS_SOURCE)
-            )
+        own = self.topology.sources(lambda n: Host(self, n), decoder=None, emit=self._emit, ctx_defaults=ctx_defaults)
+        self.sources.update(own)
         self.health.sources = list(self.sources.values())
         for name, src in self.sources.items():
             if not src.partitioned:  # partitioned sources register their partitions on assignment
@@ -144,7 +138,6 @@ class Agent(BillingDeliveries):
         self._checkpoint_failing: float | None = None  # since when (monotonic) checkpoints fail
         self._checkpoint_failures = 0  # consecutive
         self._checkpoint_logged: set[str] = set()  # error types logged in this failure episode
-        self._last_sealed = [-math.inf, -math.inf]  # per clock
         self.records_in = 0
         self.alerts_out = 0
         self.points_out = 0
@@ -166,20 +159,7 @@ class Agent(BillingDeliveries):
         """Restore state, start sinks, the pipeline thread and the sources; returns quickly."""
         self._started = True
         tune_gc()
-        state = self.store.load() if self.scale is None else None
-        if state:
-            self.aggregator.restore(state["aggregator"])
-            if "billing" in state:
-                self.billing.restore(state["billing"])
-            self.snapshots.restore(state.get("snapshots", {}))
-            for name, snap in state["runners"].items():
-                if name in self.runners:
-                    self.runners[name].restore(snap)
-            for name, pos in state["sources"].items():
-                if name in self.sources:
-                    self.sources[name].restore(pos)
-            self._last_sealed = [agg.sealed_until for agg, _ in self.clocks]
-            log.info("state restored: %d series", sum(len(r.models) for r in self.runners.values()))
+        state = self.topology.restore()
         for server in self.servers:  # /healthz answers from here on (alive once restored; ready once consuming)
             server.start()
         for s in self.sinks.values():
@@ -196,7 +176,7 @@ class Agent(BillingDeliveries):
         self.health.mark_alive()
         # Scale-out: the internal topics (tasks are restored as partitions are assigned). Alive meanwhile, not ready:
         # an agent started while the brokers are away waits for them. Interrupted (SIGTERM): return, stop() follows.
-        if self.scale is not None and not self.scale.start(self._closing):
+        if not self.topology.start(self._closing):
             return
         self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
         self._thread.start()
@@ -253,19 +233,12 @@ class Agent(BillingDeliveries):
         # persist is re-read from the last committed position at the next start.
         if not self.checkpoint(max(0.1, (deadline - time.monotonic()) / 2)):
             log.warning("stopping without a final checkpoint: the next start resumes from the last one")
-        if self.scale is not None:
-            for name, src in self.sources.items():
-                ups = list(getattr(src, "upstreams", {}).values())
-                try:
-                    self.scale.let_go(name, ups, timeout=max(0.1, min(5.0, (deadline - time.monotonic()) / 3)))
-                except Exception as exc:  # fatal ones too: stopping anyway
-                    log.warning("%s: letting go of its partitions failed: %s: %s", name, type(exc).__name__, exc)
+        self.topology.let_go(max(0.1, min(5.0, (deadline - time.monotonic()) / 3)))
         for src in self.sources.values():
             src.finish(max(0.1, deadline - time.monotonic()))  # e.g. commit the offsets just checkpointed
         for s in self.sinks.values():
             s.stop(max(0.1, deadline - time.monotonic()))
-        if self.scale is not None:
-            self.scale.close(max(0.1, deadline - time.monotonic()))
+        self.topology.close(max(0.1, deadline - time.monotonic()))
         self.dead_letter.close()
         self.health.mark_stopped()
         for server in self.servers:
@@ -284,7 +257,7 @@ class Agent(BillingDeliveries):
                 if batch is not None:
                     t0 = time.perf_counter()
                     try:
-                        self._process(batch)
+                        self.process(batch)
                     except Exception as exc:  # one batch never stops the pipeline
                         self._failed(batch, exc)
                     finally:
@@ -301,48 +274,41 @@ class Agent(BillingDeliveries):
             self.health.mark_dead()
             raise
 
-    def _process(self, batch: Batch) -> None:
+    def process(self, batch: Batch) -> None:
+        """One batch from the queue (the pipeline thread's step; raises on an unexpected error, see ``_failed``)."""
         # "detect" once the batch's records are in the aggregation (then they are not dead-lettered on an error)
         self._stage = "decode" if batch.kind in ("lines", "table") else "process"
         src = self.sources[batch.source]
         comp = batch.source
         stream = batch.stream or comp
-        scale = self.scale
-        # Scale-out: every source is a Kafka source; its partitions' pre-aggregation (None once revoked).
-        up = src.upstreams.get(stream) if scale is not None else None  # type: ignore[attr-defined]
-        if up is not batch.owner and batch.kind in ("lines", "bad", "idle"):
+        topology = self.topology
+        owner = topology.owner(comp, stream)
+        if owner is not batch.owner and batch.kind in ("lines", "bad", "idle"):
             # Fetched under an earlier assignment of its partition (queued while it was revoked and assigned again):
             # the current one re-reads these records from the committed offset, with the clock committed there.
             self.telemetry.stale_batches.labels(component=comp).inc()
             return
         if batch.kind == "idle":
-            if scale is not None:
-                if up is not None:
-                    bad_idle = scale.idle(src, up, batch.payload)
-                    if bad_idle:
-                        self._bad(comp, stream, bad_idle)
-            else:
-                self.clock_of(comp).set_idle(stream)
-            self._seal()
+            bad_idle = topology.idle(comp, stream, owner, batch.payload)
+            if bad_idle:
+                self._bad(comp, stream, bad_idle)
+            topology.seal()
             return
         if batch.kind == "checkpoint":  # a source asks for one (partitions about to be revoked)
             done, release = batch.payload
             self.checkpoint()
-            if scale is not None:
-                scale.release(release)
+            topology.release(release)
             done.set()
-            return
-        if batch.kind == "task":  # a task restored from the changelog, before its partition is consumed
-            scale.install(batch.payload)
             return
         if batch.kind == "snapshot":  # a billing delivery: replaces its period's previous one
             self._apply_snapshot(src, comp, stream, batch)
             return
-        if batch.kind == "partials":  # repartition topic: partial window aggregates for our tasks
-            bad_partials = scale.apply(*batch.payload)
-            if bad_partials:
-                self._bad(comp, "repartition", bad_partials)
-            self._seal()
+        if batch.kind in ("task", "partials"):  # the topology's own: a task restored, partials for the tasks
+            bad_own = topology.process(batch)
+            if bad_own:
+                self._bad(comp, "repartition", bad_own)
+            if batch.kind == "partials":
+                topology.seal()
             return
         bad: list[BadRecord] = []
         obs: list[Observation] = []
@@ -353,36 +319,27 @@ class Agent(BillingDeliveries):
             self.telemetry.received.labels(component=comp).inc(batch.records)
             self.records_in += batch.records
             # Decoders keep late records' original bytes; a replay skips what was sealed without reporting it.
-            if scale is None:
-                ctx.late_before = self.aggregator.sealed_until
-            elif up is not None and batch.offsets is not None and batch.offsets[1] >= up.replay_until:
-                ctx.late_before = up.sealed_until
+            late_before = topology.late_before(batch, owner)
+            if late_before is not None:
+                ctx.late_before = late_before
             # A decoder that raises (a bug: decoders return bad records) costs this batch alone: see _failed.
             if batch.kind == "lines":
                 obs, bad = src.decoder.decode_lines(batch.payload, ctx)
             else:
                 obs, bad = src.decoder.decode_table(batch.payload, ctx)
         self._stage = "aggregate"
-        if obs and scale is not None:
+        if obs:
             self.telemetry.observations.labels(component=comp).inc(len(obs))
-            if up is not None and batch.offsets is not None:
-                bad.extend(scale.add(src, up, obs, batch.offsets))
-            self._stage = "detect"
-        elif obs:
-            self.telemetry.observations.labels(component=comp).inc(len(obs))
-            late = self.aggregator.add(stream, obs)
+            late = topology.add(comp, stream, obs, batch, owner)
             self._stage = "detect"
             if late:
-                bad.extend(
-                    BadRecord(repr(o).encode(), "late", "event time older than the watermark minus allowed lateness")
-                    for o in late
-                )
+                bad.extend(late)
         if bad:
             self._bad(comp, ctx.location, bad, batch)
         if batch.position is not None:
             src.commit(*batch.position)
-        if scale is None or comp in scale.keyed:  # else windows close as the repartition topic delivers
-            self._seal()
+        if topology.closes_on_input(comp):
+            topology.seal()
 
     def _error(self, component: str, stage: str, exc: Exception, what: str) -> None:
         """An unexpected error: counted in ``finops_agent_errors_total``, logged with its traceback once per
@@ -404,7 +361,7 @@ class Agent(BillingDeliveries):
                 exc_info=exc,
             )
 
-    def _detector_failed(self, name: str, exc: Exception) -> None:
+    def detector_failed(self, name: str, exc: Exception) -> None:
         self._error(name, "detect", exc, "detector failed while closing windows; the other detectors go on")
 
     def _failed(self, batch: Batch, exc: Exception) -> None:
@@ -459,44 +416,15 @@ class Agent(BillingDeliveries):
         self.dead_letter.write(comp, location, rest)
 
     def _seal(self, force_all: bool = False) -> None:
-        if self.scale is not None:
-            self._publish(self.scale.close_tasks())
-            self._gauge(self.telemetry.watermark, self.scale.watermark())
-            self._gauge(self.telemetry.closed_until, self.scale.closed_until())
-            return
-        for i, (agg, runners) in enumerate(self.clocks):
-            sealed = agg.seal(force_all=force_all)
-            until = math.inf if force_all else agg.sealed_until
-            if until <= self._last_sealed[i] and not sealed:
-                continue
-            self._last_sealed[i] = until
-            closed = []
-            for name, r in runners.items():
-                try:  # one detector's failure never stops the others, nor the pipeline
-                    for b, cells in sealed:
-                        r.add_bucket(b, cells)
-                    closed.append((name, *r.close_until(until)))
-                except Exception as exc:
-                    self._detector_failed(name, exc)
-            self._publish(closed)
-        self._gauge(self.telemetry.watermark, self.aggregator.watermark())
-        streaming = self.clocks[0][1].values()
-        self._gauge(self.telemetry.closed_until, min((r.closed_until for r in streaming), default=-math.inf))
-        self.telemetry.open_cells.set(self.aggregator.open_cells() + self.billing.open_cells())
+        self.topology.seal(force_all)
 
-    @staticmethod
-    def _gauge(gauge: Any, value: float) -> None:
-        if math.isfinite(value):
-            gauge.set(value)
-
-    def _publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None:
+    def publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None:
         """Points and alert events of closed windows to every sink."""
         all_points: list[Point] = []
         for name, points, events in closed:
             if points:
                 self.telemetry.points.labels(detector=name).inc(len(points))
-                series = self.scale.series(name) if self.scale is not None else len(self.runners[name].models)
-                self.telemetry.series.labels(detector=name).set(series)
+                self.telemetry.series.labels(detector=name).set(self.topology.series(name))
                 all_points.extend(points)
             for doc in events:
                 self.telemetry.alerts.labels(detector=name, status=doc["status"]).inc()
@@ -530,22 +458,9 @@ class Agent(BillingDeliveries):
                 if prepare is not None:  # e.g. dead-letter records acknowledged before offsets pass them
                     prepare(timeout)
             positions = {name: s.checkpoint_positions() for name, s in self.sources.items()}
-            wrote = True
-            if self.scale is not None:
-                # Partials acknowledged, then the tasks' changelog records. Nothing to write (no task, nothing
-                # sent): offsets may be committed, but it proves nothing about the broker (no age reset).
-                wrote = self.scale.checkpoint(timeout) is not False
-            else:
-                snapshots = self.snapshots.persist()  # billing tables first: the state names their files
-                state = {
-                    "aggregator": self.aggregator.snapshot(),
-                    "billing": self.billing.snapshot(),
-                    "runners": {name: r.snapshot() for name, r in self.runners.items()},
-                    "sources": positions,
-                    "snapshots": snapshots,
-                }
-                self.store.save(state)
-                self.snapshots.collect_garbage(snapshots)
+            # Nothing to write (partitioned: no task, nothing sent): offsets may be committed, but it proves
+            # nothing about the state store (no age reset).
+            wrote = self.topology.persist(positions, timeout)
         except Exception as exc:
             self._checkpoint_failed(exc)
             return False

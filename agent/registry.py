@@ -94,6 +94,7 @@ _loaded = False
 class PluginError(Exception):
     """A component module named by an entry point could not be imported."""
 
+
 #: Packages whose modules are the built-in components (each registers itself with :func:`register` on import).
 BUILTIN_PACKAGES = ("agent.sources", "agent.decoders", "detectors", "sinks")
 #: Entry-point group for components shipped by other distributions: ``name = "package.module"``.

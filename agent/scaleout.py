@@ -405,11 +405,7 @@ class Task:
             # owner crashed or left holds event time back again until its new owner reports. And only once it has
             # been idle for the grace: records delivered to it a moment late are on time.
             since = clock[4] if len(clock) > 4 and clock[4] is not None else clock[2]
-            if (
-                clock[1]
-                and self.now_ms - clock[2] <= self.idle_lease_ms
-                and self.now_ms - since >= self.idle_grace_ms
-            ):
+            if clock[1] and self.now_ms - clock[2] <= self.idle_lease_ms and self.now_ms - since >= self.idle_grace_ms:
                 idle.append(clock[0])
             else:
                 active.append(clock[0])

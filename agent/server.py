@@ -116,9 +116,7 @@ def _readyz(health: Health) -> tuple[int, bytes, str]:
     return (200, b"ready\n", TEXT) if why is None else (503, f"not ready: {why}\n".encode(), TEXT)
 
 
-def plan_servers(
-    http: Any, sinks: dict[str, Any], health: Health
-) -> tuple[list[HttpServer], HttpServer | None]:
+def plan_servers(http: Any, sinks: dict[str, Any], health: Health) -> tuple[list[HttpServer], HttpServer | None]:
     """The servers to run and the agent's own (None with ``http.enabled: false``), each sink's paths mounted
     where the sink asks (its ``http_address()``) or on the agent's server. A sink told where it is served
     (``served_by``) learns its port."""

@@ -415,7 +415,6 @@ class Delivery:
         raise RuntimeError("the harness could not deliver the month to the topic")
 
 
-
 # -- one run ---------------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Outcome:
@@ -581,6 +580,7 @@ def _check(
     out.alerts = len(want)
     if want != got:
         out.problems.append(f"firing ids differ: missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]}")
+
     # An event (id, status; an escalation is a firing event of a higher severity, a restatement a new revision)
     # delivered twice: allowed only as at-least-once re-sends after a kill -9 or an outage.
     def event(d: dict[str, Any]) -> tuple[Any, ...]:

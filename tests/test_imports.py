@@ -110,7 +110,7 @@ def test_the_walker_finds_a_cycle() -> None:
 
 def test_the_graph_sees_lazy_and_relative_imports() -> None:
     graph = import_graph()
-    assert "agent.sources.kafka_scale" in graph["agent.pipeline"]  # imported inside a method
+    assert "agent.sources.kafka_scale" in graph["agent.topology"]  # imported inside a method
     assert "agent.registry" in graph["agent.sources.file"]
     assert "agent.sources" in graph["agent.sources.file"]  # the parent package runs first
 

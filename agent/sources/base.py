@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from agent.decoders.base import BadRecord, DecodeContext, Decoder
 
 if TYPE_CHECKING:
+    from agent.partitions import PartitionedState
     from agent.telemetry import Telemetry
 
 
@@ -54,13 +55,15 @@ class SourceHost(Protocol):
       (assigned / revoked): the watermark waits for every registered stream.
     - :meth:`dead_letter`: records that cannot be processed, with where they came from.
     - :meth:`fail`: a fatal error (one log line; the agent stops). ``telemetry``: the agent's metrics.
-    - ``scale_out``: the partition owner with ``state.type: kafka`` (else None); ``bucket_seconds`` and
+    - ``partitioned``: the partitioned state with ``state.type: kafka`` (else None), for the source's
+      :class:`~agent.partitions.PartitionOwner` (a partitioned source owns its partitions through one);
+      ``bucket_seconds`` and
       ``allowed_lateness_seconds``: the aggregation's bucket and lateness; ``idle_grace_seconds``: how long a
       caught-up partition holds event time back before it counts as idle.
     """
 
     telemetry: Telemetry
-    scale_out: Any
+    partitioned: PartitionedState | None
     bucket_seconds: float
     allowed_lateness_seconds: float
     idle_grace_seconds: float

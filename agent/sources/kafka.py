@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from agent.decoders.base import BadRecord, DecodeContext
+from agent.partitions import Committed, PartitionOwner
 from agent.registry import ComponentConfig, config_union, register
 from agent.sources.base import Batch, Source, SourceHost
 from agent.sources.kafka_client import (  # re-exported: callers import them from here
@@ -41,11 +42,11 @@ from agent.sources.kafka_client import (  # re-exported: callers import them fro
     POSITION_TIMEOUT_MS,
     REQUEST_TIMEOUT_MS,
     FatalKafkaError,
-    _require_kafka,
     cached_partitions,
     client_options,
     close_producer,
     fatal_reason,
+    require_kafka,
     retrying,
     stream_key,
 )
@@ -124,30 +125,31 @@ class KafkaSource(Source):
 
     def __init__(self, cfg: KafkaConfig, **kw: Any):
         super().__init__(cfg, **kw)
-        _require_kafka()
+        require_kafka()
         self.consumer: Any = None
         self.producer: Any = None
-        self.assigned: set[Any] = set()
         self._commit_lock = threading.Lock()
         self._pending_commit: dict[str, int] | None = None
         self._paused = False
         self._ready = threading.Event()
         self._last_lag = 0.0
-        self.host: SourceHost | None = kw.get("host")
+        self.host: SourceHost = kw["host"]
         self._left_loop = threading.Event()
         self._final = threading.Event()
-        # Scale-out (state.type: kafka): per-partition pre-aggregation, restored on assignment.
-        self.scale: Any = self.host.scale_out if self.host is not None else None
-        self.upstreams: dict[str, Any] = {}
-        self._pending: set[Any] = set()  # assigned, paused until their clock/state is restored
-        self._caught_up: dict[Any, float] = {}  # partition -> since when (monotonic) it has been caught up
-        self._checkpointed: dict[str, Any] = {}
+        self.owned = self.make_owner()  # what to do with assigned partitions: restore, release, positions, idle
         self._dlq_sent: list[tuple[Any, BadRecord, str]] = []  # (future, record, location) not yet acknowledged
         self._missing: dict[str, float] = {}  # configured topic -> metadata refresh that first lacked it
         self._close_timeout = 3 * CLOSE_TIMEOUT_MS / 1000
         self._commit_failing: str | None = None  # error type of the failing offset commits (logged once)
         self._progress: dict[Any, tuple[int, float]] = {}  # partition → (position, since when) while behind its end
         self._polling_since: float | None = None  # when the poll under way began (monotonic)
+
+    def make_owner(self) -> PartitionOwner:
+        return PartitionOwner(self.name, self.host, keyed=self.cfg.keyed_by_series)
+
+    @property
+    def assigned(self) -> set[Any]:
+        return self.owned.assigned
 
     # -- hooks the pipeline calls ----------------------------------------------------------
     def stop(self, timeout: float = 5.0) -> None:
@@ -168,18 +170,10 @@ class KafkaSource(Source):
         """State with these positions is persisted: commit them (from the consumer's thread)."""
         with self._commit_lock:
             self._pending_commit = dict(positions)
-            self._checkpointed = dict(positions)
+            self.owned.checkpoint_done(positions)
 
     def checkpoint_positions(self) -> dict[str, Any]:
-        """Scale-out: commit at each partition's oldest open bucket, with its clock as metadata."""
-        if self.scale is None:
-            return dict(self.positions)
-        out: dict[str, Any] = {}
-        for key, up in list(self.upstreams.items()):
-            point = up.commit_point()
-            if point is not None:
-                out[key.split("/", 1)[1]] = point
-        return out
+        return self.owned.positions(self.positions)
 
     def dead_letter(self, batch: Batch, bad: list[BadRecord]) -> list[BadRecord]:
         """Send undecodable records to the DLQ topic; return what still needs the dead-letter file."""
@@ -224,7 +218,7 @@ class KafkaSource(Source):
 
     # -- the consumer thread ---------------------------------------------------------------
     def run(self) -> None:
-        kafka = _require_kafka()
+        kafka = require_kafka()
         opts = client_options(self.cfg)
 
         def count(kind: str) -> None:
@@ -276,7 +270,7 @@ class KafkaSource(Source):
             while not self.stopping:
                 try:
                     self._commit_pending()
-                    if self._pending:
+                    if not self.owned.ready:
                         self._restore_pending()
                     self._backpressure()
                     # Paused, a poll only waits out its timeout: keep it short to resume as soon as the queue drains.
@@ -286,9 +280,9 @@ class KafkaSource(Source):
                     finally:
                         self._polling_since = None
                     if records:
-                        self._emit_polled(records)
+                        self.emit_fetched(records)
                     elif self.assigned and not self._paused:
-                        self._emit_idle()
+                        self.emit_idle()
                     self._report_lag()
                     self._check_topics()
                     if failing is not None:
@@ -353,19 +347,22 @@ class KafkaSource(Source):
             self._polling_since = time.monotonic()
             fail(KafkaTimeoutError(f"poll stuck for {POLL_STUCK_SECONDS:.0f} s: woken by the agent"))
 
-    def _emit_polled(self, records: dict[Any, list[Any]]) -> None:
+    def emit_fetched(self, records: dict[Any, list[Any]]) -> None:
+        """Hand what one poll fetched to the pipeline (a batch per partition)."""
         for tp, msgs in records.items():
-            self._emit(tp, msgs)
+            self.emit_partition(tp, msgs)
 
-    def _emit(self, tp: Any, msgs: list[Any]) -> None:
-        self._caught_up.pop(tp, None)  # records: not idle, whatever the high watermark said
-        up = self.upstreams.get(stream_key(self.name, tp.topic, tp.partition))
-        if up is not None and msgs[0].offset < up.replay_until <= msgs[-1].offset:
+    def emit_partition(self, tp: Any, msgs: list[Any]) -> None:
+        """One partition's fetched records as a batch (and their dead letters: too large to decode)."""
+        self.owned.fetched(tp)
+        up = self.owned.owner(tp)
+        boundary = self.owned.replay_boundary(tp)
+        if msgs[0].offset < boundary <= msgs[-1].offset:
             # Records before the restored position were processed already (replay); after it, new: the
             # pipeline tells them apart by batch, so a batch never straddles it.
-            cut = next(i for i, m in enumerate(msgs) if m.offset >= up.replay_until)
-            self._emit(tp, msgs[:cut])
-            self._emit(tp, msgs[cut:])
+            cut = next(i for i, m in enumerate(msgs) if m.offset >= boundary)
+            self.emit_partition(tp, msgs[:cut])
+            self.emit_partition(tp, msgs[cut:])
             return
         values = []
         meta: dict[int, Any] = {}
@@ -401,23 +398,19 @@ class KafkaSource(Source):
             )
         )
 
-    def _emit_idle(self) -> None:
-        """Partitions that are caught up (position at the high watermark) stop holding event time back — with
-        local state, once caught up for ``state.idle_grace_seconds`` in a row: the high watermark the consumer
-        knows is the one of its last fetch, and records a producer delivers to one partition a moment after the
-        others (after an outage) are on time, not late. (With ``state.type: kafka`` the tasks apply the grace.)"""
+    def emit_idle(self) -> None:
+        """Partitions that are caught up (position at the high watermark) stop holding event time back, once the
+        owner says they are idle (see :meth:`~agent.partitions.PartitionOwner.idle`)."""
+        if not self.owned.tracks_idle:
+            return
         now = time.monotonic()
-        grace = 0.0 if self.scale is not None or self.host is None else self.host.idle_grace_seconds
         for tp in self.assigned:
             hw = self.consumer.highwater(tp)
             pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
-            if hw is None or pos is None or pos < hw:  # (None: not known yet, e.g. the broker away)
-                self._caught_up.pop(tp, None)
-                continue
-            since = self._caught_up.setdefault(tp, now)
-            if now - since >= grace:
+            # (None: not known yet, e.g. the broker away)
+            if self.owned.idle(tp, hw is not None and pos is not None and pos >= hw, now):
                 key = stream_key(self.name, tp.topic, tp.partition)
-                self.emit(Batch(self.name, "idle", pos, None, stream=key, owner=self.upstreams.get(key)))
+                self.emit(Batch(self.name, "idle", pos, None, stream=key, owner=self.owned.owner(tp)))
 
     def _offsets(self, positions: dict[str, int], only: set[Any]) -> dict[Any, Any]:
         from kafka import OffsetAndMetadata, TopicPartition
@@ -467,7 +460,7 @@ class KafkaSource(Source):
     def _backpressure(self) -> None:
         """Pause while the pipeline queue is mostly full, and while checkpoints fail (the state that cannot be
         checkpointed, and what a restart would re-read, stop growing; memory stays bounded in an outage)."""
-        if self.host is None or not self.assigned:
+        if not self.owned.pausable or not self.assigned:
             return
         fill = self.host.backlog()
         blocked = self.host.checkpoint_blocked()
@@ -475,7 +468,7 @@ class KafkaSource(Source):
             self.consumer.pause(*self.assigned)
             self._paused = True
         elif self._paused and fill <= 0.5 and not blocked:
-            self.consumer.resume(*(self.assigned - self._pending))
+            self.consumer.resume(*(self.assigned - self.owned.pending))
             self._paused = False
 
     def _report_lag(self) -> None:
@@ -503,7 +496,7 @@ class KafkaSource(Source):
         not moved for ``FETCH_STALL_SECONDS``, is fetched afresh. Seen after a broker restart: the client stopped
         fetching partitions it had just been assigned again, and event time stood still. Counted as
         ``errors_total{error_type="FetchStalled"}``."""
-        if pos >= end or self._paused or tp in self._pending:
+        if pos >= end or self._paused or tp in self.owned.pending:
             self._progress.pop(tp, None)
             return
         seen = self._progress.get(tp)
@@ -563,26 +556,20 @@ class KafkaSource(Source):
 
     # -- rebalances (called inside poll, on the consumer thread) ---------------------------
     def on_assigned(self, partitions: list[Any]) -> None:
-        if self.scale is not None:
+        where = sorted(f"{t.topic}/{t.partition}" for t in partitions)
+        if self.owned.assign(partitions):
             # Restore, then consume: kafka-python forbids blocking calls in this callback, so the
-            # partitions wait paused until the consumer loop has restored their clock and tasks.
-            self.assigned.update(partitions)
-            self._pending.update(partitions)
-            if partitions:
-                self.consumer.pause(*partitions)
-                self._ready.clear()
-            log.info("kafka source %s: assigned %s", self.name, sorted(f"{t.topic}/{t.partition}" for t in partitions))
+            # partitions wait paused until the consumer loop has restored them (_restore_pending).
+            self.consumer.pause(*partitions)
+            self._ready.clear()
+            log.info("kafka source %s: assigned %s", self.name, where)
             return
         for tp in partitions:
-            self.assigned.add(tp)
             pos = self.positions.get(f"{tp.topic}/{tp.partition}")
             if pos is not None:
                 self.consumer.seek(tp, pos)  # the restored state already includes everything before it
-        if self.host is not None:
-            for tp in partitions:
-                self.host.register_stream(stream_key(self.name, tp.topic, tp.partition))
         self._ready.set()
-        log.info("kafka source %s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+        log.info("kafka source %s: assigned %s", self.name, where)
 
     def on_revoked(self, partitions: list[Any]) -> None:
         """Checkpoint what was handed over for these partitions, commit it, then let them go.
@@ -591,71 +578,40 @@ class KafkaSource(Source):
         sent asynchronously (ahead of the group re-join on the same coordinator connection).
         """
         revoked = set(partitions)
-        self._pending -= revoked
-        for tp in revoked:
-            self._caught_up.pop(tp, None)
-        if revoked and self.host is not None and not self.stopping:  # at shutdown the final checkpoint is done
-            if not self.host.checkpoint(self._released(revoked), timeout=10):
-                log.warning("kafka source %s: no checkpoint before revocation (pipeline busy or timed out)", self.name)
+        stopping = self.stopping  # at shutdown the final checkpoint is done
+        positions = self.owned.checkpoint_before_release(revoked, stopping=stopping)
+        if revoked and not stopping:
             with self._commit_lock:
                 self._pending_commit = None
-            offsets = self._offsets(dict(self._checkpointed), revoked)
+            offsets = self._offsets(positions, revoked)
             if offsets:
                 self.consumer.commit_async(offsets)
-            gone = [self.upstreams.pop(stream_key(self.name, tp.topic, tp.partition), None) for tp in revoked]
-            if self.scale is not None:
-                self.scale.let_go(self.name, [up for up in gone if up is not None])
-            for tp in revoked:
-                self.host.forget_stream(stream_key(self.name, tp.topic, tp.partition))
-        self.assigned -= revoked
+        self.owned.release(revoked, stopping=stopping)
         if self._paused and not self.assigned:
             self._paused = False
         log.info("kafka source %s: revoked %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
 
-    # -- scale-out: restore on assignment (consumer loop, outside the rebalance callback) ----
+    # -- restore on assignment (consumer loop, outside the rebalance callback) -------------
     def _restore_pending(self) -> None:
-        tps = sorted(self._pending, key=lambda t: (t.topic, t.partition))
-        self._restore(tps)
+        tps = sorted(self.owned.pending, key=lambda t: (t.topic, t.partition))
+        starts = self.owned.restore(tps, self._committed)
         for tp in tps:
-            self._pending.discard(tp)
-            if not self._paused:
-                self.consumer.resume(tp)
-        if not self._pending and self.assigned:
-            self._ready.set()
-
-    def _restore(self, tps: list[Any]) -> None:
-        """Each partition's clock from its committed offset's metadata; keyed input: its task from the changelog."""
-        from agent.scaleout import Upstream
-
-        host = self.host
-        assert host is not None, "scale-out sources run in an agent"
-        lateness = host.allowed_lateness_seconds
-        specs = []
-        for tp in tps:
-            key = stream_key(self.name, tp.topic, tp.partition)
-            n = len(cached_partitions(self.consumer, tp.topic))
-            committed = self.consumer.committed(tp, metadata=True, timeout_ms=REQUEST_TIMEOUT_MS)
-            meta = getattr(committed, "metadata", None)
-            self.upstreams[key] = Upstream(key, host.bucket_seconds, lateness, {f"{self.name}/{tp.topic}": n}, meta)
-            # Consume from exactly where the restored clock says: a partition this replica held before a
-            # rebalance keeps kafka-python's fetch position, which may be past the committed replay point.
-            offset = getattr(committed, "offset", None)
-            if offset is not None and offset >= 0:
-                self.consumer.seek(tp, offset)
+            start = starts.get(tp)
+            if start is not None:
+                self.consumer.seek(tp, start)
             elif self.cfg.auto_offset_reset == "earliest":
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek_to_end(tp)
-            if self.cfg.keyed_by_series:
-                specs.append((key, self.scale.keyed_changelog(tp.topic, n), tp.partition, {"inputs": [key]}))
-        for task in self.scale.restore_tasks(specs):
-            self.emit(Batch(self.name, "task", task, None))
+            if not self._paused:
+                self.consumer.resume(tp)
+        if self.owned.ready and self.assigned:
+            self._ready.set()
 
-    def _released(self, tps: set[Any]) -> list[str]:
-        """Tasks this source owns for these partitions (keyed input: one per partition)."""
-        if self.scale is None or not self.cfg.keyed_by_series:
-            return []
-        return [stream_key(self.name, tp.topic, tp.partition) for tp in tps]
+    def _committed(self, tp: Any) -> Committed:
+        n = len(cached_partitions(self.consumer, tp.topic))
+        committed = self.consumer.committed(tp, metadata=True, timeout_ms=REQUEST_TIMEOUT_MS)
+        return Committed(getattr(committed, "offset", None), getattr(committed, "metadata", None), n)
 
 
 def _listener(src: KafkaSource) -> Any:

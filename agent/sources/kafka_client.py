@@ -18,7 +18,7 @@ log = logging.getLogger("agent.sources.kafka")
 T = TypeVar("T")
 
 
-def _require_kafka() -> Any:
+def require_kafka() -> Any:
     try:
         import kafka
     except ImportError as exc:  # pragma: no cover - exercised only without the extra

@@ -29,6 +29,7 @@ from typing import Any
 from agent.decoders.base import BadRecord
 from agent.detect import DetectorRunner
 from agent.model import Observation
+from agent.partitions import PartitionOwner, TaskPartitions
 from agent.scaleout import Clock, Emitted, Partial, Task, Upstream, decode, encode, partition_of
 from agent.sources.base import Batch
 from agent.sources.kafka import (
@@ -36,10 +37,10 @@ from agent.sources.kafka import (
     FatalKafkaError,
     KafkaConfig,
     KafkaSource,
-    _require_kafka,
     client_options,
     close_producer,
     fatal_reason,
+    require_kafka,
     retrying,
     stream_key,
 )
@@ -80,6 +81,7 @@ class KafkaScaleOut:
         # "source/topic" → partition count of the unkeyed inputs, as the upstreams announce them (replaced whole,
         # never mutated: the tasks' consumer thread reads it).
         self.input_parts: dict[str, int] = {}
+        self.owners: dict[str, PartitionOwner] = {}  # by source
         self.producer: Any = None
         self._admin: Any = None
         self._known_topics: set[str] = set()
@@ -100,7 +102,7 @@ class KafkaScaleOut:
 
     def _start(self) -> bool:
         if self.producer is None:
-            self.producer = self._producer(_require_kafka())
+            self.producer = self._producer(require_kafka())
         if self.unkeyed:
             self.ensure_topic(self.repartition_topic, self.partitions, {"cleanup.policy": "delete"})
             self.ensure_topic(self.changelog_topic, self.partitions, {"cleanup.policy": "compact"})
@@ -137,7 +139,7 @@ class KafkaScaleOut:
 
     def _partitions_for(self, topic: str, timeout: float = 30.0) -> set[int]:
         deadline = time.monotonic() + timeout
-        kafka = _require_kafka()
+        kafka = require_kafka()
         while True:
             try:
                 parts = self.producer.partitions_for(topic)
@@ -163,6 +165,18 @@ class KafkaScaleOut:
         except TopicAlreadyExistsError:
             pass
         self._known_topics.add(name)
+
+    def adopt(self, owner: PartitionOwner) -> None:
+        """A source's partition owner: let go of its partitions at shutdown (see :meth:`let_go`)."""
+        self.owners[owner.source] = owner
+
+    def let_go_all(self, timeout: float) -> None:
+        """Shutting down: every input partition's tasks stop counting it idle (best effort, see :meth:`let_go`)."""
+        for owner in self.owners.values():
+            try:
+                owner.let_go_all(max(0.1, timeout))
+            except Exception as exc:  # fatal ones too: stopping anyway
+                log.warning("%s: letting go of its partitions failed: %s: %s", owner.source, type(exc).__name__, exc)
 
     def keyed_changelog(self, topic: str, partitions: int) -> str:
         name = f"{self.prefix}-{topic}-changelog"
@@ -213,16 +227,16 @@ class KafkaScaleOut:
         self.telemetry.tasks.set(len(self.tasks))
 
     # -- upstream: an input batch ------------------------------------------------------------
-    def add(self, src: KafkaSource, up: Upstream, obs: list[Observation], offsets: tuple[int, int]) -> list[BadRecord]:
+    def add(self, source: str, up: Upstream, obs: list[Observation], offsets: tuple[int, int]) -> list[BadRecord]:
         late = up.add(obs, offsets[0], offsets[1])
         bad = [BadRecord(repr(o).encode(), "late", "event time older than the partition's sealed time") for o in late]
         partials = up.partials(self.routers, up.seal())
         clock = up.clock() if up.clock_changed() else None
         if partials or clock is not None:
-            bad.extend(self._forward(src.name, up, partials, clock))
+            bad.extend(self._forward(source, up, partials, clock))
         return bad
 
-    def idle(self, src: KafkaSource, up: Upstream, position: int | None = None) -> list[BadRecord]:
+    def idle(self, source: str, up: Upstream, position: int | None = None) -> list[BadRecord]:
         """A caught-up partition (at ``position``, its log's end): send its open buckets provisionally; stop holding
         event time back."""
         up.idle = True
@@ -231,7 +245,7 @@ class KafkaScaleOut:
         partials = up.partials(self.routers, up.provisional())
         clock = up.clock() if up.clock_changed(self.idle_lease / 3) else None
         if partials or clock is not None:
-            return self._forward(src.name, up, partials, clock)
+            return self._forward(source, up, partials, clock)
         return []
 
     def _forward(self, source: str, up: Upstream, partials: list[Partial], clock: Clock | None) -> list[BadRecord]:
@@ -401,7 +415,7 @@ def read_partitions(
     opts: dict[str, Any], partitions: list[tuple[str, int]], timeout: float = 300.0
 ) -> dict[tuple[str, int], dict[bytes, bytes]]:
     """Latest value per key of partitions of compacted topics, read to their end (tombstones drop keys)."""
-    kafka = _require_kafka()
+    kafka = require_kafka()
     consumer = kafka.KafkaConsumer(**opts, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
     latest: dict[tuple[str, int], dict[bytes, bytes]] = {tp: {} for tp in partitions}
     try:
@@ -428,48 +442,30 @@ def read_partitions(
 
 
 class TaskSource(KafkaSource):
-    """Consumes the repartition topic: its assigned partitions are this replica's tasks."""
+    """Consumes the repartition topic: its assigned partitions are this replica's tasks
+    (:class:`~agent.partitions.TaskPartitions`); its records are partial aggregates, not decoded input."""
 
     def __init__(self, cfg: KafkaConfig, *, scale: KafkaScaleOut, **kw: Any):
-        super().__init__(cfg, **kw)
         self.scale = scale
+        super().__init__(cfg, **kw)
         self._input_tps: list[tuple[str, Any]] = []
         self._input_parts_seen: dict[str, int] | None = None
 
-    def _restore(self, tps: list[Any]) -> None:
-        specs = [
-            (f"repartition/{tp.partition}", self.scale.changelog_topic, tp.partition, {"sources": self.scale.unkeyed})
-            for tp in tps
-        ]
-        for tp, task in zip(tps, self.scale.restore_tasks(specs), strict=True):
-            self.emit(Batch(self.name, "task", task, None))
-            # Replay from exactly the offset its state includes (the changelog is written before offsets are
-            # committed); a task without state from the start: the fetch position kept over a rebalance, or a
-            # committed offset without a changelog record, would skip partials that no state holds.
-            if task.offset is not None:
-                self.consumer.seek(tp, task.offset)
-            else:
-                self.consumer.seek_to_beginning(tp)
-            log.info("task %s replays %s/%d from offset %s", task.tid, tp.topic, tp.partition, task.offset or 0)
+    def make_owner(self) -> PartitionOwner:
+        return TaskPartitions(self.name, self.host, tasks=self.scale)
 
-    def _released(self, tps: set[Any]) -> list[str]:
-        return [f"repartition/{tp.partition}" for tp in tps]
-
-    def _emit_polled(self, records: dict[Any, list[Any]]) -> None:
+    def emit_fetched(self, records: dict[Any, list[Any]]) -> None:
         ends = self._input_ends()
         for tp, msgs in records.items():
-            self._emit(tp, msgs, ends)
-
-    def _emit(self, tp: Any, msgs: list[Any], ends: dict[str, int] | None = None) -> None:
-        self.emit(
-            Batch(
-                self.name,
-                "partials",
-                ([(tp.partition, m.offset, m.value, float(m.timestamp)) for m in msgs], ends),
-                None,
-                records=len(msgs),
+            self.emit(
+                Batch(
+                    self.name,
+                    "partials",
+                    ([(tp.partition, m.offset, m.value, float(m.timestamp)) for m in msgs], ends),
+                    None,
+                    records=len(msgs),
+                )
             )
-        )
 
     def _input_ends(self) -> dict[str, int] | None:
         """The log-end offset of every partition of the unkeyed input topics (one request), read after a fetch of
@@ -496,17 +492,3 @@ class TaskSource(KafkaSource):
                 raise
             return None
         return {stream_key(name, tp.topic, tp.partition): ends[tp] for name, tp in tps if tp in ends}
-
-    def _emit_idle(self) -> None:
-        return None
-
-    def _backpressure(self) -> None:
-        """Never paused: its records are few and small, and they are what lets windows close."""
-        return None
-
-    def checkpoint_positions(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for tid, task in self.scale.tasks.items():
-            if tid.startswith("repartition/") and task.offset is not None:
-                out[f"{self.scale.repartition_topic}/{tid[12:]}"] = task.offset
-        return out

@@ -1,8 +1,8 @@
 """Numenta Anomaly Benchmark: run the agent's detector, score results.
 
-    python -m bench.nab detect --data DIR --out DIR [--config FILE] [--detector NAME]
-    python -m bench.nab score --results DIR --labels combined_windows.json [--per-file] [--threshold T]
-    python -m bench.nab run --nab DIR --out DIR      # detect + score (make bench-quality)
+python -m bench.nab detect --data DIR --out DIR [--config FILE] [--detector NAME]
+python -m bench.nab score --results DIR --labels combined_windows.json [--per-file] [--threshold T]
+python -m bench.nab run --nab DIR --out DIR      # detect + score (make bench-quality)
 """
 
 from __future__ import annotations

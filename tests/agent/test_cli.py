@@ -181,6 +181,5 @@ def test_a_plugin_is_found_by_its_entry_point_and_a_broken_one_named_in_one_line
     bad = subprocess.run(cmd, env=bad_env, capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == (
-        "cannot load a component: plugin toy = 'no_x' (entry points finops_agent.components): "
-        "No module named 'no_x'"
+        "cannot load a component: plugin toy = 'no_x' (entry points finops_agent.components): No module named 'no_x'"
     )

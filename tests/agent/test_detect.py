@@ -303,7 +303,7 @@ def test_the_first_window_survives_a_snapshot_and_is_inferred_from_an_older_one(
 
 def _learned(r: DetectorRunner, at: float = 200 * H) -> dict:
     """Each series' learned windows; a series past its expiry but not yet collected (no window closed since) is gone."""
-    return {k: (m.n_learned, r.last_learned.get(k)) for k, m in r.models.items() if not r._lapsed(k, at)}
+    return {k: (m.n_learned, r.last_learned.get(k)) for k, m in r.models.items() if not r.lapsed(k, at)}
 
 
 @pytest.mark.parametrize("fill", [True, False], ids=["fill_missing", "no_fill"])

@@ -54,9 +54,12 @@ def test_the_url_from_a_file_and_never_in_dead_letters(receiver: Receiver, tmp_p
     assert dead["kind"] == "delivery_failed" and dead["reason"] == "permanent after 1 attempt(s): HTTP 404 no_team"
     assert dead["location"] == receiver.url + "/…" and orjson.loads(dead["original"])["id"] == "abc123"
     assert b"s3cretpath" not in (tmp_path / "dlq.jsonl").read_bytes()
-    assert tel.registry.get_sample_value(
-        "finops_agent_events_discarded_total", {"component": "chat", "reason": "delivery_failed"}
-    ) == 1
+    assert (
+        tel.registry.get_sample_value(
+            "finops_agent_events_discarded_total", {"component": "chat", "reason": "delivery_failed"}
+        )
+        == 1
+    )
 
 
 def test_a_slack_config_needs_one_http_url(tmp_path: Path) -> None:

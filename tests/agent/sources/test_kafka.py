@@ -289,7 +289,7 @@ def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setitem(sys.modules, "kafka", None)
     with pytest.raises(RuntimeError, match=r"pip install 'finops-agent\[kafka\]'"):
-        kafka_source._require_kafka()
+        kafka_source.require_kafka()
 
 
 def test_backpressure_pauses_partitions_instead_of_buffering(
@@ -304,13 +304,13 @@ def test_backpressure_pauses_partitions_instead_of_buffering(
         "pipeline: {max_age_days: 3650}", "pipeline: {max_age_days: 3650, queue_max_batches: 2}"
     )
     agent = Agent(load_config_text(text), state_store=MemoryStateStore())
-    slow = Agent._process
+    slow = Agent.process
 
     def slow_process(self: Agent, batch: object) -> None:
         time.sleep(0.02)  # a slow pipeline (think: a sink that blocks)
         slow(self, batch)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Agent, "_process", slow_process)
+    monkeypatch.setattr(Agent, "process", slow_process)
     source = agent.sources["tokens"]
     paused_seen = []
     agent.start()
@@ -324,7 +324,7 @@ def test_backpressure_pauses_partitions_instead_of_buffering(
 
 
 def test_a_message_over_max_record_bytes_is_dead_lettered_whole_not_decoded(tmp_path: Path) -> None:
-    """No broker needed: the consumer's records go through the source's real _emit and the pipeline."""
+    """No broker needed: the consumer's records go through the source's real emit_partition and the pipeline."""
     from types import SimpleNamespace
 
     from kafka import TopicPartition
@@ -343,13 +343,13 @@ def test_a_message_over_max_record_bytes_is_dead_lettered_whole_not_decoded(tmp_
         SimpleNamespace(key=b"k%d" % i, value=v, headers=[], offset=10 + i, timestamp=1_790_848_800_000)
         for i, v in enumerate(values)
     ]
-    src._emit(TopicPartition("in", 0), msgs)  # type: ignore[attr-defined]
+    src.emit_partition(TopicPartition("in", 0), msgs)  # type: ignore[attr-defined]
     batches = []
     while not agent.queue.empty():
         batches.append(agent.queue.get_nowait())
     assert all(big not in (b.payload or []) for b in batches if b.kind == "lines")
     for b in batches:
-        agent._process(b)
+        agent.process(b)
     assert agent.records_in == 3
     assert [(t, v) for t, v, _h in sent] == [("dlq", big)]
     h = sent[0][2]
@@ -455,7 +455,7 @@ def test_a_caught_up_partition_holds_event_time_back_for_the_grace(tmp_path: Pat
     src = agent.sources["tokens"]
     tp = TopicPartition("in", 0)
     src.consumer = SimpleNamespace(highwater=lambda tp: 10, position=lambda tp, timeout_ms: 10)  # type: ignore[attr-defined]
-    src.assigned = {tp}  # type: ignore[attr-defined]
+    src.owned.assign([tp])  # type: ignore[attr-defined]
 
     def idle_batches() -> int:
         n = 0
@@ -463,13 +463,13 @@ def test_a_caught_up_partition_holds_event_time_back_for_the_grace(tmp_path: Pat
             n += agent.queue.get_nowait().kind == "idle"
         return n
 
-    src._emit_idle()  # type: ignore[attr-defined]
+    src.emit_idle()  # type: ignore[attr-defined]
     assert idle_batches() == 0  # caught up a moment ago: still holds event time back
     time.sleep(0.45)
-    src._emit_idle()  # type: ignore[attr-defined]
+    src.emit_idle()  # type: ignore[attr-defined]
     assert idle_batches() == 1
     msg = SimpleNamespace(key=None, value=log(), headers=[], offset=10, timestamp=1_790_848_800_000)
-    src._emit(tp, [msg])  # type: ignore[attr-defined]  # records: the grace starts again
-    src._emit_idle()  # type: ignore[attr-defined]
+    src.emit_partition(tp, [msg])  # type: ignore[attr-defined]  # records: the grace starts again
+    src.emit_idle()  # type: ignore[attr-defined]
     assert idle_batches() == 0
     agent.stop()

@@ -84,10 +84,9 @@ def _month(demo: Path) -> tuple[list[bytes], str, float]:
 
 def _learned(agent: Agent) -> dict[tuple[str, tuple], tuple[int, float]]:
     out = {}
-    for task in agent.scale.tasks.values():  # type: ignore[union-attr]
-        for name, r in task.runners.items():
-            for key, m in r.models.items():
-                out[(name, key)] = (m.n_learned, r.last_learned[key])
+    for name, r in agent.topology.runners():
+        for key, m in r.models.items():
+            out[(name, key)] = (m.n_learned, r.last_learned[key])
     return out
 
 
@@ -128,7 +127,7 @@ def test_the_same_alerts_and_learned_windows_with_1_6_and_12_partitions(
         try:
             assert wait_until(lambda agent=agent: agent.records_in == len(lines), 120), agent.records_in
             assert wait_until(lambda out=out: _settled(out), 120)
-            runs[n] = (out, _learned(agent), agent.scale.closed_until())  # type: ignore[union-attr]
+            runs[n] = (out, _learned(agent), agent.topology.closed_until())
             # The watermark metric is the input's event time; the last closed window has its own metric.
             reg = agent.telemetry.registry
             wm = reg.get_sample_value("finops_agent_watermark_timestamp_seconds")

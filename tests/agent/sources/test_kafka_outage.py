@@ -23,6 +23,7 @@ from agent.model import parse_time
 from agent.pipeline import Agent
 from agent.sources.kafka import FatalKafkaError
 from agent.state import MemoryStateStore
+from agent.topology import LocalTopology
 from scripts.kafka_broker import KafkaBroker, create_topic
 from tests.agent.sources.test_kafka import demo_lines
 from tests.conftest import http_get, wait_until
@@ -427,17 +428,17 @@ def test_consumer_errors_are_retried_unless_fatal(
     agent.stop()
 
 
-class _Scale:
-    """Stands in for KafkaScaleOut's checkpoint: raises each error of ``errors`` in turn, then succeeds."""
+class _Failing(LocalTopology):
+    """The agent's own topology whose persist raises each error of ``errors`` in turn, then succeeds."""
 
-    def __init__(self, errors: list[Exception]):
+    def __init__(self, agent: Agent, errors: list[Exception]):
+        super().__init__(agent)
         self.errors = errors
-        self.calls = 0
 
-    def checkpoint(self, timeout: float) -> None:
-        self.calls += 1
+    def persist(self, positions: dict[str, dict[str, Any]], timeout: float) -> bool:
         if self.errors:
             raise self.errors.pop(0)
+        return super().persist(positions, timeout)
 
 
 def test_a_failing_checkpoint_is_retried_with_backoff_and_shown_in_readiness(tmp_path: Path) -> None:
@@ -449,7 +450,7 @@ def test_a_failing_checkpoint_is_retried_with_backoff_and_shown_in_readiness(tmp
     committed: list[dict[str, Any]] = []
     agent.sources["tokens"].checkpointed = committed.append  # type: ignore[method-assign]
     timeout = kafka_errors.KafkaTimeoutError("Failed to flush buffered records within 1.0 secs")
-    agent.scale = _Scale([timeout] * 6)
+    agent.topology = _Failing(agent, [timeout] * 6)
     delays = []
     for _ in range(6):
         t0 = time.monotonic()
@@ -471,10 +472,10 @@ def test_a_failing_checkpoint_is_retried_with_backoff_and_shown_in_readiness(tmp
     assert agent.checkpoint(0.1) is True  # the broker is back
     assert agent.health.not_ready() is None and len(committed) == 1 and not agent.checkpoint_blocked()
     # A fatal error is not waited out: the agent stops with its reason.
-    agent.scale = _Scale([kafka_errors.TopicAuthorizationFailedError()])
+    agent.topology = _Failing(agent, [kafka_errors.TopicAuthorizationFailedError()])
     assert agent.checkpoint(0.1) is False
     assert isinstance(agent.error, kafka_errors.TopicAuthorizationFailedError)
-    agent.scale = None
+    agent.topology = LocalTopology(agent)
     agent.stop()
 
 

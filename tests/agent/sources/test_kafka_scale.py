@@ -98,8 +98,10 @@ def test_two_replicas_give_the_window_sums_of_one(
     try:
         assert wait_until(lambda: a.records_in > 0, 60)
         b.start()  # joins while the first is consuming: a rebalance mid-stream
-        assert wait_until(lambda: a.health.ready() and b.health.ready() and a.scale.tasks and b.scale.tasks, 60)
-        assert not set(a.scale.tasks) & set(b.scale.tasks)  # each series on one replica
+        assert wait_until(
+            lambda: a.health.ready() and b.health.ready() and a.topology.tasks() and b.topology.tasks(), 60
+        )
+        assert not set(a.topology.tasks()) & set(b.topology.tasks())  # each series on one replica
         assert wait_until(lambda: _settled(a_pts, b_pts), 60)
         a.stop()  # the other takes its partitions over, with their state from the changelog
         n += produce(range(2, 4))
