@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     r.add_argument("--config", "-c", metavar="FILE", help=_CONFIG_HELP)
+    r.add_argument("config_path", nargs="?", metavar="FILE", help="the same as --config FILE (default: none)")
     r.add_argument(
         "--json", action="store_true", help="the console sink prints each alert as a JSON line, not a readable line"
     )
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     v.add_argument("--config", "-c", metavar="FILE", help=_CONFIG_HELP)
+    v.add_argument("config_path", nargs="?", metavar="FILE", help="the same as --config FILE (default: none)")
     v.set_defaults(func=cmd_validate)
     b = sub.add_parser(
         "backtest",
@@ -262,7 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    path = getattr(args, "config_path", None)
+    if path is not None:
+        if args.config is not None and args.config != path:
+            parser.error(f"two configs given: --config {args.config} and {path}")
+        args.config = path
     try:
         return int(args.func(args))
     except PluginError as exc:  # a plugin that cannot be imported: one line, which plugin and why

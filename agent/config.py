@@ -362,9 +362,40 @@ def load_config_text(text: str, origin: str = "<config>", env: dict[str, str] | 
     return cfg
 
 
+def component_problems(cfg: Any) -> list[str]:
+    """A configured component whose class cannot run (a plugin's, usually): what the class lacks, at its ``type``
+    path — so ``validate`` finds it, not the start of ``run``. Detectors: :func:`detectors.base.check_detector`;
+    sources and sinks: their class's ``check_config(config class)`` (see :class:`agent.sources.base.Source` and
+    :class:`sinks.delivery.QueuedSink`)."""
+    from detectors.base import check_detector
+
+    errors: list[str] = []
+    sections: tuple[tuple[registry.Kind, dict[str, Any]], ...] = (
+        ("source", cfg.sources),
+        ("detector", cfg.detectors),
+        ("sink", cfg.sinks),
+    )
+    for kind, section in sections:
+        table = components(kind)
+        for name, c in section.items():
+            cls = table[c.type][1]
+            why: str | None = None
+            if kind == "detector":
+                try:
+                    check_detector(cls)
+                except TypeError as exc:
+                    why = str(exc)
+            else:
+                check = getattr(cls, "check_config", None)
+                why = check(type(c)) if check is not None else None
+            if why:
+                errors.append(f"{kind}s.{name}.type: {why}")
+    return errors
+
+
 def cross_check(cfg: Any) -> list[str]:
     """Checks that span components (run after the per-field validation)."""
-    errors: list[str] = []
+    errors: list[str] = component_problems(cfg)
     for name, det in cfg.detectors.items():
         if det.per is not None and det.per == det.signal:
             errors.append(f"detectors.{name}.per: dividing {det.signal} by itself is always 1")

@@ -18,6 +18,29 @@ asks a :class:`PartitionOwner` what to do at each step. The rules live here, onc
 - **Idle partitions** stop holding event time back once caught up for ``state.idle_grace_seconds``
   (:meth:`PartitionOwner.idle`); with partitioned state the tasks apply the grace, on their own clock.
 
+How a partitioned source wires it (``agent/sources/kafka.py`` does all of this; a new one makes the same calls):
+
+- ``partitioned = True`` on the class; ``self.owned = PartitionOwner(self.name, self.host, keyed=...)``.
+- Assigned (the SDK's callback): ``owned.assign(parts)``; if it returns True, hold those partitions (pause them, or
+  do not start their receivers) and ``ready()`` is False until the consumer loop has called
+  ``owned.restore(parts, committed)`` — ``committed(part)`` returns :class:`Committed` (the SDK's checkpoint: offset
+  or sequence number, the metadata string stored with it, the partition count) — then start each at the returned
+  position (None: the source's own start policy). If it returned False, start at ``self.positions`` (local state).
+- Each fetch: ``owned.fetched(part)``; split the records at ``owned.replay_boundary(part)`` so that no batch straddles
+  it; emit ``Batch(..., stream=owned.stream(part), owner=owned.owner(part), offsets=(first, last))``.
+- Nothing fetched: for each partition, ``owned.idle(part, caught_up)``; when True emit
+  ``Batch(name, "idle", position, None, stream=owned.stream(part), owner=owned.owner(part))``.
+- Records fetched: first, for each partition in ``owned.reported_idle`` that has records now (in this fetch, or its
+  log's end past its position), ``owned.wake(part)``; when True emit ``Batch(name, "active", None, None, stream=...,
+  owner=...)`` — then the records' batches.
+- Backpressure (when ``owned.pausable``): pause while ``host.backlog()`` ≥ 0.8 or ``host.checkpoint_blocked()``;
+  never resume a partition in ``owned.pending``.
+- ``checkpoint_positions()`` returns ``owned.positions(self.positions)``; ``checkpointed(positions)`` calls
+  ``owned.checkpoint_done(positions)`` and then commits them through the SDK (a position may be ``(offset,
+  metadata)``: store the metadata with the checkpoint — an SDK without a metadata field keeps it beside it).
+- Revoked (the SDK's callback): ``positions = owned.checkpoint_before_release(parts, stopping=self.stopping)``, commit
+  them, then ``owned.release(parts, stopping=...)``. The agent's stop calls :meth:`PartitionOwner.let_go_all`.
+
 Partitions are the SDK's own handles: anything hashable with ``topic`` and ``partition`` attributes (kafka-python's
 ``TopicPartition``; an Event Hubs source makes ``Part(hub, int(partition_id))``).
 """
@@ -88,6 +111,7 @@ class PartitionOwner:
         self.upstreams: dict[str, Upstream] = {}  # stream → the partition's pre-aggregation (partitioned state)
         self.checkpointed: dict[str, Any] = {}  # the positions of the last checkpoint
         self._caught_up: dict[Any, float] = {}  # partition → since when (monotonic) it has been caught up
+        self.reported_idle: set[Any] = set()  # partitions reported idle since their last records
         if self.state is not None:
             self.state.adopt(self)
 
@@ -161,6 +185,7 @@ class PartitionOwner:
         self.pending -= revoked
         for part in revoked:
             self._caught_up.pop(part, None)
+            self.reported_idle.discard(part)
         if not revoked or stopping:
             return {}
         if not self.host.checkpoint(self.released(revoked), timeout=10):
@@ -199,6 +224,18 @@ class PartitionOwner:
     def fetched(self, part: Any) -> None:
         """Records of ``part`` were fetched: not idle, whatever the log's end said."""
         self._caught_up.pop(part, None)
+        self.reported_idle.discard(part)
+
+    def wake(self, part: Any) -> bool:
+        """A partition reported idle has records to read again (its log grew): True when the source must tell the
+        pipeline — *before* any record fetched with them — that it holds event time back again. Else a burst
+        spread over several partitions (producers flushing after an outage) would let the first partition
+        processed close windows that the others' records still feed."""
+        self._caught_up.pop(part, None)
+        if part in self.reported_idle:
+            self.reported_idle.discard(part)
+            return True
+        return False
 
     def idle(self, part: Any, caught_up: bool, now: float | None = None) -> bool:
         """Whether a partition with nothing fetched now counts as idle: caught up (at its log's end) for the grace
@@ -211,7 +248,10 @@ class PartitionOwner:
         now = time.monotonic() if now is None else now
         since = self._caught_up.setdefault(part, now)
         grace = 0.0 if self.state is not None else self.host.idle_grace_seconds
-        return now - since >= grace
+        if now - since >= grace:
+            self.reported_idle.add(part)
+            return True
+        return False
 
     # -- checkpoint ------------------------------------------------------------------------------------------------
     def positions(self, local: dict[str, Any]) -> dict[str, Any]:

@@ -283,7 +283,7 @@ class Agent(BillingDeliveries):
         stream = batch.stream or comp
         topology = self.topology
         owner = topology.owner(comp, stream)
-        if owner is not batch.owner and batch.kind in ("lines", "bad", "idle"):
+        if owner is not batch.owner and batch.kind in ("lines", "bad", "idle", "active"):
             # Fetched under an earlier assignment of its partition (queued while it was revoked and assigned again):
             # the current one re-reads these records from the committed offset, with the clock committed there.
             self.telemetry.stale_batches.labels(component=comp).inc()
@@ -293,6 +293,9 @@ class Agent(BillingDeliveries):
             if bad_idle:
                 self._bad(comp, stream, bad_idle)
             topology.seal()
+            return
+        if batch.kind == "active":  # a stream reported idle has records again: it holds event time back
+            topology.active(comp, stream, owner)
             return
         if batch.kind == "checkpoint":  # a source asks for one (partitions about to be revoked)
             done, release = batch.payload

@@ -69,6 +69,10 @@ class Topology:
         """A stream caught up with its input: it stops holding event time back."""
         raise NotImplementedError
 
+    def active(self, source: str, stream: str, owner: Any) -> None:
+        """A stream reported idle has records again: it holds event time back until they are processed."""
+        raise NotImplementedError
+
     def closes_on_input(self, source: str) -> bool:
         """Whether this source's batches can close windows (else its records travel to the tasks first)."""
         return True
@@ -153,6 +157,9 @@ class LocalTopology(Topology):
         self.agent.clock_of(source).set_idle(stream)
         return []
 
+    def active(self, source: str, stream: str, owner: Any) -> None:
+        self.agent.clock_of(source).set_idle(stream, False)
+
     def seal(self, force_all: bool = False) -> None:
         a = self.agent
         for i, (agg, runners) in enumerate(a.clocks):
@@ -236,6 +243,10 @@ class PartitionedTopology(Topology):
 
     def idle(self, source: str, stream: str, owner: Any, position: Any) -> list[BadRecord]:
         return self.scale.idle(source, owner, position) if owner is not None else []
+
+    def active(self, source: str, stream: str, owner: Any) -> None:
+        # The tasks see an idle input partition's log grow (Task.log_ends) and its next clock; nothing to do here.
+        return None
 
     def closes_on_input(self, source: str) -> bool:
         return source in self.scale.keyed  # else windows close as the repartition topic delivers

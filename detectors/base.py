@@ -55,9 +55,14 @@ class DetectorCommon(ComponentConfig):
 
 @runtime_checkable
 class Detector(Protocol):
-    """The required members of a detector (one series' model)."""
+    """The required members of a detector (one series' model), and a ``from_config(cfg)`` classmethod that builds the
+    prototype that :meth:`clone` copies for each series. The detector applies the config's ``direction`` itself (in
+    :meth:`score_one`: a detector watching ``up`` scores a drop as normal); the runner does not filter by it."""
 
     threshold: float
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Any: ...
 
     def learn_one(self, x: dict[Any, Any]) -> Any: ...
 

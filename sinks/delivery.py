@@ -313,10 +313,17 @@ class QueuedSink(Sink):
 
     cfg: QueuedSinkConfig
 
+    @classmethod
+    def check_config(cls, config: type) -> str | None:
+        """What this sink's config class lacks (checked by ``validate``); None when it can run."""
+        if not issubclass(config, QueuedSinkConfig):
+            return f"sink {cls.__name__}: its config {config.__name__} must subclass sinks.delivery.QueuedSinkConfig"
+        return None
+
     def __init__(self, cfg: QueuedSinkConfig, **kw: Any):
-        if not isinstance(cfg, QueuedSinkConfig):
-            name, base = kw.get("name"), "sinks.delivery.QueuedSinkConfig"
-            raise TypeError(f"sink {name}: its config {type(cfg).__name__} must subclass {base}")
+        why = self.check_config(type(cfg))
+        if why:
+            raise TypeError(why)
         super().__init__(cfg, **kw)
         self.outbox: Outbox | None = None
         self.dead_letter = kw.get("dead_letter")

@@ -5,6 +5,13 @@ queue (``emit`` blocks when the pipeline is behind: backpressure, never unbounde
 A batch carries the position *after* it; the pipeline commits that position only once the batch
 is processed, and positions are checkpointed together with detector state.
 
+Batch kinds a source emits: ``lines`` (raw records for the decoder, with the position after them), ``table`` (an
+Arrow table), ``bad`` (records already known bad), and ``idle`` — emitted when the source has read everything there
+is for now (caught up), so that its stream stops holding event time back until its next records; ``active`` when a
+stream it reported idle has records again (sent before them, so that no other stream's records close windows that
+these still feed). A source's config
+declares ``decoder: config_union("decoder")`` (checked by ``validate``).
+
 A source that needs more than ``emit`` — a broker client that pauses its partitions, registers each one on the
 event-time clock, asks for a checkpoint before it lets partitions go — uses :class:`SourceHost`, given as
 ``host=``. A new source is written against :class:`Source` and :class:`SourceHost` alone.
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class Batch:
     source: str
-    kind: Literal["lines", "table", "bad", "idle", "checkpoint", "partials", "task", "snapshot"]
+    kind: Literal["lines", "table", "bad", "idle", "active", "checkpoint", "partials", "task", "snapshot"]
     payload: Any
     ctx: DecodeContext | None
     position: tuple[str, Any] | None = None  # (key, value) committed after processing
@@ -89,16 +96,39 @@ class Source:
     #: True when every partition is its own event-time stream, registered on assignment.
     partitioned: ClassVar[bool] = False
 
-    def __init__(self, cfg: Any, *, name: str, decoder: Decoder, emit: Emit, ctx_defaults: dict[str, Any], **_: Any):
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        name: str,
+        decoder: Decoder,
+        emit: Emit,
+        ctx_defaults: dict[str, Any],
+        host: SourceHost | None = None,
+        **_: Any,
+    ):
         self.cfg = cfg
         self.name = name
         self.decoder = decoder
         self.emit = emit
-        self.ctx_defaults = ctx_defaults
+        self.ctx_defaults = ctx_defaults  # DecodeContext(...) defaults: the accepted time range, the bucket
+        self.host = host  # what else the agent offers (see SourceHost); None only in a bare unit test
+        # What the pipeline has *processed* (it calls commit() after each batch; checkpoints save this): where a
+        # restarted source resumes, not where this one has read to (batches may still wait in the queue).
         self.positions: dict[str, Any] = {}
         self.finished = threading.Event()  # all finite input read (backtest)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def check_config(cls, config: type) -> str | None:
+        """What this source's config class lacks (checked by ``validate``); None when it can run."""
+        if "decoder" not in getattr(config, "model_fields", {}):
+            return (
+                f"source {cls.__name__}: its config {config.__name__} has no 'decoder' field "
+                "(declare decoder: config_union('decoder'), from agent.registry)"
+            )
+        return None
 
     def restore(self, positions: dict[str, Any]) -> None:
         self.positions = dict(positions)

@@ -133,6 +133,8 @@ class KafkaSource(Source):
         self._paused = False
         self._ready = threading.Event()
         self._last_lag = 0.0
+        if kw.get("host") is None:
+            raise TypeError("a Kafka source runs in an agent: host= is required")
         self.host: SourceHost = kw["host"]
         self._left_loop = threading.Event()
         self._final = threading.Event()
@@ -143,6 +145,7 @@ class KafkaSource(Source):
         self._commit_failing: str | None = None  # error type of the failing offset commits (logged once)
         self._progress: dict[Any, tuple[int, float]] = {}  # partition → (position, since when) while behind its end
         self._polling_since: float | None = None  # when the poll under way began (monotonic)
+        self._log_end: dict[Any, int] = {}  # partition → its log-end offset at the last lag report
 
     def make_owner(self) -> PartitionOwner:
         return PartitionOwner(self.name, self.host, keyed=self.cfg.keyed_by_series)
@@ -348,9 +351,24 @@ class KafkaSource(Source):
             fail(KafkaTimeoutError(f"poll stuck for {POLL_STUCK_SECONDS:.0f} s: woken by the agent"))
 
     def emit_fetched(self, records: dict[Any, list[Any]]) -> None:
-        """Hand what one poll fetched to the pipeline (a batch per partition)."""
+        """Hand what one poll fetched to the pipeline (a batch per partition), after telling it which partitions
+        reported idle hold event time back again (see :meth:`~agent.partitions.PartitionOwner.wake`)."""
+        if self.owned.reported_idle:
+            self._wake(records)
         for tp, msgs in records.items():
             self.emit_partition(tp, msgs)
+
+    def _wake(self, records: dict[Any, list[Any]]) -> None:
+        for tp in list(self.owned.reported_idle):
+            if tp in records:
+                grown = True
+            else:  # its records may still wait in the client's buffer: its position is behind its log's end
+                hw = self.consumer.highwater(tp)
+                pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
+                grown = hw is None or pos is None or pos < max(hw, self._log_end.get(tp, -1))
+            if grown and self.owned.wake(tp):
+                key = stream_key(self.name, tp.topic, tp.partition)
+                self.emit(Batch(self.name, "active", None, None, stream=key, owner=self.owned.owner(tp)))
 
     def emit_partition(self, tp: Any, msgs: list[Any]) -> None:
         """One partition's fetched records as a batch (and their dead letters: too large to decode)."""
@@ -407,8 +425,11 @@ class KafkaSource(Source):
         for tp in self.assigned:
             hw = self.consumer.highwater(tp)
             pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
-            # (None: not known yet, e.g. the broker away)
-            if self.owned.idle(tp, hw is not None and pos is not None and pos >= hw, now):
+            # (None: not known yet, e.g. the broker away.) The high watermark is the one of the partition's last
+            # fetch: a partition the client has not fetched since a broker restart looks caught up by it, so the
+            # log's end from the last lag report counts too.
+            end = max(hw, self._log_end.get(tp, -1)) if hw is not None else None
+            if self.owned.idle(tp, end is not None and pos is not None and pos >= end, now):
                 key = stream_key(self.name, tp.topic, tp.partition)
                 self.emit(Batch(self.name, "idle", pos, None, stream=key, owner=self.owned.owner(tp)))
 
@@ -483,6 +504,7 @@ class KafkaSource(Source):
                 raise
             return
         for tp, end in ends.items():
+            self._log_end[tp] = end
             pos = self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
             if pos is None:
                 continue
@@ -578,6 +600,8 @@ class KafkaSource(Source):
         sent asynchronously (ahead of the group re-join on the same coordinator connection).
         """
         revoked = set(partitions)
+        for tp in revoked:
+            self._log_end.pop(tp, None)
         stopping = self.stopping  # at shutdown the final checkpoint is done
         positions = self.owned.checkpoint_before_release(revoked, stopping=stopping)
         if revoked and not stopping:

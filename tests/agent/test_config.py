@@ -450,3 +450,57 @@ def test_a_key_given_twice_is_an_error_not_a_silent_replacement() -> None:
         "dup.yaml: line 3: key 'logs' given twice in one mapping (also line 2)",
         "dup.yaml: line 4: key 'upper' given twice in one mapping (also line 4)",
     ]
+
+
+def test_validate_finds_a_plugin_class_that_cannot_run() -> None:
+    """A third party's source without a decoder option, detector without the hooks, queued sink on the wrong config
+    base: refused by validate (each with its path), not by a traceback when the agent starts."""
+    from typing import Literal
+
+    from agent.registry import ComponentConfig, registered
+    from agent.sources.base import Source
+    from detectors.base import DetectorCommon
+    from sinks.delivery import QueuedSink
+
+    class NoDecoderConfig(ComponentConfig):
+        type: Literal["no_decoder"]
+
+    class BareDetectorConfig(DetectorCommon):
+        type: Literal["bare"]
+
+    class Bare:  # the Protocol's members, but not DetectorHooks
+        threshold = 1.0
+
+        def learn_one(self, x: object) -> None: ...
+
+        def score_one(self, x: object) -> float:
+            return 0.0
+
+        def forecast_one(self, x: object) -> tuple[float, float, float]:
+            return 0.0, 0.0, 0.0
+
+        def clone(self) -> Bare:
+            return self
+
+        @classmethod
+        def from_config(cls, cfg: object) -> Bare:
+            return cls()
+
+    class PlainSinkConfig(ComponentConfig):
+        type: Literal["plain_queued"]
+
+    with (
+        registered("source", "no_decoder", NoDecoderConfig, Source),
+        registered("detector", "bare", BareDetectorConfig, Bare),
+        registered("sink", "plain_queued", PlainSinkConfig, QueuedSink),
+        pytest.raises(ConfigError) as exc,
+    ):
+        load_config_text("""
+sources: {s: {type: no_decoder}}
+detectors: {d: {type: bare, signal: requests}}
+sinks: {k: {type: plain_queued}}
+""")
+    text = str(exc.value)
+    assert "sources.s.type: source Source: its config NoDecoderConfig has no 'decoder' field" in text
+    assert "detectors.d.type: detector Bare: does not inherit detectors.base.DetectorHooks" in text
+    assert "sinks.k.type: sink QueuedSink: its config PlainSinkConfig must subclass" in text

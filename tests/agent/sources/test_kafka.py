@@ -473,3 +473,54 @@ def test_a_caught_up_partition_holds_event_time_back_for_the_grace(tmp_path: Pat
     src.emit_idle()  # type: ignore[attr-defined]
     assert idle_batches() == 0
     agent.stop()
+
+
+def test_partitions_reported_idle_hold_event_time_back_again_before_a_burst_is_processed(tmp_path: Path) -> None:
+    """Local state: every partition idle (caught up), then a burst of hours of records to all of them (producers
+    flushing after an outage). Whatever partition's records are processed first, the others (reported idle) are
+    told to hold event time back *before* it: none of their records is late. Seen under load when no rebalance
+    followed a broker restart: 81 of 180 records late."""
+    from types import SimpleNamespace
+
+    from kafka import TopicPartition
+
+    text = CONFIG.format(bootstrap="localhost:1", topic="in", group="g", dlq="dlq", dlq_file=tmp_path / "d.jsonl")
+    text = text.replace("checkpoint_interval_seconds: 0.5}", "checkpoint_interval_seconds: 0.5, idle_grace_seconds: 0}")
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    src = agent.sources["tokens"]
+    tps = [TopicPartition("in", p) for p in range(3)]
+    ends = {tp: 10 for tp in tps}
+    src.consumer = SimpleNamespace(highwater=lambda tp: ends[tp], position=lambda tp, timeout_ms: 10)  # type: ignore[attr-defined]
+    src.owned.assign(tps)  # type: ignore[attr-defined]
+    first = {tp: [log(timestamp="2026-10-01T00:10:00Z")] for tp in tps}
+    burst = {tp: [log(timestamp=f"2026-10-01T{h:02d}:10:00Z") for h in range(1, 7)] for tp in tps}
+
+    def msgs(records: list[bytes], start: int) -> list[SimpleNamespace]:
+        return [
+            SimpleNamespace(key=None, value=v, headers=[], offset=start + i, timestamp=1_790_848_800_000)
+            for i, v in enumerate(records)
+        ]
+
+    kinds: list[tuple[str, str | None]] = []
+
+    def drain() -> None:  # the pipeline thread's work, in the test's thread (the queue holds 8 batches)
+        while not agent.queue.empty():
+            b = agent.queue.get_nowait()
+            kinds.append((b.kind, b.stream))
+            agent.process(b)
+
+    src.emit_fetched({tp: msgs(first[tp], 9) for tp in tps})  # type: ignore[attr-defined]
+    drain()
+    src.emit_idle()  # type: ignore[attr-defined]  # all caught up: idle
+    drain()
+    ends.update({tp: 16 for tp in tps})  # the logs grow; this poll returns partition 0's records only
+    src.emit_fetched({tps[0]: msgs(burst[tps[0]], 10)})  # type: ignore[attr-defined]
+    drain()
+    src.emit_fetched({tp: msgs(burst[tp], 10) for tp in tps[1:]})  # type: ignore[attr-defined]
+    drain()
+    late = agent.telemetry.registry.get_sample_value(
+        "finops_agent_events_discarded_total", {"component": "tokens", "reason": "late"}
+    )
+    assert late is None and agent.records_in == 21
+    assert kinds.index(("active", "tokens/in/1")) < kinds.index(("lines", "tokens/in/0"), 3)
+    agent.stop()
