@@ -87,7 +87,8 @@ def test_local_state_partitions_are_streams_and_idle_after_the_grace() -> None:
     owner.fetched(p0)  # records: the grace starts again
     assert not owner.idle(p0, True, now=111.0)
     assert not owner.idle(p1, False, now=200.0)  # behind its end
-    assert owner.reported_idle == {p0} and owner.wake(p0) and not owner.wake(p0)  # its log grew: told once
+    assert owner.idle(p0, True, now=121.0) and owner.reported_idle == {p0}
+    assert owner.wake(p0) and not owner.wake(p0)  # its log grew: the pipeline is told once
     assert not owner.wake(p1)  # never reported idle: nothing to tell
     assert owner.positions({"in/0": 7}) == {"in/0": 7}
     owner.checkpoint_done({"in/0": 7, "in/1": 3})
