@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing bench-quality chaos demo clean
+.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing bench-quality bench-river chaos demo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-billing: $(STAMP)
 ## Detection quality: the agent's default spend detector on the NAB files in ../shared/data/nab (scored by bench.nab),
 ## then the default detectors and a budget per team on seeded cost-shaped series (bench.cost_shaped).
 NAB ?= $(or $(FINOPS_SHARED_DATA),../shared/data)/nab
+## River's stock models next to the agent's own detector on NAB (per category, and leave one category out)
+bench-river: $(STAMP)
+	$(BIN)/python -m bench.river_models --nab $(NAB)
+
 bench-quality: $(STAMP)
 	$(BIN)/python -m bench.nab run --nab $(NAB) --out bench/out/nab --per-file
 	$(BIN)/python -m bench.cost_shaped --seeds 5

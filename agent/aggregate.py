@@ -10,7 +10,8 @@ input within the lateness is handled by keeping buckets open.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent.model import Cell, Observation
@@ -19,16 +20,29 @@ Cells = dict[Cell, list[float]]
 
 
 class Aggregator:
-    def __init__(self, bucket_seconds: float, allowed_lateness_seconds: float):
+    """``idle_timeout_seconds``: once every stream has been idle this long (monotonic time), the watermark advances
+    to ``wall_clock() - idle_timeout_seconds`` (None: never): the last window of quiet sources closes."""
+
+    def __init__(
+        self,
+        bucket_seconds: float,
+        allowed_lateness_seconds: float,
+        idle_timeout_seconds: float | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ):
         self.bucket = float(bucket_seconds)
         self.lateness = float(allowed_lateness_seconds)
         self.buckets: dict[float, Cells] = {}
         self.sealed_until = -math.inf  # buckets starting before this are sealed
         self.source_max: dict[str, float] = {}
         self.idle_sources: set[str] = set()
+        self.idle_timeout = idle_timeout_seconds
+        self.wall_clock = wall_clock
+        self.quiet_since: float | None = None  # monotonic: when the last active stream went idle
 
-    def add(self, source: str, observations: Iterable[Observation]) -> list[Observation]:
-        """Add observations; return the late ones."""
+    def add(self, source: str, observations: Iterable[Observation], event_time: float = -math.inf) -> list[Observation]:
+        """Add observations; return the late ones. ``event_time``: the latest event time of the records behind them
+        when the observations are stamped coarser (bucket starts; see ``DecodeContext.max_event_time``)."""
         late: list[Observation] = []
         bucket = self.bucket
         buckets = self.buckets
@@ -53,8 +67,11 @@ class Aggregator:
             else:
                 for i, v in enumerate(vals):
                     cell[i] += v
+        if event_time > mx and event_time - event_time % bucket >= sealed:
+            mx = event_time
         self.source_max[source] = mx
         self.idle_sources.discard(source)
+        self.quiet_since = None
         return late
 
     def forget(self, stream: str) -> None:
@@ -65,14 +82,22 @@ class Aggregator:
     def set_idle(self, source: str, idle: bool = True) -> None:
         if idle:
             self.idle_sources.add(source)
+            if self.quiet_since is None and all(k in self.idle_sources for k in self.source_max):
+                self.quiet_since = time.monotonic()
         else:
             self.idle_sources.discard(source)
+            self.quiet_since = None
 
     def watermark(self) -> float:
         active = [v for k, v in self.source_max.items() if k not in self.idle_sources]
         if active:
             return min(active)
-        return max(self.source_max.values(), default=-math.inf)
+        wm = max(self.source_max.values(), default=-math.inf)
+        timeout = self.idle_timeout
+        quiet = self.quiet_since
+        if timeout is not None and quiet is not None and self.source_max and time.monotonic() - quiet >= timeout:
+            wm = max(wm, self.wall_clock() - timeout)
+        return wm
 
     def seal(self, *, force_all: bool = False, watermark: float | None = None) -> list[tuple[float, Cells]]:
         """Seal every bucket whose end + lateness is at or before the watermark; oldest first."""

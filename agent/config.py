@@ -78,6 +78,13 @@ class PipelineConfig(_Strict):
     max_future_seconds: float = Field(86_400.0, ge=0)
     max_age_days: float = Field(400.0, ge=0, description="0 disables the wall-clock age check")
     queue_max_batches: int = Field(8, ge=1, description="batches (about 1 MB each) between sources and the pipeline")
+    idle_timeout_seconds: float | None = Field(
+        300.0,
+        ge=0,
+        description="when every stream has been idle (caught up) this long, event time advances on the wall clock "
+        "to now minus this (Flink's source idleness, then the wall clock): the last window of a source that goes "
+        "quiet closes; a record older than that minus allowed_lateness_seconds is late. null: never",
+    )
 
 
 class DeadLetterConfig(_Strict):

@@ -74,7 +74,10 @@ class Agent(BillingDeliveries):
         self.queue: queue.Queue[Batch] = queue.Queue(maxsize=cfg.pipeline.queue_max_batches)
         windows = [d.window_seconds for d in cfg.detectors.values()]
         self.bucket = float(reduce(gcd, windows))
-        self.aggregator = Aggregator(self.bucket, cfg.pipeline.allowed_lateness_seconds)
+        pipe = cfg.pipeline
+        self.aggregator = Aggregator(
+            self.bucket, pipe.allowed_lateness_seconds, pipe.idle_timeout_seconds, wall_clock=self.now
+        )
         # Billing exports keep their own event time (deliveries arrive hours behind the streams); a
         # delivery is complete, so there is no lateness to wait for.
         self.billing = Aggregator(self.bucket, 0.0)
@@ -333,7 +336,7 @@ class Agent(BillingDeliveries):
         self._stage = "aggregate"
         if obs:
             self.telemetry.observations.labels(component=comp).inc(len(obs))
-            late = topology.add(comp, stream, obs, batch, owner)
+            late = topology.add(comp, stream, obs, batch, owner, ctx.max_event_time)
             self._stage = "detect"
             if late:
                 bad.extend(late)

@@ -81,8 +81,11 @@ class Upstream:
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                 pass  # not ours (e.g. committed by an older agent): start the clock afresh
 
-    def add(self, observations: Iterable[Observation], first: int, last: int) -> list[Observation]:
-        """Add the observations decoded from offsets ``first..last``; return the late ones.
+    def add(
+        self, observations: Iterable[Observation], first: int, last: int, event_time: float = NEG_INF
+    ) -> list[Observation]:
+        """Add the observations decoded from offsets ``first..last``; return the late ones. ``event_time``: the
+        latest event time behind them (see ``DecodeContext.max_event_time``).
 
         While replaying offsets already processed before the last commit, a record for a sealed
         bucket was either counted in a partial already sent or dead-lettered already: it is skipped.
@@ -114,6 +117,8 @@ class Upstream:
             else:
                 for i, v in enumerate(vals):
                     c[i] += v
+        if event_time > mx and event_time - event_time % bucket >= sealed:
+            mx = event_time
         self.max_ts = mx
         self.position = last + 1
         self.idle = False

@@ -61,8 +61,11 @@ class Topology:
         """Event time before which a batch's records are late (the decoders keep their bytes); None: unknown."""
         raise NotImplementedError
 
-    def add(self, source: str, stream: str, obs: list[Observation], batch: Batch, owner: Any) -> list[BadRecord]:
-        """Decoded observations; returns the late ones as bad records."""
+    def add(
+        self, source: str, stream: str, obs: list[Observation], batch: Batch, owner: Any, event_time: float
+    ) -> list[BadRecord]:
+        """Decoded observations (``event_time``: the latest event time behind them, see
+        ``DecodeContext.max_event_time``); returns the late ones as bad records."""
         raise NotImplementedError
 
     def idle(self, source: str, stream: str, owner: Any, position: Any) -> list[BadRecord]:
@@ -146,8 +149,10 @@ class LocalTopology(Topology):
     def late_before(self, batch: Batch, owner: Any) -> float | None:
         return self.agent.aggregator.sealed_until
 
-    def add(self, source: str, stream: str, obs: list[Observation], batch: Batch, owner: Any) -> list[BadRecord]:
-        late = self.agent.aggregator.add(stream, obs)
+    def add(
+        self, source: str, stream: str, obs: list[Observation], batch: Batch, owner: Any, event_time: float
+    ) -> list[BadRecord]:
+        late = self.agent.aggregator.add(stream, obs, event_time)
         return [
             BadRecord(repr(o).encode(), "late", "event time older than the watermark minus allowed lateness")
             for o in late
@@ -236,10 +241,12 @@ class PartitionedTopology(Topology):
             return float(owner.sealed_until)
         return None
 
-    def add(self, source: str, stream: str, obs: list[Observation], batch: Batch, owner: Any) -> list[BadRecord]:
+    def add(
+        self, source: str, stream: str, obs: list[Observation], batch: Batch, owner: Any, event_time: float
+    ) -> list[BadRecord]:
         if owner is None or batch.offsets is None:
             return []  # (revoked meanwhile: its next owner re-reads the records)
-        return self.scale.add(source, owner, obs, batch.offsets)
+        return self.scale.add(source, owner, obs, batch.offsets, event_time)
 
     def idle(self, source: str, stream: str, owner: Any, position: Any) -> list[BadRecord]:
         return self.scale.idle(source, owner, position) if owner is not None else []

@@ -52,6 +52,9 @@ class DecodeContext:
     max_ts: float = math.inf
     bucket_seconds: float = 60.0
     late_before: float = -math.inf  # bucket starts before this are sealed (set by the pipeline)
+    # Set by a decoder whose observations are stamped coarser than their records (bucket starts): the latest event
+    # time among the records it accepted, so that the watermark follows real event time, not bucket starts.
+    max_event_time: float = -math.inf
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -18,6 +18,7 @@ Signals: ``requests``, ``input_tokens``, ``output_tokens``, ``cached_input_token
 from __future__ import annotations
 
 import math
+import operator
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -42,6 +43,7 @@ class BedrockConfig(ComponentConfig):
 
 SIGNALS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "tokens", "token_cost_usd")
 _OUT_OF_RANGE = -math.inf
+_TIMESTAMP = operator.attrgetter("timestamp")
 
 
 def _log_struct(tag_keys: list[str], max_tokens: int, operation: bool) -> tuple[type, type]:
@@ -199,6 +201,7 @@ class BedrockDecoder(Decoder):
         out: list[Observation] = []
         append = out.append
         late_before = ctx.late_before
+        newest = _OUT_OF_RANGE  # the newest bucket with accepted records
         iget = self._info.get
         unknown: dict[str, int] = {}  # merged into unknown_models once nothing can raise (this may run again)
         for b, acc in by_bucket.items():
@@ -207,6 +210,8 @@ class BedrockDecoder(Decoder):
                     for raw, lg in _records_where(raws, logs, b, key, self._bucket, ctx):
                         bad.append(self._time_problem(raw, lg.timestamp, ctx, b))
                 continue
+            if b > newest:
+                newest = b
             for key, (n, tin, tout, tcr) in acc.items():
                 info = iget(key) or self._info_for(key)
                 c, p_in, p_out, p_cached, priced = info
@@ -228,7 +233,19 @@ class BedrockDecoder(Decoder):
                 )
         for model_id, n in unknown.items():
             self.unknown_models[model_id] = self.unknown_models.get(model_id, 0) + n
+        if newest != _OUT_OF_RANGE:
+            ctx.max_event_time = max(ctx.max_event_time, self._newest_time(logs, newest, ctx))
         return out, bad
+
+    def _newest_time(self, logs: list[Any], newest: float, ctx: DecodeContext) -> float:
+        """The latest event time of the batch's accepted records: its newest timestamp (canonical UTC strings sort
+        as times), if it falls in the newest accepted bucket; else that bucket's start (what the observations say)."""
+        s = max(map(_TIMESTAMP, logs))
+        try:
+            ts = parse_time(s)
+        except ValueError:
+            return newest
+        return ts if newest <= ts < newest + ctx.bucket_seconds else newest
 
     def _time_problem(self, raw: bytes, s: str, ctx: DecodeContext, b: float) -> BadRecord:
         if b != _OUT_OF_RANGE:

@@ -182,6 +182,9 @@ class JsonDecoder(Decoder):
             vals = [pc.take(v, keep) for v in vals]
         if table.num_rows == 0:
             return [], bad
+        newest = pc.max(ts).as_py()  # the observations say bucket starts; the watermark follows the records
+        if newest is not None:
+            ctx.max_event_time = max(ctx.max_event_time, float(newest))
         bucket = ctx.bucket_seconds
         cols: dict[str, Any] = {"__b": pc.multiply(pc.floor(pc.divide(ts, bucket)), bucket)}
         dim_cols = []

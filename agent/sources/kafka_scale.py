@@ -30,7 +30,7 @@ from agent.decoders.base import BadRecord
 from agent.detect import DetectorRunner
 from agent.model import Observation
 from agent.partitions import PartitionOwner, TaskPartitions
-from agent.scaleout import Clock, Emitted, Partial, Task, Upstream, decode, encode, partition_of
+from agent.scaleout import NEG_INF, Clock, Emitted, Partial, Task, Upstream, decode, encode, partition_of
 from agent.sources.base import Batch
 from agent.sources.kafka import (
     REQUEST_TIMEOUT_MS,
@@ -227,8 +227,10 @@ class KafkaScaleOut:
         self.telemetry.tasks.set(len(self.tasks))
 
     # -- upstream: an input batch ------------------------------------------------------------
-    def add(self, source: str, up: Upstream, obs: list[Observation], offsets: tuple[int, int]) -> list[BadRecord]:
-        late = up.add(obs, offsets[0], offsets[1])
+    def add(
+        self, source: str, up: Upstream, obs: list[Observation], offsets: tuple[int, int], event_time: float = NEG_INF
+    ) -> list[BadRecord]:
+        late = up.add(obs, offsets[0], offsets[1], event_time)
         bad = [BadRecord(repr(o).encode(), "late", "event time older than the partition's sealed time") for o in late]
         partials = up.partials(self.routers, up.seal())
         clock = up.clock() if up.clock_changed() else None

@@ -45,13 +45,20 @@ def read_series(path: Path) -> tuple[list[str], list[float], list[float]]:
 
 
 def score_series(model: Any, epochs: list[float], values: list[float]) -> list[float]:
-    """Score then learn each point in order (no look-ahead); scores clipped to [0, 1]."""
+    """Score then learn each point in order (no look-ahead); scores clipped to [0, 1]. A detector whose scores are
+    in deviations (threshold above 1: River's StandardAbsoluteDeviation, a forecaster's residual) is mapped
+    monotonically to [0, 1) first, ``s / (s + threshold)`` (its threshold at 0.5), so NAB's threshold sweep sees
+    its whole range."""
     out = []
+    k = float(model.threshold)
+    squash = k > 1.0
     for t, y in zip(epochs, values, strict=True):
         x = {"t": t, "y": y}
-        s = model.score_one(x)
+        s = float(model.score_one(x))
         model.learn_one(x)
-        out.append(min(max(float(s), 0.0), 1.0))
+        if squash:
+            s = s / (s + k) if s > 0 else 0.0
+        out.append(min(max(s, 0.0), 1.0))
     return out
 
 

@@ -72,11 +72,11 @@ def test_a_batch_that_fails_costs_only_itself(
     real_add = agent.aggregator.add
     calls = {"n": 0}
 
-    def flaky(stream: str, obs: Any) -> Any:  # the first batch that reaches aggregation fails, twice the same way
+    def flaky(stream: str, obs: Any, *rest: Any) -> Any:  # the first batch to reach aggregation fails
         calls["n"] += 1
         if calls["n"] == 1:
             raise ZeroDivisionError("injected")
-        return real_add(stream, obs)
+        return real_add(stream, obs, *rest)
 
     monkeypatch.setattr(agent.aggregator, "add", flaky)
     caplog.set_level(logging.ERROR, logger="agent")
@@ -137,7 +137,95 @@ def test_the_watermark_metric_is_event_time_and_closed_windows_have_their_own(tm
     wm = reg.get_sample_value("finops_agent_watermark_timestamp_seconds")
     closed = reg.get_sample_value("finops_agent_windows_closed_until_timestamp_seconds")
     agent.stop()
-    # Event time is kept at the buckets' resolution (here the hour): the newest record, 23:20, puts the
-    # watermark at 23:00; less the 300 s lateness, the windows up to 22:00 are closed.
-    assert wm == parse_time("2026-10-01T23:00:00Z")
-    assert closed == parse_time("2026-10-01T22:00:00Z")
+    # Event time follows the records, not the buckets the decoder sums them into (here the hour): the newest
+    # record, 23:20, is the watermark; less the 300 s lateness, 23:15: the window [22:00, 23:00) is closed.
+    assert wm == parse_time("2026-10-01T23:20:00Z")
+    assert closed == parse_time("2026-10-01T23:00:00Z")
+
+
+def _live_config(inbox: Path, dlq: Path, idle_timeout: str) -> str:
+    return f"""
+sources:
+  tokens:
+    type: file
+    path: {inbox}
+    watch: true
+    poll_interval_seconds: 0.1
+    decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}
+detectors:
+  requests: {{type: threshold, signal: requests, upper: 1.0e12, window_seconds: 3600}}
+sinks:
+  console: {{type: console}}
+state: {{type: memory}}
+dead_letter: {{path: {dlq}}}
+pipeline: {{allowed_lateness_seconds: 60, idle_timeout_seconds: {idle_timeout}}}
+"""
+
+
+def _stamp(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _append(f: Path, times: list[float]) -> None:
+    with f.open("ab") as out:
+        out.write(b"".join(log(timestamp=_stamp(t), requestId=f"r{t}") + b"\n" for t in times))
+
+
+def test_a_window_closes_at_its_end_plus_the_lateness_on_real_event_time(tmp_path: Path) -> None:
+    """A live file source: window [W, W+1h) closes as soon as a record 90 s past its end arrives (lateness 60 s) —
+    not an hour later, when the decoder's next bucket starts."""
+    import time
+
+    from tests.conftest import wait_until
+
+    inbox, f = tmp_path / "inbox", tmp_path / "inbox" / "live.jsonl"
+    inbox.mkdir()
+    now = time.time()
+    w = now - now % 3600 - 2 * 3600  # two hours ago: inside max_age_days, whole
+    _append(f, [w + m * 60 for m in range(0, 60, 5)])
+    collector = PointCollector()
+    cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "null"))
+    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    agent.start()
+    try:
+        assert wait_until(lambda: agent.records_in == 12, 20)
+        time.sleep(0.5)
+        assert collector.points == {}  # the window's end has not been passed by event time
+        _append(f, [w + 3600 + 30])  # past its end, within the lateness: still open
+        assert wait_until(lambda: agent.records_in == 13, 20)
+        time.sleep(0.5)
+        assert collector.points == {}
+        _append(f, [w + 3600 + 90])  # past its end plus the lateness: it closes
+        assert wait_until(lambda: bool(collector.points), 20)
+        pts = [p for ps in collector.points.values() for p in ps]
+        assert [(p.window_start, p.observed) for p in pts] == [(w, 12.0)]
+        time.sleep(1.0)  # quiet now, but no idle timeout: the next window stays open
+        assert len([p for ps in collector.points.values() for p in ps]) == 1
+    finally:
+        agent.stop()
+
+
+def test_a_quiet_live_source_closes_its_last_window_after_the_idle_timeout(tmp_path: Path) -> None:
+    import time
+
+    from tests.conftest import wait_until
+
+    inbox, f = tmp_path / "inbox", tmp_path / "inbox" / "live.jsonl"
+    inbox.mkdir()
+    now = time.time()
+    w = now - now % 3600 - 2 * 3600
+    _append(f, [w + m * 60 for m in range(0, 60, 5)])
+    collector = PointCollector()
+    cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "1"))
+    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    agent.start()
+    try:
+        # No record after the window: after 1 s of quiet, event time is the wall clock less 1 s, and the window
+        # closes (its end + 60 s lateness is long past).
+        assert wait_until(lambda: bool(collector.points), 20)
+        pts = [p for ps in collector.points.values() for p in ps]
+        assert (pts[0].window_start, pts[0].observed) == (w, 12.0)
+    finally:
+        agent.stop()

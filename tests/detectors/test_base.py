@@ -11,7 +11,11 @@ from agent.pipeline import Agent
 from agent.registry import components
 from detectors.base import Detector, DetectorHooks, check_detector, warming_up
 
-EXTRA = {"threshold": {"upper": 1.0}, "budget": {"monthly_budget_usd": 100.0}}
+EXTRA = {
+    "threshold": {"upper": 1.0},
+    "budget": {"monthly_budget_usd": 100.0},
+    "river": {"model": "anomaly.GaussianScorer"},
+}
 
 
 def test_every_builtin_detector_satisfies_the_protocol_and_has_the_hooks() -> None:
