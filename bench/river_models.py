@@ -22,7 +22,8 @@ CONFIG = str(Path(__file__).parent / "nab" / "river.yaml")
 
 
 def category_scores(files: list[scoring.FileRows], profile: scoring.Profile) -> dict[str, tuple[float, float]]:
-    """category → (normalised score with its own best threshold, with the threshold best on the others)."""
+    """category → (normalised score with its own best threshold, with the threshold best on the others); a category
+    without anomaly windows has no normalised score: its raw one (0 = no false positive, negative per false one)."""
     cats = sorted({f.name.split("/", 1)[0] for f in files})
     out = {}
     for c in cats:
@@ -32,7 +33,10 @@ def category_scores(files: list[scoring.FileRows], profile: scoring.Profile) -> 
         t = scoring.best_threshold(others, profile).threshold
         raw = sum(scoring.score_file(f, profile, t).score for f in mine)
         loco = scoring.CorpusScore(profile.name, t, raw, own.null, own.perfect)
-        out[c] = (own.normalised, loco.normalised)
+        if own.perfect == own.null:  # no anomaly window (artificialNoAnomaly): only false positives cost; raw score
+            out[c] = (own.raw, loco.raw)
+        else:
+            out[c] = (own.normalised, loco.normalised)
     return out
 
 
