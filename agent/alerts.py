@@ -36,6 +36,8 @@ class Point:
     reason: str | None = None  # why, where the score alone does not say (new series, slow growth, budget)
     unit: str = ""  # the series' unit as a metric label (``usd``, ``usd_per_1k_tokens``, ``gpu_hours``)
     warming_up: bool = False  # scored while the series' model was still in its warm-up
+    # The window's dollar impact a day if it continued (impact × windows a day); None without a dollar figure.
+    projected_daily_impact_usd: float | None = None
 
     def __setstate__(self, state: Any) -> None:
         """Points pickled before a field existed (a checkpoint of an older version) take its default."""

@@ -203,6 +203,11 @@ class AlertLifecycle:
             "score": _num(pt.score),
             "limit": {"name": bound[0], "value": _num(bound[1])} if bound is not None else None,
             "impact_usd": _num(impact) if impact is not None else None,
+            "projected_daily_impact_usd": (
+                _num(pt.projected_daily_impact_usd)
+                if status == "firing" and pt.projected_daily_impact_usd is not None
+                else None
+            ),
             "reason": pt.reason,
             "episode": {
                 "points": ep.points,

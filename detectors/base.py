@@ -37,6 +37,15 @@ class DetectorCommon(ComponentConfig):
     window_seconds: int = Field(3600, ge=1, le=31 * 86400)
     direction: Literal["up", "down", "both"] = "up"
     min_impact_usd: float = Field(1.0, ge=0, description="alert only when the dollar impact reaches this")
+    min_impact_percent: float | None = Field(
+        None,
+        gt=0,
+        description="or when it reaches this percent of the window's expected spend (a small series' incident), "
+        "if at least min_impact_floor_usd",
+    )
+    min_impact_floor_usd: float = Field(
+        0.25, ge=0, description="with min_impact_percent: an impact under this never pages (cents never page)"
+    )
     fill_missing: bool = Field(True, description="a window without events is a zero (sums only)")
     max_series: int = Field(100_000, ge=1)
     series_ttl_windows: int = Field(24 * 14, ge=1, description="forget a series after this many empty windows")

@@ -403,7 +403,8 @@ alertng: {}
         "known: azure_cost, bedrock, billing, cur, dcgm, focus, json",
         "sources.c.decoder.tag_dimension: unknown key (did you mean 'tag_dimensions'?)",
         "sources.e.decoder.type: unknown type 'focuss' (did you mean 'focus'?); known: azure_cost, billing, cur, focus",
-        "detectors.d.type: unknown type 'seasonl' (did you mean 'seasonal'?); known: budget, river, seasonal, threshold",
+        "detectors.d.type: unknown type 'seasonl' (did you mean 'seasonal'?); "
+        "known: budget, river, seasonal, threshold",
         "detectors.e.gruop_by: unknown key (did you mean 'group_by'?)",
         "sinks.c.jsonlines: unknown key (did you mean 'json_lines'?)",
         "sinks.c.xyzzy: unknown key",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import random
 
 import pytest
 from pydantic import ValidationError
@@ -24,8 +25,7 @@ def runner(**kw: object) -> DetectorRunner:
         group_by=["team"],
         window_seconds=3600,
         warmup_points=48,
-        min_impact_usd=1.0,
-        **kw,
+        **{"min_impact_usd": 1.0, **kw},
     )  # type: ignore[arg-type]
     return DetectorRunner("spend", cfg, SeasonalDetector.from_config(cfg), AlertingConfig())
 
@@ -347,3 +347,27 @@ def test_one_pass_over_a_long_stretch_learns_what_window_by_window_does(fill: bo
         assert got[("a",)] == (140, 199 * H)  # forgotten in its silence, whoever else had data
         assert got[("b",)][0] == len(data["b"])
     assert ("c",) not in got  # back at hour 150 as new, silent again past its ttl since hour 160
+
+
+@pytest.mark.parametrize("percent", [None, 50.0])
+def test_a_small_teams_doubling_pages_on_percent_of_its_usual_spend(percent: float | None) -> None:
+    """A team spending about $0.40 an hour doubles (a model switch): +$0.40 a window, far under a $20 floor made for
+    big teams. With ``min_impact_percent`` the same anomaly pages (its impact is 100 % of the usual spend, over the
+    $0.25 floor), with what it costs a day if it continues; a big team's noise still does not page."""
+    r = runner(min_impact_usd=20.0, min_impact_percent=percent, min_impact_floor_usd=0.25)
+    rng = random.Random(4)
+    usual = {"small": lambda h: 0.4 * (1 + 0.2 * math.sin(2 * math.pi * (h % 24) / 24)), "big": lambda h: 900.0}
+    events = []
+    for h in range(24 * 10):
+        vals = {
+            t: f(h) * rng.uniform(0.95, 1.05) * (2.0 if t == "small" and h >= 24 * 9 else 1.0) for t, f in usual.items()
+        }
+        events += feed_teams(r, range(h, h + 1), vals)
+    firing = [e for e in events if e["status"] == "firing"]
+    if percent is None:
+        assert firing == [] and r.held_back.points > 0  # seen, held back under $20
+        return
+    assert firing and {e["series"]["team"] for e in firing} == {"small"}
+    doc = firing[0]
+    assert doc["window_start"] >= "1970-01-10T00:00:00Z" and 0.25 <= doc["impact_usd"] < 1.0
+    assert doc["projected_daily_impact_usd"] == pytest.approx(doc["impact_usd"] * 24)
