@@ -148,6 +148,12 @@ class AlertLifecycle:
         elif status == "firing":
             if bound is not None:  # a fixed limit, not a forecast
                 money = f"{u.fmt(pt.observed)} ({bound[0]} {u.fmt(bound[1], short=True)})"
+            elif pt.observed < pt.expected:  # a drop has its own words: a fall is never "growth"
+                if pt.observed == 0:
+                    money = f"dropped to nothing (expected {u.fmt(pt.expected)})"
+                else:
+                    fall = 1 - pt.observed / pt.expected if pt.expected > 0 else 1.0
+                    money = f"dropped to {u.fmt(pt.observed)}, {fall:.0%} under expected {u.fmt(pt.expected)}"
             else:
                 money = f"{u.fmt(pt.observed)} vs expected {u.fmt(pt.expected)}"
             summary = f"[{self.name}] {cfg.signal} {label}: {money}"
@@ -196,6 +202,7 @@ class AlertLifecycle:
             "window_end": iso(pt.window_end),
             "started_at": iso(ep.started_at),
             "resolved_at": iso(resolved_at) if resolved_at is not None else None,
+            "direction": "down" if pt.observed < pt.expected else "up",
             "observed": _num(pt.observed),
             "expected": _num(pt.expected),
             "lower": _num(pt.lower),

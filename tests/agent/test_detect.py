@@ -371,3 +371,19 @@ def test_a_small_teams_doubling_pages_on_percent_of_its_usual_spend(percent: flo
     doc = firing[0]
     assert doc["window_start"] >= "1970-01-10T00:00:00Z" and 0.25 <= doc["impact_usd"] < 1.0
     assert doc["projected_daily_impact_usd"] == pytest.approx(doc["impact_usd"] * 24)
+
+
+def test_a_drop_reads_as_a_drop() -> None:
+    """A series that falls to nothing (a broken integration, a source that stopped) is paged as a drop, in its own
+    words and with ``direction: down`` — never as growth."""
+    r = runner(direction="both")
+    base = lambda h: 100 + 40 * math.sin(2 * math.pi * (h % 24) / 24)  # noqa: E731
+    assert feed(r, range(0, 24 * 9), base) == []
+    events = feed(r, range(24 * 9, 24 * 9 + 3), 0.0)
+    firing = [e for e in events if e["status"] == "firing"]
+    assert firing and firing[0]["direction"] == "down" and firing[0]["impact_usd"] < 0
+    assert "dropped to nothing (expected $" in firing[0]["summary"] and "growth" not in firing[0]["summary"]
+    up = runner()
+    feed(up, range(0, 24 * 9), base)
+    fired = [e for e in feed(up, range(24 * 9, 24 * 9 + 2), lambda h: base(h) * 6) if e["status"] == "firing"]
+    assert fired[0]["direction"] == "up" and "vs expected" in fired[0]["summary"]
