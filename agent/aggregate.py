@@ -20,8 +20,11 @@ Cells = dict[Cell, list[float]]
 
 
 class Aggregator:
-    """``idle_timeout_seconds``: once every stream has been idle this long (monotonic time), the watermark advances
-    to ``wall_clock() - idle_timeout_seconds`` (None: never): the last window of quiet sources closes."""
+    """``idle_timeout_seconds``: once every stream has been idle this long (monotonic time), each *live* stream (one
+    that keeps watching its input: a followed file, a Kafka partition) moves on the wall clock to
+    ``wall_clock() - idle_timeout_seconds``, but never more than ``idle_horizon_seconds`` (the longest window) past its
+    own latest event: the last window of a quiet source closes, and silence is not made into days of zeros. A stream
+    that has read all its input and stopped (a finite file) keeps its own time. None: never."""
 
     def __init__(
         self,
@@ -29,6 +32,7 @@ class Aggregator:
         allowed_lateness_seconds: float,
         idle_timeout_seconds: float | None = None,
         wall_clock: Callable[[], float] = time.time,
+        idle_horizon_seconds: float = 0.0,
     ):
         self.bucket = float(bucket_seconds)
         self.lateness = float(allowed_lateness_seconds)
@@ -39,6 +43,8 @@ class Aggregator:
         self.idle_timeout = idle_timeout_seconds
         self.wall_clock = wall_clock
         self.quiet_since: float | None = None  # monotonic: when the last active stream went idle
+        self.idle_horizon = idle_horizon_seconds
+        self.live: set[str] = set()  # streams that keep watching their input
 
     def add(self, source: str, observations: Iterable[Observation], event_time: float = -math.inf) -> list[Observation]:
         """Add observations; return the late ones. ``event_time``: the latest event time of the records behind them
@@ -79,7 +85,9 @@ class Aggregator:
         self.source_max.pop(stream, None)
         self.idle_sources.discard(stream)
 
-    def set_idle(self, source: str, idle: bool = True) -> None:
+    def set_idle(self, source: str, idle: bool = True, *, live: bool = False) -> None:
+        if live:
+            self.live.add(source)
         if idle:
             self.idle_sources.add(source)
             if self.quiet_since is None and all(k in self.idle_sources for k in self.source_max):
@@ -95,8 +103,12 @@ class Aggregator:
         wm = max(self.source_max.values(), default=-math.inf)
         timeout = self.idle_timeout
         quiet = self.quiet_since
-        if timeout is not None and quiet is not None and self.source_max and time.monotonic() - quiet >= timeout:
-            wm = max(wm, self.wall_clock() - timeout)
+        if timeout is not None and quiet is not None and self.live and time.monotonic() - quiet >= timeout:
+            now = self.wall_clock() - timeout
+            for k in self.live:
+                last = self.source_max.get(k, -math.inf)
+                if last != -math.inf:
+                    wm = max(wm, min(now, last + self.idle_horizon))
         return wm
 
     def seal(self, *, force_all: bool = False, watermark: float | None = None) -> list[tuple[float, Cells]]:

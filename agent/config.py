@@ -81,9 +81,10 @@ class PipelineConfig(_Strict):
     idle_timeout_seconds: float | None = Field(
         300.0,
         ge=0,
-        description="when every stream has been idle (caught up) this long, event time advances on the wall clock "
-        "to now minus this (Flink's source idleness, then the wall clock): the last window of a source that goes "
-        "quiet closes; a record older than that minus allowed_lateness_seconds is late. null: never",
+        description="when every stream has been idle (caught up) this long, live streams (watched files, Kafka) "
+        "move on the wall clock to now minus this, at most the longest window past their last record: the last "
+        "window of a source that goes quiet closes; a record older than that minus allowed_lateness_seconds is "
+        "late. null: never",
     )
 
 

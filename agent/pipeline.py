@@ -76,7 +76,11 @@ class Agent(BillingDeliveries):
         self.bucket = float(reduce(gcd, windows))
         pipe = cfg.pipeline
         self.aggregator = Aggregator(
-            self.bucket, pipe.allowed_lateness_seconds, pipe.idle_timeout_seconds, wall_clock=self.now
+            self.bucket,
+            pipe.allowed_lateness_seconds,
+            pipe.idle_timeout_seconds,
+            wall_clock=self.now,
+            idle_horizon_seconds=max(windows),
         )
         # Billing exports keep their own event time (deliveries arrive hours behind the streams); a
         # delivery is complete, so there is no lateness to wait for.

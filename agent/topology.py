@@ -159,7 +159,8 @@ class LocalTopology(Topology):
         ]
 
     def idle(self, source: str, stream: str, owner: Any, position: Any) -> list[BadRecord]:
-        self.agent.clock_of(source).set_idle(stream)
+        src = self.agent.sources.get(source)
+        self.agent.clock_of(source).set_idle(stream, live=bool(src is not None and src.live))
         return []
 
     def active(self, source: str, stream: str, owner: Any) -> None:

@@ -96,6 +96,12 @@ class Source:
     #: True when every partition is its own event-time stream, registered on assignment.
     partitioned: ClassVar[bool] = False
 
+    @property
+    def live(self) -> bool:
+        """Whether the source keeps watching its input once caught up (its quiet streams may move on the wall clock:
+        ``pipeline.idle_timeout_seconds``); False for a finite input read once."""
+        return False
+
     def __init__(
         self,
         cfg: Any,

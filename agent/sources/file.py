@@ -76,6 +76,10 @@ def list_files(path: str) -> list[str]:
 
 @register("source", "file", FileConfig)
 class FileSource(Source):
+    @property
+    def live(self) -> bool:
+        return bool(self.cfg.watch)
+
     def list_files(self) -> list[str]:
         return list_files(self.cfg.path)
 

@@ -147,6 +147,10 @@ class KafkaSource(Source):
         self._polling_since: float | None = None  # when the poll under way began (monotonic)
         self._log_end: dict[Any, int] = {}  # partition → its log-end offset at the last lag report
 
+    @property
+    def live(self) -> bool:
+        return True
+
     def make_owner(self) -> PartitionOwner:
         return PartitionOwner(self.name, self.host, keyed=self.cfg.keyed_by_series)
 

@@ -37,3 +37,23 @@ def test_watermark_is_the_slowest_active_source() -> None:
     agg.set_idle("slow")  # a source that read everything no longer holds time back
     assert agg.watermark() == 600
     assert [b for b, _ in agg.seal()] == [180.0]
+
+
+def test_quiet_live_streams_move_on_the_wall_clock_bounded_by_the_horizon() -> None:
+    """All streams idle for the timeout: a live stream's time moves to the wall clock less the timeout, but never more
+    than the horizon (the longest window) past its own last event; a finite input that was read to its end keeps
+    its own time (a month replayed from files is not followed by days of zeros)."""
+    import math
+
+    now = [10_000_000.0]
+    agg = Aggregator(3600, 60, idle_timeout_seconds=0.0, wall_clock=lambda: now[0], idle_horizon_seconds=3600)
+    agg.source_max = {"demo": 1_000_000.0, "inbox": -math.inf}
+    agg.set_idle("demo")
+    agg.set_idle("inbox", live=True)
+    assert agg.watermark() == 1_000_000.0  # the live stream never had data: nothing moves
+    agg.source_max["inbox"] = 5_000_000.0
+    assert agg.watermark() == 5_000_000.0 + 3600  # quiet long past its last event: one horizon, no more
+    now[0] = 5_000_100.0
+    assert agg.watermark() == 5_000_100.0  # a moment after its last event: the wall clock (less the 0 s timeout)
+    agg.add("inbox", [])  # records again: it holds event time at its own
+    assert agg.watermark() == 5_000_000.0
