@@ -300,7 +300,12 @@ def run_backtest(
         "discarded": _totals(agent.telemetry.discarded, "reason"),  # records not processed, by reason
         "errors": _totals(agent.telemetry.errors, "stage"),  # unexpected, each kind logged once
         "held_back": {
-            name: {"points": hb.points, "largest_usd": hb.largest_usd, "largest_series": hb.largest_series}
+            name: {
+                "points": hb.points,
+                "largest_usd": hb.largest_usd,
+                "largest_series": hb.largest_series,
+                "percent_rule": r.cfg.min_impact_percent is not None,
+            }
             for name, r in agent.runners.items()
             if (hb := r.held_back).points
         },
@@ -356,10 +361,16 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
         lines.append(f"  unexpected errors: {what} (each kind logged once above; the replay went on)")
     for name, hb in summary.get("held_back", {}).items():
         n = hb["points"]
+        rule = (
+            "min_impact_usd and min_impact_percent (or min_impact_floor_usd)"
+            if hb.get("percent_rule")
+            else ("min_impact_usd")
+        )
+        v = hb["largest_usd"]
         lines.append(
             f"  [{name}] {n} anomalous point{'s were' if n != 1 else ' was'} not alerted because "
-            f"{'their' if n != 1 else 'its'} impact was under min_impact_usd "
-            f"(largest: ${hb['largest_usd']:,.2f} on {hb['largest_series'] or 'all'})"
+            f"{'their' if n != 1 else 'its'} impact was under {rule} "
+            f"(largest: {'-' if v < 0 else ''}${abs(v):,.2f} on {hb['largest_series'] or 'all'})"
         )
     return "\n".join(lines)
 

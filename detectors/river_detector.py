@@ -169,6 +169,7 @@ class RiverDetector(DetectorHooks):
         self.values = stats.Var()  # the series' values: mean and spread (anomaly detectors' expected band)
         self.residuals = stats.Var()  # forecasters: one-step residuals
         self._n = 0
+        self._min = math.inf  # the lowest value learned: a series never below 0 (spend) is never expected below 0
 
     @classmethod
     def from_config(cls, cfg: RiverConfig) -> RiverDetector:
@@ -223,6 +224,8 @@ class RiverDetector(DetectorHooks):
                 expected = math.nan
             if not math.isfinite(expected):
                 expected = float(self.values.mean.get())
+            if self._min >= 0 and expected < 0:  # a forecaster's trend can run below zero: spend cannot
+                expected = 0.0
             return expected, math.sqrt(max(self.residuals.get(), 0.0))
         return float(self.values.mean.get()), math.sqrt(max(self.values.get(), 0.0))
 
@@ -245,7 +248,10 @@ class RiverDetector(DetectorHooks):
 
     def forecast_one(self, x: dict[Any, Any]) -> tuple[float, float, float]:
         expected, sd = self._expected()
-        return expected, expected - self.band_sigmas * sd, expected + self.band_sigmas * sd
+        lower = expected - self.band_sigmas * sd
+        if self._min >= 0:
+            lower = max(lower, 0.0)
+        return expected, lower, expected + self.band_sigmas * sd
 
     def learn_one(self, x: dict[Any, Any]) -> None:
         y = float(x["y"])
@@ -259,6 +265,8 @@ class RiverDetector(DetectorHooks):
         else:
             self.model.learn_one({"y": y})
         self.values.update(y)
+        if y < self._min:
+            self._min = y
         self._n += 1
 
     def excursion(self, x: dict[Any, Any]) -> bool:

@@ -96,3 +96,17 @@ sinks: {c: {type: console}}
     )
     assert "detectors.c: set score_threshold: river.anomaly.LODA has no default" in errors
     assert "detectors.d.model: river.linear_model.LinearRegression is neither" in errors
+
+
+def test_a_forecaster_never_expects_negative_spend() -> None:
+    """Holt's trend after a spike runs below zero; a series that was never negative (spend) is never expected below
+    zero, so a normal hour after it is not paged against a negative forecast."""
+    from detectors.river_detector import RiverDetector
+
+    det = RiverDetector("time_series.HoltWinters", {"alpha": 0.8, "beta": 0.8})
+    for t, y in enumerate([1.0] * 30 + [40.0, 1.0, 1.0, 1.0]):
+        det.learn_one({"t": t, "y": y})
+    raw = float(det.model.forecast(horizon=1)[0])
+    expected, lower, _upper = det.forecast_one({"t": 35, "y": 1.0})
+    assert raw < 0 and expected == 0.0 and lower == 0.0
+    assert det.score_one({"t": 35, "y": 1.0}) < det.threshold
