@@ -37,12 +37,13 @@ class does not take, or a value it refuses is reported with its path.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import math
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.registry import register
 from detectors.base import DetectorCommon, DetectorHooks
@@ -106,17 +107,32 @@ class RiverConfig(DetectorCommon):
         resolve(v)
         return v
 
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        model = info.data.get("model")
+        if model is None:  # the model's own error is reported
+            return v
+        klass, _kind = resolve(model)
+        accepted = [p for p in inspect.signature(klass).parameters if p not in ("self", "args", "kwargs")]
+        for name in v:
+            if name not in accepted:
+                close = difflib.get_close_matches(name, accepted, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"river.{model} takes no parameter {name!r}{hint}; it takes {', '.join(accepted)}")
+        try:
+            inspect.signature(klass).bind(**v)
+        except TypeError as exc:
+            raise ValueError(f"river.{model}: {exc}") from None
+        try:
+            klass(**v)
+        except Exception as exc:  # River's own checks of a value
+            raise ValueError(f"river.{model}: {type(exc).__name__}: {exc}") from None
+        return v
+
     @model_validator(mode="after")
     def _model(self) -> RiverConfig:
-        cls, kind = resolve(self.model)
-        try:
-            inspect.signature(cls).bind(**self.params)
-        except TypeError as exc:
-            raise ValueError(f"params of river.{self.model}: {exc}") from None
-        try:
-            cls(**self.params)
-        except Exception as exc:  # River's own checks of a value
-            raise ValueError(f"params of river.{self.model}: {type(exc).__name__}: {exc}") from None
+        _cls, kind = resolve(self.model)
         if self.score_threshold is None and kind != "forecaster" and self.model not in DEFAULT_THRESHOLDS:
             raise ValueError(f"set score_threshold: river.{self.model} has no default (its scores' scale)")
         return self

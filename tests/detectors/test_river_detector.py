@@ -91,8 +91,9 @@ sinks: {c: {type: console}}
         load_config_text(text)
     errors = "\n".join(exc.value.errors)
     assert "detectors.a.model: river.anomaly.NoSuchThing does not exist" in errors
-    assert "detectors.b: params of river.time_series.HoltWinters: got an unexpected keyword argument 'seasonalty'" in (
-        errors
+    assert (
+        "detectors.b.params: river.time_series.HoltWinters takes no parameter 'seasonalty' (did you mean "
+        "'seasonality'?)" in errors
     )
     assert "detectors.c: set score_threshold: river.anomaly.LODA has no default" in errors
     assert "detectors.d.model: river.linear_model.LinearRegression is neither" in errors
