@@ -173,7 +173,7 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             anomalous = continuing = model.excursion(x)
         impact = self._impact(model, x, y, expected, a)
         reason = None
-        if anomalous and not continuing and impact is not None and not self._worth_paging(impact, y, expected, a):
+        if anomalous and not continuing and impact is not None and not self._worth_paging(impact, model, a):
             anomalous = False
             # A slow leak costs little per window and much per day: judged on its day's worth.
             sus = model.sustained(x)
@@ -219,32 +219,22 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             pt.contributors = self._contributors(key, a, pt.observed, 0.0)
         del model.newborn_usd
 
-    def _worth_paging(self, impact: float, y: float, expected: float, a: list[Any]) -> bool:
+    def _worth_paging(self, impact: float, model: Any, a: list[Any]) -> bool:
         """An anomalous window's impact pages when it reaches ``min_impact_usd``, or ``min_impact_percent`` of the
         window's expected spend and at least ``min_impact_floor_usd`` (AWS Cost Anomaly Detection's absolute and
-        percentage thresholds): a $300-a-month team's doubling is as much an incident as a big team's."""
+        percentage thresholds): a $300-a-month team's doubling is as much an incident as a big team's. The expected
+        spend is the window's spend less its impact (a budget's overrun and an idle GPU's cost are no gap from an
+        expected spend: the percent rule does not apply to them)."""
         cfg = self.cfg
         worth = abs(impact)
         if worth >= cfg.min_impact_usd:
             return True
         pct = cfg.min_impact_percent
-        if pct is None or worth < cfg.min_impact_floor_usd:
+        if pct is None or worth < cfg.min_impact_floor_usd or self._month or model.impact_is_cost:
             return False
-        usual = self._expected_usd(y, expected, a)
-        return usual is not None and usual > 0 and worth >= pct / 100.0 * usual
-
-    def _expected_usd(self, y: float, expected: float, a: list[Any]) -> float | None:
-        """The window's expected spend in dollars (None where the detector has no dollar figure)."""
-        cfg = self.cfg
-        if self._is_ratio:
-            if self._usd:
-                return abs(expected) * a[1] / cfg.per_scale
-            return abs(a[2] * expected / y) if cfg.cost_signal and y else None
-        if self._usd:
-            return abs(expected)
-        if cfg.cost_signal and y:
-            return abs(a[2] * expected / y)
-        return None
+        spend = a[2] if cfg.cost_signal else a[0] if self._usd else None  # the window's spend in dollars
+        usual = spend - impact if spend is not None else 0.0
+        return usual > 0 and worth >= pct / 100.0 * usual
 
     def _impact(self, model: Any, x: dict[Any, Any], y: float, expected: float, a: list[Any]) -> float | None:
         cfg = self.cfg

@@ -38,6 +38,7 @@ class does not take, or a value it refuses is reported with its path.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import math
@@ -46,7 +47,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.registry import register
-from detectors.base import DetectorCommon, DetectorHooks
+from detectors.base import DetectorCommon, DetectorHooks, init_params
 
 #: Default ``score_threshold`` per model (River's score scales differ): HalfSpaceTrees and GaussianScorer score
 #: in [0, 1] (GaussianScorer's 0.997 is a two-sided 3-sigma tail); StandardAbsoluteDeviation and forecasters score
@@ -62,6 +63,7 @@ _NEEDS_UNIT_RANGE = {"anomaly.HalfSpaceTrees"}  # features expected in [0, 1]
 Kind = Literal["unsupervised", "supervised", "forecaster"]
 
 
+@functools.cache  # a model is resolved for its config and for every series' clone
 def resolve(name: str) -> tuple[type, Kind]:
     """The River class a dotted name (under ``river``) names, and its kind; ValueError when it is none of them."""
     from river.base import AnomalyDetector, SupervisedAnomalyDetector
@@ -189,26 +191,10 @@ class RiverDetector(DetectorHooks):
 
     @classmethod
     def from_config(cls, cfg: RiverConfig) -> RiverDetector:
-        return cls(
-            cfg.model,
-            cfg.params,
-            scale=cfg.scale,
-            score_threshold=cfg.score_threshold,
-            band_sigmas=cfg.band_sigmas,
-            warmup_points=cfg.warmup_points,
-            direction=cfg.direction,
-        )
+        return cls(**init_params(cls, cfg))
 
     def clone(self) -> RiverDetector:
-        return type(self)(
-            self.model_name,
-            self.params,
-            scale=self.scale,
-            score_threshold=self._threshold,
-            band_sigmas=self.band_sigmas,
-            warmup_points=self.warmup_points,
-            direction=self.direction,
-        )
+        return type(self)(**self._get_params())
 
     def _get_params(self) -> dict[str, Any]:
         """The constructor's parameters (River's convention: a clone has the same)."""
