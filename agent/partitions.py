@@ -88,6 +88,11 @@ class PartitionedState(Protocol):
     def adopt(self, owner: PartitionOwner) -> None: ...
 
 
+def stream_key(source: str, topic: str, partition: int) -> str:
+    """The event-time stream of a source's partition."""
+    return f"{source}/{topic}/{partition}"
+
+
 def pid(part: Any) -> str:
     """A partition's position key (``topic/partition``)."""
     return f"{part.topic}/{part.partition}"
@@ -117,7 +122,7 @@ class PartitionOwner:
 
     def stream(self, part: Any) -> str:
         """The partition's event-time stream."""
-        return f"{self.source}/{part.topic}/{part.partition}"
+        return stream_key(self.source, part.topic, part.partition)
 
     # -- assignment ------------------------------------------------------------------------------------------------
     def assign(self, parts: Iterable[Any]) -> bool:

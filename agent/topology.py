@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agent.alerts import Point
 from agent.decoders.base import BadRecord
 from agent.model import Observation
 from agent.sources.base import Batch, Source, SourceHost
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from agent.pipeline import Agent
 
 log = logging.getLogger("agent")
-
-Closed = list[tuple[str, list[Point], list[dict[str, Any]]]]
 
 
 class Topology:

@@ -9,8 +9,7 @@ Batch kinds a source emits: ``lines`` (raw records for the decoder, with the pos
 Arrow table), ``bad`` (records already known bad), and ``idle`` — emitted when the source has read everything there
 is for now (caught up), so that its stream stops holding event time back until its next records; ``active`` when a
 stream it reported idle has records again (sent before them, so that no other stream's records close windows that
-these still feed). A source's config
-declares ``decoder: config_union("decoder")`` (checked by ``validate``).
+these still feed). A source's config declares ``decoder: config_union("decoder")`` (checked by ``validate``).
 
 A source that needs more than ``emit`` — a broker client that pauses its partitions, registers each one on the
 event-time clock, asks for a checkpoint before it lets partitions go — uses :class:`SourceHost`, given as
@@ -64,9 +63,8 @@ class SourceHost(Protocol):
     - :meth:`fail`: a fatal error (one log line; the agent stops). ``telemetry``: the agent's metrics.
     - ``partitioned``: the partitioned state with ``state.type: kafka`` (else None), for the source's
       :class:`~agent.partitions.PartitionOwner` (a partitioned source owns its partitions through one);
-      ``bucket_seconds`` and
-      ``allowed_lateness_seconds``: the aggregation's bucket and lateness; ``idle_grace_seconds``: how long a
-      caught-up partition holds event time back before it counts as idle.
+      ``bucket_seconds`` and ``allowed_lateness_seconds``: the aggregation's bucket and lateness;
+      ``idle_grace_seconds``: how long a caught-up partition holds event time back before it counts as idle.
     """
 
     telemetry: Telemetry

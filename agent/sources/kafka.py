@@ -48,7 +48,6 @@ from agent.sources.kafka_client import (  # re-exported: callers import them fro
     fatal_reason,
     require_kafka,
     retrying,
-    stream_key,
 )
 from agent.telemetry import describe
 
@@ -364,15 +363,21 @@ class KafkaSource(Source):
 
     def _wake(self, records: dict[Any, list[Any]]) -> None:
         for tp in list(self.owned.reported_idle):
-            if tp in records:
-                grown = True
-            else:  # its records may still wait in the client's buffer: its position is behind its log's end
-                hw = self.consumer.highwater(tp)
-                pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
-                grown = hw is None or pos is None or pos < max(hw, self._log_end.get(tp, -1))
-            if grown and self.owned.wake(tp):
-                key = stream_key(self.name, tp.topic, tp.partition)
-                self.emit(Batch(self.name, "active", None, None, stream=key, owner=self.owned.owner(tp)))
+            # Not in this fetch, its records may still wait in the client's buffer: its position is behind its end.
+            if (tp in records or not self._caught_up(tp)[0]) and self.owned.wake(tp):
+                self.emit(
+                    Batch(self.name, "active", None, None, stream=self.owned.stream(tp), owner=self.owned.owner(tp))
+                )
+
+    def _caught_up(self, tp: Any) -> tuple[bool, int | None]:
+        """(whether ``tp``'s position is at its log's end, its position). The high watermark is the one of the
+        partition's last fetch: a partition the client has not fetched since a broker restart looks caught up by
+        it, so the log's end from the last lag report counts too. Unknown (e.g. the broker away): not caught up."""
+        hw = self.consumer.highwater(tp)
+        pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
+        if hw is None or pos is None:
+            return False, pos
+        return pos >= max(hw, self._log_end.get(tp, -1)), pos
 
     def emit_partition(self, tp: Any, msgs: list[Any]) -> None:
         """One partition's fetched records as a batch (and their dead letters: too large to decode)."""
@@ -402,7 +407,7 @@ class KafkaSource(Source):
             self.name, f"{tp.topic}/{tp.partition}", default_ts=msgs[-1].timestamp / 1000.0, **self.ctx_defaults
         )
         pos = (f"{tp.topic}/{tp.partition}", msgs[-1].offset + 1)
-        stream = stream_key(self.name, tp.topic, tp.partition)
+        stream = self.owned.stream(tp)
         if too_large:  # dead-lettered (with their key, headers and offset) ahead of the batch that commits past them
             self.emit(Batch(self.name, "bad", too_large, ctx, None, len(too_large), stream=stream, meta=meta, owner=up))
         self.emit(
@@ -427,15 +432,9 @@ class KafkaSource(Source):
             return
         now = time.monotonic()
         for tp in self.assigned:
-            hw = self.consumer.highwater(tp)
-            pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
-            # (None: not known yet, e.g. the broker away.) The high watermark is the one of the partition's last
-            # fetch: a partition the client has not fetched since a broker restart looks caught up by it, so the
-            # log's end from the last lag report counts too.
-            end = max(hw, self._log_end.get(tp, -1)) if hw is not None else None
-            if self.owned.idle(tp, end is not None and pos is not None and pos >= end, now):
-                key = stream_key(self.name, tp.topic, tp.partition)
-                self.emit(Batch(self.name, "idle", pos, None, stream=key, owner=self.owned.owner(tp)))
+            caught_up, pos = self._caught_up(tp)
+            if self.owned.idle(tp, caught_up, now):
+                self.emit(Batch(self.name, "idle", pos, None, stream=self.owned.stream(tp), owner=self.owned.owner(tp)))
 
     def _offsets(self, positions: dict[str, int], only: set[Any]) -> dict[Any, Any]:
         from kafka import OffsetAndMetadata, TopicPartition

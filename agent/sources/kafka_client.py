@@ -150,7 +150,3 @@ def cached_partitions(consumer: Any, topic: str) -> set[int]:
             cluster.request_update()
         raise KafkaTimeoutError(f"no metadata for topic {topic} yet")
     return set(parts)
-
-
-def stream_key(source: str, topic: str, partition: int) -> str:
-    return f"{source}/{topic}/{partition}"

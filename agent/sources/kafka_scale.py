@@ -29,7 +29,7 @@ from typing import Any
 from agent.decoders.base import BadRecord
 from agent.detect import DetectorRunner
 from agent.model import Observation
-from agent.partitions import PartitionOwner, TaskPartitions
+from agent.partitions import PartitionOwner, TaskPartitions, stream_key
 from agent.scaleout import NEG_INF, Clock, Emitted, Partial, Task, Upstream, decode, encode, partition_of
 from agent.sources.base import Batch
 from agent.sources.kafka import (
@@ -42,7 +42,6 @@ from agent.sources.kafka import (
     fatal_reason,
     require_kafka,
     retrying,
-    stream_key,
 )
 from agent.telemetry import Telemetry
 
