@@ -4,6 +4,7 @@ dead-lettered, its position passed), and a detector that fails does not stop the
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from agent.model import parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
 from tests.agent.decoders.test_bedrock import log
+from tests.conftest import wait_until
 
 
 def _config(inbox: Path, dlq: Path) -> str:
@@ -163,8 +165,6 @@ pipeline: {{allowed_lateness_seconds: 60, idle_timeout_seconds: {idle_timeout}}}
 
 
 def _stamp(t: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
@@ -173,22 +173,30 @@ def _append(f: Path, times: list[float]) -> None:
         out.write(b"".join(log(timestamp=_stamp(t), requestId=f"r{t}") + b"\n" for t in times))
 
 
+def _live_agent(tmp_path: Path, idle_timeout: str) -> tuple[Agent, PointCollector, Path, float]:
+    """A started agent following a file that holds 12 records of window [w, w+1h), two hours ago (inside
+    max_age_days, whole): (agent, its points, the file, w)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    f = inbox / "live.jsonl"
+    now = time.time()
+    w = now - now % 3600 - 2 * 3600
+    _append(f, [w + m * 60 for m in range(0, 60, 5)])
+    collector = PointCollector()
+    cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", idle_timeout))
+    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    agent.start()
+    return agent, collector, f, w
+
+
+def _points(collector: PointCollector) -> list[Any]:
+    return [p for ps in collector.points.values() for p in ps]
+
+
 def test_a_window_closes_at_its_end_plus_the_lateness_on_real_event_time(tmp_path: Path) -> None:
     """A live file source: window [W, W+1h) closes as soon as a record 90 s past its end arrives (lateness 60 s) —
     not an hour later, when the decoder's next bucket starts."""
-    import time
-
-    from tests.conftest import wait_until
-
-    inbox, f = tmp_path / "inbox", tmp_path / "inbox" / "live.jsonl"
-    inbox.mkdir()
-    now = time.time()
-    w = now - now % 3600 - 2 * 3600  # two hours ago: inside max_age_days, whole
-    _append(f, [w + m * 60 for m in range(0, 60, 5)])
-    collector = PointCollector()
-    cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "null"))
-    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
-    agent.start()
+    agent, collector, f, w = _live_agent(tmp_path, "null")
     try:
         assert wait_until(lambda: agent.records_in == 12, 20)
         time.sleep(0.5)
@@ -199,33 +207,20 @@ def test_a_window_closes_at_its_end_plus_the_lateness_on_real_event_time(tmp_pat
         assert collector.points == {}
         _append(f, [w + 3600 + 90])  # past its end plus the lateness: it closes
         assert wait_until(lambda: bool(collector.points), 20)
-        pts = [p for ps in collector.points.values() for p in ps]
-        assert [(p.window_start, p.observed) for p in pts] == [(w, 12.0)]
+        assert [(p.window_start, p.observed) for p in _points(collector)] == [(w, 12.0)]
         time.sleep(1.0)  # quiet now, but no idle timeout: the next window stays open
-        assert len([p for ps in collector.points.values() for p in ps]) == 1
+        assert len(_points(collector)) == 1
     finally:
         agent.stop()
 
 
 def test_a_quiet_live_source_closes_its_last_window_after_the_idle_timeout(tmp_path: Path) -> None:
-    import time
-
-    from tests.conftest import wait_until
-
-    inbox, f = tmp_path / "inbox", tmp_path / "inbox" / "live.jsonl"
-    inbox.mkdir()
-    now = time.time()
-    w = now - now % 3600 - 2 * 3600
-    _append(f, [w + m * 60 for m in range(0, 60, 5)])
-    collector = PointCollector()
-    cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "1"))
-    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
-    agent.start()
+    agent, collector, _f, w = _live_agent(tmp_path, "1")
     try:
-        # No record after the window: after 1 s of quiet, event time is the wall clock less 1 s, and the window
-        # closes (its end + 60 s lateness is long past).
+        # No record after the window: after 1 s of quiet, event time is the wall clock less 1 s (at most an hour past
+        # the last record), and the window closes (its end + 60 s lateness is long past).
         assert wait_until(lambda: bool(collector.points), 20)
-        pts = [p for ps in collector.points.values() for p in ps]
+        pts = _points(collector)
         assert (pts[0].window_start, pts[0].observed) == (w, 12.0)
     finally:
         agent.stop()
