@@ -45,11 +45,22 @@ class Aggregator:
         self.quiet_since: float | None = None  # monotonic: when the last active stream went idle
         self.idle_horizon = idle_horizon_seconds
         self.live: set[str] = set()  # streams that keep watching their input
+        # cell → the source whose records made it (the last one to open it in a bucket): what a data-gap alert names
+        self.cell_source: dict[Cell, str] = {}
 
-    def add(self, source: str, observations: Iterable[Observation], event_time: float = -math.inf) -> list[Observation]:
-        """Add observations; return the late ones. ``event_time``: the latest event time of the records behind them
-        when the observations are stamped coarser (bucket starts; see ``DecodeContext.max_event_time``)."""
+    def add(
+        self,
+        source: str,
+        observations: Iterable[Observation],
+        event_time: float = -math.inf,
+        origin: str | None = None,
+    ) -> list[Observation]:
+        """Add observations of the stream ``source``; return the late ones. ``event_time``: the latest event time of
+        the records behind them when the observations are stamped coarser (bucket starts; see
+        ``DecodeContext.max_event_time``). ``origin``: the configured source they came from (default ``source``)."""
         late: list[Observation] = []
+        origin = origin or source
+        where = self.cell_source
         bucket = self.bucket
         buckets = self.buckets
         sealed = self.sealed_until
@@ -70,6 +81,8 @@ class Aggregator:
             vals = ob[2]
             if cell is None:
                 cells[key] = list(vals)
+                if len(where) < 1_000_000:
+                    where[key] = origin
             else:
                 for i, v in enumerate(vals):
                     cell[i] += v

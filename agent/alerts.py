@@ -39,15 +39,13 @@ class Point:
     # The window's dollar impact a day if it continued (impact × windows a day); None without a dollar figure.
     projected_daily_impact_usd: float | None = None
 
+    # The window's dollar impact a month (30 days) if it continued.
+    projected_monthly_impact_usd: float | None = None
+    early: bool = False  # scored on an open window's running sum (an early warning), not a closed window
+    progress: float = 1.0  # how much of the window had passed (event time) when it was scored
+
     def __setstate__(self, state: Any) -> None:
-        """Points pickled before a field existed (a checkpoint of an older version) take its default."""
-        slots = state[1] if isinstance(state, tuple) else state
-        for f in fields(self):
-            if f.name not in slots:
-                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                object.__setattr__(self, f.name, default)
-        for k, v in slots.items():
-            object.__setattr__(self, k, v)
+        _setstate(self, state)
 
 
 @dataclass(slots=True)
@@ -65,7 +63,35 @@ class Episode:
     last_point: Point | None = None
     # anomalous window → (observed, expected, impact): what a restatement of that window replaces
     windows: dict[float, tuple[float, float, float]] = field(default_factory=dict)
-    revision: int = 0  # bumped by every restatement that changes the alert
+    revision: int = 0  # bumped by every restatement that changes the alert, and by an early warning's confirmation
+    # An early warning not yet confirmed: the open window it was raised in (confirmed or withdrawn when it closes).
+    early_window: float | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        _setstate(self, state)
+
+
+@dataclass(slots=True)
+class Gap:
+    """A series that stopped reporting: a data-gap alert, apart from its spend alerts."""
+
+    id: str
+    since: float  # the first window without data
+    silent_windows: int  # windows without data so far
+    longest_before: int  # the longest silence it had before (windows)
+    usual: float  # what the series usually spends in the silent windows (its model's expected values)
+    sources: tuple[str, ...] = ()  # the sources whose records made the series
+
+
+def _setstate(obj: Any, state: Any) -> None:
+    """A slotted dataclass pickled before a field existed (a checkpoint of an older version) takes its default."""
+    slots = state[1] if isinstance(state, tuple) else state
+    for f in fields(obj):
+        if f.name not in slots:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            object.__setattr__(obj, f.name, default)
+    for k, v in slots.items():
+        object.__setattr__(obj, k, v)
 
 
 _EPISODE_WINDOWS_MAX = 2000

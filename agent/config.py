@@ -86,6 +86,11 @@ class PipelineConfig(_Strict):
         "window of a source that goes quiet closes; a record older than that minus allowed_lateness_seconds is "
         "late. null: never",
     )
+    early_check_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="how often (in event time) open windows are checked for early warnings (detectors' early_warning)",
+    )
 
 
 class DeadLetterConfig(_Strict):

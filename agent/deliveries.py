@@ -84,7 +84,7 @@ class BillingDeliveries:
         agg = self.billing
         before = agg.source_max.get(stream, -math.inf)
         sealed = agg.sealed_until
-        agg.add(stream, [o for o in obs if o[0] >= sealed])
+        agg.add(stream, [o for o in obs if o[0] >= sealed], origin=comp)
         # A complete delivery has no stragglers: event time stands at its newest bucket's end, less the
         # settle time (the newest hours of a bill are still filling in), with no lateness to wait for.
         end = d.coverage_end + self.bucket - d.settle_seconds + agg.lateness

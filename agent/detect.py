@@ -11,10 +11,12 @@ never makes a model learn a window twice.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from agent.alerts import (
     Episode,
+    Gap,
     HeldBack,
     Point,
     SeriesKey,
@@ -23,13 +25,16 @@ from agent.alerts import (
     _label,
     _usd,
 )
+from agent.early import EarlyWarnings
+from agent.gaps import DataGaps
+from agent.gaps import enabled as gaps_enabled
 from agent.lifecycle import AlertLifecycle
 from agent.model import Cell
 from agent.rollup import WindowRollup
 from detectors.base import is_usd, warming_up
 
 
-class DetectorRunner(WindowRollup, AlertLifecycle):
+class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
     def __init__(self, name: str, cfg: Any, prototype: Any, alerting: Any):
         self.name = name
         self.cfg = cfg
@@ -63,6 +68,16 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
         self.unit = Unit.of(cfg.signal, cfg.per, cfg.per_scale, self.window, month_to_date=self._month)
         self.held_back = HeldBack()  # anomalous points under min_impact_usd (not alerted)
         self.last_points: dict[SeriesKey, Point] = {}  # each series' latest point (restored on /metrics at start)
+        # Early warnings (agent/early.py): sums watched upward.
+        self.early_enabled = bool(cfg.early_warning) and not self._is_ratio and not self._month
+        self.early_enabled = self.early_enabled and cfg.direction != "down"
+        self._bands: dict[tuple[float, SeriesKey], tuple[float, float, float]] = {}  # (window, series) → band
+        # Data gaps (agent/gaps.py).
+        self.gaps_enabled = gaps_enabled(cfg, self._is_ratio, self._month)
+        self.gaps: dict[SeriesKey, Gap] = {}
+        self.longest_silence: dict[SeriesKey, int] = {}
+        self.silent_usual: dict[SeriesKey, float] = {}
+        self.source_of: Callable[[Cell], str | None] | None = None  # the source of a cell (set by the topology)
 
     # -- closing windows -------------------------------------------------------------------
     def close_until(self, sealed_until: float) -> tuple[list[Point], list[dict[str, Any]]]:
@@ -113,6 +128,7 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             for key in self.models:
                 if key not in acc and self.last_learned.get(key, -math.inf) < w:
                     acc[key] = [0.0, 0.0, 0.0, None]
+        gaps = self.gaps_enabled
         for key, a in acc.items():
             if self.last_learned.get(key, -math.inf) >= w:
                 continue  # replayed window: already learned, already alerted
@@ -134,14 +150,17 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             x["paged"] = pt.anomalous  # an anomaly under min_impact_usd was not paged (no refractory)
             model.learn_one(x)
             self.last_learned[key] = w
-            if a[0] != 0 or a[1] != 0:
+            had_data = a[0] != 0 or a[1] != 0
+            if gaps:
+                self._gap_step(key, model, pt, had_data, events)
+            if had_data:
                 self.last_seen[key] = w
             if a[3] and not pt.anomalous:
                 self._learn_shares(key, a)
             points.append(pt)
             self.last_points[key] = pt
             self._lifecycle(key, pt, events)
-        self._expire(w)
+        self._expire(w, events)
 
     def _score(
         self, key: SeriesKey, model: Any, w: float, a: list[Any], *, count_held: bool = False
@@ -164,7 +183,8 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
         expected, lower, upper = model.forecast_one(x)
         anomalous = score >= model.threshold
         continuing = False
-        if not anomalous and key in self.episodes:
+        ep = self.episodes.get(key)
+        if not anomalous and ep is not None and ep.early_window is None:
             # A detector whose scores are discounted right after an anomaly (one page per incident)
             # still says whether the incident goes on: the open episode stays open and keeps adding
             # its dollar impact (whatever a single window's, as the incident fades: min_impact_usd
@@ -178,13 +198,16 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             # A slow leak costs little per window and much per day: judged on its day's worth.
             sus = model.sustained(x)
             if sus is not None:
-                worth, why = sus  # in the watched signal's units a day
+                worth, why, move = sus  # in the watched signal's units a day; relative to the usual day
                 if not self._usd:  # e.g. GPU-hours: at this window's cost per unit
                     worth = a[2] / y * worth if cfg.cost_signal and y else math.nan
-                if abs(worth) >= cfg.min_impact_usd:  # NaN compares false: no dollar figure, no page
+                # A day's worth, by the same rule as a window's: dollars, or percent of the usual day over the floor.
+                pct = cfg.min_impact_percent
+                small = pct is not None and abs(move) * 100 >= pct and abs(worth) >= cfg.min_impact_floor_usd
+                if abs(worth) >= cfg.min_impact_usd or small:  # NaN compares false: no dollar figure, no page
                     anomalous = True
                     reason = f"{why} ({_usd(worth)} a day)"
-            if not anomalous and count_held and key not in self.episodes:  # (an open alert is alerted)
+            if not anomalous and count_held and ep is None:  # (an open alert is alerted)
                 self.held_back.add(impact, _label(tuple(zip(self.group_by, key, strict=True))), w)
         series = tuple(zip(self.group_by, key, strict=True))
         obs = model.month_so_far(x) if self._month else y  # a budget compares the month, not the window
@@ -193,13 +216,19 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
         )
         pt.unit = self.unit.label
         pt.warming_up = warming_up(model)
-        if impact is not None and not self._month and math.isfinite(impact):
-            pt.projected_daily_impact_usd = impact * 86400.0 / self.window
+        self._project(pt)
         if anomalous:
             pt.reason = model.explain(x) or reason
         if anomalous and a[3]:
             pt.contributors = self._contributors(key, a, y, expected)
         return pt, x
+
+    def _project(self, pt: Point) -> None:
+        """What the window's impact would cost a day and a month (30 days) if it continued (not for a budget)."""
+        impact = pt.impact_usd
+        if impact is not None and not self._month and math.isfinite(impact):
+            pt.projected_daily_impact_usd = impact * 86400.0 / self.window
+            pt.projected_monthly_impact_usd = pt.projected_daily_impact_usd * 30.0
 
     def _newborn(self, key: SeriesKey, model: Any, pt: Point, a: list[Any]) -> None:
         """A new series alerts once, when its spend since it appeared reaches ``new_series_usd``."""
@@ -296,12 +325,22 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
         """
         return w >= self.first_window + self.prototype.warmup_points * self.window
 
-    def _expire(self, w: float) -> None:
-        """Every 24 windows, forget series without data for ``series_ttl_windows`` (and no open alert)."""
+    def _expire(self, w: float, events: list[dict[str, Any]]) -> None:
+        """Every 24 windows, forget series without data for ``series_ttl_windows`` (and no open alert); a data gap
+        of a forgotten series ends with it."""
         if int(w // self.window) % 24:
             return
         ttl = self.cfg.series_ttl_windows * self.window
         for key in [k for k, seen in self.last_seen.items() if w - seen > ttl and k not in self.episodes]:
+            gap = self.gaps.pop(key, None)
+            last = self.last_points.get(key)
+            if gap is not None and last is not None:
+                doc = self.gap_document(gap, last, "resolved", resolved_at=w)
+                doc["summary"] = (
+                    f"[{self.name}] data gap closed: {_label(last.series)} has had no data for "
+                    f"{_duration(w - gap.since)}; the series is forgotten (series_ttl_windows)"
+                )
+                events.append(doc)
             self._forget(key)
 
     def lapsed(self, key: SeriesKey, w: float) -> bool:
@@ -324,6 +363,9 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
         self.last_learned.pop(key, None)
         self.shares.pop(key, None)
         self.last_points.pop(key, None)
+        self.gaps.pop(key, None)
+        self.longest_silence.pop(key, None)
+        self.silent_usual.pop(key, None)
 
     # -- restatements ----------------------------------------------------------------------
     def restate(self, w: float, acc: dict[SeriesKey, list[Any]]) -> tuple[list[Point], list[dict[str, Any]]]:
@@ -383,6 +425,8 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             "last_seen": self.last_seen.get(key),
             "shares": self.shares.get(key),
             "episode": self.episodes.get(key),
+            "gap": self.gaps.get(key),
+            "longest_silence": self.longest_silence.get(key),
         }
 
     def restore_series(self, key: SeriesKey, state: dict[str, Any]) -> None:
@@ -393,6 +437,8 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             ("last_seen", self.last_seen),
             ("shares", self.shares),
             ("episode", self.episodes),
+            ("gap", self.gaps),
+            ("longest_silence", self.longest_silence),
         ):
             if state.get(attr) is not None:
                 table[key] = state[attr]
@@ -408,6 +454,8 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             "closed_until": self.closed_until,
             "last_points": self.last_points,
             "first_window": self.first_window,
+            "gaps": self.gaps,
+            "longest_silence": self.longest_silence,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -415,6 +463,8 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             setattr(self, k, snap[k])
         self.closed_until = snap.get("closed_until", -math.inf)
         self.first_window = snap.get("first_window", self.inferred_first_window())
+        self.gaps = snap.get("gaps") or {}
+        self.longest_silence = snap.get("longest_silence") or {}
         # A snapshot of an older version has no latest points: the open episodes' are the best known.
         self.last_points = snap.get("last_points") or {
             k: ep.last_point for k, ep in self.episodes.items() if ep.last_point is not None
@@ -426,6 +476,15 @@ class DetectorRunner(WindowRollup, AlertLifecycle):
             return math.inf
         learned = max(m.n_learned for m in self.models.values())
         return self.closed_until - learned * self.window
+
+    def firing_documents(self) -> Iterator[dict[str, Any]]:
+        """A firing document for each open episode and data gap (its latest point), e.g. for metrics after a
+        restart."""
+        yield from AlertLifecycle.firing_documents(self)
+        for key, gap in self.gaps.items():
+            pt = self.last_points.get(key)
+            if pt is not None:
+                yield self.gap_document(gap, pt, "firing")
 
     def restored_points(self) -> list[Point]:
         """Each series' latest point, as restored: what ``/metrics`` shows before a new window closes."""

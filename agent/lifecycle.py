@@ -70,25 +70,40 @@ class AlertLifecycle:
             del self.episodes[key]
             events.append(self.document(ep, pt, "resolved", resolved_at=w, restated=True))
             return
-        ep.severity = self._severity(ep.impact_total)
+        ep.severity = self._severity(ep.impact_total, pt.projected_daily_impact_usd if pt.anomalous else None)
         events.append(self.document(ep, pt if pt.anomalous else (ep.last_point or pt), "firing", restated=True))
 
     # -- alert lifecycle -------------------------------------------------------------------
-    def _severity(self, impact: float) -> str:
+    def _severity(self, impact: float, projected: float | None = None) -> str:
+        """From the episode's dollar impact so far, or what its latest window would cost a day if it continued
+        (``projected``), whichever is larger: a level shift is as urgent as what it will cost."""
         al = self.alerting
-        if abs(impact) >= al.severity_critical_usd:
+        worth = max(abs(impact), abs(projected) if projected is not None else 0.0)
+        if worth >= al.severity_critical_usd:
             return "critical"
-        if abs(impact) >= al.severity_error_usd:
+        if worth >= al.severity_error_usd:
             return "error"
         return "warning"
 
     def _lifecycle(self, key: SeriesKey, pt: Point, events: list[dict[str, Any]]) -> None:
         ep = self.episodes.get(key)
+        if ep is not None and ep.early_window is not None and pt.window_start < ep.early_window and not pt.anomalous:
+            return  # an earlier window closing normally says nothing of a later window's early warning
+        confirming = ep is not None and ep.early_window == pt.window_start  # an early warning's window closed
+        if confirming and not pt.anomalous:  # withdrawn: the closed window is not anomalous after all
+            assert ep is not None
+            del self.episodes[key]
+            events.append(self.document(ep, pt, "resolved", resolved_at=pt.window_end, withdrawn=True))
+            return
         if pt.anomalous:
             if ep is None:
                 ep = self.episodes[key] = Episode(
                     alert_id(self.name, pt.series, pt.window_start), pt.window_start, pt.window_start
                 )
+                send = True
+            elif confirming:
+                ep.early_window = None
+                ep.revision += 1
                 send = True
             else:
                 send = False
@@ -102,15 +117,15 @@ class AlertLifecycle:
             ep.peak_score = max(ep.peak_score, pt.score)
             if len(ep.windows) < _EPISODE_WINDOWS_MAX:
                 ep.windows[pt.window_start] = (pt.observed, pt.expected, pt.impact_usd or 0.0)
-            sev = self._severity(ep.impact_total)
+            sev = self._severity(ep.impact_total, pt.projected_daily_impact_usd)
             previous = None
             if _rank(sev) > _rank(ep.severity):
-                previous = None if send else ep.severity  # a re-send of an open alert: an escalation
+                previous = ep.severity if confirming or not send else None  # an open alert's re-send: an escalation
                 ep.severity = sev
                 send = True
             ep.last_point = pt
             if send:
-                events.append(self.document(ep, pt, "firing", escalated_from=previous))
+                events.append(self.document(ep, pt, "firing", escalated_from=previous, confirmed=confirming))
         elif ep is not None:
             ep.normal_streak += 1
             if ep.normal_streak >= self.alerting.resolve_after_points:
@@ -126,12 +141,17 @@ class AlertLifecycle:
         *,
         restated: bool = False,
         escalated_from: str | None = None,
+        confirmed: bool = False,
+        withdrawn: bool = False,
     ) -> dict[str, Any]:
         """The versioned alert document every sink receives.
 
         ``impact_usd``: the window's dollar impact while firing, the whole episode's once resolved
         (also in ``episode.impact_usd``). ``escalated_from``: the severity of an open alert re-sent
-        because its episode's impact reached a higher one (``escalated``, ``previous_severity``).
+        because its episode's impact reached a higher one (``escalated``, ``previous_severity``). An early
+        warning (``pt.early``) is sent while its window is open; ``confirmed``: the firing document of its
+        window once closed and anomalous; ``withdrawn``: the resolved document of one that was not (or of a
+        window restated by the bill to normal).
         """
         cfg = self.cfg
         series = dict(pt.series)
@@ -141,7 +161,28 @@ class AlertLifecycle:
         # A fixed limit is not an expected value: the alert names it ("100 % idle (limit 50 %)").
         model = self.models.get(tuple(v for _, v in pt.series)) if status == "firing" else None
         bound = model.crossed_bound(_x(pt)) if model is not None else None
-        if status == "firing" and self._month:
+        if withdrawn and not restated:
+            summary = (
+                f"[{self.name}] withdrawn: the early warning for {cfg.signal} {label} in window "
+                f"{iso(pt.window_start)} is not confirmed: the window closed at {u.fmt(pt.observed)} "
+                f"(expected {u.fmt(pt.expected)}), not anomalous"
+            )
+            impact = None
+        elif status == "firing" and pt.early:
+            proj = pt.observed + max(pt.expected, 0.0) * (1.0 - pt.progress)  # the rest of it at the usual pace
+            summary = (
+                f"[{self.name}] early warning: {cfg.signal} {label}: {u.fmt(pt.observed)} {pt.progress:.0%} into "
+                f"window {iso(pt.window_start)}, on course for {u.fmt(proj)} vs expected {u.fmt(pt.expected)} "
+                f"(upper {u.fmt(pt.upper)})"
+            )
+            if impact is not None:
+                summary += f", impact so far {_usd(impact)}"
+            summary += f" (score {pt.score:.2f})"
+            if pt.contributors:
+                top = pt.contributors[0]
+                dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
+                summary += f"; top contributor {dims} {top['delta']:+.2f}"
+        elif status == "firing" and self._month:
             summary = f"[{self.name}] {cfg.signal} {label}: {pt.reason or ''}"
             if impact is not None:
                 summary += f"; impact {_usd(impact)} over budget"
@@ -180,8 +221,11 @@ class AlertLifecycle:
             summary = f"escalated to {ep.severity}: {summary}; episode impact so far {_usd(ep.impact_total)}"
         if restated and status == "firing":
             summary = f"(restated) {summary}"
+        if confirmed:
+            summary = f"confirmed: {summary}"
         return {
             "version": "1",
+            "kind": "spend",
             "id": ep.id,
             "status": status,
             "revision": ep.revision,
@@ -215,7 +259,16 @@ class AlertLifecycle:
                 if status == "firing" and pt.projected_daily_impact_usd is not None
                 else None
             ),
+            "projected_monthly_impact_usd": (
+                _num(pt.projected_monthly_impact_usd)
+                if status == "firing" and pt.projected_monthly_impact_usd is not None
+                else None
+            ),
             "reason": pt.reason,
+            "early": status == "firing" and pt.early,
+            "window_progress": _num(pt.progress) if status == "firing" and pt.early else None,
+            "confirmed": confirmed,
+            "withdrawn": withdrawn or (restated and status == "resolved"),
             "episode": {
                 "points": ep.points,
                 "observed_total": _num(ep.observed_total),

@@ -78,7 +78,11 @@ def episodes(collector: PointCollector) -> list[Episode]:
         unit = _unit(first, window)
         start = parse_time(first["started_at"])
         severity = max((d["severity"] for d in ds), key=lambda s: _RANK.get(s, -1))
-        if last["status"] == "resolved":
+        if first.get("kind") == "data_gap":  # no dollar figure: spend went unreported
+            end = parse_time(last["window_end"])
+            impact = 0.0
+            is_open = last["status"] != "resolved"
+        elif last["status"] == "resolved":
             end = parse_time(last["window_end"])
             impact = (last.get("episode") or {}).get("impact_usd") or 0.0
             is_open = False

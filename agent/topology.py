@@ -123,6 +123,10 @@ class LocalTopology(Topology):
     def __init__(self, agent: Agent):
         self.agent = agent
         self._last_sealed = [-math.inf, -math.inf]  # per clock
+        self._next_early = -math.inf  # event time of the next early-warning check (agent/early.py)
+        for agg, runners in agent.clocks:
+            for r in runners.values():
+                r.source_of = agg.cell_source.get  # what a data-gap alert names
 
     def restore(self) -> bool:
         a = self.agent
@@ -149,7 +153,7 @@ class LocalTopology(Topology):
     def add(
         self, source: str, stream: str, obs: list[Observation], batch: Batch, owner: Any, event_time: float
     ) -> list[BadRecord]:
-        late = self.agent.aggregator.add(stream, obs, event_time)
+        late = self.agent.aggregator.add(stream, obs, event_time, origin=source)
         return [
             BadRecord(repr(o).encode(), "late", "event time older than the watermark minus allowed lateness")
             for o in late
@@ -180,10 +184,32 @@ class LocalTopology(Topology):
                 except Exception as exc:
                     a.detector_failed(name, exc)
             a.publish(closed)
+        if not force_all:
+            self._early()
         t = a.telemetry
         gauge(t.watermark, a.aggregator.watermark())
         gauge(t.closed_until, self.closed_until())
         t.open_cells.set(a.aggregator.open_cells() + a.billing.open_cells())
+
+    def _early(self) -> None:
+        """Every ``early_check_seconds`` of event time (the newest a stream has reached), the streaming detectors
+        look at their open windows (``agent/early.py``); billing deliveries are whole, they have none."""
+        a = self.agent
+        agg, runners = a.clocks[0]
+        now = max(agg.source_max.values(), default=-math.inf)
+        if now < self._next_early or not math.isfinite(now):
+            return
+        step = a.cfg.pipeline.early_check_seconds
+        self._next_early = now - now % step + step
+        buckets = list(agg.buckets.items())
+        closed = []
+        for name, r in runners.items():
+            if r.early_enabled:
+                try:
+                    closed.append((name, *r.early(now, buckets)))
+                except Exception as exc:
+                    a.detector_failed(name, exc)
+        a.publish(closed)
 
     def series(self, detector: str) -> int:
         return len(self.agent.runners[detector].models)

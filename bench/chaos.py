@@ -59,6 +59,7 @@ detectors:
     window_seconds: 3600
     min_impact_usd: 20
     new_series_usd: 25
+    early_warning: false  # Kafka scale-out tasks do not warn early yet: a local reference must not either
   unit_cost:
     type: seasonal
     signal: token_cost_usd

@@ -13,7 +13,19 @@ Each seed generates 116 days (Monday 5 January to 1 May 2026: three whole months
 with one labelled anomaly injected into most series after a three-week warm-up: a **spike**
 (1–4 hours at 3–8×), a **level shift** (1.8–3× for good), a **slow drift** (up to 2–3× over
 1–2 weeks), a **gradual leak** (forgotten resources adding 10–25 % of the usual hourly spend
-every day, around the clock) or a **new series** (a team or service that did not exist).
+every day, around the clock), a **new series** (a team or service that did not exist) or, for
+teams, a **data gap** (their records stop for 1–3 days);
+
+and **small teams** (8 per seed, $10–$500 a month, log-uniform), whose calls arrive one by one
+(Poisson, $0.001–$0.01 a call: a small team's quiet hours have no record at all), with a
+**model switch** (each call costs 2–4× for good, tokens unchanged), **prompt bloat** (1.5–3×
+the tokens and cost per call for good), a **runaway loop** (10–20× the calls for 1–3 hours) or
+a **data gap**.
+
+The token detectors are also asked for early warnings every minute (``early_check_seconds``
+60), as the agent does on live input: time to detect runs from the anomaly's start to the
+alert (an early warning's moment in its window; else the window's end plus the default
+``allowed_lateness_seconds``). A data gap is detected by a data-gap alert only.
 
 An alert is an episode's first ``firing`` document. It detects an anomaly when it fires on the
 anomaly's series inside its label window (the anomaly itself; plus two days for a level shift,
@@ -55,7 +67,11 @@ DAYS = 116  # to 1 May: February, March and April are whole months
 MIN = 60.0
 H = 3600.0
 D = 86400.0
-KINDS = ("spike", "level_shift", "drift", "leak", "new_series")
+BIG_KINDS = ("spike", "level_shift", "drift", "leak", "new_series", "data_gap")
+SMALL_KINDS = ("model_switch", "prompt_bloat", "runaway", "data_gap")
+KINDS = (*BIG_KINDS, *SMALL_KINDS[:-1])
+SMALL_TEAMS = 8
+SMALL_PRICE = 0.00025  # USD per 1k tokens of a small team's usual model
 TOKEN_DETECTORS = ("token_spend", "unit_cost")
 BILLING_DETECTORS = ("cloud_spend",)
 PRICES = {"haiku": 0.00025, "sonnet": 0.003}  # USD per 1k tokens
@@ -69,6 +85,7 @@ class Anomaly:
     start: float
     end: float  # end of the label window
     detected_at: float | None = None
+    group: str = "big teams"  # big teams, small teams, services
 
 
 @dataclass
@@ -77,6 +94,8 @@ class Scenario:
     clean_token: dict[str, np.ndarray]  # the same without the injected anomaly
     billing: dict[str, np.ndarray]  # service → hourly USD
     anomalies: list[Anomaly] = field(default_factory=list)
+    # small team → (per-minute USD, tokens, model index: 0 its usual model, 1 after a model switch); NaN: no call
+    small: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def _shape(rng: np.random.Generator, t: np.ndarray, kind: str) -> np.ndarray:
@@ -126,6 +145,9 @@ def _inject(
     elif kind == "new_series":
         end = start + D
         y = np.where(t >= start, y, np.nan)
+    elif kind == "data_gap":
+        end = start + rng.uniform(1, 3) * D
+        y = np.where((t >= start) & (t < end), np.nan, y)
     else:
         raise ValueError(kind)
     return y, float(start), float(end)
@@ -133,7 +155,7 @@ def _inject(
 
 def generate(seed: int, teams: int = 10, services: int = 12) -> Scenario:
     rng = np.random.default_rng(seed)
-    kinds = [*KINDS, "none"]
+    kinds = [*BIG_KINDS, "none"]
     tm = START + np.arange(DAYS * 1440) * MIN
     th = START + np.arange(DAYS * 24) * H
     sc = Scenario({}, {}, {})
@@ -160,11 +182,48 @@ def generate(seed: int, teams: int = 10, services: int = 12) -> Scenario:
             first = np.array([time.gmtime(t).tm_mday == 1 and t % D == 0 for t in th])
             y = y + np.where(first, hourly * rng.uniform(20, 200), 0.0)
         kind = kinds[(i + seed + 2) % len(kinds)]
+        kind = "none" if kind == "data_gap" else kind  # (services: bills come whole or late, not with gaps)
         if kind != "none":
             y, s, e = _inject(rng, kind, th, y, hourly, H)
-            sc.anomalies.append(Anomaly(kind, (("provider", "aws"), ("service", name)), s, e))
+            sc.anomalies.append(Anomaly(kind, (("provider", "aws"), ("service", name)), s, e, group="services"))
         sc.billing[name] = y
+    for i in range(SMALL_TEAMS):
+        _small_team(rng, sc, f"small-{i}", SMALL_KINDS[(i + seed) % len(SMALL_KINDS)] if i % 5 != 4 else "none", tm)
     return sc
+
+
+def _small_team(rng: np.random.Generator, sc: Scenario, name: str, kind: str, tm: np.ndarray) -> None:
+    """A team spending $10–$500 a month in single calls (Poisson per minute), with its anomaly."""
+    monthly = float(np.exp(rng.uniform(np.log(10), np.log(500))))
+    per_call = float(np.exp(rng.uniform(np.log(0.001), np.log(0.01))))
+    shape = _shape(rng, tm, ("office", "global", "batch")[int(rng.integers(3))])
+    rate = monthly / (30.4 * 1440) / per_call * shape / shape.mean()  # calls a minute
+    series = (("team", name),)
+    start = START + rng.uniform(21, DAYS - 21) * D
+    start -= start % MIN
+    cost_k = np.ones(tm.size)
+    tok_k = np.ones(tm.size)
+    end = start
+    if kind == "runaway":
+        end = start + rng.uniform(1, 3) * H
+        rate = np.where((tm >= start) & (tm < end), rate * rng.uniform(10, 20), rate)
+    elif kind == "model_switch":
+        end = start + 2 * D
+        cost_k = np.where(tm >= start, rng.uniform(2, 4), 1.0)
+    elif kind == "prompt_bloat":
+        end = start + 2 * D
+        tok_k = cost_k = np.where(tm >= start, rng.uniform(1.5, 3), 1.0)
+    calls = rng.poisson(rate)
+    cost = calls * per_call * rng.lognormal(-0.045, 0.3, tm.size)
+    tokens = cost / SMALL_PRICE * 1000 * tok_k
+    usd = np.where(calls > 0, cost * cost_k, np.nan)
+    if kind == "data_gap":
+        end = start + rng.uniform(1, 3) * D
+        usd = np.where((tm >= start) & (tm < end), np.nan, usd)
+    model = (cost_k > 1) & (tok_k == 1)  # a model switch: the dearer model
+    sc.small[name] = (usd, np.where(usd == usd, tokens, np.nan), model.astype(np.int8))
+    if kind != "none":
+        sc.anomalies.append(Anomaly(kind, series, float(start), float(end), group="small teams"))
 
 
 def _runners(budgets: dict[str, float]) -> dict[str, DetectorRunner]:
@@ -215,6 +274,14 @@ def run_seed(seed: int) -> SeedResult:
         for s in sc.billing
     }
     share = {"haiku": 0.3, "sonnet": 0.7}
+    small = list(sc.small)
+    scells = {
+        (team, m): cell(make_dims({"team": team, "model": m}), sig) for team in small for m in ("usual", "dearer")
+    }
+    s_usd = np.stack([sc.small[t][0] for t in small]) if small else np.zeros((0, tm.size))
+    s_tok = np.stack([sc.small[t][1] for t in small]) if small else np.zeros((0, tm.size))
+    s_mod = np.stack([sc.small[t][2] for t in small]) if small else np.zeros((0, tm.size), dtype=np.int8)
+    early = [r for r in tok if r.early_enabled]
     docs: list[dict[str, Any]] = []
     forecasts: dict[tuple[str, int], tuple[float, float, float]] = {}
     tk = np.stack([sc.token[t] for t in sc.token])  # teams × minutes
@@ -224,6 +291,7 @@ def run_seed(seed: int) -> SeedResult:
     for i in range(DAYS * 24):
         hour = START + i * H
         block = tk[:, i * 60 : (i + 1) * 60]
+        su, st, sm = (a[:, i * 60 : (i + 1) * 60] for a in (s_usd, s_tok, s_mod))
         for k in range(60):
             minute = hour + k * MIN
             bucket = {}
@@ -233,8 +301,14 @@ def run_seed(seed: int) -> SeedResult:
                     for m, p in PRICES.items():
                         usd = float(v) * share[m]
                         bucket[cells[team, m]] = [usd, usd / p * 1000]
+            for j, team in enumerate(small):
+                v = su[j, k]
+                if v == v:
+                    bucket[scells[team, "dearer" if sm[j, k] else "usual"]] = [float(v), float(st[j, k])]
             for r in tok:
                 r.add_bucket(minute, bucket)
+            for r in early:  # the agent checks open windows every early_check_seconds (60) of event time
+                docs.extend(e for e in r.early(minute + MIN, [])[1] if e["status"] == "firing")
         for name, y in sc.billing.items():
             if y[i] == y[i]:
                 bill.add_bucket(hour, {bcells[name]: [float(y[i])]})
@@ -254,6 +328,10 @@ def run_seed(seed: int) -> SeedResult:
     alerts = list(first.values())
     budget_rows = _budget_rows(sc, tm, budgets, [a for a in alerts if a["detector"] == "budget"], forecasts)
     state_bytes = {name: max(len(pickle.dumps(m)) for m in r.models.values()) for name, r in runners.items()}
+    groups = {("team", t): "small teams" for t in sc.small}
+    for a in alerts:
+        first_dim = next(iter(a["series"].items()), None)
+        a["group"] = groups.get(first_dim, "big teams" if "team" in a["series"] else "services")
     return SeedResult(
         [a for a in alerts if a["detector"] != "budget"], sc.anomalies, points, seconds, budget_rows, state_bytes
     )
@@ -309,20 +387,32 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
     tp = fp = fee_fp = 0
     fp_by_detector: dict[str, int] = defaultdict(int)
     budget_hits: dict[str, int] = defaultdict(int)
+    by_group: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    lateness = load_config(None).pipeline.allowed_lateness_seconds
     for res in results:
         for an in res.anomalies:
             by_kind[an.kind].append(an)
+            by_group[an.group]["injected"] += 1
         for a in res.alerts:
             series = tuple(a["series"].items())
             w0, w1 = _epoch(a["window_start"]), _epoch(a["window_end"])
-            hit = [an for an in res.anomalies if an.series == series and w1 > an.start and w0 < an.end]
+            gap = a.get("kind") == "data_gap"
+            # When the agent sends it: an early warning at its moment in the window, else after the window closes.
+            sent = w0 + a["window_progress"] * (w1 - w0) if a.get("early") else w1 + lateness
+            hit = [
+                an
+                for an in res.anomalies
+                if an.series == series and w1 > an.start and w0 < an.end and (an.kind == "data_gap" or not gap)
+            ]
             if hit:
                 tp += 1
+                by_group[a["group"]]["true_alerts"] += 1
                 for an in hit:
-                    if an.detected_at is None or w1 < an.detected_at:
-                        an.detected_at = w1
+                    if (an.kind == "data_gap") == gap and (an.detected_at is None or sent < an.detected_at):
+                        an.detected_at = max(sent, an.start)
             else:
                 fp += 1
+                by_group[a["group"]]["false_alerts"] += 1
                 fp_by_detector[a["detector"]] += 1
                 g = time.gmtime(w0)
                 fee_fp += g.tm_mday == 1 and g.tm_hour == 0
@@ -332,8 +422,11 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
                 r["team"] == team and r["alert_at"] is not None and an.start < r["alert_at"] < an.start + 31 * D
                 for r in res.budget_rows
             )
+    for res in results:
+        for an in res.anomalies:
+            by_group[an.group]["detected"] += an.detected_at is not None
     kinds = {}
-    for kind in KINDS:
+    for kind in (*BIG_KINDS, *SMALL_KINDS[:-1]):
         ans = by_kind[kind]
         ttd = [(an.detected_at - an.start) / 60 for an in ans if an.detected_at is not None]
         kinds[kind] = {
@@ -351,6 +444,7 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
     quiet = [r for r in fc if not r["disturbed"]]
     return {
         "kinds": kinds,
+        "groups": {g: dict(v) for g, v in by_group.items()},
         "alerts": tp + fp,
         "true_alerts": tp,
         "false_alerts": fp,
@@ -390,6 +484,13 @@ def report(results: list[SeedResult]) -> dict[str, Any]:
     total = sum(k["injected"] for k in s["kinds"].values())
     found = sum(k["detected"] for k in s["kinds"].values())
     print(f"{'all':12} {total:8d} {found:8d} {found / max(total, 1):7.0%}")
+    for group, g in sorted(s["groups"].items()):
+        found, injected, true = g.get("detected", 0), g.get("injected", 0), g.get("true_alerts", 0)
+        alerts = true + g.get("false_alerts", 0)
+        print(
+            f"{group:12} recall {found}/{injected} ({found / max(injected, 1):.0%}),"
+            f" precision {true}/{alerts} ({true / max(alerts, 1):.0%})"
+        )
     print(
         f"alerts: {s['alerts']} ({s['true_alerts']} on an anomaly, {s['false_alerts']} false: {s['false_by_detector']};"
         f" {s['false_on_fee_hours']} of them on a 1st-of-month fee hour) → precision"

@@ -47,6 +47,18 @@ class DetectorCommon(ComponentConfig):
         0.25, ge=0, description="with min_impact_percent: an impact under this never pages (cents never page)"
     )
     fill_missing: bool = Field(True, description="a window without events is a zero (sums only)")
+    early_warning: bool = Field(
+        True,
+        description="sums watched upward: alert while a window is still open, once its running sum is past the "
+        "usual band's upper edge by the paging rule (min_impact_usd / min_impact_percent); the alert is confirmed "
+        "or withdrawn when the window closes",
+    )
+    data_gap_windows: int | None = Field(
+        3,
+        ge=1,
+        description="a series without data for this many windows, and half again as long as its longest silence "
+        "before, raises a data-gap alert naming its sources (sums with fill_missing; null: never)",
+    )
     max_series: int = Field(100_000, ge=1)
     series_ttl_windows: int = Field(24 * 14, ge=1, description="forget a series after this many empty windows")
     top_contributors: int = Field(5, ge=0, le=50)
@@ -123,8 +135,9 @@ class DetectorHooks:
         """Whether the incident goes on (asked only while an episode is open and the score says normal)."""
         return False
 
-    def sustained(self, x: dict[Any, Any]) -> tuple[float, str] | None:
-        """A slow growth's worth a day in the signal's units and why, or None."""
+    def sustained(self, x: dict[Any, Any]) -> tuple[float, str, float] | None:
+        """A slow growth's worth a day in the signal's units, why, and the move relative to the usual day (0.34 for
+        +34 %), or None."""
         return None
 
     def bind_series(self, key: tuple[str, ...]) -> None:

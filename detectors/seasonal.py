@@ -310,15 +310,15 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
             score *= self.refractory_factor
         return score
 
-    def sustained(self, x: dict[Any, Any]) -> tuple[float, str] | None:
+    def sustained(self, x: dict[Any, Any]) -> tuple[float, str, float] | None:
         """When ``x`` is anomalous for the week-over-week move of the last complete day: that
-        move's worth a day (in the series' units, negative for a drop) and a sentence for the alert
-        ("sustained growth: ..." or "sustained drop: ..."); else None."""
+        move's worth a day (in the series' units, negative for a drop), a sentence for the alert
+        ("sustained growth: ..." or "sustained drop: ...") and the move relative to that weekday; else None."""
         st = self._st
         if not self.growth or self._unrefracted(x) < self.threshold or st[_GS] < self.threshold:
             return None
         move = "growth" if st[_GX] >= 0 else "drop"  # a fall is a drop, never a negative growth
-        return st[_GX], f"sustained {move}: yesterday {st[_GG]:+.0%} on the same weekday a week before"
+        return st[_GX], f"sustained {move}: yesterday {st[_GG]:+.0%} on the same weekday a week before", st[_GG]
 
     def excursion(self, x: dict[Any, Any]) -> bool:
         """Whether an open incident goes on: the point itself is outside the usual band of

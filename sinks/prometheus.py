@@ -55,6 +55,7 @@ class AnomalyCollector(Collector):
         self.max_series = max_series
         self.latest: dict[tuple[str, Any], Any] = {}
         self.firing: set[tuple[str, Any]] = set()
+        self.gaps: set[tuple[str, Any]] = set()  # series in a data gap (their own alerts, apart from spend)
         self.lock = threading.Lock()
         self.capped = 0
 
@@ -69,19 +70,21 @@ class AnomalyCollector(Collector):
 
     def alert(self, doc: dict[str, Any]) -> None:
         key = (doc["detector"], tuple(doc["series"].items()))
+        target = self.gaps if doc.get("kind") == "data_gap" else self.firing
         with self.lock:
             if doc["status"] == "firing":
-                self.firing.add(key)
+                target.add(key)
             else:
-                self.firing.discard(key)
+                target.discard(key)
 
     def collect(self) -> Any:
         with self.lock:
-            keys = sorted(self.latest, key=lambda k: (k not in self.firing, k[0]))
+            keys = sorted(self.latest, key=lambda k: (k not in self.firing and k not in self.gaps, k[0]))
             chosen = keys[: self.max_series]
             hidden = len(keys) - len(chosen) + self.capped
             pts = [(k, self.latest[k]) for k in chosen]
             firing = set(self.firing)
+            gaps = set(self.gaps)
         fams = {
             "score": GaugeMetricFamily("finops_anomaly_score", "Anomaly score of the latest closed window"),
             "observed": GaugeMetricFamily("finops_observed_value", "Observed value of the latest closed window"),
@@ -89,6 +92,7 @@ class AnomalyCollector(Collector):
             "lower": GaugeMetricFamily("finops_expected_lower", "Lower bound of the expected band"),
             "upper": GaugeMetricFamily("finops_expected_upper", "Upper bound of the expected band"),
             "firing": GaugeMetricFamily("finops_alerts_firing", "1 while an alert is firing for the series"),
+            "gap": GaugeMetricFamily("finops_data_gap", "1 while the series is in a data gap (stopped reporting)"),
             "impact": GaugeMetricFamily("finops_impact_usd", "Dollar impact of the latest closed window"),
         }
         for key, p in pts:
@@ -102,6 +106,7 @@ class AnomalyCollector(Collector):
                 "lower": p.lower,
                 "upper": p.upper,
                 "firing": 1.0 if key in firing else 0.0,
+                "gap": 1.0 if key in gaps else 0.0,
                 "impact": p.impact_usd if p.impact_usd is not None else math.nan,
             }
             for name, fam in fams.items():

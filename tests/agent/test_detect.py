@@ -190,21 +190,23 @@ def test_a_threshold_alert_reads_the_limit_not_an_expected_value_and_scores_with
 def test_an_escalation_says_so_and_a_resolution_carries_the_episode_impact() -> None:
     r = idle_runner()
     feed_idle(r, range(0, 5), 0.1)
-    events = feed_idle(r, range(5, 16), 1.0)  # $98 an hour: error from the 2nd hour, critical from the 11th
-    events += feed_idle(r, range(16, 18), 0.1)  # two normal windows resolve it
+    # Severity follows what a window would cost a day if it continued, or the episode so far, whichever is larger.
+    events = feed_idle(r, range(5, 7), 1.0, cost_per_idle_hour=1.3125)  # $10.50 an hour: $252 a day → error
+    events += feed_idle(r, range(7, 9), 1.0, cost_per_idle_hour=6.125)  # $49 an hour: $1,176 a day → critical
+    events += feed_idle(r, range(9, 11), 0.1)  # two normal windows resolve it
     assert [(e["status"], e["severity"], e["escalated"], e["previous_severity"]) for e in events] == [
-        ("firing", "warning", False, None),
-        ("firing", "error", True, "warning"),
+        ("firing", "error", False, None),
         ("firing", "critical", True, "error"),
         ("resolved", "critical", False, None),
     ]
+    assert events[0]["projected_daily_impact_usd"] == 252.0 and events[0]["projected_monthly_impact_usd"] == 7560.0
     esc = events[1]
-    assert esc["summary"].startswith("escalated to error: [idle_gpu]")
-    assert esc["summary"].endswith("episode impact so far +$196.00")
-    assert esc["impact_usd"] == 98.0  # the window's; the episode's is in episode.impact_usd
+    assert esc["summary"].startswith("escalated to critical: [idle_gpu]")
+    assert esc["summary"].endswith("episode impact so far +$70.00")
+    assert esc["impact_usd"] == 49.0  # the window's; the episode's is in episode.impact_usd
     resolved = events[-1]
-    assert resolved["impact_usd"] == resolved["episode"]["impact_usd"] == 1078.0  # not the last window's $98
-    assert "after 11 hours; episode impact +$1,078.00" in resolved["summary"]
+    assert resolved["impact_usd"] == resolved["episode"]["impact_usd"] == 119.0  # not the last window's $49
+    assert "after 4 hours; episode impact +$119.00" in resolved["summary"]
 
 
 def test_anomalous_points_under_min_impact_are_held_back_and_counted() -> None:

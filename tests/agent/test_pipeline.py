@@ -74,11 +74,11 @@ def test_a_batch_that_fails_costs_only_itself(
     real_add = agent.aggregator.add
     calls = {"n": 0}
 
-    def flaky(stream: str, obs: Any, *rest: Any) -> Any:  # the first batch to reach aggregation fails
+    def flaky(stream: str, obs: Any, *rest: Any, **kw: Any) -> Any:  # the first batch to reach aggregation fails
         calls["n"] += 1
         if calls["n"] == 1:
             raise ZeroDivisionError("injected")
-        return real_add(stream, obs, *rest)
+        return real_add(stream, obs, *rest, **kw)
 
     monkeypatch.setattr(agent.aggregator, "add", flaky)
     caplog.set_level(logging.ERROR, logger="agent")
@@ -222,5 +222,62 @@ def test_a_quiet_live_source_closes_its_last_window_after_the_idle_timeout(tmp_p
         assert wait_until(lambda: bool(collector.points), 20)
         pts = _points(collector)
         assert (pts[0].window_start, pts[0].observed) == (w, 12.0)
+    finally:
+        agent.stop()
+
+
+def test_a_live_spike_alerts_before_its_window_ends_and_the_quiet_tail_confirms_it(tmp_path: Path) -> None:
+    """A followed file with three days of a team's usual Bedrock calls, then a runaway loop: the early warning comes
+    while the loop's window is still open (no record past it yet), and after the file goes quiet the idle timeout
+    closes the window, which confirms the alert."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    f = inbox / "live.jsonl"
+    now = time.time()
+    w = now - now % 3600 - 2 * 3600  # the loop's window: two hours ago, so that the quiet tail can close it
+    usual = [w - h * 3600 + m * 600 + 30 for h in range(72, 0, -1) for m in range(5 + h % 3)]
+    _append(f, usual)
+    cfg = load_config_text(
+        f"""
+sources:
+  tokens:
+    type: file
+    path: {inbox}
+    watch: true
+    poll_interval_seconds: 0.1
+    decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}
+detectors:
+  spend:
+    type: seasonal
+    signal: token_cost_usd
+    group_by: [team]
+    window_seconds: 3600
+    warmup_points: 48
+    min_impact_usd: 0.01
+sinks:
+  console: {{type: console}}
+state: {{type: memory}}
+dead_letter: {{path: {tmp_path / "dlq.jsonl"}}}
+pipeline: {{allowed_lateness_seconds: 60, idle_timeout_seconds: 1, early_check_seconds: 60}}
+"""
+    )
+    collector = PointCollector()
+    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    agent.start()
+    try:
+        assert wait_until(lambda: agent.records_in == len(usual), 30)
+        loop = [w + s for s in range(0, 600, 6)]  # 100 calls in the window's first 10 minutes (about 15× usual)
+        _append(f, loop)
+        assert wait_until(lambda: any(d.get("early") for d in collector.alerts), 30)
+        early = next(d for d in collector.alerts if d.get("early"))
+        assert early["status"] == "firing" and early["series"] == {"team": "search"}
+        assert early["window_start"] == _stamp(w) and early["window_progress"] <= 10 / 60 + 0.02
+        closed = [p for p in _points(collector) if p.window_start == w]
+        assert closed == []  # the alert came while its window was open
+        # Quiet from here: the idle timeout moves event time on, the window closes and the alert is confirmed.
+        assert wait_until(lambda: any(d.get("confirmed") for d in collector.alerts), 30)
+        confirmed = next(d for d in collector.alerts if d.get("confirmed"))
+        assert confirmed["id"] == early["id"] and confirmed["observed"] >= early["observed"]
+        assert [p.anomalous for p in _points(collector) if p.window_start == w] == [True]
     finally:
         agent.stop()

@@ -29,13 +29,14 @@ def test_threshold_escalation_and_resolution_read_correctly() -> None:
 
     r = idle_runner()
     feed_idle(r, range(0, 5), 0.1)
-    docs = feed_idle(r, range(5, 7), 1.0) + feed_idle(r, range(7, 9), 0.1)
+    docs = feed_idle(r, range(5, 6), 1.0, cost_per_idle_hour=1.3125)  # $10.50 an hour: $252 a day → error
+    docs += feed_idle(r, range(6, 7), 1.0) + feed_idle(r, range(7, 9), 0.1)  # $98 an hour: critical
     out = io.StringIO()
     s = ConsoleSink(ConsoleConfig(type="console"), name="c", telemetry=Telemetry(), stream=out)
     for d in docs:
         s.on_alert(d)
     first, escalated, resolved = out.getvalue().splitlines()
-    assert first.startswith("FIRING   warning  [idle_gpu]") and "100 % idle (limit 50 %)" in first
+    assert first.startswith("FIRING   error    [idle_gpu]") and "100 % idle (limit 50 %)" in first
     assert "[limit 0.5; id " in first and "band" not in first and "expected" not in first
-    assert escalated.startswith("FIRING   error    escalated to error: [idle_gpu]")
-    assert resolved.startswith("RESOLVED error    [idle_gpu] resolved") and "episode impact +$196.00" in resolved
+    assert escalated.startswith("FIRING   critical escalated to critical: [idle_gpu]")
+    assert resolved.startswith("RESOLVED critical [idle_gpu] resolved") and "episode impact +$108.50" in resolved

@@ -86,7 +86,9 @@ def test_slack_renders_the_limit_the_escalation_and_the_episode_impact() -> None
 
     r = idle_runner()
     feed_idle(r, range(0, 5), 0.1)
-    docs = feed_idle(r, range(5, 15), 1.0) + feed_idle(r, range(15, 17), 0.1)
+    docs = feed_idle(r, range(5, 7), 1.0, cost_per_idle_hour=1.3125)  # $10.50 an hour: $252 a day → error
+    docs += feed_idle(r, range(7, 15), 1.0)  # $98 an hour: critical
+    docs += feed_idle(r, range(15, 17), 0.1)
     first, escalated, resolved = (slack_message(d) for d in docs)
 
     def fields(msg: dict[str, Any]) -> dict[str, str]:
@@ -95,12 +97,13 @@ def test_slack_renders_the_limit_the_escalation_and_the_episode_impact() -> None
     assert fields(first) == {
         "Observed": "100 %",
         "Limit": "50 %",
-        "Impact (window)": "$98.00",
-        "Episode impact": "$98.00",
+        "Impact (window)": "$10.50",
+        "Episode impact": "$10.50",
         "Score": "0.75",
     }
-    assert escalated["text"].startswith(":red_circle: escalated to error:")
-    assert fields(escalated)["Escalated"] == "warning → error"
+    assert first["text"].startswith(":red_circle: [idle_gpu]")
+    assert escalated["text"].startswith(":rotating_light: escalated to critical:")
+    assert fields(escalated)["Escalated"] == "error → critical"
     assert resolved["text"].startswith(":white_check_mark: [idle_gpu] resolved")
-    assert fields(resolved)["Episode impact"] == "$980.00"  # the episode, not the last window's $98
+    assert fields(resolved)["Episode impact"] == "$805.00"  # the episode, not the last window's $98
     assert fields(resolved)["Windows"] == "10"

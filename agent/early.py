@@ -1,0 +1,173 @@
+"""Early warnings: an open window already on course past the usual band.
+
+A window closes ``allowed_lateness`` after it ends; a runaway loop that starts at 10:05 would page after 11:05 with
+hourly windows. For a sum watched upward, the open window's sum is projected to its end: what it has summed so far
+(it only grows: spend is not taken back within the hour) plus the series' expected value for the part of the window
+still to come, at the usual pace. Once that projection is past the band's upper edge by the paging rule
+(``min_impact_usd``, or ``min_impact_percent`` of the usual with ``min_impact_floor_usd``) and the model scores it
+anomalous, the runner alerts at once (``early: true`` in the document, ``window_progress``, the impact so far: the
+spend over the usual pace). A burst that stops is still in the projection (its dollars are spent); what the
+projection cannot know is a quiet rest of the window: when the window closes it is scored as usual, and the alert is
+confirmed (the same id, a new revision) or withdrawn (``resolved`` with ``withdrawn: true``). A window whose end has
+passed (waiting for its lateness) is judged on its sum alone.
+
+The pipeline asks every ``early_check_seconds`` of event time (:meth:`EarlyWarnings.early`), handing the open
+buckets of the aggregation: they are summed per series here (never into the runner's windows), and each series'
+band for a window is forecast once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from agent.aggregate import Cells
+from agent.alerts import _MISS, Episode, Point, SeriesKey, Unit, alert_id
+from agent.model import Cell
+from detectors.base import warming_up
+
+
+class EarlyWarnings:
+    """The early-warning part of :class:`~agent.detect.DetectorRunner` (a mixin: the runner holds the state)."""
+
+    name: str
+    type: str
+    cfg: Any
+    window: float
+    unit: Unit
+    group_by: tuple[str, ...]
+    windows: dict[float, dict[SeriesKey, list[Any]]]
+    models: dict[SeriesKey, Any]
+    episodes: dict[SeriesKey, Episode]
+    last_learned: dict[SeriesKey, float]
+    closed_until: float
+    early_enabled: bool
+    _routes: dict[Cell, Any]
+    _track_children: bool
+    _usd: bool
+    _bands: dict[tuple[float, SeriesKey], tuple[float, float, float]]
+
+    if TYPE_CHECKING:  # the runner's (declared for the type checker only: a mixin must not shadow them)
+
+        def _route(self, c: Cell) -> Any: ...
+        def _worth_paging(self, impact: float, model: Any, a: list[Any]) -> bool: ...
+        def _contributors(self, key: SeriesKey, a: list[Any], y: float, expected: float) -> list[dict[str, Any]]: ...
+        def _project(self, pt: Point) -> None: ...
+        def _severity(self, impact: float, projected: float | None = None) -> str: ...
+        def document(
+            self,
+            ep: Episode,
+            pt: Point,
+            status: str,
+            resolved_at: float | None = None,
+            *,
+            restated: bool = False,
+            escalated_from: str | None = None,
+            confirmed: bool = False,
+            withdrawn: bool = False,
+        ) -> dict[str, Any]: ...
+
+    def early(self, now: float, buckets: Iterable[tuple[float, Cells]]) -> tuple[list[Point], list[dict[str, Any]]]:
+        """Early warnings for the open windows at event time ``now``, given the aggregation's open buckets."""
+        events: list[dict[str, Any]] = []
+        if not self.early_enabled:
+            return [], events
+        window = self.window
+        closed = self.closed_until
+        partial: dict[float, dict[SeriesKey, list[Any]]] = {}
+        for w, acc in self.windows.items():  # sealed buckets of windows still open (buckets shorter than windows)
+            partial[w] = {k: [a[0], a[1], a[2], dict(a[3]) if a[3] is not None else None] for k, a in acc.items()}
+        routes = self._routes
+        track = self._track_children
+        for b, cells in buckets:
+            w = b - b % window
+            if w + window <= closed:
+                continue
+            found = partial.get(w)
+            acc = partial[w] = {} if found is None else found
+            for c, vals in cells.items():
+                route = routes.get(c, _MISS)
+                if route is _MISS:
+                    route = self._route(c)
+                if route is None:
+                    continue
+                key, child, i, _, ci = route
+                a = acc.get(key)
+                if a is None:
+                    a = acc[key] = [0.0, 0.0, 0.0, {} if track else None]
+                v = vals[i]
+                a[0] += v
+                if ci >= 0:
+                    a[2] += vals[ci]
+                if child is not None:
+                    a[3][child] = a[3].get(child, 0.0) + v
+        bands = self._bands
+        if bands and min(k[0] for k in bands) + window <= closed:
+            for k in [k for k in bands if k[0] + window <= closed]:
+                del bands[k]
+        for w, acc in partial.items():
+            progress = min(1.0, max(0.0, (now - w) / window))
+            for key, a in acc.items():
+                if key in self.episodes:
+                    continue  # already alerting (or already warned in this window)
+                model = self.models.get(key)
+                if model is None or warming_up(model) or self.last_learned.get(key, -math.inf) >= w:
+                    continue
+                self._check(key, model, w, a, progress, events)
+        return [], events
+
+    def _check(self, key: SeriesKey, model: Any, w: float, a: list[Any], progress: float, events: list[Any]) -> None:
+        y = a[0]
+        band = self._bands.get((w, key))
+        if band is None:
+            band = self._bands[w, key] = model.forecast_one({"t": w, "t_end": w + self.window, "y": y})
+        expected, lower, upper = band
+        # The window's sum if the rest of it runs at the usual pace: what is spent so far plus the expected rest.
+        proj = y + max(expected, 0.0) * (1.0 - progress)
+        if not proj > upper:
+            return
+        if self._usd:
+            per = 1.0
+        elif self.cfg.cost_signal and y > 0:  # e.g. GPU-hours: at the window's cost per unit so far
+            per = a[2] / y
+        else:
+            return  # no dollar figure: nothing to judge the paging rule on
+        excess = per * (proj - upper)
+        # The paging rule on the excess over the band, against the projected window's spend.
+        if not (excess > 0 and self._worth_paging(excess, model, [proj, a[1], per * proj, None])):
+            return
+        x = {"t": w, "t_end": w + self.window, "y": proj}
+        score = model.score_one(x)
+        if score < model.threshold:
+            return
+        series = tuple(zip(self.group_by, key, strict=True))
+        pt = Point(
+            self.name,
+            self.type,
+            self.cfg.signal,
+            series,
+            w,
+            w + self.window,
+            y,
+            expected,
+            lower,
+            upper,
+            score,
+            True,
+            per * (proj - expected),
+        )
+        pt.unit = self.unit.label
+        pt.early, pt.progress = True, progress
+        self._project(pt)
+        pt.reason = (
+            f"early warning: {progress:.0%} into the window, on course for {self.unit.fmt(proj)}, past the usual "
+            f"band's {self.unit.fmt(upper)}"
+        )
+        if a[3]:  # each child against its usual share of what the window usually has by now
+            pt.contributors = self._contributors(key, a, y, expected * progress)
+        ep = self.episodes[key] = Episode(alert_id(self.name, series, w), w, w, early_window=w)
+        ep.severity = self._severity(pt.impact_usd or 0.0, pt.projected_daily_impact_usd)
+        ep.peak_score = score
+        ep.last_point = pt
+        events.append(self.document(ep, pt, "firing"))

@@ -1,0 +1,167 @@
+"""Data gaps: a series that stops reporting raises an alert of its own, naming its sources.
+
+A source that goes silent hides spend rather than saving it; its series' empty windows are zeros to the spend
+model (``fill_missing``), which may also call them a drop, but the on-call engineer needs to hear "no data" apart
+from "spend fell". A series is in a gap once it has had no data for ``data_gap_windows`` windows **and** for half
+again as long as its longest silence so far (a team that is quiet every night and every weekend is not missing on
+Sunday: its own history sets the bar; half again, because a silence only a little longer than the longest seen in a
+few weeks is still within what a month of weekends and holidays brings). The alert (``kind: data_gap``, its own id)
+resolves when data comes back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from agent.alerts import Gap, Point, SeriesKey, Unit, _duration, _label, _num, alert_id
+from agent.model import Cell, iso
+from detectors.base import warming_up
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class DataGaps:
+    """The data-gap part of :class:`~agent.detect.DetectorRunner` (a mixin: the runner holds the state)."""
+
+    name: str
+    type: str
+    cfg: Any
+    window: float
+    unit: Unit
+    group_by: tuple[str, ...]
+    last_seen: dict[SeriesKey, float]
+    gaps: dict[SeriesKey, Gap]
+    longest_silence: dict[SeriesKey, int]  # windows; only series that have been silent
+    silent_usual: dict[SeriesKey, float]  # series silent now: their expected values summed since (not persisted)
+    gaps_enabled: bool
+    source_of: Callable[[Cell], str | None] | None
+    _routes: dict[Cell, Any]
+
+    def _gap_step(self, key: SeriesKey, model: Any, pt: Point, had_data: bool, events: list[dict[str, Any]]) -> None:
+        """After a series' window is scored, before ``last_seen`` takes it: open, extend or end its gap."""
+        w = pt.window_start
+        seen = self.last_seen.get(key)
+        if had_data:
+            self.silent_usual.pop(key, None)
+            if seen is not None:
+                run = round((w - seen) / self.window) - 1
+                if run > self.longest_silence.get(key, 0):
+                    self.longest_silence[key] = run
+            gap = self.gaps.pop(key, None)
+            if gap is not None:
+                events.append(self.gap_document(gap, pt, "resolved", resolved_at=w))
+            return
+        usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + max(pt.expected, 0.0)
+        gap = self.gaps.get(key)
+        if gap is not None:
+            gap.silent_windows += 1
+            gap.usual = usual
+            return
+        if seen is None or warming_up(model):
+            return
+        run = round((w - seen) / self.window)
+        longest = self.longest_silence.get(key, 0)
+        if run < max(self.cfg.data_gap_windows, longest + longest // 2 + 1):
+            return
+        series = tuple(zip(self.group_by, key, strict=True))
+        since = seen + self.window
+        gap = self.gaps[key] = Gap(
+            alert_id(f"{self.name}:data_gap", series, since), since, run, longest, usual, self._sources(key)
+        )
+        events.append(self.gap_document(gap, pt, "firing"))
+
+    def _sources(self, key: SeriesKey) -> tuple[str, ...]:
+        """The sources whose records made the series (as far as the aggregation remembers its cells)."""
+        of = self.source_of
+        if of is None:
+            return ()
+        names = {of(c) for c, r in self._routes.items() if r is not None and r[0] == key}
+        return tuple(sorted(n for n in names if n))
+
+    def gap_document(self, gap: Gap, pt: Point, status: str, resolved_at: float | None = None) -> dict[str, Any]:
+        """The alert document of a data gap (the same fields as a spend alert's; ``kind: data_gap``)."""
+        cfg = self.cfg
+        series = dict(pt.series)
+        label = _label(pt.series)
+        u = self.unit
+        src = ", ".join(gap.sources) or "unknown source"
+        lasted = _duration(gap.silent_windows * self.window)
+        before = (
+            f"its longest silence before: {_duration(gap.longest_before * self.window)}"
+            if gap.longest_before
+            else "it had never been silent for a whole window"
+        )
+        if status == "firing":
+            summary = (
+                f"[{self.name}] data gap: no {cfg.signal} data for {label} from {src} for {lasted} since "
+                f"{iso(gap.since)} ({before}); it usually reports {u.fmt(gap.usual)} in that time: spend may be "
+                "going unreported"
+            )
+        else:
+            summary = (
+                f"[{self.name}] data gap over: {label} reports {cfg.signal} again (from {src}) after {lasted} "
+                f"without data"
+            )
+        return {
+            "version": "1",
+            "kind": "data_gap",
+            "id": gap.id,
+            "status": status,
+            "revision": 0,
+            "restated": False,
+            "severity": "warning",
+            "escalated": False,
+            "previous_severity": None,
+            "summary": summary[:1024],
+            "detector": self.name,
+            "detector_type": self.type,
+            "signal": cfg.signal,
+            "per": cfg.per,
+            "per_scale": cfg.per_scale,
+            "unit": u.text,
+            "unit_label": u.label,
+            "series": series,
+            "sources": list(gap.sources),
+            "window_start": iso(gap.since),
+            "window_end": iso(pt.window_end),
+            "started_at": iso(gap.since),
+            "resolved_at": iso(resolved_at) if resolved_at is not None else None,
+            "direction": None,
+            "observed": 0.0,
+            "expected": _num(gap.usual),
+            "lower": None,
+            "upper": None,
+            "score": None,
+            "limit": None,
+            "impact_usd": None,
+            "projected_daily_impact_usd": None,
+            "projected_monthly_impact_usd": None,
+            "reason": f"no data for {lasted}",
+            "silent_windows": gap.silent_windows,
+            "longest_silence_before_windows": gap.longest_before,
+            "early": False,
+            "window_progress": None,
+            "confirmed": False,
+            "withdrawn": False,
+            "episode": {
+                "points": gap.silent_windows,
+                "observed_total": 0.0,
+                "expected_total": _num(gap.usual),
+                "impact_usd": None,
+                "peak_score": None,
+            },
+            "top_contributors": [],
+        }
+
+
+def enabled(cfg: Any, is_ratio: bool, month: bool) -> bool:
+    """Whether a detector watches for data gaps: sums that fill missing windows with zeros."""
+    return (
+        cfg.data_gap_windows is not None
+        and cfg.fill_missing
+        and not is_ratio
+        and not month
+        and math.isfinite(cfg.window_seconds)
+    )

@@ -1,0 +1,64 @@
+"""Data gaps (agent/gaps.py) at the runner: a series that stops reporting, apart from its spend alerts."""
+
+from __future__ import annotations
+
+import pickle
+
+from agent.model import cell, make_dims
+from tests.agent.test_detect import SIG, H, runner
+from tests.agent.test_early import base
+
+
+def hours(r, rng: range, value, team: str = "a") -> list[dict]:  # type: ignore[no-untyped-def]
+    events: list[dict] = []
+    for h in rng:
+        v = value(h)
+        if v is not None:
+            r.add_bucket(h * H, {cell(make_dims({"team": team, "model": "m"}), SIG): [v, 1000.0]})
+        events += r.close_until((h + 1) * H)[1]
+    return events
+
+
+def test_a_series_that_stops_reporting_raises_a_data_gap_naming_its_source() -> None:
+    r = runner(direction="both")
+    r.source_of = {cell(make_dims({"team": "a", "model": "m"}), SIG): "bedrock_logs"}.get
+    hours(r, range(0, 24 * 9), base)
+    events = hours(r, range(24 * 9, 24 * 9 + 5), lambda h: None)  # no record at all for 5 hours
+    gaps = [e for e in events if e["kind"] == "data_gap"]
+    assert [(e["status"], e["window_start"]) for e in gaps] == [("firing", "1970-01-10T00:00:00Z")]
+    gap = gaps[0]
+    assert gap["sources"] == ["bedrock_logs"] and gap["silent_windows"] == 3 and gap["direction"] is None
+    assert gap["summary"].startswith("[spend] data gap: no token_cost_usd data for team=a from bedrock_logs for 3 ")
+    assert "unreported" in gap["summary"] and gap["expected"] > 200  # about three hours' usual spend
+    # The spend alert, if any, is another alert: a drop, never growth.
+    spend = [e for e in events if e["kind"] == "spend" and e["status"] == "firing"]
+    assert all(e["id"] != gap["id"] and e["direction"] == "down" and "dropped" in e["summary"] for e in spend)
+    # Data comes back: the gap resolves (its own id); state survives a checkpoint.
+    r2 = runner(direction="both")
+    r2.restore(pickle.loads(pickle.dumps(r.snapshot())))
+    back = [e for e in hours(r2, range(24 * 9 + 5, 24 * 9 + 6), base) if e["kind"] == "data_gap"]
+    assert [(e["status"], e["id"]) for e in back] == [("resolved", gap["id"])]
+    assert "data gap over" in back[0]["summary"] and "after 5 hours" in back[0]["summary"]
+
+
+def test_a_series_quiet_every_night_is_not_a_gap_until_silent_longer_than_ever() -> None:
+    r = runner()
+    office = lambda h: base(h) if 8 <= h % 24 < 20 else None  # noqa: E731  12 silent hours every night
+    assert [e for e in hours(r, range(0, 24 * 14), office) if e["kind"] == "data_gap"] == []
+    assert r.longest_silence[("a",)] == 12
+    # A whole day off is 36 silent hours: more than 12 × 1.5 = 18, a gap after the 19th silent hour.
+    events = hours(r, range(24 * 14, 24 * 16), lambda h: office(h) if h >= 24 * 15 + 12 else None)
+    gaps = [e for e in events if e["kind"] == "data_gap"]
+    assert [e["status"] for e in gaps] == ["firing", "resolved"]
+    assert gaps[0]["silent_windows"] == 19 and gaps[0]["longest_silence_before_windows"] == 12
+    assert "its longest silence before: 12 hours" in gaps[0]["summary"]
+
+
+def test_no_gap_alerts_when_disabled_or_while_warming_up() -> None:
+    r = runner(data_gap_windows=None)
+    hours(r, range(0, 24 * 9), base)
+    assert not [e for e in hours(r, range(24 * 9, 24 * 10), lambda h: None) if e["kind"] == "data_gap"]
+    r = runner()
+    hours(r, range(0, 10), base)  # 10 of 48 warm-up windows
+    assert not [e for e in hours(r, range(10, 20), lambda h: None) if e["kind"] == "data_gap"]
+    assert not runner(per="tokens").gaps_enabled
