@@ -141,6 +141,10 @@ class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
                 model.bind_series(key)
                 if self._new_usd is not None and self._is_new(w):
                     model.newborn_usd = 0.0  # spend since it appeared (kept with the model's state)
+            if gaps and key in self.gaps and a[0] == 0 and a[1] == 0:
+                self._in_gap(key, model, w)  # not a zero: unknown (learned as its own expectation, not scored)
+                self.last_learned[key] = w
+                continue
             scored = self._score(key, model, w, a, count_held=True)
             if scored is None:
                 continue

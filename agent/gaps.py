@@ -2,11 +2,12 @@
 
 A source that goes silent hides spend rather than saving it; its series' empty windows are zeros to the spend
 model (``fill_missing``), which may also call them a drop, but the on-call engineer needs to hear "no data" apart
-from "spend fell". A series is in a gap once it has had no data for ``data_gap_windows`` windows **and** for half
-again as long as its longest silence so far (a team that is quiet every night and every weekend is not missing on
-Sunday: its own history sets the bar; half again, because a silence only a little longer than the longest seen in a
-few weeks is still within what a month of weekends and holidays brings). The alert (``kind: data_gap``, its own id)
-resolves when data comes back.
+from "spend fell". A series is in a gap once it has had no data for ``data_gap_windows`` windows **and** for longer
+than twice its longest silence so far (a team that is quiet every night and every weekend is not missing on Sunday:
+its own history sets the bar; twice, because the longest of a series' silences grows with the history it is taken
+from — a few weeks show only part of what a year of quiet nights, holidays and sparse hours brings). The alert
+(``kind: data_gap``, its own id) resolves when data comes back. While it is open, the series' empty windows are
+unknown rather than zero: not scored, and learned as the model's own expectation.
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ class DataGaps:
         seen = self.last_seen.get(key)
         if had_data:
             self.silent_usual.pop(key, None)
-            if seen is not None:
+            gap = self.gaps.pop(key, None)
+            if gap is not None:  # (a gap is not one of the series' usual silences: its length is not learned)
+                events.append(self.gap_document(gap, pt, "resolved", resolved_at=w))
+            elif seen is not None:
                 run = round((w - seen) / self.window) - 1
                 if run > self.longest_silence.get(key, 0):
                     self.longest_silence[key] = run
-            gap = self.gaps.pop(key, None)
-            if gap is not None:
-                events.append(self.gap_document(gap, pt, "resolved", resolved_at=w))
             return
         usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + max(pt.expected, 0.0)
         gap = self.gaps.get(key)
@@ -63,7 +64,7 @@ class DataGaps:
             return
         run = round((w - seen) / self.window)
         longest = self.longest_silence.get(key, 0)
-        if run < max(self.cfg.data_gap_windows, longest + longest // 2 + 1):
+        if run < max(self.cfg.data_gap_windows, 2 * longest + 1):
             return
         series = tuple(zip(self.group_by, key, strict=True))
         since = seen + self.window
@@ -71,6 +72,20 @@ class DataGaps:
             alert_id(f"{self.name}:data_gap", series, since), since, run, longest, usual, self._sources(key)
         )
         events.append(self.gap_document(gap, pt, "firing"))
+
+    def _in_gap(self, key: SeriesKey, model: Any, w: float) -> None:
+        """A window without data while the series is in a gap: unknown, not zero. It is not scored (no drop alert
+        for spend that went unreported, no point on ``/metrics``), and the model learns its own expectation for it:
+        a silence is not learned as a fall of the level, nor compared a week later as growth."""
+        x = {"t": w, "t_end": w + self.window, "y": 0.0}
+        expected = model.forecast_one(x)[0]
+        x["y"] = expected
+        x["paged"] = False
+        x["unknown"] = True
+        model.learn_one(x)
+        gap = self.gaps[key]
+        gap.silent_windows += 1
+        gap.usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + max(expected, 0.0)
 
     def _sources(self, key: SeriesKey) -> tuple[str, ...]:
         """The sources whose records made the series (as far as the aggregation remembers its cells)."""

@@ -9,7 +9,9 @@ inherits :class:`DetectorHooks` — registered with ``register("detector", "<typ
 - ``threshold``: a point is anomalous when ``score_one(x) >= threshold``,
 - ``clone()``: a fresh copy (River's), and ``from_config(cfg)``: the prototype cloned for every series.
 
-``x`` is ``{"t": window start in epoch seconds, "t_end": its end, "y": the window's value}``. The runner
+``x`` is ``{"t": window start in epoch seconds, "t_end": its end, "y": the window's value}``; what
+``learn_one`` gets may also say ``"paged": False`` (an anomaly the agent did not page: under its dollar rule)
+and ``"unknown": True`` (a window of a data gap: ``y`` is the model's own expectation, nothing was seen). The runner
 (``agent/detect.py``) calls the hooks of :class:`DetectorHooks` on every detector; a detector overrides the
 ones it refines, and the defaults say "nothing special". No capability is discovered by name or attribute.
 """
@@ -56,7 +58,7 @@ class DetectorCommon(ComponentConfig):
     data_gap_windows: int | None = Field(
         3,
         ge=1,
-        description="a series without data for this many windows, and half again as long as its longest silence "
+        description="a series without data for this many windows, and for longer than twice its longest silence "
         "before, raises a data-gap alert naming its sources (sums with fill_missing; null: never)",
     )
     max_series: int = Field(100_000, ge=1)

@@ -109,7 +109,7 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
     scale, which adapt to them. So each complete UTC day's mean is also compared with the same
     weekday a week before (``growth``), against this series' usual week-over-week moves (after
     ``growth_min_days`` of them); an unlikely move scores like the rest, for the next day, unless
-    an anomaly of the last three days explains it. :meth:`sustained` tells the agent what such a
+    an anomaly paged in the last seven days explains it. :meth:`sustained` tells the agent what such a
     move is worth a day: a leak costs little per window and much per day.
 
     After an anomalous point, scores are multiplied by ``refractory_factor`` for
@@ -284,9 +284,9 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
             if dev > st[_DMAX] * self.max_decay and self.point_weight * dev > score:
                 score = self.point_weight * dev
             score = score / 10.0 if score < 10.0 else 1.0
-            # The last complete day's week-over-week growth, unless an anomaly of the last three
+            # The last complete day's week-over-week growth, unless an anomaly paged in the last seven
             # days explains it (a level shift stays a week-over-week jump for seven days).
-            if st[_GS] > score and st[_SINCE] >= 3 * (len(self._prof) or 24):
+            if st[_GS] > score and st[_SINCE] >= 7 * (len(self._prof) or 24):
                 score = st[_GS]
             lo, hi = st[_LO], st[_HI]
             # A new extreme counts beyond the usual band, or beyond the noise once the range is long established.
@@ -356,7 +356,8 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
             return
         # Refractory clock: restarts at every anomalous point (as scored before learning) that was
         # paged; the agent says when it was not (``x["paged"]``: under its minimum dollar impact).
-        if self.score_one(x) >= self.threshold and x.get("paged", True):
+        paged = self.score_one(x) >= self.threshold and x.get("paged", True)
+        if paged:
             st[_SINCE] = 0.0
             st[_GS] = 0.0  # a day's growth pages once (at its first anomalous point)
         else:
@@ -411,6 +412,10 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
         month_start = self.monthly and _month_start(t)
         if self.growth and not month_start:
             self._growth(t, z)
+            if paged or x.get("unknown"):
+                # A day with a paged anomaly, or with windows of a data gap (learned as their expectation, not
+                # seen), is no baseline: the same weekday a week later is not compared with it.
+                st[_GSUM] = math.nan
         if month_start:  # the month-start offset takes its share first
             m = self.monthly_rate if st[_MS] != 0 else 1.0
             st[_MS] += m * e
@@ -441,7 +446,7 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
                 for skipped in range(prev + 1, min(day, prev + 9)):  # days without points: unknown
                     st[_GR + skipped % 8] = math.nan
                 old = st[_GR + (prev - 7) % 8]
-                if day == prev + 1 and old == old:
+                if day == prev + 1 and old == old and mean == mean:
                     g = mean - old
                     k = st[_GK]
                     if k >= self.growth_min_days:

@@ -39,6 +39,9 @@ def test_a_series_that_stops_reporting_raises_a_data_gap_naming_its_source() -> 
     back = [e for e in hours(r2, range(24 * 9 + 5, 24 * 9 + 6), base) if e["kind"] == "data_gap"]
     assert [(e["status"], e["id"]) for e in back] == [("resolved", gap["id"])]
     assert "data gap over" in back[0]["summary"] and "after 5 hours" in back[0]["summary"]
+    assert r2.longest_silence.get(("a",), 0) == 0  # a gap is not one of its usual silences
+    # In the gap, windows were not scored (no drop alert for unreported spend) and were learned as unknown, not zero.
+    assert max(p.window_start for p in [r.last_points[("a",)]]) == (24 * 9 + 2) * H
 
 
 def test_a_series_quiet_every_night_is_not_a_gap_until_silent_longer_than_ever() -> None:
@@ -46,11 +49,11 @@ def test_a_series_quiet_every_night_is_not_a_gap_until_silent_longer_than_ever()
     office = lambda h: base(h) if 8 <= h % 24 < 20 else None  # noqa: E731  12 silent hours every night
     assert [e for e in hours(r, range(0, 24 * 14), office) if e["kind"] == "data_gap"] == []
     assert r.longest_silence[("a",)] == 12
-    # A whole day off is 36 silent hours: more than 12 × 1.5 = 18, a gap after the 19th silent hour.
+    # A whole day off is 36 silent hours: more than 12 × 2 = 24, a gap after the 25th silent hour.
     events = hours(r, range(24 * 14, 24 * 16), lambda h: office(h) if h >= 24 * 15 + 12 else None)
     gaps = [e for e in events if e["kind"] == "data_gap"]
     assert [e["status"] for e in gaps] == ["firing", "resolved"]
-    assert gaps[0]["silent_windows"] == 19 and gaps[0]["longest_silence_before_windows"] == 12
+    assert gaps[0]["silent_windows"] == 25 and gaps[0]["longest_silence_before_windows"] == 12
     assert "its longest silence before: 12 hours" in gaps[0]["summary"]
 
 
