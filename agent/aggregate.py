@@ -45,6 +45,7 @@ class Aggregator:
         self.quiet_since: float | None = None  # monotonic: when the last active stream went idle
         self.idle_horizon = idle_horizon_seconds
         self.live: set[str] = set()  # streams that keep watching their input
+        self.caught_up: set[str] = set()  # streams that have read all their input at least once (no backlog)
         # cell → the source whose records made it (the last one to open it in a bucket): what a data-gap alert names
         self.cell_source: dict[Cell, str] = {}
 
@@ -97,12 +98,14 @@ class Aggregator:
         """A stream (e.g. a revoked partition) no longer holds the watermark back."""
         self.source_max.pop(stream, None)
         self.idle_sources.discard(stream)
+        self.caught_up.discard(stream)
 
     def set_idle(self, source: str, idle: bool = True, *, live: bool = False) -> None:
         if live:
             self.live.add(source)
         if idle:
             self.idle_sources.add(source)
+            self.caught_up.add(source)
             if self.quiet_since is None and all(k in self.idle_sources for k in self.source_max):
                 self.quiet_since = time.monotonic()
         else:
@@ -141,6 +144,11 @@ class Aggregator:
         elif out:
             self.sealed_until = max(self.sealed_until, out[-1][0] + self.bucket)
         return out
+
+    def live_now(self) -> bool:
+        """Whether every stream has caught up with its input at least once: what is read now is current, not a
+        backlog (a replay or a catch-up, whose windows close as soon as it is read)."""
+        return bool(self.source_max) and all(k in self.caught_up for k in self.source_max)
 
     def open_cells(self) -> int:
         return sum(len(c) for c in self.buckets.values())

@@ -193,11 +193,13 @@ class LocalTopology(Topology):
 
     def _early(self) -> None:
         """Every ``early_check_seconds`` of event time (the newest a stream has reached), the streaming detectors
-        look at their open windows (``agent/early.py``); billing deliveries are whole, they have none."""
+        look at their open windows (``agent/early.py``); billing deliveries are whole, they have none. Not while a
+        stream reads a backlog (a backtest, a catch-up after a restart): its windows close as soon as it is read, an
+        early warning would be no earlier."""
         a = self.agent
         agg, runners = a.clocks[0]
         now = max(agg.source_max.values(), default=-math.inf)
-        if now < self._next_early or not math.isfinite(now):
+        if now < self._next_early or not math.isfinite(now) or not agg.live_now():
             return
         step = a.cfg.pipeline.early_check_seconds
         self._next_early = now - now % step + step
