@@ -226,11 +226,17 @@ def _small_team(rng: np.random.Generator, sc: Scenario, name: str, kind: str, tm
         sc.anomalies.append(Anomaly(kind, series, float(start), float(end), group="small teams"))
 
 
-def _runners(budgets: dict[str, float]) -> dict[str, DetectorRunner]:
+def _runners(budgets: dict[str, float], without: tuple[str, ...] = ()) -> dict[str, DetectorRunner]:
+    """The default config's detectors; ``without``: rules turned off to measure what they bring (``early``,
+    ``percent``)."""
     cfg = load_config(None)
     out = {}
     for name in (*TOKEN_DETECTORS, *BILLING_DETECTORS):
         dcfg = cfg.detectors[name]
+        if "early" in without:
+            dcfg = dcfg.model_copy(update={"early_warning": False})
+        if "percent" in without:
+            dcfg = dcfg.model_copy(update={"min_impact_percent": None})
         proto = components("detector")[dcfg.type][1].from_config(dcfg)
         out[name] = DetectorRunner(name, dcfg, proto, cfg.alerting)
     bcfg = BudgetConfig(
@@ -255,13 +261,13 @@ class SeedResult:
     state_bytes: dict[str, int]  # largest pickled model per detector
 
 
-def run_seed(seed: int) -> SeedResult:
+def run_seed(seed: int, without: tuple[str, ...] = ()) -> SeedResult:
     sc = generate(seed)
     tm = START + np.arange(DAYS * 1440) * MIN
     # Budgets: 1.2× each team's uninjected month (only whole months: February, March, April).
     clean_months = {team: _month_totals(tm, y) for team, y in sc.clean_token.items()}
     budgets = {team: 1.2 * statistics.fmean(m[k] for k in (2, 3, 4)) for team, m in clean_months.items()}
-    runners = _runners(budgets)
+    runners = _runners(budgets, without)
     tok = [runners[n] for n in (*TOKEN_DETECTORS, "budget")]
     bill = runners["cloud_spend"]
     sig = ("token_cost_usd", "tokens")
@@ -521,10 +527,17 @@ def report(results: list[SeedResult]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument(
+        "--without",
+        choices=("early", "percent"),
+        action="append",
+        default=[],
+        help="turn a rule of the default config off, to measure what it brings (repeatable)",
+    )
     args = ap.parse_args(argv)
     results = []
     for seed in range(args.seeds):
-        results.append(run_seed(seed))
+        results.append(run_seed(seed, tuple(args.without)))
     points = sum(r.points for r in results)
     secs = sum(r.seconds for r in results)
     print(f"machine: {machine()}")

@@ -84,6 +84,7 @@ class KafkaScaleOut:
         self.producer: Any = None
         self._admin: Any = None
         self._known_topics: set[str] = set()
+        self.closed = False  # close() was called (the agent stops)
         # Futures of records sent since the last successful checkpoint: it succeeds only once all are acknowledged.
         self._sent: list[Any] = []
         # Changelog records not yet acknowledged, latest per key: re-sent if their send failed.
@@ -183,6 +184,7 @@ class KafkaScaleOut:
         return name
 
     def close(self, timeout: float = 10.0) -> None:
+        self.closed = True  # sends failing from here on failed because of it (a checkpoint still running at stop)
         if self.producer is not None:
             close_producer(self.producer, timeout, "scale-out")
         if self._admin is not None:
@@ -405,6 +407,8 @@ class KafkaScaleOut:
         for f in sent:
             if f.failed():
                 exc = f.exception
+                if self.closed:  # the agent is stopping: not fatal, the next start re-reads it
+                    raise RuntimeError(f"a partial was not sent before the producer closed at stop ({exc})") from exc
                 raise FatalKafkaError(
                     fatal_reason(exc)
                     or f"a record to {self.repartition_topic} was lost ({type(exc).__name__}: {exc}); "
