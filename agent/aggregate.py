@@ -45,7 +45,7 @@ class Aggregator:
         self.quiet_since: float | None = None  # monotonic: when the last active stream went idle
         self.idle_horizon = idle_horizon_seconds
         self.live: set[str] = set()  # streams that keep watching their input
-        self.caught_up: set[str] = set()  # streams that have read all their input at least once (no backlog)
+        self.caught_up: set[str] = set()  # live streams that have read all their input at least once (no backlog)
         # cell → the source whose records made it (the last one to open it in a bucket): what a data-gap alert names
         self.cell_source: dict[Cell, str] = {}
 
@@ -105,7 +105,8 @@ class Aggregator:
             self.live.add(source)
         if idle:
             self.idle_sources.add(source)
-            self.caught_up.add(source)
+            if source in self.live:  # (a finite input read to its end is a replay: not live)
+                self.caught_up.add(source)
             if self.quiet_since is None and all(k in self.idle_sources for k in self.source_max):
                 self.quiet_since = time.monotonic()
         else:

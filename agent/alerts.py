@@ -158,7 +158,7 @@ class Unit:
             pct = f"{v * 100:.3g} %"
             return pct if short else f"{pct} {self.share}"
         if self.text == "USD":
-            return f"${v:,.2f}"
+            return _dollars(v)
         if self.text.startswith("USD per "):
             return f"${v:,.4g} per {self.axis[6:]}"
         return f"{v:,.4g} {self.text}"
@@ -232,4 +232,12 @@ def _num(v: float) -> float | None:
 
 
 def _usd(v: float) -> str:
-    return f"{'+' if v >= 0 else '-'}${abs(v):,.2f}"
+    return f"{'+' if v >= 0 else '-'}{_dollars(abs(v))}"
+
+
+def _dollars(v: float) -> str:
+    """``$1,234.50``; under ten cents with two significant digits (``$0.019``): a small team's spend is not
+    rounded to a cent that hides its move."""
+    if v != 0 and abs(v) < 0.1:
+        return f"{'-' if v < 0 else ''}${abs(v):.2g}"
+    return f"${v:,.2f}"

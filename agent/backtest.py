@@ -294,6 +294,7 @@ def run_backtest(
         "points": agent.points_out,
         "firing": firing,
         "episodes": len({a["id"] for a in collector.alerts if a["status"] == "firing"}),
+        "escalations": sum(1 for a in collector.alerts if a["status"] == "firing" and a.get("escalated")),
         "resolved": sum(1 for a in collector.alerts if a["status"] == "resolved"),
         "dead_letter": agent.dead_letter.written,
         "dead_letter_path": str(agent.dead_letter.path),
@@ -349,7 +350,7 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
     else:
         lines.append("  0 records dead-lettered")
     eps = summary.get("episodes", summary["firing"])
-    again = summary["firing"] - eps
+    again = summary.get("escalations", summary["firing"] - eps)
     lines.append(
         f"  {eps} alert episode{'s' if eps != 1 else ''} firing"
         + (f" (+{again} escalation{'s' if again != 1 else ''})" if again > 0 else "")

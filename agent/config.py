@@ -86,6 +86,13 @@ class PipelineConfig(_Strict):
         "window of a source that goes quiet closes; a record older than that minus allowed_lateness_seconds is "
         "late. null: never",
     )
+    source_gap_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="a live source (a followed file, Kafka) without any record for this long, and for twice its "
+        "longest silence since the agent started, raises a data-gap alert naming it (finops_agent_source_silent); "
+        "default: three times the longest detector window; 0: never",
+    )
     early_check_seconds: float = Field(
         60.0,
         gt=0,

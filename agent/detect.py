@@ -154,16 +154,16 @@ class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
             x["paged"] = pt.anomalous  # an anomaly under min_impact_usd was not paged (no refractory)
             model.learn_one(x)
             self.last_learned[key] = w
-            had_data = a[0] != 0 or a[1] != 0
-            if gaps:
-                self._gap_step(key, model, pt, had_data, events)
-            if had_data:
-                self.last_seen[key] = w
             if a[3] and not pt.anomalous:
                 self._learn_shares(key, a)
             points.append(pt)
             self.last_points[key] = pt
             self._lifecycle(key, pt, events)
+            had_data = a[0] != 0 or a[1] != 0
+            if gaps:  # (after the spend alert: a gap that opens now ends a "drop" that was the silence)
+                self._gap_step(key, model, pt, had_data, events)
+            if had_data:
+                self.last_seen[key] = w
         self._expire(w, events)
 
     def _score(
@@ -188,7 +188,10 @@ class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
         anomalous = score >= model.threshold
         continuing = False
         ep = self.episodes.get(key)
-        if not anomalous and ep is not None and ep.early_window is None:
+        last = ep.last_point if ep is not None else None
+        if last is not None and (y >= expected) != (last.observed >= last.expected):
+            pass  # the other side of the band: not the same incident going on (a drop's recovery is no excursion)
+        elif not anomalous and ep is not None and ep.early_window is None:
             # A detector whose scores are discounted right after an anomaly (one page per incident)
             # still says whether the incident goes on: the open episode stays open and keeps adding
             # its dollar impact (whatever a single window's, as the incident fades: min_impact_usd

@@ -13,6 +13,7 @@ unknown rather than zero: not scored, and learned as the model's own expectation
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent.alerts import Gap, Point, SeriesKey, Unit, _duration, _label, _num, alert_id
@@ -20,7 +21,7 @@ from agent.model import Cell, iso
 from detectors.base import warming_up
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from agent.alerts import Episode
 
 
 class DataGaps:
@@ -37,8 +38,13 @@ class DataGaps:
     longest_silence: dict[SeriesKey, int]  # windows; only series that have been silent
     silent_usual: dict[SeriesKey, float]  # series silent now: their expected values summed since (not persisted)
     gaps_enabled: bool
+    episodes: dict[SeriesKey, Episode]
     source_of: Callable[[Cell], str | None] | None
     _routes: dict[Cell, Any]
+
+    if TYPE_CHECKING:  # the runner's (declared for the type checker only: a mixin must not shadow it)
+
+        def document(self, ep: Episode, pt: Point, status: str, resolved_at: float | None = None) -> dict[str, Any]: ...
 
     def _gap_step(self, key: SeriesKey, model: Any, pt: Point, had_data: bool, events: list[dict[str, Any]]) -> None:
         """After a series' window is scored, before ``last_seen`` takes it: open, extend or end its gap."""
@@ -72,6 +78,16 @@ class DataGaps:
             alert_id(f"{self.name}:data_gap", series, since), since, run, longest, usual, self._sources(key)
         )
         events.append(self.gap_document(gap, pt, "firing"))
+        ep = self.episodes.get(key)
+        last = ep.last_point if ep is not None else None
+        if ep is not None and last is not None and last.observed < last.expected:  # the "drop" was the silence
+            del self.episodes[key]
+            doc = self.document(ep, last, "resolved", resolved_at=w)
+            doc["summary"] = (
+                f"[{self.name}] resolved: {_label(pt.series)} did not drop, its data stopped: a data gap since "
+                f"{iso(since)} (alerted on its own, id {gap.id[:12]})"
+            )
+            events.append(doc)
 
     def _in_gap(self, key: SeriesKey, model: Any, w: float) -> None:
         """A window without data while the series is in a gap: unknown, not zero. It is not scored (no drop alert
@@ -180,3 +196,107 @@ def enabled(cfg: Any, is_ratio: bool, month: bool) -> bool:
         and not month
         and math.isfinite(cfg.window_seconds)
     )
+
+
+class SourceSilence:
+    """Live sources that stop sending records: a data-gap alert per source (``kind: data_gap``, series
+    ``{"source": name}``), apart from the series' own gaps. A series' gap needs its windows to close, and a source
+    that goes quiet altogether closes at most one window past its last record (the idle horizon), so a dead log
+    shipper is told by the wall clock instead: no record for ``limit`` seconds and for twice the source's longest
+    silence since the agent started."""
+
+    def __init__(self, limit: float, now: Callable[[], float]):
+        self.limit = limit  # 0: never
+        self.now = now
+        self.last: dict[str, float] = {}  # source → wall time of its last batch with records
+        self.longest: dict[str, float] = {}  # source → its longest silence between batches (seconds)
+        self.open: dict[str, float] = {}  # source → since when it is silent (an alert is firing)
+
+    def records(self, source: str) -> dict[str, Any] | None:
+        """A batch of ``source`` had records; the resolved document of its gap if one was open."""
+        t = self.now()
+        last = self.last.get(source)
+        self.last[source] = t
+        since = self.open.pop(source, None)
+        if since is not None:
+            return self.document(source, since, t, "resolved")
+        if last is not None and t - last > self.longest.get(source, 0.0):
+            self.longest[source] = t - last
+        return None
+
+    def check(self, sources: list[str]) -> list[dict[str, Any]]:
+        """Firing documents for the live ``sources`` silent past their limit (each once)."""
+        if not self.limit:
+            return []
+        t = self.now()
+        out = []
+        for name in sources:
+            last = self.last.get(name)
+            if last is None or name in self.open:
+                continue
+            if t - last >= max(self.limit, 2 * self.longest.get(name, 0.0)):
+                self.open[name] = last
+                out.append(self.document(name, last, t, "firing"))
+        return out
+
+    def document(self, source: str, since: float, t: float, status: str) -> dict[str, Any]:
+        lasted = _duration(t - since)
+        longest = self.longest.get(source, 0.0)
+        if status == "firing":
+            before = f"its longest silence before: {_duration(longest)}" if longest >= 1 else "a steady source"
+            summary = (
+                f"[source {source}] data gap: no record from source {source} for {lasted} since {iso(since)} "
+                f"({before}); its spend may be going unreported"
+            )
+        else:
+            summary = f"[source {source}] data gap over: source {source} sends records again after {lasted}"
+        return {
+            "version": "1",
+            "kind": "data_gap",
+            "id": alert_id("source:data_gap", (("source", source),), since),
+            "status": status,
+            "revision": 0,
+            "restated": False,
+            "severity": "warning",
+            "escalated": False,
+            "previous_severity": None,
+            "summary": summary[:1024],
+            "detector": f"source:{source}",
+            "detector_type": "source",
+            "signal": "records",
+            "per": None,
+            "per_scale": 1.0,
+            "unit": "records",
+            "unit_label": "records",
+            "series": {"source": source},
+            "sources": [source],
+            "window_start": iso(since),
+            "window_end": iso(t),
+            "started_at": iso(since),
+            "resolved_at": iso(t) if status == "resolved" else None,
+            "direction": None,
+            "observed": 0.0,
+            "expected": None,
+            "lower": None,
+            "upper": None,
+            "score": None,
+            "limit": None,
+            "impact_usd": None,
+            "projected_daily_impact_usd": None,
+            "projected_monthly_impact_usd": None,
+            "reason": f"no record for {lasted}",
+            "silent_windows": None,
+            "longest_silence_before_windows": None,
+            "early": False,
+            "window_progress": None,
+            "confirmed": False,
+            "withdrawn": False,
+            "episode": {
+                "points": 0,
+                "observed_total": 0.0,
+                "expected_total": None,
+                "impact_usd": None,
+                "peak_score": None,
+            },
+            "top_contributors": [],
+        }

@@ -162,18 +162,28 @@ class AlertLifecycle:
         model = self.models.get(tuple(v for _, v in pt.series)) if status == "firing" else None
         bound = model.crossed_bound(_x(pt)) if model is not None else None
         if withdrawn and not restated:
+            m = self.models.get(tuple(v for _, v in pt.series))
+            if m is not None and pt.score >= m.threshold:  # anomalous, but under the paging rule once whole
+                why = f"its impact {_usd(pt.impact_usd or 0.0)} is under the detector's paging rule (min_impact_usd)"
+            else:
+                why = "not anomalous"
             summary = (
                 f"[{self.name}] withdrawn: the early warning for {cfg.signal} {label} in window "
                 f"{iso(pt.window_start)} is not confirmed: the window closed at {u.fmt(pt.observed)} "
-                f"(expected {u.fmt(pt.expected)}), not anomalous"
+                f"(expected {u.fmt(pt.expected)}), {why}"
             )
             impact = None
         elif status == "firing" and pt.early:
             proj = pt.observed + max(pt.expected, 0.0) * (1.0 - pt.progress)  # the rest of it at the usual pace
+            limit = model.crossed_bound({**_x(pt), "y": proj}) if model is not None else None
+            usual = (
+                f"({limit[0]} {u.fmt(limit[1], short=True)})"
+                if limit is not None
+                else f"vs expected {u.fmt(pt.expected)} (upper {u.fmt(pt.upper)})"
+            )
             summary = (
-                f"[{self.name}] early warning: {cfg.signal} {label}: {u.fmt(pt.observed)} {pt.progress:.0%} into "
-                f"window {iso(pt.window_start)}, on course for {u.fmt(proj)} vs expected {u.fmt(pt.expected)} "
-                f"(upper {u.fmt(pt.upper)})"
+                f"[{self.name}] early warning: {cfg.signal} {label}: {u.fmt(pt.observed)} so far, {pt.progress:.0%} "
+                f"into window {iso(pt.window_start)}, on course for {u.fmt(proj)} {usual}"
             )
             if impact is not None:
                 summary += f", impact so far {_usd(impact)}"

@@ -26,6 +26,7 @@ from agent.deadletter import DeadLetterFile
 from agent.decoders.base import BLANK, BadRecord, DecodeContext
 from agent.deliveries import BillingDeliveries
 from agent.detect import DetectorRunner
+from agent.gaps import SourceSilence
 from agent.host import Host
 from agent.model import Observation
 from agent.registry import build, components
@@ -150,6 +151,9 @@ class Agent(BillingDeliveries):
         self._fail_lock = threading.Lock()
         self._failures: set[tuple[str, str]] = set()  # (source, error type) already logged
         self._stage = "decode"
+        gap = cfg.pipeline.source_gap_seconds
+        self.silence = SourceSilence(3.0 * max(windows) if gap is None else gap, self.now)
+        self._next_silence_check = 0.0
 
     def clock_of(self, source: str) -> Aggregator:
         """The event-time clock of a source: billing snapshots have their own."""
@@ -268,6 +272,9 @@ class Agent(BillingDeliveries):
                     finally:
                         self.queue.task_done()
                     self.telemetry.latency.observe(time.perf_counter() - t0)
+                if time.monotonic() >= self._next_silence_check:
+                    self._next_silence_check = time.monotonic() + 1.0
+                    self._check_silence()
                 if time.monotonic() >= self._next_checkpoint:
                     # Failing (the broker away), an attempt blocks this thread 1 s at most; the backoff spaces them.
                     self.checkpoint(5.0 if self._checkpoint_failing is None else 1.0)
@@ -337,6 +344,10 @@ class Agent(BillingDeliveries):
                 obs, bad = src.decoder.decode_table(batch.payload, ctx)
         self._stage = "aggregate"
         if obs:
+            back = self.silence.records(comp)
+            if back is not None:  # a silent source sends records again
+                self.telemetry.source_gap.labels(component=comp).set(0)
+                self.publish([(back["detector"], [], [back])])
             self.telemetry.observations.labels(component=comp).inc(len(obs))
             late = topology.add(comp, stream, obs, batch, owner, ctx.max_event_time)
             self._stage = "detect"
@@ -348,6 +359,13 @@ class Agent(BillingDeliveries):
             src.commit(*batch.position)
         if topology.closes_on_input(comp):
             topology.seal()
+
+    def _check_silence(self) -> None:
+        """Live stream sources silent past their limit: a data-gap alert each (``agent.gaps.SourceSilence``)."""
+        live = [n for n, s in self.sources.items() if s.live and not getattr(s.decoder, "snapshot", False)]
+        for doc in self.silence.check(live):
+            self.telemetry.source_gap.labels(component=doc["sources"][0]).set(1)
+            self.publish([(doc["detector"], [], [doc])])
 
     def _error(self, component: str, stage: str, exc: Exception, what: str) -> None:
         """An unexpected error: counted in ``finops_agent_errors_total``, logged with its traceback once per

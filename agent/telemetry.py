@@ -102,6 +102,12 @@ class Telemetry:
             "finops_agent_tasks", "Partitions whose series and detector state this replica owns", registry=r
         )
         self.series = Gauge("finops_agent_series", "Series with a model", ["detector"], registry=r)
+        self.source_gap = Gauge(
+            "finops_agent_source_silent",
+            "1 while a live source has sent no record for longer than its data-gap limit (pipeline.source_gap_seconds)",
+            ["component"],
+            registry=r,
+        )
         self.stale_batches = Counter(
             "finops_agent_stale_batches",
             "Batches fetched under an earlier assignment of their partition, skipped: the current owner re-reads "

@@ -39,6 +39,8 @@ class ConsoleSink(Sink):
                 lo, hi, limit = doc.get("lower"), doc.get("upper"), doc.get("limit")
                 if limit:  # a fixed bound, not a forecast band
                     band = f"{limit['name']} {limit['value']:.4g}; "
+                elif lo is None and hi is None:  # no band (a data gap)
+                    band = ""
                 else:
                     band = f"band {'-inf' if lo is None else f'{lo:.4g}'}..{'inf' if hi is None else f'{hi:.4g}'}; "
                 line += f"  [{band}id {doc['id'][:12]}]"

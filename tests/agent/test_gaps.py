@@ -65,3 +65,38 @@ def test_no_gap_alerts_when_disabled_or_while_warming_up() -> None:
     hours(r, range(0, 10), base)  # 10 of 48 warm-up windows
     assert not [e for e in hours(r, range(10, 20), lambda h: None) if e["kind"] == "data_gap"]
     assert not runner(per="tokens").gaps_enabled
+
+
+def test_a_drop_that_was_the_silence_ends_when_the_gap_is_alerted() -> None:
+    r = runner(direction="both")
+    hours(r, range(0, 24 * 9), base)
+    events = hours(r, range(24 * 9, 24 * 9 + 4), lambda h: None)
+    drops = [e for e in events if e["kind"] == "spend"]
+    assert drops and drops[0]["status"] == "firing" and drops[0]["direction"] == "down"
+    assert drops[-1]["status"] == "resolved" and "did not drop, its data stopped" in drops[-1]["summary"]
+    assert not r.episodes  # the data gap is the alert now
+    # Back from the gap: its recovery is not counted as the drop going on, nor as a new spike.
+    back = hours(r, range(24 * 9 + 4, 24 * 9 + 10), base)
+    assert [e["kind"] for e in back if e["status"] == "firing"] == []
+
+
+def test_a_live_source_that_goes_silent_raises_a_data_gap_naming_it() -> None:
+    from agent.gaps import SourceSilence
+
+    clock = [1000.0]
+    s = SourceSilence(60.0, lambda: clock[0])
+    for t in (1000.0, 1010.0, 1030.0):  # a batch every 10-20 s
+        clock[0] = t
+        assert s.records("bedrock_logs") is None
+    clock[0] = 1080.0
+    assert s.check(["bedrock_logs"]) == []  # 50 s: under the 60 s limit
+    clock[0] = 1091.0
+    (doc,) = s.check(["bedrock_logs"])
+    assert doc["kind"] == "data_gap" and doc["status"] == "firing" and doc["series"] == {"source": "bedrock_logs"}
+    assert doc["summary"].startswith("[source bedrock_logs] data gap: no record from source bedrock_logs for 1 minute")
+    assert s.check(["bedrock_logs"]) == []  # once
+    clock[0] = 1500.0
+    back = s.records("bedrock_logs")
+    assert back is not None and back["status"] == "resolved" and back["id"] == doc["id"]
+    assert s.longest["bedrock_logs"] == 20.0  # the gap is not one of its usual silences
+    assert SourceSilence(0.0, lambda: clock[0]).check(["x"]) == []  # 0: never

@@ -281,3 +281,31 @@ pipeline: {{allowed_lateness_seconds: 60, idle_timeout_seconds: 1, early_check_s
         assert [p.anomalous for p in _points(collector) if p.window_start == w] == [True]
     finally:
         agent.stop()
+
+
+def test_a_followed_source_that_goes_silent_raises_a_data_gap_and_ends_it_when_records_return(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    f = inbox / "live.jsonl"
+    now = time.time()
+    w = now - now % 3600 - 2 * 3600
+    _append(f, [w + m * 60 for m in range(0, 60, 5)])
+    cfg = _live_config(inbox, tmp_path / "dlq.jsonl", "null").replace(
+        "idle_timeout_seconds: null}", "idle_timeout_seconds: null, source_gap_seconds: 1.5}"
+    )
+    collector = PointCollector()
+    agent = Agent(load_config_text(cfg), extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    agent.start()
+    try:
+        assert wait_until(lambda: any(d["kind"] == "data_gap" for d in collector.alerts), 20)
+        gap = next(d for d in collector.alerts if d["kind"] == "data_gap")
+        assert gap["status"] == "firing" and gap["series"] == {"source": "tokens"} and gap["sources"] == ["tokens"]
+        assert "no record from source tokens" in gap["summary"]
+        silent = agent.telemetry.registry.get_sample_value("finops_agent_source_silent", {"component": "tokens"})
+        assert silent == 1.0
+        _append(f, [w + 3600 + 30])
+        over = lambda: [d for d in collector.alerts if d["kind"] == "data_gap" and d["status"] == "resolved"]  # noqa: E731
+        assert wait_until(lambda: bool(over()), 20)
+        assert agent.telemetry.registry.get_sample_value("finops_agent_source_silent", {"component": "tokens"}) == 0.0
+    finally:
+        agent.stop()
