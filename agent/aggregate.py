@@ -147,9 +147,13 @@ class Aggregator:
         return out
 
     def live_now(self) -> bool:
-        """Whether every stream has caught up with its input at least once: what is read now is current, not a
-        backlog (a replay or a catch-up, whose windows close as soon as it is read)."""
-        return bool(self.source_max) and all(k in self.caught_up for k in self.source_max)
+        """Whether there are live streams (followed files, Kafka partitions) and each has caught up with its input at
+        least once: what is read now is current, not a backlog (a replay or a catch-up, whose windows close as soon
+        as it is read), and every finite input (a file read once) has been read to its end."""
+        live = self.live
+        return any(k in live for k in self.source_max) and all(
+            k in self.caught_up if k in live else k in self.idle_sources for k in self.source_max
+        )
 
     def open_cells(self) -> int:
         return sum(len(c) for c in self.buckets.values())
