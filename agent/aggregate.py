@@ -149,7 +149,8 @@ class Aggregator:
     def live_now(self) -> bool:
         """Whether there are live streams (followed files, Kafka partitions) and each has caught up with its input at
         least once: what is read now is current, not a backlog (a replay or a catch-up, whose windows close as soon
-        as it is read), and every finite input (a file read once) has been read to its end."""
+        as it is read), and every other stream has read its input to its end (a file read once; a stream still
+        reading whose first idle report, which says whether it is live, has not come)."""
         live = self.live
         return any(k in live for k in self.source_max) and all(
             k in self.caught_up if k in live else k in self.idle_sources for k in self.source_max

@@ -225,7 +225,7 @@ def _rank(sev: str) -> int:
     return {"warning": 0, "error": 1, "critical": 2}[sev]
 
 
-def _num(v: float) -> float | None:
+def _num(v: float | None) -> float | None:
     if v is None or not math.isfinite(v):
         return None
     return round(float(v), 6)
@@ -241,3 +241,62 @@ def _dollars(v: float) -> str:
     if v != 0 and abs(v) < 0.1:
         return f"{'-' if v < 0 else ''}${abs(v):.2g}"
     return f"${v:,.2f}"
+
+
+# The alert document's fields, in order, with what each says when it does not apply (a data gap has no score,
+# band or dollar impact; a spend alert names no silence): every kind of alert carries every field.
+_DOCUMENT: dict[str, Any] = {
+    "version": "1",
+    "kind": "spend",  # or data_gap
+    "id": None,
+    "status": None,
+    "revision": 0,
+    "restated": False,
+    "severity": "warning",
+    "escalated": False,
+    "previous_severity": None,
+    "summary": "",
+    "detector": None,
+    "detector_type": None,
+    "signal": None,
+    "per": None,
+    "per_scale": 1.0,
+    "unit": None,
+    "unit_label": None,
+    "series": None,
+    "sources": None,  # data gaps: the sources whose records made the series
+    "window_start": None,
+    "window_end": None,
+    "started_at": None,
+    "resolved_at": None,
+    "direction": None,
+    "observed": None,
+    "expected": None,
+    "lower": None,
+    "upper": None,
+    "score": None,
+    "limit": None,
+    "impact_usd": None,
+    "projected_daily_impact_usd": None,
+    "projected_monthly_impact_usd": None,
+    "reason": None,
+    "silent_windows": None,  # data gaps of a series
+    "longest_silence_before_windows": None,
+    "early": False,
+    "window_progress": None,
+    "confirmed": False,
+    "withdrawn": False,
+    "episode": None,
+    "top_contributors": [],
+}
+
+
+def alert_document(**fields: Any) -> dict[str, Any]:
+    """The versioned alert document every sink receives: every field of :data:`_DOCUMENT`, ``fields`` set (an
+    unknown name is a programming error); the summary is cut at 1,024 characters."""
+    unknown = fields.keys() - _DOCUMENT.keys()
+    if unknown:
+        raise TypeError(f"not alert document fields: {sorted(unknown)}")
+    doc = {**_DOCUMENT, "top_contributors": [], **fields}  # (a list of its own)
+    doc["summary"] = doc["summary"][:1024]
+    return doc

@@ -28,13 +28,11 @@ from agent.alerts import (
 from agent.early import EarlyWarnings
 from agent.gaps import DataGaps
 from agent.gaps import enabled as gaps_enabled
-from agent.lifecycle import AlertLifecycle
 from agent.model import Cell
-from agent.rollup import WindowRollup
 from detectors.base import is_usd, warming_up
 
 
-class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
+class DetectorRunner(EarlyWarnings, DataGaps):
     def __init__(self, name: str, cfg: Any, prototype: Any, alerting: Any):
         self.name = name
         self.cfg = cfg
@@ -69,8 +67,7 @@ class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
         self.held_back = HeldBack()  # anomalous points under min_impact_usd (not alerted)
         self.last_points: dict[SeriesKey, Point] = {}  # each series' latest point (restored on /metrics at start)
         # Early warnings (agent/early.py): sums watched upward.
-        self.early_enabled = bool(cfg.early_warning) and not self._is_ratio and not self._month
-        self.early_enabled = self.early_enabled and cfg.direction != "down"
+        self.early_enabled = cfg.early_warning and cfg.direction != "down" and not self._is_ratio and not self._month
         self._bands: dict[tuple[float, SeriesKey], tuple[float, float, float]] = {}  # (window, series) → band
         # Data gaps (agent/gaps.py).
         self.gaps_enabled = gaps_enabled(cfg, self._is_ratio, self._month)
@@ -208,10 +205,7 @@ class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
                 worth, why, move = sus  # in the watched signal's units a day; relative to the usual day
                 if not self._usd:  # e.g. GPU-hours: at this window's cost per unit
                     worth = a[2] / y * worth if cfg.cost_signal and y else math.nan
-                # A day's worth, by the same rule as a window's: dollars, or percent of the usual day over the floor.
-                pct = cfg.min_impact_percent
-                small = pct is not None and abs(move) * 100 >= pct and abs(worth) >= cfg.min_impact_floor_usd
-                if abs(worth) >= cfg.min_impact_usd or small:  # NaN compares false: no dollar figure, no page
+                if self._pages(worth, move):  # a day's worth, by the window's rule (NaN: no dollar figure, no page)
                     anomalous = True
                     reason = f"{why} ({_usd(worth)} a day)"
             if not anomalous and count_held and ep is None:  # (an open alert is alerted)
@@ -261,16 +255,23 @@ class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
         percentage thresholds): a $300-a-month team's doubling is as much an incident as a big team's. The expected
         spend is the window's spend less its impact (a budget's overrun and an idle GPU's cost are no gap from an
         expected spend: the percent rule does not apply to them)."""
+        share = None
+        if not (self._month or model.impact_is_cost):
+            spend = a[2] if self.cfg.cost_signal else a[0] if self._usd else None  # the window's spend in dollars
+            usual = spend - impact if spend is not None else 0.0
+            share = impact / usual if usual > 0 else None
+        return self._pages(impact, share)
+
+    def _pages(self, worth: float, share: float | None) -> bool:
+        """The paging rule on a dollar impact (a window's, or a slow change's day's worth) and its share of the
+        usual spend (None: none to compare with): ``min_impact_usd``, or ``min_impact_percent`` of the usual and at
+        least ``min_impact_floor_usd``."""
         cfg = self.cfg
-        worth = abs(impact)
+        worth = abs(worth)
         if worth >= cfg.min_impact_usd:
             return True
         pct = cfg.min_impact_percent
-        if pct is None or worth < cfg.min_impact_floor_usd or self._month or model.impact_is_cost:
-            return False
-        spend = a[2] if cfg.cost_signal else a[0] if self._usd else None  # the window's spend in dollars
-        usual = spend - impact if spend is not None else 0.0
-        return usual > 0 and worth >= pct / 100.0 * usual
+        return pct is not None and share is not None and worth >= cfg.min_impact_floor_usd and abs(share) * 100 >= pct
 
     def _impact(self, model: Any, x: dict[Any, Any], y: float, expected: float, a: list[Any]) -> float | None:
         cfg = self.cfg
@@ -487,7 +488,7 @@ class DetectorRunner(WindowRollup, AlertLifecycle, EarlyWarnings, DataGaps):
     def firing_documents(self) -> Iterator[dict[str, Any]]:
         """A firing document for each open episode and data gap (its latest point), e.g. for metrics after a
         restart."""
-        yield from AlertLifecycle.firing_documents(self)
+        yield from super().firing_documents()
         for key, gap in self.gaps.items():
             pt = self.last_points.get(key)
             if pt is not None:

@@ -23,50 +23,26 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from agent.aggregate import Cells
-from agent.alerts import _MISS, Episode, Point, SeriesKey, Unit, alert_id
-from agent.model import Cell
+from agent.alerts import Episode, Point, SeriesKey, alert_id
+from agent.lifecycle import AlertLifecycle
+from agent.rollup import WindowRollup
 from detectors.base import warming_up
 
 
-class EarlyWarnings:
+class EarlyWarnings(WindowRollup, AlertLifecycle):
     """The early-warning part of :class:`~agent.detect.DetectorRunner` (a mixin: the runner holds the state)."""
 
-    name: str
-    type: str
-    cfg: Any
-    window: float
-    unit: Unit
-    group_by: tuple[str, ...]
-    windows: dict[float, dict[SeriesKey, list[Any]]]
-    models: dict[SeriesKey, Any]
-    episodes: dict[SeriesKey, Episode]
     last_learned: dict[SeriesKey, float]
     closed_until: float
     early_enabled: bool
-    _routes: dict[Cell, Any]
-    _track_children: bool
     _usd: bool
     _bands: dict[tuple[float, SeriesKey], tuple[float, float, float]]
 
-    if TYPE_CHECKING:  # the runner's (declared for the type checker only: a mixin must not shadow them)
+    if TYPE_CHECKING:  # the runner's own (declared for the type checker only: a mixin must not shadow them)
 
-        def _route(self, c: Cell) -> Any: ...
         def _worth_paging(self, impact: float, model: Any, a: list[Any]) -> bool: ...
         def _contributors(self, key: SeriesKey, a: list[Any], y: float, expected: float) -> list[dict[str, Any]]: ...
         def _project(self, pt: Point) -> None: ...
-        def _severity(self, impact: float, projected: float | None = None) -> str: ...
-        def document(
-            self,
-            ep: Episode,
-            pt: Point,
-            status: str,
-            resolved_at: float | None = None,
-            *,
-            restated: bool = False,
-            escalated_from: str | None = None,
-            confirmed: bool = False,
-            withdrawn: bool = False,
-        ) -> dict[str, Any]: ...
 
     def early(self, now: float, buckets: Iterable[tuple[float, Cells]]) -> tuple[list[Point], list[dict[str, Any]]]:
         """Early warnings for the open windows at event time ``now``, given the aggregation's open buckets."""
@@ -78,30 +54,12 @@ class EarlyWarnings:
         partial: dict[float, dict[SeriesKey, list[Any]]] = {}
         for w, acc in self.windows.items():  # sealed buckets of windows still open (buckets shorter than windows)
             partial[w] = {k: [a[0], a[1], a[2], dict(a[3]) if a[3] is not None else None] for k, a in acc.items()}
-        routes = self._routes
-        track = self._track_children
         for b, cells in buckets:
             w = b - b % window
             if w + window <= closed:
                 continue
-            found = partial.get(w)
-            acc = partial[w] = {} if found is None else found
-            for c, vals in cells.items():
-                route = routes.get(c, _MISS)
-                if route is _MISS:
-                    route = self._route(c)
-                if route is None:
-                    continue
-                key, child, i, _, ci = route
-                a = acc.get(key)
-                if a is None:
-                    a = acc[key] = [0.0, 0.0, 0.0, {} if track else None]
-                v = vals[i]
-                a[0] += v
-                if ci >= 0:
-                    a[2] += vals[ci]
-                if child is not None:
-                    a[3][child] = a[3].get(child, 0.0) + v
+            # (uncapped: a series beyond max_series has no model, and is not counted twice as dropped)
+            self.rollup(cells, partial.setdefault(w, {}), capped=False)
         bands = self._bands
         if bands and min(k[0] for k in bands) + window <= closed:
             for k in [k for k in bands if k[0] + window <= closed]:

@@ -12,42 +12,30 @@ unknown rather than zero: not scored, and learned as the model's own expectation
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.alerts import Gap, Point, SeriesKey, Unit, _duration, _label, _num, alert_id
+from agent.alerts import Gap, Point, SeriesKey, _duration, _label, _num, alert_document, alert_id
+from agent.lifecycle import AlertLifecycle
 from agent.model import Cell, iso
 from detectors.base import warming_up
 
-if TYPE_CHECKING:
-    from agent.alerts import Episode
 
-
-class DataGaps:
+class DataGaps(AlertLifecycle):
     """The data-gap part of :class:`~agent.detect.DetectorRunner` (a mixin: the runner holds the state)."""
 
-    name: str
-    type: str
-    cfg: Any
-    window: float
-    unit: Unit
-    group_by: tuple[str, ...]
     last_seen: dict[SeriesKey, float]
     gaps: dict[SeriesKey, Gap]
     longest_silence: dict[SeriesKey, int]  # windows; only series that have been silent
-    silent_usual: dict[SeriesKey, float]  # series silent now: their expected values summed since (not persisted)
+    # Series silent now but not (yet) in a gap: their expected values summed since (not persisted).
+    silent_usual: dict[SeriesKey, float]
     gaps_enabled: bool
-    episodes: dict[SeriesKey, Episode]
     source_of: Callable[[Cell], str | None] | None
     _routes: dict[Cell, Any]
 
-    if TYPE_CHECKING:  # the runner's (declared for the type checker only: a mixin must not shadow it)
-
-        def document(self, ep: Episode, pt: Point, status: str, resolved_at: float | None = None) -> dict[str, Any]: ...
-
     def _gap_step(self, key: SeriesKey, model: Any, pt: Point, had_data: bool, events: list[dict[str, Any]]) -> None:
-        """After a series' window is scored, before ``last_seen`` takes it: open, extend or end its gap."""
+        """After a series' window is scored, before ``last_seen`` takes it: open or end its gap (the windows of an
+        open gap are :meth:`_in_gap`'s)."""
         w = pt.window_start
         seen = self.last_seen.get(key)
         if had_data:
@@ -61,11 +49,6 @@ class DataGaps:
                     self.longest_silence[key] = run
             return
         usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + max(pt.expected, 0.0)
-        gap = self.gaps.get(key)
-        if gap is not None:
-            gap.silent_windows += 1
-            gap.usual = usual
-            return
         if seen is None or warming_up(model):
             return
         run = round((w - seen) / self.window)
@@ -74,6 +57,7 @@ class DataGaps:
             return
         series = tuple(zip(self.group_by, key, strict=True))
         since = seen + self.window
+        del self.silent_usual[key]  # the gap keeps the count from here on
         gap = self.gaps[key] = Gap(
             alert_id(f"{self.name}:data_gap", series, since), since, run, longest, usual, self._sources(key)
         )
@@ -101,7 +85,7 @@ class DataGaps:
         model.learn_one(x)
         gap = self.gaps[key]
         gap.silent_windows += 1
-        gap.usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + max(expected, 0.0)
+        gap.usual += max(expected, 0.0)
 
     def _sources(self, key: SeriesKey) -> tuple[str, ...]:
         """The sources whose records made the series (as far as the aggregation remembers its cells)."""
@@ -135,67 +119,42 @@ class DataGaps:
                 f"[{self.name}] data gap over: {label} reports {cfg.signal} again (from {src}) after {lasted} "
                 f"without data"
             )
-        return {
-            "version": "1",
-            "kind": "data_gap",
-            "id": gap.id,
-            "status": status,
-            "revision": 0,
-            "restated": False,
-            "severity": "warning",
-            "escalated": False,
-            "previous_severity": None,
-            "summary": summary[:1024],
-            "detector": self.name,
-            "detector_type": self.type,
-            "signal": cfg.signal,
-            "per": cfg.per,
-            "per_scale": cfg.per_scale,
-            "unit": u.text,
-            "unit_label": u.label,
-            "series": series,
-            "sources": list(gap.sources),
-            "window_start": iso(gap.since),
-            "window_end": iso(pt.window_end),
-            "started_at": iso(gap.since),
-            "resolved_at": iso(resolved_at) if resolved_at is not None else None,
-            "direction": None,
-            "observed": 0.0,
-            "expected": _num(gap.usual),
-            "lower": None,
-            "upper": None,
-            "score": None,
-            "limit": None,
-            "impact_usd": None,
-            "projected_daily_impact_usd": None,
-            "projected_monthly_impact_usd": None,
-            "reason": f"no data for {lasted}",
-            "silent_windows": gap.silent_windows,
-            "longest_silence_before_windows": gap.longest_before,
-            "early": False,
-            "window_progress": None,
-            "confirmed": False,
-            "withdrawn": False,
-            "episode": {
+        return alert_document(
+            kind="data_gap",
+            id=gap.id,
+            status=status,
+            summary=summary,
+            detector=self.name,
+            detector_type=self.type,
+            signal=cfg.signal,
+            per=cfg.per,
+            per_scale=cfg.per_scale,
+            unit=u.text,
+            unit_label=u.label,
+            series=series,
+            sources=list(gap.sources),
+            window_start=iso(gap.since),
+            window_end=iso(pt.window_end),
+            started_at=iso(gap.since),
+            resolved_at=iso(resolved_at) if resolved_at is not None else None,
+            observed=0.0,
+            expected=_num(gap.usual),
+            reason=f"no data for {lasted}",
+            silent_windows=gap.silent_windows,
+            longest_silence_before_windows=gap.longest_before,
+            episode={
                 "points": gap.silent_windows,
                 "observed_total": 0.0,
                 "expected_total": _num(gap.usual),
                 "impact_usd": None,
                 "peak_score": None,
             },
-            "top_contributors": [],
-        }
+        )
 
 
 def enabled(cfg: Any, is_ratio: bool, month: bool) -> bool:
     """Whether a detector watches for data gaps: sums that fill missing windows with zeros."""
-    return (
-        cfg.data_gap_windows is not None
-        and cfg.fill_missing
-        and not is_ratio
-        and not month
-        and math.isfinite(cfg.window_seconds)
-    )
+    return cfg.data_gap_windows is not None and cfg.fill_missing and not is_ratio and not month
 
 
 class SourceSilence:
@@ -250,53 +209,29 @@ class SourceSilence:
             )
         else:
             summary = f"[source {source}] data gap over: source {source} sends records again after {lasted}"
-        return {
-            "version": "1",
-            "kind": "data_gap",
-            "id": alert_id("source:data_gap", (("source", source),), since),
-            "status": status,
-            "revision": 0,
-            "restated": False,
-            "severity": "warning",
-            "escalated": False,
-            "previous_severity": None,
-            "summary": summary[:1024],
-            "detector": f"source:{source}",
-            "detector_type": "source",
-            "signal": "records",
-            "per": None,
-            "per_scale": 1.0,
-            "unit": "records",
-            "unit_label": "records",
-            "series": {"source": source},
-            "sources": [source],
-            "window_start": iso(since),
-            "window_end": iso(t),
-            "started_at": iso(since),
-            "resolved_at": iso(t) if status == "resolved" else None,
-            "direction": None,
-            "observed": 0.0,
-            "expected": None,
-            "lower": None,
-            "upper": None,
-            "score": None,
-            "limit": None,
-            "impact_usd": None,
-            "projected_daily_impact_usd": None,
-            "projected_monthly_impact_usd": None,
-            "reason": f"no record for {lasted}",
-            "silent_windows": None,
-            "longest_silence_before_windows": None,
-            "early": False,
-            "window_progress": None,
-            "confirmed": False,
-            "withdrawn": False,
-            "episode": {
+        return alert_document(
+            kind="data_gap",
+            id=alert_id("source:data_gap", (("source", source),), since),
+            status=status,
+            summary=summary,
+            detector=f"source:{source}",
+            detector_type="source",
+            signal="records",
+            unit="records",
+            unit_label="records",
+            series={"source": source},
+            sources=[source],
+            window_start=iso(since),
+            window_end=iso(t),
+            started_at=iso(since),
+            resolved_at=iso(t) if status == "resolved" else None,
+            observed=0.0,
+            reason=f"no record for {lasted}",
+            episode={
                 "points": 0,
                 "observed_total": 0.0,
                 "expected_total": None,
                 "impact_usd": None,
                 "peak_score": None,
             },
-            "top_contributors": [],
-        }
+        )

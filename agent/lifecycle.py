@@ -19,6 +19,7 @@ from agent.alerts import (
     _span,
     _usd,
     _x,
+    alert_document,
     alert_id,
 )
 from agent.model import iso
@@ -154,16 +155,15 @@ class AlertLifecycle:
         window restated by the bill to normal).
         """
         cfg = self.cfg
-        series = dict(pt.series)
         label = _label(pt.series)
         u = self.unit
         impact = pt.impact_usd
+        firing = status == "firing"
+        model = self.models.get(tuple(v for _, v in pt.series))
         # A fixed limit is not an expected value: the alert names it ("100 % idle (limit 50 %)").
-        model = self.models.get(tuple(v for _, v in pt.series)) if status == "firing" else None
-        bound = model.crossed_bound(_x(pt)) if model is not None else None
+        bound = model.crossed_bound(_x(pt)) if firing and model is not None else None
         if withdrawn and not restated:
-            m = self.models.get(tuple(v for _, v in pt.series))
-            if m is not None and pt.score >= m.threshold:  # anomalous, but under the paging rule once whole
+            if model is not None and pt.score >= model.threshold:  # anomalous, but under the paging rule once whole
                 why = f"its impact {_usd(pt.impact_usd or 0.0)} is under the detector's paging rule (min_impact_usd)"
             else:
                 why = "not anomalous"
@@ -173,7 +173,7 @@ class AlertLifecycle:
                 f"(expected {u.fmt(pt.expected)}), {why}"
             )
             impact = None
-        elif status == "firing" and pt.early:
+        elif firing and pt.early:
             proj = pt.observed + max(pt.expected, 0.0) * (1.0 - pt.progress)  # the rest of it at the usual pace
             limit = model.crossed_bound({**_x(pt), "y": proj}) if model is not None else None
             usual = (
@@ -187,16 +187,12 @@ class AlertLifecycle:
             )
             if impact is not None:
                 summary += f", impact so far {_usd(impact)}"
-            summary += f" (score {pt.score:.2f})"
-            if pt.contributors:
-                top = pt.contributors[0]
-                dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
-                summary += f"; top contributor {dims} {top['delta']:+.2f}"
-        elif status == "firing" and self._month:
+            summary += f" (score {pt.score:.2f}){_top_contributor(pt)}"
+        elif firing and self._month:
             summary = f"[{self.name}] {cfg.signal} {label}: {pt.reason or ''}"
             if impact is not None:
                 summary += f"; impact {_usd(impact)} over budget"
-        elif status == "firing":
+        elif firing:
             if bound is not None:  # a fixed limit, not a forecast
                 money = f"{u.fmt(pt.observed)} ({bound[0]} {u.fmt(bound[1], short=True)})"
             elif pt.observed < pt.expected:  # a drop has its own words: a fall is never "growth"
@@ -212,11 +208,7 @@ class AlertLifecycle:
                 summary += f", impact {_usd(impact)}"
             if pt.reason:
                 summary += f"; {pt.reason}"
-            summary += f" (score {pt.score:.2f}) in window {iso(pt.window_start)}"
-            if pt.contributors:
-                top = pt.contributors[0]
-                dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
-                summary += f"; top contributor {dims} {top['delta']:+.2f}"
+            summary += f" (score {pt.score:.2f}) in window {iso(pt.window_start)}{_top_contributor(pt)}"
         elif restated:
             summary = f"[{self.name}] withdrawn: {cfg.signal} {label} restated by the bill to {u.fmt(pt.observed)}"
             summary += f" in window {iso(pt.window_start)}, no longer anomalous"
@@ -229,71 +221,70 @@ class AlertLifecycle:
             impact = ep.impact_total  # a resolved alert reports what the whole episode cost
         if escalated_from is not None:
             summary = f"escalated to {ep.severity}: {summary}; episode impact so far {_usd(ep.impact_total)}"
-        if restated and status == "firing":
+        if restated and firing:
             summary = f"(restated) {summary}"
         if confirmed:
             summary = f"confirmed: {summary}"
-        return {
-            "version": "1",
-            "kind": "spend",
-            "id": ep.id,
-            "status": status,
-            "revision": ep.revision,
-            "restated": restated,
-            "severity": ep.severity,
-            "escalated": escalated_from is not None,
-            "previous_severity": escalated_from,
-            "summary": summary[:1024],
-            "detector": self.name,
-            "detector_type": self.type,
-            "signal": cfg.signal,
-            "per": cfg.per,
-            "per_scale": cfg.per_scale,
-            "unit": u.text,
-            "unit_label": u.label,
-            "series": series,
-            "window_start": iso(pt.window_start),
-            "window_end": iso(pt.window_end),
-            "started_at": iso(ep.started_at),
-            "resolved_at": iso(resolved_at) if resolved_at is not None else None,
-            "direction": "down" if pt.observed < pt.expected else "up",
-            "observed": _num(pt.observed),
-            "expected": _num(pt.expected),
-            "lower": _num(pt.lower),
-            "upper": _num(pt.upper),
-            "score": _num(pt.score),
-            "limit": {"name": bound[0], "value": _num(bound[1])} if bound is not None else None,
-            "impact_usd": _num(impact) if impact is not None else None,
-            "projected_daily_impact_usd": (
-                _num(pt.projected_daily_impact_usd)
-                if status == "firing" and pt.projected_daily_impact_usd is not None
-                else None
-            ),
-            "projected_monthly_impact_usd": (
-                _num(pt.projected_monthly_impact_usd)
-                if status == "firing" and pt.projected_monthly_impact_usd is not None
-                else None
-            ),
-            "reason": pt.reason,
-            "early": status == "firing" and pt.early,
-            "window_progress": _num(pt.progress) if status == "firing" and pt.early else None,
-            "confirmed": confirmed,
-            "withdrawn": withdrawn or (restated and status == "resolved"),
-            "episode": {
+        return alert_document(
+            id=ep.id,
+            status=status,
+            revision=ep.revision,
+            restated=restated,
+            severity=ep.severity,
+            escalated=escalated_from is not None,
+            previous_severity=escalated_from,
+            summary=summary,
+            detector=self.name,
+            detector_type=self.type,
+            signal=cfg.signal,
+            per=cfg.per,
+            per_scale=cfg.per_scale,
+            unit=u.text,
+            unit_label=u.label,
+            series=dict(pt.series),
+            window_start=iso(pt.window_start),
+            window_end=iso(pt.window_end),
+            started_at=iso(ep.started_at),
+            resolved_at=iso(resolved_at) if resolved_at is not None else None,
+            direction="down" if pt.observed < pt.expected else "up",
+            observed=_num(pt.observed),
+            expected=_num(pt.expected),
+            lower=_num(pt.lower),
+            upper=_num(pt.upper),
+            score=_num(pt.score),
+            limit={"name": bound[0], "value": _num(bound[1])} if bound is not None else None,
+            impact_usd=_num(impact) if impact is not None else None,
+            projected_daily_impact_usd=_num(pt.projected_daily_impact_usd) if firing else None,
+            projected_monthly_impact_usd=_num(pt.projected_monthly_impact_usd) if firing else None,
+            reason=pt.reason,
+            early=firing and pt.early,
+            window_progress=_num(pt.progress) if firing and pt.early else None,
+            confirmed=confirmed,
+            withdrawn=withdrawn or (restated and status == "resolved"),
+            episode={
                 "points": ep.points,
                 "observed_total": _num(ep.observed_total),
                 "expected_total": _num(ep.expected_total),
                 "impact_usd": _num(ep.impact_total),
                 "peak_score": _num(ep.peak_score),
             },
-            "top_contributors": [
+            top_contributors=[
                 {**c, "observed": _num(c["observed"]), "expected": _num(c["expected"]), "delta": _num(c["delta"])}
                 for c in pt.contributors
             ],
-        }
+        )
 
     def firing_documents(self) -> Iterator[dict[str, Any]]:
         """A firing document for each open episode (its latest point), e.g. for metrics after a restart."""
         for ep in self.episodes.values():
             if ep.last_point is not None:
                 yield self.document(ep, ep.last_point, "firing")
+
+
+def _top_contributor(pt: Point) -> str:
+    """``; top contributor model=sonnet +17.43`` for a summary (empty without contributors)."""
+    if not pt.contributors:
+        return ""
+    top = pt.contributors[0]
+    dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
+    return f"; top contributor {dims} {top['delta']:+.2f}"

@@ -134,8 +134,6 @@ class Agent(BillingDeliveries):
         for name, src in self.sources.items():
             if not src.partitioned:  # partitioned sources register their partitions on assignment
                 self.clock_of(name).source_max.setdefault(name, -math.inf)
-                if src.live:  # (a live stream reading its backlog holds early warnings back from the start)
-                    self.clock_of(name).live.add(name)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closing = threading.Event()
