@@ -41,7 +41,7 @@ def test_a_series_that_stops_reporting_raises_a_data_gap_naming_its_source() -> 
     assert "data gap over" in back[0]["summary"] and "after 5 hours" in back[0]["summary"]
     assert r2.longest_silence.get(("a",), 0) == 0  # a gap is not one of its usual silences
     # In the gap, windows were not scored (no drop alert for unreported spend) and were learned as unknown, not zero.
-    assert max(p.window_start for p in [r.last_points[("a",)]]) == (24 * 9 + 2) * H
+    assert r.last_points[("a",)].window_start == (24 * 9 + 2) * H
 
 
 def test_a_series_quiet_every_night_is_not_a_gap_until_silent_longer_than_ever() -> None:

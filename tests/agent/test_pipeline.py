@@ -145,7 +145,11 @@ def test_the_watermark_metric_is_event_time_and_closed_windows_have_their_own(tm
     assert closed == parse_time("2026-10-01T23:00:00Z")
 
 
-def _live_config(inbox: Path, dlq: Path, idle_timeout: str) -> str:
+_REQUESTS = "  requests: {type: threshold, signal: requests, upper: 1.0e12, window_seconds: 3600}"
+
+
+def _live_config(inbox: Path, dlq: Path, idle_timeout: str, detectors: str = _REQUESTS, pipeline: str = "") -> str:
+    """A followed inbox of Bedrock logs; ``detectors``: the lines under ``detectors:``; ``pipeline``: more settings."""
     return f"""
 sources:
   tokens:
@@ -155,12 +159,12 @@ sources:
     poll_interval_seconds: 0.1
     decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}
 detectors:
-  requests: {{type: threshold, signal: requests, upper: 1.0e12, window_seconds: 3600}}
+{detectors}
 sinks:
   console: {{type: console}}
 state: {{type: memory}}
 dead_letter: {{path: {dlq}}}
-pipeline: {{allowed_lateness_seconds: 60, idle_timeout_seconds: {idle_timeout}}}
+pipeline: {{allowed_lateness_seconds: 60, idle_timeout_seconds: {idle_timeout}{", " + pipeline if pipeline else ""}}}
 """
 
 
@@ -237,30 +241,14 @@ def test_a_live_spike_alerts_before_its_window_ends_and_the_quiet_tail_confirms_
     w = now - now % 3600 - 2 * 3600  # the loop's window: two hours ago, so that the quiet tail can close it
     usual = [w - h * 3600 + m * 600 + 30 for h in range(72, 0, -1) for m in range(5 + h % 3)]
     _append(f, usual)
-    cfg = load_config_text(
-        f"""
-sources:
-  tokens:
-    type: file
-    path: {inbox}
-    watch: true
-    poll_interval_seconds: 0.1
-    decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}
-detectors:
-  spend:
+    spend = """  spend:
     type: seasonal
     signal: token_cost_usd
     group_by: [team]
     window_seconds: 3600
     warmup_points: 48
-    min_impact_usd: 0.01
-sinks:
-  console: {{type: console}}
-state: {{type: memory}}
-dead_letter: {{path: {tmp_path / "dlq.jsonl"}}}
-pipeline: {{allowed_lateness_seconds: 60, idle_timeout_seconds: 1, early_check_seconds: 60}}
-"""
-    )
+    min_impact_usd: 0.01"""
+    cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "1", spend, "early_check_seconds: 60"))
     collector = PointCollector()
     agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
     agent.start()
@@ -290,9 +278,7 @@ def test_a_followed_source_that_goes_silent_raises_a_data_gap_and_ends_it_when_r
     now = time.time()
     w = now - now % 3600 - 2 * 3600
     _append(f, [w + m * 60 for m in range(0, 60, 5)])
-    cfg = _live_config(inbox, tmp_path / "dlq.jsonl", "null").replace(
-        "idle_timeout_seconds: null}", "idle_timeout_seconds: null, source_gap_seconds: 1.5}"
-    )
+    cfg = _live_config(inbox, tmp_path / "dlq.jsonl", "null", pipeline="source_gap_seconds: 1.5")
     collector = PointCollector()
     agent = Agent(load_config_text(cfg), extra_sinks={"c": collector}, state_store=MemoryStateStore())
     agent.start()
