@@ -463,7 +463,8 @@ def check_signals(cfg: Any) -> list[str]:
 
     ``signal`` must be emitted by some source; ``per`` and ``cost_signal`` in the same observation
     as ``signal`` (that is where a detector reads them); ``group_by`` and ``contributors_by``
-    dimensions by some source that emits ``signal``. Open declarations are not checked.
+    dimensions, and those ``where`` and ``exclude`` filter on, by some source that emits ``signal``.
+    Open declarations are not checked.
     """
     emits = source_emits(cfg)
     if any(e.signals is None for e in emits.values()):
@@ -500,6 +501,13 @@ def check_signals(cfg: Any) -> list[str]:
                 if dim not in dims:
                     errors.append(
                         f"{where}.{key}[{i}]: no configured source that emits {det.signal} has dimension {dim!r}"
+                        f"{did_you_mean(dim, dims)}; they have: {', '.join(dims) or 'none'}"
+                    )
+        for key in ("where", "exclude"):
+            for dim in getattr(det, key, None) or {}:
+                if dim not in dims:
+                    errors.append(
+                        f"{where}.{key}.{dim}: no configured source that emits {det.signal} has dimension {dim!r}"
                         f"{did_you_mean(dim, dims)}; they have: {', '.join(dims) or 'none'}"
                     )
     return errors

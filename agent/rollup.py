@@ -34,10 +34,10 @@ class WindowRollup:
         """Where a cell goes in this detector: series key, child cell and signal indices (cached)."""
         cfg = self.cfg
         dims, signals = c.dims, c.signals
-        if cfg.signal not in signals or (cfg.per is not None and cfg.per not in signals):
+        d = dict(dims)
+        if cfg.signal not in signals or (cfg.per is not None and cfg.per not in signals) or not cfg.admits(d):
             route = None
         else:
-            d = dict(dims)
             key = tuple(d.get(k, "") for k in self.group_by)
             by = self.cfg.contributors_by
             if not self._track_children:

@@ -7,8 +7,8 @@ Each seed generates 116 days (Monday 5 January to 1 May 2026: three whole months
   embedded default config's ``token_spend`` and ``unit_cost`` detectors (which roll them up
   into their hourly windows exactly as the agent does), and
 - **hourly billed cost** for 12 cloud services (daily and weekly shapes, growth, noise, and for
-  four of them a fee billed at 00:00 UTC on the 1st: normal in billing, not an anomaly), fed
-  into the default ``cloud_spend`` detector;
+  four of them a monthly fee billed at 00:00 UTC on the 1st as its own line, ``charge_category``
+  ``Purchase`` as in a bill: normal, not an anomaly), fed into the default ``cloud_spend`` detector;
 
 with one labelled anomaly injected into most series after a three-week warm-up: a **spike**
 (1–4 hours at 3–8×), a **level shift** (1.8–3× for good), a **slow drift** (up to 2–3× over
@@ -92,7 +92,8 @@ class Anomaly:
 class Scenario:
     token: dict[str, np.ndarray]  # team → per-minute USD (NaN before a new team exists)
     clean_token: dict[str, np.ndarray]  # the same without the injected anomaly
-    billing: dict[str, np.ndarray]  # service → hourly USD
+    billing: dict[str, np.ndarray]  # service → hourly USD (usage)
+    fees: dict[str, np.ndarray] = field(default_factory=dict)  # service → hourly USD of Purchase lines (a fee)
     anomalies: list[Anomaly] = field(default_factory=list)
     # small team → (per-minute USD, tokens, model index: 0 its usual model, 1 after a model switch); NaN: no call
     small: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -180,7 +181,7 @@ def generate(seed: int, teams: int = 10, services: int = 12) -> Scenario:
         y = hourly * shape * growth * rng.lognormal(0, rng.uniform(0.03, 0.1), th.size)
         if i < FEE_SERVICES:
             first = np.array([time.gmtime(t).tm_mday == 1 and t % D == 0 for t in th])
-            y = y + np.where(first, hourly * rng.uniform(20, 200), 0.0)
+            sc.fees[name] = np.where(first, hourly * rng.uniform(20, 200), 0.0)
         kind = kinds[(i + seed + 2) % len(kinds)]
         kind = "none" if kind == "data_gap" else kind  # (services: bills come whole or late, not with gaps)
         if kind != "none":
@@ -228,7 +229,7 @@ def _small_team(rng: np.random.Generator, sc: Scenario, name: str, kind: str, tm
 
 def _runners(budgets: dict[str, float], without: tuple[str, ...] = ()) -> dict[str, DetectorRunner]:
     """The default config's detectors; ``without``: rules turned off to measure what they bring (``early``,
-    ``percent``)."""
+    ``percent``, ``exclude``: the bill's fees counted as spend)."""
     cfg = load_config(None)
     out = {}
     for name in (*TOKEN_DETECTORS, *BILLING_DETECTORS):
@@ -237,6 +238,8 @@ def _runners(budgets: dict[str, float], without: tuple[str, ...] = ()) -> dict[s
             dcfg = dcfg.model_copy(update={"early_warning": False})
         if "percent" in without:
             dcfg = dcfg.model_copy(update={"min_impact_percent": None})
+        if "exclude" in without:
+            dcfg = dcfg.model_copy(update={"exclude": {}})
         proto = components("detector")[dcfg.type][1].from_config(dcfg)
         out[name] = DetectorRunner(name, dcfg, proto, cfg.alerting)
     bcfg = BudgetConfig(
@@ -273,11 +276,14 @@ def run_seed(seed: int, without: tuple[str, ...] = ()) -> SeedResult:
     sig = ("token_cost_usd", "tokens")
     cells = {(team, m): cell(make_dims({"team": team, "model": m}), sig) for team in sc.token for m in PRICES}
     bcells = {
-        s: cell(
-            make_dims({"provider": "aws", "service": s, "sub_account": "111", "region": "us-east-1"}),
+        (s, kind): cell(
+            make_dims(
+                {"provider": "aws", "service": s, "sub_account": "111", "region": "us-east-1", "charge_category": kind}
+            ),
             ("billing_cost_usd",),
         )
         for s in sc.billing
+        for kind in ("Usage", "Purchase")
     }
     share = {"haiku": 0.3, "sonnet": 0.7}
     small = list(sc.small)
@@ -316,8 +322,12 @@ def run_seed(seed: int, without: tuple[str, ...] = ()) -> SeedResult:
             for r in early:  # the agent checks open windows every early_check_seconds (60) of event time
                 docs.extend(e for e in r.early(minute + MIN, [])[1] if e["status"] == "firing")
         for name, y in sc.billing.items():
-            if y[i] == y[i]:
-                bill.add_bucket(hour, {bcells[name]: [float(y[i])]})
+            line = {bcells[name, "Usage"]: [float(y[i])]} if y[i] == y[i] else {}
+            fee = sc.fees.get(name)
+            if fee is not None and fee[i]:
+                line[bcells[name, "Purchase"]] = [float(fee[i])]
+            if line:
+                bill.add_bucket(hour, line)
         g = time.gmtime(hour)
         if g.tm_mday == 10 and g.tm_hour == 0:  # the forecast on the 10th, before the day's first hour
             for key, model in runners["budget"].models.items():
@@ -529,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument(
         "--without",
-        choices=("early", "percent"),
+        choices=("early", "percent", "exclude"),
         action="append",
         default=[],
         help="turn a rule of the default config off, to measure what it brings (repeatable)",

@@ -36,6 +36,16 @@ class DetectorCommon(ComponentConfig):
         None, description="USD signal used for the dollar impact when the watched signal is not in USD"
     )
     group_by: list[str] = Field(default_factory=list, description="dimensions that make one series")
+    where: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="count only what has one of these values of a dimension (dimension → values; a record "
+        "without the dimension does not match), e.g. charge_category: [Usage]",
+    )
+    exclude: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="leave out what has one of these values of a dimension (dimension → values), e.g. "
+        "charge_category: [Purchase, Tax]: a bill's fees, commitments and taxes, billed on a schedule, not used",
+    )
     window_seconds: int = Field(3600, ge=1, le=31 * 86400)
     direction: Literal["up", "down", "both"] = "up"
     min_impact_usd: float = Field(1.0, ge=0, description="alert only when the dollar impact reaches this")
@@ -74,6 +84,21 @@ class DetectorCommon(ComponentConfig):
         if len(set(v)) != len(v):
             raise ValueError("group_by dimensions must be unique")
         return v
+
+    @field_validator("where", "exclude")
+    @classmethod
+    def _values(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for dim, values in v.items():
+            if not values:
+                raise ValueError(f"{dim}: give at least one value")
+        return v
+
+    def admits(self, dims: dict[str, str]) -> bool:
+        """Whether a cell with these dimensions counts for this detector (``where`` and ``exclude``)."""
+        for dim, values in self.where.items():
+            if dims.get(dim) not in values:
+                return False
+        return not any(dims.get(dim) in values for dim, values in self.exclude.items())
 
 
 @runtime_checkable

@@ -505,3 +505,13 @@ sinks: {k: {type: plain_queued}}
     assert "sources.s.type: source Source: its config NoDecoderConfig has no 'decoder' field" in text
     assert "detectors.d.type: detector Bare: does not inherit detectors.base.DetectorHooks" in text
     assert "sinks.k.type: sink QueuedSink: its config PlainSinkConfig must subclass" in text
+
+
+def test_a_filter_on_a_dimension_no_source_has_is_reported_with_its_path() -> None:
+    billing = "  f: {type: file, path: x.csv, decoder: {type: billing}}\n"
+    good = "  d: {type: seasonal, signal: billing_cost_usd, exclude: {charge_category: [Purchase, Tax]}}\n"
+    assert _errors(_config(billing, good)) == []
+    bad = "  d: {type: seasonal, signal: billing_cost_usd, where: {charge_categry: [Usage]}}\n"
+    (error,) = _errors(_config(billing, bad))
+    assert error.startswith("detectors.d.where.charge_categry: no configured source"), error
+    assert "(did you mean 'charge_category'?)" in error

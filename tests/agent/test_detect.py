@@ -389,3 +389,51 @@ def test_a_drop_reads_as_a_drop() -> None:
     feed(up, range(0, 24 * 9), base)
     fired = [e for e in feed(up, range(24 * 9, 24 * 9 + 2), lambda h: base(h) * 6) if e["status"] == "firing"]
     assert fired[0]["direction"] == "up" and "vs expected" in fired[0]["summary"]
+
+
+def _bill(r: DetectorRunner, hours: range, usage: object, fee_at: int | None, fee: float) -> list[dict]:
+    """An hourly bill: usage lines and, at ``fee_at``, a Purchase line (a monthly fee) of the same service."""
+    dims = {"provider": "aws", "service": "AmazonEC2"}
+    use = cell(make_dims({**dims, "charge_category": "Usage"}), ("billing_cost_usd",))
+    buy = cell(make_dims({**dims, "charge_category": "Purchase"}), ("billing_cost_usd",))
+    events: list[dict] = []
+    for h in hours:
+        bucket = {use: [usage(h) if callable(usage) else usage]}
+        if h == fee_at:
+            bucket[buy] = [fee]
+        r.add_bucket(h * H, bucket)
+        events.extend(r.close_until((h + 1) * H)[1])
+    return events
+
+
+@pytest.mark.parametrize("exclude", [{}, {"charge_category": ["Purchase", "Tax"]}])
+def test_a_bills_fees_are_left_out_by_exclude_and_its_usage_still_pages(exclude: dict) -> None:
+    cfg = SeasonalConfig(
+        type="seasonal",
+        signal="billing_cost_usd",
+        group_by=["provider", "service"],
+        window_seconds=3600,
+        warmup_points=48,
+        min_impact_usd=50,
+        exclude=exclude,
+    )  # type: ignore[call-arg]
+    r = DetectorRunner("cloud", cfg, SeasonalDetector.from_config(cfg), AlertingConfig())
+    base = lambda h: 100 + 30 * math.sin(2 * math.pi * (h % 24) / 24)  # noqa: E731
+    fee_hour = 24 * 12
+    events = _bill(r, range(0, 24 * 14), base, fee_hour, 5000.0)
+    fired = [e for e in events if e["status"] == "firing"]
+    assert bool(fired) == (not exclude)  # the fee pages only when it counts as the service's spend
+    spike = _bill(r, range(24 * 14, 24 * 14 + 3), lambda h: base(h) * 4, None, 0.0)
+    assert [e["status"] for e in spike][:1] == ["firing"]  # usage still pages with the fee left out
+    assert spike[0]["series"] == {"provider": "aws", "service": "AmazonEC2"}
+
+
+def test_where_counts_only_the_values_it_names() -> None:
+    cfg = SeasonalConfig(type="seasonal", signal="billing_cost_usd", where={"charge_category": ["Usage"]})  # type: ignore[call-arg]
+    assert cfg.admits({"charge_category": "Usage", "service": "x"})
+    assert not cfg.admits({"charge_category": "Tax"})
+    assert not cfg.admits({"service": "x"})  # without the dimension: no match
+    ex = SeasonalConfig(type="seasonal", signal="billing_cost_usd", exclude={"charge_category": ["Tax"]})  # type: ignore[call-arg]
+    assert ex.admits({"service": "x"}) and not ex.admits({"charge_category": "Tax"})
+    with pytest.raises(ValidationError, match="give at least one value"):
+        SeasonalConfig(type="seasonal", signal="x", where={"charge_category": []})  # type: ignore[call-arg]
