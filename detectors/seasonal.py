@@ -139,6 +139,32 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
     True
     """
 
+    # The parameters (class attributes hold the defaults of __init__; a model stores only those it changes).
+    threshold: float
+    direction: str
+    alpha: float
+    beta: float
+    gamma: float
+    rho: float
+    warmup_points: int
+    error_cap: float
+    likelihood_points: int
+    likelihood_rate: float
+    range_tolerance: float
+    point_weight: float
+    max_decay: float
+    refractory_points: int
+    refractory_factor: float
+    phase_tolerance: int
+    daily_slots_max: int
+    min_rel_scale: float
+    daily: bool
+    weekly: bool
+    monthly: bool
+    monthly_rate: float
+    growth: bool
+    growth_min_days: int
+
     def __init__(
         self,
         threshold: float = 0.5,
@@ -166,30 +192,35 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
         growth: bool = True,
         growth_min_days: int = 14,
     ):
-        self.threshold = threshold
-        self.direction = direction
-        self.alpha = alpha
-        self.beta = beta
-        self.gamma = gamma
-        self.rho = rho
-        self.warmup_points = warmup_points
-        self.error_cap = error_cap
-        self.likelihood_points = likelihood_points
-        self.likelihood_rate = likelihood_rate
-        self.range_tolerance = range_tolerance
-        self.point_weight = point_weight
-        self.max_decay = max_decay
-        self.refractory_points = refractory_points
-        self.refractory_factor = refractory_factor
-        self.phase_tolerance = phase_tolerance
-        self.daily_slots_max = daily_slots_max
-        self.min_rel_scale = min_rel_scale
-        self.daily = daily
-        self.weekly = weekly
-        self.monthly = monthly
-        self.monthly_rate = monthly_rate
-        self.growth = growth
-        self.growth_min_days = growth_min_days
+        # Parameters equal to the class's defaults are not stored per model (one model per series: 26 attributes
+        # each would cost about 300 bytes a series); River reads them back with getattr all the same.
+        _own(
+            self,
+            threshold=threshold,
+            direction=direction,
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+            rho=rho,
+            warmup_points=warmup_points,
+            error_cap=error_cap,
+            likelihood_points=likelihood_points,
+            likelihood_rate=likelihood_rate,
+            range_tolerance=range_tolerance,
+            point_weight=point_weight,
+            max_decay=max_decay,
+            refractory_points=refractory_points,
+            refractory_factor=refractory_factor,
+            phase_tolerance=phase_tolerance,
+            daily_slots_max=daily_slots_max,
+            min_rel_scale=min_rel_scale,
+            daily=daily,
+            weekly=weekly,
+            monthly=monthly,
+            monthly_rate=monthly_rate,
+            growth=growth,
+            growth_min_days=growth_min_days,
+        )
         st = self._st = array("d", bytes(8 * (_BUF + likelihood_points)))
         st[_LO], st[_HI] = math.inf, -math.inf
         st[_SINCE] = st[_PREV_T] = st[_CT] = math.inf
@@ -481,13 +512,14 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
     def __setstate__(self, state: dict[str, Any]) -> None:
         st = array("d")
         st.frombytes(state.pop("_st"))
-        if len(st) == _OLD_BUF + state["likelihood_points"]:  # pickled before the month-start offset
-            st[_MS:_MS] = array("d", [0.0, -1.0, 0.0, 0.0] + [math.nan] * 8 + [0.0] * 6)
-        for name, default in _DEFAULTS.items():  # parameters added since the state was pickled
-            state.setdefault(name, default)
+        if len(st) == _OLD_BUF + state.get("likelihood_points", _DEFAULTS["likelihood_points"]):
+            st[_MS:_MS] = array("d", [0.0, -1.0, 0.0, 0.0] + [math.nan] * 8 + [0.0] * 6)  # before the month start
         prof = array("f")
         prof.frombytes(state.pop("_prof"))
+        # Parameters missing (the default, or added since the state was pickled) are the class's.
+        params = {name: state.pop(name) for name in _PARAMS if name in state}
         self.__dict__.update(state)
+        _own(self, **params)
         self._st = st
         self._prof = prof
 
@@ -501,5 +533,16 @@ _DEFAULTS = {
     name: p.default for name, p in inspect.signature(SeasonalDetector.__init__).parameters.items() if name != "self"
 }
 _PARAMS = tuple(_DEFAULTS)
+for _name, _value in _DEFAULTS.items():
+    setattr(SeasonalDetector, _name, _value)
+
+
+def _own(model: Any, **params: Any) -> None:
+    """Sets on ``model`` the parameters that differ from its class's (a bool is no int: True == 1)."""
+    cls = type(model)
+    for name, value in params.items():
+        default = getattr(cls, name)
+        if value != default or type(value) is not type(default):
+            setattr(model, name, value)
 
 register("detector", "seasonal", SeasonalConfig)(SeasonalDetector)

@@ -8,7 +8,7 @@ import pickle
 import random
 from array import array
 
-from detectors.seasonal import _BUF, _MS, SeasonalConfig, SeasonalDetector, _month_start
+from detectors.seasonal import _BUF, _MS, _PARAMS, SeasonalConfig, SeasonalDetector, _month_start
 
 H = 3600.0
 JAN_1 = float(calendar.timegm((2026, 1, 1, 0, 0, 0)))
@@ -66,7 +66,7 @@ def test_state_pickled_before_the_month_start_offset_still_loads() -> None:
     det = SeasonalDetector(warmup_points=24, growth=False)  # its newer slots stay as a fresh model's
     for x in hourly(3, fee=0.0):
         det.learn_one(x)
-    state = det.__getstate__()
+    state = {**{name: getattr(det, name) for name in _PARAMS}, **det.__getstate__()}  # then every parameter
     old = array("d")
     old.frombytes(state["_st"])
     del old[_MS:_BUF]  # the earlier layout had neither the month-start nor the growth slots
@@ -149,3 +149,14 @@ def test_records_of_a_series_growing_week_over_week_are_not_range_breaks() -> No
     plain = SeasonalDetector.from_config(cfg.model_copy(update={"growth": False}))
     blind = sum(count_anomalies(plain.clone(), growing(70, 0.07, s)) for s in range(10))
     assert aware * 2 < blind, (aware, blind)  # 10 series × 10 weeks at +7 % a week: 5 vs 17
+
+
+def test_a_model_stores_only_the_parameters_it_changes_and_pickles_them() -> None:
+    """One model per series: the defaults live on the class, not in every model (memory per series)."""
+    det = SeasonalDetector(warmup_points=24, growth=False, daily=True)
+    assert set(vars(det)) == {"_st", "_prof", "warmup_points", "growth"}
+    back = pickle.loads(pickle.dumps(det.clone()))
+    assert set(vars(back)) == {"_st", "_prof", "warmup_points", "growth"}
+    assert back.growth is False and back.warmup_points == 24 and back.alpha == SeasonalDetector().alpha
+    assert back._get_params() == det._get_params()
+    assert SeasonalDetector(threshold=1).threshold == 1 and "threshold" in vars(SeasonalDetector(threshold=1))
