@@ -545,4 +545,5 @@ def _own(model: Any, **params: Any) -> None:
         if value != default or type(value) is not type(default):
             setattr(model, name, value)
 
+
 register("detector", "seasonal", SeasonalConfig)(SeasonalDetector)
