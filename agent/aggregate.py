@@ -22,8 +22,9 @@ Cells = dict[Cell, list[float]]
 class Aggregator:
     """``idle_timeout_seconds``: once every stream has been idle this long (monotonic time), each *live* stream (one
     that keeps watching its input: a followed file, a Kafka partition) moves on the wall clock to
-    ``wall_clock() - idle_timeout_seconds``, but never more than ``idle_horizon_seconds`` (the longest window) past its
-    own latest event: the last window of a quiet source closes, and silence is not made into days of zeros. A stream
+    ``wall_clock() - idle_timeout_seconds``, but never more than ``idle_horizon_seconds`` (the longest window) plus the
+    allowed lateness past its own latest event: the last window of a quiet source closes (even for a record in its
+    first seconds), and silence is not made into days of zeros. A stream
     that has read all its input and stopped (a finite file) keeps its own time. None: never."""
 
     def __init__(
@@ -125,7 +126,8 @@ class Aggregator:
             for k in self.live:
                 last = self.source_max.get(k, -math.inf)
                 if last != -math.inf:
-                    wm = max(wm, min(now, last + self.idle_horizon))
+                    # (plus the lateness: the window of the last record closes, wherever in it the record fell)
+                    wm = max(wm, min(now, last + self.idle_horizon + self.lateness))
         return wm
 
     def seal(self, *, force_all: bool = False, watermark: float | None = None) -> list[tuple[float, Cells]]:

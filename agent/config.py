@@ -82,9 +82,10 @@ class PipelineConfig(_Strict):
         300.0,
         ge=0,
         description="when every stream has been idle (caught up) this long, live streams (watched files, Kafka) "
-        "move on the wall clock to now minus this, at most the longest window past their last record: the last "
-        "window of a source that goes quiet closes; a record older than that minus allowed_lateness_seconds is "
-        "late. null: never",
+        "move on the wall clock to now minus this, at most the longest window (plus the lateness) past their last "
+        "record: the last window of a source that goes quiet closes; a record older than that minus "
+        "allowed_lateness_seconds is late. With state.type kafka, each input partition idle this long does the "
+        "same. null: never",
     )
     source_gap_seconds: float | None = Field(
         None,

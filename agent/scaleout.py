@@ -69,6 +69,7 @@ class Upstream:
         self.replay_until = -1
         self.position: int | None = None
         self.idle = False
+        self.idle_since: float | None = None  # monotonic: when it went idle (its owner's clock)
         self.first: dict[str, float] = {}  # detector → the first bucket this partition had data for
         self.sent_clock: tuple[Any, ...] | None = None
         self.sent_at = 0.0
@@ -122,13 +123,16 @@ class Upstream:
         self.max_ts = mx
         self.position = last + 1
         self.idle = False
+        self.idle_since = None
         return late
 
-    def seal(self) -> list[tuple[float, Cells]]:
-        """Seal the buckets this partition's event time has passed; oldest first."""
-        limit = self.max_ts - self.lateness
-        if limit == NEG_INF:
-            return []
+    def seal(self, quiet: float = NEG_INF) -> list[tuple[float, Cells]]:
+        """Seal the buckets this partition's event time has passed; oldest first. ``quiet``: the event time a
+        partition idle for the idle timeout has reached on the wall clock (see :meth:`quiet_time`); a record older
+        than the sealed time is late from then on."""
+        if self.max_ts == NEG_INF:
+            return []  # a partition that never had a record has no time of its own to move on
+        limit = max(self.max_ts, quiet) - self.lateness
         out = []
         for b in sorted(k for k in self.buckets if k + self.bucket <= limit):
             out.append((b, self.buckets.pop(b)))
@@ -138,6 +142,13 @@ class Upstream:
         if new_sealed > self.sealed_until:
             self.sealed_until = new_sealed
         return out
+
+    def quiet_time(self, wall: float, timeout: float, horizon: float) -> float:
+        """The event time of a partition idle for ``timeout`` seconds at wall-clock time ``wall``: the wall clock less
+        the timeout, but at most ``horizon`` (the longest window) plus the lateness past its last record — the single
+        pipeline's rule (:class:`agent.aggregate.Aggregator`): the window of its last record closes wherever in it the
+        record fell, and a silence is not made into days of zeros."""
+        return min(wall - timeout, self.max_ts + horizon + self.lateness)
 
     def partials(self, routers: dict[str, DetectorRunner], buckets: list[tuple[float, Cells]]) -> list[Partial]:
         """The partials of sealed (or provisional) buckets; notes each detector's first bucket with data."""

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.aggregate import Cells
 from agent.decoders.base import BadRecord
 from agent.detect import DetectorRunner
 from agent.model import Observation
@@ -70,6 +71,10 @@ class KafkaScaleOut:
         self.partitions = cfg.state.partitions
         self.idle_lease = cfg.state.idle_lease_seconds
         self.idle_grace = cfg.state.idle_grace_seconds
+        # A partition idle this long moves on the wall clock, at most the longest window past its last record (the
+        # single pipeline's rule, agent.aggregate.Aggregator): the last window of a quiet topic closes.
+        self.idle_timeout = cfg.pipeline.idle_timeout_seconds
+        self.idle_horizon = float(max(d.window_seconds for d in cfg.detectors.values()))
         self.replication = cfg.state.replication_factor
         self.unkeyed = sorted(n for n, s in kafka_cfgs.items() if not s.keyed_by_series)
         self.keyed = {n for n, s in kafka_cfgs.items() if s.keyed_by_series}
@@ -242,10 +247,16 @@ class KafkaScaleOut:
     def idle(self, source: str, up: Upstream, position: int | None = None) -> list[BadRecord]:
         """A caught-up partition (at ``position``, its log's end): send its open buckets provisionally; stop holding
         event time back."""
+        now = time.monotonic()
+        if not up.idle or up.idle_since is None:
+            up.idle_since = now
         up.idle = True
         if position is not None and (up.position is None or position > up.position):
             up.position = position  # e.g. an empty partition, or records that decoded to nothing
-        partials = up.partials(self.routers, up.provisional())
+        sealed: list[tuple[float, Cells]] = []
+        if self.idle_timeout is not None and now - up.idle_since >= self.idle_timeout:
+            sealed = up.seal(up.quiet_time(time.time(), self.idle_timeout, self.idle_horizon))
+        partials = up.partials(self.routers, sealed + up.provisional())
         clock = up.clock() if up.clock_changed(self.idle_lease / 3) else None
         if partials or clock is not None:
             return self._forward(source, up, partials, clock)

@@ -52,8 +52,19 @@ def test_quiet_live_streams_move_on_the_wall_clock_bounded_by_the_horizon() -> N
     agg.set_idle("inbox", live=True)
     assert agg.watermark() == 1_000_000.0  # the live stream never had data: nothing moves
     agg.source_max["inbox"] = 5_000_000.0
-    assert agg.watermark() == 5_000_000.0 + 3600  # quiet long past its last event: one horizon, no more
+    assert agg.watermark() == 5_000_000.0 + 3600 + 60  # quiet long past its last event: one horizon (+ lateness)
     now[0] = 5_000_100.0
     assert agg.watermark() == 5_000_100.0  # a moment after its last event: the wall clock (less the 0 s timeout)
     agg.add("inbox", [])  # records again: it holds event time at its own
     assert agg.watermark() == 5_000_000.0
+
+
+def test_a_quiet_streams_last_window_closes_whatever_second_of_it_the_last_record_fell_in() -> None:
+    """A record ten seconds into its hour, then silence: the hour still closes (and no hour after it)."""
+    now = [10_000_000.0]
+    agg = Aggregator(3600, 300, idle_timeout_seconds=0.0, wall_clock=lambda: now[0], idle_horizon_seconds=3600)
+    c = cell(make_dims({"team": "a"}), ("x",))
+    agg.add("s", [Observation(36_000.0 + 10, c, (1.0,))])
+    agg.set_idle("s", live=True)
+    assert [b for b, _ in agg.seal()] == [36_000.0]
+    assert agg.sealed_until == 36_000.0 + 3600  # the next hour stays open: silence is not made into zeros

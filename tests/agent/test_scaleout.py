@@ -377,3 +377,34 @@ def test_an_empty_partition_that_goes_idle_counts_as_idle_after_the_grace() -> N
     for at in (2_000, 5_000, 8_000, 11_000, 14_000):  # its new owner: idle at offset 0, heartbeats
         task.add("tokens/t/1", {}, (-math.inf, True, {}, 0), [], at_ms=at)
     assert task.watermark() == 7200.0
+
+
+def test_a_quiet_partition_moves_on_the_wall_clock_and_its_last_window_closes() -> None:
+    """The single pipeline's idleness rule, per input partition: idle for the timeout, its time moves to the wall
+    clock less the timeout, at most the longest window plus the lateness past its last record. The window of a
+    record ten seconds into its hour closes; the hour after it does not; a record for a sealed bucket is late."""
+    agent = Agent(load_config_text(CONFIG))
+    task = _task(agent)
+    up = Upstream("tokens/t/0", agent.bucket, 300, {"tokens/t": 1})
+    routers = {name: agent.make_runner(name) for name in agent.runners}
+    last = 36_000.0 + 10  # ten seconds into hour 10
+    assert up.add([_ob(t, "a", 2.0) for t in (32_400.0, 34_000.0, last)], 0, 2) == []
+    assert task.add(*_sealed(up, routers)) == []
+    up.idle = True  # caught up: its open buckets go out provisionally, and it stops holding time back
+    assert task.add(up.src, up.parts, up.clock(), up.partials(routers, up.provisional())) == []
+    closed = {(n, p.window_start) for n, pts, _ in task.close() for p in pts}
+    assert ("spend", 36_000.0) not in closed  # (its own time: the last record's; hour 10 is open)
+    # Idle for the timeout, long after its last record: one horizon (the longest window) plus the lateness on.
+    quiet = up.quiet_time(wall=10_000_000.0, timeout=300.0, horizon=3600.0)
+    assert quiet == last + 3600 + 300
+    assert up.quiet_time(wall=last + 1000.0, timeout=300.0, horizon=3600.0) == last + 700.0  # soon after: the wall
+    sealed = up.partials(routers, up.seal(quiet))
+    assert task.add(up.src, up.parts, up.clock(), sealed) == []
+    closed = {(n, p.window_start): p.observed for n, pts, _ in task.close() for p in pts}
+    assert closed[("spend", 36_000.0)] == 2.0  # hour 10 closed with the record ten seconds into it
+    assert ("spend", 39_600.0) not in closed  # hour 11 stays open: silence is not made into zeros
+    assert up.sealed_until == 36_000.0 + 3600
+    assert [o[0] for o in up.add([_ob(38_000.0, "a", 1.0)], 3, 3)] == [38_000.0]  # late from then on
+    # A partition that never had a record has no time of its own to move on.
+    empty = Upstream("tokens/t/1", agent.bucket, 300, {"tokens/t": 2})
+    assert empty.seal(empty.quiet_time(10_000_000.0, 300.0, 3600.0)) == [] and empty.sealed_until == -math.inf

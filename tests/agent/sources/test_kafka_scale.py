@@ -256,3 +256,54 @@ def _backtest_config(text: str, demo: Path) -> str:
         + "sinks:\n  console: {type: console}\n"
         + "state: {type: memory}\npipeline: {max_age_days: 3650}\n"
     )
+
+
+def test_a_quiet_topics_last_windows_close_on_the_wall_clock_as_in_one_process(
+    kafka_bootstrap: str, demo_month: Path, tmp_path: Path
+) -> None:
+    """A day of records, then silence: with `state.type: kafka` each input partition idle for
+    `pipeline.idle_timeout_seconds` moves on the wall clock, so the windows of the last records close (one horizon
+    past them, no more) — the same windows and sums as one process with local state."""
+    name = create_topic(kafka_bootstrap, 2)
+    lines = demo_lines(demo_month, range(0, 1))
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    for i, line in enumerate(lines):
+        p.send(name, value=line, partition=i % 2)
+    p.flush(60)
+    p.close()
+    last = max(parse_time(orjson.loads(x)["timestamp"]) for x in lines)
+
+    def run(state: str, directory: Path) -> dict[tuple[str, tuple, float], float]:
+        text = SCALE_CONFIG.format(
+            bootstrap=kafka_bootstrap,
+            topic=name,
+            group=f"{state}-{name}",
+            keyed="false",
+            state=state,
+            directory=directory,
+        ).replace("pipeline: {max_age_days: 3650}", "pipeline: {max_age_days: 3650, idle_timeout_seconds: 1}")
+        if state != "kafka":
+            text = text.replace("    keyed_by_series: false\n", "")
+        pts = PointCollector()
+        agent = Agent(
+            load_config_text(text), extra_sinks={"c": pts}, state_store=None if state == "kafka" else MemoryStateStore()
+        )
+        agent.start()
+        try:
+            assert wait_until(lambda: agent.records_in == len(lines), 120)
+            # The hour of the last record closes (it holds records up to its last second), nothing past the horizon.
+            hour = last - last % 3600
+            assert wait_until(lambda: any(k[0] == "spend" and k[2] == hour for k in _sums([pts])), 60), sorted(
+                {k[2] for k in _sums([pts])}
+            )[-3:]
+            assert wait_until(lambda: _settled(pts), 30)
+        finally:
+            agent.stop()
+        assert agent.error is None
+        return _sums([pts])
+
+    scaled = run("kafka", tmp_path / "scaled")
+    one = run("memory", tmp_path / "one")
+    assert max(k[2] for k in scaled) < last + 3600
+    assert scaled.keys() == one.keys()
+    assert all(math.isclose(v, one[k], rel_tol=1e-9, abs_tol=1e-9) for k, v in scaled.items())
