@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -31,7 +32,7 @@ class Point:
     score: float
     anomalous: bool
     impact_usd: float | None
-    contributors: list[dict[str, Any]] = field(default_factory=list)
+    contributors: Sequence[dict[str, Any]] = ()  # (no list per point: a point is kept per series, see detect.py)
     restated: bool = False  # a closed window scored again because a billing delivery changed its value
     reason: str | None = None  # why, where the score alone does not say (new series, slow growth, budget)
     unit: str = ""  # the series' unit as a metric label (``usd``, ``usd_per_1k_tokens``, ``gpu_hours``)
