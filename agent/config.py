@@ -504,13 +504,37 @@ def check_signals(cfg: Any) -> list[str]:
                         f"{where}.{key}[{i}]: no configured source that emits {det.signal} has dimension {dim!r}"
                         f"{did_you_mean(dim, dims)}; they have: {', '.join(dims) or 'none'}"
                     )
-        for key in ("where", "exclude"):
-            for dim in getattr(det, key, None) or {}:
-                if dim not in dims:
-                    errors.append(
-                        f"{where}.{key}.{dim}: no configured source that emits {det.signal} has dimension {dim!r}"
-                        f"{did_you_mean(dim, dims)}; they have: {', '.join(dims) or 'none'}"
-                    )
+        errors.extend(_filter_errors(det, where, dims))
+    return errors
+
+
+def _filter_errors(det: Any, where: str, dims: list[str]) -> list[str]:
+    """A detector's ``where`` / ``exclude``: dimensions some source has, billing values the decoders give, and no
+    value both counted and left out."""
+    from agent.decoders.billing.base import BILLING_PREFIX
+    from agent.decoders.billing.values import value_problem
+
+    errors: list[str] = []
+    billing = det.signal.startswith(BILLING_PREFIX)
+    for key in ("where", "exclude"):
+        for dim, values in (getattr(det, key, None) or {}).items():
+            if dim not in dims:
+                errors.append(
+                    f"{where}.{key}.{dim}: no configured source that emits {det.signal} has dimension {dim!r}"
+                    f"{did_you_mean(dim, dims)}; they have: {', '.join(dims) or 'none'}"
+                    + (" (a billing decoder's `dimensions` option chooses them)" if billing else "")
+                )
+                continue
+            if billing:
+                for i, value in enumerate(values):
+                    problem = value_problem(dim, value)
+                    if problem:
+                        errors.append(f"{where}.{key}.{dim}[{i}]: {problem}")
+    both = getattr(det, "where", None) or {}
+    for dim, values in (getattr(det, "exclude", None) or {}).items():
+        common = sorted(set(values) & set(both.get(dim, ())))
+        if common:
+            errors.append(f"{where}.exclude.{dim}: {common} also in where: the detector would count nothing of them")
     return errors
 
 

@@ -44,8 +44,12 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         def _contributors(self, key: SeriesKey, a: list[Any], y: float, expected: float) -> list[dict[str, Any]]: ...
         def _project(self, pt: Point) -> None: ...
 
-    def early(self, now: float, buckets: Iterable[tuple[float, Cells]]) -> tuple[list[Point], list[dict[str, Any]]]:
-        """Early warnings for the open windows at event time ``now``, given the aggregation's open buckets."""
+    def early(
+        self, now: float, buckets: Iterable[tuple[float, Cells]], wall: float = -math.inf
+    ) -> tuple[list[Point], list[dict[str, Any]]]:
+        """Early warnings for the open windows at event time ``now``, given the aggregation's open buckets. ``wall``:
+        the wall clock; a window it has passed the end of gets none (it closes in a moment, on the next record or
+        the idle timeout: one alert then, not a warning and its confirmation a moment apart — e.g. a catch-up)."""
         events: list[dict[str, Any]] = []
         if not self.early_enabled:
             return [], events
@@ -65,6 +69,8 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
             for k in [k for k in bands if k[0] + window <= closed]:
                 del bands[k]
         for w, acc in partial.items():
+            if w + window <= wall:
+                continue
             progress = min(1.0, max(0.0, (now - w) / window))
             for key, a in acc.items():
                 if key in self.episodes:

@@ -12,6 +12,7 @@ unknown rather than zero: not scored, and learned as the model's own expectation
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +49,9 @@ class DataGaps(AlertLifecycle):
                 if run > self.longest_silence.get(key, 0):
                     self.longest_silence[key] = run
             return
-        usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + max(pt.expected, 0.0)
+        # (what it usually reports: the model's expected values; a fixed limit, a threshold's, expects nothing)
+        expected = max(pt.expected, 0.0) if model.forecasts else math.nan
+        usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + expected
         if seen is None or warming_up(model):
             return
         run = round((w - seen) / self.window)
@@ -85,7 +88,7 @@ class DataGaps(AlertLifecycle):
         model.learn_one(x)
         gap = self.gaps[key]
         gap.silent_windows += 1
-        gap.usual += max(expected, 0.0)
+        gap.usual += max(expected, 0.0) if model.forecasts else math.nan
 
     def _sources(self, key: SeriesKey) -> tuple[str, ...]:
         """The sources whose records made the series (as far as the aggregation remembers its cells)."""
@@ -108,16 +111,17 @@ class DataGaps(AlertLifecycle):
             if gap.longest_before
             else "it had never been silent for a whole window"
         )
+        of = f" for {label}" if pt.series else ""  # (a detector without group_by has one series: no label)
         if status == "firing":
+            usual = f"; it usually reports {u.fmt(gap.usual)} in that time" if math.isfinite(gap.usual) else ""
             summary = (
-                f"[{self.name}] data gap: no {cfg.signal} data for {label} from {src} for {lasted} since "
-                f"{iso(gap.since)} ({before}); it usually reports {u.fmt(gap.usual)} in that time: spend may be "
-                "going unreported"
+                f"[{self.name}] data gap: no {cfg.signal} data{of} from {src} for {lasted} since "
+                f"{iso(gap.since)} ({before}){usual}: spend may be going unreported"
             )
         else:
+            again = f"{label} reports" if pt.series else "reports"
             summary = (
-                f"[{self.name}] data gap over: {label} reports {cfg.signal} again (from {src}) after {lasted} "
-                f"without data"
+                f"[{self.name}] data gap over: {again} {cfg.signal} again (from {src}) after {lasted} without data"
             )
         return alert_document(
             kind="data_gap",

@@ -208,7 +208,7 @@ class LocalTopology(Topology):
         for name, r in runners.items():
             if r.early_enabled:
                 try:
-                    closed.append((name, *r.early(now, buckets)))
+                    closed.append((name, *r.early(now, buckets, wall=a.now())))
                 except Exception as exc:
                     a.detector_failed(name, exc)
         a.publish(closed)

@@ -19,11 +19,22 @@ ones it refines, and the defaults say "nothing special". No capability is discov
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from agent.registry import ComponentConfig
+
+
+def _as_text(v: Any) -> Any:
+    """A filter's values as text: an account id written unquoted in YAML (123412340534) is the id, not a number."""
+    if isinstance(v, list):
+        return [str(x) if isinstance(x, int | float) and not isinstance(x, bool) else x for x in v]
+    return v
+
+
+#: A ``where`` / ``exclude`` dimension's values: at least one, as text.
+FilterValues = Annotated[list[str], BeforeValidator(_as_text), Field(min_length=1)]
 
 
 class DetectorCommon(ComponentConfig):
@@ -36,12 +47,12 @@ class DetectorCommon(ComponentConfig):
         None, description="USD signal used for the dollar impact when the watched signal is not in USD"
     )
     group_by: list[str] = Field(default_factory=list, description="dimensions that make one series")
-    where: dict[str, list[str]] = Field(
+    where: dict[str, FilterValues] = Field(
         default_factory=dict,
         description="count only what has one of these values of a dimension (dimension → values; a record "
         "without the dimension does not match), e.g. charge_category: [Usage]",
     )
-    exclude: dict[str, list[str]] = Field(
+    exclude: dict[str, FilterValues] = Field(
         default_factory=dict,
         description="leave out what has one of these values of a dimension (dimension → values), e.g. "
         "charge_category: [Purchase, Tax]: a bill's fees, commitments and taxes, billed on a schedule, not used",
@@ -83,14 +94,6 @@ class DetectorCommon(ComponentConfig):
     def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("group_by dimensions must be unique")
-        return v
-
-    @field_validator("where", "exclude")
-    @classmethod
-    def _values(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        for dim, values in v.items():
-            if not values:
-                raise ValueError(f"{dim}: give at least one value")
         return v
 
     def admits(self, dims: dict[str, str]) -> bool:
@@ -135,6 +138,9 @@ class DetectorHooks:
     - :meth:`sustained`: a slow leak's worth a day, judged when one window's impact is too small to page.
     - :meth:`bind_series`: per-series parameters (a series' own budget), told once when its model is made.
 
+    - :attr:`forecasts`: the model expects a value (False: a fixed limit, a threshold's; a data gap then names no
+      usual spend).
+
     Dollar impact:
 
     - :attr:`watches_month`: the detector watches the month, not the window (a budget): the point's observed
@@ -148,6 +154,7 @@ class DetectorHooks:
     newborn_usd: float | None = None  # a new series' spend since it appeared, while it is judged on it
     watches_month: ClassVar[bool] = False
     impact_is_cost: ClassVar[bool] = False
+    forecasts: ClassVar[bool] = True
 
     @property
     def n_learned(self) -> int:

@@ -58,6 +58,8 @@ class ThresholdDetector(DetectorHooks, AnomalyDetector):
 
     impact_is_cost = True  # with a cost_signal, the window's cost is the money at stake (an idle GPU's)
 
+    forecasts = False  # a fixed limit: no expected value
+
     def __init__(self, upper: float | None = None, lower: float | None = None):
         self.upper = upper
         self.lower = lower

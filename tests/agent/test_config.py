@@ -515,3 +515,31 @@ def test_a_filter_on_a_dimension_no_source_has_is_reported_with_its_path() -> No
     (error,) = _errors(_config(billing, bad))
     assert error.startswith("detectors.d.where.charge_categry: no configured source"), error
     assert "(did you mean 'charge_category'?)" in error
+
+
+@pytest.mark.parametrize(
+    ("filters", "error"),
+    [
+        (
+            "exclude: {charge_category: [purchase, Tax]}",
+            "detectors.d.exclude.charge_category[0]: 'purchase' matches nothing: the value is 'Purchase'",
+        ),
+        (
+            "exclude: {charge_category: [RIFee]}",
+            "detectors.d.exclude.charge_category[0]: bills give 'RIFee' lines charge_category 'Purchase'",
+        ),
+        ("where: {pricing_category: [OnDemand]}", "detectors.d.where.pricing_category[0]: bills give 'OnDemand'"),
+        (
+            "where: {charge_category: [Usage]}, exclude: {charge_category: [Usage, Tax]}",
+            "detectors.d.exclude.charge_category: ['Usage'] also in where: the detector would count nothing",
+        ),
+        ("where: {charge_category: [Usage, SomeNewLineType]}", None),  # a type no table maps passes as written
+    ],
+)
+def test_billing_filter_values_that_would_match_nothing_are_reported(filters: str, error: str | None) -> None:
+    billing = "  f: {type: file, path: x.csv, decoder: {type: billing}}\n"
+    errors = _errors(_config(billing, f"  d: {{type: seasonal, signal: billing_cost_usd, {filters}}}\n"))
+    if error is None:
+        assert errors == []
+    else:
+        assert len(errors) == 1 and errors[0].startswith(error), errors

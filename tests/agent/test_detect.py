@@ -435,5 +435,7 @@ def test_where_counts_only_the_values_it_names() -> None:
     assert not cfg.admits({"service": "x"})  # without the dimension: no match
     ex = SeasonalConfig(type="seasonal", signal="billing_cost_usd", exclude={"charge_category": ["Tax"]})  # type: ignore[call-arg]
     assert ex.admits({"service": "x"}) and not ex.admits({"charge_category": "Tax"})
-    with pytest.raises(ValidationError, match="give at least one value"):
+    with pytest.raises(ValidationError, match="at least 1 item"):
         SeasonalConfig(type="seasonal", signal="x", where={"charge_category": []})  # type: ignore[call-arg]
+    ids = SeasonalConfig(type="seasonal", signal="x", where={"sub_account": [123412340534]})  # type: ignore[call-arg]
+    assert ids.where == {"sub_account": ["123412340534"]}  # an account id written unquoted is the id

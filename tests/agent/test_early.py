@@ -92,3 +92,17 @@ def test_a_ratio_a_budget_and_a_downward_detector_do_not_warn_early() -> None:
     assert not runner(direction="down").early_enabled
     assert not runner(early_warning=False).early_enabled
     assert runner(direction="both").early_enabled
+
+
+def test_a_window_the_wall_clock_has_passed_gets_no_early_warning() -> None:
+    """Records of a window that is already over (a catch-up, a late delivery): it closes in a moment and alerts
+    once then, rather than an early warning and its confirmation a moment apart."""
+    r = runner()
+    feed(r, range(0, 24 * 9), base)
+    h = 24 * 9
+    cells: dict = {}
+    for model, share in (("haiku", 0.3), ("sonnet", 0.7)):
+        cells[cell(make_dims({"team": "a", "model": model}), SIG)] = [base(h) / 60 * 15 * 20 * share, 200.0]
+    now = h * H + 20 * MIN
+    assert r.early(now, [(h * H, cells)], wall=(h + 1) * H + 13 * MIN)[1] == []  # over on the wall clock
+    assert [e["status"] for e in r.early(now, [(h * H, cells)], wall=now)[1]] == ["firing"]  # live: warned

@@ -100,3 +100,22 @@ def test_a_live_source_that_goes_silent_raises_a_data_gap_naming_it() -> None:
     assert back is not None and back["status"] == "resolved" and back["id"] == doc["id"]
     assert s.longest["bedrock_logs"] == 20.0  # the gap is not one of its usual silences
     assert SourceSilence(0.0, lambda: clock[0]).check(["x"]) == []  # 0: never
+
+
+def test_a_fixed_limit_names_no_usual_spend_in_its_data_gap_and_one_series_no_label() -> None:
+    """A threshold (a fixed limit) expects nothing: its data gap does not claim a usual spend (the limit is not
+    one); a detector without group_by has one series: "no … data from …", not "for all"."""
+    from agent.config import AlertingConfig
+    from agent.detect import DetectorRunner
+    from detectors.threshold import ThresholdConfig, ThresholdDetector
+
+    cfg = ThresholdConfig(type="threshold", signal="token_cost_usd", upper=6000.0, window_seconds=3600)  # type: ignore[call-arg]
+    r = DetectorRunner("fees", cfg, ThresholdDetector.from_config(cfg), AlertingConfig())
+    events = []
+    for h in range(0, 8):
+        if h < 2:
+            r.add_bucket(h * H, {cell(make_dims({"team": "a", "model": "m"}), SIG): [100.0, 1.0]})
+        events += r.close_until((h + 1) * H)[1]
+    (gap,) = [e for e in events if e["kind"] == "data_gap" and e["status"] == "firing"]
+    assert gap["summary"].startswith("[fees] data gap: no token_cost_usd data from unknown source for 3 hours")
+    assert "usually reports" not in gap["summary"] and gap["expected"] is None

@@ -250,7 +250,8 @@ def test_a_live_spike_alerts_before_its_window_ends_and_the_quiet_tail_confirms_
     min_impact_usd: 0.01"""
     cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "1", spend, "early_check_seconds: 60"))
     collector = PointCollector()
-    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    clock = [w + 15 * 60]  # the agent's wall clock: a quarter of an hour into the loop's window (live)
+    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore(), now=lambda: clock[0])
     agent.start()
     try:
         assert wait_until(lambda: agent.records_in == len(usual), 30)
@@ -262,7 +263,9 @@ def test_a_live_spike_alerts_before_its_window_ends_and_the_quiet_tail_confirms_
         assert early["window_start"] == _stamp(w) and early["window_progress"] <= 10 / 60 + 0.02
         closed = [p for p in _points(collector) if p.window_start == w]
         assert closed == []  # the alert came while its window was open
-        # Quiet from here: the idle timeout moves event time on, the window closes and the alert is confirmed.
+        # Quiet from here, and the hour ends: the idle timeout moves event time on, the window closes and the alert
+        # is confirmed.
+        clock[0] = w + 3600 + 120
         assert wait_until(lambda: any(d.get("confirmed") for d in collector.alerts), 30)
         confirmed = next(d for d in collector.alerts if d.get("confirmed"))
         assert confirmed["id"] == early["id"] and confirmed["observed"] >= early["observed"]
@@ -293,5 +296,40 @@ def test_a_followed_source_that_goes_silent_raises_a_data_gap_and_ends_it_when_r
         over = lambda: [d for d in collector.alerts if d["kind"] == "data_gap" and d["status"] == "resolved"]  # noqa: E731
         assert wait_until(lambda: bool(over()), 20)
         assert agent.telemetry.registry.get_sample_value("finops_agent_source_silent", {"component": "tokens"}) == 0.0
+    finally:
+        agent.stop()
+
+
+def test_a_window_already_over_on_the_wall_clock_gets_no_early_warning(tmp_path: Path) -> None:
+    """A late delivery: a runaway loop's records arrive two hours after its window ended. The window closes in a
+    moment (the idle timeout), so it alerts once, at close — not an early warning and its confirmation a moment
+    apart."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    f = inbox / "live.jsonl"
+    now = time.time()
+    w = now - now % 3600 - 2 * 3600
+    usual = [w - h * 3600 + m * 600 + 30 for h in range(72, 0, -1) for m in range(5 + h % 3)]
+    _append(f, usual)
+    spend = """  spend:
+    type: seasonal
+    signal: token_cost_usd
+    group_by: [team]
+    window_seconds: 3600
+    warmup_points: 48
+    min_impact_usd: 0.01"""
+    cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "1", spend, "early_check_seconds: 60"))
+    collector = PointCollector()
+    agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
+    agent.start()
+    try:
+        assert wait_until(lambda: agent.records_in == len(usual), 30)
+        time.sleep(0.5)  # caught up: live
+        _append(f, [w + s for s in range(0, 600, 6)])
+        assert wait_until(lambda: any(d["status"] == "firing" for d in collector.alerts), 30)
+        time.sleep(0.5)
+        firing = [d for d in collector.alerts if d["status"] == "firing"]
+        assert len(firing) == 1 and not firing[0]["early"] and not firing[0]["confirmed"], firing
+        assert firing[0]["window_start"] == _stamp(w)
     finally:
         agent.stop()
