@@ -310,6 +310,11 @@ def run_backtest(
             for name, r in agent.runners.items()
             if (hb := r.held_back).points
         },
+        "filters": {  # what each detector's where / exclude left out (kinds of record: cells)
+            name: {"left_out": r.filtered_cells, "counted": r.counted_cells}
+            for name, r in agent.runners.items()
+            if r.cfg.where or r.cfg.exclude
+        },
         "span": span,
     }
     if report_dir:
@@ -360,6 +365,13 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
     if summary.get("errors"):
         what = ", ".join(f"{n:,} in {stage}" for stage, n in summary["errors"].items())
         lines.append(f"  unexpected errors: {what} (each kind logged once above; the replay went on)")
+    for name, f in summary.get("filters", {}).items():
+        if f["left_out"] or not f["counted"]:
+            kinds = plural(f["left_out"] + f["counted"], "kind")
+            lines.append(
+                f"  [{name}] where / exclude left out {f['left_out']:,} of {kinds} of record it watches"
+                + (": it counted none (check the values: compared exactly)" if not f["counted"] else "")
+            )
     for name, hb in summary.get("held_back", {}).items():
         n = hb["points"]
         rule = (

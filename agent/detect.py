@@ -50,6 +50,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         self.windows: dict[float, dict[SeriesKey, list[Any]]] = {}
         self.closed_until = -math.inf  # windows ending at or before this are closed
         self._routes: dict[Cell, Any] = {}
+        self.filtered_cells = self.counted_cells = 0  # (see WindowRollup._route)
         self.dropped_series = 0
         self._is_ratio = cfg.per is not None
         self._track_children = cfg.top_contributors > 0

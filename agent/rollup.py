@@ -27,6 +27,8 @@ class WindowRollup:
     models: dict[SeriesKey, Any]
     dropped_series: int
     _routes: dict[Cell, Any]
+    filtered_cells: int  # kinds of record (cells) with the signal that where / exclude left out
+    counted_cells: int  # … and that it counts
     _track_children: bool
 
     # -- roll-up ---------------------------------------------------------------------------
@@ -35,9 +37,13 @@ class WindowRollup:
         cfg = self.cfg
         dims, signals = c.dims, c.signals
         d = dict(dims)
-        if cfg.signal not in signals or (cfg.per is not None and cfg.per not in signals) or not cfg.admits(d):
+        if cfg.signal not in signals or (cfg.per is not None and cfg.per not in signals):
             route = None
+        elif not cfg.admits(d):  # left out by where / exclude: counted once per kind of record (the route is cached)
+            route = None
+            self.filtered_cells += 1
         else:
+            self.counted_cells += 1
             key = tuple(d.get(k, "") for k in self.group_by)
             by = self.cfg.contributors_by
             if not self._track_children:

@@ -294,3 +294,25 @@ def test_an_episode_follows_a_fading_incident_to_its_end(demo_month: Path, backt
     assert parse_time(resolved["resolved_at"]) - loop["start"] >= 0.75 * (loop["end"] - loop["start"])
     assert resolved["episode"]["points"] >= 4
     assert resolved["impact_usd"] >= 2.5 * firing["impact_usd"]
+
+
+def test_the_summary_says_what_where_and_exclude_left_out(data_dir: Path, tmp_path: Path) -> None:
+    """The default cloud_spend leaves a bill's Tax lines out; a `where` whose value no line has counts nothing, and
+    the summary says so rather than a silent "0 points"."""
+    import yaml
+
+    from agent.backtest import format_summary, run_backtest
+    from agent.config import default_config_text, load_config_text
+
+    bill = str(data_dir / "billing" / "aws-cur-legacy-sample.csv")
+    summary = run_backtest(load_config(None), [bill], str(tmp_path / "a.jsonl"))
+    f = summary["filters"]["cloud_spend"]
+    assert f["left_out"] >= 1 and f["counted"] >= 1, f  # its Tax lines
+    assert f"[cloud_spend] where / exclude left out {f['left_out']:,} of" in format_summary(summary, "a.jsonl")
+    raw = yaml.safe_load(default_config_text())
+    raw["detectors"]["cloud_spend"].pop("exclude")
+    raw["detectors"]["cloud_spend"]["where"] = {"charge_category": ["SomeNewLineType"]}
+    cfg = load_config_text(yaml.safe_dump(raw), env={})
+    summary = run_backtest(cfg, [bill], str(tmp_path / "b.jsonl"))
+    assert summary["filters"]["cloud_spend"]["counted"] == 0
+    assert "it counted none (check the values" in format_summary(summary, "b.jsonl")
