@@ -39,18 +39,16 @@ def test_injections_are_where_the_labels_say() -> None:
             assert (y[after] >= 3 * clean[after] - 1e-12).all()
 
 
-def test_fees_are_billed_at_midnight_on_the_first() -> None:
+def test_fees_are_billed_at_midnight_on_the_first_as_their_own_lines() -> None:
+    """A fee-billed service's monthly fee: its own (Purchase) line at 00:00 UTC on the 1st, 20–200 usual hours."""
     sc = generate(1)
     th = START + np.arange(DAYS * 24) * H
     first = np.array([time.gmtime(t).tm_mday == 1 and t % D == 0 for t in th])
-    checked = 0
-    for i in range(FEE_SERVICES):
-        y = sc.billing[f"svc-{i}"]
-        ok = ~np.isnan(y)  # a new service exists only from its start
-        if (first & ok).any():
-            assert y[first & ok].min() > 10 * np.median(y[~first & ok])
-            checked += 1
-    assert checked >= FEE_SERVICES - 1
+    assert sorted(sc.fees) == [f"svc-{i}" for i in range(FEE_SERVICES)]
+    for name, fee in sc.fees.items():
+        assert (fee[~first] == 0).all() and (fee[first] > 0).all()
+        usage = sc.billing[name]
+        assert fee[first].min() > 10 * np.nanmedian(usage)
 
 
 def test_one_seed_through_the_default_detectors() -> None:
