@@ -50,9 +50,8 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         """Early warnings for the open windows at event time ``now``, given the aggregation's open buckets. ``wall``:
         the wall clock; a window it has passed the end of gets none (it closes in a moment, on the next record or
         the idle timeout: one alert then, not a warning and its confirmation a moment apart — e.g. a catch-up)."""
-        events: list[dict[str, Any]] = []
         if not self.early_enabled:
-            return [], events
+            return [], []
         window = self.window
         closed = self.closed_until
         partial: dict[float, dict[SeriesKey, list[Any]]] = {}
@@ -64,12 +63,23 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
                 continue
             # (uncapped: a series beyond max_series has no model, and is not counted twice as dropped)
             self.rollup(cells, partial.setdefault(w, {}), capped=False)
+        return self.early_windows(now, partial, wall)
+
+    def early_windows(
+        self, now: float, partial: dict[float, dict[SeriesKey, list[Any]]], wall: float = -math.inf
+    ) -> tuple[list[Point], list[dict[str, Any]]]:
+        """Early warnings for open windows already summed per series (``window start → series → [value, per value,
+        cost value, children]``): what :meth:`early` does once it has rolled the open buckets up, and what a Kafka
+        scale-out task does with the partials of its inputs' open buckets."""
+        events: list[dict[str, Any]] = []
+        window = self.window
+        closed = self.closed_until
         bands = self._bands
         if bands and min(k[0] for k in bands) + window <= closed:
             for k in [k for k in bands if k[0] + window <= closed]:
                 del bands[k]
         for w, acc in partial.items():
-            if w + window <= wall:
+            if w + window <= wall or w + window <= closed:
                 continue
             progress = min(1.0, max(0.0, (now - w) / window))
             for key, a in acc.items():

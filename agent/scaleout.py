@@ -70,6 +70,8 @@ class Upstream:
         self.position: int | None = None
         self.idle = False
         self.idle_since: float | None = None  # monotonic: when it went idle (its owner's clock)
+        self.caught_up = False  # idle (at its log's end) at least once: what it reads now is live, not a backlog
+        self.next_early = NEG_INF  # event time of its next early-warning send (its open buckets)
         self.first: dict[str, float] = {}  # detector → the first bucket this partition had data for
         self.sent_clock: tuple[Any, ...] | None = None
         self.sent_at = 0.0
@@ -167,6 +169,15 @@ class Upstream:
         offset it is idle at (its log's end then: a task that sees the log grow past it stops counting it idle)."""
         idle = self.idle if idle is None else idle
         return self.sealed_until, idle, dict(self.first), self.position if idle else None
+
+    def early_buckets(self, step: float) -> list[tuple[float, Cells]]:
+        """Its open buckets, every ``step`` seconds of its event time once it is live (caught up once): their
+        partials let the tasks warn early (:meth:`Task.early`). Sealed partials replace them later; they are not
+        written to the changelog, and ``provisional`` still sends what an idle partition leaves open."""
+        if not self.caught_up or self.max_ts < self.next_early or not self.buckets:
+            return []
+        self.next_early = self.max_ts - self.max_ts % step + step
+        return sorted(self.buckets.items())
 
     def provisional(self) -> list[tuple[float, Cells]]:
         """Open buckets changed since last sent (sent when the partition goes idle; replaced later)."""
@@ -334,6 +345,11 @@ class Task:
         known = self.inputs.get(src)
         sealed = known[0] if known is not None else NEG_INF
         unsealed = self.unsealed.get(src)
+        # An active input's open buckets (b past the sealed time it reports now) come for early warnings: replaced
+        # by their sealed partials later, and resent by the input after a restart, they are not written to the
+        # changelog. An idle input's open buckets are: a window may close on them.
+        idle = clock[1] if clock is not None else bool(known is not None and known[1])
+        open_from = math.inf if idle else (clock[0] if clock is not None else sealed)
         for det, key, b, a in partials:
             r = self.runners.get(det)
             if r is None:
@@ -348,7 +364,8 @@ class Task:
                             unsealed[(det, key, b)] = [a[0], a[1], a[2]]  # its replay is not late twice
                 continue
             self.contrib[det].setdefault(w, {}).setdefault(key, {})[(src, b)] = a
-            self.dirty[det].add(key)
+            if b < open_from:
+                self.dirty[det].add(key)
         if parts:
             self.parts.update(parts)
         if at_ms > self.now_ms:
@@ -445,20 +462,8 @@ class Task:
                         if clock is None or b >= clock[0]:  # not sealed by its input yet: sent provisionally
                             a = parts[(src, b)]
                             self.unsealed.setdefault(src, {})[(name, key, b)] = [a[0], a[1], a[2]]
-                    if not r.admits(key):
-                        continue
-                    m = merged[key] = [0.0, 0.0, 0.0, None]
-                    for a in parts.values():
-                        m[0] += a[0]
-                        m[1] += a[1]
-                        m[2] += a[2]
-                        if a[3]:
-                            ch = m[3] if m[3] is not None else {}
-                            for c, v in a[3].items():
-                                ch[c] = ch.get(c, 0.0) + v
-                            m[3] = ch
-                    if m[3] is not None:
-                        m[3] = {child_cell(c): v for c, v in m[3].items()}
+                    if r.admits(key):
+                        merged[key] = _merge(parts)
                 r.add_window(w, merged)
             points, events = r.close_until(wm)
             if points:
@@ -467,6 +472,26 @@ class Task:
                 out.append((name, points, events))
         self.closed_until = wm
         self.meta_dirty = True
+        return out
+
+    def early(self, wall: float) -> list[Emitted]:
+        """Early warnings on the open windows (the partials of its inputs' open buckets,
+        :meth:`Upstream.early_buckets`), at wall-clock time ``wall`` (live input: event time runs with it). A warning
+        opens an episode, which the changelog keeps; the window's close confirms or withdraws it as in one process."""
+        out: list[Emitted] = []
+        for name, r in self.runners.items():
+            if not r.early_enabled:
+                continue
+            partial = {
+                w: {key: _merge(parts) for key, parts in series.items() if r.admits(key)}
+                for w, series in self.contrib[name].items()
+                if w + r.window > self.closed_until
+            }
+            before = set(r.episodes)
+            points, events = r.early_windows(wall, partial, wall=wall)
+            if events:
+                self.dirty[name].update(set(r.episodes) - before)
+                out.append((name, points, events))
         return out
 
     # -- changelog: one record per series, one for the task itself ------------------------------
@@ -563,6 +588,24 @@ class Task:
 
     def series_count(self) -> int:
         return sum(r.series_count() for r in self.runners.values())
+
+
+def _merge(parts: dict[tuple[str, float], list[Any]]) -> list[Any]:
+    """One series' partials of a window (per input partition and bucket) summed: [value, per value, cost value,
+    children or None]."""
+    m: list[Any] = [0.0, 0.0, 0.0, None]
+    for a in parts.values():
+        m[0] += a[0]
+        m[1] += a[1]
+        m[2] += a[2]
+        if a[3]:
+            ch = m[3] if m[3] is not None else {}
+            for c, v in a[3].items():
+                ch[c] = ch.get(c, 0.0) + v
+            m[3] = ch
+    if m[3] is not None:
+        m[3] = {child_cell(c): v for c, v in m[3].items()}
+    return m
 
 
 def _same(merged: list[float], a: list[Any]) -> bool:

@@ -80,6 +80,12 @@ class KafkaScaleOut:
         self.keyed = {n for n, s in kafka_cfgs.items() if s.keyed_by_series}
         self.detectors = list(cfg.detectors)
         self.routers: dict[str, DetectorRunner] = {name: make_runner(name) for name in self.detectors}
+        # Early warnings (agent/early.py): live upstreams send their open buckets every early_check_seconds of
+        # event time; tasks check what they received at most that often (wall clock).
+        early = any(r.early_enabled for r in self.routers.values())
+        self.early_step: float | None = cfg.pipeline.early_check_seconds if early else None
+        self._next_early = 0.0
+        self._early_touched: set[str] = set()
         self.tasks: dict[str, Task] = {}
         self._touched: set[str] = set()  # tasks with input since close_tasks() last ran
         # "source/topic" → partition count of the unkeyed inputs, as the upstreams announce them (replaced whole,
@@ -239,6 +245,8 @@ class KafkaScaleOut:
         late = up.add(obs, offsets[0], offsets[1], event_time)
         bad = [BadRecord(repr(o).encode(), "late", "event time older than the partition's sealed time") for o in late]
         partials = up.partials(self.routers, up.seal())
+        if self.early_step:
+            partials += up.partials(self.routers, up.early_buckets(self.early_step))
         clock = up.clock() if up.clock_changed() else None
         if partials or clock is not None:
             bad.extend(self._forward(source, up, partials, clock))
@@ -250,7 +258,7 @@ class KafkaScaleOut:
         now = time.monotonic()
         if not up.idle or up.idle_since is None:
             up.idle_since = now
-        up.idle = True
+        up.idle = up.caught_up = True
         if position is not None and (up.position is None or position > up.position):
             up.position = position  # e.g. an empty partition, or records that decoded to nothing
         sealed: list[tuple[float, Cells]] = []
@@ -352,6 +360,16 @@ class KafkaScaleOut:
             task = self.tasks.get(tid)
             if task is not None:
                 out.extend(task.close())
+        if self.early_step is not None:
+            self._early_touched |= touched
+            now = time.time()
+            if now >= self._next_early:
+                self._next_early = now + self.early_step
+                early, self._early_touched = self._early_touched, set()
+                for tid in early:
+                    task = self.tasks.get(tid)
+                    if task is not None:
+                        out.extend(task.early(now))
         return out
 
     def series(self, detector: str) -> int:

@@ -408,3 +408,43 @@ def test_a_quiet_partition_moves_on_the_wall_clock_and_its_last_window_closes() 
     # A partition that never had a record has no time of its own to move on.
     empty = Upstream("tokens/t/1", agent.bucket, 300, {"tokens/t": 2})
     assert empty.seal(empty.quiet_time(10_000_000.0, 300.0, 3600.0)) == [] and empty.sealed_until == -math.inf
+
+
+def test_a_live_partitions_open_buckets_let_the_task_warn_early_and_the_close_confirms() -> None:
+    """Kafka scale-out: a live input partition (caught up once) sends its open buckets every early_check_seconds of
+    event time; the task warns while the window is open (not written to the changelog until it alerts), and the
+    window's close confirms the alert under the same id."""
+    agent = Agent(load_config_text(CONFIG))
+    task = _task(agent)
+    up = Upstream("tokens/t/0", agent.bucket, 300, {"tokens/t": 1})
+    routers = {name: agent.make_runner(name) for name in agent.runners}
+    days = 9
+    usual = [_ob(h * 3600.0 + k * 600 + 30, "a", 1.0) for h in range(days * 24) for k in range(6)]
+    assert up.add(usual, 0, len(usual) - 1) == []
+    assert task.add(*_sealed(up, routers)) == []
+    task.close()
+    w = days * 24 * 3600.0  # the loop's hour
+    assert up.early_buckets(60.0) == []  # not live yet: a backlog closes its windows soon enough
+    up.caught_up = True  # (its owner reported it idle once)
+    loop = [_ob(w + s, "a", 1.0) for s in range(0, 600, 6)]  # $100 in ten minutes, usually $6 an hour
+    pos = len(usual)
+    assert up.add(loop, pos, pos + len(loop) - 1) == []
+    sealed = up.partials(routers, up.seal())
+    open_ = up.partials(routers, up.early_buckets(60.0))
+    assert open_ and {p[2] for p in open_} == {w} and up.early_buckets(60.0) == []  # once a minute of event time
+    assert task.add(up.src, up.parts, up.clock() if up.clock_changed() else None, sealed) == []
+    task.dirty = {name: set() for name in task.runners}
+    assert task.add(up.src, up.parts, None, open_) == []
+    assert task.dirty["spend"] == set()  # open buckets are not written to the changelog
+    assert w not in {p.window_start for _, pts, _ in task.close() for p in pts}  # the loop's window is open
+    early = [e for _, _, evs in task.early(w + 12 * 60) for e in evs]
+    assert [(e["detector"], e["status"], e["early"]) for e in early] == [("spend", "firing", True)]
+    assert early[0]["window_start"] == "1970-01-10T00:00:00Z" and early[0]["window_progress"] == 0.2
+    assert task.dirty["spend"] == {("a",)}  # the episode is
+    assert task.early(w + 13 * 60) == []  # once per episode
+    # The rest of the hour, quiet; the next hour's first record seals it: the close confirms the warning.
+    after = [_ob(w + 3600 + 400, "a", 1.0)]
+    assert up.add(after, pos + len(loop), pos + len(loop)) == []
+    assert task.add(*_sealed(up, routers)) == []
+    confirmed = [e for name, _, evs in task.close() if name == "spend" for e in evs]
+    assert [(e["status"], e["confirmed"], e["id"]) for e in confirmed] == [("firing", True, early[0]["id"])]

@@ -307,3 +307,44 @@ def test_a_quiet_topics_last_windows_close_on_the_wall_clock_as_in_one_process(
     assert max(k[2] for k in scaled) < last + 3600
     assert scaled.keys() == one.keys()
     assert all(math.isclose(v, one[k], rel_tol=1e-9, abs_tol=1e-9) for k, v in scaled.items())
+
+
+def test_a_live_runaway_loop_is_warned_early_in_kafka_scale_out(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`state.type: kafka`: eight days of a team's usual calls, then — once the partitions are caught up (live) — a
+    runaway loop in the current hour: the task warns while the hour is still open."""
+    from tests.agent.decoders.test_bedrock import log
+
+    now = time.time()
+    if 3600 - now % 3600 < 150:  # (the loop's hour must stay open for the test's length)
+        time.sleep(3600 - now % 3600 + 1)
+        now = time.time()
+    w = now - now % 3600
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    history = [log(timestamp=stamp(t), requestId=f"h{t}") for t in range(int(w - 8 * 86400) + 30, int(w), 600)]
+    name = create_topic(kafka_bootstrap, 2)
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    for i, line in enumerate(history):
+        p.send(name, value=line, partition=i % 2)
+    p.flush(60)
+    text = SCALE_CONFIG.format(
+        bootstrap=kafka_bootstrap, topic=name, group="g-" + name, keyed="false", state="kafka", directory=tmp_path
+    ).replace("pipeline: {max_age_days: 3650}", "pipeline: {max_age_days: 3650, early_check_seconds: 1}")
+    pts = PointCollector()
+    agent = Agent(load_config_text(text), extra_sinks={"c": pts})
+    agent.start()
+    try:
+        assert wait_until(lambda: agent.records_in == len(history) and agent.health.ready(), 90)
+        time.sleep(3)  # caught up: live
+        span = int(max(1.0, min(time.time() - w, 600.0)))  # the hour so far (at most ten minutes of it)
+        loop = [log(timestamp=stamp(w + i % span), requestId=f"l{i}") for i in range(3000)]  # about $13
+        for i, line in enumerate(loop):  # (the usual hour: six calls)
+            p.send(name, value=line, partition=i % 2)
+        p.flush(60)
+        assert wait_until(lambda: any(d.get("early") for d in pts.alerts), 60), [d["summary"] for d in pts.alerts]
+        early = next(d for d in pts.alerts if d.get("early"))
+        assert early["detector"] == "spend" and early["window_start"] == stamp(w) and early["status"] == "firing"
+        assert w not in {pt.window_start for ps in pts.points.values() for pt in ps}  # its hour is still open
+    finally:
+        p.close()
+        agent.stop()
+    assert agent.error is None
