@@ -170,11 +170,15 @@ class Upstream:
         idle = self.idle if idle is None else idle
         return self.sealed_until, idle, dict(self.first), self.position if idle else None
 
-    def early_buckets(self, step: float) -> list[tuple[float, Cells]]:
-        """Its open buckets, every ``step`` seconds of its event time once it is live (caught up once): their
-        partials let the tasks warn early (:meth:`Task.early`). Sealed partials replace them later; they are not
-        written to the changelog, and ``provisional`` still sends what an idle partition leaves open."""
-        if not self.caught_up or self.max_ts < self.next_early or not self.buckets:
+    def early_buckets(
+        self, step: float, wall: float = math.inf, horizon: float = math.inf
+    ) -> list[tuple[float, Cells]]:
+        """Its open buckets, every ``step`` seconds of its event time once it is live (caught up once) and its event
+        time within ``horizon`` (the longest window) of the wall clock ``wall`` (a backlog after an outage: its
+        windows are over, the tasks would not warn on them): their partials let the tasks warn early
+        (:meth:`Task.early`). Sealed partials replace them later; they are not written to the changelog, and
+        ``provisional`` still sends what an idle partition leaves open."""
+        if not self.caught_up or self.max_ts < self.next_early or not self.buckets or wall - self.max_ts > horizon:
             return []
         self.next_early = self.max_ts - self.max_ts % step + step
         return sorted(self.buckets.items())

@@ -246,7 +246,7 @@ class KafkaScaleOut:
         bad = [BadRecord(repr(o).encode(), "late", "event time older than the partition's sealed time") for o in late]
         partials = up.partials(self.routers, up.seal())
         if self.early_step:
-            partials += up.partials(self.routers, up.early_buckets(self.early_step))
+            partials += up.partials(self.routers, up.early_buckets(self.early_step, time.time(), self.idle_horizon))
         clock = up.clock() if up.clock_changed() else None
         if partials or clock is not None:
             bad.extend(self._forward(source, up, partials, clock))

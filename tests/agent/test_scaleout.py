@@ -430,7 +430,8 @@ def test_a_live_partitions_open_buckets_let_the_task_warn_early_and_the_close_co
     pos = len(usual)
     assert up.add(loop, pos, pos + len(loop) - 1) == []
     sealed = up.partials(routers, up.seal())
-    open_ = up.partials(routers, up.early_buckets(60.0))
+    assert up.early_buckets(60.0, wall=w + 5 * 3600, horizon=3600.0) == []  # hours behind the wall clock: a backlog
+    open_ = up.partials(routers, up.early_buckets(60.0, wall=w + 12 * 60, horizon=3600.0))
     assert open_ and {p[2] for p in open_} == {w} and up.early_buckets(60.0) == []  # once a minute of event time
     assert task.add(up.src, up.parts, up.clock() if up.clock_changed() else None, sealed) == []
     task.dirty = {name: set() for name in task.runners}
