@@ -114,6 +114,11 @@ class Aggregator:
             self.idle_sources.discard(source)
             self.quiet_since = None
 
+    def mark_live(self, source: str) -> None:
+        """A live stream read up to its input's end while busy (it may never be idle): what it reads now is live."""
+        self.live.add(source)
+        self.caught_up.add(source)
+
     def watermark(self) -> float:
         active = [v for k, v in self.source_max.items() if k not in self.idle_sources]
         if active:

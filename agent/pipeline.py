@@ -325,6 +325,8 @@ class Agent(BillingDeliveries):
             if batch.kind == "partials":
                 topology.seal()
             return
+        if batch.live and getattr(src, "live", False):  # read up to its input's end: live from here (early warnings)
+            topology.live(comp, stream, owner)
         bad: list[BadRecord] = []
         obs: list[Observation] = []
         ctx = batch.ctx or DecodeContext(comp)

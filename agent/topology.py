@@ -73,6 +73,10 @@ class Topology:
         """A stream reported idle has records again: it holds event time back until they are processed."""
         raise NotImplementedError
 
+    def live(self, source: str, stream: str, owner: Any) -> None:
+        """A stream's batch reached its input's end (``Batch.live``): it has caught up, what it reads is live."""
+        raise NotImplementedError
+
     def closes_on_input(self, source: str) -> bool:
         """Whether this source's batches can close windows (else its records travel to the tasks first)."""
         return True
@@ -166,6 +170,9 @@ class LocalTopology(Topology):
 
     def active(self, source: str, stream: str, owner: Any) -> None:
         self.agent.clock_of(source).set_idle(stream, False)
+
+    def live(self, source: str, stream: str, owner: Any) -> None:
+        self.agent.clock_of(source).mark_live(stream)
 
     def seal(self, force_all: bool = False) -> None:
         a = self.agent
@@ -280,6 +287,10 @@ class PartitionedTopology(Topology):
     def active(self, source: str, stream: str, owner: Any) -> None:
         # The tasks see an idle input partition's log grow (Task.log_ends) and its next clock; nothing to do here.
         return None
+
+    def live(self, source: str, stream: str, owner: Any) -> None:
+        if owner is not None:
+            owner.caught_up = True  # its open buckets go to the tasks for early warnings (Upstream.early_buckets)
 
     def closes_on_input(self, source: str) -> bool:
         return source in self.scale.keyed  # else windows close as the repartition topic delivers

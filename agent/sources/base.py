@@ -44,6 +44,9 @@ class Batch:
     # Scale-out: the partition's pre-aggregation it was fetched for. A batch still queued when its partition was
     # revoked and assigned again belongs to the old assignment: the new one re-reads it from the committed offset.
     owner: Any = None
+    # The batch reached its partition's log end (the high watermark of its fetch): the source has caught up, what it
+    # reads from now on is live, not a backlog (early warnings start; a busy partition may never be idle).
+    live: bool = False
 
 
 Emit = Callable[[Batch], None]

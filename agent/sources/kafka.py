@@ -408,6 +408,7 @@ class KafkaSource(Source):
         )
         pos = (f"{tp.topic}/{tp.partition}", msgs[-1].offset + 1)
         stream = self.owned.stream(tp)
+        hw = self.consumer.highwater(tp)  # (of this fetch: no request)
         if too_large:  # dead-lettered (with their key, headers and offset) ahead of the batch that commits past them
             self.emit(Batch(self.name, "bad", too_large, ctx, None, len(too_large), stream=stream, meta=meta, owner=up))
         self.emit(
@@ -422,6 +423,7 @@ class KafkaSource(Source):
                 meta=meta,
                 offsets=(msgs[0].offset, msgs[-1].offset),
                 owner=up,
+                live=hw is not None and msgs[-1].offset + 1 >= hw,
             )
         )
 

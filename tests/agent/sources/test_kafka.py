@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -523,4 +524,34 @@ def test_partitions_reported_idle_hold_event_time_back_again_before_a_burst_is_p
     )
     assert late is None and agent.records_in == 21
     assert kinds.index(("active", "tokens/in/1")) < kinds.index(("lines", "tokens/in/0"), 3)
+    agent.stop()
+
+
+def test_a_busy_partition_read_to_its_log_end_is_live_without_ever_being_idle(tmp_path: Path) -> None:
+    """A partition that always has records is never idle; a batch that reaches the high watermark of its fetch says
+    the source has caught up (``Batch.live``), so early warnings start on a busy topic too."""
+    from types import SimpleNamespace
+
+    from kafka import TopicPartition
+
+    text = CONFIG.format(bootstrap="localhost:1", topic="in", group="g", dlq="dlq", dlq_file=tmp_path / "d.jsonl")
+    agent = Agent(load_config_text(text), state_store=MemoryStateStore())
+    src = agent.sources["tokens"]
+    tp = TopicPartition("in", 0)
+    src.consumer = SimpleNamespace(highwater=lambda tp: 20, position=lambda tp, timeout_ms: 20)  # type: ignore[attr-defined]
+    src.owned.assign([tp])  # type: ignore[attr-defined]
+
+    def batch(offset: int) -> Any:
+        msg = SimpleNamespace(key=None, value=log(), headers=[], offset=offset, timestamp=1_790_848_800_000)
+        src.emit_partition(tp, [msg])  # type: ignore[attr-defined]
+        return agent.queue.get_nowait()
+
+    behind = batch(10)
+    assert behind.kind == "lines" and not behind.live  # a backlog: ten records to go
+    agent.process(behind)
+    assert not agent.aggregator.live_now()
+    at_end = batch(19)
+    assert at_end.live  # the fetch's last record is the log's last
+    agent.process(at_end)
+    assert agent.aggregator.live_now() and at_end.stream not in agent.aggregator.idle_sources
     agent.stop()
