@@ -338,6 +338,7 @@ def test_a_message_over_max_record_bytes_is_dead_lettered_whole_not_decoded(tmp_
     src.producer = SimpleNamespace(  # type: ignore[attr-defined]
         send=lambda topic, key, value, headers: sent.append((topic, value, dict(headers))), flush=lambda t: None
     )
+    src.consumer = SimpleNamespace(highwater=lambda tp: None)  # type: ignore[attr-defined]  # (no fetch yet)
     big = log(requestMetadata={"team": "x" * 5000})
     values = [log(), big, log(), log()]
     msgs = [
