@@ -517,7 +517,7 @@ def _filter_errors(det: Any, where: str, dims: list[str]) -> list[str]:
     errors: list[str] = []
     billing = det.signal.startswith(BILLING_PREFIX)
     for key in ("where", "exclude"):
-        for dim, values in (getattr(det, key, None) or {}).items():
+        for dim, values in getattr(det, key).items():
             if dim not in dims:
                 errors.append(
                     f"{where}.{key}.{dim}: no configured source that emits {det.signal} has dimension {dim!r}"
@@ -530,9 +530,8 @@ def _filter_errors(det: Any, where: str, dims: list[str]) -> list[str]:
                     problem = value_problem(dim, value)
                     if problem:
                         errors.append(f"{where}.{key}.{dim}[{i}]: {problem}")
-    both = getattr(det, "where", None) or {}
-    for dim, values in (getattr(det, "exclude", None) or {}).items():
-        common = sorted(set(values) & set(both.get(dim, ())))
+    for dim, values in det.exclude.items():
+        common = sorted(set(values) & set(det.where.get(dim, ())))
         if common:
             errors.append(f"{where}.exclude.{dim}: {common} also in where: the detector would count nothing of them")
     return errors

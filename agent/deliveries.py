@@ -104,7 +104,7 @@ class BillingDeliveries:
         buckets = summed.buckets
         closed = []
         for name, r in self.clocks[1][1].items():
-            if not any(r._route(c) is not None for cells in buckets.values() for c in cells):
+            if not any(r.route(c) is not None for cells in buckets.values() for c in cells):
                 continue  # the restated cells are not this detector's signal
             todo = set()
             for b, cells in buckets.items():

@@ -49,9 +49,7 @@ class DataGaps(AlertLifecycle):
                 if run > self.longest_silence.get(key, 0):
                     self.longest_silence[key] = run
             return
-        # (what it usually reports: the model's expected values; a fixed limit, a threshold's, expects nothing)
-        expected = max(pt.expected, 0.0) if model.forecasts else math.nan
-        usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + expected
+        usual = self.silent_usual[key] = self.silent_usual.get(key, 0.0) + _usual(model, pt.expected)
         if seen is None or warming_up(model):
             return
         run = round((w - seen) / self.window)
@@ -88,7 +86,7 @@ class DataGaps(AlertLifecycle):
         model.learn_one(x)
         gap = self.gaps[key]
         gap.silent_windows += 1
-        gap.usual += max(expected, 0.0) if model.forecasts else math.nan
+        gap.usual += _usual(model, expected)
 
     def _sources(self, key: SeriesKey) -> tuple[str, ...]:
         """The sources whose records made the series (as far as the aggregation remembers its cells)."""
@@ -128,13 +126,7 @@ class DataGaps(AlertLifecycle):
             id=gap.id,
             status=status,
             summary=summary,
-            detector=self.name,
-            detector_type=self.type,
-            signal=cfg.signal,
-            per=cfg.per,
-            per_scale=cfg.per_scale,
-            unit=u.text,
-            unit_label=u.label,
+            **self._identity(),
             series=series,
             sources=list(gap.sources),
             window_start=iso(gap.since),
@@ -154,6 +146,12 @@ class DataGaps(AlertLifecycle):
                 "peak_score": None,
             },
         )
+
+
+def _usual(model: Any, expected: float) -> float:
+    """What a series usually reports in a window: its model's expected value (NaN for a fixed limit, a threshold's,
+    which expects nothing: the gap then names no usual spend)."""
+    return max(expected, 0.0) if model.forecasts else math.nan
 
 
 def enabled(cfg: Any, is_ratio: bool, month: bool) -> bool:

@@ -133,6 +133,19 @@ class AlertLifecycle:
                 del self.episodes[key]
                 events.append(self.document(ep, ep.last_point or pt, "resolved", resolved_at=pt.window_start))
 
+    def _identity(self) -> dict[str, Any]:
+        """The alert document's fields that name the detector and what it watches (every kind of alert has them)."""
+        cfg, u = self.cfg, self.unit
+        return {
+            "detector": self.name,
+            "detector_type": self.type,
+            "signal": cfg.signal,
+            "per": cfg.per,
+            "per_scale": cfg.per_scale,
+            "unit": u.text,
+            "unit_label": u.label,
+        }
+
     def document(
         self,
         ep: Episode,
@@ -234,13 +247,7 @@ class AlertLifecycle:
             escalated=escalated_from is not None,
             previous_severity=escalated_from,
             summary=summary,
-            detector=self.name,
-            detector_type=self.type,
-            signal=cfg.signal,
-            per=cfg.per,
-            per_scale=cfg.per_scale,
-            unit=u.text,
-            unit_label=u.label,
+            **self._identity(),
             series=dict(pt.series),
             window_start=iso(pt.window_start),
             window_end=iso(pt.window_end),

@@ -325,7 +325,7 @@ class Agent(BillingDeliveries):
             if batch.kind == "partials":
                 topology.seal()
             return
-        if batch.live and getattr(src, "live", False):  # read up to its input's end: live from here (early warnings)
+        if batch.live and src.live:  # read up to its input's end: live from here (early warnings)
             topology.live(comp, stream, owner)
         bad: list[BadRecord] = []
         obs: list[Observation] = []

@@ -64,6 +64,11 @@ class WindowRollup:
             self._routes[c] = route
         return route
 
+    def route(self, c: Cell) -> tuple[SeriesKey, Cell | None, int, int, int] | None:
+        """Where a cell goes in this detector (None: not its signal, or left out by where / exclude), cached."""
+        route = self._routes.get(c, _MISS)
+        return self._route(c) if route is _MISS else route
+
     def add_bucket(self, start: float, cells: Cells) -> None:
         w = start - start % self.window
         acc = self.windows.get(w)
