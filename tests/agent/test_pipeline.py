@@ -230,15 +230,15 @@ def test_a_quiet_live_source_closes_its_last_window_after_the_idle_timeout(tmp_p
         agent.stop()
 
 
-def test_a_live_spike_alerts_before_its_window_ends_and_the_quiet_tail_confirms_it(tmp_path: Path) -> None:
-    """A followed file with three days of a team's usual Bedrock calls, then a runaway loop: the early warning comes
-    while the loop's window is still open (no record past it yet), and after the file goes quiet the idle timeout
-    closes the window, which confirms the alert."""
+def _team_history(tmp_path: Path) -> tuple[Path, float, list[float], Any]:
+    """A followed file with three days of a team's usual Bedrock calls up to window ``w`` (two hours ago, so that a
+    quiet tail can close it), and a config with an hourly spend detector checked for early warnings every minute:
+    (the file, w, the calls' times, the config)."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     f = inbox / "live.jsonl"
     now = time.time()
-    w = now - now % 3600 - 2 * 3600  # the loop's window: two hours ago, so that the quiet tail can close it
+    w = now - now % 3600 - 2 * 3600
     usual = [w - h * 3600 + m * 600 + 30 for h in range(72, 0, -1) for m in range(5 + h % 3)]
     _append(f, usual)
     spend = """  spend:
@@ -249,6 +249,14 @@ def test_a_live_spike_alerts_before_its_window_ends_and_the_quiet_tail_confirms_
     warmup_points: 48
     min_impact_usd: 0.01"""
     cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "1", spend, "early_check_seconds: 60"))
+    return f, w, usual, cfg
+
+
+def test_a_live_spike_alerts_before_its_window_ends_and_the_quiet_tail_confirms_it(tmp_path: Path) -> None:
+    """A followed file with three days of a team's usual Bedrock calls, then a runaway loop: the early warning comes
+    while the loop's window is still open (no record past it yet), and after the file goes quiet the idle timeout
+    closes the window, which confirms the alert."""
+    f, w, usual, cfg = _team_history(tmp_path)
     collector = PointCollector()
     clock = [w + 15 * 60]  # the agent's wall clock: a quarter of an hour into the loop's window (live)
     agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore(), now=lambda: clock[0])
@@ -304,21 +312,7 @@ def test_a_window_already_over_on_the_wall_clock_gets_no_early_warning(tmp_path:
     """A late delivery: a runaway loop's records arrive two hours after its window ended. The window closes in a
     moment (the idle timeout), so it alerts once, at close — not an early warning and its confirmation a moment
     apart."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    f = inbox / "live.jsonl"
-    now = time.time()
-    w = now - now % 3600 - 2 * 3600
-    usual = [w - h * 3600 + m * 600 + 30 for h in range(72, 0, -1) for m in range(5 + h % 3)]
-    _append(f, usual)
-    spend = """  spend:
-    type: seasonal
-    signal: token_cost_usd
-    group_by: [team]
-    window_seconds: 3600
-    warmup_points: 48
-    min_impact_usd: 0.01"""
-    cfg = load_config_text(_live_config(inbox, tmp_path / "dlq.jsonl", "1", spend, "early_check_seconds: 60"))
+    f, w, usual, cfg = _team_history(tmp_path)
     collector = PointCollector()
     agent = Agent(cfg, extra_sinks={"c": collector}, state_store=MemoryStateStore())
     agent.start()

@@ -30,10 +30,14 @@ from tests.conftest import ROOT, Receiver, free_port, wait_until
 topic = create_topic
 
 
-def produce(bootstrap: str, name: str, values: list[bytes], **kw: object) -> None:
+def produce(bootstrap: str, name: str, values: list[bytes], *, partitions: int | None = None, **kw: object) -> None:
+    """Unkeyed: spread over the partitions by the client, or round-robin over ``partitions`` (every series on
+    every partition)."""
     p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
-    for v in values:
-        p.send(name, value=v, **kw)  # no key: records spread over the partitions
+    for i, v in enumerate(values):
+        if partitions:
+            kw["partition"] = i % partitions
+        p.send(name, value=v, **kw)
     p.flush(60)
     p.close()
 

@@ -25,7 +25,7 @@ from agent.sources.kafka import FatalKafkaError
 from agent.state import MemoryStateStore
 from agent.topology import LocalTopology
 from scripts.kafka_broker import KafkaBroker, create_topic
-from tests.agent.sources.test_kafka import demo_lines
+from tests.agent.sources.test_kafka import demo_lines, produce
 from tests.conftest import http_get, wait_until
 
 CONFIG = """
@@ -512,11 +512,7 @@ def test_an_agent_started_while_the_broker_is_away_waits_for_it(
     t.join(90)
     assert not t.is_alive()
     lines = demo_lines(demo_month, range(0, 1))
-    p = KafkaProducer(bootstrap_servers=bs, linger_ms=20)
-    for i, line in enumerate(lines):
-        p.send(name, value=line, partition=i % 2)
-    p.flush(60)
-    p.close()
+    produce(bs, name, lines, partitions=2)
     try:
         assert wait_until(lambda: agent.health.ready() and agent.records_in >= len(lines), 120), (
             agent.health.not_ready(),

@@ -19,7 +19,7 @@ from agent.model import parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
 from scripts.kafka_broker import create_topic
-from tests.agent.sources.test_kafka import agent_proc, demo_lines
+from tests.agent.sources.test_kafka import agent_proc, demo_lines, produce
 from tests.conftest import ROOT, Receiver, wait_until
 
 SCALE_CONFIG = """
@@ -266,11 +266,7 @@ def test_a_quiet_topics_last_windows_close_on_the_wall_clock_as_in_one_process(
     past them, no more) — the same windows and sums as one process with local state."""
     name = create_topic(kafka_bootstrap, 2)
     lines = demo_lines(demo_month, range(0, 1))
-    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
-    for i, line in enumerate(lines):
-        p.send(name, value=line, partition=i % 2)
-    p.flush(60)
-    p.close()
+    produce(kafka_bootstrap, name, lines, partitions=2)
     last = max(parse_time(orjson.loads(x)["timestamp"]) for x in lines)
 
     def run(state: str, directory: Path) -> dict[tuple[str, tuple, float], float]:
@@ -322,10 +318,7 @@ def test_a_live_runaway_loop_is_warned_early_in_kafka_scale_out(kafka_bootstrap:
     stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
     history = [log(timestamp=stamp(t), requestId=f"h{t}") for t in range(int(w - 8 * 86400) + 30, int(w), 600)]
     name = create_topic(kafka_bootstrap, 2)
-    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
-    for i, line in enumerate(history):
-        p.send(name, value=line, partition=i % 2)
-    p.flush(60)
+    produce(kafka_bootstrap, name, history, partitions=2)
     text = SCALE_CONFIG.format(
         bootstrap=kafka_bootstrap, topic=name, group="g-" + name, keyed="false", state="kafka", directory=tmp_path
     ).replace("pipeline: {max_age_days: 3650}", "pipeline: {max_age_days: 3650, early_check_seconds: 1}")
@@ -337,14 +330,11 @@ def test_a_live_runaway_loop_is_warned_early_in_kafka_scale_out(kafka_bootstrap:
         time.sleep(3)  # caught up: live
         span = int(max(1.0, min(time.time() - w, 600.0)))  # the hour so far (at most ten minutes of it)
         loop = [log(timestamp=stamp(w + i % span), requestId=f"l{i}") for i in range(3000)]  # about $13
-        for i, line in enumerate(loop):  # (the usual hour: six calls)
-            p.send(name, value=line, partition=i % 2)
-        p.flush(60)
+        produce(kafka_bootstrap, name, loop, partitions=2)  # (the usual hour: six calls)
         assert wait_until(lambda: any(d.get("early") for d in pts.alerts), 60), [d["summary"] for d in pts.alerts]
         early = next(d for d in pts.alerts if d.get("early"))
         assert early["detector"] == "spend" and early["window_start"] == stamp(w) and early["status"] == "firing"
         assert w not in {pt.window_start for ps in pts.points.values() for pt in ps}  # its hour is still open
     finally:
-        p.close()
         agent.stop()
     assert agent.error is None
