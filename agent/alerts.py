@@ -168,9 +168,12 @@ class Unit:
 _MISS = object()
 
 
-def alert_id(detector: str, series: Dims, start: float) -> str:
-    """Stable id of an alert episode: the same input always gives the same id (dedup key)."""
+def alert_id(detector: str, series: Dims, start: float, namespace: str = "") -> str:
+    """Stable id of an alert episode: the same input always gives the same id (dedup key). ``namespace``
+    (``alerting.id_namespace``) tells apart agents that page one service with the same detector names."""
     key = f"{detector}|{'|'.join(f'{k}={v}' for k, v in series)}|{int(start)}"
+    if namespace:
+        key = f"{namespace}|{key}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 

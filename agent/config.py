@@ -125,6 +125,11 @@ class HttpConfig(_Strict):
 
 class AlertingConfig(_Strict):
     resolve_after_points: int = Field(2, ge=1)
+    id_namespace: str = Field(
+        "",
+        description="mixed into every alert id (the receivers' dedup key): set one per deployment when several "
+        "agents (staging and production, two clusters) page the same service with the same detector names",
+    )
     severity_critical_usd: float = 1000.0
     severity_error_usd: float = 100.0
 

@@ -183,6 +183,8 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         x = {"t": w, "t_end": w_end, "y": y}
         score = model.score_one(x)
         expected, lower, upper = model.forecast_one(x)
+        if lower < 0.0 <= y:  # a band under zero on spend says "any fall is usual": it reads as 0 (credits: as is)
+            lower = 0.0
         anomalous = score >= model.threshold
         continuing = False
         ep = self.episodes.get(key)

@@ -97,6 +97,8 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         if band is None:
             band = self._bands[w, key] = model.forecast_one({"t": w, "t_end": w + self.window, "y": y})
         expected, lower, upper = band
+        if lower < 0.0 <= y:  # (as a closed window's point reads it)
+            lower = 0.0
         # The window's sum if the rest of it runs at the usual pace: what is spent so far plus the expected rest.
         proj = y + max(expected, 0.0) * (1.0 - progress)
         if not proj > upper:
@@ -140,7 +142,9 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         )
         if a[3]:  # each child against its usual share of what the window usually has by now
             pt.contributors = self._contributors(key, a, y, expected * progress)
-        ep = self.episodes[key] = Episode(alert_id(self.name, series, w), w, w, early_window=w)
+        ep = self.episodes[key] = Episode(
+            alert_id(self.name, series, w, self.alerting.id_namespace), w, w, early_window=w
+        )
         ep.severity = self._severity(pt.impact_usd or 0.0, pt.projected_daily_impact_usd)
         ep.peak_score = score
         ep.last_point = pt

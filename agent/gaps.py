@@ -60,7 +60,12 @@ class DataGaps(AlertLifecycle):
         since = seen + self.window
         del self.silent_usual[key]  # the gap keeps the count from here on
         gap = self.gaps[key] = Gap(
-            alert_id(f"{self.name}:data_gap", series, since), since, run, longest, usual, self._sources(key)
+            alert_id(f"{self.name}:data_gap", series, since, self.alerting.id_namespace),
+            since,
+            run,
+            longest,
+            usual,
+            self._sources(key),
         )
         events.append(self.gap_document(gap, pt, "firing"))
         ep = self.episodes.get(key)
@@ -166,9 +171,10 @@ class SourceSilence:
     shipper is told by the wall clock instead: no record for ``limit`` seconds and for twice the source's longest
     silence since the agent started."""
 
-    def __init__(self, limit: float, now: Callable[[], float]):
+    def __init__(self, limit: float, now: Callable[[], float], namespace: str = ""):
         self.limit = limit  # 0: never
         self.now = now
+        self.namespace = namespace  # alerting.id_namespace, in the alert ids
         self.last: dict[str, float] = {}  # source → wall time of its last batch with records
         self.longest: dict[str, float] = {}  # source → its longest silence between batches (seconds)
         self.open: dict[str, float] = {}  # source → since when it is silent (an alert is firing)
@@ -213,7 +219,7 @@ class SourceSilence:
             summary = f"[source {source}] data gap over: source {source} sends records again after {lasted}"
         return alert_document(
             kind="data_gap",
-            id=alert_id("source:data_gap", (("source", source),), since),
+            id=alert_id("source:data_gap", (("source", source),), since, self.namespace),
             status=status,
             summary=summary,
             detector=f"source:{source}",

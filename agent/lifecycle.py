@@ -47,7 +47,7 @@ class AlertLifecycle:
         if old is None and not pt.anomalous:
             return  # was normal, still normal
         if ep is None:  # a window that became anomalous: an alert of its own
-            ep = self.episodes[key] = Episode(alert_id(self.name, pt.series, w), w, w)
+            ep = self.episodes[key] = Episode(alert_id(self.name, pt.series, w, self.alerting.id_namespace), w, w)
         else:
             ep.revision += 1
         if old is not None:
@@ -99,7 +99,9 @@ class AlertLifecycle:
         if pt.anomalous:
             if ep is None:
                 ep = self.episodes[key] = Episode(
-                    alert_id(self.name, pt.series, pt.window_start), pt.window_start, pt.window_start
+                    alert_id(self.name, pt.series, pt.window_start, self.alerting.id_namespace),
+                    pt.window_start,
+                    pt.window_start,
                 )
                 send = True
             elif confirming:
@@ -131,6 +133,9 @@ class AlertLifecycle:
             ep.normal_streak += 1
             if ep.normal_streak >= self.alerting.resolve_after_points:
                 del self.episodes[key]
+                model = self.models.get(key)
+                if model is not None:
+                    model.episode_resolved()  # the incident is over: the next one pages
                 events.append(self.document(ep, ep.last_point or pt, "resolved", resolved_at=pt.window_start))
 
     def _identity(self) -> dict[str, Any]:
@@ -184,8 +189,7 @@ class AlertLifecycle:
                 f"[{self.name}] withdrawn: the early warning for {cfg.signal} {label} in window "
                 f"{iso(pt.window_start)} is not confirmed: the window closed at {u.fmt(pt.observed)} "
                 f"(expected {u.fmt(pt.expected)}), {why}"
-            )
-            impact = None
+            )  # (impact_usd: the closed window's)
         elif firing and pt.early:
             proj = pt.observed + max(pt.expected, 0.0) * (1.0 - pt.progress)  # the rest of it at the usual pace
             limit = model.crossed_bound({**_x(pt), "y": proj}) if model is not None else None
@@ -268,13 +272,7 @@ class AlertLifecycle:
             window_progress=_num(pt.progress) if firing and pt.early else None,
             confirmed=confirmed,
             withdrawn=withdrawn or (restated and status == "resolved"),
-            episode={
-                "points": ep.points,
-                "observed_total": _num(ep.observed_total),
-                "expected_total": _num(ep.expected_total),
-                "impact_usd": _num(ep.impact_total),
-                "peak_score": _num(ep.peak_score),
-            },
+            episode=_episode(ep, pt if firing and pt.early else None),
             top_contributors=[
                 {**c, "observed": _num(c["observed"]), "expected": _num(c["expected"]), "delta": _num(c["delta"])}
                 for c in pt.contributors
@@ -286,6 +284,24 @@ class AlertLifecycle:
         for ep in self.episodes.values():
             if ep.last_point is not None:
                 yield self.document(ep, ep.last_point, "firing")
+
+
+def _episode(ep: Episode, open_window: Point | None) -> dict[str, Any]:
+    """The document's ``episode`` block: its closed anomalous windows so far, plus an early warning's open window
+    (``open_window``: its figures so far, not yet in the episode's state; ``points`` counts it)."""
+    points, observed, expected, impact = ep.points, ep.observed_total, ep.expected_total, ep.impact_total
+    if open_window is not None:
+        points += 1
+        observed += open_window.observed
+        expected += open_window.expected * open_window.progress  # what the window usually has by now
+        impact += open_window.impact_usd or 0.0
+    return {
+        "points": points,
+        "observed_total": _num(observed),
+        "expected_total": _num(expected),
+        "impact_usd": _num(impact),
+        "peak_score": _num(ep.peak_score),
+    }
 
 
 def _top_contributor(pt: Point) -> str:

@@ -152,7 +152,7 @@ class Agent(BillingDeliveries):
         self._failures: set[tuple[str, str]] = set()  # (source, error type) already logged
         self._stage = "decode"
         gap = cfg.pipeline.source_gap_seconds
-        self.silence = SourceSilence(3.0 * max(windows) if gap is None else gap, self.now)
+        self.silence = SourceSilence(3.0 * max(windows) if gap is None else gap, self.now, cfg.alerting.id_namespace)
         self._next_silence_check = 0.0
 
     def clock_of(self, source: str) -> Aggregator:

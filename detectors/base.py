@@ -137,6 +137,7 @@ class DetectorHooks:
     - :meth:`excursion`: whether an open incident goes on while its scores are discounted.
     - :meth:`sustained`: a slow leak's worth a day, judged when one window's impact is too small to page.
     - :meth:`bind_series`: per-series parameters (a series' own budget), told once when its model is made.
+    - :meth:`episode_resolved`: the series' open alert was resolved (the incident is over).
 
     - :attr:`forecasts`: the model expects a value (False: a fixed limit, a threshold's; a data gap then names no
       usual spend).
@@ -176,6 +177,11 @@ class DetectorHooks:
 
     def bind_series(self, key: tuple[str, ...]) -> None:
         """Per-series parameters for the series ``key`` (group-by values)."""
+        return None
+
+    def episode_resolved(self) -> None:
+        """The series' open alert episode was resolved: its incident is over, and a detector that discounts the
+        scores after an anomaly (one page per incident) lets the next incident page at once."""
         return None
 
     def month_so_far(self, x: dict[Any, Any]) -> float:

@@ -20,6 +20,7 @@ from detectors.base import DetectorCommon, DetectorHooks, init_params, is_usd
 
 # Layout of the scalar state (one flat array of doubles: no per-attribute object overhead).
 (_L, _MAD, _N, _S, _LO, _HI, _M, _V, _I, _SINCE, _PREV_T, _DMAX, _CT, _CY, _CRAW, _CDEV) = range(16)
+_RESOLVED = 0.5  # the refractory clock's fraction once the agent resolved the incident's alert
 _DOW = 16  # 7 day-of-week offsets
 _MS = _DOW + 7  # offset of the first window of a month (monthly fees, support, reservations)
 # Week-over-week growth: the day being summed, its sum and count of values, the last eight daily
@@ -337,7 +338,9 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
     # -- River API ------------------------------------------------------------------------
     def score_one(self, x: dict[Any, Any]) -> float:
         score = self._unrefracted(x)
-        if self._st[_SINCE] < self.refractory_points:
+        since = self._st[_SINCE]
+        # Discounted for the refractory points; once the incident's alert was resolved, a clear anomaly pages again.
+        if since < self.refractory_points and not (score >= 1.0 and since % 1.0 == _RESOLVED):
             score *= self.refractory_factor
         return score
 
@@ -350,6 +353,15 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
             return None
         move = "growth" if st[_GX] >= 0 else "drop"  # a fall is a drop, never a negative growth
         return st[_GX], f"sustained {move}: yesterday {st[_GG]:+.0%} on the same weekday a week before", st[_GG]
+
+    def episode_resolved(self) -> None:
+        """The agent resolved the incident's alert: for the rest of the refractory points a clear anomaly (a
+        score of 1: a second runaway a few windows later) pages again; the aftermath of the first one (recent
+        large errors make moderate ones look unlikely) stays discounted. Marked in the refractory clock's
+        fraction (it counts whole points otherwise), so a model keeps no extra field."""
+        st = self._st
+        if st[_SINCE] < self.refractory_points and st[_SINCE] % 1.0 != _RESOLVED:
+            st[_SINCE] += _RESOLVED
 
     def excursion(self, x: dict[Any, Any]) -> bool:
         """Whether an open incident goes on: the point itself is outside the usual band of

@@ -442,6 +442,8 @@ def _command(args: argparse.Namespace) -> int:
         print(fetch())
         return 0
     if args.cmd == "run":
+        # SIGTERM (a process manager, a CI step's timeout) stops the broker as Ctrl-C does: no Java left behind.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         broker = KafkaBroker(args.dir, port=args.port).start()
         print(f"kafka {KAFKA_VERSION} ready: bootstrap servers {broker.bootstrap} (Ctrl-C stops it)", flush=True)
         try:

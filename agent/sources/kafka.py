@@ -222,6 +222,30 @@ class KafkaSource(Source):
                 if self.host is not None:
                     self.host.dead_letter(self.name, where, [dataclasses.replace(r, reason=reason)])
 
+    def _ensure_dead_letter_topic(self, kafka: Any, opts: dict[str, Any]) -> None:
+        """Create the dead-letter topic if it is missing (the broker's default partitions and replication), so
+        the first bad record neither waits on a broker's auto-creation (often disabled) nor logs the client's
+        "topic not found" error. Where it cannot be created (no permission), say so once: records wait for it."""
+        topic = self.cfg.dead_letter_topic
+        admin = None
+        try:
+            admin = kafka.admin.KafkaAdminClient(**opts)
+            admin.create_topics([kafka.admin.NewTopic(topic)])
+            log.info("kafka source %s: created the dead-letter topic %s", self.name, topic)
+        except kafka.errors.TopicAlreadyExistsError:
+            pass
+        except Exception as exc:  # (authorization, a broker that refuses): producing will tell if it is missing
+            log.warning(
+                "kafka source %s: could not create the dead-letter topic %s (%s); bad records are sent to it once "
+                "it exists",
+                self.name,
+                topic,
+                describe(exc),
+            )
+        finally:
+            if admin is not None:
+                admin.close()
+
     # -- the consumer thread ---------------------------------------------------------------
     def run(self) -> None:
         kafka = require_kafka()
@@ -256,6 +280,8 @@ class KafkaSource(Source):
             if self.host is not None:
                 self.host.fail(exc, f"kafka source {self.name}: {fatal_reason(exc)}")
             self.consumer = None
+        if self.producer is not None and self.cfg.dead_letter_topic:
+            self._ensure_dead_letter_topic(kafka, opts)
         if self.consumer is None or (self.cfg.dead_letter_topic and self.producer is None):
             self._left_loop.set()  # stopped (or failed) before the brokers could be reached
             if self.consumer is not None:

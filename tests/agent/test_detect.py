@@ -133,6 +133,24 @@ def test_a_leak_too_small_per_window_pages_on_its_day() -> None:
     assert "sustained growth" in doc["reason"] and "a day)" in doc["reason"]  # ... its day is not
 
 
+def test_a_second_incident_after_the_first_resolved_pages_with_an_id_of_its_own() -> None:
+    r = runner()
+    base = lambda h: 100 + 40 * math.sin(2 * math.pi * (h % 24) / 24)  # noqa: E731
+    day = 24 * 9
+    feed(r, range(0, day), base)
+    events = feed(r, range(day, day + 1), lambda h: base(h) * 6)  # the first incident: one hour
+    events += feed(r, range(day + 1, day + 5), base)  # back to normal: resolved
+    events += feed(r, range(day + 5, day + 6), lambda h: base(h) * 6)  # five hours later, the second
+    events += feed(r, range(day + 6, day + 10), base)
+    assert [(e["status"], e["window_start"][11:16]) for e in events] == [
+        ("firing", "00:00"),
+        ("resolved", "00:00"),
+        ("firing", "05:00"),
+        ("resolved", "05:00"),
+    ]
+    assert len({e["id"] for e in events}) == 2
+
+
 def test_an_anomaly_under_min_impact_does_not_silence_the_next_one() -> None:
     cfg = SeasonalConfig(type="seasonal", signal="token_cost_usd", group_by=["team"], min_impact_usd=50)
     r = DetectorRunner("spend", cfg, SeasonalDetector.from_config(cfg), AlertingConfig())
@@ -439,3 +457,29 @@ def test_where_counts_only_the_values_it_names() -> None:
         SeasonalConfig(type="seasonal", signal="x", where={"charge_category": []})  # type: ignore[call-arg]
     ids = SeasonalConfig(type="seasonal", signal="x", where={"sub_account": [123412340534]})  # type: ignore[call-arg]
     assert ids.where == {"sub_account": ["123412340534"]}  # an account id written unquoted is the id
+
+
+def test_a_band_under_zero_reads_as_zero_on_spend() -> None:
+    r = runner()
+    rng = random.Random(7)
+    c = cell(make_dims({"team": "a", "model": "m"}), SIG)
+    points = []
+    for h in range(24 * 4):
+        r.add_bucket(h * H, {c: [rng.choice([0.0, 0.0, 0.5, 9.0]), 10.0]})
+        points += r.close_until((h + 1) * H)[0]
+    model = r.models[("a",)]
+    assert model.forecast_one({"t": 24 * 4 * H, "y": 0.0})[1] < 0  # the model's own band goes under zero
+    assert points and min(p.lower for p in points) == 0.0
+
+
+def test_an_id_namespace_tells_two_deployments_alerts_apart() -> None:
+    cfg = SeasonalConfig(type="seasonal", signal="token_cost_usd", group_by=["team"], warmup_points=48)
+    ids = []
+    base = lambda h: 100 + 40 * math.sin(2 * math.pi * (h % 24) / 24)  # noqa: E731
+    for ns in ("", "staging"):
+        r = DetectorRunner("spend", cfg, SeasonalDetector.from_config(cfg), AlertingConfig(id_namespace=ns))
+        feed(r, range(0, 24 * 9), base)
+        firing = [e for e in feed(r, range(24 * 9, 24 * 9 + 1), lambda h: base(h) * 6) if e["status"] == "firing"]
+        ids.append(firing[0]["id"])
+    assert ids[0] == alert_id("spend", (("team", "a"),), 24 * 9 * H)
+    assert ids[1] == alert_id("spend", (("team", "a"),), 24 * 9 * H, "staging") != ids[0]

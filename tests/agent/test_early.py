@@ -44,6 +44,9 @@ def test_a_runaway_loop_pages_minutes_after_it_starts_then_is_confirmed() -> Non
     assert abs(doc["impact_usd"] - (doc["observed"] - doc["window_progress"] * doc["expected"])) < 1e-3
     assert "early warning" in doc["summary"] and "into window" in doc["summary"]
     assert doc["top_contributors"][0]["dimensions"] == {"model": "sonnet"}
+    # Its episode so far is the open window (what the alert's own figures say).
+    assert doc["episode"]["points"] == 1 and doc["episode"]["impact_usd"] == doc["impact_usd"]
+    assert doc["episode"]["observed_total"] == doc["observed"] and doc["episode"]["peak_score"] == doc["score"]
     # The window closes (the open bucket sealed): the same alert, confirmed, as a new revision.
     for _m in range(20, 60):
         for c, vals in cells.items():
@@ -53,7 +56,7 @@ def test_a_runaway_loop_pages_minutes_after_it_starts_then_is_confirmed() -> Non
     assert [(e["status"], e["confirmed"], e["early"]) for e in closed] == [("firing", True, False)]
     assert closed[0]["id"] == doc["id"] and closed[0]["revision"] == doc["revision"] + 1
     assert closed[0]["summary"].startswith("confirmed: [spend]")
-    assert closed[0]["episode"]["points"] == 1
+    assert closed[0]["episode"]["points"] == 1 and closed[0]["episode"]["impact_usd"] == closed[0]["impact_usd"]
 
 
 def test_an_early_warning_the_closed_window_does_not_bear_out_is_withdrawn() -> None:
@@ -69,6 +72,7 @@ def test_an_early_warning_the_closed_window_does_not_bear_out_is_withdrawn() -> 
     closed = r.close_until((h + 1) * H)[1]
     assert [(e["status"], e["withdrawn"]) for e in closed] == [("resolved", True)]
     assert closed[0]["id"] == early[0]["id"] and "not confirmed" in closed[0]["summary"]
+    assert abs(closed[0]["impact_usd"] - (closed[0]["observed"] - closed[0]["expected"])) < 1e-5  # the window's
     assert not r.episodes
 
 

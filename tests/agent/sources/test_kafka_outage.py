@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from agent.state import MemoryStateStore
 from agent.topology import LocalTopology
 from scripts.kafka_broker import KafkaBroker, create_topic
 from tests.agent.sources.test_kafka import demo_lines, produce
-from tests.conftest import http_get, wait_until
+from tests.conftest import ROOT, http_get, wait_until
 
 CONFIG = """
 sources:
@@ -526,3 +530,30 @@ def test_an_agent_started_while_the_broker_is_away_waits_for_it(
     finally:
         agent.stop()
     assert agent.error is None
+
+
+def test_sigterm_to_a_foreground_broker_stops_its_java_too(tmp_path: Path) -> None:
+    """``python -m scripts.kafka_broker run`` (the README's way to run one by hand) stopped by a process manager."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.kafka_broker", "run", "--dir", str(tmp_path / "b")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "ready" in line, line
+        broker = KafkaBroker(tmp_path / "b")
+        java = broker.pid()
+        assert java is not None and broker.running()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert not broker.running()
+        with pytest.raises(ProcessLookupError):
+            os.kill(java, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        KafkaBroker(tmp_path / "b").stop(kill=True)
