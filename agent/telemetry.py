@@ -97,6 +97,13 @@ class Telemetry:
         self.outbox_depth = Gauge(
             "finops_agent_outbox_depth", "Alert notifications waiting for delivery", ["sink"], registry=r
         )
+        self.throttled = Counter(
+            "finops_agent_sink_throttled",
+            "Deliveries a sink held back to stay within its receiver's rate limit (PagerDuty: events a minute per "
+            "routing key)",
+            ["sink"],
+            registry=r,
+        )
         self.open_cells = Gauge("finops_agent_open_aggregation_cells", "Cells in open event-time buckets", registry=r)
         self.tasks = Gauge(
             "finops_agent_tasks", "Partitions whose series and detector state this replica owns", registry=r
