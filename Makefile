@@ -23,12 +23,14 @@ run: $(STAMP)
 	trap ':' INT TERM; \
 	$(BIN)/finops-agent run
 
-## Everything CI runs: lint, types, tests (services the tests need are started by the tests).
+## Everything CI runs: lint, types, tests (services the tests need are started by the tests; Prometheus and
+## Alertmanager are installed first when missing: Debian's packages, as root, or $PROMETHEUS_BIN / $ALERTMANAGER_BIN).
 ## Three pytest-xdist workers, a test each at a time (a module with a module-wide fixture stays on one worker:
 ## its xdist_group), the longest (Kafka outages, fault injection) first: they mostly wait on brokers and outages,
 ## so they run beside the rest on two cores.
 TEST_WORKERS ?= 3
 test: $(STAMP)
+	$(BIN)/python -m scripts.prom_services install
 	$(BIN)/ruff check agent detectors sinks config tests bench scripts
 	$(BIN)/mypy agent detectors sinks
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
