@@ -1,80 +1,39 @@
 """Slack sink: each alert event as a Slack incoming-webhook message (a :class:`~sinks.delivery.QueuedSink`).
 
-The message is the summary, then the figures in the series' unit: a threshold alert shows its limit (not an
-"expected" value), an escalation says from which severity, a resolved alert what the whole episode cost. The
-incoming-webhook URL is a secret (its path is the credential): give it as ``url`` (from the environment) or
-``url_file``; it never appears in logs or dead letters (those name ``hooks.slack.com/…``).
+The message (Block Kit) is the summary, then the figures in the series' unit: a threshold alert shows its limit
+(not an "expected" value), an escalation says from which severity, a resolved alert what the whole episode cost;
+then the top contributors and the configured links as buttons. The incoming-webhook URL is a secret (its path is
+the credential): give it as ``url`` (from the environment) or ``url_file``; it never appears in logs or dead
+letters (those name ``hooks.slack.com/…``).
 """
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any, Literal
 
 import orjson
-from pydantic import SecretStr, field_validator, model_validator
 
-from agent.config import StartupError, read_secret
 from agent.registry import register
-from sinks.delivery import QueuedSink, QueuedSinkConfig, Result, http_post, redact_url
+from sinks.chat import ChatConfig, ChatSink
+from sinks.links import links_for
 
 
-def _http_url(url: str) -> bool:
-    """An http(s) URL with a host.
-
-    >>> [_http_url(u) for u in ("https://hooks.slack.com/services/T/B/X", "https://", "hooks.slack.com/x")]
-    [True, False, False]
-    """
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-class SlackConfig(QueuedSinkConfig):
+class SlackConfig(ChatConfig):
     type: Literal["slack"]
-    url: SecretStr | None = None
-    url_file: str | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and not _http_url(v.get_secret_value()):
-            raise ValueError("not an http(s) URL (a Slack incoming webhook: https://hooks.slack.com/services/…)")
-        return v
-
-    @model_validator(mode="after")
-    def _one_url(self) -> SlackConfig:
-        if (self.url is None) == (not self.url_file):
-            raise ValueError("set url or url_file (one of them)")
-        return self
 
 
 @register("sink", "slack", SlackConfig)
-class SlackSink(QueuedSink):
+class SlackSink(ChatSink):
     cfg: SlackConfig
-
-    def __init__(self, cfg: SlackConfig, **kw: Any):
-        super().__init__(cfg, **kw)
-        self._url = ""
-
-    def start(self) -> None:
-        self._url = read_secret(self.cfg.url, self.cfg.url_file, f"sinks.{self.name}.url_file") or ""
-        if not _http_url(self._url):
-            raise StartupError(f"sinks.{self.name}.url_file: {self.cfg.url_file} does not hold an http(s) URL")
-        super().start()
+    example_url = "https://hooks.slack.com/services/…"
 
     def render(self, doc: dict[str, Any]) -> bytes:
-        return orjson.dumps(slack_message(doc))
-
-    def send(self, body: bytes, alert_id: str) -> Result:
-        headers = {"Content-Type": "application/json", "User-Agent": "finops-agent/0.1"}
-        return http_post(self._url, body, headers, self.cfg.timeout_seconds)
-
-    def destination(self) -> str:
-        return redact_url(self._url) if self._url else "slack"
+        return orjson.dumps(slack_message(doc, links_for(self.links, doc)))
 
 
-def slack_message(doc: dict[str, Any]) -> dict[str, Any]:
-    """A Slack incoming-webhook message: the summary, then the figures in the series' unit.
+def slack_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A Slack incoming-webhook message (Block Kit): the summary, then the figures in the series' unit, the
+    contributors, the links as buttons.
 
     A threshold alert shows its limit (not an "expected" value), an escalation says from which
     severity, and a resolved alert shows what the whole episode cost.
@@ -105,14 +64,34 @@ def slack_message(doc: dict[str, Any]) -> dict[str, Any]:
         ]
         if doc.get("escalated"):
             fields.insert(0, _field("Escalated", f"{doc.get('previous_severity')} → {doc['severity']}"))
-    return {
-        "text": f"{icon} {doc['summary']}",
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{doc['summary']}*"}},
-            {"type": "section", "fields": fields},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"alert id `{doc['id']}`"}]},
-        ],
-    }
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{doc['summary'][:2900]}*"}},
+        {"type": "section", "fields": fields[:10]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"alert id `{doc['id']}`"}]},
+    ]
+    lines = contributor_lines(doc)
+    if lines and doc["status"] != "resolved":
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Contributors*\n" + "\n".join(lines)}})
+    if links:
+        buttons = [
+            {"type": "button", "text": {"type": "plain_text", "text": x["text"][:75]}, "url": x["href"]}
+            for x in links[:5]
+        ]
+        blocks.append({"type": "actions", "elements": buttons})
+    return {"text": f"{icon} {doc['summary']}", "blocks": blocks}
+
+
+def contributor_lines(doc: dict[str, Any], n: int = 5) -> list[str]:
+    """``model=sonnet: $600.00 (+$510.00)`` for the alert's top contributors."""
+    out = []
+    for c in (doc.get("top_contributors") or [])[:n]:
+        dims = ", ".join(f"{k}={v}" for k, v in (c.get("dimensions") or {}).items())
+        delta = c.get("delta")
+        sign = "+" if delta is not None and delta >= 0 else "-"
+        out.append(
+            f"{dims}: {_value(c.get('observed'), doc)} ({sign}{_value(abs(delta), doc)})" if delta is not None else dims
+        )
+    return out
 
 
 def _field(name: str, text: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,6 +78,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     responses: list[tuple[Any, ...]] = field(default_factory=list)  # (status, headers[, body])
     default: tuple[Any, ...] = (200, {})
+    delays: list[float] = field(default_factory=list)  # seconds before answering, one per request (a slow receiver)
     lock: threading.Lock = field(default_factory=threading.Lock)
     event: threading.Condition = field(default_factory=threading.Condition)
 
@@ -100,13 +102,19 @@ def receiver() -> Iterator[Receiver]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with rec.lock:
                 status, headers, *said = rec.responses.pop(0) if rec.responses else rec.default
+                delay = rec.delays.pop(0) if rec.delays else 0.0
+            if delay:
+                time.sleep(delay)
             answer = said[0] if said else b""  # (status, headers[, body])
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            try:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a timeout): the request still arrived
             with rec.event:
                 rec.requests.append(Received(self.path, self.headers, body))
                 rec.event.notify_all()

@@ -1,0 +1,108 @@
+"""Every network sink through every answer a receiver gives: delivered, retried (408/429/5xx, timeouts, refused
+connections, ``Retry-After``) or dead-lettered with the reason (other 4xx) — one table, real loopback servers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from agent.deadletter import DeadLetterFile
+from agent.telemetry import Telemetry
+from sinks.alertmanager import AlertmanagerConfig, AlertmanagerSink
+from sinks.delivery import QueuedSink
+from sinks.pagerduty import PagerDutyConfig, PagerDutySink
+from sinks.slack import SlackConfig, SlackSink
+from sinks.teams import TeamsConfig, TeamsSink
+from sinks.webhook import WebhookConfig, WebhookSink
+from tests.conftest import Receiver, free_port, wait_until
+from tests.sinks.test_pagerduty import doc
+
+RETRY = {"backoff_base_seconds": 0.05, "backoff_cap_seconds": 0.1, "max_attempts": 3, "timeout_seconds": 0.5}
+
+SINKS: dict[str, Callable[[str], QueuedSink]] = {
+    "webhook": lambda url: WebhookSink(WebhookConfig(type="webhook", url=url + "/hook", secret="k", **RETRY), **KW),
+    "slack": lambda url: SlackSink(SlackConfig(type="slack", url=url + "/services/T/B/X", **RETRY), **KW),
+    "teams": lambda url: TeamsSink(TeamsConfig(type="teams", url=url + "/workflows/x?sig=s", **RETRY), **KW),
+    "pagerduty": lambda url: PagerDutySink(
+        PagerDutyConfig(type="pagerduty", url=url + "/v2/enqueue", routing_key="rk", **RETRY), **KW
+    ),
+    "alertmanager": lambda url: AlertmanagerSink(AlertmanagerConfig(type="alertmanager", urls=[url], **RETRY), **KW),
+}
+KW: dict[str, Any] = {}
+
+# answers in order (status, headers[, body]), seconds of delay per request, what becomes of the event, requests made
+CASES: dict[str, tuple[list[tuple[Any, ...]], list[float], str, int]] = {
+    "accepted": ([(202, {})], [], "sent", 1),
+    "ok": ([(200, {})], [], "sent", 1),
+    "bad request": ([(400, {}, b"invalid event")], [], "dead", 1),
+    "unauthorized": ([(401, {})], [], "dead", 1),
+    "not found": ([(404, {})], [], "dead", 1),
+    "rate limited, Retry-After": ([(429, {"Retry-After": "0"}), (202, {})], [], "sent", 2),
+    "request timeout": ([(408, {}), (202, {})], [], "sent", 2),
+    "server error": ([(500, {}), (503, {}), (202, {})], [], "sent", 3),
+    "server error throughout": ([(502, {})] * 3, [], "dead", 3),
+    "timeout": ([(202, {}), (202, {})], [1.5], "sent", 2),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("kind", list(SINKS))
+def test_every_sink_through_every_answer(kind: str, case: str, receiver: Receiver, tmp_path: Path) -> None:
+    answers, delays, outcome, requests = CASES[case]
+    receiver.responses, receiver.delays = list(answers), list(delays)
+    receiver.default = (202, {})
+    tel = Telemetry()
+    dlq = DeadLetterFile(tmp_path / "dlq.jsonl")
+    KW.update(name=kind, telemetry=tel, state_dir=str(tmp_path), dead_letter=dlq)
+    sink = SINKS[kind](receiver.url)
+    sink.start()
+    sink.on_alert(doc())
+    assert receiver.wait_for(lambda r: len(r) >= requests, 10)
+    assert sink.flush(10)
+    sink.stop()
+    dlq.close()
+    assert len(receiver.requests) == requests
+    sent = tel.registry.get_sample_value("finops_agent_events_sent_total", {"component": kind})
+    dead = (tmp_path / "dlq.jsonl").read_bytes().splitlines() if (tmp_path / "dlq.jsonl").exists() else []
+    if outcome == "sent":
+        assert sent == 1 and not dead
+    else:
+        assert sent is None and len(dead) == 1
+        reason = orjson.loads(dead[0])["reason"]
+        status = str(answers[-1][0])
+        assert f"after {requests} attempt(s)" in reason and status in reason, reason
+    for r in receiver.requests:
+        assert orjson.loads(r.body)  # JSON every time, whatever the sink
+
+
+@pytest.mark.parametrize("kind", list(SINKS))
+def test_a_refused_connection_is_retried_then_dead_lettered(kind: str, tmp_path: Path) -> None:
+    tel = Telemetry()
+    dlq = DeadLetterFile(tmp_path / "dlq.jsonl")
+    KW.update(name=kind, telemetry=tel, state_dir=str(tmp_path), dead_letter=dlq)
+    sink = SINKS[kind](f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    sink.start()
+    sink.on_alert(doc())
+    assert wait_until(
+        lambda: (
+            tel.registry.get_sample_value(
+                "finops_agent_events_discarded_total", {"component": kind, "reason": "delivery_failed"}
+            )
+            == 1
+        ),
+        10,
+    )
+    sink.stop()
+    dlq.close()
+    (dead,) = [orjson.loads(x) for x in (tmp_path / "dlq.jsonl").read_bytes().splitlines()]
+    assert dead["reason"].startswith("retry after 3 attempt(s): ") and "refused" in dead["reason"].lower()
+    assert (
+        tel.registry.get_sample_value(
+            "finops_agent_errors_total", {"component": kind, "error_type": "retry", "stage": "deliver"}
+        )
+        == 3
+    )
