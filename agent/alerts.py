@@ -67,6 +67,7 @@ class Episode:
     revision: int = 0  # bumped by every restatement that changes the alert, and by an early warning's confirmation
     # An early warning not yet confirmed: the open window it was raised in (confirmed or withdrawn when it closes).
     early_window: float | None = None
+    notified: bool = True  # False while pending (fewer anomalous windows than the detector's for_points)
 
     def __setstate__(self, state: Any) -> None:
         _setstate(self, state)
@@ -292,6 +293,10 @@ _DOCUMENT: dict[str, Any] = {
     "withdrawn": False,
     "episode": None,
     "top_contributors": [],
+    "alerts": None,  # a group's notification (kind group): the alerts it lists
+    "silenced": False,  # a silence matches it: shown, not notified
+    "silenced_by": None,  # the ids of those silences
+    "repeat": 0,  # a re-notification of the same (repeat_interval)
 }
 
 

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from agent import registry
 from agent.registry import components, config_union
@@ -112,7 +121,8 @@ class TelemetryConfig(_Strict):
 
 
 class HttpConfig(_Strict):
-    """The agent's own HTTP server: /healthz and /readyz, and /metrics with a Prometheus sink (agent/server.py)."""
+    """The agent's own HTTP server: /healthz and /readyz, /metrics with a Prometheus sink (agent/server.py), and the
+    API (/api/v1/silences) with a token."""
 
     enabled: bool = True
     listen_address: str | None = Field(
@@ -121,10 +131,28 @@ class HttpConfig(_Strict):
     port: int | None = Field(
         None, ge=0, le=65535, description="default: a Prometheus sink's port, else $FINOPS_HTTP_PORT or 9464"
     )
+    api_token: SecretStr | None = Field(
+        None, description="the bearer token of the API (/api/v1/...); without one, the API refuses every request"
+    )
+    api_token_file: str | None = Field(None, description="a file holding the API's bearer token (a mounted secret)")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> HttpConfig:
+        if self.api_token is not None and self.api_token_file:
+            raise ValueError("set api_token or api_token_file, not both")
+        if self.api_token is not None and len(self.api_token.get_secret_value().strip()) < 16:
+            raise ValueError("api_token: at least 16 characters (it guards silences)")
+        return self
 
 
 class AlertingConfig(_Strict):
     resolve_after_points: int = Field(2, ge=1)
+    for_points: int = Field(
+        1,
+        ge=1,
+        description="an incident is pending until this many consecutive anomalous windows, then fires (Prometheus' "
+        "for; a detector's own for_points wins)",
+    )
     id_namespace: str = Field(
         "",
         description="mixed into every alert id (the receivers' dedup key): set one per deployment when several "
@@ -132,6 +160,71 @@ class AlertingConfig(_Strict):
     )
     severity_critical_usd: float = 1000.0
     severity_error_usd: float = 100.0
+
+
+def _matcher_errors(values: list[str]) -> list[str]:
+    from agent.notify import Matcher
+
+    errors = []
+    for m in values:
+        try:
+            Matcher.parse(m)
+        except ValueError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+class RouteConfig(BaseModel):
+    """A node of the route tree (Alertmanager's model; see agent/notify.py). Unset options come from the parent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    matchers: list[str] = Field(default_factory=list, description="team=research, severity=~critical|error, ...")
+    sinks: list[str] | None = Field(None, description="the sinks it notifies (root default: every paging sink)")
+    group_by: list[str] | None = Field(None, description="labels whose values make a group (root default: detector)")
+    group_wait_seconds: float | None = Field(None, ge=0, description="root default 30")
+    group_interval_seconds: float | None = Field(None, ge=0, description="root default 300")
+    repeat_interval_seconds: float | None = Field(None, ge=0, description="root default 14400; 0: never")
+    min_impact_usd: float | None = Field(None, ge=0, description="root default 0")
+    continue_: bool = Field(False, alias="continue")
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+    @field_validator("matchers")
+    @classmethod
+    def _matchers(cls, v: list[str]) -> list[str]:
+        errors = _matcher_errors(v)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return v
+
+
+class SilenceConfig(_Strict):
+    matchers: list[str] = Field(min_length=1)
+    starts_at: str | None = Field(None, description="default: from the start")
+    ends_at: str
+    comment: str = Field(min_length=1)
+    created_by: str = Field(min_length=1)
+    planned_change: bool = Field(False, description="a planned change (e.g. a team doubles its spend)")
+
+    @field_validator("matchers")
+    @classmethod
+    def _matchers(cls, v: list[str]) -> list[str]:
+        errors = _matcher_errors(v)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return v
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _time(cls, v: str | None) -> str | None:
+        from agent.model import parse_time
+
+        if v is not None:
+            try:
+                parse_time(v)
+            except (ValueError, TypeError):
+                raise ValueError(f"{v!r} is not a time (2026-12-03T00:00:00Z)") from None
+        return v
 
 
 _MODEL_CACHE: dict[int, type[BaseModel]] = {}
@@ -159,6 +252,8 @@ def agent_config_model() -> type[BaseModel]:
         telemetry=(TelemetryConfig, TelemetryConfig()),
         alerting=(AlertingConfig, AlertingConfig()),
         http=(HttpConfig, HttpConfig()),
+        route=(RouteConfig | None, None),
+        silences=(list[SilenceConfig], Field(default_factory=list)),
         __validators__={
             "names": field_validator("sources", "detectors", "sinks")(_check_names),
             "default_state": model_validator(mode="before")(_default_state),  # type: ignore[dict-item]
@@ -448,6 +543,31 @@ def cross_check(cfg: Any) -> list[str]:
                 errors.append(f"sources.{name}.path: also watched by sources.{paths[src.path]}")
             paths[src.path] = name
     errors.extend(check_signals(cfg))
+    errors.extend(_route_errors(cfg))
+    return errors
+
+
+def _route_errors(cfg: Any) -> list[str]:
+    """Routes name sinks that exist; a silence ends after it starts."""
+    from agent.model import parse_time
+
+    errors = []
+    names = list(cfg.sinks)
+
+    def walk(r: Any, path: str) -> None:
+        for i, sink in enumerate(r.sinks or []):
+            if sink not in cfg.sinks:
+                near = difflib.get_close_matches(sink, names, 1)
+                hint = f" (did you mean {near[0]!r}?)" if near else f" (sinks: {', '.join(names)})"
+                errors.append(f"{path}.sinks[{i}]: no sink {sink!r}{hint}")
+        for i, child in enumerate(r.routes):
+            walk(child, f"{path}.routes[{i}]")
+
+    if cfg.route is not None:
+        walk(cfg.route, "route")
+    for i, sil in enumerate(cfg.silences):
+        if sil.starts_at is not None and parse_time(sil.ends_at) <= parse_time(sil.starts_at):
+            errors.append(f"silences[{i}].ends_at: before its starts_at")
     return errors
 
 

@@ -68,7 +68,16 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         self.held_back = HeldBack()  # anomalous points under min_impact_usd (not alerted)
         self.last_points: dict[SeriesKey, Point] = {}  # each series' latest point (restored on /metrics at start)
         # Early warnings (agent/early.py): sums watched upward.
-        self.early_enabled = cfg.early_warning and cfg.direction != "down" and not self._is_ratio and not self._month
+        # Pending until this many consecutive anomalous windows (Prometheus' for): no early warning then.
+        own: int | None = getattr(cfg, "for_points", None)
+        self.for_points = own if own is not None else int(getattr(alerting, "for_points", 1))
+        self.early_enabled = (
+            cfg.early_warning
+            and cfg.direction != "down"
+            and not self._is_ratio
+            and not self._month
+            and self.for_points <= 1
+        )
         self._bands: dict[tuple[float, SeriesKey], tuple[float, float, float]] = {}  # (window, series) → band
         # Data gaps (agent/gaps.py).
         self.gaps_enabled = gaps_enabled(cfg, self._is_ratio, self._month)

@@ -39,6 +39,7 @@ class AlertLifecycle:
     models: dict[SeriesKey, Any]
     episodes: dict[SeriesKey, Episode]
     _month: bool
+    for_points: int
 
     def _restated_lifecycle(self, key: SeriesKey, pt: Point, events: list[dict[str, Any]]) -> None:
         w = pt.window_start
@@ -103,7 +104,11 @@ class AlertLifecycle:
                     pt.window_start,
                     pt.window_start,
                 )
-                send = True
+                ep.notified = self.for_points <= 1  # else pending: fires at its for_points-th anomalous window
+                send = ep.notified
+            elif not ep.notified:
+                ep.notified = ep.points + 1 >= self.for_points
+                send = ep.notified
             elif confirming:
                 ep.early_window = None
                 ep.revision += 1
@@ -125,10 +130,14 @@ class AlertLifecycle:
             if _rank(sev) > _rank(ep.severity):
                 previous = ep.severity if confirming or not send else None  # an open alert's re-send: an escalation
                 ep.severity = sev
-                send = True
+                send = ep.notified
+                if not send:
+                    previous = None  # (pending: nothing was said under the lower severity)
             ep.last_point = pt
             if send:
                 events.append(self.document(ep, pt, "firing", escalated_from=previous, confirmed=confirming))
+        elif ep is not None and not ep.notified:  # a blip shorter than for_points: held back, never said
+            del self.episodes[key]
         elif ep is not None:
             ep.normal_streak += 1
             if ep.normal_streak >= self.alerting.resolve_after_points:
@@ -282,7 +291,7 @@ class AlertLifecycle:
     def firing_documents(self) -> Iterator[dict[str, Any]]:
         """A firing document for each open episode (its latest point), e.g. for metrics after a restart."""
         for ep in self.episodes.values():
-            if ep.last_point is not None:
+            if ep.last_point is not None and ep.notified:
                 yield self.document(ep, ep.last_point, "firing")
 
 

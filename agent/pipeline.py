@@ -18,10 +18,14 @@ import time
 from collections.abc import Callable
 from functools import reduce
 from math import gcd
+from pathlib import Path
 from typing import Any
 
 from agent.aggregate import Aggregator
 from agent.alerts import Point
+from agent.api import PREFIX as API_PREFIX
+from agent.api import Api
+from agent.config import read_secret
 from agent.deadletter import DeadLetterFile
 from agent.decoders.base import BLANK, BadRecord, DecodeContext
 from agent.deliveries import BillingDeliveries
@@ -29,6 +33,7 @@ from agent.detect import DetectorRunner
 from agent.gaps import SourceSilence
 from agent.host import Host
 from agent.model import Observation
+from agent.notify import Notifier, Silences, configured_silences
 from agent.registry import build, components
 from agent.runtime import Health, tune_gc  # noqa: F401 (Health: re-exported)
 from agent.runtime import batch_records as _batch_records
@@ -109,6 +114,14 @@ class Agent(BillingDeliveries):
         for name, s in (extra_sinks or {}).items():
             self.sinks[name] = s
         self.servers, self.http = plan_servers(cfg.http, self.sinks, self.health)
+        self.silences = Silences(
+            configured_silences(cfg.silences), str(Path(state_dir) / "silences.json") if state_dir else None
+        )
+        self.notifier = Notifier(cfg.route, self.silences, self.sinks, telemetry=self.telemetry, state_dir=state_dir)
+        if self.http is not None:
+            token = read_secret(cfg.http.api_token, cfg.http.api_token_file, "http.api_token_file")
+            self.api = Api(self.silences, token, on_change=self.notifier.tick)
+            self.http.mount_api(API_PREFIX, self.api.handle)
         pipe = cfg.pipeline
         wall = now()
         ctx_defaults = {
@@ -180,8 +193,10 @@ class Agent(BillingDeliveries):
             restored = [p for r in self.runners.values() for p in r.restored_points()]
             firing = [doc for r in self.runners.values() for doc in r.firing_documents()]
             if restored or firing:
+                firing = [self.notifier.mark(doc) for doc in firing]  # (silenced: still shown as such)
                 for s in self.sinks.values():
                     s.on_restore(restored, firing)
+        self.notifier.start()
         self.health.mark_alive()
         # Scale-out: the internal topics (tasks are restored as partitions are assigned). Alive meanwhile, not ready:
         # an agent started while the brokers are away waits for them. Interrupted (SIGTERM): return, stop() follows.
@@ -238,6 +253,7 @@ class Agent(BillingDeliveries):
             self._thread.join(max(0.1, deadline - time.monotonic()))
         if flush_windows:
             self._seal(force_all=True)
+        self.notifier.stop(flush=True)  # groups still waiting go out now (into the sinks' outboxes)
         # Half of what is left at most: with the broker away the final checkpoint fails, and what it could not
         # persist is re-read from the last committed position at the next start.
         if not self.checkpoint(max(0.1, (deadline - time.monotonic()) / 2)):
@@ -457,14 +473,7 @@ class Agent(BillingDeliveries):
             for doc in events:
                 self.telemetry.alerts.labels(detector=name, status=doc["status"]).inc()
                 self.alerts_out += 1
-                for s in self.sinks.values():
-                    try:
-                        s.on_alert(doc)
-                    except Exception as exc:
-                        log.exception("sink %s failed on an alert", s.name)
-                        self.telemetry.errors.labels(
-                            component=s.name, error_type=type(exc).__name__, stage="send"
-                        ).inc()
+                self.notifier.on_alert(doc)  # routes, groups and silences; sinks that do not page see it all
         if all_points:
             self.points_out += len(all_points)
             for s in self.sinks.values():

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: A path's handler: () → (status, body, content type).
 Route = Callable[[], tuple[int, bytes, str]]
+#: An API's handler, for every method under its prefix: (method, path, headers, body) → (status, body, content type).
+ApiHandler = Callable[[str, str, Any, bytes], tuple[int, bytes, str]]
+_MAX_BODY = 64 * 1024
 TEXT = "text/plain; charset=utf-8"
 DEFAULT_ADDRESS = ("127.0.0.1", 9464)
 
@@ -48,6 +51,7 @@ class HttpServer:
         self.address = address
         self.requested_port = port
         self.routes: dict[str, Route] = {}
+        self.apis: dict[str, ApiHandler] = {}  # path prefix → handler
         if health is not None:
             self.routes["/healthz"] = lambda: _healthz(health)
             self.routes["/readyz"] = lambda: _readyz(health)
@@ -65,24 +69,61 @@ class HttpServer:
                 raise ValueError(f"{self.address}:{self.requested_port}: {path} is served twice")
             self.routes[path] = route
 
+    def mount_api(self, prefix: str, handler: ApiHandler) -> None:
+        """Serve every method of the paths under ``prefix`` (``/api/v1/silences``) with ``handler``."""
+        self.apis[prefix] = handler
+
     def start(self) -> None:
         from agent.config import StartupError
 
         routes = self.routes
+        apis = self.apis
 
         class Handler(BaseHTTPRequestHandler):
+            def _api(self, method: str) -> bool:
+                path = self.path.split("?", 1)[0]
+                handler = next((h for p, h in apis.items() if path == p or path.startswith(p + "/")), None)
+                if handler is None:
+                    return False
+                size = int(self.headers.get("Content-Length") or 0)
+                if size > _MAX_BODY:
+                    self._answer(413, b"body too large\n", TEXT)
+                    return True
+                body = self.rfile.read(size) if size > 0 else b""
+                try:
+                    self._answer(*handler(method, self.path, self.headers, body))
+                except Exception as exc:
+                    log.warning("http %s %s: %s: %s", method, path, type(exc).__name__, exc)
+                    self._answer(500, b"internal error\n", TEXT)
+                return True
+
+            def _answer(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                if code == 401:
+                    self.send_header("WWW-Authenticate", 'Bearer realm="finops-agent"')
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_GET(self) -> None:  # noqa: N802
+                if self._api("GET"):
+                    return
                 route = routes.get(self.path.split("?", 1)[0])
                 try:
                     code, body, ctype = route() if route is not None else (404, b"not found\n", TEXT)
                 except Exception as exc:  # a failing route answers 500; the server keeps serving
                     log.warning("http %s: %s: %s", self.path, type(exc).__name__, exc)
                     code, body, ctype = 500, b"internal error\n", TEXT
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._answer(code, body, ctype)
+
+            def do_POST(self) -> None:  # noqa: N802
+                if not self._api("POST"):
+                    self._answer(405 if self.path.split("?", 1)[0] in routes else 404, b"not found\n", TEXT)
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                if not self._api("DELETE"):
+                    self._answer(405 if self.path.split("?", 1)[0] in routes else 404, b"not found\n", TEXT)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return None

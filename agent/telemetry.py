@@ -97,6 +97,12 @@ class Telemetry:
         self.outbox_depth = Gauge(
             "finops_agent_outbox_depth", "Alert notifications waiting for delivery", ["sink"], registry=r
         )
+        self.silenced = Counter(
+            "finops_agent_alerts_silenced",
+            "Alert events not notified because a silence matched them (still computed and on /metrics)",
+            ["detector"],
+            registry=r,
+        )
         self.throttled = Counter(
             "finops_agent_sink_throttled",
             "Deliveries a sink held back to stay within its receiver's rate limit (PagerDuty: events a minute per "

@@ -76,6 +76,12 @@ class DetectorCommon(ComponentConfig):
         "usual band's upper edge by the paging rule (min_impact_usd / min_impact_percent); the alert is confirmed "
         "or withdrawn when the window closes",
     )
+    for_points: int | None = Field(
+        None,
+        ge=1,
+        description="an incident is pending until this many consecutive anomalous windows, then fires (Prometheus' "
+        "for); default: alerting.for_points. Above 1, no early warning",
+    )
     data_gap_windows: int | None = Field(
         3,
         ge=1,

@@ -113,6 +113,7 @@ def _epoch(iso: str | None) -> float | None:
 @register("sink", "alertmanager", AlertmanagerConfig)
 class AlertmanagerSink(QueuedSink):
     cfg: AlertmanagerConfig
+    groups_itself = True
 
     def __init__(self, cfg: AlertmanagerConfig, **kw: Any):
         super().__init__(cfg, **kw)

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 
 
 class Sink:
+    #: A sink that pages (a network sink): the notifier routes, groups and silences what it gets. One that does
+    #: not (/metrics, the console) gets every event, with ``silenced`` set, unless a route names it.
+    pages = False
+    #: It groups alerts by itself (Alertmanager): on a grouping route it gets them one by one all the same.
+    groups_itself = False
+
     def __init__(
         self, cfg: Any, *, name: str, telemetry: Any, state_dir: str | None = None, health: Any = None, **_: Any
     ):

@@ -312,6 +312,7 @@ class QueuedSink(Sink):
     """
 
     cfg: QueuedSinkConfig
+    pages = True  # routed, grouped and silenced by the notifier (agent.notify)
 
     @classmethod
     def check_config(cls, config: type) -> str | None:
@@ -345,7 +346,9 @@ class QueuedSink(Sink):
         """One delivery per (alert, status, severity, revision), even when a replay after a crash re-creates the
         event; a billing restatement that changes the alert is a new revision."""
         key = f"{doc['id']}:{doc['status']}:{doc['severity']}"
-        return key + f":r{doc['revision']}" if doc.get("revision") else key
+        if doc.get("revision"):
+            key += f":r{doc['revision']}"
+        return key + f":n{doc['repeat']}" if doc.get("repeat") else key  # a re-notification is sent again
 
     # -- the base's part ---------------------------------------------------------------------
     def start(self) -> None:

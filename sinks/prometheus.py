@@ -6,7 +6,8 @@ on an address of its own when ``listen_address`` / ``port`` are set and differ f
 Anomaly families (gauges, latest closed window per series):
 ``finops_anomaly_score``, ``finops_observed_value``, ``finops_expected_value``,
 ``finops_expected_lower``, ``finops_expected_upper``, ``finops_impact_usd``,
-``finops_alerts_firing``, labelled ``detector``, ``signal``, ``unit`` (what the values count:
+``finops_alerts_firing`` (also ``silenced``: "true" while a silence keeps it from paging), labelled ``detector``,
+``signal``, ``unit`` (what the values count:
 ``usd``, ``usd_per_1k_tokens``, ``gpu_hours``, ``ratio``...; ``finops_impact_usd`` is always in
 dollars) and the detector's ``group_by`` dimensions. At most ``max_series`` series are exported
 (firing series first); the rest are counted in ``finops_agent_metric_series_capped``.
@@ -56,6 +57,7 @@ class AnomalyCollector(Collector):
         self.latest: dict[tuple[str, Any], Any] = {}
         self.firing: set[tuple[str, Any]] = set()
         self.gaps: set[tuple[str, Any]] = set()  # series in a data gap (their own alerts, apart from spend)
+        self.silenced: set[tuple[str, Any]] = set()  # firing series a silence matches (not notified)
         self.lock = threading.Lock()
         self.capped = 0
 
@@ -76,6 +78,10 @@ class AnomalyCollector(Collector):
                 target.add(key)
             else:
                 target.discard(key)
+            if doc["status"] == "firing" and doc.get("silenced") and target is self.firing:
+                self.silenced.add(key)
+            elif target is self.firing:
+                self.silenced.discard(key)
 
     def collect(self) -> Any:
         with self.lock:
@@ -85,6 +91,7 @@ class AnomalyCollector(Collector):
             pts = [(k, self.latest[k]) for k in chosen]
             firing = set(self.firing)
             gaps = set(self.gaps)
+            silenced = set(self.silenced)
         fams = {
             "score": GaugeMetricFamily("finops_anomaly_score", "Anomaly score of the latest closed window"),
             "observed": GaugeMetricFamily("finops_observed_value", "Observed value of the latest closed window"),
@@ -112,6 +119,11 @@ class AnomalyCollector(Collector):
             for name, fam in fams.items():
                 v = vals[name]
                 if v is None or (isinstance(v, float) and math.isinf(v)):
+                    continue
+                if name == "firing":  # silenced="true": firing, but a silence keeps it from paging
+                    fam.samples.append(
+                        Sample(fam.name, {**labels, "silenced": "true" if key in silenced else "false"}, float(v), None)
+                    )
                     continue
                 fam.samples.append(Sample(fam.name, labels, float(v), None))
         yield from fams.values()

@@ -483,3 +483,19 @@ def test_an_id_namespace_tells_two_deployments_alerts_apart() -> None:
         ids.append(firing[0]["id"])
     assert ids[0] == alert_id("spend", (("team", "a"),), 24 * 9 * H)
     assert ids[1] == alert_id("spend", (("team", "a"),), 24 * 9 * H, "staging") != ids[0]
+
+
+def test_for_points_holds_a_one_window_blip_back_and_fires_a_longer_incident() -> None:
+    r = runner(for_points=2)
+    assert not r.early_enabled  # (a pending incident gets no early warning)
+    base = lambda h: 100 + 40 * math.sin(2 * math.pi * (h % 24) / 24)  # noqa: E731
+    day = 24 * 9
+    feed(r, range(0, day), base)
+    events = feed(r, range(day, day + 1), lambda h: base(h) * 6)  # one window: held back
+    events += feed(r, range(day + 1, day + 30), base)
+    assert events == [] and not r.episodes
+    events = feed(r, range(day + 30, day + 33), lambda h: base(h) * 6)  # three windows: fires at the second
+    firing = [e for e in events if e["status"] == "firing"]
+    assert [e["window_start"][11:16] for e in firing] == ["07:00"]
+    assert firing[0]["started_at"][11:16] == "06:00" and firing[0]["episode"]["points"] == 2
+    assert firing[0]["id"] == alert_id("spend", (("team", "a"),), (day + 30) * H)

@@ -1,0 +1,115 @@
+"""The agent's API (/api/v1/silences) on its real HTTP server: the token, and silences made, listed and expired."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from agent.config import load_config_text
+from agent.pipeline import Agent
+
+TOKEN = "t0ken-0123456789abcdef"
+
+CONFIG = """
+sources: {{s: {{type: file, path: {inbox}, watch: true, decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}}}}}
+detectors: {{token_spend: {{type: seasonal, signal: token_cost_usd, group_by: [team]}}}}
+sinks: {{metrics: {{type: prometheus}}}}
+state: {{directory: {state}}}
+dead_letter: {{path: {state}/dlq.jsonl}}
+http: {{port: 0{token}}}
+silences:
+  - {{matchers: [team=research], ends_at: '2099-01-01T00:00:00Z', comment: planned, created_by: finops}}
+"""
+
+
+def call(port: int, method: str, path: str, body: Any = None, token: str | None = TOKEN) -> tuple[int, Any]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        data=orjson.dumps(body) if body is not None else None,
+        headers={"Authorization": f"Bearer {token}"} if token is not None else {},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, orjson.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        assert TOKEN.encode() not in raw  # never reflected
+        return exc.code, orjson.loads(raw)
+
+
+@pytest.fixture
+def agent(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Agent]:
+    (tmp_path / "inbox").mkdir()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    with_token = getattr(request, "param", True)
+    text = CONFIG.format(
+        inbox=tmp_path / "inbox",
+        state=tmp_path / "state",
+        token=f", api_token_file: {token_file}" if with_token else "",
+    )
+    a = Agent(load_config_text(text))
+    a.start()
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+def test_the_api_wants_the_token(agent: Agent) -> None:
+    assert agent.http is not None
+    port = agent.http.port
+    code, body = call(port, "GET", "/api/v1/silences", token=None)
+    assert code == 401 and "bearer token is required" in body["error"]
+    assert call(port, "POST", "/api/v1/silences", {"matchers": ["a=b"]}, token="wrong")[0] == 403
+    assert call(port, "DELETE", "/api/v1/silences/x", token="wrong")[0] == 403
+    code, body = call(port, "GET", "/api/v1/silences")
+    assert code == 200 and [s["origin"] for s in body] == ["config"]
+
+
+@pytest.mark.parametrize("agent", [False], indirect=True)
+def test_without_a_token_configured_the_api_refuses_everything(agent: Agent) -> None:
+    assert agent.http is not None
+    assert call(agent.http.port, "GET", "/api/v1/silences", token="anything")[0] == 403
+
+
+def test_silences_are_made_listed_and_expired_and_survive_a_restart(agent: Agent, tmp_path: Path) -> None:
+    assert agent.http is not None
+    port = agent.http.port
+    code, body = call(port, "POST", "/api/v1/silences", {"matchers": ["team"], "comment": ""})
+    assert code == 400
+    assert "matchers: 'team' is not a matcher" in body["error"] and "comment: required" in body["error"]
+    assert "ends_at or duration_seconds: required" in body["error"]
+    new = {
+        "matchers": ["team=ml", 'model=~"claude.*"'],
+        "duration_seconds": 3600,
+        "comment": "migration",
+        "created_by": "bob",
+    }
+    code, made = call(port, "POST", "/api/v1/silences", new)
+    assert code == 201 and made["status"] == "active" and made["matchers"] == new["matchers"]
+    code, listed = call(port, "GET", "/api/v1/silences")
+    assert {s["id"] for s in listed} >= {made["id"]}
+    config_id = next(s["id"] for s in listed if s["origin"] == "config")
+    assert call(port, "DELETE", f"/api/v1/silences/{config_id}")[0] == 409
+    assert call(port, "DELETE", "/api/v1/silences/nope")[0] == 404
+    code, ended = call(port, "DELETE", f"/api/v1/silences/{made['id']}")
+    assert code == 200 and ended["status"] == "expired"
+    code, made2 = call(port, "POST", "/api/v1/silences", {**new, "comment": "kept"})
+    agent.stop()
+    again = Agent(agent.cfg)
+    again.start()
+    try:
+        assert again.http is not None
+        code, listed = call(again.http.port, "GET", "/api/v1/silences")
+        by_id = {s["id"]: s for s in listed}
+        assert by_id[made2["id"]]["status"] == "active" and by_id[made["id"]]["status"] == "expired"
+    finally:
+        again.stop()

@@ -1,0 +1,238 @@
+"""The notifier (agent/notify.py): routes, grouping, silences and repeats, on a clock the test moves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import ConfigError, load_config_text
+from agent.notify import Matcher, Notifier, Silence, Silences, configured_silences
+from agent.telemetry import Telemetry
+from tests.sinks.test_pagerduty import doc
+
+BASE = """
+sources: {s: {type: file, path: x, decoder: {type: bedrock, tag_dimensions: {team: team}}}}
+detectors: {token_spend: {type: seasonal, signal: token_cost_usd, group_by: [team]}}
+sinks:
+  pd: {type: pagerduty, routing_key: k}
+  chat: {type: slack, url: 'https://hooks.slack.com/services/T/B/X'}
+  am: {type: alertmanager, urls: ['http://127.0.0.1:9093']}
+  metrics: {type: prometheus, port: 0}
+"""
+
+
+class Got:
+    """A sink that records what it is given."""
+
+    def __init__(self, name: str, *, pages: bool = True, groups_itself: bool = False):
+        self.name, self.pages, self.groups_itself = name, pages, groups_itself
+        self.docs: list[dict[str, Any]] = []
+
+    def on_alert(self, d: dict[str, Any]) -> None:
+        self.docs.append(d)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def notifier(
+    route: str | None, tmp_path: Path | None = None, silences: list[Silence] | None = None
+) -> tuple[Notifier, dict[str, Got], Clock]:
+    cfg = load_config_text(BASE + (route or ""))
+    clock = Clock()
+    sinks = {
+        "pd": Got("pd"),
+        "chat": Got("chat"),
+        "am": Got("am", groups_itself=True),
+        "metrics": Got("metrics", pages=False),
+    }
+    n = Notifier(
+        cfg.route,
+        Silences(silences or configured_silences(cfg.silences), str(tmp_path / "s.json") if tmp_path else None, clock),
+        sinks,
+        telemetry=Telemetry(),
+        state_dir=str(tmp_path) if tmp_path else None,
+        clock=clock,
+    )
+    return n, sinks, clock
+
+
+def alert(i: int, team: str = "", status: str = "firing", **kw: Any) -> dict[str, Any]:
+    return doc(id=f"{i:032x}", series={"team": team or f"t{i}"}, status=status, **kw)
+
+
+def test_without_a_route_every_paging_sink_gets_every_alert_at_once() -> None:
+    n, sinks, _ = notifier(None)
+    n.on_alert(alert(1))
+    n.on_alert(alert(1, status="resolved"))
+    for name in ("pd", "chat", "am", "metrics"):
+        assert [d["status"] for d in sinks[name].docs] == ["firing", "resolved"], name
+    assert sinks["metrics"].docs[0]["silenced"] is False
+
+
+ROUTE = """
+route:
+  sinks: [chat]
+  group_by: [detector]
+  group_wait_seconds: 30
+  group_interval_seconds: 300
+  repeat_interval_seconds: 3600
+  routes:
+    - matchers: ['severity=~"critical|error"', team!=t-sandbox]
+      sinks: [pd, am]
+      min_impact_usd: 100
+      continue: true
+    - matchers: [team=~"t.*"]
+"""
+
+
+def test_an_incident_across_fifty_series_is_one_notification_listing_them() -> None:
+    n, sinks, clock = notifier(ROUTE)
+    for i in range(50):
+        n.on_alert(alert(i))
+    n.tick()
+    assert sinks["pd"].docs == [] and sinks["chat"].docs == []  # waiting for its group (group_wait)
+    assert len(sinks["am"].docs) == 50  # Alertmanager groups by itself: it gets them one by one
+    clock.t += 31
+    n.tick()
+    (pd,) = sinks["pd"].docs
+    assert pd["kind"] == "group" and pd["status"] == "firing" and len(pd["alerts"]) == 50
+    assert pd["series"] == {"detector": "token_spend"} and pd["impact_usd"] == 50 * 520.0
+    assert (
+        pd["summary"].startswith("[detector=token_spend] 50 alert(s) firing: token_spend team=")
+        and "and 45 more" in pd["summary"]
+    )
+    (chat,) = sinks["chat"].docs  # the second child route matched too (continue: true): the chat's group
+    assert len(chat["alerts"]) == 50 and chat["id"] != pd["id"]
+    # One more joins: sent with the group's next interval, not at once.
+    n.on_alert(alert(50))
+    clock.t += 60
+    n.tick()
+    assert len(sinks["pd"].docs) == 1
+    clock.t += 300
+    n.tick()
+    assert len(sinks["pd"].docs) == 2 and len(sinks["pd"].docs[1]["alerts"]) == 51
+    assert sinks["pd"].docs[1]["id"] == pd["id"] and sinks["pd"].docs[1]["revision"] == 1
+    # All resolve: one resolved notification.
+    for i in range(51):
+        n.on_alert(alert(i, status="resolved"))
+    clock.t += 300
+    n.tick()
+    last = sinks["pd"].docs[-1]
+    assert last["status"] == "resolved" and len(last["alerts"]) == 51 and len(sinks["pd"].docs) == 3
+    assert not n.groups
+
+
+def test_matchers_min_impact_and_continue_pick_the_routes() -> None:
+    n, sinks, clock = notifier(ROUTE)
+    n.on_alert(alert(1, team="t-sandbox"))  # not for the pager (team!=sandbox); the second child takes it
+    n.on_alert(alert(2, severity="warning"))  # not for the pager (severity)
+    small = alert(3, impact_usd=5.0, projected_daily_impact_usd=50.0, episode={"impact_usd": 5.0})
+    n.on_alert(small)  # under the pager's min_impact_usd
+    clock.t += 31
+    n.tick()
+    assert sinks["pd"].docs == [] and sinks["am"].docs == []
+    (chat,) = sinks["chat"].docs
+    assert sorted(a["series"]["team"] for a in chat["alerts"]) == ["t-sandbox", "t2", "t3"]
+
+
+def test_a_silence_suppresses_and_its_expiry_restores(tmp_path: Path) -> None:
+    n, sinks, clock = notifier(None, tmp_path)
+    s = Silence("s1", ["team=research"], clock.t, clock.t + 3600, "planned: research doubles spend", "alice")
+    n.silences.add(s)
+    n.on_alert(alert(1, team="research"))
+    n.on_alert(alert(2, team="search"))
+    assert [d["series"]["team"] for d in sinks["pd"].docs] == ["search"]
+    shown = [d for d in sinks["metrics"].docs if d["series"]["team"] == "research"]
+    assert shown[0]["silenced"] is True and shown[0]["silenced_by"] == ["s1"]  # computed and shown, not paged
+    clock.t += 1800
+    n.tick()
+    assert len(sinks["pd"].docs) == 1
+    clock.t += 1801  # the silence is over: the alert still fires, so it is notified now
+    n.tick()
+    assert [d["series"]["team"] for d in sinks["pd"].docs] == ["search", "research"]
+    assert sinks["metrics"].docs[-1]["silenced"] is False
+
+
+def test_an_alert_silenced_all_along_resolves_without_a_word() -> None:
+    n, sinks, clock = notifier(None)
+    n.silences.add(Silence("s1", ["team=research"], clock.t, clock.t + 3600, "planned", "alice"))
+    n.on_alert(alert(1, team="research"))
+    n.on_alert(alert(1, team="research", status="resolved"))
+    assert sinks["pd"].docs == [] and len(sinks["metrics"].docs) == 2
+
+
+def test_repeat_interval_renotifies_while_firing() -> None:
+    n, sinks, clock = notifier("route: {group_by: ['...'], repeat_interval_seconds: 600}\n")
+    n.on_alert(alert(1))
+    assert len(sinks["pd"].docs) == 1  # no grouping: at once
+    clock.t += 599
+    n.tick()
+    assert len(sinks["pd"].docs) == 1
+    clock.t += 2
+    n.tick()
+    assert [d.get("repeat") for d in sinks["pd"].docs] == [0, 1]
+    n.on_alert(alert(1, status="resolved"))
+    clock.t += 1200
+    n.tick()
+    assert [d["status"] for d in sinks["pd"].docs] == ["firing", "firing", "resolved"]
+
+
+def test_a_group_waiting_survives_a_restart_and_is_sent_once(tmp_path: Path) -> None:
+    n, sinks, clock = notifier(ROUTE, tmp_path)
+    n.on_alert(alert(1))
+    # The process dies before group_wait: a new one from the same directory sends the group, once.
+    n2, sinks2, clock2 = notifier(ROUTE, tmp_path)
+    clock2.t = clock.t + 31
+    n2.tick()
+    assert len(sinks2["pd"].docs) == 1 and sinks2["pd"].docs[0]["alerts"][0]["id"] == f"{1:032x}"
+    n3, sinks3, clock3 = notifier(ROUTE, tmp_path)
+    clock3.t = clock.t + 62
+    n3.tick()
+    assert sinks3["pd"].docs == []
+
+
+def test_a_clean_stop_sends_what_waits_for_its_group() -> None:
+    n, sinks, _ = notifier(ROUTE)
+    n.on_alert(alert(1))
+    n.stop(flush=True)
+    assert len(sinks["pd"].docs) == 1
+
+
+def test_routes_and_silences_are_checked_with_their_paths() -> None:
+    bad = """
+route:
+  sinks: [pager]
+  routes:
+    - matchers: ['team=~"(unclosed"']
+silences:
+  - {matchers: [team=research], starts_at: '2026-12-10T00:00:00Z', ends_at: '2026-12-03T00:00:00Z',
+     comment: c, created_by: a}
+  - {matchers: ['bad matcher'], ends_at: soon, comment: '', created_by: a}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(BASE + bad)
+    text = "\n".join(exc.value.errors)
+    assert "route.routes[0].matchers: " in text and "not a regular expression" in text
+    assert "silences[1].matchers: " in text and "silences[1].ends_at: " in text and "silences[1].comment: " in text
+    first_silence = bad.split("silences:\n  - ")[1].split("\n  - ")[0]
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(BASE + "route: {sinks: [pdd]}\nsilences: [" + first_silence + "]\n")
+    assert exc.value.errors == [
+        "route.sinks[0]: no sink 'pdd' (did you mean 'pd'?)",
+        "silences[0].ends_at: before its starts_at",
+    ]
+
+
+def test_matchers_read_like_alertmanagers() -> None:
+    assert Matcher.parse('team="a b"').matches({"team": "a b"})
+    assert Matcher.parse("model!~claude.*").matches({"model": "gpt-4o"})
+    with pytest.raises(ValueError, match="not a matcher"):
+        Matcher.parse("team")
