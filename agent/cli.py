@@ -1,9 +1,11 @@
-"""Command line: ``finops-agent run | validate | backtest``."""
+"""Command line: ``finops-agent run | validate | backtest | silence``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -186,6 +188,95 @@ _BACKTEST_EXAMPLES = """examples:
 """
 
 
+_SILENCE_EXAMPLES = """examples:
+  finops-agent silence add team=research --duration 7d --comment "eval week" --author ana
+  finops-agent silence add 'model=~"claude.*"' team=ml --ends 2026-12-10T00:00:00Z --comment migration --author bob
+  finops-agent silence list
+  finops-agent silence expire 5b1c0e9e-8d6a-4c55-9a4e-2f1c7a3d9b10
+"""
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or plain seconds) → seconds.
+
+    >>> parse_duration("7d"), parse_duration("90")
+    (604800.0, 90.0)
+    """
+    text = text.strip()
+    unit = _DURATION.get(text[-1:].lower())
+    try:
+        value = float(text[:-1]) * unit if unit else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (90s, 30m, 12h, 7d, 2w)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration is positive")
+    return value
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    """Talk to a running agent's API: make, list or expire silences."""
+    import urllib.error
+    import urllib.request
+
+    import orjson
+
+    token = os.environ.get("FINOPS_API_TOKEN", "")
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"--token-file {args.token_file}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    if not token:
+        print(
+            "no API token: give --token-file FILE or set FINOPS_API_TOKEN (the agent's http.api_token)", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    base = args.url.rstrip("/") + "/api/v1/silences"
+    body = None
+    method, url = "GET", base
+    if args.action == "add":
+        if not args.matchers or not args.comment or not args.author or not (args.duration or args.ends):
+            print("silence add needs matchers, --comment, --author and --duration or --ends", file=sys.stderr)
+            return EXIT_CONFIG
+        raw: dict[str, Any] = {"matchers": args.matchers, "comment": args.comment, "created_by": args.author}
+        if args.ends:
+            raw["ends_at"] = args.ends
+        else:
+            raw["duration_seconds"] = args.duration
+        if args.starts:
+            raw["starts_at"] = args.starts
+        method, body = "POST", orjson.dumps(raw)
+    elif args.action == "expire":
+        if not args.matchers:
+            print("silence expire needs the silence's id", file=sys.stderr)
+            return EXIT_CONFIG
+        method, url = "DELETE", f"{base}/{args.matchers[0]}"
+    req = urllib.request.Request(
+        url, data=body, method=method, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (the agent's address)
+            answer = orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        said = exc.read().decode("utf-8", "replace")
+        with contextlib.suppress(orjson.JSONDecodeError):
+            said = orjson.loads(said).get("error", said)
+        print(f"{method} {url}: HTTP {exc.code}: {said}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"{method} {url}: {getattr(exc, 'reason', exc)} (is the agent running there? --url)", file=sys.stderr)
+        return 1
+    for s in answer if isinstance(answer, list) else [answer]:
+        print(
+            f"{s['id']}  {s['status']:<8} {s['starts_at']} → {s['ends_at']}  {', '.join(s['matchers'])}  "
+            f"by {s['created_by']}: {s['comment']} ({s['origin']})"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="finops-agent",
@@ -260,6 +351,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--quiet", action="store_true", help="no progress line on a terminal")
     b.set_defaults(func=cmd_backtest)
+    s = sub.add_parser(
+        "silence",
+        help="make, list or expire silences on a running agent (its API)",
+        description="Make, list or expire silences through a running agent's API (/api/v1/silences), with its "
+        "bearer token. A silenced alert is still computed and on /metrics, but not notified.",
+        epilog=_SILENCE_EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
+    s.add_argument("action", choices=["add", "list", "expire"], help="required: what to do")
+    s.add_argument(
+        "matchers",
+        nargs="*",
+        metavar="MATCHER",
+        help="add: the matchers (team=research, 'severity=~\"critical|error\"'); expire: the silence's id "
+        "(default: none)",
+    )
+    s.add_argument("--duration", type=parse_duration, metavar="D", help="add: how long (90m, 12h, 7d; default: none)")
+    s.add_argument("--ends", metavar="TIME", help="add: when it ends, instead of --duration (default: none)")
+    s.add_argument("--starts", metavar="TIME", help="add: when it starts (default: now)")
+    s.add_argument("--comment", help="add: why (default: none; required)")
+    s.add_argument("--author", help="add: who (default: none; required)")
+    s.add_argument("--url", default="http://127.0.0.1:9464", help="the agent's HTTP address")
+    s.add_argument("--token-file", metavar="FILE", help="the API token's file (default: $FINOPS_API_TOKEN)")
+    s.set_defaults(func=cmd_silence)
     return ap
 
 

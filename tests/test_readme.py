@@ -71,3 +71,13 @@ def test_yaml_blocks_are_yaml() -> None:
     assert blocks
     for body in blocks:
         assert isinstance(yaml.safe_load(body), dict), body[:200]
+
+
+def test_the_paging_example_is_a_config_validate_accepts() -> None:
+    from agent.config import load_config_text
+
+    section = README.split("## Paging and alert routing", 1)[1]
+    body = section.split("```yaml\n", 1)[1].split("\n```", 1)[0]
+    cfg = load_config_text(body, env={"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X"})
+    assert {s.type for s in cfg.sinks.values()} >= {"pagerduty", "alertmanager", "slack", "teams"}
+    assert cfg.route is not None and len(cfg.route.routes) == 2 and cfg.silences

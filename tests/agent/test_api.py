@@ -113,3 +113,32 @@ def test_silences_are_made_listed_and_expired_and_survive_a_restart(agent: Agent
         assert by_id[made2["id"]]["status"] == "active" and by_id[made["id"]]["status"] == "expired"
     finally:
         again.stop()
+
+
+def test_the_cli_makes_lists_and_expires_silences(
+    agent: Agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent import cli
+
+    assert agent.http is not None
+    url = f"http://127.0.0.1:{agent.http.port}"
+    monkeypatch.delenv("FINOPS_API_TOKEN", raising=False)
+    assert cli.main(["silence", "list", "--url", url]) == 2  # no token: says how to give one
+    assert "FINOPS_API_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("FINOPS_API_TOKEN", "wrong")
+    assert cli.main(["silence", "list", "--url", url]) == 1
+    assert "HTTP 403: wrong token" in capsys.readouterr().err
+    token = tmp_path / "token"
+    args = ["--url", url, "--token-file", str(token)]
+    assert (
+        cli.main(["silence", "add", "team=ml", "--duration", "2h", "--comment", "eval", "--author", "ana", *args]) == 0
+    )
+    made = capsys.readouterr().out
+    sid = made.split()[0]
+    assert "active" in made and "team=ml" in made and "by ana: eval (api)" in made
+    assert cli.main(["silence", "list", *args]) == 0
+    assert sid in capsys.readouterr().out
+    assert cli.main(["silence", "expire", sid, *args]) == 0
+    assert "expired" in capsys.readouterr().out
+    assert cli.main(["silence", "add", "team", "--duration", "1h", "--comment", "x", "--author", "y", *args]) == 1
+    assert "is not a matcher" in capsys.readouterr().err

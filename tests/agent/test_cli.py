@@ -30,7 +30,7 @@ def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[st
 
 def test_every_option_of_every_subcommand_has_help_with_its_default_and_unit() -> None:
     subs = _subcommands()
-    assert set(subs) == {"run", "validate", "backtest"}
+    assert set(subs) == {"run", "validate", "backtest", "silence"}
     for name, parser in subs.items():
         formatter = cli.HelpFormatter(prog=f"finops-agent {name}")
         for action in parser._actions:
@@ -54,7 +54,7 @@ def _examples(help_text: str) -> list[list[str]]:
     return [shlex.split(line.split("#", 1)[0]) for line in joined.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("name", ["run", "validate", "backtest"])
+@pytest.mark.parametrize("name", ["run", "validate", "backtest", "silence"])
 def test_each_subcommands_help_ends_with_examples_that_parse(name: str) -> None:
     text = _subcommands()[name].format_help()
     examples = _examples(text)
