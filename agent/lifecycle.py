@@ -147,6 +147,25 @@ class AlertLifecycle:
                     model.episode_resolved()  # the incident is over: the next one pages
                 events.append(self.document(ep, ep.last_point or pt, "resolved", resolved_at=pt.window_start))
 
+    def mark_expected(self, alert_id: str, by: str, comment: str) -> list[dict[str, Any]] | None:
+        """Feedback: the open alert ``alert_id`` is expected (a planned change, a new normal). Its episode is
+        resolved (one document saying who said so), and the series' model takes the level as the new usual. None:
+        no open alert of this detector has that id."""
+        key = next((k for k, e in self.episodes.items() if e.id == alert_id), None)
+        if key is None:
+            return None
+        ep = self.episodes.pop(key)
+        model = self.models.get(key)
+        if model is not None:
+            model.accept_level()
+        pt = ep.last_point
+        if pt is None or not ep.notified:
+            return []
+        doc = self.document(ep, pt, "resolved", resolved_at=pt.window_end)
+        doc["summary"] = f"[{self.name}] marked expected by {by}: {comment}; episode impact {_usd(ep.impact_total)}"
+        doc["reason"] = f"expected ({by}: {comment})"
+        return [doc]
+
     def _identity(self) -> dict[str, Any]:
         """The alert document's fields that name the detector and what it watches (every kind of alert has them)."""
         cfg, u = self.cfg, self.unit

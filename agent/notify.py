@@ -21,7 +21,9 @@ names:
 - **Silences** (``silences`` in the config, and the ``/api/v1/silences`` API): matchers, a start and an end, a
   comment and an author. A silenced alert is still computed and shown (``silenced: true`` in the document, on
   ``/metrics`` and the console) but not notified; if it still fires when the silence ends, it is notified then. A
-  resolution is notified where its firing was.
+  resolution is notified where its firing was. A silence with ``planned_change: true`` (e.g. "team research doubles
+  its spend from the 3rd") also tells the detector that the level of a spend alert it matches is expected: the
+  series' model takes it as the new usual and the episode resolves without a word.
 
 Sinks that do not page (``/metrics``, the console, a JSON-lines file) get every event, silenced or not, at once. What
 is waiting for its group (and the silenced alerts) is kept in ``<state directory>/notifier.json``, written before an
@@ -480,8 +482,10 @@ class Notifier:
         telemetry: Any,
         state_dir: str | None,
         clock: Callable[[], float] = time.time,
+        planned: Callable[[dict[str, Any], Silence], Any] | None = None,
     ):
         self.sinks = sinks
+        self.planned = planned  # told of an alert a planned change's silence matches: its level is expected
         self.telemetry = telemetry
         self.clock = clock
         self.silences = silences
@@ -543,6 +547,9 @@ class Notifier:
         if silenced:
             self.held[aid] = doc
             self.telemetry.silenced.labels(detector=str(doc.get("detector"))).inc()
+            plan = next((s for s in self.silences.active_for(labels) if s.planned_change), None)
+            if plan is not None and self.planned is not None and doc.get("kind") == "spend":
+                self.planned(doc, plan)  # the detector takes the new level as usual (the episode resolves quietly)
             return
         if doc["status"] == "resolved":
             was_held = self.held.pop(aid, None)

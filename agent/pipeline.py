@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from functools import reduce
 from math import gcd
 from pathlib import Path
@@ -117,10 +118,17 @@ class Agent(BillingDeliveries):
         self.silences = Silences(
             configured_silences(cfg.silences), str(Path(state_dir) / "silences.json") if state_dir else None
         )
-        self.notifier = Notifier(cfg.route, self.silences, self.sinks, telemetry=self.telemetry, state_dir=state_dir)
+        self.notifier = Notifier(
+            cfg.route,
+            self.silences,
+            self.sinks,
+            telemetry=self.telemetry,
+            state_dir=state_dir,
+            planned=lambda doc, s: self.feedback(doc["id"], "expected", s.created_by, s.comment, wait=False),
+        )
         if self.http is not None:
             token = read_secret(cfg.http.api_token, cfg.http.api_token_file, "http.api_token_file")
-            self.api = Api(self.silences, token, on_change=self.notifier.tick)
+            self.api = Api(self.silences, token, on_change=self.notifier.tick, feedback=self.feedback)
             self.http.mount_api(API_PREFIX, self.api.handle)
         pipe = cfg.pipeline
         wall = now()
@@ -167,6 +175,7 @@ class Agent(BillingDeliveries):
         gap = cfg.pipeline.source_gap_seconds
         self.silence = SourceSilence(3.0 * max(windows) if gap is None else gap, self.now, cfg.alerting.id_namespace)
         self._next_silence_check = 0.0
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 
     def clock_of(self, source: str) -> Aggregator:
         """The event-time clock of a source: billing snapshots have their own."""
@@ -288,6 +297,8 @@ class Agent(BillingDeliveries):
                     finally:
                         self.queue.task_done()
                     self.telemetry.latency.observe(time.perf_counter() - t0)
+                while not self._commands.empty():  # (the API's feedback: runners are this thread's)
+                    self._commands.get_nowait()()
                 if time.monotonic() >= self._next_silence_check:
                     self._next_silence_check = time.monotonic() + 1.0
                     self._check_silence()
@@ -461,6 +472,39 @@ class Agent(BillingDeliveries):
 
     def _seal(self, force_all: bool = False) -> None:
         self.topology.seal(force_all)
+
+    def feedback(
+        self, alert_id: str, verdict: str, by: str, comment: str, timeout: float = 10.0, *, wait: bool = True
+    ) -> bool | None:
+        """A person's verdict on an open alert (``expected``), applied by the pipeline thread: True when done,
+        False when no open alert has that id, None when the pipeline did not answer within ``timeout`` (or, with
+        ``wait`` False, at once: queued for the pipeline thread, e.g. from the pipeline thread itself)."""
+        done: Future[bool] = Future()
+
+        def apply() -> None:
+            try:
+                for name, runner in self.topology.runners():
+                    events = runner.mark_expected(alert_id, by, comment)
+                    if events is not None:
+                        log.info("alert %s of %s marked %s by %s: %s", alert_id, name, verdict, by, comment)
+                        self.publish([(name, [], events)])
+                        done.set_result(True)
+                        return
+                done.set_result(False)
+            except Exception as exc:
+                done.set_exception(exc)
+
+        if not wait:
+            self._commands.put(apply)
+            return None
+        if self._thread is None or not self._thread.is_alive():
+            apply()  # (not running: nothing else touches the runners)
+        else:
+            self._commands.put(apply)
+        try:
+            return done.result(timeout)
+        except TimeoutError:
+            return None
 
     def publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None:
         """Points and alert events of closed windows to every sink."""

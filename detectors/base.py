@@ -144,6 +144,7 @@ class DetectorHooks:
     - :meth:`sustained`: a slow leak's worth a day, judged when one window's impact is too small to page.
     - :meth:`bind_series`: per-series parameters (a series' own budget), told once when its model is made.
     - :meth:`episode_resolved`: the series' open alert was resolved (the incident is over).
+    - :meth:`accept_level`: a person marked the open incident expected (feedback): its level is the new usual.
 
     - :attr:`forecasts`: the model expects a value (False: a fixed limit, a threshold's; a data gap then names no
       usual spend).
@@ -188,6 +189,11 @@ class DetectorHooks:
     def episode_resolved(self) -> None:
         """The series' open alert episode was resolved: its incident is over, and a detector that discounts the
         scores after an anomaly (one page per incident) lets the next incident page at once."""
+        return None
+
+    def accept_level(self) -> None:
+        """A person said the series' open incident is expected (a planned change, a new normal): learn its level as
+        the new usual without alerting on it again."""
         return None
 
     def month_so_far(self, x: dict[Any, Any]) -> float:

@@ -363,6 +363,13 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
         if st[_SINCE] < self.refractory_points and st[_SINCE] % 1.0 != _RESOLVED:
             st[_SINCE] += _RESOLVED
 
+    def accept_level(self) -> None:
+        """Marked expected: the refractory points start again (the level and scale adapt to the new level meanwhile,
+        without a page) and the week-over-week rule waits seven days (the move it would see is the accepted one)."""
+        st = self._st
+        st[_SINCE] = 0.0
+        st[_GS] = 0.0
+
     def excursion(self, x: dict[Any, Any]) -> bool:
         """Whether an open incident goes on: the point itself is outside the usual band of
         :meth:`forecast_one`, in the watched direction. (Its score may have fallen below the

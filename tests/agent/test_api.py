@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,14 @@ import pytest
 
 from agent.config import load_config_text
 from agent.pipeline import Agent
+from tests.agent.decoders.test_bedrock import log
+from tests.conftest import wait_until
 
 TOKEN = "t0ken-0123456789abcdef"
 
 CONFIG = """
 sources: {{s: {{type: file, path: {inbox}, watch: true, decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}}}}}
+pipeline: {{max_age_days: 3650}}
 detectors: {{token_spend: {{type: seasonal, signal: token_cost_usd, group_by: [team]}}}}
 sinks: {{metrics: {{type: prometheus}}}}
 state: {{directory: {state}}}
@@ -142,3 +147,85 @@ def test_the_cli_makes_lists_and_expires_silences(
     assert "expired" in capsys.readouterr().out
     assert cli.main(["silence", "add", "team", "--duration", "1h", "--comment", "x", "--author", "y", *args]) == 1
     assert "is not a matcher" in capsys.readouterr().err
+
+
+def _hourly_calls(start: float, hours: int, calls: Callable[[int], int]) -> bytes:
+    from agent.model import iso
+
+    lines = []
+    for h in range(hours):
+        for i in range(calls(h)):
+            lines.append(log(timestamp=iso(start + h * 3600 + i * 3600 // max(calls(h), 1)), requestId=f"r{h}-{i}"))
+    return b"\n".join(lines) + b"\n"
+
+
+def test_feedback_expected_resolves_the_alert_and_the_new_level_is_not_paged(tmp_path: Path) -> None:
+    from agent.backtest import PointCollector
+    from agent.model import parse_time
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "token").write_text(TOKEN)
+    start = parse_time("2026-11-01T00:00:00Z")
+    day = 24 * 10
+    usual = lambda h: 60 + int(30 * math.sin(2 * math.pi * (h % 24) / 24))  # noqa: E731
+    (inbox / "a.jsonl").write_bytes(_hourly_calls(start, day + 6, lambda h: usual(h) * (4 if h >= day else 1)))
+    text = CONFIG.format(inbox=inbox, state=tmp_path / "state", token=f", api_token_file: {tmp_path / 'token'}")
+    got = PointCollector()
+    agent = Agent(load_config_text(text), extra_sinks={"c": got})
+    agent.start()
+    try:
+        assert wait_until(lambda: any(a["status"] == "firing" for a in got.alerts), 60), got.alerts
+        (firing,) = [a for a in got.alerts if a["status"] == "firing"]
+        assert agent.http is not None
+        port = agent.http.port
+        bad = call(port, "POST", f"/api/v1/alerts/{firing['id']}/feedback", {"verdict": "fine"})
+        assert bad[0] == 400 and "verdict: 'expected'" in bad[1]["error"] and "created_by: required" in bad[1]["error"]
+        assert call(port, "POST", "/api/v1/alerts/nope/feedback", FEEDBACK)[0] == 404
+        code, body = call(port, "POST", f"/api/v1/alerts/{firing['id']}/feedback", FEEDBACK)
+        assert code == 200 and body == {"id": firing["id"], "verdict": "expected", "resolved": True}
+        resolved = [a for a in got.alerts if a["status"] == "resolved"]
+        assert [a["id"] for a in resolved] == [firing["id"]]
+        assert resolved[0]["summary"].startswith("[token_spend] marked expected by ana: research doubles")
+        # Two more days at the new level: no alert.
+        with open(inbox / "a.jsonl", "ab") as fh:
+            fh.write(_hourly_calls(start + (day + 6) * 3600, 48, lambda h: usual(h + day + 6) * 4))
+        assert wait_until(lambda: agent.records_in >= sum(usual(h) for h in range(day)) + 4 * 60 * 50, 60)
+        time.sleep(1.0)
+        assert [a["status"] for a in got.alerts] == ["firing", "resolved"]
+    finally:
+        agent.stop()
+
+
+FEEDBACK = {"verdict": "expected", "comment": "research doubles its spend", "created_by": "ana"}
+
+
+def test_a_planned_change_is_silenced_and_its_new_level_learned(tmp_path: Path) -> None:
+    from agent.backtest import PointCollector
+    from agent.model import parse_time
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    start = parse_time("2026-11-01T00:00:00Z")
+    day = 24 * 10
+    usual = lambda h: 60 + int(30 * math.sin(2 * math.pi * (h % 24) / 24))  # noqa: E731
+    (inbox / "a.jsonl").write_bytes(_hourly_calls(start, day + 54, lambda h: usual(h) * (4 if h >= day else 1)))
+    text = CONFIG.format(inbox=inbox, state=tmp_path / "state", token="")
+    text += (
+        "  - {matchers: [team=search], starts_at: '2026-11-10T00:00:00Z', ends_at: '2099-01-01T00:00:00Z',\n"
+        "     comment: search quadruples for the launch, created_by: ana, planned_change: true}\n"
+    )
+    got = PointCollector()
+    agent = Agent(load_config_text(text), extra_sinks={"c": got})
+    agent.start()
+    try:
+        assert wait_until(lambda: [a["status"] for a in got.alerts] == ["firing", "resolved"], 60), got.alerts
+        firing, resolved = got.alerts
+        assert firing["silenced"] is True and resolved["summary"].startswith(
+            "[token_spend] marked expected by ana: search quadruples for the launch"
+        )
+        assert wait_until(lambda: agent.records_in >= sum(usual(h) for h in range(day)) + 4 * 60 * 50, 60)
+        time.sleep(1.0)
+        assert len(got.alerts) == 2  # the new level is not paged
+    finally:
+        agent.stop()

@@ -499,3 +499,23 @@ def test_for_points_holds_a_one_window_blip_back_and_fires_a_longer_incident() -
     assert [e["window_start"][11:16] for e in firing] == ["07:00"]
     assert firing[0]["started_at"][11:16] == "06:00" and firing[0]["episode"]["points"] == 2
     assert firing[0]["id"] == alert_id("spend", (("team", "a"),), (day + 30) * H)
+
+
+def test_marked_expected_the_new_level_is_learned_without_a_page_also_after_a_restart() -> None:
+    base = lambda h: 100 + 40 * math.sin(2 * math.pi * (h % 24) / 24)  # noqa: E731
+    day = 24 * 14
+    double = lambda h: base(h) * 2  # noqa: E731
+    control = runner(min_impact_usd=20)
+    feed(control, range(0, day), base)
+    (firing,) = feed(control, range(day, day + 2), double)
+    assert feed(control, range(day + 2, day + 12), double) == [] and control.episodes  # still firing, adding up
+    r = runner(min_impact_usd=20)
+    feed(r, range(0, day), base)
+    (firing,) = feed(r, range(day, day + 2), double)
+    assert r.mark_expected("nope", "ana", "x") is None
+    (resolved,) = r.mark_expected(firing["id"], "ana", "research doubles") or []
+    assert resolved["status"] == "resolved" and resolved["id"] == firing["id"]
+    assert resolved["summary"].startswith("[spend] marked expected by ana: research doubles; episode impact +$")
+    again = runner(min_impact_usd=20)
+    again.restore(pickle.loads(pickle.dumps(r.snapshot())))  # a restart
+    assert feed(again, range(day + 2, day + 24 * 14), double) == []
