@@ -53,6 +53,8 @@ from agent.telemetry import describe
 
 log = logging.getLogger(__name__)
 
+METADATA_MAX_AGE_MS = 30_000
+
 
 class KafkaConfig(ComponentConfig):
     type: Literal["kafka"]
@@ -265,6 +267,10 @@ class KafkaSource(Source):
                 session_timeout_ms=self.cfg.session_timeout_ms,
                 max_poll_interval_ms=self.cfg.max_poll_interval_ms,
                 allow_auto_create_topics=False,  # reading never creates a topic: a deleted one is reported
+                # A group leader whose metadata lacked a topic (a repartition topic just created, a broker slow to
+                # answer) assigns none of its partitions until the metadata changes: refreshed every 30 s rather
+                # than 5 minutes, the group rejoins with them within 30 s.
+                metadata_max_age_ms=METADATA_MAX_AGE_MS,
             )
 
         try:
