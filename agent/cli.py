@@ -199,17 +199,19 @@ _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or plain seconds) → seconds.
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` → seconds (a unit is required: ``2`` could be anything).
 
-    >>> parse_duration("7d"), parse_duration("90")
+    >>> parse_duration("7d"), parse_duration("90s")
     (604800.0, 90.0)
     """
     text = text.strip()
     unit = _DURATION.get(text[-1:].lower())
     try:
-        value = float(text[:-1]) * unit if unit else float(text)
+        if unit is None:
+            raise ValueError
+        value = float(text[:-1]) * unit
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (90s, 30m, 12h, 7d, 2w)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration with its unit (90s, 30m, 12h, 7d, 2w)") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: a duration is positive")
     return value
@@ -269,6 +271,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError) as exc:
         print(f"{method} {url}: {getattr(exc, 'reason', exc)} (is the agent running there? --url)", file=sys.stderr)
         return 1
+    if answer == []:
+        print("no silences")
     for s in answer if isinstance(answer, list) else [answer]:
         print(
             f"{s['id']}  {s['status']:<8} {s['starts_at']} → {s['ends_at']}  {', '.join(s['matchers'])}  "
@@ -373,7 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--comment", help="add: why (default: none; required)")
     s.add_argument("--author", help="add: who (default: none; required)")
     s.add_argument("--url", default="http://127.0.0.1:9464", help="the agent's HTTP address")
-    s.add_argument("--token-file", metavar="FILE", help="the API token's file (default: $FINOPS_API_TOKEN)")
+    s.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="a file holding the API token (default: the token itself in $FINOPS_API_TOKEN)",
+    )
     s.set_defaults(func=cmd_silence)
     return ap
 

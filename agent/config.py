@@ -553,6 +553,9 @@ def _route_errors(cfg: Any) -> list[str]:
 
     errors = []
     names = list(cfg.sinks)
+    labels = {"detector", "severity", "kind", "signal", "status", "direction"}
+    for det in cfg.detectors.values():
+        labels.update(det.group_by)
 
     def walk(r: Any, path: str) -> None:
         for i, sink in enumerate(r.sinks or []):
@@ -560,6 +563,13 @@ def _route_errors(cfg: Any) -> list[str]:
                 near = difflib.get_close_matches(sink, names, 1)
                 hint = f" (did you mean {near[0]!r}?)" if near else f" (sinks: {', '.join(names)})"
                 errors.append(f"{path}.sinks[{i}]: no sink {sink!r}{hint}")
+        if r.group_by is not None and "..." in r.group_by and len(r.group_by) > 1:
+            errors.append(f"{path}.group_by: '...' (no grouping) stands alone")
+        for i, label in enumerate(r.group_by or []):
+            if label != "..." and label not in labels:
+                near = difflib.get_close_matches(label, sorted(labels), 1)
+                hint = f" (did you mean {near[0]!r}?)" if near else f" (labels: {', '.join(sorted(labels))})"
+                errors.append(f"{path}.group_by[{i}]: no alert has the label {label!r}{hint}")
         for i, child in enumerate(r.routes):
             walk(child, f"{path}.routes[{i}]")
 

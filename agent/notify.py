@@ -79,7 +79,12 @@ class Matcher:
         if m is None:
             raise ValueError(f"{text!r} is not a matcher (name=value, name!=value, name=~regex, name!~regex)")
         name, op, value = m.groups()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
+        if value[:1] in ("=", "~"):
+            raise ValueError(f"{text!r}: not an operator {op + value[:1]!r} (=, !=, =~, !~)")
+        quoted = value[:1] == '"', value[-1:] == '"' and len(value) >= 2
+        if quoted[0] != quoted[1]:
+            raise ValueError(f"{text!r}: an unbalanced quote")
+        if quoted[0]:
             value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
         regex = None
         if op in ("=~", "!~"):
@@ -280,8 +285,12 @@ def new_silence(raw: dict[str, Any], clock: Callable[[], float] = time.time) -> 
     try:
         if raw.get("ends_at"):
             ends = parse_time(raw["ends_at"])
-        elif isinstance(raw.get("duration_seconds"), int | float) and raw["duration_seconds"] > 0:
-            ends = (starts or now) + float(raw["duration_seconds"])
+        elif "duration_seconds" in raw:
+            d = raw["duration_seconds"]
+            if isinstance(d, int | float) and not isinstance(d, bool) and d > 0:
+                ends = (starts or now) + float(d)
+            else:
+                errors.append("duration_seconds: a positive number of seconds")
         else:
             errors.append("ends_at or duration_seconds: required")
     except (ValueError, TypeError):
@@ -426,7 +435,7 @@ def group_document(group: Group) -> dict[str, Any]:
         more = f"; and {len(firing) - 5} more" if len(firing) > 5 else ""
         summary = f"[{label}] {len(firing)} alert(s) firing: {listed}{more}; total impact {_usd(impact)}"
         resolved_now = len(docs) - len(firing)
-        if resolved_now:
+        if resolved_now and group.revision > 0:
             summary += f" ({resolved_now} resolved since the last notification)"
     else:
         summary = f"[{label}] resolved: all {len(docs)} alert(s) back to normal; impact {_usd(impact)}"
@@ -500,6 +509,7 @@ class Notifier:
         self.held: dict[str, dict[str, Any]] = {}  # silenced firing alerts: notified when their silence ends
         self.routed: dict[str, list[str]] = {}  # alert id → the routes its firing went to (its resolve follows)
         self.repeats: dict[str, tuple[dict[str, Any], list[str], float]] = {}  # ungrouped: doc, routes, last sent
+        self.live: dict[str, dict[str, Any]] = {}  # firing, notified and not silenced: a silence made now mutes them
         self._load()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -513,6 +523,7 @@ class Notifier:
         self.held = raw.get("held", {})
         self.routed = raw.get("routed", {})
         self.repeats = {k: (v[0], v[1], v[2]) for k, v in raw.get("repeats", {}).items()}
+        self.live = raw.get("live", {})
 
     def _save(self) -> None:
         if self.path is None:
@@ -522,6 +533,7 @@ class Notifier:
             "held": self.held,
             "routed": self.routed,
             "repeats": {k: list(v) for k, v in self.repeats.items()},
+            "live": self.live,
         }
         _atomic_write(self.path, orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY))
 
@@ -552,6 +564,7 @@ class Notifier:
                 self.planned(doc, plan)  # the detector takes the new level as usual (the episode resolves quietly)
             return
         if doc["status"] == "resolved":
+            self.live.pop(aid, None)
             was_held = self.held.pop(aid, None)
             routes = self.routed.pop(aid, None)
             if routes is None:
@@ -563,6 +576,7 @@ class Notifier:
             routes = [r.id for r in self.root.match(labels, worth(doc))]
             if routes:
                 self.routed[aid] = sorted(set(self.routed.get(aid, [])) | set(routes))
+                self.live[aid] = doc
         now = self.clock()
         direct_sinks: list[str] = []
         for rid in routes:
@@ -612,6 +626,10 @@ class Notifier:
                     for s in self.direct:  # the metric's silenced label goes back to false
                         _deliver(s, {**doc, "silenced": False, "silenced_by": None}, self.telemetry)
                     dirty = True
+            for aid, doc in list(self.live.items()):
+                if self.silences.active_for(alert_labels(doc)):
+                    self._mute(aid, doc)
+                    dirty = True
             for key, g in list(self.groups.items()):
                 if g.due <= now:
                     self._send_group(key, g, now)
@@ -630,6 +648,27 @@ class Notifier:
                     dirty = True
             if dirty:
                 self._save()
+
+    def _mute(self, aid: str, doc: dict[str, Any]) -> None:
+        """A silence made while ``aid`` fires: no repeat, no place in its groups' next notifications, and sinks that
+        show state (``/metrics``) or keep alerts alive by themselves (Alertmanager) are told it is silenced. Its
+        resolution still goes where its firing went."""
+        muted = self.mark(doc)
+        del self.live[aid]
+        self.held[aid] = muted
+        self.repeats.pop(aid, None)
+        for key, g in list(self.groups.items()):
+            if g.alerts.pop(aid, None) is not None and not any(d["status"] == "firing" for d in g.alerts.values()):
+                del self.groups[key]  # nothing left to say (a silence is no resolution)
+        self.telemetry.silenced.labels(detector=str(doc.get("detector"))).inc()
+        for s in self.direct:
+            _deliver(s, muted, self.telemetry)
+        for rid in self.routed.get(aid, []):
+            route = self.routes.get(rid)
+            for name in route.sinks if route is not None else ():
+                sink = self.sinks.get(name)
+                if sink is not None and getattr(sink, "groups_itself", False):
+                    _deliver(sink, muted, self.telemetry)
 
     def _send_group(self, key: str, g: Group, now: float) -> None:
         route = self.routes[g.route]

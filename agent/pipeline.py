@@ -26,7 +26,7 @@ from agent.aggregate import Aggregator
 from agent.alerts import Point
 from agent.api import PREFIX as API_PREFIX
 from agent.api import Api
-from agent.config import read_secret
+from agent.config import StartupError, read_secret
 from agent.deadletter import DeadLetterFile
 from agent.decoders.base import BLANK, BadRecord, DecodeContext
 from agent.deliveries import BillingDeliveries
@@ -128,6 +128,10 @@ class Agent(BillingDeliveries):
         )
         if self.http is not None:
             token = read_secret(cfg.http.api_token, cfg.http.api_token_file, "http.api_token_file")
+            if token is not None and len(token) < 16:
+                raise StartupError(
+                    f"http.api_token_file: {cfg.http.api_token_file}: at least 16 characters (it guards silences)"
+                )
             self.api = Api(self.silences, token, on_change=self.notifier.tick, feedback=self.feedback)
             self.http.mount_api(API_PREFIX, self.api.handle)
         pipe = cfg.pipeline

@@ -188,8 +188,13 @@ class AlertmanagerSink(QueuedSink):
         return out
 
     def on_alert(self, doc: dict[str, Any]) -> None:
-        """Keep the alert for the re-sends (firing) or for a while once resolved, then queue the event."""
+        """Keep the alert for the re-sends (firing) or for a while once resolved, then queue the event. A silenced
+        alert (a silence made while it fires) is no longer re-sent: Alertmanager lets it end at its endsAt."""
         now = time.time()
+        if doc.get("silenced"):
+            with self._lock:
+                self._firing.pop(doc["id"], None)
+            return
         with self._lock:
             known = self._firing.get(doc["id"])
             started = _epoch(known["startsAt"]) if known is not None else now

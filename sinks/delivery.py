@@ -298,7 +298,9 @@ class QueuedSinkConfig(ComponentConfig):
 
     send_resolved: bool = True
     timeout_seconds: float = Field(10.0, gt=0)
-    max_attempts: int = Field(12, ge=1)
+    max_attempts: int = Field(
+        40, ge=1, description="then dead-lettered (with the defaults: after about 20 minutes of failures)"
+    )
     backoff_base_seconds: float = Field(0.5, gt=0)
     backoff_cap_seconds: float = Field(60.0, gt=0)
 

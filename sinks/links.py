@@ -135,6 +135,21 @@ class TokenBucket:
             waited += wait
 
 
+def alert_lines(doc: dict[str, Any], n: int = 10) -> list[str]:
+    """A group's alerts, one line each (``token_spend team=search +$520.00 (error)``), and how many more."""
+    alerts = doc.get("alerts") or []
+    out = []
+    for a in alerts[:n]:
+        series = ", ".join(f"{k}={v}" for k, v in (a.get("series") or {}).items()) or "all"
+        impact = a.get("impact_usd")
+        money = f" {'+' if impact >= 0 else '-'}${abs(impact):,.2f}" if impact is not None else ""
+        state = "resolved" if a.get("status") == "resolved" else a.get("severity")
+        out.append(f"{a.get('detector')} {series}{money} ({state})")
+    if len(alerts) > n:
+        out.append(f"and {len(alerts) - n} more")
+    return out
+
+
 def series_label(doc: dict[str, Any]) -> str:
     """``team=search, model=m`` (``all`` for a detector without group_by)."""
     return ", ".join(f"{k}={v}" for k, v in (doc.get("series") or {}).items()) or "all"
@@ -172,6 +187,12 @@ def explanation(doc: dict[str, Any]) -> dict[str, Any]:
         "contributors": [
             {"dimensions": c.get("dimensions"), "observed": c.get("observed"), "delta": c.get("delta")}
             for c in doc.get("top_contributors") or []
+        ]
+        or None,
+        # A group's notification: every alert it lists (series, severity, impact, status), largest impact first.
+        "alerts": [
+            {k: a.get(k) for k in ("series", "severity", "impact_usd", "status", "detector", "id")}
+            for a in doc.get("alerts") or []
         ]
         or None,
     }

@@ -15,7 +15,7 @@ import orjson
 
 from agent.registry import register
 from sinks.chat import ChatConfig, ChatSink
-from sinks.links import links_for
+from sinks.links import alert_lines, links_for
 
 
 class SlackConfig(ChatConfig):
@@ -40,7 +40,15 @@ def slack_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None
     """
     icon = {"critical": ":rotating_light:", "error": ":red_circle:", "warning": ":warning:"}.get(doc["severity"], "")
     episode = doc.get("episode") or {}
-    if doc["status"] == "resolved":
+    if doc.get("kind") == "group":  # one notification for several alerts: their count, total, and each of them
+        firing = sum(1 for a in doc.get("alerts") or [] if a.get("status") == "firing")
+        fields = [
+            _field("Alerts firing", str(firing)),
+            _field("Total impact", _money(doc.get("impact_usd"))),
+        ]
+        if doc.get("projected_daily_impact_usd") is not None:
+            fields.append(_field("If it continues", f"{_money(doc['projected_daily_impact_usd'])} a day"))
+    elif doc["status"] == "resolved":
         icon = ":white_check_mark:"
         fields = [
             _field("Episode impact", _money(doc.get("impact_usd"))),
@@ -69,6 +77,9 @@ def slack_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None
         {"type": "section", "fields": fields[:10]},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"alert id `{doc['id']}`"}]},
     ]
+    listed = alert_lines(doc)
+    if listed:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Alerts*\n" + "\n".join(listed)}})
     lines = contributor_lines(doc)
     if lines and doc["status"] != "resolved":
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Contributors*\n" + "\n".join(lines)}})

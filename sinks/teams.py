@@ -16,7 +16,7 @@ import orjson
 
 from agent.registry import register
 from sinks.chat import ChatConfig, ChatSink
-from sinks.links import links_for, series_label
+from sinks.links import alert_lines, links_for, series_label
 from sinks.slack import _money, _value, contributor_lines
 
 _COLOR = {"critical": "Attention", "error": "Attention", "warning": "Warning"}
@@ -41,7 +41,13 @@ def teams_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None
     episode = doc.get("episode") or {}
     color = "Good" if resolved else _COLOR.get(str(doc.get("severity")), "Default")
     facts = [{"title": "Series", "value": series_label(doc)}]
-    if resolved:
+    if doc.get("kind") == "group":
+        firing = sum(1 for a in doc.get("alerts") or [] if a.get("status") == "firing")
+        facts += [
+            {"title": "Alerts firing", "value": str(firing)},
+            {"title": "Total impact", "value": _money(doc.get("impact_usd"))},
+        ]
+    elif resolved:
         facts += [
             {"title": "Episode impact", "value": _money(doc.get("impact_usd"))},
             {"title": "Windows", "value": str(episode.get("points", "n/a"))},
@@ -70,6 +76,10 @@ def teams_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None
     ]
     if doc.get("reason") and not resolved:
         body.append({"type": "TextBlock", "text": f"Why: {doc['reason']}", "wrap": True})
+    listed = alert_lines(doc)
+    if listed:
+        body.append({"type": "TextBlock", "text": "Alerts", "weight": "Bolder", "spacing": "Medium"})
+        body.append({"type": "TextBlock", "text": "\n".join(f"- {x}" for x in listed), "wrap": True})
     lines = contributor_lines(doc)
     if lines and not resolved:
         body.append({"type": "TextBlock", "text": "Contributors", "weight": "Bolder", "spacing": "Medium"})

@@ -236,3 +236,39 @@ def test_matchers_read_like_alertmanagers() -> None:
     assert Matcher.parse("model!~claude.*").matches({"model": "gpt-4o"})
     with pytest.raises(ValueError, match="not a matcher"):
         Matcher.parse("team")
+
+
+def test_a_silence_made_while_an_alert_fires_mutes_its_repeats_and_tells_metrics_and_alertmanager() -> None:
+    n, sinks, clock = notifier(ROUTE)
+    n.on_alert(alert(1, team="research"))
+    n.on_alert(alert(2, team="search"))
+    clock.t += 31
+    n.tick()
+    assert len(sinks["pd"].docs) == 1 and len(sinks["pd"].docs[0]["alerts"]) == 2
+    n.silences.add(Silence("s1", ["team=research"], clock.t, clock.t + 7200, "stop paging", "carol"))
+    n.tick()
+    assert sinks["metrics"].docs[-1]["silenced"] is True and sinks["metrics"].docs[-1]["series"]["team"] == "research"
+    assert sinks["am"].docs[-1]["silenced"] is True  # it stops re-sending it
+    clock.t += 3601  # the group's repeat lists the search team only
+    n.tick()
+    assert [a["series"]["team"] for a in sinks["pd"].docs[-1]["alerts"]] == ["search"]
+    clock.t += 3600  # the silence is over, the alert still fires: notified again
+    n.tick()
+    clock.t += 301
+    n.tick()
+    assert sorted(a["series"]["team"] for a in sinks["pd"].docs[-1]["alerts"]) == ["research", "search"]
+
+
+def test_matchers_that_alertmanager_refuses_are_refused() -> None:
+    for bad in ('severity=~"critical|error', "team==research", 'team=research"'):
+        with pytest.raises(ValueError):
+            Matcher.parse(bad)
+
+
+def test_a_route_groups_by_labels_alerts_have() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(BASE + "route: {group_by: [detector, tem], routes: [{group_by: ['...', team]}]}\n")
+    assert exc.value.errors == [
+        "route.group_by[1]: no alert has the label 'tem' (did you mean 'team'?)",
+        "route.routes[0].group_by: '...' (no grouping) stands alone",
+    ]

@@ -101,3 +101,26 @@ def test_a_teams_config_needs_one_url() -> None:
     with pytest.raises(ConfigError) as exc:
         load_config_text(base + "sinks: {t: {type: teams}}")
     assert exc.value.errors == ["sinks.t: set url or url_file (one of them)"]
+
+
+def test_a_groups_notification_lists_its_alerts_in_every_chat_and_in_pagerduty() -> None:
+    from agent.notify import Group, group_document
+    from sinks.links import explanation
+
+    g = Group("root|detector=token_spend", "root", {"detector": "token_spend"}, created=1.8e9)
+    for i in range(12):
+        d = doc(id=f"{i:032x}", series={"team": f"t{i:02d}"}, episode={"impact_usd": 100.0 + i})
+        g.alerts[d["id"]] = d
+    g.revision = 0
+    group = group_document(g)
+    assert "resolved since" not in group["summary"]  # (a first notification)
+    blocks = slack_message(group)["blocks"]
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in blocks[1]["fields"]}
+    assert fields["*Alerts firing*"] == "12" and fields["*Total impact*"] == "$1,266.00"
+    listed = next(b for b in blocks if b.get("text", {}).get("text", "").startswith("*Alerts*"))["text"]["text"]
+    assert "token_spend team=t11 +$111.00 (error)" in listed and listed.endswith("and 2 more")
+    c = card(teams_message(group))
+    assert facts(c)["Alerts firing"] == "12"
+    assert any(b["type"] == "TextBlock" and "- token_spend team=t11 +$111.00 (error)" in b["text"] for b in c["body"])
+    details = explanation(group)
+    assert len(details["alerts"]) == 12 and details["alerts"][0]["series"] == {"team": "t11"}
