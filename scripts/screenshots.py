@@ -68,8 +68,8 @@ def draw_slack(doc: dict[str, Any], out: Path) -> None:
     def mrkdwn(text: str) -> list[tuple[str, str]]:
         out = []
         for raw in text.split("\n"):
-            bold = raw.startswith("*") and raw.endswith("*") and len(raw) > 1
-            plain = raw.strip("*").replace("`", "").replace(":white_check_mark:", "(ok)")
+            bold = raw.count("*") >= 2  # (mrkdwn's *bold*)
+            plain = raw.replace("*", "").replace("`", "").replace(":white_check_mark:", "(ok)")
             for emoji in (":rotating_light:", ":red_circle:", ":warning:"):  # (no emoji font here)
                 plain = plain.replace(emoji, "(!)")
             for part in textwrap.wrap(plain, 92) or [""]:
@@ -256,7 +256,7 @@ def draw_dashboard(url: str, start: float, end: float, out: Path) -> None:
             legend = t.get("legendFormat", "")
             for k, v in r["metric"].items():
                 legend = legend.replace("{{" + k + "}}", v)
-            style = {"lw": 0.9}
+            style: dict[str, Any] = {"lw": 0.9}
             if legend.endswith(("lower", "upper")):
                 style = {"lw": 0.6, "ls": "--", "alpha": 0.6}
             ax.plot(xs, ys, color=colors[i % len(colors)], label=legend if i < 8 else None, **style)
