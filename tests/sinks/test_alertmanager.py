@@ -194,3 +194,13 @@ def test_an_alertmanager_config_is_checked() -> None:
     with pytest.raises(ConfigError) as exc:
         load_config_text(base + "sinks: {am: {type: alertmanager, urls: ['alertmanager:9093']}}")
     assert "is not an http(s) URL" in exc.value.errors[0]
+
+
+def test_a_silenced_alert_is_no_longer_resent(alertmanager: AmFactory, receiver: Receiver, tmp_path: Path) -> None:
+    am = alertmanager(receiver.url)
+    s, _ = am_sink(tmp_path, [am.url], resend_interval_seconds=0.2)
+    s.on_alert(doc())
+    assert wait_until(lambda: len(active(am)) == 1, 15)
+    s.on_alert({**doc(), "silenced": True, "silenced_by": ["s1"]})  # a silence made while it fires
+    assert s._firing == {}
+    s.stop()
