@@ -37,13 +37,25 @@ class Point:
     reason: str | None = None  # why, where the score alone does not say (new series, slow growth, budget)
     unit: str = ""  # the series' unit as a metric label (``usd``, ``usd_per_1k_tokens``, ``gpu_hours``)
     warming_up: bool = False  # scored while the series' model was still in its warm-up
-    # The window's dollar impact a day if it continued (impact × windows a day); None without a dollar figure.
-    projected_daily_impact_usd: float | None = None
-
-    # The window's dollar impact a month (30 days) if it continued.
-    projected_monthly_impact_usd: float | None = None
     early: bool = False  # scored on an open window's running sum (an early warning), not a closed window
     progress: float = 1.0  # how much of the window had passed (event time) when it was scored
+
+    # (The projections are derived, not stored: a point is kept per series, and every float kept costs 24 bytes.)
+    @property
+    def projected_daily_impact_usd(self) -> float | None:
+        """The window's dollar impact a day if it continued (impact × windows a day); None without a dollar figure,
+        and for a budget (its impact is the month's forecast overrun, not a window's)."""
+        impact = self.impact_usd
+        span = self.window_end - self.window_start
+        if impact is None or not math.isfinite(impact) or self.unit == "usd_month_to_date" or span <= 0:
+            return None
+        return impact * 86400.0 / span
+
+    @property
+    def projected_monthly_impact_usd(self) -> float | None:
+        """The window's dollar impact a month (30 days) if it continued."""
+        daily = self.projected_daily_impact_usd
+        return None if daily is None else daily * 30.0
 
     def __setstate__(self, state: Any) -> None:
         _setstate(self, state)
@@ -88,12 +100,15 @@ class Gap:
 def _setstate(obj: Any, state: Any) -> None:
     """A slotted dataclass pickled before a field existed (a checkpoint of an older version) takes its default."""
     slots = state[1] if isinstance(state, tuple) else state
+    names = set()
     for f in fields(obj):
+        names.add(f.name)
         if f.name not in slots:
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             object.__setattr__(obj, f.name, default)
     for k, v in slots.items():
-        object.__setattr__(obj, k, v)
+        if k in names:  # (a field that became derived, e.g. a point's projections, is dropped)
+            object.__setattr__(obj, k, v)
 
 
 _EPISODE_WINDOWS_MAX = 2000

@@ -28,7 +28,7 @@ from agent.alerts import (
 from agent.early import EarlyWarnings
 from agent.gaps import DataGaps
 from agent.gaps import enabled as gaps_enabled
-from agent.model import Cell
+from agent.model import Cell, series_dims
 from detectors.base import is_usd, warming_up
 
 
@@ -79,6 +79,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
             and self.for_points <= 1
         )
         self._bands: dict[tuple[float, SeriesKey], tuple[float, float, float]] = {}  # (window, series) → band
+        self._ends: dict[float, float] = {}  # the window being closed → its end (one float for all its points)
         # Data gaps (agent/gaps.py).
         self.gaps_enabled = gaps_enabled(cfg, self._is_ratio, self._month)
         self.gaps: dict[SeriesKey, Gap] = {}
@@ -188,7 +189,10 @@ class DetectorRunner(EarlyWarnings, DataGaps):
             y = a[0] / a[1] * cfg.per_scale
         else:
             y = a[0]
-        w_end = w + self.window
+        w_end = self._ends.get(w)
+        if w_end is None:  # one float per window, shared by its series' points (a point is kept per series)
+            self._ends = {w: w + self.window}
+            w_end = self._ends[w]
         x = {"t": w, "t_end": w_end, "y": y}
         score = model.score_one(x)
         expected, lower, upper = model.forecast_one(x)
@@ -222,26 +226,18 @@ class DetectorRunner(EarlyWarnings, DataGaps):
                     reason = f"{why} ({_usd(worth)} a day)"
             if not anomalous and count_held and ep is None:  # (an open alert is alerted)
                 self.held_back.add(impact, _label(tuple(zip(self.group_by, key, strict=True))), w)
-        series = tuple(zip(self.group_by, key, strict=True))
+        series = series_dims(self.group_by, key)
         obs = model.month_so_far(x) if self._month else y  # a budget compares the month, not the window
         pt = Point(
             self.name, self.type, cfg.signal, series, w, w_end, obs, expected, lower, upper, score, anomalous, impact
         )
         pt.unit = self.unit.label
         pt.warming_up = warming_up(model)
-        self._project(pt)
         if anomalous:
             pt.reason = model.explain(x) or reason
         if anomalous and a[3]:
             pt.contributors = self._contributors(key, a, y, expected)
         return pt, x
-
-    def _project(self, pt: Point) -> None:
-        """What the window's impact would cost a day and a month (30 days) if it continued (not for a budget)."""
-        impact = pt.impact_usd
-        if impact is not None and not self._month and math.isfinite(impact):
-            pt.projected_daily_impact_usd = impact * 86400.0 / self.window
-            pt.projected_monthly_impact_usd = pt.projected_daily_impact_usd * 30.0
 
     def _newborn(self, key: SeriesKey, model: Any, pt: Point, a: list[Any]) -> None:
         """A new series alerts once, when its spend since it appeared reaches ``new_series_usd``."""

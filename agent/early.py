@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agent.aggregate import Cells
 from agent.alerts import Episode, Point, SeriesKey, alert_id
 from agent.lifecycle import AlertLifecycle
+from agent.model import series_dims
 from agent.rollup import WindowRollup
 from detectors.base import warming_up
 
@@ -42,7 +43,6 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
 
         def _worth_paging(self, impact: float, model: Any, a: list[Any]) -> bool: ...
         def _contributors(self, key: SeriesKey, a: list[Any], y: float, expected: float) -> list[dict[str, Any]]: ...
-        def _project(self, pt: Point) -> None: ...
 
     def early(
         self, now: float, buckets: Iterable[tuple[float, Cells]], wall: float = -math.inf
@@ -117,7 +117,7 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         score = model.score_one(x)
         if score < model.threshold:
             return
-        series = tuple(zip(self.group_by, key, strict=True))
+        series = series_dims(self.group_by, key)
         pt = Point(
             self.name,
             self.type,
@@ -135,7 +135,6 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         )
         pt.unit = self.unit.label
         pt.early, pt.progress = True, progress
-        self._project(pt)
         pt.reason = (
             f"early warning: {progress:.0%} into the window, on course for {self.unit.fmt(proj)}, past the usual "
             f"band's {self.unit.fmt(upper)}"

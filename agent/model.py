@@ -75,6 +75,26 @@ class Observation(NamedTuple):
 
 _DIMS_CACHE: dict[Dims, Dims] = {}
 _DIMS_CACHE_MAX = 1_000_000
+_PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def series_dims(names: tuple[str, ...], values: tuple[str, ...]) -> Dims:
+    """A series' dimensions, ``(("team", "search"), ("model", "m"))``, from its group-by names and key, made of
+    shared pairs: a point is kept per series, and 10,000 teams × 10 models need 10,010 pairs, not 200,000.
+
+    >>> a = series_dims(("team",), ("search",))
+    >>> a, a[0] is series_dims(("team", "model"), ("search", "m"))[0]
+    ((('team', 'search'),), True)
+    """
+    out = []
+    for pair in zip(names, values, strict=True):
+        hit = _PAIRS.get(pair)
+        if hit is None:
+            hit = pair
+            if len(_PAIRS) < _DIMS_CACHE_MAX:
+                _PAIRS[pair] = pair
+        out.append(hit)
+    return tuple(out)
 
 
 #: The value of a tag dimension on a record without that tag (a Bedrock call without ``requestMetadata.team``,

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     model_bytes = len(pickle.dumps(next(iter(runner.models.values()))))
     print(f"machine: {machine()}")
     print(f"series: {len(runner.models):,} active, {args.hours} hourly windows each ({points:,} points scored)")
-    print(f"resident memory: {used / 1e6:,.1f} MB → {used / len(runner.models):,.0f} bytes per series (target ≤ 4096)")
+    per = used / len(runner.models)
+    print(f"resident memory: {used / 1e6:,.1f} MB → {per:,.0f} bytes per series (target ≤ 2,560: 2.5 KB)")
     print(f"one seasonal model pickled: {model_bytes} bytes")
     print(f"scoring: {secs / points * 1e6:.1f} µs per point (roll-up + score + learn + alert lifecycle)")
     return 0
