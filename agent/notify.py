@@ -544,8 +544,15 @@ class Notifier:
         return {**doc, "silenced": bool(silenced), "silenced_by": [s.id for s in silenced] or None}
 
     def on_alert(self, doc: dict[str, Any]) -> None:
+        self.on_alerts([doc])
+
+    def on_alerts(self, docs: list[dict[str, Any]]) -> None:
+        """A batch of events (a window's closing): each routed, the state written once for all of them."""
+        if not docs:
+            return
         with self.lock:
-            self._event(doc)
+            for doc in docs:
+                self._event(doc)
             self._save()
 
     def _event(self, doc: dict[str, Any], *, held_release: bool = False) -> None:

@@ -513,6 +513,7 @@ class Agent(BillingDeliveries):
     def publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None:
         """Points and alert events of closed windows to every sink."""
         all_points: list[Point] = []
+        docs: list[dict[str, Any]] = []
         for name, points, events in closed:
             if points:
                 self.telemetry.points.labels(detector=name).inc(len(points))
@@ -521,7 +522,8 @@ class Agent(BillingDeliveries):
             for doc in events:
                 self.telemetry.alerts.labels(detector=name, status=doc["status"]).inc()
                 self.alerts_out += 1
-                self.notifier.on_alert(doc)  # routes, groups and silences; sinks that do not page see it all
+                docs.append(doc)
+        self.notifier.on_alerts(docs)  # routes, groups and silences; sinks that do not page see it all
         if all_points:
             self.points_out += len(all_points)
             for s in self.sinks.values():
