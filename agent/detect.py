@@ -331,7 +331,13 @@ class DetectorRunner(EarlyWarnings, DataGaps):
                     }
                 )
         rows.sort(key=lambda r: -abs(r["delta"]))
-        return rows[: self.cfg.top_contributors]
+        rows = rows[: self.cfg.top_contributors]
+        if len(rows) > 1:  # a dimension with one value in every row describes the series, not who moved it
+            same = {k for k, v in rows[0]["dimensions"].items() if all(r["dimensions"].get(k) == v for r in rows)}
+            if same:
+                for r in rows:
+                    r["dimensions"] = {k: v for k, v in r["dimensions"].items() if k not in same} or r["dimensions"]
+        return rows
 
     def _is_new(self, w: float) -> bool:
         """A series first seen in window ``w`` is new once the detector has had data for a warm-up.

@@ -519,3 +519,18 @@ def test_marked_expected_the_new_level_is_learned_without_a_page_also_after_a_re
     again = runner(min_impact_usd=20)
     again.restore(pickle.loads(pickle.dumps(r.snapshot())))  # a restart
     assert feed(again, range(day + 2, day + 24 * 14), double) == []
+
+
+def test_contributors_name_what_differs_between_them() -> None:
+    r = runner()
+    base = lambda h: 100 + 40 * math.sin(2 * math.pi * (h % 24) / 24)  # noqa: E731
+    events: list[dict] = []
+    for h in range(24 * 9 + 1):
+        v = base(h) * (6 if h == 24 * 9 else 1)
+        for model, share in (("haiku", 0.3), ("sonnet", 0.7)):
+            dims = {"team": "a", "model": model, "provider": "aws", "region": "us-east-1"}
+            r.add_bucket(h * H, {cell(make_dims(dims), SIG): [v * share, 1000.0]})
+        events += r.close_until((h + 1) * H)[1]
+    (doc,) = events
+    assert [c["dimensions"] for c in doc["top_contributors"]] == [{"model": "sonnet"}, {"model": "haiku"}]
+    assert doc["summary"].endswith("top contributor model=sonnet +" + doc["summary"].rsplit("+", 1)[1])
