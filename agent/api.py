@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from agent.notify import Silences, new_silence
+from agent.silences import Silences, new_silence
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from pydantic import (
 
 from agent import registry
 from agent.registry import components, config_union
+from agent.routing_config import RouteConfig, SilenceConfig, route_errors
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -160,71 +161,6 @@ class AlertingConfig(_Strict):
     )
     severity_critical_usd: float = 1000.0
     severity_error_usd: float = 100.0
-
-
-def _matcher_errors(values: list[str]) -> list[str]:
-    from agent.notify import Matcher
-
-    errors = []
-    for m in values:
-        try:
-            Matcher.parse(m)
-        except ValueError as exc:
-            errors.append(str(exc))
-    return errors
-
-
-class RouteConfig(BaseModel):
-    """A node of the route tree (Alertmanager's model; see agent/notify.py). Unset options come from the parent."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    matchers: list[str] = Field(default_factory=list, description="team=research, severity=~critical|error, ...")
-    sinks: list[str] | None = Field(None, description="the sinks it notifies (root default: every paging sink)")
-    group_by: list[str] | None = Field(None, description="labels whose values make a group (root default: detector)")
-    group_wait_seconds: float | None = Field(None, ge=0, description="root default 30")
-    group_interval_seconds: float | None = Field(None, ge=0, description="root default 300")
-    repeat_interval_seconds: float | None = Field(None, ge=0, description="root default 14400; 0: never")
-    min_impact_usd: float | None = Field(None, ge=0, description="root default 0")
-    continue_: bool = Field(False, alias="continue")
-    routes: list[RouteConfig] = Field(default_factory=list)
-
-    @field_validator("matchers")
-    @classmethod
-    def _matchers(cls, v: list[str]) -> list[str]:
-        errors = _matcher_errors(v)
-        if errors:
-            raise ValueError("; ".join(errors))
-        return v
-
-
-class SilenceConfig(_Strict):
-    matchers: list[str] = Field(min_length=1)
-    starts_at: str | None = Field(None, description="default: from the start")
-    ends_at: str
-    comment: str = Field(min_length=1)
-    created_by: str = Field(min_length=1)
-    planned_change: bool = Field(False, description="a planned change (e.g. a team doubles its spend)")
-
-    @field_validator("matchers")
-    @classmethod
-    def _matchers(cls, v: list[str]) -> list[str]:
-        errors = _matcher_errors(v)
-        if errors:
-            raise ValueError("; ".join(errors))
-        return v
-
-    @field_validator("starts_at", "ends_at")
-    @classmethod
-    def _time(cls, v: str | None) -> str | None:
-        from agent.model import parse_time
-
-        if v is not None:
-            try:
-                parse_time(v)
-            except (ValueError, TypeError):
-                raise ValueError(f"{v!r} is not a time (2026-12-03T00:00:00Z)") from None
-        return v
 
 
 _MODEL_CACHE: dict[int, type[BaseModel]] = {}
@@ -543,41 +479,7 @@ def cross_check(cfg: Any) -> list[str]:
                 errors.append(f"sources.{name}.path: also watched by sources.{paths[src.path]}")
             paths[src.path] = name
     errors.extend(check_signals(cfg))
-    errors.extend(_route_errors(cfg))
-    return errors
-
-
-def _route_errors(cfg: Any) -> list[str]:
-    """Routes name sinks that exist; a silence ends after it starts."""
-    from agent.model import parse_time
-
-    errors = []
-    names = list(cfg.sinks)
-    labels = {"detector", "severity", "kind", "signal", "status", "direction"}
-    for det in cfg.detectors.values():
-        labels.update(det.group_by)
-
-    def walk(r: Any, path: str) -> None:
-        for i, sink in enumerate(r.sinks or []):
-            if sink not in cfg.sinks:
-                near = difflib.get_close_matches(sink, names, 1)
-                hint = f" (did you mean {near[0]!r}?)" if near else f" (sinks: {', '.join(names)})"
-                errors.append(f"{path}.sinks[{i}]: no sink {sink!r}{hint}")
-        if r.group_by is not None and "..." in r.group_by and len(r.group_by) > 1:
-            errors.append(f"{path}.group_by: '...' (no grouping) stands alone")
-        for i, label in enumerate(r.group_by or []):
-            if label != "..." and label not in labels:
-                near = difflib.get_close_matches(label, sorted(labels), 1)
-                hint = f" (did you mean {near[0]!r}?)" if near else f" (labels: {', '.join(sorted(labels))})"
-                errors.append(f"{path}.group_by[{i}]: no alert has the label {label!r}{hint}")
-        for i, child in enumerate(r.routes):
-            walk(child, f"{path}.routes[{i}]")
-
-    if cfg.route is not None:
-        walk(cfg.route, "route")
-    for i, sil in enumerate(cfg.silences):
-        if sil.starts_at is not None and parse_time(sil.ends_at) <= parse_time(sil.starts_at):
-            errors.append(f"silences[{i}].ends_at: before its starts_at")
+    errors.extend(route_errors(cfg))
     return errors
 
 

@@ -34,11 +34,12 @@ from agent.detect import DetectorRunner
 from agent.gaps import SourceSilence
 from agent.host import Host
 from agent.model import Observation
-from agent.notify import Notifier, Silences, configured_silences
+from agent.notify import Notifier
 from agent.registry import build, components
 from agent.runtime import Health, tune_gc  # noqa: F401 (Health: re-exported)
 from agent.runtime import batch_records as _batch_records
 from agent.server import HttpServer, plan_servers
+from agent.silences import Silences, configured_silences
 from agent.sources.base import Batch, Source
 from agent.state import StateStore, make_store
 from agent.telemetry import LogOnce, Telemetry, describe

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from agent.config import ConfigError, load_config_text
-from agent.notify import Matcher, Notifier, Silence, Silences, configured_silences
+from agent.notify import Notifier
+from agent.silences import Matcher, Silence, Silences, configured_silences
 from agent.telemetry import Telemetry
 from tests.sinks.test_pagerduty import doc
 
