@@ -168,8 +168,9 @@ class Prometheus(_Service):
 
     name = "prometheus"
 
-    def __init__(self, workdir: Path, config: dict[str, object], port: int | None = None):
+    def __init__(self, workdir: Path, config: dict[str, object], port: int | None = None, args: tuple[str, ...] = ()):
         super().__init__(workdir, port)
+        self.args = args  # more flags (a backfilled TSDB: --storage.tsdb.retention.time=100y)
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
 
     def command(self) -> list[str]:
@@ -178,6 +179,7 @@ class Prometheus(_Service):
             f"--config.file={self.workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
+            *self.args,
         ]
 
 

@@ -304,15 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         ends = [p.window_end for pts in points.values() for p in pts]
         start, end = min(ends), max(ends)
-        prom = Prometheus(work / "prom", {"global": {"scrape_interval": "1m"}})
-        prom.command = lambda: [  # type: ignore[method-assign]
-            require("prometheus"),
-            f"--config.file={prom.workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={prom.workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom.port}",
-            "--storage.tsdb.retention.time=100y",
-            "--query.lookback-delta=2h",
-        ]
+        prom = Prometheus(
+            work / "prom",
+            {"global": {"scrape_interval": "1m"}},
+            args=("--storage.tsdb.retention.time=100y", "--query.lookback-delta=2h"),
+        )
         prom.start()
         try:
             draw_dashboard(prom.url, start, end, args.out / "grafana-dashboard.png")

@@ -10,13 +10,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.backtest import PointCollector
-from agent.config import load_config_text
-from agent.model import parse_time
-from agent.pipeline import Agent
-from tests.agent.test_api import _hourly_calls
-from tests.conftest import ROOT, http_get, wait_until
+from tests.conftest import ROOT, http_get
 from tests.deploy.test_helm import render
+from tests.deploy.test_rules import firing_agent
 
 DASHBOARD = ROOT / "deploy" / "helm" / "finops-agent" / "dashboards" / "finops-agent.json"
 
@@ -33,26 +29,11 @@ def queries() -> list[tuple[str, str]]:
 
 
 def test_every_panel_queries_metrics_the_agent_exports(tmp_path: Path) -> None:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    start = parse_time("2026-11-01T00:00:00Z")
-    day = 24 * 10
-    (inbox / "a.jsonl").write_bytes(_hourly_calls(start, day + 3, lambda h: 60 * (5 if h >= day else 1)))
-    config = f"""
-sources: {{s: {{type: file, path: {inbox}, watch: true, decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}}}}}
-pipeline: {{max_age_days: 3650}}
-detectors: {{token_spend: {{type: seasonal, signal: token_cost_usd, group_by: [team]}}}}
-sinks:
-  metrics: {{type: prometheus, port: 0}}
-  pd: {{type: pagerduty, routing_key: k, url: 'http://127.0.0.1:9/v2/enqueue', max_attempts: 1}}
-state: {{directory: {tmp_path}/state}}
-dead_letter: {{path: {tmp_path}/dlq.jsonl}}
-"""
-    got = PointCollector()
-    agent = Agent(load_config_text(config), extra_sinks={"c": got})
-    agent.start()
+    sinks = """
+  metrics: {type: prometheus, port: 0}
+  pd: {type: pagerduty, routing_key: k, url: 'http://127.0.0.1:9/v2/enqueue', max_attempts: 1}"""
+    agent, _ = firing_agent(tmp_path, sinks)
     try:
-        assert wait_until(lambda: any(a["status"] == "firing" for a in got.alerts), 60)
         code, text = http_get(agent.sinks["metrics"].port, "/metrics")
         assert code == 200
     finally:

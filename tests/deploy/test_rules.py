@@ -37,6 +37,33 @@ def rules_file(dest: Path) -> Path:
     return path
 
 
+def firing_agent(tmp_path: Path, sinks: str) -> tuple[Agent, PointCollector]:
+    """An agent with ``sinks`` (YAML) started on ten days of a team's calls and a fivefold jump, once its alert
+    fires (the caller stops it)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    start = parse_time("2026-11-01T00:00:00Z")
+    day = 24 * 10
+    (inbox / "a.jsonl").write_bytes(_hourly_calls(start, day + 3, lambda h: 60 * (5 if h >= day else 1)))
+    config = f"""
+sources: {{s: {{type: file, path: {inbox}, watch: true, decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}}}}}
+pipeline: {{max_age_days: 3650}}
+detectors: {{token_spend: {{type: seasonal, signal: token_cost_usd, group_by: [team]}}}}
+sinks: {sinks}
+state: {{directory: {tmp_path}/state}}
+dead_letter: {{path: {tmp_path}/dlq.jsonl}}
+"""
+    got = PointCollector()
+    agent = Agent(load_config_text(config), extra_sinks={"c": got})
+    agent.start()
+    try:
+        assert wait_until(lambda: any(a["status"] == "firing" for a in got.alerts), 60), got.alerts
+    except BaseException:
+        agent.stop()
+        raise
+    return agent, got
+
+
 def test_promtool_checks_the_rules_and_their_unit_tests_pass(tmp_path: Path) -> None:
     rules = rules_file(tmp_path)
     check = subprocess.run([require("promtool"), "check", "rules", str(rules)], capture_output=True, text=True)
@@ -50,22 +77,7 @@ def test_promtool_checks_the_rules_and_their_unit_tests_pass(tmp_path: Path) -> 
 
 
 def test_a_real_prometheus_scrapes_the_agent_and_pages_through_alertmanager(tmp_path: Path, receiver: Receiver) -> None:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    start = parse_time("2026-11-01T00:00:00Z")
-    day = 24 * 10
-    (inbox / "a.jsonl").write_bytes(_hourly_calls(start, day + 3, lambda h: 60 * (5 if h >= day else 1)))
-    config = f"""
-sources: {{s: {{type: file, path: {inbox}, watch: true, decoder: {{type: bedrock, tag_dimensions: {{team: team}}}}}}}}
-pipeline: {{max_age_days: 3650}}
-detectors: {{token_spend: {{type: seasonal, signal: token_cost_usd, group_by: [team]}}}}
-sinks: {{metrics: {{type: prometheus, port: 0}}}}
-state: {{type: memory}}
-dead_letter: {{path: {tmp_path}/dlq.jsonl}}
-"""
-    got = PointCollector()
-    agent = Agent(load_config_text(config), extra_sinks={"c": got})
-    agent.start()
+    agent, _ = firing_agent(tmp_path, "{metrics: {type: prometheus, port: 0}}")
     am = Alertmanager(
         tmp_path / "am",
         {
@@ -75,7 +87,6 @@ dead_letter: {{path: {tmp_path}/dlq.jsonl}}
     )
     prom: Prometheus | None = None
     try:
-        assert wait_until(lambda: any(a["status"] == "firing" for a in got.alerts), 60), got.alerts
         am.start()
         rules = rules_file(tmp_path)
         prom = Prometheus(
