@@ -306,8 +306,8 @@ class Notifier:
 
     def _event(self, doc: dict[str, Any], *, held_release: bool = False) -> None:
         labels = alert_labels(doc)
-        doc = self.mark(doc)
-        silenced = doc["silenced"]
+        silenced = self.silences.active_for(labels) if doc["status"] == "firing" else []
+        doc = {**doc, "silenced": bool(silenced), "silenced_by": [s.id for s in silenced] or None}
         if not held_release:
             for s in self.direct:
                 _deliver(s, doc, self.telemetry)
@@ -315,7 +315,7 @@ class Notifier:
         if silenced:
             self.held[aid] = doc
             self.telemetry.silenced.labels(detector=str(doc.get("detector"))).inc()
-            plan = next((s for s in self.silences.active_for(labels) if s.planned_change), None)
+            plan = next((s for s in silenced if s.planned_change), None)
             if plan is not None and self.planned is not None and doc.get("kind") == "spend":
                 self.planned(doc, plan)  # the detector takes the new level as usual (the episode resolves quietly)
             return
