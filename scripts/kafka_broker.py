@@ -444,9 +444,10 @@ def _command(args: argparse.Namespace) -> int:
     if args.cmd == "run":
         # SIGTERM (a process manager, a CI step's timeout) stops the broker as Ctrl-C does: no Java left behind.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        broker = KafkaBroker(args.dir, port=args.port).start()
-        print(f"kafka {KAFKA_VERSION} ready: bootstrap servers {broker.bootstrap} (Ctrl-C stops it)", flush=True)
-        try:
+        broker = KafkaBroker(args.dir, port=args.port)
+        try:  # (a signal right after the "ready" line, or during the start, still stops what was started)
+            broker.start()
+            print(f"kafka {KAFKA_VERSION} ready: bootstrap servers {broker.bootstrap} (Ctrl-C stops it)", flush=True)
             while broker.running():
                 time.sleep(1)
         except KeyboardInterrupt:
