@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 _REGION_PREFIX = re.compile(r"^(us|eu|apac|ap|ca|jp|au|us-gov|global)\.")
+# A provider prefix as gateways and LiteLLM write it ("openai/gpt-4o", "azure/gpt-4o-mini").
+_PROVIDER_PREFIX = re.compile(r"^[a-z_]+/")
+# A dated model version as OpenAI and Azure OpenAI report it ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18").
+_DATE_SUFFIX = re.compile(r"-(?:20\d\d-\d\d-\d\d|\d{4})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +77,22 @@ class TokenPriceTable:
         return cls(models, meta)
 
     def lookup(self, model_id: str) -> TokenPrice | None:
+        """The price of ``model_id``: its exact entry, else its Bedrock base model, else without a gateway's
+        provider prefix or a dated version suffix (an exact entry always wins: a dated version priced on its own).
+
+        >>> t = TokenPriceTable.from_config(None)
+        >>> t.lookup("gpt-4o-2024-08-06") == t.lookup("openai/gpt-4o") == t.lookup("gpt-4o")
+        True
+        >>> t.lookup("my-own-model") is None
+        True
+        """
         p = self._prices.get(model_id)
         if p is None:
-            p = self._prices.get(normalize_model_id(model_id))
+            base = normalize_model_id(model_id)
+            p = self._prices.get(base)
+            if p is None:
+                base = _PROVIDER_PREFIX.sub("", base, count=1)
+                p = self._prices.get(base) or self._prices.get(_DATE_SUFFIX.sub("", base))
         return p
 
     def __len__(self) -> int:
