@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
 import orjson
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field
 
+from agent.azure_blob import BlobAuth, blob_service
 from agent.decoders.base import BadRecord, DecodeContext
 from agent.decoders.billing.auto import AutoBillingConfig
 from agent.decoders.billing.base import AzureCostConfig, CurConfig, DeliveryError, FocusConfig
@@ -301,51 +302,16 @@ class S3ExportSource(ExportSource):
 
 
 # -- Azure Blob --------------------------------------------------------------------------------
-class BlobExportConfig(ExportConfig):
+class BlobExportConfig(ExportConfig, BlobAuth):
     type: Literal["blob_export"]
     container: str
-    connection_string: SecretStr | None = None
-    connection_string_file: str | None = None
-    account_url: str | None = Field(None, description="https://<account>.blob.core.windows.net")
-    sas_token: SecretStr | None = None
-    sas_token_file: str | None = None
-
-    @model_validator(mode="after")
-    def _auth(self) -> BlobExportConfig:
-        has_cs = self.connection_string is not None or self.connection_string_file is not None
-        if has_cs == (self.account_url is not None):
-            raise ValueError("set connection_string (or connection_string_file) or account_url, not both")
-        if (self.sas_token is not None or self.sas_token_file is not None) and self.account_url is None:
-            raise ValueError("sas_token goes with account_url")
-        return self
 
 
 @register("source", "blob_export", BlobExportConfig)
 class BlobExportSource(ExportSource):
     def __init__(self, cfg: BlobExportConfig, **kw: Any):
         super().__init__(cfg, **kw)
-        try:
-            from azure.storage.blob import BlobServiceClient
-        except ImportError as exc:  # pragma: no cover - exercised only without the extra
-            raise RuntimeError(
-                "the blob_export source needs azure-storage-blob: pip install 'finops-agent[azure]'"
-            ) from exc
-        from agent.config import read_secret
-
-        where = f"sources.{self.name}"
-        cs = read_secret(cfg.connection_string, cfg.connection_string_file, f"{where}.connection_string_file")
-        if cs is not None:
-            service = BlobServiceClient.from_connection_string(cs)
-        else:
-            sas = read_secret(cfg.sas_token, cfg.sas_token_file, f"{where}.sas_token_file")
-            if sas is not None:
-                credential: Any = sas
-            else:  # workload identity in Kubernetes, managed identity, az login …
-                from azure.identity import DefaultAzureCredential
-
-                credential = DefaultAzureCredential()
-            service = BlobServiceClient(account_url=cfg.account_url or "", credential=credential)
-        self.container = service.get_container_client(cfg.container)
+        self.container = blob_service(cfg, f"sources.{self.name}").get_container_client(cfg.container)
 
     def where(self) -> str:
         return f"{self.container.url}/{self.cfg.prefix}"
