@@ -1,0 +1,566 @@
+"""Azure OpenAI (``Microsoft.CognitiveServices/accounts``) token usage from Azure Monitor → tokens and token cost.
+
+A message is what an Azure Monitor diagnostic setting sends to Event Hubs (one event body, or one line of a
+file): the envelope ``{"records": [...]}``, a bare JSON array of records, or one record. Two kinds of record are
+read; everything else is ignored without being bad (counted in :attr:`AzureOpenAIDecoder.ignored`):
+
+- **Metric records** (``time, resourceId, metricName, timeGrain, count, total, minimum, maximum, average``; the
+  sample in ``data/eventhubs/``): ``total`` of the metrics named by ``token_metrics`` (below). Diagnostic settings
+  export them without dimensions: the ``resourceId`` names the account, so the model comes from ``deployments``
+  (account name → model) or ``default_model``. Metrics exported by a data collection rule carry a ``dimension``
+  map (``ModelDeploymentName``, ``ModelName``, ``Region``) and capitalised aggregates as strings
+  (``"Total": "63"``); both shapes are read. Other metrics (the sample's ``dependencies/duration``) are ignored.
+- **Request logs** (``time, resourceId, operationName, category, location, properties``; ``properties`` is a JSON
+  object or a JSON *string*, Azure sends both) that carry token usage: API Management ``GatewayLlmLogs``
+  (``PromptTokens``, ``CompletionTokens``, ``TotalTokens``, ``ModelName``, ``DeploymentName``, ``Region``; or in
+  camelCase, as the Event Hubs payload is reported to spell them) and any log with an OpenAI ``usage`` block
+  (``prompt_tokens``, ``completion_tokens``, ``prompt_tokens_details.cached_tokens``; or the Responses API's
+  ``input_tokens`` / ``output_tokens``). One such record is one request. ``RequestResponse`` and ``Audit`` logs of
+  the account carry no tokens and are ignored. With ``response_bodies: true``, the ``usage`` of a logged response
+  body (API Management ``GatewayLogs`` with body logging) is read too.
+
+Signals (Bedrock's, so the token detectors apply unchanged): ``requests``, ``input_tokens`` (uncached),
+``output_tokens``, ``cached_input_tokens``, ``tokens`` (their sum, plus totals reported without a split),
+``token_cost_usd``. Dimensions: ``provider=azure``, ``service=azure-openai``, ``billing_account`` (subscription
+id), ``resource_group``, ``account`` (the resource's name: the Cognitive Services account, or the API
+Management service for gateway logs), ``region`` (``location`` / ``Region``, lower case without spaces),
+``deployment``, ``model`` (``(unknown)`` when neither reported nor mapped) and ``constant_dimensions``.
+``resourceId`` is read case-insensitively (Azure upper-cases it) and its parts are lower-cased.
+
+Decisions:
+
+- **Double counting.** Azure exports the same calls under two metric families (``ProcessedPromptTokens`` /
+  ``GeneratedTokens`` / ``AzureOpenAIRequests``, and the newer ``InputTokens`` / ``OutputTokens`` /
+  ``ModelRequests``) and as totals (``TokenTransaction``, ``TotalTokens``); a diagnostic setting with
+  ``AllMetrics`` sends them all. Only the metrics listed in ``token_metrics`` count (default: the newer split),
+  and the config is refused when two of them measure the same thing (two input metrics, or a total beside a
+  split). A total alone counts as ``tokens`` without cost (prices need the split). Logs: API Management writes a
+  request's prompt and completion messages as separate records of the same correlation id (``SequenceNumber`` >
+  0); only records with token counts count, and chunks are skipped. Do not stream ``GatewayLogs`` with
+  ``response_bodies`` *and* ``GatewayLlmLogs`` of the same gateway into one source: the call would count twice.
+- **Cached tokens.** OpenAI's ``prompt_tokens`` include ``cached_tokens``: input = prompt - cached. API
+  Management's ``promptCachedTokens`` is taken as part of ``promptTokens`` too, unless it cannot be (it is
+  larger, or ``TotalTokens`` = prompt + completion + cached, as for Anthropic models behind the gateway).
+- **Event time.** A record's ``time``: for a metric record the *start* of its ``timeGrain`` (``PT1M``, ``PT1H``),
+  so an hourly record lands whole in the bucket of its first minute; for a log, the request. Observations are
+  summed per (bucket, dimensions) inside a batch and stamped with the bucket start;
+  ``ctx.max_event_time`` is the latest accepted record's time. Azure writes 7 fractional digits
+  (``2025-07-14T12:45:00.0000000Z``): :func:`agent.model.parse_time` reads them.
+- **Bad input.** Records of an envelope are decoded one by one: a bad record is reported with its own JSON bytes
+  as ``raw`` and costs nothing but itself; a message that is not JSON, or whose ``records`` is not a list, is bad
+  as a whole. Kinds: ``malformed_json``, ``schema`` (wrong type, missing ``time``/``total``, bad timestamp),
+  ``negative_value``, ``absurd_value`` (non-finite, or over ``max_tokens_per_record`` / ``max_metric_value``),
+  ``timestamp_out_of_range``, ``late``; a record with tokens whose model is unknown or unpriced is
+  ``unknown_model`` with ``partial=True`` (tokens counted, cost not) and ``subject`` = the model, or the
+  deployment / account to map. An Event Hubs source that unpacks envelopes hands over single records: the same.
+
+Sources (field names): *verified* in Microsoft's docs (MicrosoftDocs/azure-monitor-docs
+``reference/supported-metrics/microsoft-cognitiveservices-accounts-metrics.md``: metric names, all "DS Export:
+Yes"; ``data-collection/metrics-export-create.md``: the DCR export record, and dimensions as what DCRs add over
+diagnostic settings; learn.microsoft.com ``azure-monitor/reference/tables/apimanagementgatewayllmlog`` and
+``api-management/api-management-howto-llm-logs``: ``GatewayLlmLogs`` columns and chunking) and in recorded
+payloads (elastic/integrations ``packages/azure_openai`` test logs: ``RequestResponse`` with ``properties`` as a
+string and as an object, ``Audit``, ``GatewayLogs`` bodies with ``usage``). *Assumed*: the exact casing of
+``GatewayLlmLogs`` properties on Event Hubs (a third-party processor reads ``promptTokens``, ``modelName``,
+``promptCachedTokens``; both casings are accepted), that only the ``SequenceNumber`` 0 record of a request holds
+its tokens, and the semantics of ``promptCachedTokens``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+import msgspec
+from pydantic import Field, field_validator
+
+from agent.decoders.base import BLANK, BOM, BadRecord, DecodeContext, Decoded, Decoder, Emits
+from agent.model import Cell, Observation, cell, make_dims, parse_time
+from agent.pricing import TokenPriceTable
+from agent.registry import ComponentConfig, register
+
+SIGNALS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "tokens", "token_cost_usd")
+DIMENSIONS = (
+    "provider",
+    "service",
+    "billing_account",
+    "resource_group",
+    "account",
+    "region",
+    "deployment",
+    "model",
+)
+UNKNOWN_MODEL = "(unknown)"
+
+#: The token and request metrics of Microsoft.CognitiveServices/accounts (lower-cased name → what they count).
+METRIC_ROLES = {
+    "processedprompttokens": "input_tokens",
+    "inputtokens": "input_tokens",
+    "generatedtokens": "output_tokens",
+    "outputtokens": "output_tokens",
+    "tokentransaction": "tokens",
+    "totaltokens": "tokens",
+    "azureopenairequests": "requests",
+    "modelrequests": "requests",
+}
+# Position of each role in a record's counts: requests, uncached input, output, cached input, total-only tokens.
+_SLOT = {"requests": 0, "input_tokens": 1, "output_tokens": 2, "tokens": 4}
+_DEPLOYMENT_IN_URL = re.compile(r"/deployments/([^/?#]+)")
+
+
+class AzureOpenAIConfig(ComponentConfig):
+    type: Literal["azure_openai"]
+    deployments: dict[str, str] = Field(
+        default_factory=dict,
+        description="account or deployment name → model (metric records name no model); names match in any case",
+    )
+    default_model: str = Field("", description="the model of a record whose model is neither reported nor mapped")
+    token_metrics: list[str] = Field(
+        default_factory=lambda: ["InputTokens", "OutputTokens", "ModelRequests"],
+        description="the metrics that count (at most one per role: input, output, total, requests; a total only "
+        "without a split): e.g. [ProcessedPromptTokens, GeneratedTokens, AzureOpenAIRequests] for older accounts",
+    )
+    response_bodies: bool = Field(
+        False,
+        description="also read `usage` from logged response bodies (API Management GatewayLogs); not together with "
+        "GatewayLlmLogs of the same gateway, which log the same calls",
+    )
+    constant_dimensions: dict[str, str] = Field(default_factory=dict, description="e.g. environment: prod")
+    max_tokens_per_record: int = Field(
+        10_000_000, gt=0, description="a larger token count in a request log is absurd and rejected"
+    )
+    max_metric_value: float = Field(1e12, gt=0, description="a larger metric total is absurd and rejected")
+
+    @field_validator("token_metrics")
+    @classmethod
+    def _one_per_role(cls, v: list[str]) -> list[str]:
+        roles: dict[str, str] = {}
+        for name in v:
+            role = METRIC_ROLES.get(name.lower())
+            if role is None:
+                known = ", ".join(sorted({"ProcessedPromptTokens", "InputTokens", "GeneratedTokens", "OutputTokens"}))
+                raise ValueError(
+                    f"{name!r} is not a token or request metric ({known}, TokenTransaction, TotalTokens, "
+                    "AzureOpenAIRequests, ModelRequests)"
+                )
+            if role in roles:
+                raise ValueError(f"{roles[role]} and {name} both count {role} (the same calls): keep one")
+            roles[role] = name
+        if "tokens" in roles and ("input_tokens" in roles or "output_tokens" in roles):
+            split = roles.get("input_tokens") or roles["output_tokens"]
+            raise ValueError(
+                f"{roles['tokens']} is the sum of input and output tokens: with {split} every token would count twice"
+            )
+        return v
+
+    @field_validator("constant_dimensions")
+    @classmethod
+    def _not_ours(cls, v: dict[str, str]) -> dict[str, str]:
+        clash = sorted(set(v) & set(DIMENSIONS))
+        if clash:
+            raise ValueError(f"{', '.join(clash)}: set by the decoder itself")
+        return v
+
+
+class _Bad(Exception):
+    """A record the decoder cannot use: ``kind`` (the metric label) and a reason."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+_Num = float | str | None  # a count: a JSON number, or a number in a string (data collection rule exports)
+
+
+class _Details(msgspec.Struct, gc=False):
+    cached_tokens: _Num = None
+
+
+class _Usage(msgspec.Struct, gc=False):
+    prompt_tokens: _Num = None
+    completion_tokens: _Num = None
+    total_tokens: _Num = None
+    input_tokens: _Num = None  # the Responses API's names
+    output_tokens: _Num = None
+    prompt_tokens_details: _Details | None = None
+    input_tokens_details: _Details | None = None
+
+
+class _Body(msgspec.Struct, gc=False):
+    model: str | None = None
+    usage: _Usage | None = None
+
+
+def _pascal(name: str) -> str:
+    return name[0].upper() + name[1:]
+
+
+def _fields(names: tuple[str, ...], typ: Any) -> list[tuple[str, Any, None]]:
+    """A field for each name in camelCase and in PascalCase (Azure spells the same field both ways)."""
+    return [(n, typ, None) for name in names for n in (name, _pascal(name))]
+
+
+_PASCAL: dict[str, str] = {}
+
+
+def _get(obj: Any, name: str) -> Any:
+    """The camelCase field, else the PascalCase one."""
+    v = getattr(obj, name)
+    if v is None:
+        pascal = _PASCAL.get(name) or _PASCAL.setdefault(name, _pascal(name))
+        v = getattr(obj, pascal)
+    return v
+
+
+def _structs(bodies: bool) -> tuple[type, type]:
+    """The typed record and properties structs: only the fields the decoder reads (bodies only when asked)."""
+    props = msgspec.defstruct(
+        "Properties",
+        [
+            *_fields(("promptTokens", "completionTokens", "totalTokens", "promptCachedTokens", "sequenceNumber"), _Num),
+            *_fields(("modelName", "deploymentName", "modelDeploymentName", "model", "region"), str | None),
+            *_fields(("usage",), _Usage | None),
+            *(_fields(("responseBody", "backendResponseBody", "backendUrl", "url"), str | None) if bodies else []),
+        ],
+        gc=False,
+    )
+    record = msgspec.defstruct(
+        "AzureMonitorRecord",
+        [
+            *_fields(("time", "resourceId", "metricName", "location", "region"), str | None),
+            *_fields(("total",), _Num),
+            *_fields(("dimension", "dimensions"), dict[str, str] | None),
+            *_fields(("properties",), props | str | None),
+            ("records", list[msgspec.Raw] | None, None),
+        ],
+        gc=False,
+    )
+    return record, props
+
+
+def _num(v: float | str, what: str, limit: float) -> float:
+    if isinstance(v, str):
+        try:
+            x = float(v)
+        except ValueError:
+            raise _Bad("schema", f"{what}: not a number: {v[:50]!r}") from None
+    else:
+        x = v
+    if x != x or x in (math.inf, -math.inf):
+        raise _Bad("absurd_value", f"{what}: not a finite number")
+    if x < 0:
+        raise _Bad("negative_value", f"{what}: negative ({x:g})")
+    if x > limit:
+        raise _Bad("absurd_value", f"{what}: {x:g} is over {limit:g}")
+    return x
+
+
+def parse_resource_id(rid: str) -> tuple[str, str, str]:
+    """(subscription, resource group, resource name) of an ARM resource id, lower-cased; missing parts are empty.
+
+    >>> parse_resource_id("/SUBSCRIPTIONS/AB-12/RESOURCEGROUPS/RG-AI/PROVIDERS/MICROSOFT.COGNITIVESERVICES/ACCOUNTS/A")
+    ('ab-12', 'rg-ai', 'a')
+    """
+    parts = rid.strip().strip("/").lower().split("/")
+    sub = rg = name = ""
+    for i in range(len(parts) - 1):
+        p = parts[i]
+        if p == "subscriptions" and not sub:
+            sub = parts[i + 1]
+        elif p == "resourcegroups" and not rg:
+            rg = parts[i + 1]
+        elif p == "providers" and not name and i + 3 < len(parts):
+            name = parts[i + 3]  # providers/<namespace>/<type>/<name>[/<child type>/<child>...]
+    return sub, rg, name
+
+
+# What a record resolves to: (cell, $/input token, $/output token, $/cached token, priced, subject, reason).
+_Info = tuple[Cell, float, float, float, bool, str, str]
+_EMPTY: dict[str, str] = {}
+_LATE = "event time older than the watermark minus allowed lateness"
+
+
+@register("decoder", "azure_openai", AzureOpenAIConfig)
+class AzureOpenAIDecoder(Decoder):
+    type_name = "azure_openai"
+
+    def __init__(self, cfg: AzureOpenAIConfig, *, pricing: Any = None, **_: Any):
+        self.cfg = cfg
+        self.prices = TokenPriceTable.from_config(pricing)
+        self._roles = {name.lower(): METRIC_ROLES[name.lower()] for name in cfg.token_metrics}
+        self._deployments = {k.lower(): v for k, v in cfg.deployments.items()}
+        self._const = tuple(cfg.constant_dimensions.items())
+        record_t, props_t = _structs(cfg.response_bodies)
+        self._record_dec: Any = msgspec.json.Decoder(record_t)
+        self._props_dec: Any = msgspec.json.Decoder(props_t)
+        self._list_dec = msgspec.json.Decoder(list[msgspec.Raw])
+        self._body_dec = msgspec.json.Decoder(_Body)
+        self._info: dict[tuple[str, str, str, str], _Info] = {}  # (resource id, region, deployment, model) → info
+        self._times: dict[str, float] = {}  # time string → epoch seconds (metric records share their times)
+        self.unknown_models: dict[str, int] = {}
+        #: Records read and left out on purpose, by reason: ``other_metric`` (not a token metric),
+        #: ``unselected_token_metric`` (a token metric not in ``token_metrics``), ``no_tokens`` (a log without token
+        #: usage: RequestResponse, Audit...), ``message_chunk`` (a gateway log's prompt or completion chunk).
+        self.ignored: dict[str, int] = {}
+
+    @classmethod
+    def sniff(cls, sample: bytes) -> bool:
+        s = sample.lower()
+        return b'"resourceid"' in s and (b"microsoft.cognitiveservices" in s or b"gatewayllmlogs" in s)
+
+    @classmethod
+    def emits(cls, cfg: AzureOpenAIConfig) -> Emits:
+        return Emits(frozenset(SIGNALS), frozenset({*DIMENSIONS, *cfg.constant_dimensions}))
+
+    def prices_unknown(self) -> dict[str, int]:
+        return dict(self.unknown_models)
+
+    def ignored_records(self) -> dict[str, int]:
+        return dict(self.ignored)
+
+    def record_problem(self, exc: Exception) -> tuple[str, str]:
+        if isinstance(exc, _Bad):
+            return exc.kind, exc.reason
+        if isinstance(exc, msgspec.ValidationError):  # a subclass of DecodeError: first
+            msg = str(exc)
+            return ("absurd_value" if "out of range" in msg else "schema"), f"invalid Azure Monitor record: {msg}"
+        if isinstance(exc, msgspec.DecodeError):
+            return "malformed_json", f"malformed JSON: {exc}"
+        return super().record_problem(exc)
+
+    def decode_batch(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
+        """Every message, and every record of a message, on its own: a bad one costs itself alone (never raises
+        for bad input; the decoder's state changes only at the end)."""
+        bucket = ctx.bucket_seconds
+        acc: dict[float, dict[Cell, list[float]]] = {}
+        infos: dict[Cell, _Info] = {}
+        unpriced: dict[Cell, list[bytes]] = {}
+        unknown: dict[str, int] = {}
+        ignored: dict[str, int] = {}
+        bad: list[BadRecord] = []
+        newest = -math.inf
+        for line in lines:
+            try:
+                records = self._split(line)
+            except Exception as exc:
+                bad.append(BadRecord(line, *self.record_problem(exc)))
+                continue
+            for raw, rec in records:
+                try:
+                    if rec is None:
+                        rec = self._record_dec.decode(raw)
+                    got = self._read(rec, ignored)
+                    if got is None:
+                        continue
+                    when, info, counts, has_tokens = got
+                    ts = self._time(when, ctx)
+                except Exception as exc:
+                    bad.append(BadRecord(bytes(raw), *self.record_problem(exc)))
+                    continue
+                b = ts - ts % bucket
+                if b < ctx.late_before:
+                    bad.append(BadRecord(bytes(raw), "late", _LATE))
+                    continue
+                if ts > newest:
+                    newest = ts
+                c = info[0]
+                a = acc.get(b)
+                if a is None:
+                    a = acc[b] = {}
+                sums = a.get(c)
+                if sums is None:
+                    a[c] = counts
+                    infos[c] = info
+                else:
+                    for i in range(5):
+                        sums[i] += counts[i]
+                if has_tokens and not info[4]:
+                    unpriced.setdefault(c, []).append(bytes(raw))
+                    unknown[info[5]] = unknown.get(info[5], 0) + 1
+        out: list[Observation] = []
+        for b, a in acc.items():
+            for c, (n, tin, tout, tcr, ttot) in a.items():
+                _c, p_in, p_out, p_cr, *_rest = infos[c]
+                cost = tin * p_in + tout * p_out + tcr * p_cr
+                out.append(Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr + ttot, cost)))
+        for c, raws in unpriced.items():
+            _c, _i, _o, _k, _priced, subject, reason = infos[c]
+            bad.extend(BadRecord(r, "unknown_model", reason, partial=True, subject=subject) for r in raws)
+        for name, n in unknown.items():
+            self.unknown_models[name] = self.unknown_models.get(name, 0) + n
+        for why, n in ignored.items():
+            self.ignored[why] = self.ignored.get(why, 0) + n
+        if newest > ctx.max_event_time:
+            ctx.max_event_time = newest
+        return out, bad
+
+    def _split(self, line: bytes) -> list[tuple[Any, Any]]:
+        """A message's records: (raw JSON, decoded record or None to decode)."""
+        body = line[3:] if line.startswith(BOM) else line
+        head = body.lstrip()[:1]
+        if not head:
+            raise _Bad(BLANK, "blank line")
+        if head == b"[":
+            return [(r, None) for r in self._list_dec.decode(body)]
+        rec = self._record_dec.decode(body)
+        if rec.records is not None:  # the envelope {"records": [...]}
+            return [(r, None) for r in rec.records]
+        return [(line, rec)]
+
+    def _time(self, s: str | None, ctx: DecodeContext) -> float:
+        if not s:
+            raise _Bad("schema", "record without time")
+        ts = self._times.get(s)
+        if ts is None:
+            try:
+                ts = parse_time(s)
+            except ValueError as exc:
+                raise _Bad("schema", f"time {s[:40]!r}: {exc}") from None
+            if len(self._times) >= 50_000:  # log records' times are unique: keep the cache small
+                self._times.clear()
+            self._times[s] = ts
+        if not ctx.min_ts <= ts <= ctx.max_ts:
+            raise _Bad("timestamp_out_of_range", f"time {s} outside the accepted range")
+        return ts
+
+    def _read(self, rec: Any, ignored: dict[str, int]) -> tuple[str | None, _Info, list[float], bool] | None:
+        """(time, info, counts, carries tokens) of a record that counts; None for one ignored (counted)."""
+        metric = rec.metricName or rec.MetricName
+        if metric:
+            role = self._roles.get(metric.lower())
+            if role is None:
+                why = "unselected_token_metric" if metric.lower() in METRIC_ROLES else "other_metric"
+                ignored[why] = ignored.get(why, 0) + 1
+                return None
+            total = _get(rec, "total")
+            if total is None:
+                raise _Bad("schema", f"{metric} record without total")
+            counts = [0.0, 0.0, 0.0, 0.0, 0.0]
+            value = counts[_SLOT[role]] = _num(total, f"{metric} total", self.cfg.max_metric_value)
+            dims = rec.dimension or rec.Dimension or rec.dimensions or rec.Dimensions
+            d = {k.lower(): v for k, v in dims.items()} if dims else _EMPTY
+            region = d.get("region") or _get(rec, "location") or _get(rec, "region") or ""
+            info = self._lookup(rec, region, d.get("modeldeploymentname", ""), d.get("modelname", ""))
+            return _get(rec, "time"), info, counts, role != "requests" and value > 0
+        props = _get(rec, "properties")
+        if isinstance(props, str):
+            try:
+                props = self._props_dec.decode(props) if props.strip() else None
+            except msgspec.ValidationError:
+                raise
+            except msgspec.DecodeError as exc:
+                raise _Bad("malformed_json", f"properties is a string but not JSON: {exc}") from None
+        if props is None:
+            ignored["no_tokens"] = ignored.get("no_tokens", 0) + 1
+            return None
+        seq = _get(props, "sequenceNumber")
+        if seq is not None and _num(seq, "sequenceNumber", math.inf) > 0:
+            ignored["message_chunk"] = ignored.get("message_chunk", 0) + 1
+            return None
+        usage = self._usage(props)
+        if usage is None:
+            ignored["no_tokens"] = ignored.get("no_tokens", 0) + 1
+            return None
+        counts, model, deployment = usage
+        region = _get(props, "region") or _get(rec, "location") or _get(rec, "region") or ""
+        return _get(rec, "time"), self._lookup(rec, region, deployment, model), counts, True
+
+    def _usage(self, props: Any) -> tuple[list[float], str, str] | None:
+        """A log's counts (one request), model and deployment; None when it reports no tokens."""
+        prompt = _get(props, "promptTokens")
+        completion = _get(props, "completionTokens")
+        total = _get(props, "totalTokens")
+        cached = _get(props, "promptCachedTokens")
+        model = _get(props, "modelName") or _get(props, "model") or ""
+        deployment = _get(props, "deploymentName") or _get(props, "modelDeploymentName") or ""
+        subset: bool | None = None  # cached tokens counted in the prompt's (None: decided below)
+        if prompt is None and completion is None and total is None:
+            usage = _get(props, "usage")
+            if usage is None and self.cfg.response_bodies:
+                usage, body_model, url_deployment = self._body_usage(props)
+                model, deployment = model or body_model, deployment or url_deployment
+            if usage is None:
+                return None
+            prompt = usage.prompt_tokens if usage.prompt_tokens is not None else usage.input_tokens
+            completion = usage.completion_tokens if usage.completion_tokens is not None else usage.output_tokens
+            total = usage.total_tokens
+            details = usage.prompt_tokens_details or usage.input_tokens_details
+            cached = details.cached_tokens if details is not None else None
+            subset = True  # OpenAI: prompt_tokens include prompt_tokens_details.cached_tokens
+            if prompt is None and completion is None and total is None:
+                return None
+        limit = self.cfg.max_tokens_per_record
+        p = _num(prompt, "prompt tokens", limit) if prompt is not None else 0.0
+        c = _num(completion, "completion tokens", limit) if completion is not None else 0.0
+        t = _num(total, "total tokens", limit) if total is not None else 0.0
+        k = _num(cached, "cached tokens", limit) if cached is not None else 0.0
+        if p == c == t == k == 0.0:
+            return None  # a gateway's probe or message record: no usage
+        if subset is None:
+            subset = not (k > p or (total is not None and k > 0 and t == p + c + k))
+        if subset:
+            if k > p:
+                raise _Bad("schema", f"cached tokens ({k:g}) exceed prompt tokens ({p:g})")
+            p -= k
+        only_total = t if prompt is None and completion is None else 0.0  # a total without a split
+        return [1.0, p, c, k, only_total], model, deployment
+
+    def _body_usage(self, props: Any) -> tuple[Any, str, str]:
+        """``usage`` and ``model`` of a logged response body, the deployment from the URL (GatewayLogs)."""
+        for name in ("responseBody", "backendResponseBody"):
+            text = _get(props, name)
+            if not text:
+                continue
+            try:
+                body = self._body_dec.decode(text)
+            except msgspec.DecodeError:  # truncated, streamed (server-sent events) or not JSON: no usage to read
+                continue
+            if body.usage is not None:
+                m = _DEPLOYMENT_IN_URL.search(_get(props, "backendUrl") or _get(props, "url") or "")
+                return body.usage, body.model or "", m.group(1) if m else ""
+        return None, "", ""
+
+    def _lookup(self, rec: Any, region: str, deployment: str, model: str) -> _Info:
+        key = (_get(rec, "resourceId") or "", region, deployment, model)
+        info = self._info.get(key)
+        if info is None:
+            info = self._make_info(key)
+            if len(self._info) < 100_000:
+                self._info[key] = info
+        return info
+
+    def _make_info(self, key: tuple[str, str, str, str]) -> _Info:
+        rid, region, deployment, reported = key
+        sub, rg, account = parse_resource_id(rid)
+        model = (
+            reported.strip()
+            or self._deployments.get(deployment.lower())
+            or self._deployments.get(account)
+            or self.cfg.default_model
+        )
+        pairs = [
+            ("provider", "azure"),
+            ("service", "azure-openai"),
+            ("billing_account", sub),
+            ("resource_group", rg),
+            ("account", account),
+            ("region", region.lower().replace(" ", "")),
+            ("deployment", deployment),
+            ("model", model or UNKNOWN_MODEL),
+            *self._const,
+        ]
+        c = cell(make_dims(pairs), SIGNALS)
+        if not model:
+            what, name = ("deployment", deployment) if deployment else ("account", account or UNKNOWN_MODEL)
+            reason = (
+                f"no model known for {what} {name!r}: map it in `deployments` or set `default_model`; "
+                "tokens counted, cost not"
+            )
+            return c, 0.0, 0.0, 0.0, False, name, reason
+        price = self.prices.lookup(model)
+        if price is None:
+            return c, 0.0, 0.0, 0.0, False, model, f"no price for model {model!r}; tokens counted, cost not"
+        return c, price.input, price.output, price.cached_input, True, "", ""
