@@ -42,6 +42,13 @@ class Point:
 
     # (The projections are derived, not stored: a point is kept per series, and every float kept costs 24 bytes.)
     @property
+    def projected_hourly_impact_usd(self) -> float | None:
+        """The window's dollar impact an hour if it continued (what on-call weighs: an idle GPU's or a loop's
+        dollars an hour); None where there is no daily projection."""
+        daily = self.projected_daily_impact_usd
+        return None if daily is None else daily / 24.0
+
+    @property
     def projected_daily_impact_usd(self) -> float | None:
         """The window's dollar impact a day if it continued (impact × windows a day); None without a dollar figure,
         and for a budget (its impact is the month's forecast overrun, not a window's)."""
@@ -297,6 +304,7 @@ _DOCUMENT: dict[str, Any] = {
     "score": None,
     "limit": None,
     "impact_usd": None,
+    "projected_hourly_impact_usd": None,
     "projected_daily_impact_usd": None,
     "projected_monthly_impact_usd": None,
     "reason": None,

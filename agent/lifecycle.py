@@ -251,6 +251,9 @@ class AlertLifecycle:
             summary = f"[{self.name}] {cfg.signal} {label}: {money}"
             if impact is not None:
                 summary += f", impact {_usd(impact)}"
+                hourly = pt.projected_hourly_impact_usd
+                if hourly is not None and pt.window_end - pt.window_start != 3600:  # (an hour's window says it)
+                    summary += f" ({_usd(hourly)} an hour if it continues)"
             if pt.reason:
                 summary += f"; {pt.reason}"
             summary += f" (score {pt.score:.2f}) in window {iso(pt.window_start)}{_top_contributor(pt)}"
@@ -293,6 +296,7 @@ class AlertLifecycle:
             score=_num(pt.score),
             limit={"name": bound[0], "value": _num(bound[1])} if bound is not None else None,
             impact_usd=_num(impact) if impact is not None else None,
+            projected_hourly_impact_usd=_num(pt.projected_hourly_impact_usd) if firing else None,
             projected_daily_impact_usd=_num(pt.projected_daily_impact_usd) if firing else None,
             projected_monthly_impact_usd=_num(pt.projected_monthly_impact_usd) if firing else None,
             reason=pt.reason,

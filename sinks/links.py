@@ -175,6 +175,7 @@ def explanation(doc: dict[str, Any]) -> dict[str, Any]:
         "score": doc.get("score"),
         "impact_usd_window": doc.get("impact_usd"),
         "impact_usd_episode": episode.get("impact_usd"),
+        "projected_hourly_impact_usd": doc.get("projected_hourly_impact_usd"),
         "projected_daily_impact_usd": doc.get("projected_daily_impact_usd"),
         "projected_monthly_impact_usd": doc.get("projected_monthly_impact_usd"),
         "reason": doc.get("reason"),
@@ -197,3 +198,14 @@ def explanation(doc: dict[str, Any]) -> dict[str, Any]:
         or None,
     }
     return {k: v for k, v in details.items() if v is not None}
+
+
+def if_it_continues(doc: dict[str, Any]) -> str | None:
+    """What an alert costs if it continues, an hour and a day (``$41.20 an hour, $988.80 a day``); None without a
+    projection."""
+    daily = doc.get("projected_daily_impact_usd")
+    if daily is None:
+        return None
+    hourly = doc.get("projected_hourly_impact_usd")
+    hourly = daily / 24.0 if hourly is None else hourly
+    return f"${abs(hourly):,.2f} an hour, ${abs(daily):,.2f} a day"

@@ -15,7 +15,7 @@ import orjson
 
 from agent.registry import register
 from sinks.chat import ChatConfig, ChatSink
-from sinks.links import alert_lines, links_for
+from sinks.links import alert_lines, if_it_continues, links_for
 
 
 class SlackConfig(ChatConfig):
@@ -46,8 +46,8 @@ def slack_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None
             _field("Alerts firing", str(firing)),
             _field("Total impact", _money(doc.get("impact_usd"))),
         ]
-        if doc.get("projected_daily_impact_usd") is not None:
-            fields.append(_field("If it continues", f"{_money(doc['projected_daily_impact_usd'])} a day"))
+        if if_it_continues(doc) is not None:
+            fields.append(_field("If it continues", str(if_it_continues(doc))))
     elif doc["status"] == "resolved":
         icon = ":white_check_mark:"
         fields = [
@@ -70,6 +70,8 @@ def slack_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None
             _field("Episode impact", _money(episode.get("impact_usd"))),
             _field("Score", "n/a" if doc.get("score") is None else f"{doc['score']:.2f}"),
         ]
+        if if_it_continues(doc) is not None:
+            fields.append(_field("If it continues", str(if_it_continues(doc))))
         if doc.get("escalated"):
             fields.insert(0, _field("Escalated", f"{doc.get('previous_severity')} → {doc['severity']}"))
     blocks: list[dict[str, Any]] = [

@@ -16,7 +16,7 @@ import orjson
 
 from agent.registry import register
 from sinks.chat import ChatConfig, ChatSink
-from sinks.links import alert_lines, links_for, series_label
+from sinks.links import alert_lines, if_it_continues, links_for, series_label
 from sinks.slack import _money, _value, contributor_lines
 
 _COLOR = {"critical": "Attention", "error": "Attention", "warning": "Warning"}
@@ -64,8 +64,8 @@ def teams_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None
             {"title": "Impact (window)", "value": _money(doc.get("impact_usd"))},
             {"title": "Episode impact", "value": _money(episode.get("impact_usd"))},
         ]
-        if doc.get("projected_daily_impact_usd") is not None:
-            facts.append({"title": "If it continues", "value": f"{_money(doc['projected_daily_impact_usd'])} a day"})
+        if if_it_continues(doc) is not None:
+            facts.append({"title": "If it continues", "value": str(if_it_continues(doc))})
         severity = str(doc.get("severity"))
         if doc.get("escalated"):
             severity = f"{doc.get('previous_severity')} → {severity}"

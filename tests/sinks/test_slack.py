@@ -100,6 +100,7 @@ def test_slack_renders_the_limit_the_escalation_and_the_episode_impact() -> None
         "Impact (window)": "$10.50",
         "Episode impact": "$10.50",
         "Score": "0.75",
+        "If it continues": "$10.50 an hour, $252.00 a day",  # an idle GPU's waste at the rate paid, an hour
     }
     assert first["text"].startswith(":red_circle: [idle_gpu]")
     assert escalated["text"].startswith(":rotating_light: escalated to critical:")

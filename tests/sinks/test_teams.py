@@ -40,7 +40,7 @@ def test_a_firing_card_has_the_figures_the_reason_the_contributors_and_the_links
         "Expected": "$120.00",
         "Impact (window)": "$520.00",
         "Episode impact": "$520.00",
-        "If it continues": "$12,480.00 a day",
+        "If it continues": "$520.00 an hour, $12,480.00 a day",
         "Severity": "error",
     }
     texts = [b["text"] for b in c["body"] if b["type"] == "TextBlock"]
