@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
 from agent.decoders.base import BLANK, BOM, BadRecord, DecodeContext, Decoded, Decoder, Emits
-from agent.model import Cell, Observation, cell, make_dims
+from agent.model import Cell, Dims, Observation, cell, make_dims
 from agent.pricing import GpuPriceTable
 from agent.registry import ComponentConfig, register
 
@@ -43,7 +44,8 @@ _LABEL_SET = re.compile(r'\s*(?:[A-Za-z_][A-Za-z0-9_]*\s*=\s*"(?:[^"\\]|\\.)*"\s
 _BLANK = 9.2e18  # dcgm blank sentinels are near 2**63
 _MAX_FB_MIB = float(1 << 20)  # 1 TiB of framebuffer: more is absurd (the largest GPUs hold under 200 GiB)
 
-_LABEL_DIMS = {
+#: dcgm-exporter label → dimension (shared with :mod:`agent.decoders.dcgm_otlp`).
+LABEL_DIMS = {
     "Hostname": "node",
     "hostname": "node",
     "gpu": "gpu",
@@ -58,7 +60,64 @@ _LABEL_DIMS = {
 UTIL_SIGNALS = ("gpu_hours", "gpu_idle_hours", "gpu_cost_usd", "gpu_idle_cost_usd", "gpu_util_pct_hours")
 MEM_SIGNALS = ("gpu_mem_used_mib_hours",)
 POWER_SIGNALS = ("gpu_energy_wh",)
-_WANTED = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE"}
+GPU_UTIL, FB_USED, POWER_USAGE = "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE"
+WANTED = frozenset({GPU_UTIL, FB_USED, POWER_USAGE})
+
+
+class Problem(NamedTuple):
+    kind: str
+    reason: str
+
+
+def label_dims(labels: Iterable[tuple[str, str]], constants: dict[str, str]) -> tuple[Dims, str]:
+    """A sample's dimensions (its labels that name one, and the constants) and its GPU model (``""`` if none)."""
+    pairs = list(constants.items())
+    gpu_model = ""
+    for k, v in labels:
+        dim = LABEL_DIMS.get(k)
+        if dim:
+            pairs.append((dim, v))
+            if dim == "gpu_model":
+                gpu_model = v
+    return make_dims(pairs), gpu_model
+
+
+def sample_values(
+    name: str, value: float, hours: float, idle_pct: float, price: float
+) -> tuple[int, tuple[float, ...]] | Problem | None:
+    """What one sample of a :data:`WANTED` metric adds: ``(i, values)`` for the GPU's ``i``-th cell (0: utilisation
+    signals, 1: memory, 2: power), a :class:`Problem` for a value out of range, or None for a dcgm blank sentinel
+    (ignored). ``hours``: GPU-hours one sample stands for; ``price``: USD per GPU-hour.
+
+    >>> sample_values(GPU_UTIL, 2.0, 0.5, 5.0, 4.0)
+    (0, (0.5, 0.5, 2.0, 2.0, 1.0))
+    >>> sample_values(GPU_UTIL, 9223372036854775794.0, 0.5, 5.0, 4.0) is None, sample_values(FB_USED, -1, 1, 5, 1).kind
+    (True, 'negative_value')
+    """
+    if name == GPU_UTIL:
+        if 0 <= value <= 100:  # (NaN is in no range: every problem is sorted out below, off the hot path)
+            idle = hours if value < idle_pct else 0.0
+            return 0, (hours, idle, hours * price, idle * price, value * hours)
+    elif name == FB_USED:
+        if 0 <= value <= _MAX_FB_MIB:
+            return 1, (value * hours,)
+    elif 0 <= value <= 5000:
+        return 2, (value * hours,)
+    return _out_of_range(name, value)
+
+
+def _out_of_range(name: str, value: float) -> Problem | None:
+    if value >= _BLANK and value != math.inf:
+        return None
+    if math.isnan(value) or math.isinf(value):
+        return Problem("non_finite", f"{name}: value is not finite")
+    if name == GPU_UTIL:
+        return Problem("absurd_value", f"GPU utilisation {value} outside 0..100")
+    if name == FB_USED:
+        if value < 0:
+            return Problem("negative_value", "negative framebuffer use")
+        return Problem("absurd_value", f"framebuffer use {value:g} MiB above 1 TiB")
+    return Problem("absurd_value", f"GPU power {value} W outside 0..5000")
 
 
 @register("decoder", "dcgm", DcgmConfig)
@@ -69,20 +128,20 @@ class DcgmDecoder(Decoder):
         self.cfg = cfg
         self.gpu_prices = GpuPriceTable.from_config(pricing)
         self.hours = cfg.scrape_interval_seconds / 3600.0
-        self._labels_cache: dict[str, tuple[Cell, Cell, Cell, float] | str] = {}
+        self._labels_cache: dict[str, tuple[tuple[Cell, ...], float] | str] = {}
         self.blank_samples = 0
 
     @classmethod
     def sniff(cls, sample: bytes) -> bool:
-        return b"DCGM_FI_" in sample
+        return b"DCGM_FI_" in sample and b'"resourceMetrics"' not in sample  # (OTLP/JSON: dcgm_otlp)
 
     @classmethod
     def emits(cls, cfg: DcgmConfig) -> Emits:
         groups = (frozenset(UTIL_SIGNALS), frozenset(MEM_SIGNALS), frozenset(POWER_SIGNALS))
-        dims = frozenset({*_LABEL_DIMS.values(), *cfg.constant_dimensions})
+        dims = frozenset({*LABEL_DIMS.values(), *cfg.constant_dimensions})
         return Emits(frozenset().union(*groups), dims, together=groups)
 
-    def _cells(self, labels: str) -> tuple[Cell, Cell, Cell, float] | str:
+    def _cells(self, labels: str) -> tuple[tuple[Cell, ...], float] | str:
         """The cells of a label set, or why it is no label set (checked once per distinct set: cached)."""
         hit = self._labels_cache.get(labels)
         if hit is None:
@@ -96,19 +155,9 @@ class DcgmDecoder(Decoder):
                 if len(self._labels_cache) < 100_000:
                     self._labels_cache[labels] = hit
                 return hit
-            pairs = list(self.cfg.constant_dimensions.items())
-            gpu_model = ""
-            for k, v in found:
-                dim = _LABEL_DIMS.get(k)
-                if dim:
-                    pairs.append((dim, v))
-                    if dim == "gpu_model":
-                        gpu_model = v
-            dims = make_dims(pairs)
+            dims, gpu_model = label_dims(found, self.cfg.constant_dimensions)
             hit = (
-                cell(dims, UTIL_SIGNALS),
-                cell(dims, MEM_SIGNALS),
-                cell(dims, POWER_SIGNALS),
+                (cell(dims, UTIL_SIGNALS), cell(dims, MEM_SIGNALS), cell(dims, POWER_SIGNALS)),
                 self.gpu_prices.lookup(gpu_model),
             )
             if len(self._labels_cache) < 100_000:
@@ -143,7 +192,7 @@ class DcgmDecoder(Decoder):
                 bad.append(BadRecord(raw, "malformed_text", "not a Prometheus text-format sample"))
                 continue
             name, labels, value_s, ts_s = m.groups()
-            if name not in _WANTED:
+            if name not in WANTED:
                 continue
             try:
                 value = float(value_s)
@@ -173,25 +222,10 @@ class DcgmDecoder(Decoder):
             if isinstance(cells, str):
                 bad.append(BadRecord(raw, "malformed_text", f"{name}: {cells}"))
                 continue
-            c_util, c_mem, c_power, price = cells
-            if name == "DCGM_FI_DEV_GPU_UTIL":
-                if not 0 <= value <= 100:
-                    bad.append(BadRecord(raw, "absurd_value", f"GPU utilisation {value} outside 0..100"))
-                    continue
-                idle = hours if value < idle_pct else 0.0
-                out.append(Observation(ts, c_util, (hours, idle, hours * price, idle * price, value * hours)))
-            elif name == "DCGM_FI_DEV_FB_USED":
-                if value < 0:
-                    bad.append(BadRecord(raw, "negative_value", "negative framebuffer use"))
-                    continue
-                if value > _MAX_FB_MIB:
-                    bad.append(BadRecord(raw, "absurd_value", f"framebuffer use {value:g} MiB above 1 TiB"))
-                    continue
-                out.append(Observation(ts, c_mem, (value * hours,)))
-            else:
-                if not 0 <= value <= 5000:
-                    bad.append(BadRecord(raw, "absurd_value", f"GPU power {value} W outside 0..5000"))
-                    continue
-                out.append(Observation(ts, c_power, (value * hours,)))
+            got = sample_values(name, value, hours, idle_pct, cells[1])
+            if isinstance(got, Problem):
+                bad.append(BadRecord(raw, got.kind, got.reason))
+            elif got is not None:
+                out.append(Observation(ts, cells[0][got[0]], got[1]))
         self.blank_samples += blank_samples
         return out, bad
