@@ -169,6 +169,9 @@ class Unit:
                 return cls(f"USD per {per_scale:g} {per}", f"usd_per_{_slug(per_text)}", f"$ per {per_text}")
             return cls("USD", "usd", f"$/{_per_window(window)}")
         if per:
+            if per_scale == 1:  # "input_tokens per request", not "per 1 requests"
+                one = per[:-1] if per.endswith("s") and not per.endswith("ss") else per
+                return cls(f"{signal} per {one}", f"{signal}_per_{_slug(one)}", f"{_pretty(signal)} per {one}")
             return cls(
                 f"{signal} per {per_scale:g} {per}",
                 f"{signal}_per_{_slug(per_text)}",
@@ -185,7 +188,16 @@ class Unit:
             return _dollars(v)
         if self.text.startswith("USD per "):
             return f"${v:,.4g} per {self.axis[6:]}"
-        return f"{v:,.4g} {self.text}"
+        return f"{_number(v)} {self.text}"
+
+
+def _number(v: float) -> str:
+    """A count for a text: whole above a thousand ("22,270"), else four significant digits ("74.78").
+
+    >>> _number(22270.4), _number(74.7812), _number(0.000123)
+    ('22,270', '74.78', '0.000123')
+    """
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.4g}"
 
 
 _MISS = object()

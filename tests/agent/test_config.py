@@ -397,12 +397,17 @@ state: {type: kafak}
 telemetry: {log_level: WARN}
 alertng: {}
 """
+    from agent.registry import components
+
+    sources = ", ".join(sorted(components("source")))  # every registered one, as the message lists them
+    decoders = ", ".join(sorted(components("decoder")))
+    tabular = ", ".join(sorted(n for n, (_c, cls) in components("decoder").items() if cls.tabular))
+    assert {"file", "kafka", "s3_export"} <= set(sources.split(", ")) and tabular == "azure_cost, billing, cur, focus"
     assert _errors(text) == [
-        "sources.a.type: unknown type 'fiel' (did you mean 'file'?); known: blob_export, file, kafka, s3_export",
-        "sources.b.decoder.type: unknown type 'bedrok' (did you mean 'bedrock'?); "
-        "known: azure_cost, bedrock, billing, cur, dcgm, focus, json",
+        f"sources.a.type: unknown type 'fiel' (did you mean 'file'?); known: {sources}",
+        f"sources.b.decoder.type: unknown type 'bedrok' (did you mean 'bedrock'?); known: {decoders}",
         "sources.c.decoder.tag_dimension: unknown key (did you mean 'tag_dimensions'?)",
-        "sources.e.decoder.type: unknown type 'focuss' (did you mean 'focus'?); known: azure_cost, billing, cur, focus",
+        f"sources.e.decoder.type: unknown type 'focuss' (did you mean 'focus'?); known: {tabular}",
         "detectors.d.type: unknown type 'seasonl' (did you mean 'seasonal'?); "
         "known: budget, river, seasonal, threshold",
         "detectors.e.gruop_by: unknown key (did you mean 'group_by'?)",

@@ -91,7 +91,7 @@ def test_run_default_finds_the_demo_anomalies(demo_month: Path, tmp_path: Path, 
         ):
             assert name in fams, sorted(fams)
         detectors = {s.labels["detector"] for s in fams["finops_anomaly_score"].samples}
-        assert detectors == {"token_spend", "unit_cost", "gpu_hours", "idle_gpu"}
+        assert detectors == {"token_spend", "unit_cost", "prompt_bloat", "call_rate", "gpu_hours", "idle_gpu"}
         manifest = orjson.loads((demo_month / "anomalies.json").read_bytes())
 
         def received() -> float:
