@@ -50,11 +50,56 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+GpuPurchaseOption = Literal["on_demand", "reserved", "spot"]  # reserved: 1-year commitment, no upfront
+
+
+class GpuPriceRule(_Strict):
+    """How the GPUs whose dimensions match are bought or priced (see :class:`agent.pricing.GpuPriceTable`)."""
+
+    match: dict[str, list[str]] = Field(
+        min_length=1,
+        description="dimension → value or list of values (any of; * and ? wildcards), every key must hold: "
+        "e.g. cluster, node, gpu_model, instance_type, namespace",
+    )
+    purchase_option: GpuPurchaseOption | None = Field(None, description="the bundled rate to use for these GPUs")
+    usd_per_gpu_hour: float | None = Field(None, ge=0, description="the rate paid (no bundled rate, no discount)")
+    discount_percent: float | None = Field(None, ge=0, lt=100, description="off the bundled rate at the option")
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _values(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        if not v:
+            raise ValueError("name at least one dimension (for every GPU, set pricing.gpu_purchase_option)")
+        out: dict[Any, Any] = {}
+        for k, vs in v.items():
+            vs = vs if isinstance(vs, list) else [vs]
+            if not vs or any(isinstance(x, dict | list) or x is None or str(x) == "" for x in vs):
+                raise ValueError(f"{k}: a value or a non-empty list of values")
+            out[k] = [str(x) for x in vs]  # (a YAML number or boolean is a label value as written)
+        return out
+
+    @model_validator(mode="after")
+    def _decides(self) -> GpuPriceRule:
+        if self.purchase_option is None and self.usd_per_gpu_hour is None and self.discount_percent is None:
+            raise ValueError("set purchase_option, usd_per_gpu_hour or discount_percent")
+        if self.usd_per_gpu_hour is not None and self.discount_percent is not None:
+            raise ValueError("usd_per_gpu_hour is the rate paid: no discount_percent with it")
+        return self
+
+
 class PricingConfig(_Strict):
     token_price_file: str | None = None
     token_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
-    gpu_hour_prices: dict[str, float] = Field(default_factory=dict)
-    gpu_hour_price_default: float | None = None
+    gpu_hour_prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="GPU model → your effective USD per GPU-hour (beats the bundled table)"
+    )
+    gpu_hour_price_default: float | None = Field(None, ge=0, description="USD per GPU-hour of a GPU not priced")
+    gpu_purchase_option: GpuPurchaseOption = Field("on_demand", description="the bundled rate GPUs are priced at")
+    gpu_price_overrides: list[GpuPriceRule] = Field(
+        default_factory=list, description="first matching rule wins, over gpu_hour_prices and the bundled table"
+    )
 
 
 class StateConfig(_Strict):

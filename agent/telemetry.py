@@ -11,9 +11,12 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 MAX_LABEL_VALUES = 200
 
@@ -157,6 +160,15 @@ class Telemetry:
         self._last_checkpoint = time.time()
         self.checkpoint_age.set_function(lambda: time.time() - self._last_checkpoint)
         self._unpriced_models: set[str] = set()
+        self._gpu_prices: GpuPriceCollector | None = None
+
+    def watch_gpu_prices(self, table: Any) -> None:
+        """Export the rates a GPU price table (:class:`agent.pricing.GpuPriceTable`) has priced GPU-hours at."""
+        if self._gpu_prices is None:
+            self._gpu_prices = GpuPriceCollector()
+            self.registry.register(self._gpu_prices)
+        if all(t is not table for t in self._gpu_prices.tables):
+            self._gpu_prices.tables.append(table)
 
     def checkpointed(self) -> None:
         self._last_checkpoint = time.time()
@@ -167,6 +179,29 @@ class Telemetry:
             model = "__other__"
         self._unpriced_models.add(model)
         self.unpriced.labels(model=model).inc(n)
+
+
+class GpuPriceCollector(Collector):
+    """``finops_gpu_hour_price_usd{gpu_model, purchase_option, source}``: each rate GPU-hours were priced at (the
+    decoders' decisions so far: one per GPU model and rule, not per GPU)."""
+
+    def __init__(self) -> None:
+        self.tables: list[Any] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        fam = GaugeMetricFamily(
+            "finops_gpu_hour_price_usd",
+            "USD per GPU-hour that GPU-hours are priced at, by GPU model, purchase option (on_demand, reserved, spot; "
+            "effective: a configured rate; default) and where the rate comes from",
+            labels=["gpu_model", "purchase_option", "source"],
+        )
+        rates: dict[tuple[str, str, str], float] = {}
+        for table in self.tables:
+            for model, option, source, usd in table.decisions():
+                rates[(model, option, source)] = usd
+        for labels, usd in sorted(rates.items()):
+            fam.add_metric(list(labels), usd)
+        yield fam
 
 
 class LogOnce:

@@ -3,7 +3,8 @@
 Each ``DCGM_FI_DEV_GPU_UTIL`` sample is one scrape of one GPU: it counts
 ``scrape_interval_seconds / 3600`` GPU-hours (one GPU seen for one hour = 1 GPU-hour), and the
 same amount of *idle* GPU-hours when utilisation is under ``idle_util_percent``. GPU-hours are
-priced per GPU model (``modelName`` label) from the GPU price table.
+priced per GPU model (``modelName`` label) and label set from the GPU price table
+(:class:`agent.pricing.GpuPriceTable`: the purchase option, override rules on cluster, node...).
 
 Signals: ``gpu_hours``, ``gpu_idle_hours``, ``gpu_cost_usd``, ``gpu_idle_cost_usd``,
 ``gpu_util_pct_hours`` (utilisation × hours; divide by ``gpu_hours`` for the mean, see the
@@ -158,7 +159,7 @@ class DcgmDecoder(Decoder):
             dims, gpu_model = label_dims(found, self.cfg.constant_dimensions)
             hit = (
                 (cell(dims, UTIL_SIGNALS), cell(dims, MEM_SIGNALS), cell(dims, POWER_SIGNALS)),
-                self.gpu_prices.lookup(gpu_model),
+                self.gpu_prices.lookup(gpu_model, dims),  # per label set: rules match cluster, node...
             )
             if len(self._labels_cache) < 100_000:
                 self._labels_cache[labels] = hit

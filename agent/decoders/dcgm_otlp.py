@@ -190,7 +190,7 @@ class DcgmOtlpDecoder(Decoder):
         hit = self._cells.get(key)
         if hit is None:
             dims, gpu_model = label_dims(key, self.cfg.constant_dimensions)
-            price = self.gpu_prices.lookup(gpu_model)
+            price = self.gpu_prices.lookup(gpu_model, dims)
             hit = ((cell(dims, UTIL_SIGNALS), cell(dims, MEM_SIGNALS), cell(dims, POWER_SIGNALS)), price)
             if len(self._cells) < _CACHE_MAX:
                 self._cells[key] = hit

@@ -73,7 +73,7 @@ def test_timestamps_blank_sentinels_and_bad_lines() -> None:
     dec = DcgmDecoder(DcgmConfig(type="dcgm", scrape_interval_seconds=60))
     obs, bad = dec.decode_lines(lines, DecodeContext("t"))
     assert len(obs) == 1 and obs[0].ts == 1_700_000_000.0
-    assert obs[0].values[2] == pytest.approx(12.29 / 60)  # one H100 minute
+    assert obs[0].values[2] == pytest.approx(55.04 / 8 / 60)  # one H100 minute (p5.48xlarge on-demand / 8 GPUs)
     assert dec.blank_samples == 1
     # The blank line is no record: it comes back as BLANK, which the pipeline counts without dead-lettering.
     assert sorted(b.kind for b in bad) == ["absurd_value", BLANK, "malformed_text", "non_finite", "schema"]
@@ -83,3 +83,40 @@ def test_timestamps_blank_sentinels_and_bad_lines() -> None:
 def test_sniff(scrape: bytes) -> None:
     assert DcgmDecoder.sniff(scrape[:4096])
     assert not DcgmDecoder.sniff(b'{"modelId": "x"}')
+
+
+def test_a_node_labelled_override_changes_the_idle_cost() -> None:
+    """The price follows the label set: a rule on nodes (here a spot node group) prices their idle GPU-hours."""
+    from agent.config import load_config_text
+
+    cfg = load_config_text(
+        """
+sources:
+  dcgm: {type: file, path: /tmp/none/*.prom, decoder: {type: dcgm, constant_dimensions: {cluster: prod}}}
+detectors:
+  idle: {type: threshold, signal: gpu_idle_hours, cost_signal: gpu_idle_cost_usd, upper: 1, group_by: [node]}
+sinks:
+  console: {type: console}
+pricing:
+  gpu_price_overrides:
+    - match: {cluster: prod, node: spot-*}
+      purchase_option: spot
+    - match: {node: reserved-1}
+      usd_per_gpu_hour: 0.5
+"""
+    )
+    lines = [
+        f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",modelName="NVIDIA L4",Hostname="{node}"}} 1 1700000000000'.encode()
+        for node in ("od-1", "spot-a", "reserved-1")
+    ]
+    dec = DcgmDecoder(cfg.sources["dcgm"].decoder, pricing=cfg.pricing)
+    obs, bad = dec.decode_lines(lines, DecodeContext("t"))
+    assert not bad
+    hours = 30 / 3600
+    idle_cost = {dict(o.dims)["node"]: o.values[3] for o in obs}  # every GPU idle (1% < 5%)
+    assert idle_cost == {
+        "od-1": pytest.approx(hours * 0.8048),  # on-demand (bundled)
+        "spot-a": pytest.approx(hours * 0.40),  # spot (bundled L4 spot rate)
+        "reserved-1": pytest.approx(hours * 0.5),  # the rule's own rate
+    }
+    assert all("purchase_option" not in dict(o.dims) for o in obs)  # the price basis makes no series of its own
