@@ -21,7 +21,7 @@ read; everything else is ignored without being bad (counted in :attr:`AzureOpenA
 
 Signals (Bedrock's, so the token detectors apply unchanged): ``requests``, ``input_tokens`` (uncached),
 ``output_tokens``, ``cached_input_tokens``, ``tokens`` (their sum, plus totals reported without a split),
-``token_cost_usd``. Dimensions: ``provider=azure``, ``service=azure-openai``, ``billing_account`` (subscription
+``token_cost_usd``, ``cache_savings_usd``. Dimensions: ``provider=azure``, ``service=azure-openai``, ``billing_account`` (subscription
 id), ``resource_group``, ``account`` (the resource's name: the Cognitive Services account, or the API
 Management service for gateway logs), ``region`` (``location`` / ``Region``, lower case without spaces),
 ``deployment``, ``model`` (``(unknown)`` when neither reported nor mapped) and ``constant_dimensions``.
@@ -76,11 +76,11 @@ import msgspec
 from pydantic import Field, field_validator
 
 from agent.decoders.base import BLANK, BOM, BadRecord, DecodeContext, Decoded, Decoder, Emits
+from agent.decoders.bedrock import SIGNALS  # the token signals, one order for every token decoder
 from agent.model import Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable
 from agent.registry import ComponentConfig, register
 
-SIGNALS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "tokens", "token_cost_usd")
 DIMENSIONS = (
     "provider",
     "service",
@@ -385,7 +385,8 @@ class AzureOpenAIDecoder(Decoder):
             for c, (n, tin, tout, tcr, ttot) in a.items():
                 _c, p_in, p_out, p_cr, *_rest = infos[c]
                 cost = tin * p_in + tout * p_out + tcr * p_cr
-                out.append(Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr + ttot, cost)))
+                saved = tcr * (p_in - p_cr)
+                out.append(Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr + ttot, cost, saved)))
         for c, raws in unpriced.items():
             _c, _i, _o, _k, _priced, subject, reason = infos[c]
             bad.extend(BadRecord(r, "unknown_model", reason, partial=True, subject=subject) for r in raws)

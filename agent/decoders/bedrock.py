@@ -10,7 +10,7 @@ summed per (bucket, account, region, model, tags) inside the batch, and prices a
 the sums, so the per-record work is a decode, a dictionary update and a few additions.
 
 Signals: ``requests``, ``input_tokens``, ``output_tokens``, ``cached_input_tokens``,
-``tokens``, ``token_cost_usd``. Dimensions: ``provider=aws``, ``service=bedrock``,
+``tokens``, ``token_cost_usd``, ``cache_savings_usd``. Dimensions: ``provider=aws``, ``service=bedrock``,
 ``billing_account``, ``region``, ``model``, ``operation`` (optional) and one dimension per
 ``tag_dimensions`` entry, read from ``requestMetadata``.
 """
@@ -41,7 +41,18 @@ class BedrockConfig(ComponentConfig):
     )
 
 
-SIGNALS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "tokens", "token_cost_usd")
+#: The token signals every token decoder emits, in this order. ``cache_savings_usd``: what the prompt cache saved
+#: (cached tokens × (input price − cached price)); per token it falls when a cache is lost (the default
+#: ``prompt_cache`` detector), and the fall is the dollars an hour the lost cache costs.
+SIGNALS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "tokens",
+    "token_cost_usd",
+    "cache_savings_usd",
+)
 _OUT_OF_RANGE = -math.inf
 _TIMESTAMP = operator.attrgetter("timestamp")
 
@@ -228,9 +239,8 @@ class BedrockDecoder(Decoder):
                         )
                         for raw, _lg in _records_where(raws, logs, b, key, self._bucket, ctx)
                     )
-                append(
-                    Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr, tin * p_in + tout * p_out + tcr * p_cached))
-                )
+                cost = tin * p_in + tout * p_out + tcr * p_cached
+                append(Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr, cost, tcr * (p_in - p_cached))))
         for model_id, n in unknown.items():
             self.unknown_models[model_id] = self.unknown_models.get(model_id, 0) + n
         if newest != _OUT_OF_RANGE:

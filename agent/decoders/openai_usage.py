@@ -45,6 +45,7 @@ import orjson
 from pydantic import Field
 
 from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits, time_problem
+from agent.decoders.bedrock import SIGNALS as USAGE_SIGNALS  # the token signals, one order for every token decoder
 from agent.model import Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable
 from agent.registry import ComponentConfig, register
@@ -65,7 +66,6 @@ class OpenAIUsageConfig(ComponentConfig):
     max_abs_cost_usd: float = Field(1e9, gt=0, description="a cost of larger magnitude is absurd and refused")
 
 
-USAGE_SIGNALS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "tokens", "token_cost_usd")
 COST_SIGNALS = ("cost_usd",)
 DIMENSIONS = ("provider", "service", "model", "project", "api_key", "user", "batch", "line_item")
 
@@ -220,16 +220,18 @@ class OpenAIUsageDecoder(Decoder):
             "",
         )
         unpriced: str | None = None
-        cost = 0.0
+        cost = saved = 0.0
         price = self.prices.lookup(model) if model else None
         if price is None:
             unpriced = model or "(no model: group_by lacks model)"
         else:
             cost = uncached * price.input + cached * price.cached_input + out * price.output
+            saved = cached * (price.input - price.cached_input)
             if batch:
                 cost *= self.cfg.batch_price_ratio
+                saved *= self.cfg.batch_price_ratio
         values = (float(counts["num_model_requests"]), float(uncached), float(out), float(cached), float(inp + out))
-        return Observation(ts, c, (*values, cost)), unpriced
+        return Observation(ts, c, (*values, cost, saved)), unpriced
 
     def _cost(self, res: dict[str, Any], ts: float) -> Observation:
         amount = res.get("amount")

@@ -30,7 +30,7 @@ cached count exceeds the input count, the instrumentation counted them apart, an
 as it is.
 
 Signals (those of :mod:`agent.decoders.bedrock`, so the same token detectors work): ``requests``,
-``input_tokens``, ``output_tokens``, ``cached_input_tokens``, ``tokens``, ``token_cost_usd``.
+``input_tokens``, ``output_tokens``, ``cached_input_tokens``, ``tokens``, ``token_cost_usd``, ``cache_savings_usd``.
 Dimensions: ``provider`` (``gen_ai.provider.name``, older ``gen_ai.system``, normalised: openai,
 aws, azure, gcp, anthropic, or as given; ``unknown`` when absent), ``service`` (the provider's
 service: openai, bedrock, azure-openai, azure-ai-inference, vertex-ai, gemini, gen-ai, anthropic,
@@ -467,7 +467,8 @@ class OtelGenAiDecoder(Decoder):
                 fresh = tin - tcached if tcached <= tin else tin  # input counts the cached tokens (see above)
                 cost = fresh * p_in + tout * p_out + tcached * p_cached
                 requests = n_spans + max(n_in, n_out)
-                out.append(Observation(b, c, (requests, fresh, tout, tcached, fresh + tout + tcached, cost)))
+                saved = tcached * (p_in - p_cached)
+                out.append(Observation(b, c, (requests, fresh, tout, tcached, fresh + tout + tcached, cost, saved)))
         return out
 
     def prices_unknown(self) -> dict[str, int]:

@@ -165,6 +165,7 @@ def test_the_legacy_metric_family_and_totals_are_chosen_by_token_metrics() -> No
         "cached_input_tokens": 0,
         "tokens": 6000,
         "token_cost_usd": 0,
+        "cache_savings_usd": 0,
     }
 
 

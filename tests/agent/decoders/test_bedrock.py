@@ -49,9 +49,10 @@ def test_tokens_and_cost_per_model_account_region_team() -> None:
     s = by_team["search"]
     assert s.signals == SIGNALS
     assert s.ts == parse_time("2026-10-01T10:15:00Z")  # the minute bucket
-    requests, tin, tout, cached, tokens, cost = s.values
+    requests, tin, tout, cached, tokens, cost, saved = s.values
     assert (requests, tin, tout, cached, tokens) == (2, 2000, 200, 400, 2600)
     assert cost == pytest.approx(2 * (1000 * 3e-6 + 100 * 15e-6 + 200 * 0.3e-6))
+    assert saved == pytest.approx(400 * (3e-6 - 0.3e-6))  # what the 400 cached tokens did not cost
     assert dict(s.dims) == {
         "provider": "aws",
         "service": "bedrock",

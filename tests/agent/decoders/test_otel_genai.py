@@ -379,9 +379,10 @@ def test_span_batch() -> None:
     assert bad == []
     (o,) = obs
     assert o.ts == T0
-    requests, fresh, out, cached, tokens, cost = o.values
+    requests, fresh, out, cached, tokens, cost, saved = o.values
     assert (requests, fresh, out, cached, tokens) == (3, 1200 + 200 + 500, 300 + 300 + 50, 1000, 2900 + 650)
     assert cost == pytest.approx(mini_cost(1900, 650, 1000))
+    assert saved == pytest.approx(1000 * (0.15 - 0.075) / 1e6)  # gpt-4o-mini: the cache halves the input price
     assert c.max_event_time == T0 + 30  # span end time
     # The same spans delivered again count once; with skip_span_operations: [] the agent span counts.
     assert dec.decode_lines([traces(spans)], ctx())[0] == []
