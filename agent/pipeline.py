@@ -145,6 +145,8 @@ class Agent(BillingDeliveries):
         self.sources: dict[str, Source] = {}
         for name, s in cfg.sources.items():
             decoder = build("decoder", s.decoder, pricing=cfg.pricing)
+            if getattr(decoder, "gpu_prices", None) is not None:  # the rates GPU-hours are priced at, on /metrics
+                self.telemetry.watch_gpu_prices(decoder.gpu_prices)
             self.sources[name] = build(
                 "source",
                 s,

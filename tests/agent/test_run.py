@@ -88,10 +88,19 @@ def test_run_default_finds_the_demo_anomalies(demo_month: Path, tmp_path: Path, 
             "finops_expected_upper",
             "finops_alerts_firing",
             "finops_agent_events_received",
+            "finops_gpu_hour_price_usd",  # the rate the demo's H100s are priced at
         ):
             assert name in fams, sorted(fams)
         detectors = {s.labels["detector"] for s in fams["finops_anomaly_score"].samples}
-        assert detectors == {"token_spend", "unit_cost", "prompt_bloat", "call_rate", "gpu_hours", "idle_gpu"}
+        assert detectors == {
+            "token_spend",
+            "unit_cost",
+            "prompt_bloat",
+            "call_rate",
+            "prompt_cache",
+            "gpu_hours",
+            "idle_gpu",
+        }
         manifest = orjson.loads((demo_month / "anomalies.json").read_bytes())
 
         def received() -> float:
