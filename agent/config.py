@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from agent import registry
+from agent.blob_state import BlobStateConfig
 from agent.registry import components, config_union
 from agent.routing_config import RouteConfig, SilenceConfig, route_errors
 
@@ -103,8 +104,11 @@ class PricingConfig(_Strict):
 
 
 class StateConfig(_Strict):
-    type: Literal["local", "memory", "kafka"] = "local"
-    directory: str = Field(".agent-state", description="local state; with type kafka only the alert outbox")
+    type: Literal["local", "memory", "kafka", "blob"] = "local"
+    directory: str = Field(".agent-state", description="local state; with type kafka or blob only the alert outbox")
+    blob: BlobStateConfig | None = Field(
+        None, description="type blob: the Azure Blob that holds the state, under a lease (one active replica)"
+    )
     checkpoint_interval_seconds: float = Field(10.0, gt=0)
     topic_prefix: str | None = Field(
         None, description="type kafka: prefix of the internal topics (default: the first Kafka source's group_id)"
@@ -126,6 +130,12 @@ class StateConfig(_Strict):
         "idle (Kafka Streams' max.task.idle.ms): records a producer delivers to it a moment later than to the other "
         "partitions (a producer that retries after an outage) are on time, not late",
     )
+
+    @model_validator(mode="after")
+    def _blob(self) -> StateConfig:
+        if (self.type == "blob") != (self.blob is not None):
+            raise ValueError("type blob and blob go together (blob: the container and the blob that hold the state)")
+        return self
 
 
 class PipelineConfig(_Strict):

@@ -104,7 +104,7 @@ class Agent(BillingDeliveries):
         ]
         # Where series live and windows close, chosen once: this process, or tasks that follow the partitions.
         self.topology = make_topology(self)
-        state_dir = cfg.state.directory if cfg.state.type in ("local", "kafka") else None
+        state_dir = cfg.state.directory if cfg.state.type in ("local", "kafka", "blob") else None
         kw = {
             "telemetry": self.telemetry,
             "state_dir": state_dir,
@@ -197,9 +197,17 @@ class Agent(BillingDeliveries):
         """Restore state, start sinks, the pipeline thread and the sources; returns quickly."""
         self._started = True
         tune_gc()
+        if self.store.exclusive:  # one replica at a time holds the state: a standby waits, alive and not ready
+            self.store.on_lost = lambda exc: self.fail(exc, str(exc))
+            self.health.standby(f"standby: the state ({self.store.describe()}) is held by another replica")
+            for server in self.servers:
+                server.start()
+            if not self.store.acquire(self._closing):
+                return
+            self.health.standby(None)
         state = self.topology.restore()
-        for server in self.servers:  # /healthz answers from here on (alive once restored; ready once consuming)
-            server.start()
+        for server in self.servers if not self.store.exclusive else ():  # /healthz answers from here on (alive
+            server.start()  # once restored; ready once consuming)
         for s in self.sinks.values():
             s.start()
         if state:
@@ -262,6 +270,12 @@ class Agent(BillingDeliveries):
             return
         deadline = time.monotonic() + timeout
         self._closing.set()  # sources blocked on a full queue give up; what they hold is re-read later
+        if not self.store.holding:  # a standby: it never read, nor may it write, the state
+            self.health.mark_stopped()
+            for server in self.servers:
+                server.stop()
+            self.dead_letter.close()
+            return
         for src in self.sources.values():
             src.stop(max(0.1, deadline - time.monotonic()))
         self._stop.set()  # the pipeline thread drains the queue, then exits
@@ -277,6 +291,7 @@ class Agent(BillingDeliveries):
         self.topology.let_go(max(0.1, min(5.0, (deadline - time.monotonic()) / 3)))
         for src in self.sources.values():
             src.finish(max(0.1, deadline - time.monotonic()))  # e.g. commit the offsets just checkpointed
+        self.store.release()  # a standby takes over from the final checkpoint (and the sources' own checkpoints)
         for s in self.sinks.values():
             s.stop(max(0.1, deadline - time.monotonic()))
         self.topology.close(max(0.1, deadline - time.monotonic()))
@@ -638,7 +653,10 @@ CHECKPOINT_BACKOFF_MAX = 30.0
 
 
 def _fatal_reason(exc: BaseException) -> str | None:
-    """A Kafka error that waiting does not cure (only where the Kafka client is in use)."""
+    """An error that waiting does not cure: one that says so (``fatal``, e.g. a state lease lost), or a Kafka one
+    (only where the Kafka client is in use)."""
+    if getattr(exc, "fatal", False):
+        return str(exc)
     if "kafka" not in sys.modules:
         return None
     from agent.sources.kafka import fatal_reason

@@ -20,6 +20,11 @@ class Health:
         self._alive = threading.Event()
         self.sources: list[Any] = []
         self._checkpoint_error: tuple[float, str] | None = None  # (failing since, monotonic; the last error)
+        self._standby: str | None = None
+
+    def standby(self, reason: str | None) -> None:
+        """Waiting for the state another replica holds (``state.type: blob``): alive, not ready, saying why."""
+        self._standby = reason
 
     def mark_alive(self) -> None:
         """State restored, the pipeline about to run (/healthz 200; /readyz still "starting")."""
@@ -31,6 +36,7 @@ class Health:
 
     def mark_stopped(self) -> None:
         """Stopped (on purpose or not): neither alive nor ready."""
+        self._standby = None
         self._alive.clear()
         self._ready.clear()
 
@@ -46,6 +52,8 @@ class Health:
 
     def not_ready(self) -> str | None:
         """Why the agent is not ready, or None when it is."""
+        if self._standby is not None:
+            return self._standby
         if not self._alive.is_set():
             return "pipeline stopped"
         if not self._ready.is_set():
@@ -63,7 +71,7 @@ class Health:
         return self.not_ready() is None
 
     def alive(self) -> bool:
-        return self._alive.is_set()
+        return self._alive.is_set() or self._standby is not None
 
 
 def batch_records(batch: Batch) -> list[bytes]:

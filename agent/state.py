@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,27 @@ STATE_VERSION = 1
 
 
 class StateStore:
+    #: True where one replica at a time may hold the state (it waits for it with :meth:`acquire`).
+    exclusive = False
+    #: Told when the state is taken from this replica (the agent stops: it must not write it again).
+    on_lost: Callable[[BaseException], None] | None = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether this replica may write the state (an exclusive store: once acquired, until lost or released)."""
+        return True
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def acquire(self, stop: Any, poll_seconds: float | None = None) -> bool:
+        """Wait until this replica may read and write the state (False: stopped while waiting)."""
+        return True
+
+    def release(self) -> None:
+        """After the final checkpoint: another replica may take the state over."""
+        return None
+
     def load(self) -> dict[str, Any] | None:
         raise NotImplementedError
 
@@ -75,4 +97,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 def make_store(cfg: Any) -> StateStore:
     if cfg.type == "memory":
         return MemoryStateStore()
+    if cfg.type == "blob":
+        from agent.blob_state import BlobStateStore
+
+        return BlobStateStore(cfg.blob)
     return LocalStateStore(cfg.directory)

@@ -21,10 +21,11 @@ read; everything else is ignored without being bad (counted in :attr:`AzureOpenA
 
 Signals (Bedrock's, so the token detectors apply unchanged): ``requests``, ``input_tokens`` (uncached),
 ``output_tokens``, ``cached_input_tokens``, ``tokens`` (their sum, plus totals reported without a split),
-``token_cost_usd``, ``cache_savings_usd``. Dimensions: ``provider=azure``, ``service=azure-openai``, ``billing_account`` (subscription
-id), ``resource_group``, ``account`` (the resource's name: the Cognitive Services account, or the API
-Management service for gateway logs), ``region`` (``location`` / ``Region``, lower case without spaces),
-``deployment``, ``model`` (``(unknown)`` when neither reported nor mapped) and ``constant_dimensions``.
+``token_cost_usd``, ``cache_savings_usd``. Dimensions: ``provider=azure``, ``service=azure-openai``,
+``billing_account`` (subscription id), ``resource_group``, ``account`` (the resource's name: the Cognitive
+Services account, or the API Management service for gateway logs), ``region`` (``location`` / ``Region``,
+lower case without spaces), ``deployment``, ``model`` (``(unknown)`` when neither reported nor mapped) and
+``constant_dimensions``.
 ``resourceId`` is read case-insensitively (Azure upper-cases it) and its parts are lower-cased.
 
 Decisions:
