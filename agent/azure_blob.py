@@ -32,6 +32,8 @@ class BlobAuth(BaseModel):
             raise ValueError("set connection_string or connection_string_file, not both")
         if (self.sas_token is not None or self.sas_token_file is not None) and self.account_url is None:
             raise ValueError("sas_token goes with account_url")
+        if self.account_url is not None and not self.account_url.startswith(("https://", "http://")):
+            raise ValueError(f"account_url: https://<account>.blob.core.windows.net, not {self.account_url!r}")
         return self
 
 

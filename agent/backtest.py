@@ -346,14 +346,19 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
         lo, hi = summary["span"]
         lines.append(f"  input event time {_iso_day(lo)} .. {_iso_day(hi)} (a sample's; far outliers set aside)")
     dl = summary["dead_letter"]
+    discarded = summary.get("discarded", {})
+    left_out = {k[len("ignored_") :]: v for k, v in discarded.items() if k.startswith("ignored_")}
     if dl:
-        reasons = ", ".join(f"{k} {v:,}" for k, v in summary.get("discarded", {}).items())
+        reasons = ", ".join(f"{k} {v:,}" for k, v in discarded.items() if not k.startswith("ignored_"))
         lines.append(
             f"  {plural(dl, 'record')} dead-lettered{f' ({reasons})' if reasons else ''} "
             f"→ {summary['dead_letter_path']}"
         )
     else:
         lines.append("  0 records dead-lettered")
+    if left_out:  # read, not bad: nothing their decoder reads (another metric, a log without tokens)
+        why = ", ".join(f"{k} {v:,}" for k, v in left_out.items())
+        lines.append(f"  {plural(sum(left_out.values()), 'record')} left out: nothing their decoder reads ({why})")
     eps = summary.get("episodes", summary["firing"])
     again = summary.get("escalations", summary["firing"] - eps)
     lines.append(

@@ -173,6 +173,7 @@ class Agent(BillingDeliveries):
         self._checkpoint_failures = 0  # consecutive
         self._checkpoint_logged: set[str] = set()  # error types logged in this failure episode
         self.records_in = 0
+        self._ignored_seen: dict[str, dict[str, int]] = {}  # per source: ignored records counted so far, by reason
         self.alerts_out = 0
         self.points_out = 0
         self.error: BaseException | None = None
@@ -391,6 +392,7 @@ class Agent(BillingDeliveries):
             # A decoder that raises (a bug: decoders return bad records) costs this batch alone: see _failed.
             if batch.kind == "lines":
                 obs, bad = src.decoder.decode_lines(batch.payload, ctx)
+                self._ignored(comp, src.decoder)
             else:
                 obs, bad = src.decoder.decode_table(batch.payload, ctx)
         self._stage = "aggregate"
@@ -410,6 +412,26 @@ class Agent(BillingDeliveries):
             src.commit(*batch.position)
         if topology.closes_on_input(comp):
             topology.seal()
+
+    def _ignored(self, comp: str, decoder: Any) -> None:
+        """Records a decoder read and left out on purpose (``ignored_records()``: not bad, nothing it reads — another
+        metric, a log without tokens): counted in ``events_discarded_total{reason="ignored_<why>"}``, logged once."""
+        counts = getattr(decoder, "ignored_records", None)
+        if counts is None:
+            return
+        seen = self._ignored_seen.setdefault(comp, {})
+        for why, n in counts().items():
+            if n > seen.get(why, 0):
+                self.telemetry.discarded.labels(component=comp, reason=f"ignored_{why}").inc(n - seen.get(why, 0))
+                if why not in seen:
+                    log.info(
+                        "source %s: records its decoder does not read are left out (%s), counted in "
+                        'finops_agent_events_discarded_total{reason="ignored_%s"}',
+                        comp,
+                        why,
+                        why,
+                    )
+                seen[why] = n
 
     def _check_silence(self) -> None:
         """Live stream sources silent past their limit: a data-gap alert each (``agent.gaps.SourceSilence``)."""

@@ -62,7 +62,11 @@ class Health:
         if failing is not None:
             since, error = failing
             return f"cannot checkpoint for {time.monotonic() - since:.0f} s: {error}"
-        waiting = sorted(getattr(s, "name", "?") for s in self.sources if not s.ready())
+        not_ready = [s for s in self.sources if not s.ready()]
+        told = [f"{s.name}: {why}" for s in not_ready if (why := getattr(s, "not_ready_reason", lambda: None)())]
+        if told:
+            return "; ".join(told)
+        waiting = sorted(getattr(s, "name", "?") for s in not_ready)
         if waiting:
             return "waiting for partitions to be assigned and restored: " + ", ".join(waiting)
         return None

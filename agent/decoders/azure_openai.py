@@ -69,6 +69,8 @@ its tokens, and the semantics of ``promptCachedTokens``.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import re
 from typing import Any, Literal
@@ -81,6 +83,8 @@ from agent.decoders.bedrock import SIGNALS  # the token signals, one order for e
 from agent.model import Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable
 from agent.registry import ComponentConfig, register
+
+log = logging.getLogger(__name__)
 
 DIMENSIONS = (
     "provider",
@@ -105,6 +109,19 @@ METRIC_ROLES = {
     "azureopenairequests": "requests",
     "modelrequests": "requests",
 }
+_NAMES = {
+    n.lower(): n
+    for n in (
+        "ProcessedPromptTokens",
+        "InputTokens",
+        "GeneratedTokens",
+        "OutputTokens",
+        "TokenTransaction",
+        "TotalTokens",
+        "AzureOpenAIRequests",
+        "ModelRequests",
+    )
+}
 # Position of each role in a record's counts: requests, uncached input, output, cached input, total-only tokens.
 _SLOT = {"requests": 0, "input_tokens": 1, "output_tokens": 2, "tokens": 4}
 _DEPLOYMENT_IN_URL = re.compile(r"/deployments/([^/?#]+)")
@@ -119,6 +136,7 @@ class AzureOpenAIConfig(ComponentConfig):
     default_model: str = Field("", description="the model of a record whose model is neither reported nor mapped")
     token_metrics: list[str] = Field(
         default_factory=lambda: ["InputTokens", "OutputTokens", "ModelRequests"],
+        min_length=1,
         description="the metrics that count (at most one per role: input, output, total, requests; a total only "
         "without a split): e.g. [ProcessedPromptTokens, GeneratedTokens, AzureOpenAIRequests] for older accounts",
     )
@@ -141,9 +159,11 @@ class AzureOpenAIConfig(ComponentConfig):
             role = METRIC_ROLES.get(name.lower())
             if role is None:
                 known = ", ".join(sorted({"ProcessedPromptTokens", "InputTokens", "GeneratedTokens", "OutputTokens"}))
+                close = difflib.get_close_matches(name.lower(), list(METRIC_ROLES), n=1)
+                hint = f" (did you mean {_NAMES[close[0]]!r}?)" if close else ""
                 raise ValueError(
-                    f"{name!r} is not a token or request metric ({known}, TokenTransaction, TotalTokens, "
-                    "AzureOpenAIRequests, ModelRequests)"
+                    f"{name!r} is not a token or request metric{hint}; known: {known}, TokenTransaction, "
+                    "TotalTokens, AzureOpenAIRequests, ModelRequests"
                 )
             if role in roles:
                 raise ValueError(f"{roles[role]} and {name} both count {role} (the same calls): keep one")
@@ -292,6 +312,12 @@ class AzureOpenAIDecoder(Decoder):
         self.cfg = cfg
         self.prices = TokenPriceTable.from_config(pricing)
         self._roles = {name.lower(): METRIC_ROLES[name.lower()] for name in cfg.token_metrics}
+        if not {"input_tokens", "output_tokens"} & set(self._roles.values()):
+            log.warning(
+                "azure_openai: token_metrics %s has no input or output metric: metric records count tokens without "
+                "a price (token_cost_usd comes from request logs only)",
+                cfg.token_metrics,
+            )
         self._deployments = {k.lower(): v for k, v in cfg.deployments.items()}
         self._const = tuple(cfg.constant_dimensions.items())
         record_t, props_t = _structs(cfg.response_bodies)

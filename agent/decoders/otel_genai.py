@@ -203,6 +203,9 @@ class OtelGenAiDecoder(Decoder):
         self._info: dict[tuple[Any, ...], _Info] = {}
         self.unknown_models: dict[str, int] = {}
         self.duplicates = 0  # data points and spans already counted (redelivered), not counted again
+        #: Export requests read and left out, by reason: ``other_signal`` (spans with ``read: metrics``, or metrics
+        #: with ``read: spans``), ``no_genai_data`` (no GenAI token metric or span: another application's export).
+        self.ignored: dict[str, int] = {}
 
     @classmethod
     def sniff(cls, sample: bytes) -> bool:
@@ -217,6 +220,7 @@ class OtelGenAiDecoder(Decoder):
         batch = _Batch()
         bad: list[BadRecord] = []
         unknown: dict[str, int] = {}
+        ignored: dict[str, int] = {}
         for raw in lines:
             rec = raw[3:] if raw.startswith(BOM) else raw
             if not rec.strip():
@@ -231,11 +235,17 @@ class OtelGenAiDecoder(Decoder):
                 bad.append(BadRecord(raw, "schema", "no OTLP export request: no resourceMetrics or resourceSpans"))
                 continue
             msg = _Message()
+            dups = batch.duplicates
             if self._metrics and exp.resourceMetrics:
                 self._read_metrics(exp.resourceMetrics, msg, batch, ctx)
             if self._spans and exp.resourceSpans:
                 self._read_spans(exp.resourceSpans, msg, batch, ctx)
-            bad += msg.records(raw)
+            problems = msg.records(raw)
+            bad += problems
+            if not (msg.used or problems or msg.late or msg.unknown or batch.duplicates > dups):
+                other = (exp.resourceMetrics and not self._metrics) or (exp.resourceSpans and not self._spans)
+                why = "other_signal" if other else "no_genai_data"
+                ignored[why] = ignored.get(why, 0) + 1
             if msg.late:
                 reason = f"{msg.late} data points or spans older than the watermark minus allowed lateness"
                 bad.append(BadRecord(raw, "late", reason, partial=msg.used > 0))
@@ -248,6 +258,8 @@ class OtelGenAiDecoder(Decoder):
         self.streams.apply(batch.streams)
         self.spans_seen.apply(batch.spans)
         self.duplicates += batch.duplicates
+        for why, n in ignored.items():
+            self.ignored[why] = self.ignored.get(why, 0) + n
         for model, n in unknown.items():
             self.unknown_models[model] = self.unknown_models.get(model, 0) + n
         if batch.newest > -math.inf:
@@ -470,6 +482,10 @@ class OtelGenAiDecoder(Decoder):
                 saved = tcached * (p_in - p_cached)
                 out.append(Observation(b, c, (requests, fresh, tout, tcached, fresh + tout + tcached, cost, saved)))
         return out
+
+    def ignored_records(self) -> dict[str, int]:
+        """Export requests read and left out so far, by reason (the pipeline counts and logs them)."""
+        return dict(self.ignored)
 
     def prices_unknown(self) -> dict[str, int]:
         return dict(self.unknown_models)

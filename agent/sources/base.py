@@ -144,6 +144,11 @@ class Source:
         """False until the source can consume (e.g. partitions assigned)."""
         return True
 
+    def not_ready_reason(self) -> str | None:
+        """Why this source cannot consume now, where :meth:`ready` is False for a reason of its own (``/readyz``
+        says it); None: the default wording (waiting for partitions)."""
+        return None
+
     def checkpoint_positions(self) -> dict[str, Any]:
         """What a checkpoint records (and then commits) for this source."""
         return dict(self.positions)

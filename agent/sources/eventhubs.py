@@ -96,10 +96,24 @@ class EventHubsConfig(ComponentConfig):
         has_cs = self.connection_string is not None or self.connection_string_file is not None
         if self.connection_string is not None and self.connection_string_file is not None:
             raise ValueError("set connection_string or connection_string_file, not both")
-        if has_cs == (self.fully_qualified_namespace is not None):
+        if has_cs and self.fully_qualified_namespace is not None:
+            raise ValueError("set connection_string (or connection_string_file) or fully_qualified_namespace, not both")
+        if not has_cs and self.fully_qualified_namespace is None:
             raise ValueError("set connection_string (or connection_string_file) or fully_qualified_namespace")
-        if self.fully_qualified_namespace is not None and not self.eventhub_name:
+        ns = self.fully_qualified_namespace
+        if ns is not None and ("://" in ns or "/" in ns or "." not in ns):
+            raise ValueError(f"fully_qualified_namespace: the host name (my-ns.servicebus.windows.net), not {ns!r}")
+        if ns is not None and not self.eventhub_name:
             raise ValueError("eventhub_name is required with fully_qualified_namespace")
+        if self.connection_string is not None:
+            parts = dict(p.split("=", 1) for p in self.connection_string.get_secret_value().split(";") if "=" in p)
+            if "Endpoint" not in parts:
+                raise ValueError("connection_string: no Endpoint=sb://<namespace>/ (copy the whole connection string)")
+            entity = parts.get("EntityPath")
+            if entity and self.eventhub_name and entity != self.eventhub_name:
+                raise ValueError(f"eventhub_name {self.eventhub_name!r} is not the connection string's EntityPath")
+            if not entity and not self.eventhub_name:
+                raise ValueError("eventhub_name is required (the connection string names no EntityPath)")
         return self
 
 

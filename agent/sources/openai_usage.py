@@ -414,6 +414,15 @@ class OpenAIUsageSource(Source):
         if self.host is not None:
             self.host.telemetry.errors.labels(component=self.name, error_type=kind, stage="poll").inc()
 
+    def ready(self) -> bool:
+        """Not ready while the API refuses the admin key (nothing is read: ``/readyz`` says why)."""
+        return self._failing not in ("unauthorized", "forbidden")
+
+    def not_ready_reason(self) -> str | None:
+        if self._failing in ("unauthorized", "forbidden"):
+            return f"the OpenAI API refuses the admin key ({self._failing}); polling goes on"
+        return None
+
     def _failed(self, exc: _Failed) -> None:
         """Counted; logged once per failure episode and kind; a bad response dead-lettered once per window."""
         if exc.kind in ("unauthorized", "forbidden") or exc.dead_letter or exc.level == logging.ERROR:

@@ -386,3 +386,39 @@ def test_a_standby_takes_the_state_over_from_the_blob_and_nothing_is_counted_twi
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "{type: eventhubs, connection_string: 'Endpoint=sb://x/;EntityPath=h', fully_qualified_namespace: "
+            "ns.servicebus.windows.net, eventhub_name: h}",
+            "not both",
+        ),
+        (
+            "{type: eventhubs, fully_qualified_namespace: 'https://ns.servicebus.windows.net/', eventhub_name: h}",
+            "the host name",
+        ),
+        ("{type: eventhubs, connection_string: 'Endpoint=sb://x/;EntityPath=h', eventhub_name: other}", "EntityPath"),
+        ("{type: eventhubs, connection_string: 'Endpoint=sb://x/'}", "eventhub_name is required"),
+        ("{type: eventhubs, connection_string: 'SharedAccessKey=k'}", "no Endpoint"),
+        (
+            "{type: eventhubs, connection_string: 'Endpoint=sb://x/;EntityPath=h', "
+            "checkpoint_store: {container: ckpt, account_url: 'ftp://a'}}",
+            "account_url",
+        ),
+    ],
+)
+def test_config_errors_name_the_problem_and_its_path(source: str, message: str) -> None:
+    from agent.config import ConfigError
+
+    text = f"""
+sources:
+  hub: {source[:-1]}, decoder: {{type: json, values: {{c: c}}}}}}
+detectors: {{d: {{type: threshold, signal: c, upper: 1}}}}
+sinks: {{c: {{type: console}}}}
+"""
+    with pytest.raises(ConfigError) as err:
+        load_config_text(text)
+    assert "sources.hub" in str(err.value) and message in str(err.value), str(err.value)

@@ -362,10 +362,12 @@ def test_a_refused_key_is_logged_once_counted_and_never_shown_and_a_rotated_key_
     assert len(logged) == 1, [r.getMessage() for r in logged]
     assert "HTTP 401" in logged[0].getMessage() and "admin_key_file" in logged[0].getMessage()
     assert "WRONGKEY" not in caplog.text and KEY not in caplog.text
+    assert not src.ready() and "refuses the admin key (unauthorized)" in (src.not_ready_reason() or "")  # /readyz
     (tmp_path / "admin-key").write_text(KEY)  # the secret is rotated
     src.poll()  # (the first request still carries the old key: refused, the file read again)
     assert src.poll() is True
     assert [b.records for b in pipe.lines()] == [3]
+    assert src.ready() and src.not_ready_reason() is None
     assert "WRONGKEY" not in caplog.text and KEY not in caplog.text
 
 
