@@ -31,6 +31,13 @@ from agent.gaps import enabled as gaps_enabled
 from agent.model import Cell, series_dims
 from detectors.base import is_usd, warming_up
 
+#: The cost-bearing signals a rate reads well for: (what the window counted, the unit priced).
+_PAID_FOR = {
+    "gpu_idle_hours": ("idle GPU-hours", "GPU-hour"),
+    "gpu_hours": ("GPU-hours", "GPU-hour"),
+    "billing_gpu_hours": ("GPU-hours", "GPU-hour"),
+}
+
 
 class DetectorRunner(EarlyWarnings, DataGaps):
     def __init__(self, name: str, cfg: Any, prototype: Any, alerting: Any):
@@ -234,10 +241,21 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         pt.unit = self.unit.label
         pt.warming_up = warming_up(model)
         if anomalous:
-            pt.reason = model.explain(x) or reason
+            pt.reason = model.explain(x) or reason or self._rate_paid(model, a)
         if anomalous and a[3]:
             pt.contributors = self._contributors(key, a, y, expected)
         return pt, x
+
+    def _rate_paid(self, model: Any, a: list[Any]) -> str | None:
+        """Where the impact is the cost itself (an idle GPU's): what it was paid at ("0.75 idle GPU-hours at $6.88 a
+        GPU-hour"), the rate the price table chose for these GPUs (purchase option, overrides)."""
+        cfg = self.cfg
+        if not (model.impact_is_cost and cfg.cost_signal and a[0] > 0 and a[2] > 0):
+            return None
+        what = _PAID_FOR.get(cfg.signal)
+        if what is None:
+            return f"{_usd(a[2])[1:]} for {a[0]:,.3g} {cfg.signal} ({_usd(a[2] / a[0])[1:]} each)"
+        return f"{a[0]:,.2f} {what[0]} at {_usd(a[2] / a[0])[1:]} a {what[1]}"
 
     def _newborn(self, key: SeriesKey, model: Any, pt: Point, a: list[Any]) -> None:
         """A new series alerts once, when its spend since it appeared reaches ``new_series_usd``."""

@@ -534,3 +534,22 @@ def test_contributors_name_what_differs_between_them() -> None:
     (doc,) = events
     assert [c["dimensions"] for c in doc["top_contributors"]] == [{"model": "sonnet"}, {"model": "haiku"}]
     assert doc["summary"].endswith("top contributor model=sonnet +" + doc["summary"].rsplit("+", 1)[1])
+
+
+def test_an_idle_gpu_alert_says_the_rate_it_was_paid_at() -> None:
+    cfg = ThresholdConfig(
+        type="threshold",
+        signal="gpu_idle_hours",
+        per="gpu_hours",
+        cost_signal="gpu_idle_cost_usd",
+        upper=0.5,
+        group_by=["node"],
+        window_seconds=3600,
+        min_impact_usd=1,
+    )
+    r = DetectorRunner("idle_gpu", cfg, ThresholdDetector.from_config(cfg), AlertingConfig())
+    c = cell(make_dims({"node": "n7"}), ("gpu_idle_hours", "gpu_hours", "gpu_idle_cost_usd"))
+    r.add_bucket(0.0, {c: [8.0, 8.0, 8 * 4.47]})  # 8 GPUs idle the whole hour, at a reserved $4.47 a GPU-hour
+    (doc,) = [d for d in r.close_until(3600.0)[1] if d["status"] == "firing"]
+    assert "8.00 idle GPU-hours at $4.47 a GPU-hour" in doc["summary"]
+    assert doc["projected_hourly_impact_usd"] == pytest.approx(35.76)  # what it wastes an hour if it continues
