@@ -26,8 +26,11 @@ Signals: ``gpu_hours``, ``gpu_idle_hours``, ``gpu_cost_usd``, ``gpu_idle_cost_us
 ``gpu_util_pct_hours``, ``gpu_mem_used_mib_hours``, ``gpu_energy_wh`` (as :mod:`agent.decoders.dcgm`).
 Dimensions: ``node`` (``Hostname`` or ``hostname``), ``gpu``, ``gpu_uuid``, ``gpu_model``,
 ``namespace``, ``pod``, ``container``, MIG ``gpu_instance_profile`` / ``gpu_instance``, plus
-constants; a label is read from the data point, else from the resource. Other metrics in a
-message (the receiver's ``up``, ``scrape_duration_seconds``, dcgm's other counters) are ignored.
+constants; a label is read from the data point, else from the resource. Metric names are matched
+without regard to case: instrument names are case-insensitive in OpenTelemetry, and its Python SDK
+exports them lowercased (``dcgm_fi_dev_gpu_util``), where the receiver keeps dcgm-exporter's. Other
+metrics in a message (the receiver's ``up``, ``scrape_duration_seconds``, dcgm's other counters) are
+ignored.
 Bad input comes back per message, one bad record per kind of problem (``malformed_json``,
 ``schema``, ``non_finite``, ``negative_value``, ``absurd_value``, ``timestamp_out_of_range``,
 ``too_deep``), partial when other samples of the message were counted.
@@ -90,7 +93,7 @@ class DcgmOtlpDecoder(Decoder):
 
     @classmethod
     def sniff(cls, sample: bytes) -> bool:
-        return b'"resourceMetrics"' in sample and b"DCGM_FI_" in sample
+        return b'"resourceMetrics"' in sample and (b"DCGM_FI_" in sample or b"dcgm_fi_" in sample)
 
     @classmethod
     def emits(cls, cfg: DcgmOtlpConfig) -> Emits:
@@ -141,7 +144,9 @@ class DcgmOtlpDecoder(Decoder):
                 for m in sm.metrics:
                     name = m.name
                     if name not in WANTED:
-                        continue
+                        name = name.upper()  # (the case may differ: see above)
+                        if name not in WANTED:
+                            continue
                     data = m.gauge if given(m.gauge) else m.sum
                     if not given(data):
                         msg.add("schema", f"{name} is no gauge")

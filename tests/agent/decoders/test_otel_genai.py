@@ -9,6 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry import trace
+from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from agent.backtest import PointCollector
@@ -19,6 +23,7 @@ from agent.decoders.otel_genai import OtelGenAiConfig, OtelGenAiDecoder
 from agent.model import Observation, parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
+from tests.agent.decoders.otlp_sdk import Metrics, Spans
 
 T0 = parse_time("2026-10-01T10:00:00Z")
 NS = 1_000_000_000
@@ -51,7 +56,7 @@ RESOURCE = {
     "telemetry.sdk.version": "1.27.0",
     "team": "support",
 }
-CALL = {
+CALL: dict[str, Any] = {
     "gen_ai.operation.name": "chat",
     "gen_ai.provider.name": "openai",
     "gen_ai.request.model": "gpt-4o-mini",
@@ -172,37 +177,99 @@ def mini_cost(tin: float, tout: float, cached: float = 0.0) -> float:
     return tin * MINI["input"] + tout * MINI["output"] + cached * MINI["cached_input"]
 
 
+# -- the same, produced by the OpenTelemetry SDK (see otlp_sdk) ----------------------------------------------------
+def app_resource(**over: Any) -> Resource:
+    """An application's resource (the SDK adds telemetry.sdk.* and a service.instance.id)."""
+    return Resource.create({"service.name": "support-bot", "team": "support", **over})
+
+
+def token_usage(meter: Meter) -> Histogram:
+    """gen_ai.client.token.usage as the GenAI semantic conventions define it (unit, advised bucket boundaries)."""
+    return meter.create_histogram(
+        "gen_ai.client.token.usage",
+        unit="{token}",
+        description="Measures number of input and output tokens used",
+        explicit_bucket_boundaries_advisory=BOUNDS,
+    )
+
+
+def record_call(usage: Histogram, tin: int, tout: int, cached: int | None = None, **over: Any) -> None:
+    """One model call as an instrumentation records it: an input and an output measurement (and the cached
+    input, for instrumentations that record it); ``over``: attributes to change (None: to leave out)."""
+    a = {k: v for k, v in {**CALL, **over}.items() if v is not None}
+    usage.record(tin, {**a, "gen_ai.token.type": "input"})
+    usage.record(tout, {**a, "gen_ai.token.type": "output"})
+    if cached is not None:
+        usage.record(cached, {**a, "gen_ai.token.type": "cache_read"})
+
+
+def token_points(line: bytes) -> dict[str, tuple[Any, Any, int]]:
+    """The token-usage data points of an export by token type: (count as written, sum, startTimeUnixNano)."""
+    out = {}
+    for rm in orjson.loads(line)["resourceMetrics"]:
+        for sm in rm["scopeMetrics"]:
+            for m in sm["metrics"]:
+                if m["name"] == "gen_ai.client.token.usage":
+                    for p in m["histogram"]["dataPoints"]:
+                        ttype = next(
+                            a["value"]["stringValue"] for a in p["attributes"] if a["key"] == "gen_ai.token.type"
+                        )
+                        out[ttype] = (p["count"], p["sum"], int(p["startTimeUnixNano"]))
+    return out
+
+
 # -- metrics ------------------------------------------------------------------------------------------------------
-def test_cumulative_histogram_counts_increments_and_each_call_once() -> None:
+@pytest.mark.parametrize("collector", [True, False], ids=["otlp_json", "protobuf_json"])
+def test_sdk_cumulative_histogram_counts_the_increase_and_each_call_once(collector: bool) -> None:
+    """The SDK's default (cumulative) temporality: the second export carries the running totals."""
+    sdk = Metrics(app_resource())
+    usage = token_usage(sdk.meter)
+    duration = sdk.meter.create_histogram("gen_ai.client.operation.duration", unit="s")  # another metric: ignored
+    spans = Spans(app_resource())
+    for tin, tout in [(100, 20), (300, 60), (250, 50), (350, 70)]:  # 4 calls: 1,000 input and 200 output tokens
+        with spans.tracer.start_as_current_span("chat gpt-4o-mini"):  # (exemplars carry the span's ids)
+            record_call(usage, tin, tout)
+            duration.record(0.8, CALL)
+    first = sdk.collect(collector=collector)
+    record_call(usage, 200, 20)
+    record_call(usage, 300, 40)
+    second = sdk.collect(collector=collector)
+    assert token_points(second)["input"][:2] == ("6", 1500.0)  # running totals, the count an int64 string
+    # OTLP/JSON writes enums as integers, protobuf's JSON mapping their names: the decoder reads both.
+    assert (b'"aggregationTemporality":2' in second) is collector
+    assert (b'"AGGREGATION_TEMPORALITY_CUMULATIVE"' in second) is not collector
     dec = decoder()
-    # A process that started at T0: its first export (T0+60) counts in full, the next one its increase.
-    first = metrics([hpoint("input", 1000.0, 4, T0 + 60), hpoint("output", 200.0, 4, T0 + 60)])
-    second = metrics([hpoint("input", 1500.0, 6, T0 + 120), hpoint("output", 260.0, 6, T0 + 120)])
     c = ctx()
-    obs, bad = dec.decode_lines([first, second], c)
+    obs, bad = dec.decode_lines([first], c)
     assert bad == []
-    by_ts = {o.ts: o for o in obs}
-    assert sorted(by_ts) == [T0 + 60, T0 + 120]
-    a, b = by_ts[T0 + 60], by_ts[T0 + 120]
-    assert a.signals == SIGNALS
-    # requests: one call records an input and an output measurement: 4 calls, not 8
-    assert a.values[:5] == (4, 1000, 200, 0, 1200)
-    assert a.values[5] == pytest.approx(mini_cost(1000, 200))
-    assert b.values[:5] == (2, 500, 60, 0, 560)
-    assert b.values[5] == pytest.approx(mini_cost(500, 60))
-    assert dict(a.dims) == {
+    # A process that just started: its first export counts in full. One call records an input and an output
+    # measurement: 4 requests, not 8.
+    t = totals(obs)
+    assert [t[s] for s in SIGNALS[:5]] == [4, 1000, 200, 0, 1200]
+    assert t["token_cost_usd"] == pytest.approx(mini_cost(1000, 200))
+    want = {
         "provider": "openai",
         "service": "openai",
         "model": "gpt-4o-mini-2024-07-18",
         "operation": "chat",
         "app": "support-bot",
         "endpoint": "api.openai.com",
-        "team": "support",
+        "team": "support",  # from the resource
     }
-    assert c.max_event_time == T0 + 120
-    # The same export delivered again (a Kafka redelivery, a producer retry) counts nothing more.
-    again, bad = dec.decode_lines([second], ctx())
-    assert again == [] and bad == [] and dec.duplicates == 2
+    assert [dict(o.dims) for o in obs] == [want] * len(obs)
+    assert c.max_event_time == max(sdk.point_times(first)) / 1e9  # (as the decoder divides)
+    # The second export counts the increase only.
+    obs, bad = dec.decode_lines([second], c)
+    t = totals(obs)
+    assert bad == [] and [t[s] for s in SIGNALS[:5]] == [2, 500, 60, 0, 560]
+    assert t["token_cost_usd"] == pytest.approx(mini_cost(500, 60))
+    # Delivered again (a Kafka redelivery, a producer retry), or an older export arriving late: nothing more.
+    again, bad = dec.decode_lines([second, first], ctx())
+    assert again == [] and bad == [] and dec.duplicates == 4
+    # Both exports in one batch, to a decoder that had seen neither: the same totals.
+    obs, _ = decoder().decode_lines([first, second, second], ctx())
+    t = totals(obs)
+    assert [t[s] for s in SIGNALS[:5]] == [6, 1500, 260, 0, 1760]
 
 
 def test_first_point_of_a_long_running_stream_is_a_baseline() -> None:
@@ -248,38 +315,46 @@ def test_counter_reset_counts_from_the_new_start_and_is_never_negative() -> None
     assert all(v >= 0 for o in obs for v in o.values)
 
 
-def test_delta_histogram_each_point_counts_and_a_redelivered_one_once() -> None:
+def test_sdk_delta_histogram_each_point_counts_and_a_redelivered_one_once() -> None:
+    sdk = Metrics(app_resource(), delta=True)
+    usage = token_usage(sdk.meter)
+    record_call(usage, 200, 30)
+    record_call(usage, 300, 50)
+    p1 = sdk.collect()
+    for tin, tout in [(100, 20), (250, 30), (350, 40)]:
+        record_call(usage, tin, tout)
+    p2 = sdk.collect()
+    record_call(usage, 40, 5)
+    p3 = sdk.collect()
+    # Delta: each export holds what was recorded since the last one (its start is the previous export's time).
+    assert b'"aggregationTemporality":1' in p2
+    assert token_points(p2)["input"][:2] == ("3", 700.0)
+    assert token_points(p2)["input"][2] == max(sdk.point_times(p1))
     dec = decoder()
-    p1 = metrics(
-        [hpoint("input", 500.0, 2, T0 + 60, start=T0), hpoint("output", 80.0, 2, T0 + 60, start=T0)], temporality=1
-    )
-    p2 = metrics(
-        [hpoint("input", 700.0, 3, T0 + 120, start=T0 + 60), hpoint("output", 90.0, 3, T0 + 120, T0 + 60)],
-        temporality=1,
-    )
-    obs, bad = dec.decode_lines([p1, p2, p1], ctx())  # p1 twice in one batch
-    assert bad == []
+    obs, bad = dec.decode_lines([p1, p3, p1], ctx())  # p1 twice in one batch; p2 still on its way
     t = totals(obs)
-    assert (t["requests"], t["input_tokens"], t["output_tokens"]) == (5, 1200, 170)
-    obs, _ = dec.decode_lines([p2], ctx())  # and again in a later batch
-    assert obs == []
-    # An older delta point seen for the first time (out of order across partitions) still counts.
-    p0 = metrics([hpoint("input", 40.0, 1, T0 + 30, start=T0 - 30)], temporality=1)
-    obs, _ = dec.decode_lines([p0], ctx())
-    assert totals(obs)["input_tokens"] == 40
+    assert bad == [] and (t["requests"], t["input_tokens"], t["output_tokens"]) == (3, 540, 85)
+    # p2 arrives late (out of order: another partition) and still counts; p3 again (a redelivery) does not.
+    obs, bad = dec.decode_lines([p2, p3], ctx())
+    t = totals(obs)
+    assert bad == [] and (t["requests"], t["input_tokens"], t["output_tokens"]) == (3, 700, 90)
+    assert t["token_cost_usd"] == pytest.approx(mini_cost(700, 90))
+    assert dec.duplicates == 4
 
 
-def test_older_attribute_names_azure_and_cached_token_type() -> None:
-    dec = decoder()
-    old = {"gen_ai.provider.name": None, "gen_ai.system": "az.ai.openai", "gen_ai.request.model": "my-deployment"}
-    old["gen_ai.response.model"] = "gpt-4o-2024-08-06"
-    old["server.address"] = "contoso.openai.azure.com"
-    points = [
-        hpoint("input", 10_000.0, 5, T0 + 60, start=T0 + 1, **old),
-        hpoint("output", 1_000.0, 5, T0 + 60, start=T0 + 1, **old),
-        hpoint("cache_read", 4_000.0, 5, T0 + 60, start=T0 + 1, **old),
-    ]
-    obs, bad = dec.decode_lines([metrics(points, temporality=1)], ctx())
+def test_sdk_older_attribute_names_azure_and_cached_token_type() -> None:
+    sdk = Metrics(app_resource(), delta=True)
+    usage = token_usage(sdk.meter)
+    old = {
+        "gen_ai.provider.name": None,
+        "gen_ai.system": "az.ai.openai",  # the older attribute (and value) naming the provider
+        "gen_ai.request.model": "my-deployment",  # Azure: the deployment; the response names the model
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "server.address": "contoso.openai.azure.com",
+    }
+    for _ in range(5):
+        record_call(usage, 2_000, 200, cached=800, **old)
+    obs, bad = decoder().decode_lines([sdk.collect()], ctx())
     assert bad == []
     (o,) = obs
     dims = dict(o.dims)
@@ -357,36 +432,76 @@ def test_attribute_and_constant_dimensions() -> None:
 
 
 # -- spans --------------------------------------------------------------------------------------------------------
-def test_span_batch() -> None:
-    dec = decoder(attribute_dimensions={})
-    spans = [
-        span(T0 + 10, span_id="1000000000000001"),
-        span(T0 + 20, span_id="1000000000000002", **{"gen_ai.usage.cache_read.input_tokens": 1000}),
-        # older attribute names
-        span(
-            T0 + 30,
-            {"gen_ai.usage.prompt_tokens": 500, "gen_ai.usage.completion_tokens": 50},
-            span_id="1000000000000003",
-            **{"gen_ai.system": "openai", "gen_ai.provider.name": None},
-        ),
-        # an agent span repeats its model calls' usage: not counted
-        span(T0 + 40, span_id="1000000000000004", **{"gen_ai.operation.name": "invoke_agent"}),
-        # a GenAI span without usage (e.g. a tool call): ignored
-        {**span(T0 + 41, span_id="1000000000000005"), "attributes": attrs({"gen_ai.operation.name": "execute_tool"})},
+@pytest.mark.parametrize("collector", [True, False], ids=["otlp_json", "protobuf_json"])
+def test_sdk_spans_count_each_model_call_once(collector: bool) -> None:
+    sdk = Spans(app_resource())
+    tracer = sdk.tracer
+
+    def model_call(end: float, usage: dict[str, Any], parent: Any = None, **over: Any) -> Any:
+        """A span as the openai-v2 instrumentation makes it (named after the operation and model)."""
+        a = {**CALL, "gen_ai.response.id": "chatcmpl-AbC123", **usage, **over}
+        a = {k: v for k, v in a.items() if v is not None}
+        name = f"{a['gen_ai.operation.name']} {a.get('gen_ai.request.model', '')}".strip()
+        sp = tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=a, start_time=int((end - 2) * NS))
+        sp.end(end_time=int(end * NS))
+        return sp
+
+    http = sdk.provider.get_tracer("opentelemetry.instrumentation.fastapi").start_span(
+        "POST /v1/chat", kind=SpanKind.SERVER, attributes={"http.request.method": "POST"}, start_time=int(T0 * NS)
+    )
+    # An agent span repeats its model calls' usage: not counted (skip_span_operations).
+    agent = tracer.start_span(
+        "invoke_agent support-agent",
+        context=trace.set_span_in_context(http),
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.usage.input_tokens": 2900,
+            "gen_ai.usage.output_tokens": 650,
+        },
+        start_time=int((T0 + 5) * NS),
+    )
+    inside = trace.set_span_in_context(agent)
+    usage = {"gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300}
+    model_call(T0 + 10, usage, inside)
+    model_call(T0 + 20, {**usage, "gen_ai.usage.cache_read.input_tokens": 1000}, inside)
+    old = {"gen_ai.usage.prompt_tokens": 500, "gen_ai.usage.completion_tokens": 50}  # older attribute names
+    model_call(T0 + 30, old, inside, **{"gen_ai.system": "openai", "gen_ai.provider.name": None})
+    # A GenAI span without usage (a tool call): ignored.
+    tool = tracer.start_span("execute_tool get_weather", inside, attributes={"gen_ai.operation.name": "execute_tool"})
+    tool.end(end_time=int((T0 + 35) * NS))
+    agent.end(end_time=int((T0 + 40) * NS))
+    http.end(end_time=int((T0 + 41) * NS))
+    line = sdk.export(collector=collector)
+    span_ids = [
+        s["spanId"] for rs in orjson.loads(line)["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]
     ]
+    assert len(span_ids) == 6 and len(set(span_ids)) == 6
+    if collector:  # OTLP/JSON: hex ids
+        assert format(agent.get_span_context().span_id, "016x") in span_ids
+
+    dec = decoder(attribute_dimensions={})
     c = ctx()
-    obs, bad = dec.decode_lines([traces(spans)], c)
+    obs, bad = dec.decode_lines([line], c)
     assert bad == []
     (o,) = obs
     assert o.ts == T0
+    assert dict(o.dims) == {
+        "provider": "openai",
+        "service": "openai",
+        "model": "gpt-4o-mini-2024-07-18",
+        "operation": "chat",
+        "app": "support-bot",
+        "endpoint": "api.openai.com",
+    }
     requests, fresh, out, cached, tokens, cost, saved = o.values
     assert (requests, fresh, out, cached, tokens) == (3, 1200 + 200 + 500, 300 + 300 + 50, 1000, 2900 + 650)
     assert cost == pytest.approx(mini_cost(1900, 650, 1000))
     assert saved == pytest.approx(1000 * (0.15 - 0.075) / 1e6)  # gpt-4o-mini: the cache halves the input price
-    assert c.max_event_time == T0 + 30  # span end time
-    # The same spans delivered again count once; with skip_span_operations: [] the agent span counts.
-    assert dec.decode_lines([traces(spans)], ctx())[0] == []
-    obs, _ = decoder(skip_span_operations=[]).decode_lines([traces(spans)], ctx())
+    assert c.max_event_time == T0 + 30  # the last counted span's end time
+    # The same export delivered again counts once; with skip_span_operations: [] the agent span counts.
+    assert dec.decode_lines([line], ctx()) == ([], []) and dec.duplicates == 3
+    obs, _ = decoder(skip_span_operations=[]).decode_lines([line, line], ctx())
     assert totals(obs)["requests"] == 4
 
 
