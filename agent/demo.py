@@ -6,6 +6,12 @@ Writes, under ``--out``:
   and models, with daily (business hours) and weekly (quiet weekends) seasonality;
 - ``dcgm/dcgm-YYYY-MM-DD.prom.gz``: dcgm-exporter samples (timestamped Prometheus text) for a
   GPU fleet of 8 H100 nodes plus 2 nodes autoscaled in on weekday business hours;
+- ``azure-openai/metrics-YYYY-MM-DD.jsonl.gz``: what an Azure Monitor diagnostic setting streams for an Azure OpenAI
+  account (``{"records": [...]}`` envelopes of per-minute InputTokens / OutputTokens / ModelRequests, and a latency
+  metric the agent leaves out), as saved from Event Hubs;
+- ``otel/genai-YYYY-MM-DD.jsonl.gz``: OTLP/JSON metric export requests of an application instrumented with the
+  OpenTelemetry GenAI conventions (cumulative ``gen_ai.client.token.usage`` histograms every 5 minutes), as the
+  Collector's file exporter writes them;
 - ``anomalies.json``: what was injected, when, and which detector/series should catch it.
 
 Injected anomalies (day offsets from the start, a Monday):
@@ -15,7 +21,11 @@ Injected anomalies (day offsets from the start, a Monday):
 2. ``idle_gpu_node``: day 15, 02:00–12:00, node ``gpu-node-07`` billed with its GPUs at 0 %;
 3. ``model_switch``: from day 18, 10:00, team ``analytics`` moves from Claude 3 Haiku to
    Claude 3 Opus (cost per token ×60, tokens unchanged);
-4. ``gpu_hour_surge``: day 22, 10:00–18:00, 6 extra H100 nodes (GPU-hour spike).
+4. ``gpu_hour_surge``: day 22, 10:00–18:00, 6 extra H100 nodes (GPU-hour spike);
+5. ``azure_retry_storm``: day 9, 13:00–17:00, the Azure OpenAI account's client retries in a loop: 5× the calls
+   (team ``chat-assistant``);
+6. ``otel_prompt_bloat``: from day 20, 10:00, the OTel-instrumented RAG service stuffs 3× the context into each
+   call (team ``research``).
 
 Usage: ``python -m agent.demo --out demo-data [--start 2026-10-05] [--seed 7]``.
 """
@@ -112,6 +122,20 @@ def anomalies(t0: float) -> list[dict[str, Any]]:
             "start": t0 + 22 * D + 10 * H,
             "end": t0 + 22 * D + 18 * H,
         },
+        {
+            "name": "azure_retry_storm",
+            "detector": "call_rate",
+            "series": {"team": "chat-assistant"},
+            "start": t0 + 9 * D + 13 * H,
+            "end": t0 + 9 * D + 17 * H,
+        },
+        {
+            "name": "otel_prompt_bloat",
+            "detector": "prompt_bloat",
+            "series": {"team": "research"},
+            "start": t0 + 20 * D + 10 * H,
+            "end": t0 + 30 * D,
+        },
     ]
 
 
@@ -204,6 +228,129 @@ def gen_dcgm(out: Path, t0: float, days: int, rng: random.Random, anoms: list[di
     return n
 
 
+AZURE_ACCOUNT = (  # (Azure Monitor upper-cases resource ids)
+    "/SUBSCRIPTIONS/5A1E0000-0000-4000-8000-00000000C0DE/RESOURCEGROUPS/RG-AI"
+    "/PROVIDERS/MICROSOFT.COGNITIVESERVICES/ACCOUNTS/OAI-CHAT-WEU"
+)
+
+
+def _iso7(ts: float) -> str:
+    """Azure Monitor's time format (seven fractional digits)."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+def gen_azure(out: Path, t0: float, days: int, rng: random.Random, anoms: list[dict[str, Any]]) -> int:
+    """An Azure OpenAI account (gpt-4o) of the chat assistant: per-minute metric records, 60 to an envelope."""
+    storm = anoms[4]
+    n = 0
+    for day in range(days):
+        lines: list[bytes] = []
+        records: list[dict[str, Any]] = []
+        for minute in range(D // 60):
+            ts = t0 + day * D + minute * 60
+            calls = _poisson(rng, 30 * diurnal(ts) * (5 if _within(ts, storm) else 1))
+            tin = sum(int(rng.lognormvariate(math.log(2500), 0.4)) for _ in range(calls))
+            tout = sum(int(rng.lognormvariate(math.log(400), 0.4)) for _ in range(calls))
+            for name, total in (("InputTokens", tin), ("OutputTokens", tout), ("ModelRequests", calls)):
+                if total:
+                    records.append(_metric(ts, name, total, calls))
+            if calls:
+                records.append(_metric(ts, "Latency", 800.0 * calls, calls))  # (not a token metric: left out)
+            if len(records) >= 60:
+                lines.append(orjson.dumps({"records": records}))
+                n += len(records)
+                records = []
+        if records:
+            lines.append(orjson.dumps({"records": records}))
+            n += len(records)
+        date = dt.datetime.fromtimestamp(t0 + day * D, dt.UTC).strftime("%Y-%m-%d")
+        with gzip.open(out / f"metrics-{date}.jsonl.gz", "wb", compresslevel=5) as fh:
+            fh.write(b"\n".join(lines) + b"\n")
+    return n
+
+
+def _metric(ts: float, name: str, total: float, count: int) -> dict[str, Any]:
+    return {
+        "count": count,
+        "total": total,
+        "minimum": 0,
+        "maximum": total,
+        "average": total / count if count else 0,
+        "resourceId": AZURE_ACCOUNT,
+        "time": _iso7(ts),
+        "metricName": name,
+        "timeGrain": "PT1M",
+    }
+
+
+def gen_otel(out: Path, t0: float, days: int, rng: random.Random, anoms: list[dict[str, Any]]) -> int:
+    """A RAG service on gpt-4o, instrumented with OpenTelemetry: its meter exports the cumulative
+    ``gen_ai.client.token.usage`` histograms every 5 minutes (one export request per line)."""
+    bloat = anoms[5]
+    step = 300
+    start_ns = str(int(t0 * 1e9))
+    totals = {"input": [0, 0.0], "output": [0, 0.0]}  # count, sum (cumulative since start_ns)
+    n = 0
+    for day in range(days):
+        lines: list[bytes] = []
+        for k in range(D // step):
+            ts = t0 + day * D + (k + 1) * step - 1  # (the export at the end of each step, inside the month)
+            calls = _poisson(rng, 40 * diurnal(ts - step / 2))
+            k_in = 3.0 if _within(ts, bloat) else 1.0
+            totals["input"][0] += calls
+            totals["output"][0] += calls
+            totals["input"][1] += sum(int(rng.lognormvariate(math.log(3000 * k_in), 0.3)) for _ in range(calls))
+            totals["output"][1] += sum(int(rng.lognormvariate(math.log(350), 0.3)) for _ in range(calls))
+            points = [
+                {
+                    "attributes": [
+                        _attr("gen_ai.operation.name", "chat"),
+                        _attr("gen_ai.provider.name", "openai"),
+                        _attr("gen_ai.request.model", "gpt-4o"),
+                        _attr("gen_ai.response.model", "gpt-4o-2024-08-06"),
+                        _attr("gen_ai.token.type", kind),
+                        _attr("team", "research"),
+                    ],
+                    "startTimeUnixNano": start_ns,
+                    "timeUnixNano": str(int(ts * 1e9)),
+                    "count": str(count),
+                    "sum": total,
+                    "bucketCounts": [str(count)],
+                    "explicitBounds": [],
+                }
+                for kind, (count, total) in totals.items()
+            ]
+            request = {
+                "resourceMetrics": [
+                    {
+                        "resource": {"attributes": [_attr("service.name", "rag-api")]},
+                        "scopeMetrics": [
+                            {
+                                "scope": {"name": "opentelemetry.instrumentation.openai_v2"},
+                                "metrics": [
+                                    {
+                                        "name": "gen_ai.client.token.usage",
+                                        "unit": "{token}",
+                                        "histogram": {"dataPoints": points, "aggregationTemporality": 2},
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ]
+            }
+            lines.append(orjson.dumps(request))
+            n += 2
+        date = dt.datetime.fromtimestamp(t0 + day * D, dt.UTC).strftime("%Y-%m-%d")
+        with gzip.open(out / f"genai-{date}.jsonl.gz", "wb", compresslevel=5) as fh:
+            fh.write(b"\n".join(lines) + b"\n")
+    return n
+
+
+def _attr(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}
+
+
 def _poisson(rng: random.Random, lam: float) -> int:
     if lam <= 0:
         return 0
@@ -226,15 +373,22 @@ def generate(
     rng = random.Random(seed)
     (out / "bedrock").mkdir(parents=True, exist_ok=True)
     (out / "dcgm").mkdir(parents=True, exist_ok=True)
+    (out / "azure-openai").mkdir(parents=True, exist_ok=True)
+    (out / "otel").mkdir(parents=True, exist_ok=True)
     anoms = anomalies(t0)
     n_b = gen_bedrock(out / "bedrock", t0, days, rng, anoms)
     n_g = gen_dcgm(out / "dcgm", t0, days, rng, anoms, dcgm_step_seconds)
+    # (their own generators: the Bedrock and dcgm months stay what they were for a seed)
+    n_a = gen_azure(out / "azure-openai", t0, days, random.Random(seed + 1), anoms)
+    n_o = gen_otel(out / "otel", t0, days, random.Random(seed + 2), anoms)
     manifest = {
         "start": start.isoformat(),
         "days": days,
         "seed": seed,
         "bedrock_records": n_b,
         "dcgm_samples": n_g,
+        "azure_records": n_a,
+        "otel_data_points": n_o,
         "dcgm_step_seconds": dcgm_step_seconds,
         "anomalies": anoms,
     }
@@ -255,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     m = generate(args.out, args.start, args.days, args.seed)
     print(
         f"demo data in {args.out}: {m['bedrock_records']} Bedrock records, {m['dcgm_samples']} dcgm samples, "
+        f"{m['azure_records']} Azure Monitor records, {m['otel_data_points']} OTel GenAI data points, "
         f"{len(m['anomalies'])} injected anomalies from {m['start']}"
     )
     return 0

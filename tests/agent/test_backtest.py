@@ -32,6 +32,8 @@ def backtest_run(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             "--input",
             str(demo_month / "bedrock"),
             str(demo_month / "dcgm"),
+            str(demo_month / "azure-openai"),  # an Azure OpenAI account's metrics, as streamed to Event Hubs
+            str(demo_month / "otel"),  # OTLP/JSON GenAI token usage, as the Collector writes it
             "--alerts-out",
             str(alerts),
             "--report",

@@ -77,7 +77,7 @@ def report(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     alerts = out / "alerts.jsonl"
     run_backtest(
         load_config(None),
-        [str(demo_month / "bedrock"), str(demo_month / "dcgm")],
+        [str(demo_month / d) for d in ("bedrock", "dcgm", "azure-openai", "otel")],
         str(alerts),
         report_dir=str(out / "report"),
         expected=str(demo_month / "anomalies.json"),
