@@ -422,3 +422,55 @@ sinks: {{c: {{type: console}}}}
     with pytest.raises(ConfigError) as err:
         load_config_text(text)
     assert "sources.hub" in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_azure_monitor_envelopes_through_the_sdk_are_decoded_as_azure_openai_usage(
+    hub: Hub, container: str, tmp_path: Path
+) -> None:
+    """The envelope a diagnostic setting sends (the shared recorded sample, whose metric the agent does not read)
+    and the same shape carrying an Azure OpenAI account's token metrics, through the SDK's EventData into the
+    ``azure_openai`` decoder: tokens counted and priced, the other metric left out and counted as such."""
+    from tests.conftest import shared_data
+
+    sample = (shared_data() / "eventhubs" / "azure-monitor-metrics-records.json").read_bytes()
+    account = "/SUBSCRIPTIONS/S1/RESOURCEGROUPS/RG-AI/PROVIDERS/MICROSOFT.COGNITIVESERVICES/ACCOUNTS/OAI-CHAT-WEU"
+    base = orjson.loads(sample)["records"][0]
+    tokens = [
+        {**base, "resourceId": account, "metricName": name, "total": total, "count": 1, "time": when}
+        for when in ("2025-07-14T12:45:00.0000000Z", "2025-07-14T12:46:00.0000000Z")
+        for name, total in (("InputTokens", 200_000), ("OutputTokens", 20_000), ("ModelRequests", 40))
+    ]
+    hub.send(0, sample, T0)
+    hub.send(1, orjson.dumps({"records": tokens}), T0)
+    decoder = {"type": "azure_openai", "deployments": {"oai-chat-weu": "gpt-4o"}}
+
+    text = f"""
+sources:
+  hub:
+    type: eventhubs
+    connection_string: "{CONN}"
+    consumer_group: finops
+    max_wait_time_seconds: 0.1
+    checkpoint_store: {{container: ehcheckpoints, connection_string: "{container}"}}
+    decoder: {orjson.dumps(decoder).decode()}
+detectors:
+  spend: {{type: threshold, signal: token_cost_usd, upper: 1000000, group_by: [account, model], window_seconds: 60}}
+sinks:
+  out: {{type: jsonl, path: {tmp_path}/alerts.jsonl}}
+state: {{type: local, directory: {tmp_path}/s, checkpoint_interval_seconds: 0.2, idle_grace_seconds: 0}}
+pipeline: {{max_age_days: 0, idle_timeout_seconds: null, allowed_lateness_seconds: 0}}
+"""
+    from agent.backtest import PointCollector
+
+    col = PointCollector()
+    agent = Agent(load_config_text(text), extra_sinks={"collector": col})
+    agent.start()
+    try:
+        assert wait_until(lambda: discarded(agent, "ignored_other_metric") == 1, 20)  # dependencies/duration
+        assert wait_until(lambda: col.points, 20)  # 12:45 closed by 12:46
+        ((_det, series), pts), *_ = col.points.items()
+        assert dict(series) == {"account": "oai-chat-weu", "model": "gpt-4o"}
+        assert pts[0].observed == pytest.approx(200_000 * 2.5e-6 + 20_000 * 10e-6)  # gpt-4o: $0.70 that minute
+        assert wait_until(lambda: checkpoints(container) == {"0": 0, "1": 0}, 20)
+    finally:
+        agent.stop()
