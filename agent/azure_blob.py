@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from agent.secrets import read_secret
+
 
 class BlobAuth(BaseModel):
     """Where a Blob container is and how to reach it (mixed into a component's config)."""
@@ -53,8 +55,6 @@ def azure_credential() -> Any:
 def blob_connection(cfg: BlobAuth, where: str) -> tuple[str | None, str | None, Any]:
     """``(connection string, account url, credential)`` for ``cfg``: secrets read now (start, not load);
     ``where`` is the options' path in the config, for the error of an unreadable secret file."""
-    from agent.config import read_secret
-
     cs = read_secret(cfg.connection_string, cfg.connection_string_file, f"{where}.connection_string_file")
     if cs is not None:
         return cs, None, None

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         return _cannot_start(args.config, exc, agent)
     stop = threading.Event()
+    hup = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
-        agent.interrupt()
+        if agent is not None:  # (the agent running now: a reload replaces it)
+            agent.interrupt()
+
+    def on_hup(_signum: int, _frame: Any) -> None:
+        hup.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         agent.start()
     except StartupError as exc:
@@ -80,10 +87,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         len(agent.sinks),
         f"; metrics on {url}" if url else "",
     )
+    from agent.reload import ConfigWatch, reload
+
+    watch = ConfigWatch(args.config) if args.config else None
+    next_look = 0.0
     while not stop.wait(0.5):
         if agent.error is not None:
             agent.stop()
             return 1
+        now = time.monotonic()
+        changed = False
+        if watch is not None and now >= next_look:  # a ConfigMap volume is updated in place
+            next_look = now + args.config_check_seconds
+            changed = watch.changed()
+        if hup.is_set() or changed:
+            if hup.is_set():
+                log.info("received SIGHUP: reloading %s", args.config or "the embedded default")
+            hup.clear()
+            if args.config is None:
+                log.info("the embedded default cannot change: nothing to reload")
+                continue
+            agent, cfg = reload(
+                agent,
+                cfg,
+                args.config,
+                lambda c: Agent(c, sink_kwargs={"force_json": args.json}),
+                args.shutdown_timeout,
+            )
     agent.stop(timeout=args.shutdown_timeout)
     log.info("stopped cleanly")
     return 0
@@ -295,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "run",
         help="run the agent (default: the embedded config, no external service)",
-        description="Run the agent until SIGTERM / SIGINT.",
+        description="Run the agent until SIGTERM / SIGINT. SIGHUP, or a change of the config file, reloads the "
+        "config without losing state (an invalid one is refused: the agent runs on).",
         epilog=_RUN_EXAMPLES,
         formatter_class=HelpFormatter,
     )
@@ -305,7 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="the console sink prints each alert as a JSON line, not a readable line"
     )
     r.add_argument(
-        "--log-format", choices=["text", "json"], help="log line format (default: the config's telemetry.log_format)"
+        "--log-format",
+        choices=["auto", "text", "json"],
+        help="log line format: auto is text on a terminal, JSON lines otherwise (default: the config's "
+        "telemetry.log_format, auto)",
     )
     r.add_argument(
         "--shutdown-timeout",
@@ -313,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=20.0,
         metavar="SECONDS",
         help="seconds to flush sinks and checkpoint state after SIGTERM",
+    )
+    r.add_argument(
+        "--config-check-seconds",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between looks at whether the config file changed (a ConfigMap update): it is then reloaded, "
+        "as on SIGHUP, without losing state",
     )
     r.set_defaults(func=cmd_run)
     v = sub.add_parser(

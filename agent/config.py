@@ -34,6 +34,7 @@ from agent import registry
 from agent.blob_state import BlobStateConfig
 from agent.registry import components, config_union
 from agent.routing_config import RouteConfig, SilenceConfig, route_errors
+from agent.secrets import StartupError, read_secret  # noqa: F401  (their home before; imported from here too)
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -172,7 +173,9 @@ class DeadLetterConfig(_Strict):
 
 
 class TelemetryConfig(_Strict):
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise (a container's log collector)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
@@ -643,28 +646,3 @@ def load_config(path: str | None) -> Any:
 
 def default_config_text() -> str:
     return resources.files("config").joinpath("default.yaml").read_text(encoding="utf-8")
-
-
-class StartupError(Exception):
-    """A component cannot start because of its configuration or what it names (a secret file that is
-    missing, unreadable or empty): ``finops-agent run`` prints ``path: message`` and exits 2, like
-    :class:`ConfigError`, without a traceback."""
-
-
-def read_secret(value: Any, file: str | None, where: str = "") -> str | None:
-    """Return a secret from a ``SecretStr`` value or a ``*_file`` path (read at start, not at load).
-
-    ``where`` is the option's path in the config (``sinks.oncall.secret_file``) for the error: a file
-    that cannot be read, or holds nothing, raises :class:`StartupError` (never the secret itself)."""
-    if value is not None:
-        return str(value.get_secret_value())
-    if file:
-        try:
-            secret = Path(file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise StartupError(f"{where or 'secret file'}: cannot read {file}: {why}") from None
-        if not secret:
-            raise StartupError(f"{where or 'secret file'}: {file} is empty")
-        return secret
-    return None

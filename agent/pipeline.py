@@ -66,6 +66,11 @@ class Agent(BillingDeliveries):
         self.health = Health()
         self.logonce = LogOnce(logging.getLogger("agent.input"))
         self.dead_letter = DeadLetterFile(cfg.dead_letter.path, cfg.dead_letter.max_bytes)
+        self.fresh_detectors: frozenset[str] = frozenset()  # (a config reload: detectors whose config changed)
+        if state_store is None and cfg.state.type == "blob":  # (the Azure Blob one: imported where it is used)
+            from agent.blob_state import BlobStateStore
+
+            state_store = BlobStateStore(cfg.state.blob)
         self.store = state_store or make_store(cfg.state)
         # Billing snapshots (per source and period); persisted beside the local state file. (Imported
         # here: the billing modules stay out of the import-time path of agents that do not read bills.)
@@ -305,6 +310,7 @@ class Agent(BillingDeliveries):
     def _loop(self) -> None:
         try:
             while True:
+                self.health.beat = time.monotonic()  # (liveness: the thread turns)
                 try:
                     batch = self.queue.get(timeout=0.2)
                 except queue.Empty:

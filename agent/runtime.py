@@ -21,6 +21,8 @@ class Health:
         self.sources: list[Any] = []
         self._checkpoint_error: tuple[float, str] | None = None  # (failing since, monotonic; the last error)
         self._standby: str | None = None
+        self.beat = 0.0  # (monotonic) the pipeline thread's last turn; 0 before it runs
+        self.stall_seconds = 300.0  # a pipeline thread stuck this long in one turn is not alive (restart it)
 
     def standby(self, reason: str | None) -> None:
         """Waiting for the state another replica holds (``state.type: blob``): alive, not ready, saying why."""
@@ -75,7 +77,12 @@ class Health:
         return self.not_ready() is None
 
     def alive(self) -> bool:
-        return self._alive.is_set() or self._standby is not None
+        """Alive: restored (or a standby) and the pipeline thread turning — not stuck in one step for longer than
+        ``stall_seconds`` (a deadlock, a hung call: the orchestrator restarts the agent)."""
+        if self._standby is not None:
+            return True
+        stalled = self.beat > 0 and time.monotonic() - self.beat > self.stall_seconds
+        return self._alive.is_set() and not stalled
 
 
 def batch_records(batch: Batch) -> list[bytes]:

@@ -97,8 +97,4 @@ def atomic_write(path: Path, data: bytes) -> None:
 def make_store(cfg: Any) -> StateStore:
     if cfg.type == "memory":
         return MemoryStateStore()
-    if cfg.type == "blob":
-        from agent.blob_state import BlobStateStore
-
-        return BlobStateStore(cfg.blob)
     return LocalStateStore(cfg.directory)

@@ -287,10 +287,14 @@ class ClientLogLimit(logging.Filter):
 
 
 def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
+    """Log lines to stderr: ``text``, ``json`` (one JSON object a line), or ``auto``: text on a terminal, JSON
+    otherwise (in a container, where a log collector parses them)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

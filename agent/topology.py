@@ -142,7 +142,7 @@ class LocalTopology(Topology):
             a.billing.restore(state["billing"])
         a.snapshots.restore(state.get("snapshots", {}))
         for name, snap in state["runners"].items():
-            if name in a.runners:
+            if name in a.runners and name not in a.fresh_detectors:  # (a reload: its config changed, it starts fresh)
                 a.runners[name].restore(snap)
         for name, pos in state["sources"].items():
             if name in a.sources:

@@ -413,7 +413,7 @@ alertng: {}
         "detectors.e.gruop_by: unknown key (did you mean 'group_by'?)",
         "sinks.c.jsonlines: unknown key (did you mean 'json_lines'?)",
         "sinks.c.xyzzy: unknown key",
-        "state.type: Input should be 'local', 'memory' or 'kafka' (did you mean 'kafka'?)",
+        "state.type: Input should be 'local', 'memory', 'kafka' or 'blob' (did you mean 'kafka'?)",
         "telemetry.log_level: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR' (did you mean 'WARNING'?)",
         "alertng: unknown key (did you mean 'alerting'?)",
     ]
