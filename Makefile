@@ -3,15 +3,28 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing bench-quality bench-river chaos demo clean
+.PHONY: venv lock run test lint typecheck bench bench-pipeline bench-memory bench-kafka bench-billing bench-decoders bench-quality bench-river chaos demo clean
 
-$(STAMP): pyproject.toml
+## The venv (and so CI) installs the exact versions of requirements-dev.lock, each checked against its hashes, then the
+## project itself without dependencies.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,report]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+## The lock files, for Linux x86_64 and CPython 3.11 (the image's platform and CI's): requirements.lock has the runtime
+## dependencies and the extras the image installs (kafka, aws, azure), requirements-dev.lock the dev and report extras
+## (make venv, CI). Run it after changing a dependency in pyproject.toml; the versions already locked are kept unless
+## UPGRADE=1 (make lock UPGRADE=1 moves every package to its newest version that fits pyproject.toml).
+LOCK_FLAGS = --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml --extra kafka --extra aws --extra azure -o requirements.lock
+	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml --extra dev --extra report -o requirements-dev.lock
 
 ## Run the agent on its embedded default config (local files in; console + webhook + /metrics out).
 ## A local receiver (agent.webhook_echo) takes the signed webhook deliveries and checks their signatures.
@@ -55,6 +68,9 @@ bench-kafka: $(STAMP)
 	$(BIN)/python -m bench.kafka
 bench-billing: $(STAMP)
 	$(BIN)/python -m bench.billing
+## Decoders alone (azure_openai, otel_genai, dcgm_otlp), seeded inputs: records/s beside orjson.loads of the same lines
+bench-decoders: $(STAMP)
+	$(BIN)/python -m bench.decoders
 
 ## Detection quality: the agent's default spend detector on the NAB files in ../shared/data/nab (scored by bench.nab),
 ## then the default detectors and a budget per team on seeded cost-shaped series (bench.cost_shaped).
