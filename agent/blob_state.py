@@ -2,11 +2,11 @@
 
 The state (windows, detector models, source positions: what the local store writes to a file) is one blob,
 written whole at every checkpoint. A **lease** on it makes one replica the writer: the replica that holds the lease
-restores the state and consumes; any other waits as a standby (alive, not ready: ``/readyz`` says so) until the
-lease is released (the active replica stopped) or expires (it died: ``lease_seconds`` after its last renewal), then
-restores the state where the last checkpoint left it and carries on. With the Event Hubs source the standby gets
-the partitions with their Blob checkpoints, and the events the restored state already counts are skipped: the
-state follows the partitions to the other replica and nothing is counted twice.
+restores the state and consumes; any other waits as a standby (alive, and ready as a standby: ``/readyz`` says so)
+until the lease is released (the active replica stopped) or expires (it died: ``lease_seconds`` after its last
+renewal), then restores the state where the last checkpoint left it and carries on. With the Event Hubs source the
+standby gets the partitions with their Blob checkpoints, and the events the restored state already counts are
+skipped: the state follows the partitions to the other replica and nothing is counted twice.
 
 A replica that loses its lease (its renewals failed for ``lease_seconds``: a network partition, a paused process;
 or an operator broke it) stops at once, before its next checkpoint could overwrite the new holder's state: the

@@ -523,38 +523,45 @@ class Agent(BillingDeliveries):
     def _seal(self, force_all: bool = False) -> None:
         self.topology.seal(force_all)
 
-    def feedback(
-        self, alert_id: str, verdict: str, by: str, comment: str, timeout: float = 10.0, *, wait: bool = True
-    ) -> bool | None:
-        """A person's verdict on an open alert (``expected``), applied by the pipeline thread: True when done,
-        False when no open alert has that id, None when the pipeline did not answer within ``timeout`` (or, with
-        ``wait`` False, at once: queued for the pipeline thread, e.g. from the pipeline thread itself)."""
-        done: Future[bool] = Future()
+    def on_pipeline(self, fn: Callable[[], Any], timeout: float = 10.0, *, wait: bool = True) -> Any:
+        """``fn()`` run by the pipeline thread (runners are its own): its result, or None when the thread did not
+        answer within ``timeout`` (with ``wait`` False, at once: queued, e.g. from the pipeline thread itself)."""
+        done: Future[Any] = Future()
 
         def apply() -> None:
             try:
-                for name, runner in self.topology.runners():
-                    events = runner.mark_expected(alert_id, by, comment)
-                    if events is not None:
-                        log.info("alert %s of %s marked %s by %s: %s", alert_id, name, verdict, by, comment)
-                        self.publish([(name, [], events)])
-                        done.set_result(True)
-                        return
-                done.set_result(False)
+                done.set_result(fn())
             except Exception as exc:
                 done.set_exception(exc)
 
-        if not wait:
-            self._commands.put(apply)
-            return None
-        if self._thread is None or not self._thread.is_alive():
+        if wait and (self._thread is None or not self._thread.is_alive()):
             apply()  # (not running: nothing else touches the runners)
         else:
             self._commands.put(apply)
+        if not wait:
+            return None
         try:
             return done.result(timeout)
         except TimeoutError:
             return None
+
+    def feedback(
+        self, alert_id: str, verdict: str, by: str, comment: str, timeout: float = 10.0, *, wait: bool = True
+    ) -> bool | None:
+        """A person's verdict on an open alert (``expected``), applied by the pipeline thread: True when done,
+        False when no open alert has that id, None when the pipeline did not answer (see :meth:`on_pipeline`)."""
+
+        def apply() -> bool:
+            for name, runner in self.topology.runners():
+                events = runner.mark_expected(alert_id, by, comment)
+                if events is not None:
+                    log.info("alert %s of %s marked %s by %s: %s", alert_id, name, verdict, by, comment)
+                    self.publish([(name, [], events)])
+                    return True
+            return False
+
+        result: bool | None = self.on_pipeline(apply, timeout, wait=wait)
+        return result
 
     def publish(self, closed: list[tuple[str, list[Point], list[dict[str, Any]]]]) -> None:
         """Points and alert events of closed windows to every sink."""

@@ -5,21 +5,41 @@ The new file is validated first, exactly as at start: an invalid one is refused 
 the agent runs on with the config it has. A valid one that differs replaces the running agent in this process:
 the running one stops as at SIGTERM (sources stop, the final checkpoint: windows, models and source positions), the
 new one restores that state and starts — detectors of the same name keep their series and models, new ones start
-fresh, removed ones are dropped, and a detector whose own config changed starts its series fresh (its old model
-answers another question). Sources resume from their checkpointed positions: nothing is read twice or skipped.
-If the new config cannot start (a secret file missing, a port taken), the old one is started again.
+fresh, removed ones are dropped, a detector whose series changed shape (signal, grouping, window… :data:`SHAPE`)
+starts them fresh, one whose thresholds or paging rules changed keeps them; the firing alerts of removed and
+reshaped detectors are resolved (a receiver never keeps them open for ever). Sources resume from their checkpointed
+positions: nothing is read twice or skipped. If the new config cannot start (a secret file missing, a port taken),
+the old one is started again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 from agent.config import ConfigError, StartupError, load_config
+from agent.model import iso
 
 log = logging.getLogger("agent")
+
+#: A detector's settings that make its series and models what they are: a change of one of them starts its series
+#: fresh; a change of the others (thresholds, paging rules) keeps them.
+SHAPE = (
+    "type",
+    "signal",
+    "per",
+    "per_scale",
+    "cost_signal",
+    "group_by",
+    "where",
+    "exclude",
+    "window_seconds",
+    "model",
+    "params",
+)
 
 
 class ConfigWatch:
@@ -58,6 +78,36 @@ def changes(old: Any, new: Any) -> dict[str, list[str]]:
     return {k: v for k, v in out.items() if v}
 
 
+def reshaped(old: Any, new: Any) -> bool:
+    """Whether a detector's new settings change what its series and models are (see :data:`SHAPE`)."""
+    return any(getattr(old, f, None) != getattr(new, f, None) for f in SHAPE)
+
+
+def retire(agent: Any, why: dict[str, str], timeout: float = 10.0) -> int:
+    """Resolve the firing alerts of the detectors a reload removes or starts fresh (name → why), so that no
+    receiver keeps an incident open for ever: one ``resolved`` document each, through the sinks."""
+    if not why:
+        return 0
+    now = iso(time.time())
+
+    def apply() -> int:
+        n = 0
+        for name, runner in agent.topology.runners():
+            if name not in why:
+                continue
+            docs = [
+                {**doc, "status": "resolved", "resolved_at": now, "summary": f"[{name}] resolved: {why[name]}"}
+                for doc in runner.firing_documents()
+            ]
+            if docs:
+                agent.publish([(name, [], docs)])
+                n += len(docs)
+        return n
+
+    done = agent.on_pipeline(apply, timeout)
+    return int(done or 0)
+
+
 def reload(
     agent: Any,
     cfg: Any,
@@ -81,13 +131,18 @@ def reload(
     if not diff:
         log.info("config %s: nothing changed", path)
         return agent, cfg
-    fresh = set(diff.get("detectors changed", []))
+    fresh = {n for n in diff.get("detectors changed", []) if reshaped(cfg.detectors[n], new_cfg.detectors[n])}
+    gone = {n: "the detector was removed by a config reload" for n in diff.get("detectors removed", [])}
+    gone.update({n: "the detector's series were redefined by a config reload (they start fresh)" for n in fresh})
     log.info(
         "config %s changed (%s): restarting the pipeline in this process from its state%s",
         path,
         "; ".join(f"{k}: {', '.join(v)}" for k, v in diff.items()),
         f" ({', '.join(sorted(fresh))}: their series start fresh)" if fresh else "",
     )
+    resolved = retire(agent, gone)
+    if resolved:
+        log.info("%d firing alert(s) of removed or redefined detectors resolved", resolved)
     agent.stop(timeout=timeout)  # (the final checkpoint the new agent restores)
     try:
         new = make(new_cfg)

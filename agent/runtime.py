@@ -25,8 +25,14 @@ class Health:
         self.stall_seconds = 300.0  # a pipeline thread stuck this long in one turn is not alive (restart it)
 
     def standby(self, reason: str | None) -> None:
-        """Waiting for the state another replica holds (``state.type: blob``): alive, not ready, saying why."""
+        """Waiting for the state another replica holds (``state.type: blob``): alive, and ready *as a standby* (it
+        serves its role: a rollout or a disruption budget must not wait for a standby to become the active one);
+        ``/readyz`` says so."""
         self._standby = reason
+
+    @property
+    def standby_reason(self) -> str | None:
+        return self._standby
 
     def mark_alive(self) -> None:
         """State restored, the pipeline about to run (/healthz 200; /readyz still "starting")."""
@@ -55,7 +61,7 @@ class Health:
     def not_ready(self) -> str | None:
         """Why the agent is not ready, or None when it is."""
         if self._standby is not None:
-            return self._standby
+            return None  # (ready as a standby: see standby())
         if not self._alive.is_set():
             return "pipeline stopped"
         if not self._ready.is_set():

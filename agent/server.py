@@ -153,6 +153,9 @@ def _healthz(health: Health) -> tuple[int, bytes, str]:
 
 
 def _readyz(health: Health) -> tuple[int, bytes, str]:
+    standby = health.standby_reason
+    if standby is not None:
+        return 200, f"ready: {standby}\n".encode(), TEXT
     why = health.not_ready()
     return (200, b"ready\n", TEXT) if why is None else (503, f"not ready: {why}\n".encode(), TEXT)
 

@@ -20,6 +20,7 @@ on every restart.
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 from typing import Any, Literal
@@ -39,7 +40,11 @@ _LABEL_OK = re.compile(r"[^a-zA-Z0-9_]")
 
 class PrometheusConfig(ComponentConfig):
     type: Literal["prometheus"]
-    listen_address: str | None = Field(None, description="default: the agent's http.listen_address")
+    listen_address: str | None = Field(
+        None,
+        description="default: the agent's http.listen_address (with only a port: $FINOPS_METRICS_ADDRESS, "
+        "$FINOPS_HTTP_ADDRESS or 127.0.0.1)",
+    )
     port: int | None = Field(None, ge=0, le=65535, description="default: the agent's http.port; 0 picks a free port")
     max_series: int = Field(1000, ge=1)
 
@@ -156,8 +161,10 @@ class PrometheusSink(Sink):
     def http_address(self) -> tuple[str, int] | None:
         if self.cfg.listen_address is None and self.cfg.port is None:
             return None
+        # An address not given is the environment's (the image and the chart set 0.0.0.0), else loopback.
+        env = os.environ.get("FINOPS_METRICS_ADDRESS") or os.environ.get("FINOPS_HTTP_ADDRESS")
         return (
-            self.cfg.listen_address or DEFAULT_ADDRESS[0],
+            self.cfg.listen_address or env or DEFAULT_ADDRESS[0],
             DEFAULT_ADDRESS[1] if self.cfg.port is None else self.cfg.port,
         )
 

@@ -37,6 +37,7 @@ detectors:
 {detectors}
 sinks:
   metrics: {{type: prometheus, listen_address: 127.0.0.1, port: {port}}}
+  out: {{type: jsonl, path: {tmp}/alerts.jsonl}}
 state: {{directory: {tmp}/state, checkpoint_interval_seconds: 0.5}}
 dead_letter: {{path: {tmp}/state/dead-letter.jsonl}}
 pipeline: {{max_age_days: 0, allowed_lateness_seconds: 0, idle_timeout_seconds: null}}
@@ -45,6 +46,7 @@ pipeline: {{max_age_days: 0, allowed_lateness_seconds: 0, idle_timeout_seconds: 
 
 SPEND = "  spend: {type: threshold, signal: cost_usd, upper: 100000, group_by: [team], window_seconds: 3600}\n"
 CALLS = "  per_call: {type: threshold, signal: cost_usd, upper: 100000, window_seconds: 3600}\n"
+CAP = "  cap: {type: threshold, signal: cost_usd, upper: 0.5, min_impact_usd: 0.01, window_seconds: 3600}\n"
 
 
 def _hours(tmp: Path, name: str, hours: range) -> None:
@@ -62,6 +64,12 @@ def _scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
         return 0, ""
 
 
+def _alerts(tmp: Path, detector: str, status: str) -> list[dict]:
+    path = tmp / "alerts.jsonl"
+    docs = [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+    return [d for d in docs if d["detector"] == detector and d["status"] == status]
+
+
 def _detectors(port: int) -> set[str]:
     status, text = _scrape(port)
     fams = {f.name: f for f in text_string_to_metric_families(text)} if status == 200 else {}
@@ -73,7 +81,7 @@ def test_a_changed_config_file_and_sighup_reload_without_losing_state(tmp_path: 
     port = free_port()
     (tmp_path / "in").mkdir()
     cfg = tmp_path / "agent.yaml"
-    cfg.write_text(_config(tmp_path, port, SPEND))
+    cfg.write_text(_config(tmp_path, port, SPEND + CAP))  # cap fires: $1 an hour over its $0.50
     _hours(tmp_path, "a.jsonl", range(0, 6))
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(cfg), "--config-check-seconds", "0.3"],
@@ -92,19 +100,24 @@ def test_a_changed_config_file_and_sighup_reload_without_losing_state(tmp_path: 
 
     threading.Thread(target=pump, daemon=True).start()
     try:
-        assert wait_until(lambda: _detectors(port) == {"spend"}, 30), lines
+        assert wait_until(lambda: _detectors(port) == {"spend", "cap"}, 30), lines
+        assert wait_until(lambda: _alerts(tmp_path, "cap", "firing"), 30), lines[-5:]
         # Logs are JSON lines when stderr is no terminal (a container's).
         assert all(ln.startswith("{") for ln in lines if ln.strip()), lines[:3]
         # An invalid config is refused with its errors and paths; the agent runs on.
-        cfg.write_text(_config(tmp_path, port, SPEND + "  broken: {type: threshold, signal: cost_usd}\n"))
+        cfg.write_text(_config(tmp_path, port, SPEND + CAP + "  broken: {type: threshold, signal: cost_usd}\n"))
         assert wait_until(lambda: any("not reloaded" in ln for ln in lines), 15), lines[-5:]
         assert any("detectors.broken" in ln for ln in lines if "not reloaded" in ln)
         assert _scrape(port, "/healthz")[0] == 200
-        # A new detector set: the file changes (as a ConfigMap update does), the agent reloads in place.
-        cfg.write_text(_config(tmp_path, port, SPEND + CALLS))
+        # A new detector set: the file changes (as a ConfigMap update does), the agent reloads in place; the
+        # removed detector's firing alert is resolved (no receiver keeps it open for ever).
+        cfg.write_text(_config(tmp_path, port, SPEND.replace("100000", "200000") + CALLS))
         assert wait_until(lambda: any("config reloaded" in ln for ln in lines), 30), lines[-5:]
+        (resolved,) = _alerts(tmp_path, "cap", "resolved")
+        assert "removed by a config reload" in resolved["summary"]
+        assert resolved["id"] == _alerts(tmp_path, "cap", "firing")[0]["id"]
         restored = [ln for ln in lines if "state restored" in ln]
-        assert len(restored) == 1 and "1 series" in restored[0], restored  # spend's team=search, kept
+        assert len(restored) == 1 and "1 series" in restored[0], restored  # spend's team=search (only retuned), kept
         _hours(tmp_path, "b.jsonl", range(6, 9))  # read on from the position: the new detector scores them
         assert wait_until(lambda: _detectors(port) == {"spend", "per_call"}, 30), lines[-5:]
         # SIGHUP with nothing changed: nothing restarts.
@@ -148,4 +161,4 @@ def test_liveness_fails_when_the_pipeline_thread_is_stuck() -> None:
     h.beat = time.monotonic() - h.stall_seconds - 1  # stuck in one step
     assert not h.alive()
     h.standby("standby: waiting")
-    assert h.alive() and h.not_ready() == "standby: waiting"
+    assert h.alive() and h.ready() and h.standby_reason == "standby: waiting"  # ready as a standby

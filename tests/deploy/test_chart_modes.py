@@ -401,6 +401,10 @@ def test_values_schema_rejects_bad_values_with_their_path(values: dict, message:
             {"replicaCount": 2},
             "replicaCount 2 with local state on a volume: replicas would fight over one state directory",
         ),
+        (
+            {"replicaCount": 3, "persistence": {"enabled": False}},  # the demo's file sources, read three times
+            "replicaCount 3 with local state: every replica would read every source",
+        ),
         ({"mode": "sidecar"}, "mode sidecar: set `config`"),
         ({"serviceMonitor": {"enabled": True}, "service": {"enabled": False}}, "use podMonitor.enabled instead"),
     ],

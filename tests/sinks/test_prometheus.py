@@ -151,3 +151,22 @@ def test_restored_series_and_firing_alerts_are_on_metrics_at_once_after_a_restar
         assert firing == {("spend", "a"): 1.0, ("spend", "b"): 0.0, ("unit_cost", "a"): 0.0, ("unit_cost", "b"): 0.0}
     finally:
         second.stop()
+
+
+def test_a_sink_with_only_a_port_listens_where_the_environment_says(monkeypatch: Any) -> None:
+    """In the image and the chart FINOPS_METRICS_ADDRESS is 0.0.0.0: a sink written with only a port must not fall
+    back to loopback there, or the pod's probes fail."""
+    tel, health = Telemetry(), Health()
+    sink = PrometheusSink(PrometheusConfig(type="prometheus", port=9999), name="m", telemetry=tel, health=health)
+    monkeypatch.delenv("FINOPS_METRICS_ADDRESS", raising=False)
+    monkeypatch.delenv("FINOPS_HTTP_ADDRESS", raising=False)
+    assert sink.http_address() == ("127.0.0.1", 9999)
+    monkeypatch.setenv("FINOPS_METRICS_ADDRESS", "0.0.0.0")
+    assert sink.http_address() == ("0.0.0.0", 9999)
+    explicit = PrometheusSink(
+        PrometheusConfig(type="prometheus", port=9999, listen_address="10.0.0.5"),
+        name="m",
+        telemetry=Telemetry(),
+        health=health,
+    )
+    assert explicit.http_address() == ("10.0.0.5", 9999)

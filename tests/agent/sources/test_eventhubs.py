@@ -360,12 +360,12 @@ def test_a_standby_takes_the_state_over_from_the_blob_and_nothing_is_counted_twi
     try:
         assert wait_until(lambda: received(a) == 6, 20)
         starting.start()
-        assert wait_until(lambda: (b.health.not_ready() or "").startswith("standby"), 20)
-        assert b.health.alive() and not b.health.ready()
+        assert wait_until(lambda: (b.health.standby_reason or "").startswith("standby"), 20)
+        assert b.health.alive() and b.health.ready()  # ready as a standby: a rollout does not wait on it
         assert received(b) == 0 and not b.sources["hub"].owned.assigned  # it reads nothing meanwhile
         a.stop()  # the final checkpoint, the Event Hubs checkpoints, then the lease: the standby takes over
         starting.join(30)
-        assert not starting.is_alive()
+        assert not starting.is_alive() and b.health.standby_reason is None
         assert wait_until(b.health.ready, 20), b.health.not_ready()
         for k in range(3, 6):  # the rest of hour 0, then hour 1 closes it
             for p in (0, 1):
