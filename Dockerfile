@@ -20,13 +20,16 @@ WORKDIR /src
 # nothing is compiled here either.
 COPY requirements.lock ./
 RUN pip wheel --require-hashes --only-binary=:all: -r requirements.lock -w /wheels
-# Then the project's wheel (its dependencies are the locked ones above: --no-deps).
+# Then the project's wheel (its dependencies are the locked ones above: --no-deps), built with the locked build
+# backend and no build isolation (which would fetch an unpinned setuptools).
+COPY requirements-build.lock ./
+RUN pip install --require-hashes --only-binary=:all: -r requirements-build.lock
 COPY pyproject.toml README.md LICENSE ./
 COPY agent agent
 COPY detectors detectors
 COPY sinks sinks
 COPY config config
-RUN pip wheel --no-deps -w /wheels .
+RUN pip wheel --no-build-isolation --no-deps -w /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="finops-agent" \

@@ -25,6 +25,7 @@ LOCK_FLAGS = --quiet --generate-hashes --python-version 3.11 --python-platform x
 lock: $(STAMP)
 	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml --extra kafka --extra aws --extra azure -o requirements.lock
 	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml --extra dev --extra report -o requirements-dev.lock
+	$(BIN)/uv pip compile $(LOCK_FLAGS) requirements-build.in -o requirements-build.lock
 
 ## Run the agent on its embedded default config (local files in; console + webhook + /metrics out).
 ## A local receiver (agent.webhook_echo) takes the signed webhook deliveries and checks their signatures.
