@@ -69,6 +69,7 @@ its tokens, and the semantics of ``promptCachedTokens``.
 
 from __future__ import annotations
 
+import datetime as _dt
 import difflib
 import logging
 import math
@@ -236,8 +237,12 @@ def _get(obj: Any, name: str) -> Any:
     return v
 
 
-def _structs(bodies: bool) -> tuple[type, type]:
-    """The typed record and properties structs: only the fields the decoder reads (bodies only when asked)."""
+def _structs(bodies: bool) -> tuple[type, type, type]:
+    """The typed record, message and properties structs: only the fields the decoder reads (bodies only when asked).
+
+    A record's ``records`` (an envelope's) are raw JSON, each decoded on its own; a message's are records, decoded
+    with it in one call (when one of them is bad, the message is decoded again as a record, each record on its own).
+    """
     props = msgspec.defstruct(
         "Properties",
         [
@@ -248,21 +253,21 @@ def _structs(bodies: bool) -> tuple[type, type]:
         ],
         gc=False,
     )
-    record = msgspec.defstruct(
-        "AzureMonitorRecord",
-        [
-            *_fields(("time", "resourceId", "metricName", "location", "region"), str | None),
-            *_fields(("total",), _Num),
-            *_fields(("dimension", "dimensions"), dict[str, str] | None),
-            *_fields(("properties",), props | str | None),
-            ("records", list[msgspec.Raw] | None, None),
-        ],
-        gc=False,
-    )
-    return record, props
+    fields = [
+        *_fields(("time", "resourceId", "metricName", "location", "region"), str | None),
+        *_fields(("total",), _Num),
+        *_fields(("dimension", "dimensions"), dict[str, str] | None),
+        *_fields(("properties",), props | str | None),
+    ]
+    record = msgspec.defstruct("AzureMonitorRecord", [*fields, ("records", list[msgspec.Raw] | None, None)], gc=False)
+    records = list[record] | None  # type: ignore[valid-type]
+    message = msgspec.defstruct("AzureMonitorMessage", [*fields, ("records", records, None)], gc=False)
+    return record, message, props
 
 
 def _num(v: float | str, what: str, limit: float) -> float:
+    if type(v) is float and 0.0 <= v <= limit:  # the common case first (NaN fails the comparison)
+        return v
     if isinstance(v, str):
         try:
             x = float(v)
@@ -277,6 +282,18 @@ def _num(v: float | str, what: str, limit: float) -> float:
     if x > limit:
         raise _Bad("absurd_value", f"{what}: {x:g} is over {limit:g}")
     return x
+
+
+def _num_or_0(v: float | str | None, what: str, limit: float) -> float:
+    return 0.0 if v is None else _num(v, what, limit)
+
+
+def _location(rec: Any) -> str:
+    """A record's ``location``, else its ``region`` (each in either spelling, as :func:`_get`), else ""."""
+    v = rec.location if rec.location is not None else rec.Location
+    if v:
+        return v
+    return (rec.region if rec.region is not None else rec.Region) or ""
 
 
 def parse_resource_id(rid: str) -> tuple[str, str, str]:
@@ -300,7 +317,6 @@ def parse_resource_id(rid: str) -> tuple[str, str, str]:
 
 # What a record resolves to: (cell, $/input token, $/output token, $/cached token, priced, subject, reason).
 _Info = tuple[Cell, float, float, float, bool, str, str]
-_EMPTY: dict[str, str] = {}
 _LATE = "event time older than the watermark minus allowed lateness"
 
 
@@ -318,10 +334,15 @@ class AzureOpenAIDecoder(Decoder):
                 "a price (token_cost_usd comes from request logs only)",
                 cfg.token_metrics,
             )
+        self._max_metric = cfg.max_metric_value
+        self._max_tokens = cfg.max_tokens_per_record
+        # metric name as written → (slot in a record's counts, role), or (None, why it is ignored)
+        self._metric_slots: dict[str, tuple[int | None, str]] = {}
         self._deployments = {k.lower(): v for k, v in cfg.deployments.items()}
         self._const = tuple(cfg.constant_dimensions.items())
-        record_t, props_t = _structs(cfg.response_bodies)
+        record_t, message_t, props_t = _structs(cfg.response_bodies)
         self._record_dec: Any = msgspec.json.Decoder(record_t)
+        self._message_dec: Any = msgspec.json.Decoder(message_t)
         self._props_dec: Any = msgspec.json.Decoder(props_t)
         self._list_dec = msgspec.json.Decoder(list[msgspec.Raw])
         self._body_dec = msgspec.json.Decoder(_Body)
@@ -369,27 +390,57 @@ class AzureOpenAIDecoder(Decoder):
         ignored: dict[str, int] = {}
         bad: list[BadRecord] = []
         newest = -math.inf
+        decode, read, times = self._record_dec.decode, self._read, self._times
+        min_ts, max_ts, late_before = ctx.min_ts, ctx.max_ts, ctx.late_before
+        envelope: list[Any] = [None, None]  # the last message whose records were wanted as JSON, and those
+
+        def raw_of(raw: Any, line: bytes) -> bytes:
+            """A record's JSON: ``raw``, or when ``raw`` is an int, that record of the envelope ``line`` (decoded typed
+            in one call: its records' JSON is decoded only when one of them is wanted, once per envelope)."""
+            if type(raw) is not int:
+                return bytes(raw)
+            if envelope[0] is not line:
+                envelope[0], envelope[1] = line, decode(line).records
+            return bytes(envelope[1][raw])
+
         for line in lines:
             try:
-                records = self._split(line)
+                # The common case first: a line that starts with a record or an envelope, decoded in one call with
+                # the envelope's records; when that fails, as _split reads it: each record of an envelope on its own.
+                rec = None
+                if line[:1] == b"{":
+                    try:
+                        rec = self._message_dec.decode(line)
+                    except Exception:
+                        rec = decode(line)
+                if rec is None:
+                    records = self._split(line)
+                elif rec.records is None:
+                    records = [(line, rec)]
+                elif rec.records and type(rec.records[0]) is msgspec.Raw:
+                    records = [(r, None) for r in rec.records]
+                else:
+                    records = list(enumerate(rec.records))
             except Exception as exc:
                 bad.append(BadRecord(line, *self.record_problem(exc)))
                 continue
             for raw, rec in records:
                 try:
                     if rec is None:
-                        rec = self._record_dec.decode(raw)
-                    got = self._read(rec, ignored)
+                        rec = decode(raw)
+                    got = read(rec, ignored)
                     if got is None:
                         continue
                     when, info, counts, has_tokens = got
-                    ts = self._time(when, ctx)
+                    ts = times.get(when)  # type: ignore[arg-type]
+                    if ts is None or not min_ts <= ts <= max_ts:
+                        ts = self._time(when, ctx)  # (not cached, or out of range: the error)
                 except Exception as exc:
-                    bad.append(BadRecord(bytes(raw), *self.record_problem(exc)))
+                    bad.append(BadRecord(raw_of(raw, line), *self.record_problem(exc)))
                     continue
                 b = ts - ts % bucket
-                if b < ctx.late_before:
-                    bad.append(BadRecord(bytes(raw), "late", _LATE))
+                if b < late_before:
+                    bad.append(BadRecord(raw_of(raw, line), "late", _LATE))
                     continue
                 if ts > newest:
                     newest = ts
@@ -402,10 +453,13 @@ class AzureOpenAIDecoder(Decoder):
                     a[c] = counts
                     infos[c] = info
                 else:
-                    for i in range(5):
-                        sums[i] += counts[i]
+                    sums[0] += counts[0]
+                    sums[1] += counts[1]
+                    sums[2] += counts[2]
+                    sums[3] += counts[3]
+                    sums[4] += counts[4]
                 if has_tokens and not info[4]:
-                    unpriced.setdefault(c, []).append(bytes(raw))
+                    unpriced.setdefault(c, []).append(raw_of(raw, line))
                     unknown[info[5]] = unknown.get(info[5], 0) + 1
         out: list[Observation] = []
         for b, a in acc.items():
@@ -443,13 +497,24 @@ class AzureOpenAIDecoder(Decoder):
             raise _Bad("schema", "record without time")
         ts = self._times.get(s)
         if ts is None:
+            # Azure's form (2025-07-14T12:46:10.1234567Z) read directly; parse_time (a few times slower: request logs'
+            # times are all different) reads the rest, or says what is wrong.
             try:
-                ts = parse_time(s)
-            except ValueError as exc:
-                raise _Bad("schema", f"time {s[:40]!r}: {exc}") from None
-            if len(self._times) >= 50_000:  # log records' times are unique: keep the cache small
-                self._times.clear()
-            self._times[s] = ts
+                d = _dt.datetime.fromisoformat(s)
+                ts = d.timestamp() if d.tzinfo is not None else None
+            except ValueError:
+                ts = None
+            if ts is None:
+                try:
+                    ts = parse_time(s)
+                except ValueError as exc:
+                    raise _Bad("schema", f"time {s[:40]!r}: {exc}") from None
+            # Only whole seconds are remembered: the times metric records share (their grain's start). A request
+            # log's time is its own (to 100 ns): remembering those would only fill the cache, at a cost.
+            if ts % 1.0 == 0.0:
+                if len(self._times) >= 50_000:
+                    self._times.clear()
+                self._times[s] = ts
         if not ctx.min_ts <= ts <= ctx.max_ts:
             raise _Bad("timestamp_out_of_range", f"time {s} outside the accepted range")
         return ts
@@ -458,22 +523,30 @@ class AzureOpenAIDecoder(Decoder):
         """(time, info, counts, carries tokens) of a record that counts; None for one ignored (counted)."""
         metric = rec.metricName or rec.MetricName
         if metric:
-            role = self._roles.get(metric.lower())
-            if role is None:
-                why = "unselected_token_metric" if metric.lower() in METRIC_ROLES else "other_metric"
-                ignored[why] = ignored.get(why, 0) + 1
+            hit = self._metric_slots.get(metric)
+            if hit is None:
+                hit = self._metric_slot(metric)
+            slot, role = hit
+            if slot is None:
+                ignored[role] = ignored.get(role, 0) + 1
                 return None
-            total = _get(rec, "total")
+            total = rec.total if rec.total is not None else rec.Total
             if total is None:
                 raise _Bad("schema", f"{metric} record without total")
+            limit = self._max_metric
+            if not (type(total) is float and 0.0 <= total <= limit):
+                total = _num(total, f"{metric} total", limit)
             counts = [0.0, 0.0, 0.0, 0.0, 0.0]
-            value = counts[_SLOT[role]] = _num(total, f"{metric} total", self.cfg.max_metric_value)
+            counts[slot] = total
             dims = rec.dimension or rec.Dimension or rec.dimensions or rec.Dimensions
-            d = {k.lower(): v for k, v in dims.items()} if dims else _EMPTY
-            region = d.get("region") or _get(rec, "location") or _get(rec, "region") or ""
-            info = self._lookup(rec, region, d.get("modeldeploymentname", ""), d.get("modelname", ""))
-            return _get(rec, "time"), info, counts, role != "requests" and value > 0
-        props = _get(rec, "properties")
+            if dims:
+                d = {k.lower(): v for k, v in dims.items()}
+                region = d.get("region") or _location(rec)
+                info = self._lookup(rec, region, d.get("modeldeploymentname", ""), d.get("modelname", ""))
+            else:
+                info = self._lookup(rec, _location(rec), "", "")
+            return rec.time if rec.time is not None else rec.Time, info, counts, slot != 0 and total > 0
+        props = rec.properties if rec.properties is not None else rec.Properties
         if isinstance(props, str):
             try:
                 props = self._props_dec.decode(props) if props.strip() else None
@@ -484,8 +557,8 @@ class AzureOpenAIDecoder(Decoder):
         if props is None:
             ignored["no_tokens"] = ignored.get("no_tokens", 0) + 1
             return None
-        seq = _get(props, "sequenceNumber")
-        if seq is not None and _num(seq, "sequenceNumber", math.inf) > 0:
+        seq = props.sequenceNumber if props.sequenceNumber is not None else props.SequenceNumber
+        if seq is not None and seq != 0.0 and _num(seq, "sequenceNumber", math.inf) > 0:
             ignored["message_chunk"] = ignored.get("message_chunk", 0) + 1
             return None
         usage = self._usage(props)
@@ -493,17 +566,31 @@ class AzureOpenAIDecoder(Decoder):
             ignored["no_tokens"] = ignored.get("no_tokens", 0) + 1
             return None
         counts, model, deployment = usage
-        region = _get(props, "region") or _get(rec, "location") or _get(rec, "region") or ""
-        return _get(rec, "time"), self._lookup(rec, region, deployment, model), counts, True
+        region = (props.region if props.region is not None else props.Region) or _location(rec)
+        return (
+            rec.time if rec.time is not None else rec.Time,
+            self._lookup(rec, region, deployment, model),
+            counts,
+            True,
+        )
 
     def _usage(self, props: Any) -> tuple[list[float], str, str] | None:
         """A log's counts (one request), model and deployment; None when it reports no tokens."""
-        prompt = _get(props, "promptTokens")
-        completion = _get(props, "completionTokens")
-        total = _get(props, "totalTokens")
-        cached = _get(props, "promptCachedTokens")
-        model = _get(props, "modelName") or _get(props, "model") or ""
-        deployment = _get(props, "deploymentName") or _get(props, "modelDeploymentName") or ""
+        # (each field camelCase, else PascalCase, as _get reads them: written out, this runs for every request)
+        prompt = props.promptTokens if props.promptTokens is not None else props.PromptTokens
+        completion = props.completionTokens if props.completionTokens is not None else props.CompletionTokens
+        total = props.totalTokens if props.totalTokens is not None else props.TotalTokens
+        cached = props.promptCachedTokens if props.promptCachedTokens is not None else props.PromptCachedTokens
+        model = (
+            (props.modelName if props.modelName is not None else props.ModelName)
+            or (props.model if props.model is not None else props.Model)
+            or ""
+        )
+        deployment = (
+            (props.deploymentName if props.deploymentName is not None else props.DeploymentName)
+            or (props.modelDeploymentName if props.modelDeploymentName is not None else props.ModelDeploymentName)
+            or ""
+        )
         subset: bool | None = None  # cached tokens counted in the prompt's (None: decided below)
         if prompt is None and completion is None and total is None:
             usage = _get(props, "usage")
@@ -520,11 +607,16 @@ class AzureOpenAIDecoder(Decoder):
             subset = True  # OpenAI: prompt_tokens include prompt_tokens_details.cached_tokens
             if prompt is None and completion is None and total is None:
                 return None
-        limit = self.cfg.max_tokens_per_record
-        p = _num(prompt, "prompt tokens", limit) if prompt is not None else 0.0
-        c = _num(completion, "completion tokens", limit) if completion is not None else 0.0
-        t = _num(total, "total tokens", limit) if total is not None else 0.0
-        k = _num(cached, "cached tokens", limit) if cached is not None else 0.0
+        limit = self._max_tokens
+        # (_num's common case written out: a count in range, or none)
+        p = prompt if type(prompt) is float and 0.0 <= prompt <= limit else _num_or_0(prompt, "prompt tokens", limit)
+        c = (
+            completion
+            if type(completion) is float and 0.0 <= completion <= limit
+            else _num_or_0(completion, "completion tokens", limit)
+        )
+        t = total if type(total) is float and 0.0 <= total <= limit else _num_or_0(total, "total tokens", limit)
+        k = 0.0 if cached is None else _num(cached, "cached tokens", limit)
         if p == c == t == k == 0.0:
             return None  # a gateway's probe or message record: no usage
         if subset is None:
@@ -551,8 +643,22 @@ class AzureOpenAIDecoder(Decoder):
                 return body.usage, body.model or "", m.group(1) if m else ""
         return None, "", ""
 
+    def _metric_slot(self, metric: str) -> tuple[int | None, str]:
+        """Where a metric counts (its slot and role), or (None, why it is ignored); remembered per name."""
+        role = self._roles.get(metric.lower())
+        if role is None:
+            hit: tuple[int | None, str] = (
+                None,
+                "unselected_token_metric" if metric.lower() in METRIC_ROLES else "other_metric",
+            )
+        else:
+            hit = (_SLOT[role], role)
+        if len(self._metric_slots) < 1000:  # (names are few; a flood of made-up ones is not remembered)
+            self._metric_slots[metric] = hit
+        return hit
+
     def _lookup(self, rec: Any, region: str, deployment: str, model: str) -> _Info:
-        key = (_get(rec, "resourceId") or "", region, deployment, model)
+        key = ((rec.resourceId if rec.resourceId is not None else rec.ResourceId) or "", region, deployment, model)
         info = self._info.get(key)
         if info is None:
             info = self._make_info(key)

@@ -55,6 +55,7 @@ between the last point before the restart and the first one after it is not coun
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -115,6 +116,7 @@ _PROVIDERS = {
     "gcp.gen_ai": ("gcp", "gen-ai"),
     "anthropic": ("anthropic", "anthropic"),
 }
+_KEY = operator.attrgetter("key")
 _MAX_SUM = 1e15  # a cumulative sum beyond this many tokens is no usage (and loses float precision)
 _CACHE_MAX = 200_000
 
@@ -362,7 +364,7 @@ class OtelGenAiDecoder(Decoder):
             for ss in rs.scopeSpans:
                 scope: dict[str, Scalar] | None = None
                 for sp in ss.spans:
-                    if not any(kv.key in _USAGE_KEYS for kv in sp.attributes):
+                    if _USAGE_KEYS.isdisjoint(map(_KEY, sp.attributes)):
                         continue  # not a model call with token usage
                     if res is None:
                         res = attributes(rs.resource.attributes, wanted)
@@ -382,7 +384,11 @@ class OtelGenAiDecoder(Decoder):
                     counts = [0, 0, 0]
                     problem = None
                     for i, keys in enumerate((_INPUT_KEYS, _OUTPUT_KEYS, _CACHED_KEYS)):
-                        v = next((attrs[k] for k in keys if k in attrs), None)
+                        v = None
+                        for k in keys:  # (the first key present: attributes holds no None)
+                            v = attrs.get(k)
+                            if v is not None:
+                                break
                         if v is None:
                             continue
                         c = count(v, limit)
@@ -427,13 +433,14 @@ class OtelGenAiDecoder(Decoder):
         msg.used += 1
         if ts > batch.newest:
             batch.newest = ts
+        get = attrs.get
         key = (
-            text(attrs.get(_PROVIDER[0]) or attrs.get(_PROVIDER[1])),
-            text(attrs.get(_MODEL[0]) or attrs.get(_MODEL[1])),
-            text(attrs.get(_OPERATION)),
-            text(attrs.get("service.name")),
-            text(attrs.get("server.address")),
-            tuple(text(attrs.get(src)) for _dim, src in self._tags),
+            text(get(_PROVIDER[0]) or get(_PROVIDER[1])),
+            text(get(_MODEL[0]) or get(_MODEL[1])),
+            text(get(_OPERATION)),
+            text(get("service.name")),
+            text(get("server.address")),
+            tuple([text(get(src)) for _dim, src in self._tags]),
         )
         info = self._info.get(key) or self._info_for(key)
         if not info[4]:

@@ -214,6 +214,13 @@ def scalar(av: AnyValue) -> Scalar:
     return None
 
 
+#: Attribute values already decoded (their JSON → value): the same few (models, token types, services) come in every
+#: message, and a dict look-up costs a fraction of decoding one. Short values only, and a bounded number of them.
+_VALUES: dict[bytes, Scalar] = {}
+_VALUE_MAX = 200
+_VALUES_MAX = 20_000
+
+
 def attributes(
     kvs: Iterable[KeyValue], wanted: frozenset[str] | None = None, into: dict[str, Scalar] | None = None
 ) -> dict[str, Scalar]:
@@ -230,15 +237,25 @@ def attributes(
     {'b': 'x', 'z': 1}
     """
     out: dict[str, Scalar] = {} if into is None else dict(into)
+    values = _VALUES
     for kv in kvs:
-        if wanted is not None and kv.key not in wanted:
+        key = kv.key
+        if wanted is not None and key not in wanted:
             continue
-        try:
-            v = scalar(_ANY.decode(kv.value))
-        except (msgspec.DecodeError, RecursionError):
-            continue
-        if v is not None:
-            out[kv.key] = v
+        raw = bytes(kv.value)
+        v = values.get(raw)
+        if v is None:
+            try:
+                v = scalar(_ANY.decode(raw))
+            except (msgspec.DecodeError, RecursionError):
+                continue
+            if v is None:
+                continue
+            if len(raw) <= _VALUE_MAX:
+                if len(values) >= _VALUES_MAX:
+                    values.clear()
+                values[raw] = v
+        out[key] = v
     return out
 
 
@@ -389,10 +406,14 @@ class Streams(_Bounded):
             p_start, p_time, p_values = prev
             if time <= p_time:
                 return None
-            if start != p_start or any(v < p for v, p in zip(values, p_values, strict=True)):
+            delta = tuple([v - p for v, p in zip(values, p_values, strict=True)])
+            if start != p_start:
                 delta = values
             else:
-                delta = tuple(v - p for v, p in zip(values, p_values, strict=True))
+                for d in delta:
+                    if d < 0:  # (exactly when v < p)
+                        delta = values
+                        break
         pending[key] = (start, time, values)
         return delta
 
