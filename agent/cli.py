@@ -129,14 +129,30 @@ def _cannot_start(path: str | None, exc: StartupError, agent: Any) -> int:
 
 
 def _ensure_demo() -> None:
+    import datetime as dt
     import os
+
+    from orjson import loads as orjson_loads
 
     from agent import demo
 
     out = Path(os.environ.get("FINOPS_DEMO_DIR", "demo-data"))
-    if not (out / "anomalies.json").exists():
+    manifest = out / "anomalies.json"
+    if not manifest.exists():
         log.info("generating the demo month in %s (seeded; once)", out)
         demo.generate(out)
+    elif b'"otel_data_points"' not in manifest.read_bytes():  # written before the Azure OpenAI and OTel samples
+        import shutil
+        import tempfile
+
+        log.info("the demo month in %s predates its Azure OpenAI and OpenTelemetry samples: adding them", out)
+        start = orjson_loads(manifest.read_bytes()).get("start")
+        with tempfile.TemporaryDirectory(dir=out) as tmp:  # the same month again; only what was missing moves over
+            demo.generate(tmp, dt.date.fromisoformat(start) if start else None)
+            for part in ("azure-openai", "otel", "anomalies.json"):
+                if (out / part).is_dir():
+                    shutil.rmtree(out / part)
+                shutil.move(str(Path(tmp) / part), str(out / part))
 
 
 def _ensure_inboxes(cfg: Any) -> None:

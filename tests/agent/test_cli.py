@@ -183,3 +183,26 @@ def test_a_plugin_is_found_by_its_entry_point_and_a_broken_one_named_in_one_line
     assert bad.stderr.strip() == (
         "cannot load a component: plugin toy = 'no_x' (entry points finops_agent.components): No module named 'no_x'"
     )
+
+
+def test_a_demo_month_from_before_the_azure_and_otel_samples_gets_them_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orjson
+
+    from agent import cli
+
+    old = tmp_path / "demo"
+    (old / "bedrock").mkdir(parents=True)
+    (old / "bedrock" / "invocations-2026-11-02.jsonl.gz").write_bytes(b"kept as it is")
+    manifest = {"start": "2026-11-02", "days": 30, "seed": 7, "bedrock_records": 1, "anomalies": []}
+    (old / "anomalies.json").write_bytes(orjson.dumps(manifest))
+    before = (old / "bedrock" / "invocations-2026-11-02.jsonl.gz").stat().st_mtime_ns
+    monkeypatch.setenv("FINOPS_DEMO_DIR", str(old))
+    cli._ensure_demo()
+    assert sorted(p.name for p in (old / "azure-openai").iterdir())[0] == "metrics-2026-11-02.jsonl.gz"
+    assert any((old / "otel").iterdir())
+    assert (old / "bedrock" / "invocations-2026-11-02.jsonl.gz").read_bytes() == b"kept as it is"
+    assert (old / "bedrock" / "invocations-2026-11-02.jsonl.gz").stat().st_mtime_ns == before  # not read again
+    assert "otel_prompt_bloat" in (old / "anomalies.json").read_text()
+    assert [p.name for p in old.iterdir() if p.name.startswith("tmp")] == []  # (the scratch month is gone)
