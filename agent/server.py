@@ -98,13 +98,16 @@ class HttpServer:
                 return True
 
             def _answer(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                if code == 401:
-                    self.send_header("WWW-Authenticate", 'Bearer realm="finops-agent"')
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    if code == 401:
+                        self.send_header("WWW-Authenticate", 'Bearer realm="finops-agent"')
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away: nothing to answer (no trace)
+                    self.close_connection = True
 
             def do_GET(self) -> None:  # noqa: N802
                 if self._api("GET"):

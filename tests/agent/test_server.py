@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +86,24 @@ def test_a_bad_port_in_the_environment_fails_at_start(tmp_path: Path, monkeypatc
     monkeypatch.setenv("FINOPS_HTTP_PORT", "abc")
     with pytest.raises(StartupError, match="FINOPS_HTTP_PORT='abc' is not a port"):
         Agent(load_config_text(_config(tmp_path, "{c: {type: console}}")))
+
+
+def test_a_client_that_goes_away_mid_answer_leaves_no_traceback(capfd: Any) -> None:
+    """A scraper that hangs up (a timeout, a stopped Prometheus) is not the agent's error: no trace on stderr."""
+    from agent.server import HttpServer
+
+    big = b"x" * (8 << 20)  # more than the socket buffers hold: the write meets the closed connection
+    server = HttpServer("127.0.0.1", 0)
+    server.routes["/big"] = lambda: (200, big, "text/plain")
+    server.start()
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port)) as s:
+                s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.recv(100)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        time.sleep(0.5)
+    finally:
+        server.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err[-2000:]
