@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from agent.decoders.base import BLANK, BOM, BadRecord, DecodeContext, Decoded, Decoder, Emits, time_problem
+from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits, time_problem
 from agent.decoders.dcgm import (
     LABEL_DIMS,
     MEM_SIGNALS,
@@ -53,7 +53,6 @@ from agent.decoders.dcgm import (
     sample_values,
 )
 from agent.decoders.otlp import (
-    EXPORT,
     NO_RECORDED_VALUE,
     KeyValue,
     LastSeen,
@@ -62,6 +61,7 @@ from agent.decoders.otlp import (
     ResourceMetrics,
     attributes,
     decode_numbers,
+    export_requests,
     given,
     problem_of,
     text,
@@ -106,19 +106,7 @@ class DcgmOtlpDecoder(Decoder):
         bad: list[BadRecord] = []
         pending: Pending = {}
         counts = [0, 0]  # blank samples, duplicates: added to the decoder's at the end (the batch may run again)
-        for raw in lines:
-            rec = raw[3:] if raw.startswith(BOM) else raw
-            if not rec.strip():
-                bad.append(BadRecord(raw, BLANK, "blank line"))
-                continue
-            try:
-                exp = EXPORT.decode(rec)
-            except Exception as exc:  # malformed JSON, a wrong shape, too deep: this message alone
-                bad.append(BadRecord(raw, *problem_of(exc, "OTLP export request")))
-                continue
-            if exp.resourceMetrics is None and exp.resourceSpans is None and not given(exp.resourceLogs):
-                bad.append(BadRecord(raw, "schema", "no OTLP export request: no resourceMetrics"))
-                continue
+        for raw, exp in export_requests(lines, bad):
             msg = Problems()
             if exp.resourceMetrics:
                 self._read(exp.resourceMetrics, msg, out, ctx, pending, counts)

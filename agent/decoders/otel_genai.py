@@ -60,10 +60,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from agent.decoders.base import BLANK, BOM, BadRecord, DecodeContext, Decoded, Decoder, Emits, time_problem
+from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits, time_problem
 from agent.decoders.bedrock import SIGNALS
 from agent.decoders.otlp import (
-    EXPORT,
     LastSeen,
     Pending,
     Problems,
@@ -75,6 +74,7 @@ from agent.decoders.otlp import (
     count,
     decode_histogram,
     decode_time,
+    export_requests,
     given,
     identity,
     problem_of,
@@ -223,19 +223,7 @@ class OtelGenAiDecoder(Decoder):
         bad: list[BadRecord] = []
         unknown: dict[str, int] = {}
         ignored: dict[str, int] = {}
-        for raw in lines:
-            rec = raw[3:] if raw.startswith(BOM) else raw
-            if not rec.strip():
-                bad.append(BadRecord(raw, BLANK, "blank line"))
-                continue
-            try:
-                exp = EXPORT.decode(rec)
-            except Exception as exc:  # malformed JSON, a wrong shape, too deep: this message alone
-                bad.append(BadRecord(raw, *problem_of(exc, "OTLP export request")))
-                continue
-            if exp.resourceMetrics is None and exp.resourceSpans is None and not given(exp.resourceLogs):
-                bad.append(BadRecord(raw, "schema", "no OTLP export request: no resourceMetrics or resourceSpans"))
-                continue
+        for raw, exp in export_requests(lines, bad):
             msg = _Message()
             dups = batch.duplicates
             if self._metrics and exp.resourceMetrics:

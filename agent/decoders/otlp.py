@@ -31,12 +31,12 @@ from __future__ import annotations
 import hashlib
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
 
-from agent.decoders.base import BadRecord
+from agent.decoders.base import BLANK, BOM, BadRecord
 
 #: Aggregation temporalities (``AggregationTemporality`` in OTLP's ``metrics.proto``).
 DELTA, CUMULATIVE = 1, 2
@@ -473,3 +473,22 @@ class Problems:
             more = f" (and {n - 1} more)" if n > 1 else ""
             out.append(BadRecord(raw, kind, reason + more, partial=self.used > 0))
         return out
+
+
+def export_requests(lines: list[bytes], bad: list[BadRecord]) -> Iterator[tuple[bytes, Export]]:
+    """Each line's export request, with its original bytes; a blank line, a line that is no JSON or no export request
+    goes to ``bad`` (that message alone), whatever the decoder reads of the rest."""
+    for raw in lines:
+        rec = raw[3:] if raw.startswith(BOM) else raw
+        if not rec.strip():
+            bad.append(BadRecord(raw, BLANK, "blank line"))
+            continue
+        try:
+            exp = EXPORT.decode(rec)
+        except Exception as exc:  # malformed JSON, a wrong shape, too deep: this message alone
+            bad.append(BadRecord(raw, *problem_of(exc, "OTLP export request")))
+            continue
+        if exp.resourceMetrics is None and exp.resourceSpans is None and not given(exp.resourceLogs):
+            bad.append(BadRecord(raw, "schema", "no OTLP export request: no resourceMetrics or resourceSpans"))
+            continue
+        yield raw, exp
