@@ -2,8 +2,8 @@
 
 One JSON document per call (``schemaType: ModelInvocationLog``). Decoded with typed msgspec
 structs that hold only the fields the agent needs (``requestMetadata`` included: a struct is
-generated with just the configured tag keys); a whole batch of lines is decoded in one call
-and only a failing batch is re-decoded line by line to find the bad records (by
+generated with just the configured tag keys); a batch's lines are decoded one by one, each record folded into
+its cell at once, and only a failing batch is decoded again record by record to find the bad records (by
 :meth:`Decoder.decode_lines`, whatever the failure: a line nested too deeply for the decoder's
 recursion costs that line alone). Records are
 summed per (bucket, account, region, model, tags) inside the batch, and prices are applied to
@@ -18,7 +18,6 @@ Signals: ``requests``, ``input_tokens``, ``output_tokens``, ``cached_input_token
 from __future__ import annotations
 
 import math
-import operator
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -54,7 +53,6 @@ SIGNALS = (
     "cache_savings_usd",
 )
 _OUT_OF_RANGE = -math.inf
-_TIMESTAMP = operator.attrgetter("timestamp")
 
 
 def _log_struct(tag_keys: list[str], max_tokens: int, operation: bool) -> tuple[type, type]:
@@ -101,7 +99,6 @@ class BedrockDecoder(Decoder):
         log_t, _meta = _log_struct([src for _dim, src in self._tags], cfg.max_tokens_per_record, cfg.include_operation)
         self._op = cfg.include_operation
         self._one: Any = msgspec.json.Decoder(log_t)
-        self._many = msgspec.json.Decoder(list[log_t])  # type: ignore[valid-type]
         # (account, region, model id, operation, metadata) → (cell, in, out, cached, priced)
         self._info: dict[tuple[Any, ...], tuple[Cell, float, float, float, bool]] = {}
         # "YYYY-MM-DDTHH:MM" → bucket start (or _OUT_OF_RANGE), per (bucket size, bounds)
@@ -158,15 +155,13 @@ class BedrockDecoder(Decoder):
         return super().record_problem(exc)
 
     def decode_batch(self, lines: list[bytes], ctx: DecodeContext) -> Decoded:
-        """One msgspec call for the batch; raises on any bad line (then it runs once per line)."""
+        """One msgspec call per line; raises on any bad line (then the batch runs once per line).
+
+        Lines are decoded one at a time and each record is folded into its cell and dropped at once: no
+        joined copy of the batch (a copy of every byte, as costly as half the parse on a busy machine),
+        and each record's objects are freed while still in the cache instead of all together at the end.
+        """
         bad: list[BadRecord] = []
-        logs: list[Any]
-        if len(lines) == 1:
-            logs = [self._one.decode(lines[0])]
-        else:
-            logs = self._many.decode(b"[" + b",".join(lines) + b"]")
-            if len(logs) != len(lines):  # e.g. a line holding two documents
-                raise ValueError(f"{len(lines)} lines held {len(logs)} records")
         raws = lines
         # Hot loop: one dictionary update per record. A time is resolved to its bucket through a
         # cache keyed by its minute prefix ("YYYY-MM-DDTHH:MM" of canonical "...:SSZ" strings) or
@@ -183,8 +178,11 @@ class BedrockDecoder(Decoder):
         bget = by_bucket.get
         last_b: float | None = None
         acc: dict[tuple[Any, ...], list[int]] = {}
-        for log in logs:
+        smax = ""  # the batch's newest timestamp (canonical UTC strings sort as times)
+        for log in map(self._one.decode, lines):
             s = log.timestamp
+            if s > smax:
+                smax = s
             t = s[:plen] if len(s) == 20 else s
             b = mget(t)
             if b is None:
@@ -218,7 +216,7 @@ class BedrockDecoder(Decoder):
         for b, acc in by_bucket.items():
             if b < late_before or b == _OUT_OF_RANGE:
                 for key in acc:
-                    for raw, lg in _records_where(raws, logs, b, key, self._bucket, ctx):
+                    for raw, lg in _records_where(raws, self._one, b, key, self._bucket, ctx):
                         bad.append(self._time_problem(raw, lg.timestamp, ctx, b))
                 continue
             if b > newest:
@@ -237,20 +235,20 @@ class BedrockDecoder(Decoder):
                             partial=True,
                             subject=model_id,
                         )
-                        for raw, _lg in _records_where(raws, logs, b, key, self._bucket, ctx)
+                        for raw, _lg in _records_where(raws, self._one, b, key, self._bucket, ctx)
                     )
                 cost = tin * p_in + tout * p_out + tcr * p_cached
                 append(Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr, cost, tcr * (p_in - p_cached))))
         for model_id, n in unknown.items():
             self.unknown_models[model_id] = self.unknown_models.get(model_id, 0) + n
         if newest != _OUT_OF_RANGE:
-            ctx.max_event_time = max(ctx.max_event_time, self._newest_time(logs, newest, ctx))
+            ctx.max_event_time = max(ctx.max_event_time, self._newest_time(smax, newest, ctx))
         return out, bad
 
-    def _newest_time(self, logs: list[Any], newest: float, ctx: DecodeContext) -> float:
-        """The latest event time of the batch's accepted records: its newest timestamp (canonical UTC strings sort
-        as times), if it falls in the newest accepted bucket; else that bucket's start (what the observations say)."""
-        s = max(map(_TIMESTAMP, logs))
+    def _newest_time(self, s: str, newest: float, ctx: DecodeContext) -> float:
+        """The latest event time of the batch's accepted records: its newest timestamp ``s`` (canonical UTC strings
+        sort as times), if it falls in the newest accepted bucket; else that bucket's start (what the observations
+        say)."""
         try:
             ts = parse_time(s)
         except ValueError:
@@ -287,11 +285,13 @@ class BedrockDecoder(Decoder):
 
 
 def _records_where(
-    raws: list[bytes], logs: list[Any], b: float, key: tuple[Any, ...], bucket: Any, ctx: DecodeContext
+    raws: list[bytes], one: Any, b: float, key: tuple[Any, ...], bucket: Any, ctx: DecodeContext
 ) -> list[tuple[bytes, Any]]:
-    """Original lines of the records aggregated under bucket ``b`` and ``key`` (rare paths: dead-letter only)."""
+    """Original lines of the records aggregated under bucket ``b`` and ``key``, decoded again with ``one`` (rare
+    paths: dead-letter only; every line decoded once already)."""
     out = []
-    for raw, lg in zip(raws, logs, strict=True):
+    for raw in raws:
+        lg = one.decode(raw)
         s = lg.timestamp
         k = (lg.accountId, lg.region, lg.modelId, getattr(lg, "operation", ""), lg.requestMetadata)
         plen = 16 if ctx.bucket_seconds % 60 == 0 else 19

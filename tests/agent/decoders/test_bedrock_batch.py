@@ -1,0 +1,66 @@
+"""The Bedrock decoder's batch path (one decode per line, folded at once) gives what record-by-record decoding gives."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+
+from agent.model import parse_time
+from tests.agent.decoders.test_bedrock import ctx, decoder, log
+
+MODELS = ["anthropic.claude-3-5-sonnet-20241022-v2:0", "amazon.nova-lite-v1:0", "vendor.unpriced-model-v9"]
+
+
+def lines(n: int, seed: int = 3) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        minute, second = rng.randrange(50), rng.randrange(60)  # out of order within the batch
+        out.append(
+            log(
+                timestamp=f"2026-10-01T10:{minute:02d}:{second:02d}Z",
+                modelId=rng.choice(MODELS),
+                requestMetadata={"team": rng.choice(["a", "b", "c"])},
+                input={"inputTokenCount": rng.randrange(1000), "cacheReadInputTokenCount": rng.randrange(50)},
+                output={"outputTokenCount": rng.randrange(100)},
+            )
+        )
+    return out
+
+
+def totals(obs: list) -> dict:
+    out: dict = {}
+    for ts, cell, vals in obs:
+        acc = out.setdefault((ts, cell), [0.0] * len(vals))
+        for i, v in enumerate(vals):
+            acc[i] += v
+    return {k: [round(v, 9) for v in vs] for k, vs in out.items()}
+
+
+def test_batch_equals_record_by_record_with_late_and_unpriced_records() -> None:
+    batch = lines(300)
+    c1 = ctx(late_before=parse_time("2026-10-01T10:10:00Z"))
+    c2 = ctx(late_before=parse_time("2026-10-01T10:10:00Z"))
+    obs, bad = decoder().decode_lines(batch, c1)
+    one, one_bad = [], []
+    d = decoder()
+    for raw in batch:
+        o, b = d.decode_lines([raw], c2)
+        one += o
+        one_bad += b
+    assert totals(obs) == totals(one)
+    key = lambda b: (b.raw, b.kind)  # noqa: E731
+    assert sorted(bad, key=key) == sorted(one_bad, key=key)
+    assert {b.kind for b in bad} == {"late", "unknown_model"}
+    assert c1.max_event_time == c2.max_event_time == max(parse_time(orjson.loads(r)["timestamp"]) for r in batch)
+
+
+def test_a_bad_line_mid_batch_costs_that_line_alone() -> None:
+    batch = lines(20)
+    batch[7] = batch[7][:-5]  # cut off
+    batch[12] = batch[12] + b" " + batch[12]  # two documents on one line
+    obs, bad = decoder().decode_lines(batch, ctx())
+    assert sorted(b.raw for b in bad if b.kind == "malformed_json") == sorted([batch[7], batch[12]])
+    good, _ = decoder().decode_lines([r for i, r in enumerate(batch) if i not in (7, 12)], ctx())
+    assert totals(obs) == totals(good)
