@@ -423,18 +423,21 @@ class KafkaSource(Source):
             self.emit_partition(tp, msgs[:cut])
             self.emit_partition(tp, msgs[cut:])
             return
-        values = []
-        meta: dict[int, Any] = {}
+        values = [m.value for m in msgs]
+        meta = _RecordMeta(tp, msgs)  # built only if a record is dead-lettered to the topic
         limit = self.cfg.max_record_bytes
         too_large: list[BadRecord] = []
-        for m in msgs:
-            v = m.value if m.value is not None else b""
-            meta[id(v)] = (m.key, m.headers, tp.topic, tp.partition, m.offset)
-            if len(v) > limit:
-                reason = f"message value of {len(v)} bytes is over max_record_bytes={limit}"
-                too_large.append(BadRecord(v, "record_too_large", reason))
-                continue
-            values.append(v)
+        if None in values or max(map(len, values)) > limit:  # rare: one check per batch, not per record
+            kept = []
+            for v in values:
+                if v is None:
+                    v = b""
+                if len(v) > limit:
+                    reason = f"message value of {len(v)} bytes is over max_record_bytes={limit}"
+                    too_large.append(BadRecord(v, "record_too_large", reason))
+                    continue
+                kept.append(v)
+            values = kept
         ctx = DecodeContext(
             self.name, f"{tp.topic}/{tp.partition}", default_ts=msgs[-1].timestamp / 1000.0, **self.ctx_defaults
         )
@@ -673,6 +676,25 @@ class KafkaSource(Source):
         n = len(cached_partitions(self.consumer, tp.topic))
         committed = self.consumer.committed(tp, metadata=True, timeout_ms=REQUEST_TIMEOUT_MS)
         return Committed(getattr(committed, "offset", None), getattr(committed, "metadata", None), n)
+
+
+class _RecordMeta(dict[int, Any]):
+    """A batch's per-record metadata for the dead-letter topic (key, headers, topic, partition, offset by the
+    ``id`` of the value handed to the decoder), made from the fetched messages on first use: a batch without a
+    dead letter never builds it."""
+
+    def __init__(self, tp: Any, msgs: list[Any]):
+        super().__init__()
+        self._src: tuple[Any, list[Any]] | None = (tp, msgs)
+
+    def get(self, key: int, default: Any = None) -> Any:
+        if self._src is not None:
+            tp, msgs = self._src
+            self._src = None
+            for m in msgs:
+                v = m.value if m.value is not None else b""
+                self[id(v)] = (m.key, m.headers, tp.topic, tp.partition, m.offset)
+        return super().get(key, default)
 
 
 def _listener(src: KafkaSource) -> Any:
