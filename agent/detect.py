@@ -11,6 +11,7 @@ never makes a model learn a window twice.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from agent.alerts import (
     _label,
     _usd,
 )
-from agent.early import EarlyWarnings
+from agent.early import EarlyWarnings, Pace
 from agent.gaps import DataGaps
 from agent.gaps import enabled as gaps_enabled
 from agent.model import Cell, series_dims
@@ -86,6 +87,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
             and self.for_points <= 1
         )
         self._bands: dict[tuple[float, SeriesKey], tuple[float, float, float]] = {}  # (window, series) → band
+        self.pace: dict[SeriesKey, array[float]] = {}  # each watched series' usual pace within a window (Pace)
         self._ends: dict[float, float] = {}  # the window being closed → its end (one float for all its points)
         # Data gaps (agent/gaps.py).
         self.gaps_enabled = gaps_enabled(cfg, self._is_ratio, self._month)
@@ -171,6 +173,9 @@ class DetectorRunner(EarlyWarnings, DataGaps):
             self.last_learned[key] = w
             if a[3] and not pt.anomalous:
                 self._learn_shares(key, a)
+            pace = self.pace.get(key)
+            if pace is not None and not pt.anomalous:
+                Pace.learn(pace, w, a[0])
             points.append(pt)
             self.last_points[key] = pt
             self._lifecycle(key, pt, events)
@@ -406,6 +411,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         self.gaps.pop(key, None)
         self.longest_silence.pop(key, None)
         self.silent_usual.pop(key, None)
+        self.pace.pop(key, None)
 
     # -- restatements ----------------------------------------------------------------------
     def restate(self, w: float, acc: dict[SeriesKey, list[Any]]) -> tuple[list[Point], list[dict[str, Any]]]:
@@ -467,6 +473,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
             "episode": self.episodes.get(key),
             "gap": self.gaps.get(key),
             "longest_silence": self.longest_silence.get(key),
+            "pace": self.pace.get(key),
         }
 
     def restore_series(self, key: SeriesKey, state: dict[str, Any]) -> None:
@@ -479,6 +486,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
             ("episode", self.episodes),
             ("gap", self.gaps),
             ("longest_silence", self.longest_silence),
+            ("pace", self.pace),
         ):
             if state.get(attr) is not None:
                 table[key] = state[attr]
@@ -496,6 +504,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
             "first_window": self.first_window,
             "gaps": self.gaps,
             "longest_silence": self.longest_silence,
+            "pace": self.pace,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -505,6 +514,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         self.first_window = snap.get("first_window", self.inferred_first_window())
         self.gaps = snap.get("gaps") or {}
         self.longest_silence = snap.get("longest_silence") or {}
+        self.pace = snap.get("pace") or {}
         # A snapshot of an older version has no latest points: the open episodes' are the best known.
         self.last_points = snap.get("last_points") or {
             k: ep.last_point for k, ep in self.episodes.items() if ep.last_point is not None

@@ -1,15 +1,19 @@
 """Early warnings: an open window already on course past the usual band.
 
 A window closes ``allowed_lateness`` after it ends; a runaway loop that starts at 10:05 would page after 11:05 with
-hourly windows. For a sum watched upward, the open window's sum is projected to its end: what it has summed so far
-(it only grows: spend is not taken back within the hour) plus the series' expected value for the part of the window
-still to come, at the usual pace. Once that projection is past the band's upper edge by the paging rule
-(``min_impact_usd``, or ``min_impact_percent`` of the usual with ``min_impact_floor_usd``) and the model scores it
-anomalous, the runner alerts at once (``early: true`` in the document, ``window_progress``, the impact so far: the
-spend over the usual pace). A burst that stops is still in the projection (its dollars are spent); what the
-projection cannot know is a quiet rest of the window: when the window closes it is scored as usual, and the alert is
-confirmed (the same id, a new revision) or withdrawn (``resolved`` with ``withdrawn: true``). A window whose end has
-passed (waiting for its lateness) is judged on its sum alone.
+hourly windows. For a sum watched upward, the runner compares the open window's sum so far with what the series
+usually has by that point of a window: the expected window times its **pace**, the share of a window's sum usually
+reached by then (learned per series from its own windows at twelve checkpoints, :class:`Pace`; until three windows
+are learned, an even pace). Spend over that usual pace is the impact so far; the window's sum if it goes on at the
+pace seen so far (the sum so far over the usual share: a loop that runs on) is what the model scores. Once that
+projection is past the band's upper edge, the impact so far passes the paging rule (``min_impact_usd``, or
+``min_impact_percent`` of the usual with ``min_impact_floor_usd``: dollars already spent, not projected) and the model
+scores the projection anomalous, the runner alerts at once (``early: true`` in the document, ``window_progress``).
+Between checkpoints the usual share is the next checkpoint's (never less than it may be by then), so an hourly batch
+job that spends the window's usual sum in its first minutes is usual, not a loop. What the projection cannot know
+is a quiet rest of the window: when the window closes it is scored as usual, and the alert is confirmed (the same
+id, a new revision) or withdrawn (``resolved`` with ``withdrawn: true``). A window whose end has passed (waiting
+for its lateness) is judged on its sum alone.
 
 The pipeline asks every ``early_check_seconds`` of event time (:meth:`EarlyWarnings.early`), handing the open
 buckets of the aggregation: they are summed per series here (never into the runner's windows), and each series'
@@ -19,6 +23,7 @@ band for a window is forecast once.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +34,81 @@ from agent.model import series_dims
 from agent.rollup import WindowRollup
 from detectors.base import warming_up
 
+_CHECKPOINTS = 12  # a window's pace is learned at 1/12, 2/12, ... 11/12 of it
+_PACE_WARMUP = 3  # windows learned before the learned pace replaces an even one
+_K = _CHECKPOINTS - 1
+_W, _N, _F, _S, _P = 0, 1, 2, 2 + _K, 2 + 2 * _K  # window, windows learned, shares, their spreads, the open window's
+# Before a series has shown its own spread, a partial window is taken to be as noisy as a window of this many
+# independent, equal events: its share at f has a relative variance of (1 - f) / (f × events). Conservative for the
+# streams the agent reads (hundreds of calls an hour and more); a series' own windows replace it.
+_PRIOR_EVENTS = 20.0
+# The projection is the lower bound of the window's sum at this many standard deviations of the pace's noise (a
+# one-sided 97.7 % bound): a window whose start runs hot by chance is not a loop.
+_BOUND_SD = 2.0
+
+
+class Pace:
+    """The share of a window's sum a series usually has at each checkpoint of the window, learned from its own
+    windows (an exponentially weighted mean of ``sum at the checkpoint / the window's sum``), how much that share
+    varies from window to window (the mean squared log ratio), and the sums so far of the window being watched. One
+    flat array of doubles a series."""
+
+    @staticmethod
+    def new() -> array[float]:
+        a = array("d", bytes(8 * (_P + _K)))
+        a[_W] = -math.inf
+        for k in range(1, _CHECKPOINTS):
+            f = k / _CHECKPOINTS
+            a[_F + k - 1] = f
+            a[_S + k - 1] = (1.0 - f) / (f * _PRIOR_EVENTS)
+            a[_P + k - 1] = math.nan
+        return a
+
+    @staticmethod
+    def seen(a: array[float], w: float, progress: float, y: float) -> None:
+        """The window starting at ``w`` has summed ``y`` at ``progress``: kept for the checkpoint just passed."""
+        if w != a[_W]:
+            if w < a[_W]:
+                return  # an older window (waiting for its lateness): its checkpoints are past
+            a[_W] = w
+            for k in range(_K):
+                a[_P + k] = math.nan
+        k = int(progress * _CHECKPOINTS)  # the checkpoint at or before this moment
+        if 1 <= k < _CHECKPOINTS and a[_P + k - 1] != a[_P + k - 1]:
+            a[_P + k - 1] = y
+
+    @staticmethod
+    def learn(a: array[float], w: float, total: float) -> None:
+        """Window ``w`` closed with ``total``: each checkpoint's share and spread learn from it (a window watched
+        from its start: the checkpoints seen before its first early check are unknown, not zero)."""
+        if w != a[_W] or not total > 0:
+            return
+        n = a[_N]
+        r = max(0.05, 1.0 / (n + 2))  # (the prior spread counts as one window)
+        for k in range(_K):
+            part = a[_P + k]
+            if part == part:
+                share = min(max(part / total, 1e-3), 1.0)
+                d = math.log(share / max(a[_F + k], 1e-3))
+                a[_S + k] += r * (d * d - a[_S + k])
+                a[_F + k] += max(r, 1.0 / (n + 1)) * (share - a[_F + k])
+        a[_N] = n + 1
+        a[_W] = -math.inf
+
+    @staticmethod
+    def bound(a: array[float] | None, progress: float) -> tuple[float, float]:
+        """The share of the window's sum usually reached by ``progress`` — the next checkpoint's (at least as much as
+        by now), an even pace until the series has learned its own — and the factor that takes a projection at that
+        share to its lower bound (1 at the window's end)."""
+        k = min(_CHECKPOINTS, math.floor(progress * _CHECKPOINTS) + 1)
+        if k >= _CHECKPOINTS:
+            return 1.0, 1.0
+        if a is None:
+            f = k / _CHECKPOINTS
+            return f, math.exp(-_BOUND_SD * math.sqrt((1.0 - f) / (f * _PRIOR_EVENTS)))
+        f = a[_F + k - 1] if a[_N] >= _PACE_WARMUP else k / _CHECKPOINTS
+        return max(f, 1e-3), math.exp(-_BOUND_SD * math.sqrt(a[_S + k - 1]))
+
 
 class EarlyWarnings(WindowRollup, AlertLifecycle):
     """The early-warning part of :class:`~agent.detect.DetectorRunner` (a mixin: the runner holds the state)."""
@@ -38,6 +118,7 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
     early_enabled: bool
     _usd: bool
     _bands: dict[tuple[float, SeriesKey], tuple[float, float, float]]
+    pace: dict[SeriesKey, array[float]]
 
     if TYPE_CHECKING:  # the runner's own (declared for the type checker only: a mixin must not shadow them)
 
@@ -83,11 +164,15 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
                 continue
             progress = min(1.0, max(0.0, (now - w) / window))
             for key, a in acc.items():
-                if key in self.episodes:
-                    continue  # already alerting (or already warned in this window)
                 model = self.models.get(key)
-                if model is None or warming_up(model) or self.last_learned.get(key, -math.inf) >= w:
+                if model is None or self.last_learned.get(key, -math.inf) >= w:
                     continue
+                pace = self.pace.get(key)
+                if pace is None:
+                    pace = self.pace[key] = Pace.new()
+                Pace.seen(pace, w, progress, a[0])
+                if key in self.episodes or warming_up(model):
+                    continue  # already alerting (or already warned in this window)
                 self._check(key, model, w, a, progress, events)
         return [], events
 
@@ -99,8 +184,13 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         expected, lower, upper = band
         if lower < 0.0 <= y:  # (as a closed window's point reads it)
             lower = 0.0
-        # The window's sum if the rest of it runs at the usual pace: what is spent so far plus the expected rest.
-        proj = y + max(expected, 0.0) * (1.0 - progress)
+        share, low = Pace.bound(self.pace.get(key), progress)
+        usual = max(expected, 0.0) * share  # what the window usually has by now
+        if not y > usual:
+            return
+        # The window's sum if it goes on at the pace seen so far, at the low end of what its start says (a partial
+        # window is noisier than a whole one: by as much as this series' own pace varies at this point).
+        proj = y / share * low
         if not proj > upper:
             return
         if self._usd:
@@ -109,9 +199,10 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
             per = a[2] / y
         else:
             return  # no dollar figure: nothing to judge the paging rule on
-        excess = per * (proj - upper)
-        # The paging rule on the excess over the band, against the projected window's spend.
-        if not (excess > 0 and self._worth_paging(excess, model, [proj, a[1], per * proj, None])):
+        # The paging rule on what is already spent over the usual pace (dollars spent, not projected), against the
+        # window's usual spend (a closed window's impact is its excess over the expected, too).
+        excess = per * (y - usual)
+        if not self._worth_paging(excess, model, [expected + y - usual, a[1], per * (expected + y - usual), None]):
             return
         x = {"t": w, "t_end": w + self.window, "y": proj}
         score = model.score_one(x)
@@ -131,7 +222,7 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
             upper,
             score,
             True,
-            per * (proj - expected),
+            excess,
         )
         pt.unit = self.unit.label
         pt.early, pt.progress = True, progress
@@ -140,7 +231,7 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
             f"band's {self.unit.fmt(upper)}"
         )
         if a[3]:  # each child against its usual share of what the window usually has by now
-            pt.contributors = self._contributors(key, a, y, expected * progress)
+            pt.contributors = self._contributors(key, a, y, usual)
         ep = self.episodes[key] = Episode(
             alert_id(self.name, series, w, self.alerting.id_namespace), w, w, early_window=w
         )
