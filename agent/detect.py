@@ -175,7 +175,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
                 self._learn_shares(key, a)
             pace = self.pace.get(key)
             if pace is not None and not pt.anomalous:
-                Pace.learn(pace, w, a[0])
+                Pace.learn(pace, w // self.window, a[0])
             points.append(pt)
             self.last_points[key] = pt
             self._lifecycle(key, pt, events)

@@ -38,6 +38,7 @@ _CHECKPOINTS = 12  # a window's pace is learned at 1/12, 2/12, ... 11/12 of it
 _PACE_WARMUP = 3  # windows learned before the learned pace replaces an even one
 _K = _CHECKPOINTS - 1
 _W, _N, _F, _S, _P = 0, 1, 2, 2 + _K, 2 + 2 * _K  # window, windows learned, shares, their spreads, the open window's
+_WRAP = 1 << 23  # the watched window is kept as its number modulo this (exact in a float32)
 # Before a series has shown its own spread, a partial window is taken to be as noisy as a window of this many
 # independent, equal events: its share at f has a relative variance of (1 - f) / (f × events). Conservative for the
 # streams the agent reads (hundreds of calls an hour and more); a series' own windows replace it.
@@ -51,12 +52,12 @@ class Pace:
     """The share of a window's sum a series usually has at each checkpoint of the window, learned from its own
     windows (an exponentially weighted mean of ``sum at the checkpoint / the window's sum``), how much that share
     varies from window to window (the mean squared log ratio), and the sums so far of the window being watched. One
-    flat array of doubles a series."""
+    flat array of float32 a series (204 bytes)."""
 
     @staticmethod
     def new() -> array[float]:
-        a = array("d", bytes(8 * (_P + _K)))
-        a[_W] = -math.inf
+        a = array("f", bytes(4 * (_P + _K)))
+        a[_W] = -1.0
         for k in range(1, _CHECKPOINTS):
             f = k / _CHECKPOINTS
             a[_F + k - 1] = f
@@ -65,12 +66,14 @@ class Pace:
         return a
 
     @staticmethod
-    def seen(a: array[float], w: float, progress: float, y: float) -> None:
-        """The window starting at ``w`` has summed ``y`` at ``progress``: kept for the checkpoint just passed."""
-        if w != a[_W]:
-            if w < a[_W]:
+    def seen(a: array[float], n: float, progress: float, y: float) -> None:
+        """Window number ``n`` (its start over the window's length) has summed ``y`` at ``progress``: kept for the
+        checkpoint just passed."""
+        n %= _WRAP
+        if n != a[_W]:
+            if a[_W] >= 0 and (a[_W] - n) % _WRAP < _WRAP // 2:
                 return  # an older window (waiting for its lateness): its checkpoints are past
-            a[_W] = w
+            a[_W] = n
             for k in range(_K):
                 a[_P + k] = math.nan
         k = int(progress * _CHECKPOINTS)  # the checkpoint at or before this moment
@@ -78,10 +81,10 @@ class Pace:
             a[_P + k - 1] = y
 
     @staticmethod
-    def learn(a: array[float], w: float, total: float) -> None:
-        """Window ``w`` closed with ``total``: each checkpoint's share and spread learn from it (a window watched
-        from its start: the checkpoints seen before its first early check are unknown, not zero)."""
-        if w != a[_W] or not total > 0:
+    def learn(a: array[float], number: float, total: float) -> None:
+        """Window number ``number`` closed with ``total``: each checkpoint's share and spread learn from it (a window
+        watched from its start: the checkpoints seen before its first early check are unknown, not zero)."""
+        if number % _WRAP != a[_W] or not total > 0:
             return
         n = a[_N]
         r = max(0.05, 1.0 / (n + 2))  # (the prior spread counts as one window)
@@ -93,7 +96,7 @@ class Pace:
                 a[_S + k] += r * (d * d - a[_S + k])
                 a[_F + k] += max(r, 1.0 / (n + 1)) * (share - a[_F + k])
         a[_N] = n + 1
-        a[_W] = -math.inf
+        a[_W] = -1.0
 
     @staticmethod
     def bound(a: array[float] | None, progress: float) -> tuple[float, float]:
@@ -170,7 +173,7 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
                 pace = self.pace.get(key)
                 if pace is None:
                     pace = self.pace[key] = Pace.new()
-                Pace.seen(pace, w, progress, a[0])
+                Pace.seen(pace, w // window, progress, a[0])
                 if key in self.episodes or warming_up(model):
                     continue  # already alerting (or already warned in this window)
                 self._check(key, model, w, a, progress, events)

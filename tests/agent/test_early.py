@@ -150,3 +150,21 @@ def test_a_series_own_pace_within_the_window_is_learned_a_front_loaded_batch_is_
     assert state["pace"] is not None and state["pace"][2] > 0.7  # 5 minutes in: 75 % of the window's sum
     loop, _ = batch_hour(r, h + 30, 1.0, extra_per_minute=base(h + 30) / 60 * 4)  # a 5× loop on top, from 00
     assert [e["early"] for e in loop] == [True] and loop[0]["window_progress"] < 0.5
+
+
+def test_pace_keeps_the_newest_window_and_learns_only_a_window_it_watched() -> None:
+    from agent.early import Pace
+
+    a = Pace.new()
+    Pace.seen(a, 10, 0.25, 3.0)  # window 10, a quarter in (checkpoint 3 of 12)
+    Pace.seen(a, 9, 0.99, 50.0)  # window 9 waits for its lateness: its checkpoints are past
+    Pace.seen(a, 10, 0.26, 4.0)  # (checkpoint 3 is kept from its first check)
+    Pace.learn(a, 9, 60.0)  # not the window watched: nothing learned
+    assert a[1] == 0
+    Pace.learn(a, 10, 12.0)
+    assert a[1] == 1 and abs(a[2 + 2] - 0.25) < 1e-6  # the share at checkpoint 3: 3 of 12
+    Pace.seen(a, (1 << 23) + 11, 0.5, 1.0)  # window numbers wrap (kept exact in float32): 11 is newer than 10
+    assert a[0] == 11
+    share, low = Pace.bound(None, 0.0)
+    assert share == 1 / 12 and 0 < low < 1
+    assert Pace.bound(a, 0.95) == (1.0, 1.0)  # the last twelfth: the whole window, no spread
