@@ -39,9 +39,9 @@ run: $(STAMP)
 
 ## Everything CI runs: lint, types, tests (services the tests need are started by the tests; Prometheus and
 ## Alertmanager are installed first when missing: Debian's packages, as root, or $PROMETHEUS_BIN / $ALERTMANAGER_BIN).
-## Three pytest-xdist workers, a test each at a time (a module with a module-wide fixture stays on one worker:
-## its xdist_group), the longest (Kafka outages, fault injection) first: they mostly wait on brokers and outages,
-## so they run beside the rest on two cores.
+## Three pytest-xdist workers, a test each at a time, the longest (Kafka outages, fault injection; tests/conftest.py's
+## LONGEST) first: they mostly wait on brokers and outages, so they run beside the rest on two cores. What many tests
+## only read (the demo month, its backtest) is built once for all workers (tests/conftest.py's built_once).
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/python -m scripts.prom_services install

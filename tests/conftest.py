@@ -17,6 +17,10 @@ import pytest
 # Agents without a Prometheus sink still serve /healthz and /readyz: on a free port in the tests (many agents,
 # some at once), not on the default 9464.
 os.environ.setdefault("FINOPS_HTTP_PORT", "0")
+# The Kafka brokers the tests start and stop (scripts/kafka_broker.py, a dozen or more a run) are short-lived JVMs:
+# C1 alone, without C2's optimising compiles, takes half the CPU to start one (about 6 s instead of 13 s on 2 cores,
+# the storage format included) and the suite runs on 2 cores.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,17 +33,46 @@ def shared_data() -> Path:
     return path
 
 
-#: The longest files first: with pytest-xdist (``make test``: ``-n 3 --dist loadgroup``) their tests run beside
-#: the others instead of after them.
-SLOW_FIRST = ("tests/agent/sources/test_kafka_outage.py", "tests/bench/test_chaos.py")
+#: The longest tests (their path under tests/ and the start of their name) and about how long each takes (seconds,
+#: setup included, 3 workers on 2 cores): ``make test`` (pytest-xdist, ``-n 3 --dist loadgroup``) starts them first,
+#: the longest first, so that they run beside the many short ones instead of after them. Re-measure with
+#: ``--durations=40`` when a test grows or shrinks by much.
+LONGEST = {
+    "agent/sources/test_kafka_outage.py::test_outages_of_10_45_and_120_s_are_waited_out": 420,
+    "bench/test_cost_shaped.py::test_one_seed_through_the_default_detectors": 180,
+    "agent/sources/test_kafka_outage.py::test_an_agent_started_while_the_broker_is_away_waits_for_it": 130,
+    "bench/test_chaos.py::test_the_invariants_hold_under_the_fixed_faults": 125,
+    "agent/sources/test_kafka_outage.py::test_stop_during_an_outage_keeps_its_deadline_and_the_next_start_resumes": 115,
+    "agent/sources/test_kafka_outage.py::test_a_broker_restarts_on_its_directory_and_address": 110,
+    "agent/test_run.py::test_run_default_finds_the_demo_anomalies": 100,
+    "agent/sources/test_kafka.py::test_broker_outage_and_consumer_lag": 80,
+    "agent/sources/test_kafka_scale.py::test_a_stopped_replica_hands_its_state_over_through_the_changelog": 75,
+    "agent/test_backtest.py::test_finds_every_injected_anomaly_with_few_false_alerts": 70,  # builds demo_backtest
+    "agent/sources/test_kafka_outage.py::test_sigterm_during_a_busy_stream_exits_in_time_and_a_restart_loses_and_r": 65,
+    "detectors/test_checks.py::test_seasonal_state_per_series_is_small": 55,
+    "agent/sources/test_kafka.py::test_month_on_six_partitions_with_kill_9_and_restart": 45,
+    "agent/sources/test_kafka_scale.py::test_two_replicas_give_the_window_sums_of_one": 40,
+    "agent/sources/test_kafka_invariance.py::test_the_same_alerts_and_learned_windows_with_1_6_and_12_partitions": 40,
+    "agent/sources/test_kafka_outage.py::test_sigterm_to_a_foreground_broker_stops_its_java_too": 40,
+    "agent/test_shared_data.py::test_every_shared_file_through_backtest_with_the_embedded_default": 35,
+    "agent/test_cli.py::test_a_demo_month_from_before_the_azure_and_otel_samples_gets_them_and_keeps_the_rest": 30,
+    "agent/sources/test_kafka_scale.py::test_a_quiet_topics_last_windows_close_on_the_wall_clock_as_in_one_process": 25,
+    "agent/test_backtest.py::test_backtest_summary_says_what_min_impact_held_back": 25,
+    "test_make.py::test_make_run_creates_the_inboxes_and_stops_cleanly_on_ctrl_c": 20,
+    "agent/test_backtest.py::test_backtest_replays_export_files_through_an_export_sources_decoder": 20,
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+    """The tests of ``LONGEST``, longest first, then the others in their order. xdist's scheduler hands each worker
+    its next test while it runs one, so the fourth to sixth tests wait behind the first three: short ones go there."""
 
-    items.sort(key=rank)
+    def seconds(item: pytest.Item) -> int:
+        return next((v for k, v in LONGEST.items() if item.nodeid.startswith(f"tests/{k}")), 0)
+
+    longest = sorted((i for i in items if seconds(i)), key=seconds, reverse=True)
+    others = [i for i in items if not seconds(i)]
+    items[:] = longest[:3] + others[:3] + longest[3:] + others[3:]
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +80,76 @@ def data_dir() -> Path:
     return shared_data()
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """``build(directory)`` once per test run, whichever pytest-xdist worker asks first; the others wait for it
+    (a file lock) and read the same directory. A build that raised is tried again by the next one that asks,
+    so every test that needs it fails loudly. For what tests only read (the demo month, its backtest)."""
+    import fcntl
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / f"built-once-{name}"
+    root.mkdir(exist_ok=True)
+    out = root / name
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (root / ".done").exists():
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                build(out)
+                (root / ".done").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return out
+
+
 @pytest.fixture(scope="session")
 def demo_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seeded demo month (Bedrock logs + dcgm scrapes + anomalies.json), generated once."""
+    """The seeded demo month (Bedrock logs + dcgm scrapes + anomalies.json), generated once per run (all workers
+    share it: tests only read it)."""
     from agent import demo
 
-    out = tmp_path_factory.mktemp("demo")
-    demo.generate(out)
-    return out
+    return built_once(tmp_path_factory, "demo", demo.generate)
+
+
+@pytest.fixture(scope="session")
+def demo_backtest(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """``finops-agent backtest`` of the whole demo month (Bedrock, dcgm, Azure OpenAI, OTel) on the embedded default,
+    with ``--report`` and ``--expected``, run once per run: (alerts.jsonl, report directory, what it printed).
+    test_backtest and test_report read it."""
+    import subprocess
+    import sys
+
+    def build(out: Path) -> None:
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "backtest",
+                "--input",
+                str(demo_month / "bedrock"),
+                str(demo_month / "dcgm"),
+                str(demo_month / "azure-openai"),  # an Azure OpenAI account's metrics, as streamed to Event Hubs
+                str(demo_month / "otel"),  # OTLP/JSON GenAI token usage, as the Collector writes it
+                "--alerts-out",
+                str(out / "alerts.jsonl"),
+                "--report",
+                str(out / "report"),
+                "--expected",
+                str(demo_month / "anomalies.json"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert res.returncode == 0, res.stderr
+        (out / "stdout.txt").write_text(res.stdout)
+
+    out = built_once(tmp_path_factory, "demo-backtest", build)
+    return out / "alerts.jsonl", out / "report", (out / "stdout.txt").read_text()
 
 
 def free_port() -> int:

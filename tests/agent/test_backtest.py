@@ -16,36 +16,11 @@ from agent.config import load_config
 from agent.model import parse_time
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.xdist_group("test_backtest")  # one worker: its module fixture is built once
 
-
-@pytest.fixture(scope="module")
-def backtest_run(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    out = tmp_path_factory.mktemp("bt")
-    alerts, report = out / "alerts.jsonl", out / "report"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "backtest",
-            "--input",
-            str(demo_month / "bedrock"),
-            str(demo_month / "dcgm"),
-            str(demo_month / "azure-openai"),  # an Azure OpenAI account's metrics, as streamed to Event Hubs
-            str(demo_month / "otel"),  # OTLP/JSON GenAI token usage, as the Collector writes it
-            "--alerts-out",
-            str(alerts),
-            "--report",
-            str(report),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr
-    return alerts, report, res.stdout
+@pytest.fixture
+def backtest_run(demo_backtest: tuple[Path, Path, str]) -> tuple[Path, Path, str]:
+    """`finops-agent backtest` of the demo month (conftest's ``demo_backtest``: run once, test_report reads it too)."""
+    return demo_backtest
 
 
 def test_finds_every_injected_anomaly_with_few_false_alerts(demo_month: Path, backtest_run: tuple) -> None:

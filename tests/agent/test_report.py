@@ -12,8 +12,6 @@ import orjson
 import pytest
 
 from agent.alerts import Point, Unit
-from agent.backtest import run_backtest
-from agent.config import load_config
 from agent.report import BAND_SPAN_MAX, Episode, series_figure
 
 MONEY = re.compile(r"^-?\$\d{1,3}(,\d{3})*\.\d{2}$")
@@ -68,21 +66,12 @@ def _money(text: str) -> float:
     return float(text.replace("$", "").replace(",", ""))
 
 
-pytestmark = pytest.mark.xdist_group("test_report")  # one worker: its module fixture is built once
-
-
-@pytest.fixture(scope="module")
-def report(demo_month: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    out = tmp_path_factory.mktemp("report")
-    alerts = out / "alerts.jsonl"
-    run_backtest(
-        load_config(None),
-        [str(demo_month / d) for d in ("bedrock", "dcgm", "azure-openai", "otel")],
-        str(alerts),
-        report_dir=str(out / "report"),
-        expected=str(demo_month / "anomalies.json"),
-    )
-    return out / "report", alerts
+@pytest.fixture
+def report(demo_backtest: tuple[Path, Path, str]) -> tuple[Path, Path]:
+    """The report and alerts of `finops-agent backtest --report --expected` over the demo month on the embedded
+    default (conftest's ``demo_backtest``: run once, test_backtest reads it too)."""
+    alerts, report_dir, _ = demo_backtest
+    return report_dir, alerts
 
 
 def test_one_row_per_episode_with_money_a_total_and_hits(report: tuple[Path, Path], demo_month: Path) -> None:
