@@ -501,9 +501,14 @@ def test_an_agent_started_while_the_broker_is_away_waits_for_it(
     name = create_topic(bs, 2)
     text = CONFIG.format(bootstrap=bs, topic=name, directory=tmp_path / "state")
     kafka_broker.stop()
-    waiting = Agent(load_config_text(text))
+    # Two pods at once, each on its own state directory: one interrupted while it waits, one that waits the
+    # outage out (their bootstrap timeouts run side by side instead of one after the other).
+    waiting = Agent(load_config_text(CONFIG.format(bootstrap=bs, topic=name, directory=tmp_path / "interrupted")))
     t = threading.Thread(target=waiting.start, daemon=True)
+    agent = Agent(load_config_text(text))
+    t2 = threading.Thread(target=agent.start, daemon=True)
     t.start()
+    t2.start()
     time.sleep(3)
     assert t.is_alive() and waiting.health.alive() and waiting.health.not_ready() == "starting"
     waiting.interrupt()
@@ -513,14 +518,20 @@ def test_an_agent_started_while_the_broker_is_away_waits_for_it(
     waiting.stop(timeout=10)
     assert time.monotonic() - t0 < 12
 
-    agent = Agent(load_config_text(text))
-    t = threading.Thread(target=agent.start, daemon=True)
-    t.start()
-    time.sleep(35)  # past the clients' 30 s bootstrap timeout: the first attempt failed
-    assert t.is_alive() and agent.health.alive() and agent.error is None
+    def connect_failures() -> float:
+        n = agent.telemetry.registry.get_sample_value(
+            "finops_agent_errors_total",
+            {"component": "scale-out", "error_type": "KafkaTimeoutError", "stage": "connect"},
+        )
+        return n or 0.0
+
+    # Past the clients' 30 s bootstrap timeout: the first attempt failed (counted), and the agent waits on.
+    assert wait_until(lambda: connect_failures() >= 1, 60)
+    time.sleep(1)
+    assert t2.is_alive() and agent.health.alive() and agent.error is None
     kafka_broker.start()
-    t.join(90)
-    assert not t.is_alive()
+    t2.join(90)
+    assert not t2.is_alive()
     lines = demo_lines(demo_month, range(0, 1))
     produce(bs, name, lines, partitions=2)
     try:
