@@ -5,19 +5,21 @@
    (a) a bare kafka-python consumer that only polls and reads each value;
    (b) the agent: Kafka source → Bedrock decoder → aggregation → seasonal detectors →
        checkpoints (local state, offsets committed after each checkpoint).
-   Prints records/s for both and (b)/(a) (target ≥ 0.6).
-2. Alert latency under load: a producer streams live records (event time = now) at a steady
-   rate while probes (a team's single expensive call) are sent; a 1-second threshold detector
-   alerts on them; latency = probe produced → signed webhook received by a local HTTP server.
-   Prints p50 and p99 (target p99 < 2 s).
+   Prints records/s for both and (b)/(a) (issue 19's targets: ≥ 0.75 scale-out, ≥ 0.85 local state).
+2. Alert latency under load: a producer in another process (so that it does not share the agent's
+   interpreter lock) streams live records (event time = now) at a steady rate while probes (a
+   team's single expensive call) are sent; a 1-second threshold detector alerts on them; latency =
+   probe produced → signed webhook received by a local HTTP server. Prints p50 and p99 and the
+   load rate the producer reached (target p99 < 1 s at 30,000 records/s).
 
-Usage: ``python -m bench.kafka [--records 1000000] [--probes 20] [--load-rate 3000]``.
+Usage: ``python -m bench.kafka [--records 1000000] [--probes 20] [--load-rate 3000] [--skip throughput|latency]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing
 import os
 import random
 import statistics
@@ -80,8 +82,9 @@ def produce_file(bootstrap: str, topic: str, path: Path) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def bare_consume(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
-    """Records/s from subscribe to the last record, and from the first record to the last."""
+def bare_consume(bootstrap: str, topic: str, n: int) -> tuple[float, float, float]:
+    """Records/s from subscribe to the last record, from the first record to the last, and per CPU second (this
+    process's, every thread)."""
     c = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -91,7 +94,7 @@ def bare_consume(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
         max_poll_records=2000,
     )
     got = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     first = None
     size = 0  # read every value, as a consumer that does anything must
     while got < n:
@@ -101,9 +104,9 @@ def bare_consume(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
             for m in msgs:
                 size += len(m.value)
             got += len(msgs)
-    end = time.perf_counter()
+    end, cpu = time.perf_counter(), time.process_time() - c0
     c.close()
-    return n / (end - t0), n / (end - (first or t0))
+    return n / (end - t0), n / (end - (first or t0)), n / cpu
 
 
 def agent_config(
@@ -123,11 +126,14 @@ def agent_config(
     return load_config_text(text)
 
 
-def agent_consume(bootstrap: str, topic: str, n: int, work: Path, state_type: str = "kafka") -> tuple[float, float]:
-    """Records/s from start() to the last record, and from the first record to the last."""
+def agent_consume(
+    bootstrap: str, topic: str, n: int, work: Path, state_type: str = "kafka"
+) -> tuple[float, float, float]:
+    """Records/s from start() to the last record, from the first record to the last, and per CPU second (this
+    process's, every thread)."""
     state = work / f"state-{state_type}"
     agent = Agent(agent_config(bootstrap, topic, THROUGHPUT_DETECTORS, "out: {type: console}", state, 300, state_type))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     first = None
     agent.start()
     while agent.records_in < n:
@@ -136,9 +142,9 @@ def agent_consume(bootstrap: str, topic: str, n: int, work: Path, state_type: st
         if first is None and agent.records_in:
             first = time.perf_counter()
         time.sleep(0.005)
-    end = time.perf_counter()
+    end, cpu = time.perf_counter(), time.process_time() - c0
     agent.stop()
-    return n / (end - t0), n / (end - (first or t0))
+    return n / (end - t0), n / (end - (first or t0)), n / cpu
 
 
 def live_record(team: str, rng: random.Random, tokens: int | None = None) -> bytes:
@@ -157,7 +163,10 @@ def live_record(team: str, rng: random.Random, tokens: int | None = None) -> byt
     )
 
 
-def latency(bootstrap: str, work: Path, probes: int, load_rate: int) -> list[float]:
+def latency(
+    bootstrap: str, work: Path, probes: int, load_rate: int, state_type: str = "kafka"
+) -> tuple[list[float], float]:
+    """Probe latencies (s) and the background load reached (records/s) while they were sent."""
     topic = new_topic(bootstrap)
     received: dict[str, float] = {}
 
@@ -178,28 +187,22 @@ def latency(bootstrap: str, work: Path, probes: int, load_rate: int) -> list[flo
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     hook = f"hook: {{type: webhook, url: '{url}', secret: s}}"
-    agent = Agent(agent_config(bootstrap, topic, LATENCY_DETECTORS, hook, work / "state-lat", 0))
+    agent = Agent(
+        agent_config(bootstrap, topic, LATENCY_DETECTORS, hook, work / f"state-lat-{state_type}", 0, state_type)
+    )
     agent.start()
-    stop = threading.Event()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
-
-    def load() -> None:
-        rng = random.Random(1)
-        interval = 1.0 / load_rate
-        nxt = time.perf_counter()
-        while not stop.is_set():
-            for p in range(6):  # every partition keeps moving: the watermark is the slowest partition's
-                producer.send(topic, value=live_record(f"team-{rng.randrange(20):02d}", rng), partition=p)
-            nxt += 6 * interval
-            delay = nxt - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-
-    loader = threading.Thread(target=load, daemon=True)
+    # The background load comes from another process: a producer of tens of thousands of records a second in the
+    # agent's own process would hold its interpreter lock as long as the agent does.
+    mp = multiprocessing.get_context("spawn")
+    stop = mp.Event()
+    produced = mp.Value("q", 0)
+    loader = mp.Process(target=load, args=(bootstrap, topic, load_rate, stop, produced), daemon=True)
     loader.start()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
     while not agent.health.ready():
         time.sleep(0.1)
     time.sleep(3)
+    load_started, load_before = time.time(), produced.value
     sent: dict[str, float] = {}
     rng = random.Random(2)
     for i in range(probes):
@@ -210,14 +213,36 @@ def latency(bootstrap: str, work: Path, probes: int, load_rate: int) -> list[flo
         time.sleep(2.0)
     time.sleep(3)
     stop.set()
-    loader.join(5)
+    load_seconds = time.time() - load_started
+    loader.join(10)
     producer.close()
     agent.stop()
     server.shutdown()
     missing = [t for t in sent if t not in received]
     if missing:
         raise RuntimeError(f"probes never alerted: {missing}")
-    return [received[t] - sent[t] for t in sent]
+    return [received[t] - sent[t] for t in sent], (produced.value - load_before) / load_seconds
+
+
+def load(bootstrap: str, topic: str, load_rate: int, stop: Any, produced: Any) -> None:
+    """Live records on every partition at ``load_rate`` records/s until ``stop`` (a process of its own)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1, batch_size=1 << 18)
+    rng = random.Random(1)
+    interval = 1.0 / load_rate
+    nxt = time.perf_counter()
+    n = 0
+    while not stop.is_set():
+        for p in range(6):  # every partition keeps moving: the watermark is the slowest partition's
+            producer.send(topic, value=live_record(f"team-{rng.randrange(20):02d}", rng), partition=p)
+        n += 6
+        if n % 600 == 0:
+            produced.value = n
+        nxt += 6 * interval
+        delay = nxt - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    produced.value = n
+    producer.close(5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probes", type=int, default=20)
     ap.add_argument("--load-rate", type=int, default=3000, help="records/s of live background load")
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--skip", choices=["throughput", "latency"], action="append", default=[], help="leave a part out")
     args = ap.parse_args(argv)
     work = Path(args.dir or tempfile.mkdtemp(prefix="finops-kbench-"))
     existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -233,24 +259,43 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = existing or broker.bootstrap  # type: ignore[union-attr]
     try:
         print(f"machine: {machine()}")
-        path = bedrock_lines(work / f"bedrock-{args.records}.jsonl", args.records)
-        topic = new_topic(bootstrap)
-        n, secs = produce_file(bootstrap, topic, path)
-        print(f"produced {n:,} records ({path.stat().st_size / n:.0f} bytes each) to 6 partitions in {secs:.1f}s")
-        bare = bare_consume(bootstrap, topic, n)
-        full = agent_consume(bootstrap, topic, n, work)
-        local = agent_consume(bootstrap, topic, n, work, "local")
-        print("records/s, from start to the last record | from the first record to the last (steady state):")
-        print(f"(a) bare kafka-python consumer: {bare[0]:,.0f} | {bare[1]:,.0f}")
-        print(f"(b) agent (decode, pre-aggregate, repartition, detect, checkpoints): {full[0]:,.0f} | {full[1]:,.0f}")
-        print(f"(b)/(a) = {full[0] / bare[0]:.2f} | {full[1] / bare[1]:.2f} (target ≥ 0.6)")
-        print(f"(b') agent with local state, no repartition hop (one replica): {local[0]:,.0f} | {local[1]:,.0f}")
-        print(f"(b')/(a) = {local[0] / bare[0]:.2f} | {local[1] / bare[1]:.2f}")
-        lat = sorted(latency(bootstrap, work, args.probes, args.load_rate))
+        if "throughput" not in args.skip:
+            path = bedrock_lines(work / f"bedrock-{args.records}.jsonl", args.records)
+            topic = new_topic(bootstrap)
+            n, secs = produce_file(bootstrap, topic, path)
+            print(f"produced {n:,} records ({path.stat().st_size / n:.0f} bytes each) to 6 partitions in {secs:.1f}s")
+            bare = bare_consume(bootstrap, topic, n)
+            full = agent_consume(bootstrap, topic, n, work)
+            local = agent_consume(bootstrap, topic, n, work, "local")
+            print(
+                "records/s, from start to the last record | from the first record to the last (steady state) | per "
+                "CPU second of this process (every thread; moves less than wall time on a busy shared machine):"
+            )
+            print(f"(a) bare kafka-python consumer: {bare[0]:,.0f} | {bare[1]:,.0f} | {bare[2]:,.0f}")
+            print(
+                "(b) agent (decode, pre-aggregate, repartition, detect, checkpoints): "
+                f"{full[0]:,.0f} | {full[1]:,.0f} | {full[2]:,.0f}"
+            )
+            print(
+                f"(b)/(a) = {full[0] / bare[0]:.2f} | {full[1] / bare[1]:.2f} | {full[2] / bare[2]:.2f} (target ≥ 0.75)"
+            )
+            print(
+                "(b') agent with local state, no repartition hop (one replica): "
+                f"{local[0]:,.0f} | {local[1]:,.0f} | {local[2]:,.0f}"
+            )
+            print(
+                f"(b')/(a) = {local[0] / bare[0]:.2f} | {local[1] / bare[1]:.2f} | {local[2] / bare[2]:.2f} "
+                "(target ≥ 0.85)"
+            )
+        if "latency" in args.skip:
+            return 0
+        lats, reached = latency(bootstrap, work, args.probes, args.load_rate)
+        lat = sorted(lats)
         p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
         print(
-            f"alert latency under {args.load_rate:,} records/s live load ({len(lat)} probes, produced → webhook "
-            f"received): p50 {statistics.median(lat):.2f}s, p99 {p99:.2f}s, max {lat[-1]:.2f}s (target p99 < 2 s)"
+            f"alert latency under {args.load_rate:,} records/s live load ({reached:,.0f}/s reached, from another "
+            f"process; {len(lat)} probes, produced → webhook received): p50 {statistics.median(lat):.2f}s, "
+            f"p99 {p99:.2f}s, max {lat[-1]:.2f}s (target p99 < 1 s)"
         )
     finally:
         if broker is not None:
