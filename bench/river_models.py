@@ -2,8 +2,9 @@
 
 For each detector of ``bench/nab/river.yaml`` (the agent's ``seasonal`` and ``type: river`` models, built as the
 agent builds them): NAB standard / low-FP / low-FN with the best corpus threshold, µs per point (score + learn),
-the largest pickled state, and — so that over-fitting shows — each category scored two ways: with its own best
-threshold, and *leave one category out* (the threshold that is best on the other categories, applied to it).
+the largest pickled state, and — so that over-fitting shows — each category scored three ways: with its own best
+threshold, *leave one category out* (the threshold that is best on the other categories, applied to it), and at the
+threshold the agent runs at (0.5: tuned on no category).
 
     python -m bench.river_models --nab ../shared/data/nab [--only seasonal gaussian_scorer] [--out DIR]
 """
@@ -21,9 +22,15 @@ from bench.nab import detect, scoring
 CONFIG = str(Path(__file__).parent / "nab" / "river.yaml")
 
 
-def category_scores(files: list[scoring.FileRows], profile: scoring.Profile) -> dict[str, tuple[float, float]]:
-    """category → (normalised score with its own best threshold, with the threshold best on the others); a category
-    without anomaly windows has no normalised score: its raw one (0 = no false positive, negative per false one)."""
+SHIPPED = 0.5  # the threshold every detector runs at in the agent (a River score in deviations is mapped to 0.5 there)
+
+
+def category_scores(
+    files: list[scoring.FileRows], profile: scoring.Profile
+) -> dict[str, tuple[float, float, float]]:
+    """category → (normalised score with its own best threshold, with the threshold best on the others, at the
+    threshold the agent runs at: none tuned); a category without anomaly windows has no normalised score: its raw
+    one (0 = no false positive, negative per false one)."""
     cats = sorted({f.name.split("/", 1)[0] for f in files})
     out = {}
     for c in cats:
@@ -33,10 +40,12 @@ def category_scores(files: list[scoring.FileRows], profile: scoring.Profile) -> 
         t = scoring.best_threshold(others, profile).threshold
         raw = sum(scoring.score_file(f, profile, t).score for f in mine)
         loco = scoring.CorpusScore(profile.name, t, raw, own.null, own.perfect)
+        raw = sum(scoring.score_file(f, profile, SHIPPED).score for f in mine)
+        shipped = scoring.CorpusScore(profile.name, SHIPPED, raw, own.null, own.perfect)
         if own.perfect == own.null:  # no anomaly window (artificialNoAnomaly): only false positives cost; raw score
-            out[c] = (own.raw, loco.raw)
+            out[c] = (own.raw, loco.raw, shipped.raw)
         else:
-            out[c] = (own.normalised, loco.normalised)
+            out[c] = (own.normalised, loco.normalised, shipped.normalised)
     return out
 
 
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:28s} "
             + " ".join(f"{p} {v:6.2f}" for p, v in corpus.items())
             + f"  {stats.us_per_point:6.1f} µs/point  {stats.state_bytes:6d} bytes  "
-            + "  ".join(f"{c}: {own:.1f} / loco {loco:.1f}" for c, (own, loco) in cats.items()),
+            + "  ".join(f"{c}: {own:.1f} / loco {lo:.1f} / at {SHIPPED} {at:.1f}" for c, (own, lo, at) in cats.items()),
             flush=True,
         )
     print()
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "| detector | "
         + " | ".join(profiles)
         + " | µs/point | pickled bytes | "
-        + " | ".join(f"{c} own / LOCO" for c in cats)
+        + " | ".join(f"{c} own / LOCO / at {SHIPPED}" for c in cats)
         + " |"
     )
     print("|---" * (len(profiles) + 3 + len(cats)) + "|")
@@ -81,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | "
             + " | ".join(f"{corpus[p]:.2f}" for p in profiles)
             + f" | {stats.us_per_point:.1f} | {stats.state_bytes:,} | "
-            + " | ".join(f"{cat[c][0]:.1f} / {cat[c][1]:.1f}" for c in cats)
+            + " | ".join(f"{cat[c][0]:.1f} / {cat[c][1]:.1f} / {cat[c][2]:.1f}" for c in cats)
             + " |"
         )
     return 0
