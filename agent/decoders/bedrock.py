@@ -213,10 +213,11 @@ class BedrockDecoder(Decoder):
         newest = _OUT_OF_RANGE  # the newest bucket with accepted records
         iget = self._info.get
         unknown: dict[str, int] = {}  # merged into unknown_models once nothing can raise (this may run again)
+        index: list[dict[tuple[float, tuple[Any, ...]], list[tuple[bytes, Any]]]] = []  # made on first need
         for b, acc in by_bucket.items():
             if b < late_before or b == _OUT_OF_RANGE:
                 for key in acc:
-                    for raw, lg in _records_where(raws, self._one, b, key, self._bucket, ctx):
+                    for raw, lg in _records_where(index, raws, self._one, b, key, self._bucket, ctx):
                         bad.append(self._time_problem(raw, lg.timestamp, ctx, b))
                 continue
             if b > newest:
@@ -235,7 +236,7 @@ class BedrockDecoder(Decoder):
                             partial=True,
                             subject=model_id,
                         )
-                        for raw, _lg in _records_where(raws, self._one, b, key, self._bucket, ctx)
+                        for raw, _lg in _records_where(index, raws, self._one, b, key, self._bucket, ctx)
                     )
                 cost = tin * p_in + tout * p_out + tcr * p_cached
                 append(Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr, cost, tcr * (p_in - p_cached))))
@@ -285,16 +286,24 @@ class BedrockDecoder(Decoder):
 
 
 def _records_where(
-    raws: list[bytes], one: Any, b: float, key: tuple[Any, ...], bucket: Any, ctx: DecodeContext
+    index: list[dict[tuple[float, tuple[Any, ...]], list[tuple[bytes, Any]]]],
+    raws: list[bytes],
+    one: Any,
+    b: float,
+    key: tuple[Any, ...],
+    bucket: Any,
+    ctx: DecodeContext,
 ) -> list[tuple[bytes, Any]]:
-    """Original lines of the records aggregated under bucket ``b`` and ``key``, decoded again with ``one`` (rare
-    paths: dead-letter only; every line decoded once already)."""
-    out = []
-    for raw in raws:
-        lg = one.decode(raw)
-        s = lg.timestamp
-        k = (lg.accountId, lg.region, lg.modelId, getattr(lg, "operation", ""), lg.requestMetadata)
+    """Original lines (in order) of the records aggregated under bucket ``b`` and ``key`` (dead-letter paths). The
+    batch is decoded again once, on the first call, into ``index`` (every line decoded once already): a batch of
+    late records costs two decodes, not one per cell."""
+    if not index:
+        by_cell: dict[tuple[float, tuple[Any, ...]], list[tuple[bytes, Any]]] = {}
         plen = 16 if ctx.bucket_seconds % 60 == 0 else 19
-        if k == key and bucket(s[:plen] if len(s) == 20 else s, ctx) == b:
-            out.append((raw, lg))
-    return out
+        for raw in raws:
+            lg = one.decode(raw)
+            s = lg.timestamp
+            k = (lg.accountId, lg.region, lg.modelId, getattr(lg, "operation", ""), lg.requestMetadata)
+            by_cell.setdefault((bucket(s[:plen] if len(s) == 20 else s, ctx), k), []).append((raw, lg))
+        index.append(by_cell)
+    return index[0].get((b, key), [])

@@ -64,3 +64,24 @@ def test_a_bad_line_mid_batch_costs_that_line_alone() -> None:
     assert sorted(b.raw for b in bad if b.kind == "malformed_json") == sorted([batch[7], batch[12]])
     good, _ = decoder().decode_lines([r for i, r in enumerate(batch) if i not in (7, 12)], ctx())
     assert totals(obs) == totals(good)
+
+
+def test_a_batch_of_late_records_is_decoded_twice_not_once_per_cell() -> None:
+    """Dead-lettering late records finds each cell's lines in one more pass over the batch (a replay after a
+    restore can make a whole batch late: once per cell, that was quadratic)."""
+    batch = lines(600)
+    d = decoder()
+
+    class Counting:
+        def __init__(self, inner: object) -> None:
+            self.inner, self.calls = inner, 0
+
+        def decode(self, raw: bytes) -> object:
+            self.calls += 1
+            return self.inner.decode(raw)  # type: ignore[attr-defined]
+
+    d._one = counting = Counting(d._one)
+    obs, bad = d.decode_lines(batch, ctx(late_before=parse_time("2026-10-02T00:00:00Z")))
+    assert obs == [] and len(bad) == 600 and {b.kind for b in bad} == {"late"}
+    assert sorted(b.raw for b in bad) == sorted(batch)
+    assert counting.calls == 2 * len(batch)
