@@ -131,7 +131,9 @@ def agent_consume(
 ) -> tuple[float, float, float]:
     """Records/s from start() to the last record, from the first record to the last, and per CPU second (this
     process's, every thread)."""
-    state = work / f"state-{state_type}"
+    state = Path(
+        tempfile.mkdtemp(prefix=f"state-{state_type}-", dir=work)
+    )  # fresh: a rerun with --dir restores nothing
     agent = Agent(agent_config(bootstrap, topic, THROUGHPUT_DETECTORS, "out: {type: console}", state, 300, state_type))
     t0, c0 = time.perf_counter(), time.process_time()
     first = None
@@ -188,7 +190,15 @@ def latency(
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     hook = f"hook: {{type: webhook, url: '{url}', secret: s}}"
     agent = Agent(
-        agent_config(bootstrap, topic, LATENCY_DETECTORS, hook, work / f"state-lat-{state_type}", 0, state_type)
+        agent_config(
+            bootstrap,
+            topic,
+            LATENCY_DETECTORS,
+            hook,
+            Path(tempfile.mkdtemp(prefix="state-lat-", dir=work)),
+            0,
+            state_type,
+        )
     )
     agent.start()
     # The background load comes from another process: a producer of tens of thousands of records a second in the
