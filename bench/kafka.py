@@ -131,9 +131,8 @@ def agent_consume(
 ) -> tuple[float, float, float]:
     """Records/s from start() to the last record, from the first record to the last, and per CPU second (this
     process's, every thread)."""
-    state = Path(
-        tempfile.mkdtemp(prefix=f"state-{state_type}-", dir=work)
-    )  # fresh: a rerun with --dir restores nothing
+    # A fresh directory: a rerun with --dir restores nothing of the last one.
+    state = Path(tempfile.mkdtemp(prefix=f"state-{state_type}-", dir=work))
     agent = Agent(agent_config(bootstrap, topic, THROUGHPUT_DETECTORS, "out: {type: console}", state, 300, state_type))
     t0, c0 = time.perf_counter(), time.process_time()
     first = None
