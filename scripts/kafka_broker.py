@@ -389,11 +389,12 @@ def create_topic(bootstrap: str, partitions: int = 6, prefix: str = "t") -> str:
 
 
 def ready(bootstrap: str) -> bool:
-    """True when a metadata request to ``bootstrap`` succeeds."""
+    """True when a metadata request to ``bootstrap`` succeeds. (The admin client waits 30 s for a first connection
+    by default: a broker still starting would hold each look that long, where it answers a few seconds later.)"""
     try:
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000)
         try:
             admin.list_topics()
             return True
