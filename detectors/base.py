@@ -72,9 +72,10 @@ class DetectorCommon(ComponentConfig):
     fill_missing: bool = Field(True, description="a window without events is a zero (sums only)")
     early_warning: bool = Field(
         True,
-        description="sums watched upward: alert while a window is still open, once its running sum is past the "
-        "usual band's upper edge by the paging rule (min_impact_usd / min_impact_percent); the alert is confirmed "
-        "or withdrawn when the window closes",
+        description="sums watched upward: alert while a window is still open, once its sum at the pace so far is on "
+        "course past the usual band (judged against the series' own pace within a window), the spend over the usual "
+        "pace passes the paging rule (min_impact_usd / min_impact_percent) and the model scores it anomalous; the "
+        "alert is confirmed or withdrawn when the window closes",
     )
     for_points: int | None = Field(
         None,
