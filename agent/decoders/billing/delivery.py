@@ -133,23 +133,17 @@ def _parquet_batches(path: str, decoder: BillingDecoder) -> Iterator[tuple[pa.Re
 def _parquet_by_combination(
     path: str, decoder: BillingDecoder, ctx: DecodeContext, name: str = ""
 ) -> tuple[pa.Table, list[BadRecord], int] | None:
-    """A Parquet file in one DuckDB scan; no line item is touched from Python or pyarrow:
+    """A Parquet file in two passes that never touch a line item from Python or pyarrow:
 
-    1. DuckDB sums the line items alike: per (bucket, combination of every raw column the decoder
-       reads), the value columns over the line items whose numbers are readable (the decoder's
-       rule: finite, costs within ``max_abs_cost``), and counts the readable and unreadable ones —
-       a table of about hours × combinations rows (a few thousand combinations in a month:
-       accounts × services × usage types …), kept inside DuckDB;
-    2. its distinct combinations, each named by its hash, are normalised by the decoder (the same
-       code as for any batch), once per value column set to 1, which gives each combination its
-       dimensions (numbered) and the coefficients that turn its values into cost, GPU-hours and
-       GPU cost (all linear in them);
-    3. DuckDB sums ``value sum × coefficient`` per (bucket, numbered dimensions) over the table of
-       step 1, the coefficients joined in on the hash; the unreadable line items (few) are fetched
-       with their row numbers and dead-lettered one by one.
-
-    (Before: a scan for the distinct combinations, then a second scan of every line item joined to
-    the coefficients — two passes over the file.)
+    1. DuckDB lists the distinct combinations of every raw column the decoder reads (a few
+       thousand in a month: accounts × services × usage types …), each named by its hash;
+    2. the decoder normalises the *combinations* (the same code as for any batch), once per value
+       column set to 1, which gives each combination its dimensions (numbered) and the
+       coefficients that turn its values into cost, GPU-hours and GPU cost (all linear in them);
+    3. DuckDB sums ``value × coefficient`` per (bucket, numbered dimensions), the coefficients
+       joined in on the hash, over the line items whose numbers are readable (the decoder's rule:
+       finite, costs within ``max_abs_cost``); the others (few) are fetched with their row numbers
+       and dead-lettered one by one.
 
     None where this does not apply (no value columns, a text time column): read batch by batch.
     """
@@ -170,30 +164,22 @@ def _parquet_by_combination(
         if expr is not None:
             tag_exprs.append((expr, "__tag_" + dim))
     b = int(ctx.bucket_seconds) or 3600
+    raw = [_q(k) for k in keys] + [e for e, _ in tag_exprs]
     named = [_q(k) for k in keys] + [f"{e} AS {_q(alias)}" for e, alias in tag_exprs]
     # A combination is named by the 64-bit hash of its raw values; the list of distinct combinations
     # shows whether two of them share a hash (then the file is read batch by batch instead).
     source = f"read_parquet('{path.replace(chr(39), chr(39) * 2)}')"
     aliases = [_q(k) for k in keys] + [_q(alias) for _, alias in tag_exprs]
-    ok = _readable_sql(dec, values)
-    vsums = [f"SUM(coalesce({_q(v)}::DOUBLE, 0)) FILTER (WHERE __ok) AS __v{i}" for i, v in enumerate(values)]
     with duckdb.connect(config={"threads": os.cpu_count() or 1}) as con:
-        # 1. The one scan of the file: line items alike (bucket, raw combination) summed, readable ones apart.
-        con.execute(
-            f"CREATE TEMP TABLE __s AS SELECT __bucket, {', '.join(aliases)}, {', '.join(vsums)}, "
-            f"COUNT(*) FILTER (WHERE __ok) AS __n, COUNT(*) FILTER (WHERE NOT __ok) AS __nbad "
-            f"FROM (SELECT (epoch({_q(tcol)})::BIGINT // {b}) * {b} AS __bucket, {', '.join(named)}, "
-            f"{', '.join(_q(v) for v in values)}, {ok} AS __ok FROM {source}) GROUP BY ALL"
-        )
         combos = con.sql(
-            f"SELECT hash({', '.join(aliases)}) AS __h, * FROM (SELECT DISTINCT {', '.join(aliases)} FROM __s)"
+            f"SELECT hash({', '.join(aliases)}) AS __h, * FROM (SELECT DISTINCT {', '.join(named)} FROM {source})"
         ).to_arrow_table()
         hashes = combos.column("__h").combine_chunks()
         if len(hashes) != len(pc.unique(hashes)):
             return None  # two combinations share a hash (odds ~1e-12): the exact batch-by-batch path
         combos = combos.drop(["__h"])
         m = combos.num_rows
-        # 2. Coefficients: the decoder on each combination with one value column at 1, the others at 0.
+        # Coefficients: the decoder on each combination with one value column at 1, the others at 0.
         coef: dict[str, Any] = {"__h": hashes}
         base = None
         for i, v in enumerate(values):
@@ -208,15 +194,20 @@ def _parquet_by_combination(
         nid, first = number_combinations(base.dims, combos.num_rows)
         coef["nid"], coef["g"] = nid, base.gpu_per_qty
         con.register("__coef", pa.table(coef))
-        cost = " + ".join(f"coalesce(s.__v{i}, 0) * k.c{i}" for i in range(len(values)))
-        qty = " + ".join(f"coalesce(s.__v{i}, 0) * k.q{i}" for i in range(len(values)))
-        # 3. Per (bucket, normalised dimensions): the coefficients joined in on the combination's hash, over the
-        # summed rows of step 1 (about as many as the hours × combinations, not the line items).
+        cost = " + ".join(f"coalesce(s.{_q(v)}, 0) * k.c{i}" for i, v in enumerate(values))
+        qty = " + ".join(f"coalesce(s.{_q(v)}, 0) * k.q{i}" for i, v in enumerate(values))
+        ok = _readable_sql(dec, values)
+        # 3. Per (bucket, normalised dimensions): the coefficients joined in on the hash (a few
+        # thousand rows to probe), the sums taken once, over readable line items only.
         sums = con.sql(
-            f"SELECT s.__bucket AS ts, k.nid AS nid, SUM({cost}) AS a, SUM(({qty}) * k.g) AS b, "
-            f"SUM(CASE WHEN k.g > 0 THEN {cost} ELSE 0 END) AS c, "
-            f"SUM(s.__n)::BIGINT AS n, SUM(s.__nbad)::BIGINT AS nbad, COUNT(k.nid) AS matched, COUNT(*) AS groups "
-            f"FROM __s s LEFT JOIN __coef k ON hash({', '.join('s.' + a for a in aliases)}) = k.__h GROUP BY ALL"
+            f"SELECT s.__bucket AS ts, k.nid AS nid, SUM({cost}) FILTER (WHERE s.__ok) AS a, "
+            f"SUM(({qty}) * k.g) FILTER (WHERE s.__ok) AS b, "
+            f"SUM(CASE WHEN k.g > 0 THEN {cost} ELSE 0 END) FILTER (WHERE s.__ok) AS c, "
+            f"COUNT(*) FILTER (WHERE s.__ok) AS n, COUNT(*) FILTER (WHERE NOT s.__ok) AS nbad, "
+            f"COUNT(k.nid) AS matched, COUNT(*) AS groups "
+            f"FROM (SELECT (epoch({_q(tcol)})::BIGINT // {b}) * {b} AS __bucket, hash({', '.join(raw)}) AS __h, "
+            f"{', '.join(_q(v) for v in values)}, {ok} AS __ok FROM {source}) s "
+            f"LEFT JOIN __coef k ON s.__h = k.__h GROUP BY ALL"
         ).to_arrow_table()
         bad: list[BadRecord] = []
         where = name or os.path.basename(path)
