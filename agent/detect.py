@@ -15,6 +15,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from agent import pace as pace_
 from agent.alerts import (
     Episode,
     Gap,
@@ -26,7 +27,7 @@ from agent.alerts import (
     _label,
     _usd,
 )
-from agent.early import EarlyWarnings, Pace
+from agent.early import EarlyWarnings
 from agent.gaps import DataGaps
 from agent.gaps import enabled as gaps_enabled
 from agent.model import Cell, series_dims
@@ -87,7 +88,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
             and self.for_points <= 1
         )
         self._bands: dict[tuple[float, SeriesKey], tuple[float, float, float]] = {}  # (window, series) → band
-        self.pace: dict[SeriesKey, array[float]] = {}  # each watched series' usual pace within a window (Pace)
+        self.pace: dict[SeriesKey, array[float]] = {}  # each watched series' usual pace within a window (agent/pace.py)
         self._ends: dict[float, float] = {}  # the window being closed → its end (one float for all its points)
         # Data gaps (agent/gaps.py).
         self.gaps_enabled = gaps_enabled(cfg, self._is_ratio, self._month)
@@ -175,7 +176,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
                 self._learn_shares(key, a)
             pace = self.pace.get(key)
             if pace is not None and not pt.anomalous:
-                Pace.learn(pace, w // self.window, a[0])
+                pace_.learn(pace, w // self.window, a[0])
             points.append(pt)
             self.last_points[key] = pt
             self._lifecycle(key, pt, events)

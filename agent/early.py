@@ -3,7 +3,7 @@
 A window closes ``allowed_lateness`` after it ends; a runaway loop that starts at 10:05 would page after 11:05 with
 hourly windows. For a sum watched upward, the runner compares the open window's sum so far with what the series
 usually has by that point of a window: the expected window times its **pace**, the share of a window's sum usually
-reached by then (learned per series from its own windows at twelve checkpoints, :class:`Pace`; until three windows
+reached by then (learned per series from its own windows at twelve checkpoints, ``agent/pace.py``; until three windows
 are learned, an even pace). Spend over that usual pace is the impact so far; the window's sum if it goes on at the
 pace seen so far (the sum so far over the usual share: a loop that runs on) is what the model scores. Once that
 projection is past the band's upper edge, the impact so far passes the paging rule (``min_impact_usd``, or
@@ -27,92 +27,13 @@ from array import array
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from agent import pace as pace_
 from agent.aggregate import Cells
 from agent.alerts import Episode, Point, SeriesKey, alert_id
 from agent.lifecycle import AlertLifecycle
 from agent.model import series_dims
 from agent.rollup import WindowRollup
 from detectors.base import warming_up
-
-_CHECKPOINTS = 12  # a window's pace is learned at 1/12, 2/12, ... 11/12 of it
-_PACE_WARMUP = 3  # windows learned before the learned pace replaces an even one
-_K = _CHECKPOINTS - 1
-_W, _N, _F, _S, _P = 0, 1, 2, 2 + _K, 2 + 2 * _K  # window, windows learned, shares, their spreads, the open window's
-_WRAP = 1 << 23  # the watched window is kept as its number modulo this (exact in a float32)
-# Before a series has shown its own spread, a partial window is taken to be as noisy as a window of this many
-# independent, equal events: its share at f has a relative variance of (1 - f) / (f × events). Conservative for the
-# streams the agent reads (hundreds of calls an hour and more); a series' own windows replace it.
-_PRIOR_EVENTS = 20.0
-# The projection is the lower bound of the window's sum at this many standard deviations of the pace's noise (a
-# one-sided 99.87 % bound: a series is checked at eleven checkpoints of every window, and a minute's spend has heavy
-# tails): a window whose start runs hot by chance is not a loop. Measured on the cost-shaped benchmark: at 2, early
-# warnings in the first quarter of a window added false alerts; at 3, none before 80 % of a window.
-_BOUND_SD = 3.0
-
-
-class Pace:
-    """The share of a window's sum a series usually has at each checkpoint of the window, learned from its own
-    windows (an exponentially weighted mean of ``sum at the checkpoint / the window's sum``), how much that share
-    varies from window to window (the mean squared log ratio), and the sums so far of the window being watched. One
-    flat array of float32 a series (204 bytes)."""
-
-    @staticmethod
-    def new() -> array[float]:
-        a = array("f", bytes(4 * (_P + _K)))
-        a[_W] = -1.0
-        for k in range(1, _CHECKPOINTS):
-            f = k / _CHECKPOINTS
-            a[_F + k - 1] = f
-            a[_S + k - 1] = (1.0 - f) / (f * _PRIOR_EVENTS)
-            a[_P + k - 1] = math.nan
-        return a
-
-    @staticmethod
-    def seen(a: array[float], n: float, progress: float, y: float) -> None:
-        """Window number ``n`` (its start over the window's length) has summed ``y`` at ``progress``: kept for the
-        checkpoint just passed."""
-        n %= _WRAP
-        if n != a[_W]:
-            if a[_W] >= 0 and (a[_W] - n) % _WRAP < _WRAP // 2:
-                return  # an older window (waiting for its lateness): its checkpoints are past
-            a[_W] = n
-            for k in range(_K):
-                a[_P + k] = math.nan
-        k = int(progress * _CHECKPOINTS)  # the checkpoint at or before this moment
-        if 1 <= k < _CHECKPOINTS and a[_P + k - 1] != a[_P + k - 1]:
-            a[_P + k - 1] = y
-
-    @staticmethod
-    def learn(a: array[float], number: float, total: float) -> None:
-        """Window number ``number`` closed with ``total``: each checkpoint's share and spread learn from it (a window
-        watched from its start: the checkpoints seen before its first early check are unknown, not zero)."""
-        if number % _WRAP != a[_W] or not total > 0:
-            return
-        n = a[_N]
-        r = max(0.05, 1.0 / (n + 2))  # (the prior spread counts as one window)
-        for k in range(_K):
-            part = a[_P + k]
-            if part == part:
-                share = min(max(part / total, 1e-3), 1.0)
-                d = math.log(share / max(a[_F + k], 1e-3))
-                a[_S + k] += r * (d * d - a[_S + k])
-                a[_F + k] += max(r, 1.0 / (n + 1)) * (share - a[_F + k])
-        a[_N] = n + 1
-        a[_W] = -1.0
-
-    @staticmethod
-    def bound(a: array[float] | None, progress: float) -> tuple[float, float]:
-        """The share of the window's sum usually reached by ``progress`` — the next checkpoint's (at least as much as
-        by now), an even pace until the series has learned its own — and the factor that takes a projection at that
-        share to its lower bound (1 at the window's end)."""
-        k = min(_CHECKPOINTS, math.floor(progress * _CHECKPOINTS) + 1)
-        if k >= _CHECKPOINTS:
-            return 1.0, 1.0
-        if a is None:
-            f = k / _CHECKPOINTS
-            return f, math.exp(-_BOUND_SD * math.sqrt((1.0 - f) / (f * _PRIOR_EVENTS)))
-        f = a[_F + k - 1] if a[_N] >= _PACE_WARMUP else k / _CHECKPOINTS
-        return max(f, 1e-3), math.exp(-_BOUND_SD * math.sqrt(a[_S + k - 1]))
 
 
 class EarlyWarnings(WindowRollup, AlertLifecycle):
@@ -174,8 +95,8 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
                     continue
                 pace = self.pace.get(key)
                 if pace is None:
-                    pace = self.pace[key] = Pace.new()
-                Pace.seen(pace, w // window, progress, a[0])
+                    pace = self.pace[key] = pace_.new()
+                pace_.seen(pace, w // window, progress, a[0])
                 if key in self.episodes or warming_up(model):
                     continue  # already alerting (or already warned in this window)
                 self._check(key, model, w, a, progress, events)
@@ -189,13 +110,12 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         expected, lower, upper = band
         if lower < 0.0 <= y:  # (as a closed window's point reads it)
             lower = 0.0
-        share, low = Pace.bound(self.pace.get(key), progress)
+        # The window's sum if it goes on at the pace seen so far, at the low end of what its start says (a partial
+        # window is noisier than a whole one: by as much as this series' own pace varies at this point).
+        share, proj = pace_.projection(self.pace.get(key), expected, y, progress)
         usual = max(expected, 0.0) * share  # what the window usually has by now
         if not y > usual:
             return
-        # The window's sum if it goes on at the pace seen so far, at the low end of what its start says (a partial
-        # window is noisier than a whole one: by as much as this series' own pace varies at this point).
-        proj = y / share * low
         if not proj > upper:
             return
         if self._usd:

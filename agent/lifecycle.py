@@ -3,9 +3,11 @@ versioned alert document every sink receives."""
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
+from agent import pace
 from agent.alerts import (
     _EPISODE_WINDOWS_MAX,
     Episode,
@@ -37,6 +39,7 @@ class AlertLifecycle:
     unit: Unit
     group_by: tuple[str, ...]
     models: dict[SeriesKey, Any]
+    pace: dict[SeriesKey, array[float]]
     episodes: dict[SeriesKey, Episode]
     _month: bool
     for_points: int
@@ -205,7 +208,8 @@ class AlertLifecycle:
         u = self.unit
         impact = pt.impact_usd
         firing = status == "firing"
-        model = self.models.get(tuple(v for _, v in pt.series))
+        key = tuple(v for _, v in pt.series)
+        model = self.models.get(key)
         # A fixed limit is not an expected value: the alert names it ("100 % idle (limit 50 %)").
         bound = model.crossed_bound(_x(pt)) if firing and model is not None else None
         if withdrawn and not restated:
@@ -219,7 +223,8 @@ class AlertLifecycle:
                 f"(expected {u.fmt(pt.expected)}), {why}"
             )  # (impact_usd: the closed window's)
         elif firing and pt.early:
-            proj = pt.observed + max(pt.expected, 0.0) * (1.0 - pt.progress)  # the rest of it at the usual pace
+            # (the projection the early warning was judged on: at the pace so far, its lower bound)
+            proj = pace.projection(self.pace.get(key), pt.expected, pt.observed, pt.progress)[1]
             limit = model.crossed_bound({**_x(pt), "y": proj}) if model is not None else None
             usual = (
                 f"({limit[0]} {u.fmt(limit[1], short=True)})"

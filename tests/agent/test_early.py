@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from agent.model import cell, make_dims
 from tests.agent.test_detect import SIG, H, feed, runner
 
@@ -161,19 +163,53 @@ def test_a_series_own_pace_within_the_window_is_learned_a_front_loaded_batch_is_
     assert [e["early"] for e in loop] == [True] and loop[0]["window_progress"] < 0.5
 
 
-def test_pace_keeps_the_newest_window_and_learns_only_a_window_it_watched() -> None:
-    from agent.early import Pace
+def test_pace_learns_a_window_that_closes_after_the_next_one_opened() -> None:
+    """A window waits ``allowed_lateness`` after its end while the next one is already watched: both windows' sums
+    are kept, and the one that closes is learned (a busy series' pace was never learned otherwise)."""
+    from agent import pace
 
-    a = Pace.new()
-    Pace.seen(a, 10, 0.25, 3.0)  # window 10, a quarter in (checkpoint 3 of 12)
-    Pace.seen(a, 9, 0.99, 50.0)  # window 9 waits for its lateness: its checkpoints are past
-    Pace.seen(a, 10, 0.26, 4.0)  # (checkpoint 3 is kept from its first check)
-    Pace.learn(a, 9, 60.0)  # not the window watched: nothing learned
-    assert a[1] == 0
-    Pace.learn(a, 10, 12.0)
-    assert a[1] == 1 and abs(a[2 + 2] - 0.25) < 1e-6  # the share at checkpoint 3: 3 of 12
-    Pace.seen(a, (1 << 23) + 11, 0.5, 1.0)  # window numbers wrap (kept exact in float32): 11 is newer than 10
-    assert a[0] == 11
-    share, low = Pace.bound(None, 0.0)
+    a = pace.new()
+    pace.seen(a, 10, 1 / 12, 9.0)  # window 10, its first checkpoint
+    pace.seen(a, 11, 1 / 12, 9.0)  # window 11 opens while 10 waits for its lateness
+    pace.seen(a, 9, 0.99, 50.0)  # older than both: not watched
+    pace.seen(a, 11, 0.1, 99.0)  # (a checkpoint is kept from its first check)
+    pace.learn(a, 9, 60.0)  # not watched: nothing learned
+    assert pace.learned(a) == 0
+    pace.learn(a, 10, 10.0)
+    assert pace.learned(a) == 1 and abs(pace.share_at(a, 1) - 0.9) < 1e-6
+    pace.learn(a, 11, 10.0)
+    pace.learn(a, 11, 10.0)  # (once)
+    assert pace.learned(a) == 2
+    pace.seen(a, (1 << 23) + 12, 0.5, 1.0)  # window numbers wrap (kept exact in float32): 12 is newer than 11
+    pace.learn(a, 12, 2.0)
+    assert pace.learned(a) == 3
+    share, low = pace.bound(None, 0.0)
     assert share == 1 / 12 and 0 < low < 1
-    assert Pace.bound(a, 0.95) == (1.0, 1.0)  # the last twelfth: the whole window, no spread
+    assert pace.bound(a, 0.95) == (1.0, 1.0)  # the last twelfth: the whole window, no spread
+    assert pace.projection(a, 10.0, 9.0, 0.05) == (pytest.approx(0.9), 9.0)  # never less than what is spent
+
+
+def test_a_batch_series_learns_its_pace_with_the_default_lateness_and_a_loop_on_top_still_pages() -> None:
+    """End to end through the runner with ``allowed_lateness``: checks of the next window run before the previous
+    one closes; the front-loaded batch's pace is learned all the same."""
+    r = runner(min_impact_usd=20.0)
+    feed(r, range(0, 24 * 9), base)
+    h = 24 * 9
+    c = cell(make_dims({"team": "a", "model": "sonnet"}), SIG)
+    held: dict = {}
+    for hh in range(h, h + 8):
+        cells = {c: [0.0, 0.0]}
+        for m in range(60):
+            cells[c][0] += base(hh) * 0.9 / 6 if m < 6 else base(hh) * 0.1 / 54
+            cells[c][1] += 10.0
+            r.early(hh * H + (m + 1) * MIN, [(hh * H, cells)] + list(held.items()))
+            if m == 4 and held:  # the previous window closes 5 minutes into this one (its lateness)
+                (w, old), = held.items()
+                r.add_bucket(w, old)
+                r.close_until(w + H)
+                held = {}
+        held = {hh * H: cells}
+    assert r.series_state(("a",))["pace"] is not None
+    from agent import pace
+
+    assert pace.learned(r.series_state(("a",))["pace"]) >= 6 and pace.share_at(r.series_state(("a",))["pace"], 1) > 0.7
