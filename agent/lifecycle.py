@@ -14,6 +14,7 @@ from agent.alerts import (
     Point,
     SeriesKey,
     Unit,
+    _dollars,
     _duration,
     _label,
     _num,
@@ -214,7 +215,10 @@ class AlertLifecycle:
         bound = model.crossed_bound(_x(pt)) if firing and model is not None else None
         if withdrawn and not restated:
             if model is not None and pt.score >= model.threshold:  # anomalous, but under the paging rule once whole
-                why = f"its impact {_usd(pt.impact_usd or 0.0)} is under the detector's paging rule (min_impact_usd)"
+                rule = f"min_impact_usd {_dollars(cfg.min_impact_usd)}"
+                if getattr(cfg, "min_impact_percent", None) is not None:
+                    rule += f" or {cfg.min_impact_percent:g} % of the usual"
+                why = f"its impact {_usd(pt.impact_usd or 0.0)} is under the detector's paging rule ({rule})"
             else:
                 why = "not anomalous"
             summary = (

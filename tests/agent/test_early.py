@@ -213,3 +213,15 @@ def test_a_batch_series_learns_its_pace_with_the_default_lateness_and_a_loop_on_
     from agent import pace
 
     assert pace.learned(r.series_state(("a",))["pace"]) >= 6 and pace.share_at(r.series_state(("a",))["pace"], 1) > 0.7
+
+
+def test_a_withdrawn_warning_under_the_paging_rule_names_the_rule_that_applied() -> None:
+    r = runner(min_impact_usd=50.0, min_impact_percent=40)
+    feed(r, range(0, 24 * 9), base)
+    h = 24 * 9
+    early, _cells = open_hour(r, h, base(h) / 60 * 15, 20)
+    assert early and early[0]["early"]
+    ep = r.episodes[("a",)]
+    pt = ep.last_point
+    doc = r.document(ep, pt, "resolved", resolved_at=pt.window_end, withdrawn=True)
+    assert "under the detector's paging rule (min_impact_usd $50.00 or 40 % of the usual)" in doc["summary"]
