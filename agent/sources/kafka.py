@@ -25,7 +25,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -36,6 +35,7 @@ from pydantic import Field, SecretStr, model_validator
 from agent.decoders.base import BadRecord, DecodeContext
 from agent.partitions import Committed, PartitionOwner
 from agent.registry import ComponentConfig, config_union, register
+from agent.sources import kafka_dead_letters as dead_letters
 from agent.sources.base import Batch, Source, SourceHost
 from agent.sources.kafka_client import (  # re-exported: callers import them from here
     CLOSE_TIMEOUT_MS,
@@ -187,66 +187,19 @@ class KafkaSource(Source):
         """Send undecodable records to the DLQ topic; return what still needs the dead-letter file."""
         if not self.cfg.dead_letter_topic or self.producer is None or batch.meta is None:
             return bad
-        rest = []
-        for r in bad:
-            meta = batch.meta.get(id(r.raw))
-            if meta is None:
-                rest.append(r)
-                continue
-            key, headers, topic, partition, offset = meta
-            extra = [
-                ("error", f"{r.kind}: {r.reason}"[:1000].encode()),
-                ("source_topic", topic.encode()),
-                ("source_partition", str(partition).encode()),
-                ("source_offset", str(offset).encode()),
-            ]
-            future = self.producer.send(
-                self.cfg.dead_letter_topic, key=key, value=r.raw, headers=list(headers or []) + extra
-            )
-            self._dlq_sent.append((future, r, f"{topic}/{partition}"))
-        return rest
+        return dead_letters.send(self.producer, self.cfg.dead_letter_topic, batch.meta, bad, self._dlq_sent)
 
     def prepare_checkpoint(self, timeout: float) -> None:
-        """Before a checkpoint: the dead-letter records it commits past are acknowledged (raises
-        ``KafkaTimeoutError`` while the broker cannot be reached: the checkpoint is retried later). A record the
-        topic refused goes to the dead-letter file instead, with the topic's error."""
+        """Before a checkpoint: the dead-letter records it commits past are acknowledged (see
+        :func:`~agent.sources.kafka_dead_letters.acknowledge`)."""
         if not self._dlq_sent or self.producer is None:
             return
-        self.producer.flush(timeout)
         sent, self._dlq_sent = self._dlq_sent, []
-        for future, r, where in sent:
-            if future.failed():
-                exc = future.exception
-                if fatal_reason(exc):
-                    raise exc
-                reason = f"{r.reason}; dead-letter topic refused it: {describe(exc)}"[:1000]
-                log.warning("kafka source %s: %s", self.name, reason)
-                if self.host is not None:
-                    self.host.dead_letter(self.name, where, [dataclasses.replace(r, reason=reason)])
+        dead_letters.acknowledge(self.producer, sent, timeout, f"kafka source {self.name}", self._to_file)
 
-    def _ensure_dead_letter_topic(self, kafka: Any, opts: dict[str, Any]) -> None:
-        """Create the dead-letter topic if it is missing (the broker's default partitions and replication), so
-        the first bad record neither waits on a broker's auto-creation (often disabled) nor logs the client's
-        "topic not found" error. Where it cannot be created (no permission), say so once: records wait for it."""
-        topic = self.cfg.dead_letter_topic
-        admin = None
-        try:
-            admin = kafka.admin.KafkaAdminClient(**opts)
-            admin.create_topics([kafka.admin.NewTopic(topic)])
-            log.info("kafka source %s: created the dead-letter topic %s", self.name, topic)
-        except kafka.errors.TopicAlreadyExistsError:
-            pass
-        except Exception as exc:  # (authorization, a broker that refuses): producing will tell if it is missing
-            log.warning(
-                "kafka source %s: could not create the dead-letter topic %s (%s); bad records are sent to it once "
-                "it exists",
-                self.name,
-                topic,
-                describe(exc),
-            )
-        finally:
-            if admin is not None:
-                admin.close()
+    def _to_file(self, where: str, r: BadRecord) -> None:
+        if self.host is not None:
+            self.host.dead_letter(self.name, where, [r])
 
     # -- the consumer thread ---------------------------------------------------------------
     def run(self) -> None:
@@ -287,7 +240,7 @@ class KafkaSource(Source):
                 self.host.fail(exc, f"kafka source {self.name}: {fatal_reason(exc)}")
             self.consumer = None
         if self.producer is not None and self.cfg.dead_letter_topic:
-            self._ensure_dead_letter_topic(kafka, opts)
+            dead_letters.ensure_topic(kafka, opts, self.cfg.dead_letter_topic, f"kafka source {self.name}")
         if self.consumer is None or (self.cfg.dead_letter_topic and self.producer is None):
             self._left_loop.set()  # stopped (or failed) before the brokers could be reached
             if self.consumer is not None:
@@ -424,7 +377,7 @@ class KafkaSource(Source):
             self.emit_partition(tp, msgs[cut:])
             return
         values = [m.value for m in msgs]
-        meta = _RecordMeta(tp, msgs)  # built only if a record is dead-lettered to the topic
+        meta = dead_letters.RecordMeta(tp, msgs)  # built only if a record is dead-lettered to the topic
         limit = self.cfg.max_record_bytes
         too_large: list[BadRecord] = []
         if None in values or max(map(len, values)) > limit:  # rare: one check per batch, not per record
@@ -676,25 +629,6 @@ class KafkaSource(Source):
         n = len(cached_partitions(self.consumer, tp.topic))
         committed = self.consumer.committed(tp, metadata=True, timeout_ms=REQUEST_TIMEOUT_MS)
         return Committed(getattr(committed, "offset", None), getattr(committed, "metadata", None), n)
-
-
-class _RecordMeta(dict[int, Any]):
-    """A batch's per-record metadata for the dead-letter topic (key, headers, topic, partition, offset by the
-    ``id`` of the value handed to the decoder), made from the fetched messages on first use: a batch without a
-    dead letter never builds it."""
-
-    def __init__(self, tp: Any, msgs: list[Any]):
-        super().__init__()
-        self._src: tuple[Any, list[Any]] | None = (tp, msgs)
-
-    def get(self, key: int, default: Any = None) -> Any:
-        if self._src is not None:
-            tp, msgs = self._src
-            self._src = None
-            for m in msgs:
-                v = m.value if m.value is not None else b""
-                self[id(v)] = (m.key, m.headers, tp.topic, tp.partition, m.offset)
-        return super().get(key, default)
 
 
 def _listener(src: KafkaSource) -> Any:
