@@ -275,7 +275,8 @@ PROVIDERS = (
 RESPONSE = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06", "o3-mini": "o3-mini-2025-01-31"}
 
 
-def _any(v: Any) -> dict[str, Any]:
+def otlp_value(v: Any) -> dict[str, Any]:
+    """A value as OTLP/JSON's AnyValue (as the Collector's otlp_json marshaler writes it)."""
     if isinstance(v, bool):
         return {"boolValue": v}
     if isinstance(v, int):
@@ -283,12 +284,13 @@ def _any(v: Any) -> dict[str, Any]:
     if isinstance(v, float):
         return {"doubleValue": v}
     if isinstance(v, list | tuple):
-        return {"arrayValue": {"values": [_any(x) for x in v]}}
+        return {"arrayValue": {"values": [otlp_value(x) for x in v]}}
     return {"stringValue": v}
 
 
-def _attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": _any(v)} for k, v in d.items()]
+def otlp_attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """Attributes as OTLP/JSON's KeyValue list."""
+    return [{"key": k, "value": otlp_value(v)} for k, v in d.items()]
 
 
 def _ns(t: float) -> str:
@@ -310,7 +312,7 @@ def _apps(rng: random.Random, n: int) -> list[_App]:
     for i in range(n):
         service = f"genai-svc-{i % 12:02d}"
         provider, server, models = PROVIDERS[i % len(PROVIDERS)]
-        resource = _attrs(
+        resource = otlp_attrs(
             {
                 "service.name": service,
                 "service.instance.id": f"{service}-{rng.getrandbits(40):010x}",
@@ -335,7 +337,7 @@ def _hist_point(attrs: dict[str, Any], start: float, t: float, n: int, total: fl
     buckets = [0] * (len(bounds) + 1)
     buckets[len(bounds) // 2] = n
     p: dict[str, Any] = {
-        "attributes": _attrs(attrs),
+        "attributes": otlp_attrs(attrs),
         "startTimeUnixNano": _ns(start),
         "timeUnixNano": _ns(t),
         "count": str(n),
@@ -448,7 +450,7 @@ def _span(
         "kind": kind,
         "startTimeUnixNano": _ns(start),
         "endTimeUnixNano": _ns(end),
-        "attributes": _attrs(attrs),
+        "attributes": otlp_attrs(attrs),
         "status": {},
     }
 
@@ -610,7 +612,7 @@ def dcgm_scrapes(rng: random.Random, scale: float) -> Case:
                     "pod": f"train-{h:03d}-{rng.getrandbits(20):05x}",
                 }
             )
-        resource = _attrs(
+        resource = otlp_attrs(
             {
                 "service.name": "dcgm-exporter",
                 "service.instance.id": f"10.0.{h // 200}.{h % 200}:9400",
@@ -629,7 +631,7 @@ def dcgm_scrapes(rng: random.Random, scale: float) -> Case:
             metrics = []
             for name, (lo, hi) in {**DCGM_READ, **DCGM_OTHER}.items():
                 pts = [
-                    {"attributes": _attrs(g), "timeUnixNano": t, "asDouble": float(rng.randrange(lo, hi + 1))}
+                    {"attributes": otlp_attrs(g), "timeUnixNano": t, "asDouble": float(rng.randrange(lo, hi + 1))}
                     for g in gpus
                 ]
                 metrics.append({"name": name, "description": "", "unit": "", "gauge": {"dataPoints": pts}})

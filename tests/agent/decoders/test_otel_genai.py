@@ -23,6 +23,7 @@ from agent.decoders.otel_genai import OtelGenAiConfig, OtelGenAiDecoder
 from agent.model import Observation, parse_time
 from agent.pipeline import Agent
 from agent.state import MemoryStateStore
+from bench.decoders import otlp_attrs as attrs
 from tests.agent.decoders.otlp_sdk import Metrics, Spans
 
 T0 = parse_time("2026-10-01T10:00:00Z")
@@ -31,23 +32,7 @@ MINI = {"input": 0.15e-6, "output": 0.6e-6, "cached_input": 0.075e-6}  # gpt-4o-
 BOUNDS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 
 
-# -- OTLP/JSON as the Collector's otlp_json marshaler writes it ---------------------------------------------------
-def anyvalue(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}  # int64: a JSON string
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, list | tuple):
-        return {"arrayValue": {"values": [anyvalue(x) for x in v]}}
-    return {"stringValue": v}
-
-
-def attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": anyvalue(v)} for k, v in d.items()]
-
-
+# -- OTLP/JSON as the Collector's otlp_json marshaler writes it (attributes: bench.decoders.otlp_attrs) ------------
 RESOURCE = {
     "service.name": "support-bot",
     "service.instance.id": "3f1c7a52-pod-7d9f",
