@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agent.model import Dims
+from agent.pace import CHECKPOINTS
 from detectors.base import is_usd
 
 SeriesKey = tuple[str, ...]
@@ -52,14 +53,14 @@ class Point:
     def projected_daily_impact_usd(self) -> float | None:
         """The window's dollar impact a day if it continued (impact × windows a day); None without a dollar figure,
         and for a budget (its impact is the month's forecast overrun, not a window's). An early warning's impact is
-        what its open window spent over the usual so far: at that rate for the whole window (from a twelfth of it
-        on: a first minute's burst is no hourly rate)."""
+        what its open window spent over the usual so far: at that rate for the whole window (from its first pace
+        checkpoint on: a first minute's burst is no hourly rate)."""
         impact = self.impact_usd
         span = self.window_end - self.window_start
         if impact is None or not math.isfinite(impact) or self.unit == "usd_month_to_date" or span <= 0:
             return None
         if self.early:
-            impact /= max(self.progress, 1.0 / 12.0)
+            impact /= max(self.progress, 1.0 / CHECKPOINTS)
         return impact * 86400.0 / span
 
     @property

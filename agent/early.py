@@ -99,10 +99,12 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
                 pace_.seen(pace, w // window, progress, a[0])
                 if key in self.episodes or warming_up(model):
                     continue  # already alerting (or already warned in this window)
-                self._check(key, model, w, a, progress, events)
+                self._check(key, model, pace, w, a, progress, events)
         return [], events
 
-    def _check(self, key: SeriesKey, model: Any, w: float, a: list[Any], progress: float, events: list[Any]) -> None:
+    def _check(
+        self, key: SeriesKey, model: Any, pace: array[float], w: float, a: list[Any], progress: float, events: list[Any]
+    ) -> None:
         y = a[0]
         band = self._bands.get((w, key))
         if band is None:
@@ -112,7 +114,7 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
             lower = 0.0
         # The window's sum if it goes on at the pace seen so far, at the low end of what its start says (a partial
         # window is noisier than a whole one: by as much as this series' own pace varies at this point).
-        share, proj = pace_.projection(self.pace.get(key), expected, y, progress)
+        share, proj = pace_.projection(pace, y, progress)
         usual = max(expected, 0.0) * share  # what the window usually has by now
         if not y > usual:
             return

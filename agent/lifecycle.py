@@ -228,7 +228,7 @@ class AlertLifecycle:
             )  # (impact_usd: the closed window's)
         elif firing and pt.early:
             # (the projection the early warning was judged on: at the pace so far, its lower bound)
-            proj = pace.projection(self.pace.get(key), pt.expected, pt.observed, pt.progress)[1]
+            proj = pace.projection(self.pace.get(key), pt.observed, pt.progress)[1]
             limit = model.crossed_bound({**_x(pt), "y": proj}) if model is not None else None
             usual = (
                 f"({limit[0]} {u.fmt(limit[1], short=True)})"

@@ -12,7 +12,7 @@ waits ``allowed_lateness`` after its end while the next one is already watched).
 ...     seen(a, n, 1 / 12, 9.0)
 ...     seen(a, n, 0.5, 9.5)
 ...     learn(a, n, 10.0)
->>> share, projected = projection(a, 10.0, 9.0, 0.05)  # 3 minutes into an hour: 9 spent, the usual by then
+>>> share, projected = projection(a, 9.0, 0.05)  # 3 minutes into an hour: 9 spent, the usual by then
 >>> round(share, 2), round(projected, 1)
 (0.9, 9.0)
 """
@@ -118,7 +118,7 @@ def bound(a: array[float] | None, progress: float) -> tuple[float, float]:
     return max(a[_F + k - 1], 1e-3), math.exp(-BOUND_SD * math.sqrt(a[_S + k - 1]))
 
 
-def projection(a: array[float] | None, expected: float, y: float, progress: float) -> tuple[float, float]:
+def projection(a: array[float] | None, y: float, progress: float) -> tuple[float, float]:
     """The share of the window usually reached by ``progress``, and the window's sum projected at the pace seen so
     far (``y`` over that share) at its lower bound — never less than what is already spent."""
     share, low = bound(a, progress)
