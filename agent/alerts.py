@@ -40,6 +40,7 @@ class Point:
     warming_up: bool = False  # scored while the series' model was still in its warm-up
     early: bool = False  # scored on an open window's running sum (an early warning), not a closed window
     progress: float = 1.0  # how much of the window had passed (event time) when it was scored
+    excess_rate: float | None = None  # an early warning's spend over the usual a window, at its recent rate
 
     # (The projections are derived, not stored: a point is kept per series, and every float kept costs 24 bytes.)
     @property
@@ -53,14 +54,17 @@ class Point:
     def projected_daily_impact_usd(self) -> float | None:
         """The window's dollar impact a day if it continued (impact × windows a day); None without a dollar figure,
         and for a budget (its impact is the month's forecast overrun, not a window's). An early warning's impact is
-        what its open window spent over the usual so far: at that rate for the whole window (from its first pace
-        checkpoint on: a first minute's burst is no hourly rate)."""
+        what its open window spent over the usual so far, at its rate: since the window's start (from its first pace
+        checkpoint on: a first minute's burst is no hourly rate) or, where more, since a recent pace
+        checkpoint (a loop that started late in the window has run only since then: ``excess_rate``)."""
         impact = self.impact_usd
         span = self.window_end - self.window_start
         if impact is None or not math.isfinite(impact) or self.unit == "usd_month_to_date" or span <= 0:
             return None
         if self.early:
             impact /= max(self.progress, 1.0 / CHECKPOINTS)
+            if self.excess_rate is not None and math.isfinite(self.excess_rate):
+                impact = max(impact, self.excess_rate)
         return impact * 86400.0 / span
 
     @property

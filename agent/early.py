@@ -153,6 +153,14 @@ class EarlyWarnings(WindowRollup, AlertLifecycle):
         )
         pt.unit = self.unit.label
         pt.early, pt.progress = True, progress
+        # What it costs if it continues: the excess over the usual since a recent pace checkpoint (half to one and a
+        # half checkpoints back: a loop that started at 10:45 has run only since then; over the whole window so far
+        # its rate would read a fraction of what it is).
+        prev = pace_.earlier(pace, w // self.window, progress)
+        if prev is not None:
+            k, yk = prev
+            usual_then = max(expected, 0.0) * pace_.usual_share(pace, k)
+            pt.excess_rate = per * ((y - yk) - (usual - usual_then)) / (progress - k / pace_.CHECKPOINTS)
         pt.reason = (
             f"early warning: {progress:.0%} into the window, on course for {self.unit.fmt(proj)}, past the usual "
             f"band's {self.unit.fmt(upper)}"

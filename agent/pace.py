@@ -105,6 +105,13 @@ def learn(a: array[float], number: float, total: float) -> None:
     a[_N] = learned + 1
 
 
+def usual_share(a: array[float] | None, k: int) -> float:
+    """The share of the window usually reached at checkpoint ``k`` (1–11): learned, or even before ``WARMUP``."""
+    if a is None or a[_N] < WARMUP:
+        return k / CHECKPOINTS
+    return max(float(a[_F + k - 1]), 1e-3)
+
+
 def bound(a: array[float] | None, progress: float) -> tuple[float, float]:
     """The share of the window's sum usually reached by ``progress`` — the next checkpoint's (at least as much as by
     now) — and the factor that takes a projection at that share to its lower bound (1 at the window's end). Even,
@@ -123,6 +130,21 @@ def projection(a: array[float] | None, y: float, progress: float) -> tuple[float
     far (``y`` over that share) at its lower bound — never less than what is already spent."""
     share, low = bound(a, progress)
     return share, max(y, y / share * low)
+
+
+def earlier(a: array[float], number: float, progress: float) -> tuple[int, float] | None:
+    """The newest checkpoint of window ``number`` at least half a checkpoint before ``progress``, with the sum seen
+    there: the window's recent rate is measured from it (over half to one and a half checkpoints: minutes of an
+    hourly window, not one check's noise); None before the first such checkpoint or where none was seen."""
+    n = number % _WRAP
+    b = _B1 if n == a[_B1] else _B0 if n == a[_B0] else -1
+    if b < 0:
+        return None
+    for k in range(min(_K, int(progress * CHECKPOINTS)), 0, -1):
+        y = a[b + k]
+        if y == y and progress - k / CHECKPOINTS >= 0.5 / CHECKPOINTS:
+            return k, float(y)
+    return None
 
 
 def learned(a: array[float]) -> int:

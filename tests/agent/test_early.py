@@ -225,3 +225,28 @@ def test_a_withdrawn_warning_under_the_paging_rule_names_the_rule_that_applied()
     pt = ep.last_point
     doc = r.document(ep, pt, "resolved", resolved_at=pt.window_end, withdrawn=True)
     assert "under the detector's paging rule (min_impact_usd $50.00 or 40 % of the usual)" in doc["summary"]
+
+
+def test_a_loop_that_starts_late_in_the_window_is_costed_at_its_own_rate() -> None:
+    """'If it continues' for a loop that started 40 minutes into the hour: its excess over the usual since a recent
+    pace checkpoint, an hour — not the few minutes it has run spread over the 45 minutes of the window so far."""
+    r = runner()
+    feed(r, range(0, 24 * 9), base)
+    h = 24 * 9
+    usual = base(h) / 60
+    c = cell(make_dims({"team": "a", "model": "sonnet"}), SIG)
+    cells: dict = {c: [0.0, 0.0]}
+    events: list[dict] = []
+    for m in range(60):
+        cells[c][0] += usual * (15 if m >= 40 else 1)
+        cells[c][1] += 10.0
+        events += r.early(h * H + (m + 1) * MIN, [(h * H, cells)])[1]
+        if events:
+            break
+    assert [e["status"] for e in events] == ["firing"] and events[0]["early"]
+    doc = events[0]
+    assert doc["window_progress"] > 40 / 60
+    loop_rate = 14 * usual * 60  # the loop's dollars over the usual, an hour
+    hourly = doc["projected_daily_impact_usd"] / 24
+    assert 0.6 * loop_rate < hourly <= 1.05 * loop_rate, (hourly, loop_rate)
+    assert hourly > 2 * doc["impact_usd"] / doc["window_progress"]  # what the whole window's rate would have said
