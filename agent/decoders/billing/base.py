@@ -72,6 +72,7 @@ from agent.decoders.billing.arrow import (
     canonical_name,
     reject,
 )
+from agent.decoders.billing.cache import CombinationCache
 from agent.model import UNTAGGED, Observation, cell, make_dims
 from agent.registry import ComponentConfig
 
@@ -211,6 +212,8 @@ class BillingDecoder(Decoder):
         self.gpus = {k: v[0] for k, v in table.items()}
         self.gpu_models = {k: v[1] for k, v in table.items()}
         self.currency = cfg.currency.upper()
+        # The raw combinations of the Parquet files read last, normalised (a restated delivery: one DuckDB scan).
+        self.combinations = CombinationCache()
         self.rates = {k.upper(): float(v) for k, v in cfg.exchange_rates.items()}
         self.key_columns = ("ts", *self.dimensions, *cfg.constant_dimensions)
         self.grouping_schema = pa.schema(
