@@ -59,6 +59,7 @@ DEFAULT_THRESHOLDS = {
 }
 FORECASTER_THRESHOLD = 3.5
 _NEEDS_UNIT_RANGE = {"anomaly.HalfSpaceTrees"}  # features expected in [0, 1]
+TRIAL_POINTS = 60  # a model is tried on this many points of a made-up series when its config is loaded
 
 Kind = Literal["unsupervised", "supervised", "forecaster"]
 
@@ -93,7 +94,9 @@ class RiverConfig(DetectorCommon):
         description="River's dotted name under river: anomaly.HalfSpaceTrees, anomaly.GaussianScorer, "
         "anomaly.StandardAbsoluteDeviation, time_series.HoltWinters, time_series.SNARIMAX..."
     )
-    params: dict[str, Any] = Field(default_factory=dict, description="the model's constructor parameters")
+    params: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="the model's constructor parameters"
+    )
     scale: Literal["auto", "minmax", "standard", "none"] = Field(
         "auto", description="River preprocessing before an unsupervised anomaly detector (auto: minmax where needed)"
     )
@@ -137,6 +140,19 @@ class RiverConfig(DetectorCommon):
         _cls, kind = resolve(self.model)
         if self.score_threshold is None and kind != "forecaster" and self.model not in DEFAULT_THRESHOLDS:
             raise ValueError(f"set score_threshold: river.{self.model} has no default (its scores' scale)")
+        # A trial run, as the agent runs it: a value River takes at construction but refuses when it learns or
+        # scores (e.g. n_trees: "ten") fails here, at load, rather than at every window of every series.
+        try:
+            det = RiverDetector.from_config(self)
+            for t in range(TRIAL_POINTS):
+                x = {"t": 3600.0 * t, "y": 10.0 + t % 5 + (t % 24) / 4}
+                det.score_one(x)
+                det.forecast_one(x)
+                det.learn_one(x)
+        except Exception as exc:
+            raise ValueError(
+                f"river.{self.model} with these params fails on a trial series: {type(exc).__name__}: {exc}"
+            ) from None
         return self
 
 

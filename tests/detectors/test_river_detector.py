@@ -85,6 +85,8 @@ detectors:
   b: {type: river, model: time_series.HoltWinters, params: {alpha: 0.3, seasonalty: 24}, signal: token_cost_usd}
   c: {type: river, model: anomaly.LODA, signal: token_cost_usd}
   d: {type: river, model: linear_model.LinearRegression, signal: token_cost_usd}
+  e: {type: river, model: time_series.HoltWinters, signal: token_cost_usd}
+  f: {type: river, model: anomaly.HalfSpaceTrees, params: {n_trees: ten}, signal: token_cost_usd}
 sinks: {c: {type: console}}
 """
     with pytest.raises(ConfigError) as exc:
@@ -97,6 +99,10 @@ sinks: {c: {type: console}}
     )
     assert "detectors.c: set score_threshold: river.anomaly.LODA has no default" in errors
     assert "detectors.d.model: river.linear_model.LinearRegression is neither" in errors
+    # Without params: a required one is missing (not a crash at the first window).
+    assert "detectors.e.params: river.time_series.HoltWinters: missing a required argument: 'alpha'" in errors
+    # A value River takes at construction but refuses when it learns: found by a trial series at load.
+    assert "detectors.f: river.anomaly.HalfSpaceTrees with these params fails on a trial series: TypeError" in errors
 
 
 def test_a_forecaster_never_expects_negative_spend() -> None:
