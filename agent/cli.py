@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.config import ConfigError, StartupError, load_config
 from agent.registry import PluginError
+from agent.secrets import check_secret_files
 
 log = logging.getLogger("agent")
 
@@ -55,6 +56,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.config is None:
         _ensure_demo()
         _ensure_inboxes(cfg)
+    unreadable = check_secret_files(cfg)
+    if unreadable:  # every one of them, before anything starts (the HTTP server, the state's restore)
+        print(f"{args.config or '<embedded default>'}: cannot start", file=sys.stderr)
+        for line in unreadable:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_CONFIG
     agent = None
     try:
         agent = Agent(cfg, sink_kwargs={"force_json": args.json})
