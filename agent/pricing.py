@@ -28,11 +28,14 @@ _DATE_SUFFIX = re.compile(r"-(?:20\d\d-\d\d-\d\d|\d{4})$")
 
 @dataclass(frozen=True, slots=True)
 class TokenPrice:
-    """USD per token."""
+    """USD per token. ``cache_write_input``: a prompt-cache write (Anthropic models charge 1.25× input); the input
+    price where the table gives none (the bundled table gives none: set ``cache_write_input`` in
+    ``pricing.token_prices``, or a LiteLLM table's ``cache_creation_input_token_cost``)."""
 
     input: float
     output: float
     cached_input: float
+    cache_write_input: float
 
 
 @functools.cache
@@ -66,6 +69,7 @@ class TokenPriceTable:
                 input=float(p.get("input", 0.0)) / 1e6,
                 output=float(p.get("output", 0.0)) / 1e6,
                 cached_input=float(p.get("cached_input", p.get("input", 0.0))) / 1e6,
+                cache_write_input=float(p.get("cache_write_input", p.get("input", 0.0))) / 1e6,
             )
 
     @classmethod
@@ -117,6 +121,7 @@ def load_price_file(path: Path) -> dict[str, dict[str, float]]:
             "input": inp,
             "output": float(entry.get("output_cost_per_token") or 0.0) * 1e6,
             "cached_input": float(entry.get("cache_read_input_token_cost") or 0.0) * 1e6 or inp,
+            "cache_write_input": float(entry.get("cache_creation_input_token_cost") or 0.0) * 1e6 or inp,
         }
     return out
 

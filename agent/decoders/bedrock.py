@@ -9,6 +9,13 @@ recursion costs that line alone). Records are
 summed per (bucket, account, region, model, tags) inside the batch, and prices are applied to
 the sums, so the per-record work is a decode, a dictionary update and a few additions.
 
+Token counts: ``inputTokenCount`` and ``outputTokenCount`` are required; a record without one (missing, null, or an
+empty ``input`` / ``output`` object) is counted with what it has (its request, its other tokens) and reported as a
+partial bad record of kind ``missing_tokens`` (dead-lettered, logged once, counted), never taken silently for 0
+tokens. ``cacheReadInputTokenCount`` and ``cacheWriteInputTokenCount`` are optional: missing or null is 0. Cache
+writes are part of ``input_tokens`` and priced at the model's ``cache_write_input`` price (the input price where the
+table has none, as the bundled table has none).
+
 Signals: ``requests``, ``input_tokens``, ``output_tokens``, ``cached_input_tokens``,
 ``tokens``, ``token_cost_usd``, ``cache_savings_usd``. Dimensions: ``provider=aws``, ``service=bedrock``,
 ``billing_account``, ``region``, ``model``, ``operation`` (optional) and one dimension per
@@ -56,16 +63,19 @@ _OUT_OF_RANGE = -math.inf
 
 
 def _log_struct(tag_keys: list[str], max_tokens: int, operation: bool) -> tuple[type, type]:
-    count = Annotated[int, msgspec.Meta(ge=0, le=max_tokens)]
+    # null is read as missing: None. A missing input or output token count stays None (the record is counted partly and
+    # reported, never taken for 0 tokens); a missing cache count is 0 (no cache use).
+    count = Annotated[int, msgspec.Meta(ge=0, le=max_tokens)] | None
     inp = msgspec.defstruct(
         "Input",
         [
-            ("inputTokenCount", count, 0),
+            ("inputTokenCount", count, None),
             ("cacheReadInputTokenCount", count, 0),
             ("cacheWriteInputTokenCount", count, 0),
         ],
+        gc=False,
     )
-    out = msgspec.defstruct("Output", [("outputTokenCount", count, 0)])
+    out = msgspec.defstruct("Output", [("outputTokenCount", count, None)], gc=False)
     fields = [(f"t{i}", str, "") for i in range(len(tag_keys))]
     meta = msgspec.defstruct(
         "RequestMetadata", fields, rename={f"t{i}": k for i, k in enumerate(tag_keys)}, frozen=True, gc=False
@@ -77,8 +87,8 @@ def _log_struct(tag_keys: list[str], max_tokens: int, operation: bool) -> tuple[
             ("accountId", str),
             ("region", str),
             ("modelId", str),
-            ("input", inp),
-            ("output", out),
+            ("input", inp, msgspec.field(default_factory=inp)),
+            ("output", out, msgspec.field(default_factory=out)),
             ("requestMetadata", meta, msgspec.field(default_factory=meta)),
             # decoded only when it becomes a dimension: every field costs on the hot path
             *([("operation", str, "")] if operation else []),
@@ -99,8 +109,8 @@ class BedrockDecoder(Decoder):
         log_t, _meta = _log_struct([src for _dim, src in self._tags], cfg.max_tokens_per_record, cfg.include_operation)
         self._op = cfg.include_operation
         self._one: Any = msgspec.json.Decoder(log_t)
-        # (account, region, model id, operation, metadata) → (cell, in, out, cached, priced)
-        self._info: dict[tuple[Any, ...], tuple[Cell, float, float, float, bool]] = {}
+        # (account, region, model id, operation, metadata) → (cell, in, out, cached, cache write, priced)
+        self._info: dict[tuple[Any, ...], tuple[Cell, float, float, float, float, bool]] = {}
         # "YYYY-MM-DDTHH:MM" → bucket start (or _OUT_OF_RANGE), per (bucket size, bounds)
         self._minutes: dict[str, float] = {}
         self._minutes_for: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -117,7 +127,7 @@ class BedrockDecoder(Decoder):
             dims.add("operation")
         return Emits(frozenset(SIGNALS), frozenset(dims))
 
-    def _info_for(self, key: tuple[Any, ...]) -> tuple[Cell, float, float, float, bool]:
+    def _info_for(self, key: tuple[Any, ...]) -> tuple[Cell, float, float, float, float, bool]:
         info = self._info.get(key)
         if info is None:
             account, region, model_id, operation, md = key
@@ -132,10 +142,11 @@ class BedrockDecoder(Decoder):
                 pairs.append(("operation", operation))
             pairs.extend((dim, getattr(md, f"t{i}") or UNTAGGED) for i, (dim, _src) in enumerate(self._tags))
             price = self.prices.lookup(model_id)
+            c = cell(make_dims(pairs), SIGNALS)
             if price is None:
-                info = (cell(make_dims(pairs), SIGNALS), 0.0, 0.0, 0.0, False)
+                info = (c, 0.0, 0.0, 0.0, 0.0, False)
             else:
-                info = (cell(make_dims(pairs), SIGNALS), price.input, price.output, price.cached_input, True)
+                info = (c, price.input, price.output, price.cached_input, price.cache_write_input, True)
             if len(self._info) < 200_000:
                 self._info[key] = info
         return info
@@ -179,6 +190,7 @@ class BedrockDecoder(Decoder):
         last_b: float | None = None
         acc: dict[tuple[Any, ...], list[int]] = {}
         smax = ""  # the batch's newest timestamp (canonical UTC strings sort as times)
+        missing = 0  # records without an input or output token count
         for log in map(self._one.decode, lines):
             s = log.timestamp
             if s > smax:
@@ -193,20 +205,24 @@ class BedrockDecoder(Decoder):
                     acc = by_bucket[b] = {}
                 last_b = b
             inp = log.input
+            tin = inp.inputTokenCount
+            tout = log.output.outputTokenCount
+            tcr = inp.cacheReadInputTokenCount
+            tcw = inp.cacheWriteInputTokenCount
+            if tin is None or tout is None or tcr is None or tcw is None:  # rare: missing or null counts
+                if tin is None or tout is None:
+                    missing += 1
+                tin, tout, tcr, tcw = tin or 0, tout or 0, tcr or 0, tcw or 0
             key = (log.accountId, log.region, log.modelId, log.operation if op else "", log.requestMetadata)
             cell = acc.get(key)
             if cell is None:
-                acc[key] = [
-                    1,
-                    inp.inputTokenCount + inp.cacheWriteInputTokenCount,
-                    log.output.outputTokenCount,
-                    inp.cacheReadInputTokenCount,
-                ]
+                acc[key] = [1, tin + tcw, tout, tcr, tcw]
             else:
                 cell[0] += 1
-                cell[1] += inp.inputTokenCount + inp.cacheWriteInputTokenCount
-                cell[2] += log.output.outputTokenCount
-                cell[3] += inp.cacheReadInputTokenCount
+                cell[1] += tin + tcw
+                cell[2] += tout
+                cell[3] += tcr
+                cell[4] += tcw
         out: list[Observation] = []
         append = out.append
         late_before = ctx.late_before
@@ -222,9 +238,9 @@ class BedrockDecoder(Decoder):
                 continue
             if b > newest:
                 newest = b
-            for key, (n, tin, tout, tcr) in acc.items():
+            for key, (n, tin, tout, tcr, tcw) in acc.items():
                 info = iget(key) or self._info_for(key)
-                c, p_in, p_out, p_cached, priced = info
+                c, p_in, p_out, p_cached, p_write, priced = info
                 if not priced:
                     model_id = key[2]
                     unknown[model_id] = unknown.get(model_id, 0) + n
@@ -238,13 +254,42 @@ class BedrockDecoder(Decoder):
                         )
                         for raw, _lg in _records_where(index, raws, self._one, b, key, self._bucket, ctx)
                     )
-                cost = tin * p_in + tout * p_out + tcr * p_cached
+                cost = (tin - tcw) * p_in + tcw * p_write + tout * p_out + tcr * p_cached
                 append(Observation(b, c, (n, tin, tout, tcr, tin + tout + tcr, cost, tcr * (p_in - p_cached))))
+        if missing:
+            bad.extend(self._missing_tokens(raws, ctx))
         for model_id, n in unknown.items():
             self.unknown_models[model_id] = self.unknown_models.get(model_id, 0) + n
         if newest != _OUT_OF_RANGE:
             ctx.max_event_time = max(ctx.max_event_time, self._newest_time(smax, newest, ctx))
         return out, bad
+
+    def _missing_tokens(self, raws: list[bytes], ctx: DecodeContext) -> list[BadRecord]:
+        """The accepted records of a batch without an input or output token count (decoded again: rare): counted with
+        the tokens they have (their request and its known tokens are real), reported ``partial`` so that a missing
+        count is never taken silently for 0 tokens. (Late and out-of-range records are reported as such instead.)"""
+        out: list[BadRecord] = []
+        plen = 16 if ctx.bucket_seconds % 60 == 0 else 19
+        for raw in raws:
+            lg = self._one.decode(raw)
+            tin, tout = lg.input.inputTokenCount, lg.output.outputTokenCount
+            if tin is not None and tout is not None:
+                continue
+            s = lg.timestamp
+            b = self._bucket(s[:plen] if len(s) == 20 else s, ctx)
+            if b == _OUT_OF_RANGE or b < ctx.late_before or self.prices.lookup(lg.modelId) is None:
+                continue  # (an unpriced model's record is reported as such: its cost is not counted at all)
+            why = " and ".join(f for f, v in (("inputTokenCount", tin), ("outputTokenCount", tout)) if v is None)
+            out.append(
+                BadRecord(
+                    raw,
+                    "missing_tokens",
+                    f"no {why} (missing or null): the request and the tokens it reports are counted, "
+                    f"the missing count is not (cost undercounted)",
+                    partial=True,
+                )
+            )
+        return out
 
     def _newest_time(self, s: str, newest: float, ctx: DecodeContext) -> float:
         """The latest event time of the batch's accepted records: its newest timestamp ``s`` (canonical UTC strings

@@ -256,3 +256,37 @@ def test_match_values_may_be_numbers_or_lists_as_yaml_writes_them() -> None:
     t = table("  gpu_price_overrides:\n    - match: {gpu: [0, 1], node: n1}\n      usd_per_gpu_hour: 1.25\n")
     assert t.lookup(L4, {"gpu": "1", "node": "n1"}) == 1.25
     assert t.lookup(L4, {"gpu": "2", "node": "n1"}) == pytest.approx(0.8048)
+
+
+def test_token_cache_write_price_from_the_config_or_a_litellm_table_else_the_input_price(tmp_path: Any) -> None:
+    from agent.config import PricingConfig
+    from agent.pricing import TokenPriceTable
+
+    bundled = TokenPriceTable.from_config(None)
+    # The bundled table has no cache-write prices (none is invented): a cache write costs what input costs.
+    assert all(
+        "cache_write_input" not in p
+        for p in json.loads(resources.files("agent").joinpath("data", "prices.json").read_text())["models"].values()
+    )
+    p = bundled.lookup("anthropic.claude-3-5-sonnet-20241022-v2:0")
+    assert p is not None and p.cache_write_input == p.input
+    f = tmp_path / "litellm.json"
+    f.write_text(
+        json.dumps(
+            {
+                "acme.m": {
+                    "input_cost_per_token": 3e-6,
+                    "output_cost_per_token": 1.5e-5,
+                    "cache_creation_input_token_cost": 3.75e-6,
+                }
+            }
+        )
+    )
+    t = TokenPriceTable.from_config(
+        PricingConfig(
+            token_price_file=str(f), token_prices={"my.m": {"input": 2, "output": 4, "cache_write_input": 2.5}}
+        )
+    )
+    a, m = t.lookup("acme.m"), t.lookup("my.m")
+    assert a is not None and a.cache_write_input == pytest.approx(3.75e-6)
+    assert m is not None and m.cache_write_input == pytest.approx(2.5e-6)
