@@ -280,15 +280,21 @@ def _num(v: float | None) -> float | None:
 
 
 def _usd(v: float) -> str:
+    """A signed dollar change: ``+$12.50``, ``-$0.0045``."""
     return f"{'+' if v >= 0 else '-'}{_dollars(abs(v))}"
 
 
 def _dollars(v: float) -> str:
-    """``$1,234.50``; under ten cents with two significant digits (``$0.019``): a small team's spend is not
-    rounded to a cent that hides its move."""
+    """``$1,234.50``; under ten cents with two significant digits, never in exponent notation: a small team's
+    spend is not rounded to a cent that hides its move.
+
+    >>> _dollars(1234.5), _dollars(0.0194), _dollars(0.0045), _dollars(-8.5e-07), _dollars(0.0)
+    ('$1,234.50', '$0.019', '$0.0045', '-$0.00000085', '$0.00')
+    """
     if v != 0 and abs(v) < 0.1:
-        return f"{'-' if v < 0 else ''}${abs(v):.2g}"
-    return f"${v:,.2f}"
+        digits = min(12, 1 - math.floor(math.log10(abs(v))))
+        return f"{'-' if v < 0 else ''}${abs(v):.{digits}f}"
+    return f"{'-' if v < 0 else ''}${abs(v):,.2f}"
 
 
 # The alert document's fields, in order, with what each says when it does not apply (a data gap has no score,

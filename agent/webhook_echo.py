@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from agent.alerts import _dollars
 from sinks.webhook import verify
 
 
@@ -30,7 +31,7 @@ def describe(doc: dict[str, Any]) -> str:
     if doc.get("escalated"):
         status += f" (escalated from {doc.get('previous_severity')})"
     impact = doc.get("impact_usd")
-    money = "n/a" if impact is None else f"{'-' if impact < 0 else ''}${abs(impact):,.2f}"
+    money = "n/a" if impact is None else _dollars(impact)
     which = "episode impact" if doc.get("status") == "resolved" else "impact"
     return f"{status} {doc.get('severity')} {str(doc.get('id', ''))[:12]} {which} {money}: {doc.get('summary', '')}"
 

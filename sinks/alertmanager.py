@@ -28,6 +28,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from agent.alerts import _dollars
 from agent.config import read_secret
 from agent.registry import register
 from sinks.delivery import QueuedSink, QueuedSinkConfig, Result, http_post, redact_url
@@ -310,7 +311,7 @@ def _description(doc: dict[str, Any]) -> str:
         parts.append(f"usual band {doc.get('lower'):,.4g}–{doc['upper']:,.4g}")
     episode = doc.get("episode") or {}
     if episode.get("impact_usd") is not None:
-        parts.append(f"episode impact ${episode['impact_usd']:,.2f} over {episode.get('points')} window(s)")
+        parts.append(f"episode impact {_dollars(episode['impact_usd'])} over {episode.get('points')} window(s)")
     if doc.get("reason"):
         parts.append(str(doc["reason"]))
     return "; ".join(parts) or doc["summary"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.alerts import _DOCUMENT
+from agent.alerts import _DOCUMENT, _dollars, _usd
 
 _FIELD = re.compile(r"\{([^{}]*)\}")
 _SCALARS = sorted(k for k, v in _DOCUMENT.items() if k not in ("series", "episode", "top_contributors", "limit"))
@@ -142,7 +142,7 @@ def alert_lines(doc: dict[str, Any], n: int = 10) -> list[str]:
     for a in alerts[:n]:
         series = ", ".join(f"{k}={v}" for k, v in (a.get("series") or {}).items()) or "all"
         impact = a.get("impact_usd")
-        money = f" {'+' if impact >= 0 else '-'}${abs(impact):,.2f}" if impact is not None else ""
+        money = f" {_usd(impact)}" if impact is not None else ""
         state = "resolved" if a.get("status") == "resolved" else a.get("severity")
         out.append(f"{a.get('detector')} {series}{money} ({state})")
     if len(alerts) > n:
@@ -208,4 +208,4 @@ def if_it_continues(doc: dict[str, Any]) -> str | None:
         return None
     hourly = doc.get("projected_hourly_impact_usd")
     hourly = daily / 24.0 if hourly is None else hourly
-    return f"${abs(hourly):,.2f} an hour, ${abs(daily):,.2f} a day"
+    return f"{_dollars(abs(hourly))} an hour, {_dollars(abs(daily))} a day"

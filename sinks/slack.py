@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
+from agent.alerts import _dollars
 from agent.registry import register
 from sinks.chat import ChatConfig, ChatSink
 from sinks.links import alert_lines, if_it_continues, links_for
@@ -112,8 +113,8 @@ def _field(name: str, text: str) -> dict[str, str]:
 
 
 def _money(v: float | None) -> str:
-    """``-1234.5`` → "-$1,234.50" (n/a when unknown)."""
-    return "n/a" if v is None else f"{'-' if v < 0 else ''}${abs(v):,.2f}"
+    """``-1234.5`` → "-$1,234.50", ``0.0045`` → "$0.0045" (n/a when unknown)."""
+    return "n/a" if v is None else _dollars(v)
 
 
 def _value(v: float | None, doc: dict[str, Any]) -> str:

@@ -108,3 +108,25 @@ def test_slack_renders_the_limit_the_escalation_and_the_episode_impact() -> None
     assert resolved["text"].startswith(":white_check_mark: [idle_gpu] resolved")
     assert fields(resolved)["Episode impact"] == "$805.00"  # the episode, not the last window's $98
     assert fields(resolved)["Windows"] == "10"
+
+
+def test_a_small_teams_cents_are_shown_not_rounded_to_zero_nor_in_exponent_notation() -> None:
+    """A $10-a-month team's alert: its figures read $0.0045, never "$0.00" beside a summary that says more."""
+    from sinks.links import if_it_continues
+    from sinks.slack import slack_message
+
+    doc = {
+        **DOC,
+        "observed": 0.0052,
+        "expected": 0.0007,
+        "impact_usd": 0.0045,
+        "projected_hourly_impact_usd": 0.0045,
+        "projected_daily_impact_usd": 0.108,
+        "unit": "USD",
+        "episode": {"points": 1, "observed_total": 0.0052, "expected_total": 0.0007, "impact_usd": 0.0045},
+        "limit": {"name": "upper", "value": 1e-07},
+    }
+    text = orjson.dumps(slack_message(doc)).decode()
+    assert "$0.0045" in text and "$0.0052" in text and "$0.00000010" in text
+    assert "$0.00\\n" not in text and "$0.00 " not in text and "e-0" not in text
+    assert if_it_continues(doc) == "$0.0045 an hour, $0.11 a day"
