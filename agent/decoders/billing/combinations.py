@@ -22,6 +22,7 @@ with a known one (odds about ``new × known / 2**64`` per file); a listing check
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -38,6 +39,8 @@ from agent.decoders.base import BadRecord, DecodeContext
 from agent.decoders.billing.arrow import _POOL, _numeric, canonical_name
 from agent.decoders.billing.base import SIGNALS, BillingDecoder, DeliveryError, number_combinations
 from agent.decoders.billing.cache import CombinationCache, Known
+
+log = logging.getLogger(__name__)
 
 
 def read_parquet(
@@ -81,8 +84,10 @@ def read_parquet(
             sums = _sum(con, scan, used, values)
             if _all_known(sums):
                 cache.warm += 1
+                log.debug("%s: one scan, every combination known (%d kept)", path, len(used))
             else:
                 cache.missed += 1
+                log.debug("%s: a line item's combination was not known: listing them", path)
                 sums = None
         if sums is None:
             if known is None or not known.try_warm:
