@@ -11,7 +11,14 @@ Signals: ``gpu_hours``, ``gpu_idle_hours``, ``gpu_cost_usd``, ``gpu_idle_cost_us
 detectors' ``per`` option), ``gpu_mem_used_mib_hours``, ``gpu_energy_wh``.
 Dimensions: ``node`` (``Hostname`` or ``hostname``), ``gpu``, ``gpu_uuid``, ``gpu_model``,
 ``namespace``, ``pod``, ``container``, MIG ``gpu_instance_profile``, plus constants.
-Samples without a timestamp take the file's modification time. dcgm's "blank" sentinel values
+Samples without a timestamp take the file's modification time.
+
+**Each GPU's time counts once.** A sample stands for ``[ts, ts + scrape_interval_seconds)`` of its series (metric and
+label set) and adds only the part of it no other sample of the series added: the same scrape read twice (a copied
+file, an overlapping export, the same modification time) counts once, and samples closer together than the interval
+count the time between them, so a GPU never counts more than the wall-clock time. A sample that adds nothing is left
+out and counted (``finops_agent_events_discarded_total{reason="ignored_duplicate_sample"}``). Memory is bounded: per
+series its newest 64 runs of samples, at most 200,000 series. dcgm's "blank" sentinel values
 (huge integers) are ignored and counted. A line holding a NUL byte or invalid UTF-8 is not text
 (``malformed_text``); a leading byte-order mark and a trailing ``\r`` (CRLF) are harmless.
 """
@@ -43,6 +50,8 @@ _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 # A whole label set: name="value" pairs separated by commas (a trailing comma is allowed).
 _LABEL_SET = re.compile(r'\s*(?:[A-Za-z_][A-Za-z0-9_]*\s*=\s*"(?:[^"\\]|\\.)*"\s*(?:,\s*|$))*')
 _BLANK = 9.2e18  # dcgm blank sentinels are near 2**63
+_SERIES_MAX = 200_000  # series whose covered time is remembered (beyond, the oldest forget theirs)
+_INTERVALS_MAX = 64  # covered intervals (runs of samples) remembered per series: the newest
 _MAX_FB_MIB = float(1 << 20)  # 1 TiB of framebuffer: more is absurd (the largest GPUs hold under 200 GiB)
 
 #: dcgm-exporter label → dimension (shared with :mod:`agent.decoders.dcgm_otlp`).
@@ -131,6 +140,9 @@ class DcgmDecoder(Decoder):
         self.hours = cfg.scrape_interval_seconds / 3600.0
         self._labels_cache: dict[str, tuple[tuple[Cell, ...], float] | str] = {}
         self.blank_samples = 0
+        self.duplicate_samples = 0
+        # (metric, label set) → the time its samples cover: sorted disjoint intervals, flat (start, end, ...)
+        self._covered: dict[tuple[str, str | None], list[float]] = {}
 
     @classmethod
     def sniff(cls, sample: bytes) -> bool:
@@ -171,6 +183,7 @@ class DcgmDecoder(Decoder):
         hours = self.hours
         idle_pct = self.cfg.idle_util_percent
         blank_samples = 0  # added to the decoder's count at the end: the batch may be decoded again
+        counted: list[tuple[Any, ...]] = []  # (name, labels, ts, cell, values) of the valid samples
         for raw in lines:
             rec = raw
             if not rec.startswith(b"DCGM_FI_DEV_"):  # rare: a comment, another metric, a BOM, blanks
@@ -227,6 +240,88 @@ class DcgmDecoder(Decoder):
             if isinstance(got, Problem):
                 bad.append(BadRecord(raw, got.kind, got.reason))
             elif got is not None:
-                out.append(Observation(ts, cells[0][got[0]], got[1]))
+                counted.append((name, labels, ts, cells[0][got[0]], got[1]))
+        # Nothing raises from here: the series' covered time changes only now (the batch may be decoded again).
         self.blank_samples += blank_samples
+        self._count_once(counted, ctx.late_before, out)
         return out, bad
+
+    def _count_once(self, counted: list[tuple[Any, ...]], late_before: float, out: list[Observation]) -> None:
+        """Each sample's observation, for the time it adds to its series: a sample stands for ``[ts, ts + interval)``
+        of its GPU, and counts only the part of it no other sample of the series counted (the same scrape read twice
+        counts once; samples closer than the interval count the time between them), so a GPU never counts more
+        than the wall-clock time. A sample that adds nothing is a duplicate (counted in ``ignored_records``)."""
+        covered = self._covered
+        span = self.cfg.scrape_interval_seconds
+        dupes = 0
+        for name, labels, ts, c, values in counted:
+            key = (name, labels)
+            iv = covered.get(key)
+            end = ts + span
+            if iv is None:  # a new series
+                if len(covered) >= _SERIES_MAX:
+                    del covered[next(iter(covered))]  # the oldest series forgets what it counted
+                covered[key] = [ts, end]
+                out.append(Observation(ts, c, values))
+                continue
+            last = iv[-1]
+            if ts >= last:  # in order (the hot path): the series' newest sample
+                if ts - last < span:  # jitter: no gap a sample could fill; one interval
+                    iv[-1] = end
+                else:
+                    if len(iv) >= 2 * _INTERVALS_MAX or iv[1] < late_before:
+                        _forget(iv, late_before)
+                    iv += (ts, end)
+                out.append(Observation(ts, c, values))
+                continue
+            new = _add_interval(iv, ts, end)
+            if new >= span:
+                out.append(Observation(ts, c, values))
+            elif new > 0:
+                share = new / span
+                out.append(Observation(ts, c, tuple(v * share for v in values)))
+            else:
+                dupes += 1
+        self.duplicate_samples += dupes
+
+    def ignored_records(self) -> dict[str, int]:
+        """Samples read and left out on purpose: ``duplicate_sample`` (its series' time was counted already)."""
+        return {"duplicate_sample": self.duplicate_samples} if self.duplicate_samples else {}
+
+
+def _forget(iv: list[float], before: float) -> None:
+    """Drop a series' oldest covered intervals: those that end before ``before`` (their samples are late now) and
+    beyond :data:`_INTERVALS_MAX` (a series with that many gaps)."""
+    k = 0
+    while k + 2 < len(iv) and (iv[k + 1] < before or len(iv) - k >= 2 * _INTERVALS_MAX):
+        k += 2
+    del iv[:k]
+
+
+def _add_interval(iv: list[float], a: float, b: float) -> float:
+    """Add ``[a, b)`` to the sorted disjoint intervals ``iv`` (flat: start, end, start, end...); the length it adds.
+
+    >>> iv = [0.0, 30.0, 60.0, 90.0]
+    >>> _add_interval(iv, 0.0, 30.0), _add_interval(iv, 20.0, 50.0), iv
+    (0.0, 20.0, [0.0, 50.0, 60.0, 90.0])
+    >>> _add_interval(iv, 45.0, 75.0), iv
+    (10.0, [0.0, 90.0])
+    """
+    seen = 0.0
+    lo, hi = a, b
+    keep: list[float] = []
+    pos = -1
+    for k in range(0, len(iv), 2):
+        s, e = iv[k], iv[k + 1]
+        if e < a or s > b:  # apart (touching intervals merge)
+            if s > b and pos < 0:
+                pos = len(keep)
+            keep += (s, e)
+            continue
+        seen += max(0.0, min(e, b) - max(s, a))
+        lo, hi = min(lo, s), max(hi, e)
+    if pos < 0:
+        pos = len(keep)
+    keep[pos:pos] = (lo, hi)
+    iv[:] = keep
+    return (b - a) - seen
