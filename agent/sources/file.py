@@ -7,11 +7,18 @@ restart never reads a file twice. A truncated gzip file yields every complete re
 cut-off tail goes to the dead-letter file. A line longer than ``max_record_bytes`` is never held
 whole: its first ``max_record_bytes`` bytes go to the dead-letter file (``record_too_large``,
 with the line's true length in the reason) and reading goes on after its end.
+
+A ``.json`` file (``.json.gz`` too) is JSON lines, or one whole JSON document spread over lines (pretty-printed, as
+Azure Monitor exports write): a file whose first line is no JSON value alone but whose content is one. A document's
+records go to the decoder one by one, with their original bytes: a top-level array's elements, an object's
+``records`` list (``{"records": [...]}``), else the object itself. A document is read whole, at most 256 MiB of
+content (a larger one is refused with one dead-letter record), and never again once read.
 """
 
 from __future__ import annotations
 
 import glob
+import gzip
 import io
 import logging
 import os
@@ -20,18 +27,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from agent.decoders.base import BadRecord, DecodeContext
+from agent.decoders.base import BOM, BadRecord, DecodeContext
 from agent.registry import ComponentConfig, config_union, register
 from agent.sources.base import Batch, Source
 
 log = logging.getLogger(__name__)
 
 _LINE_EXT = (".jsonl", ".ndjson", ".json", ".log", ".prom", ".txt", ".metrics")
+_DOCUMENT_MAX = 256 << 20  # bytes of content: a whole-document .json file larger than this is refused
+_DOCUMENT_BATCH = 5_000  # records per batch of a whole-document file
+_RAWS = msgspec.json.Decoder(list[msgspec.Raw])
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 class FileConfig(ComponentConfig):
@@ -114,6 +126,8 @@ class FileSource(Source):
             snapshot = getattr(self.decoder, "snapshot", False)
             if pos.get("done") and (unchanged or ((gz or fmt in ("csv", "parquet")) and not snapshot)):
                 return
+            if pos.get("document") is not None and (pos.get("done") or unchanged):
+                return  # a whole JSON document is read once: reading a changed one again would count it twice
             if unchanged and pos.get("eof"):
                 return
             if not gz and fmt in ("jsonl", "text") and st.st_size < pos.get("offset", 0):
@@ -125,6 +139,11 @@ class FileSource(Source):
             reason = f"decoder {self.decoder.type_name!r} reads CSV or Parquet billing exports, not {fmt} files"
             self.bad(f, [BadRecord(f.encode(), "unsupported_format", reason)], (f, {**meta, "done": True}))
             return
+        if fmt == "jsonl" and f.lower().endswith((".json", ".json.gz")) and (pos or {}).get("offset", 0) == 0:
+            records = self._document(f, meta)
+            if records is not None:
+                self._read_document(f, records, ctx, (pos or {}).get("document", 0), meta)
+                return
         if fmt in ("jsonl", "text"):
             self._read_lines(f, gz, ctx, pos.get("offset", 0) if pos else 0, meta)
         elif fmt == "csv":
@@ -208,6 +227,29 @@ class FileSource(Source):
             Batch(self.name, "lines", [], ctx, (f, {**meta, "offset": consumed, "done": end_of_input, "eof": True}))
         )
 
+    def _document(self, f: str, meta: dict[str, Any]) -> list[bytes] | None:
+        """The records of a ``.json`` file that is one JSON document (see :func:`json_document`); a document too
+        large is refused with one dead-letter record (and no records)."""
+        try:
+            return json_document(f, self.cfg.max_record_bytes)
+        except DocumentTooLarge as exc:
+            self.bad(f, [BadRecord(exc.head, "record_too_large", str(exc))], (f, {**meta, "done": True}))
+            return []
+
+    def _read_document(
+        self, f: str, records: list[bytes], ctx: DecodeContext, start: int, meta: dict[str, Any]
+    ) -> None:
+        """A whole document's records, in batches (a restart goes on after the last batch passed on)."""
+        for i in range(start, len(records), _DOCUMENT_BATCH):
+            if self.stopping:
+                return
+            batch = records[i : i + _DOCUMENT_BATCH]
+            done = i + len(batch) >= len(records)
+            pos = (f, {**meta, "document": i + len(batch), "done": done, "eof": done})
+            self.emit(Batch(self.name, "lines", batch, ctx, pos, len(batch)))
+        if not records:  # an empty array, or a document refused above
+            self.emit(Batch(self.name, "lines", [], ctx, (f, {**meta, "document": 0, "done": True, "eof": True})))
+
     # -- tabular formats -------------------------------------------------------------------
     def _read_snapshot(self, f: str, ctx: DecodeContext, fmt: str, meta: dict[str, Any]) -> None:
         """A billing file: read whole, then applied as one snapshot (or refused whole)."""
@@ -282,6 +324,48 @@ class FileSource(Source):
             yield pacsv.read_csv(src, read_options=opts, convert_options=conv).combine_chunks()
         finally:
             src.close()
+
+
+class DocumentTooLarge(ValueError):
+    def __init__(self, f: str, head: bytes):
+        super().__init__(
+            f"{f} is no JSON lines and over {_DOCUMENT_MAX >> 20} MiB: a whole JSON document that large is not read; "
+            "write it as JSON lines (one record a line)"
+        )
+        self.head = head
+
+
+def json_document(f: str, first_line_max: int) -> list[bytes] | None:
+    """The records of a file that is one JSON document over several lines (each with its original bytes: a top-level
+    array's elements, an object's ``records`` list, else the object); None where it is JSON lines (its first line is
+    a JSON value alone, or the file one line), or not one JSON value either (read line by line, each bad line
+    dead-lettered), or unreadable as a whole (the line reader says what). Raises :class:`DocumentTooLarge`."""
+    gz = f.endswith(".gz")
+    try:
+        with gzip.open(f, "rb") if gz else open(f, "rb") as fh:
+            head = fh.readline(first_line_max + 1)
+            first = head[3:] if head.startswith(BOM) else head
+            if not first.lstrip().startswith((b"{", b"[")) or not fh.peek(1):
+                return None
+            try:
+                msgspec.json.decode(first)
+                return None  # a JSON value alone: JSON lines
+            except msgspec.DecodeError:
+                pass
+            content = first + fh.read(_DOCUMENT_MAX + 1 - len(head))
+    except (EOFError, zlib.error, OSError):
+        return None
+    if len(content) > _DOCUMENT_MAX:
+        raise DocumentTooLarge(f, content[:1024])
+    try:
+        if content.lstrip().startswith(b"["):
+            return [bytes(r) for r in _RAWS.decode(content)]
+        records = _FIELDS.decode(content).get("records")
+        if records is not None and bytes(records).lstrip().startswith(b"["):
+            return [bytes(r) for r in _RAWS.decode(records)]
+        return [content]
+    except msgspec.DecodeError:
+        return None
 
 
 class _LongLine:
