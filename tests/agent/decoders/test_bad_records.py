@@ -116,7 +116,7 @@ DCGM = Case(
     totals=_dcgm_totals,
     harmless=[
         (BOM + _S.encode() + b" 40 1790848800000", (1, 40)),
-        (_S.encode() + b" 30 1790848800000\r", (1, 30)),
+        (_S.replace('gpu="0"', 'gpu="1"').encode() + b" 30 1790848800000\r", (1, 30)),  # (a sample twice: once)
         (b"# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\r", (0, 0)),
     ],
     bad=[
