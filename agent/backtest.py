@@ -14,7 +14,7 @@ from typing import Any
 from agent.decoders.base import DecodeContext
 from agent.pipeline import Agent
 from agent.registry import build, components
-from agent.sources.file import FileSource, format_of, list_files
+from agent.sources.file import FileSource, format_of, json_document, list_files, source_files
 from agent.state import MemoryStateStore
 from sinks.base import Sink
 
@@ -105,14 +105,13 @@ def backtest_config(cfg: Any, routed: dict[str, list[str]], alerts_out: str) -> 
     decoder reads the export files directly), alerts to ``alerts_out``, state in memory."""
     file_cfg = components("source")["file"][0]
     sources = {}
-    for name, paths in routed.items():
+    for name, paths in routed.items():  # one source per configured name (alerts name it), all its inputs in order
         base = cfg.sources[name]
-        for i, p in enumerate(paths):
-            key = name if len(paths) == 1 else f"{name}.{i}"
-            if base.type == "file":
-                sources[key] = base.model_copy(update={"path": p, "watch": False})
-            else:  # s3_export / blob_export: the same decoder over local copies of the export's files
-                sources[key] = file_cfg(type="file", path=p, watch=False, decoder=base.decoder)
+        first, more = paths[0], paths[1:]
+        if base.type == "file":
+            sources[name] = base.model_copy(update={"path": first, "more_paths": more, "watch": False})
+        else:  # s3_export / blob_export: the same decoder over local copies of the export's files
+            sources[name] = file_cfg(type="file", path=first, more_paths=more, watch=False, decoder=base.decoder)
     lateness = max(cfg.pipeline.allowed_lateness_seconds, BACKTEST_LATENESS_SECONDS)
     return cfg.model_copy(
         update={
@@ -154,9 +153,9 @@ def input_span(bt: Any) -> tuple[float, float] | None:
     for name, scfg in bt.sources.items():
         decoder = build("decoder", scfg.decoder, pricing=bt.pricing)
         if getattr(decoder, "snapshot", False):
-            times.extend(_billing_times(name, list_files(scfg.path), decoder))
+            times.extend(_billing_times(name, source_files(scfg), decoder))
             continue
-        for f in _spread(list_files(scfg.path), _SAMPLE_FILES):
+        for f in _spread(source_files(scfg), _SAMPLE_FILES):
             fmt = scfg.format if scfg.format != "auto" else format_of(f)
             try:
                 times.extend(_sample_times(name, f, fmt, decoder))
@@ -195,6 +194,13 @@ def _spread(files: list[str], n: int) -> list[str]:
 
 def _sample_times(name: str, f: str, fmt: str, decoder: Any) -> list[float]:
     ctx = DecodeContext(name, f, default_ts=Path(f).stat().st_mtime, bucket_seconds=1.0)
+    if fmt == "jsonl" and f.lower().endswith((".json", ".json.gz")):  # maybe one whole document (as the source reads)
+        try:
+            records = json_document(f, _SAMPLE_BYTES)
+        except ValueError:  # too large: the replay refuses it
+            return []
+        if records is not None:
+            return [o[0] for o in decoder.decode_lines(records[:10_000], ctx)[0]]
     if fmt in ("jsonl", "text"):
         with open(f, "rb") as fh:
             if f.endswith(".gz"):
@@ -299,6 +305,8 @@ def run_backtest(
         "dead_letter": agent.dead_letter.written,
         "dead_letter_path": str(agent.dead_letter.path),
         "discarded": _totals(agent.telemetry.discarded, "reason"),  # records not processed, by reason
+        "unpriced": sum(_totals(agent.telemetry.unpriced, "model").values()),  # unknown_model: dead-lettered too
+        "unit": _unit(bt),  # what "records" counts: input lines, table rows (or both: records)
         "errors": _totals(agent.telemetry.errors, "stage"),  # unexpected, each kind logged once
         "held_back": {
             name: {
@@ -339,7 +347,7 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
     """What ``finops-agent backtest`` prints: what was read, what was set aside (and where), what was alerted,
     and what the ``min_impact_usd`` floor held back."""
     lines = [
-        f"backtest: {plural(summary['records'], 'record')} read in {summary['seconds']:.1f}s "
+        f"backtest: {plural(summary['records'], summary.get('unit', 'record'))} read in {summary['seconds']:.1f}s "
         f"({summary['records_per_second']:,.0f}/s), {plural(summary['points'], 'point')} scored"
     ]
     if summary.get("span"):
@@ -349,16 +357,27 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
     discarded = summary.get("discarded", {})
     left_out = {k[len("ignored_") :]: v for k, v in discarded.items() if k.startswith("ignored_")}
     if dl:
-        reasons = ", ".join(f"{k} {v:,}" for k, v in discarded.items() if not k.startswith("ignored_"))
+        by_kind = {k: v for k, v in discarded.items() if not k.startswith("ignored_")}
+        if summary.get("unpriced"):
+            by_kind["unknown_model"] = summary["unpriced"]
+        reasons = ", ".join(
+            f"{k} {v:,}{' (counted in part)' if k in PARTIAL_KINDS else ''}"
+            for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
+        )
+        if summary.get("unit", "record") == "line" and dl > summary["records"]:
+            reasons += "; a line can hold several records (an envelope), each dead-lettered on its own"
         lines.append(
             f"  {plural(dl, 'record')} dead-lettered{f' ({reasons})' if reasons else ''} "
             f"→ {summary['dead_letter_path']}"
         )
     else:
         lines.append("  0 records dead-lettered")
-    if left_out:  # read, not bad: nothing their decoder reads (another metric, a log without tokens)
+    if left_out:  # read, not bad: nothing their decoder reads (another metric, no tokens), or counted already
         why = ", ".join(f"{k} {v:,}" for k, v in left_out.items())
-        lines.append(f"  {plural(sum(left_out.values()), 'record')} left out: nothing their decoder reads ({why})")
+        lines.append(
+            f"  {plural(sum(left_out.values()), 'record')} left out, not dead-lettered: nothing their decoder reads "
+            f"or counted already ({why})"
+        )
     eps = summary.get("episodes", summary["firing"])
     again = summary.get("escalations", summary["firing"] - eps)
     lines.append(
@@ -371,7 +390,7 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
         what = ", ".join(f"{n:,} in {stage}" for stage, n in summary["errors"].items())
         lines.append(f"  unexpected errors: {what} (each kind logged once above; the replay went on)")
     for name, f in summary.get("filters", {}).items():
-        if f["left_out"] or not f["counted"]:
+        if f["left_out"]:  # (a detector that saw no data of its kinds at all: nothing to say about its filters)
             kinds = plural(f["left_out"] + f["counted"], "kind")
             lines.append(
                 f"  [{name}] where / exclude left out {f['left_out']:,} of {kinds} of record it watches"
@@ -391,6 +410,22 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
             f"(largest: {'-' if v < 0 else ''}${abs(v):,.2f} on {hb['largest_series'] or 'all'})"
         )
     return "\n".join(lines)
+
+
+#: Dead-letter kinds of records whose usable part was counted (``BadRecord.partial``).
+PARTIAL_KINDS = frozenset({"unknown_model", "missing_tokens"})
+
+
+def _unit(bt: Any) -> str:
+    """What the replay's record count counts: ``line`` (line files), ``row`` (CSV / Parquet), else ``record`` (both,
+    or whole-document JSON files, counted by their records)."""
+    units = set()
+    for scfg in bt.sources.values():
+        for f in source_files(scfg):
+            fmt = scfg.format if scfg.format != "auto" else format_of(f)
+            json_file = fmt == "jsonl" and f.lower().endswith((".json", ".json.gz"))
+            units.add("row" if fmt in ("csv", "parquet") else "record" if json_file else "line")
+    return units.pop() if len(units) == 1 else "record"
 
 
 def plural(n: int, word: str) -> str:

@@ -307,6 +307,7 @@ def write_report(
     expected_html = _expected_table(matched, eps) if matched is not None else ""
     hit_col = "<th>injected anomaly</th>" if matched is not None else ""
     records = summary.get("records", 0)
+    unit = summary.get("unit", "record")  # input lines, table rows, or records
     plural = "s" if len(eps) != 1 else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>FinOps Anomaly Agent backtest</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1.5em}}
@@ -315,7 +316,7 @@ th.sortable{{cursor:pointer;background:#f3f3f3}}th.sortable:after{{content:" \\2
 td.num{{text-align:right;white-space:nowrap}}.miss{{color:#b00}}.hit{{color:#070}}</style></head><body>
 <h1>Backtest report</h1>
 <p id="total"><strong>Total impact: {_money(total)}</strong> over {len(eps)} alert episode{plural}.</p>
-<p>{records:,} records in {summary.get("seconds", 0.0):.1f} s ({summary.get("records_per_second", 0.0):,.0f} records/s);
+<p>{records:,} {unit}s read in {summary.get("seconds", 0.0):.1f} s ({summary.get("records_per_second", 0.0):,.0f}/s);
 {summary.get("points", 0):,} points scored; {summary.get("dead_letter", 0)} records dead-lettered.</p>
 {expected_html}
 <h2>Alert episodes</h2>

@@ -49,6 +49,9 @@ _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 class FileConfig(ComponentConfig):
     type: Literal["file"]
     path: str = Field(description="a file, a glob (data/*.jsonl.gz) or a directory")
+    more_paths: list[str] = Field(
+        default_factory=list, description="more files, globs or directories, read after path's (in this order)"
+    )
     format: Literal["auto", "jsonl", "csv", "parquet", "text"] = "auto"
     watch: bool = Field(False, description="keep polling for new files and appended lines")
     poll_interval_seconds: float = Field(2.0, gt=0)
@@ -86,6 +89,14 @@ def list_files(path: str) -> list[str]:
     return sorted(files)
 
 
+def source_files(cfg: FileConfig) -> list[str]:
+    """A file source's files: its ``path``'s, then each of ``more_paths``' (a file named twice: once)."""
+    files = list_files(cfg.path)
+    for p in cfg.more_paths:
+        files += list_files(p)
+    return list(dict.fromkeys(files)) if cfg.more_paths else files
+
+
 @register("source", "file", FileConfig)
 class FileSource(Source):
     @property
@@ -93,7 +104,7 @@ class FileSource(Source):
         return bool(self.cfg.watch)
 
     def list_files(self) -> list[str]:
-        return list_files(self.cfg.path)
+        return source_files(self.cfg)
 
     def run(self) -> None:
         while not self.stopping:

@@ -160,7 +160,7 @@ def test_backtest_judges_timestamps_against_its_input_span(tmp_path: Path) -> No
     docs = [orjson.loads(x) for x in alerts.read_bytes().splitlines()]
     assert all(d["window_start"].startswith("2023-") for d in docs), [d["window_start"] for d in docs]
     text = format_summary(summary, str(alerts))
-    assert f"{len(lines):,} records read" in text
+    assert f"{len(lines):,} lines read" in text
     assert "2 records dead-lettered (timestamp_out_of_range 2)" in text and summary["dead_letter_path"] in text
 
 
@@ -293,3 +293,62 @@ def test_the_summary_says_what_where_and_exclude_left_out(data_dir: Path, tmp_pa
     summary = run_backtest(cfg, [bill], str(tmp_path / "b.jsonl"))
     assert summary["filters"]["cloud_spend"]["counted"] == 0
     assert "it counted none (check the values" in format_summary(summary, "b.jsonl")
+
+
+def test_the_summary_counts_every_dead_lettered_kind_and_names_what_it_read(tmp_path: Path) -> None:
+    """The dead-letter breakdown sums to the dead-lettered count (unknown_model included, partial kinds marked);
+    a detector that saw no data says nothing about its filters; line files are counted as lines."""
+    from agent.backtest import format_summary, run_backtest
+    from tests.agent.decoders.test_bedrock import log
+
+    lines = [
+        log(timestamp="2026-03-02T10:00:00Z"),
+        log(timestamp="2026-03-02T10:01:00Z", modelId="acme.mystery-v1"),
+        log(timestamp="2026-03-02T10:02:00Z", output={}),
+        b'{"truncated": ',
+    ]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    summary = run_backtest(load_config(None), [f"inbox_tokens={tmp_path / 'in'}"], str(tmp_path / "a.jsonl"))
+    text = format_summary(summary, "a.jsonl")
+    assert summary["dead_letter"] == 3
+    assert "4 lines read" in text
+    dead = next(ln for ln in text.splitlines() if "dead-lettered" in ln)
+    assert dead.startswith("  3 records dead-lettered (")
+    for kind in ("malformed_json 1", "missing_tokens 1 (counted in part)", "unknown_model 1 (counted in part)"):
+        assert kind in dead
+    assert "[cloud_spend]" not in text  # no billing input: nothing about its where / exclude
+
+
+def test_several_inputs_for_one_source_keep_its_name(tmp_path: Path) -> None:
+    from agent.backtest import run_backtest
+    from tests.agent.decoders.test_bedrock import log
+
+    for i, day in enumerate(("2026-03-02", "2026-03-03")):
+        (tmp_path / f"in{i}").mkdir()
+        (tmp_path / f"in{i}" / "a.jsonl").write_bytes(log(timestamp=f"{day}T10:00:00Z") + b"\n")
+    inputs = [f"inbox_tokens={tmp_path / 'in0'}", f"inbox_tokens={tmp_path / 'in1'}"]
+    cfg = load_config(None)
+    summary = run_backtest(cfg, inputs, str(tmp_path / "a.jsonl"))
+    assert summary["records"] == 2
+    from agent.backtest import backtest_config
+
+    assert list(backtest_config(cfg, {"inbox_tokens": inputs}, str(tmp_path / "b.jsonl")).sources) == ["inbox_tokens"]
+
+
+def test_an_envelope_line_dead_lettered_record_by_record_is_said_so(tmp_path: Path) -> None:
+    from agent.backtest import format_summary, run_backtest
+
+    bad = {
+        "time": "2026-03-02T10:00:00Z",
+        "resourceId": "/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.COGNITIVESERVICES/ACCOUNTS/OAI",
+        "metricName": "InputTokens",
+        "timeGrain": "PT1M",
+        "total": -5,
+    }
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(orjson.dumps({"records": [bad, bad, bad]}) + b"\n")
+    summary = run_backtest(load_config(None), [f"demo_azure_openai={tmp_path / 'in'}"], str(tmp_path / "a.jsonl"))
+    text = format_summary(summary, "a.jsonl")
+    assert summary["dead_letter"] == 3 and "1 line read" in text
+    assert "a line can hold several records (an envelope), each dead-lettered on its own" in text
