@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from agent.decoders.base import BadRecord, DecodeContext
-from agent.decoders.billing.arrow import _POOL, _numeric, canonical_name
+from agent.decoders.billing.arrow import _numeric, canonical_name
 from agent.decoders.billing.base import SIGNALS, BillingDecoder, DeliveryError, number_combinations
 from agent.decoders.billing.cache import CombinationCache, Known
 
@@ -130,8 +130,9 @@ def read_parquet(
         sums = sums.filter(pc.invert(no_time))
     out_nid = sums.column("nid").combine_chunks().cast(pa.int32())
     cols: dict[str, Any] = {"ts": sums.column("ts").cast(pa.int64())}
-    # Text per cell through a dictionary (a few thousand values, one index per cell): 4× a string take.
-    text = _POOL.map(lambda d: pa.DictionaryArray.from_arrays(out_nid, d).cast(pa.string()), used.by_nid)
+    # Text per cell through a dictionary (a few thousand values, one index per cell): 4× a string take. One
+    # column after the other: threads would not be faster, and each would fault in memory of its own.
+    text = [pa.DictionaryArray.from_arrays(out_nid, d).cast(pa.string()) for d in used.by_nid]
     cols.update(zip(dec.key_columns[1:], text, strict=True))
     cols.update({SIGNALS[0]: sums.column("a"), SIGNALS[1]: sums.column("b"), SIGNALS[2]: sums.column("c")})
     return pa.table(cols, schema=dec.schema), bad, rows
