@@ -413,7 +413,7 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
 
 
 #: Dead-letter kinds of records whose usable part was counted (``BadRecord.partial``).
-PARTIAL_KINDS = frozenset({"unknown_model", "missing_tokens"})
+PARTIAL_KINDS = frozenset({"unknown_model", "missing_tokens", "no_node_label", "no_gpu_model"})
 
 
 def _unit(bt: Any) -> str:

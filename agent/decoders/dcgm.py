@@ -19,7 +19,10 @@ file, an overlapping export, the same modification time) counts once, and sample
 count the time between them, so a GPU never counts more than the wall-clock time. A sample that adds nothing is left
 out and counted (``finops_agent_events_discarded_total{reason="ignored_duplicate_sample"}``). Memory is bounded: per
 series its newest 64 runs of samples, at most 200,000 series. dcgm's "blank" sentinel values
-(huge integers) are ignored and counted. A line holding a NUL byte or invalid UTF-8 is not text
+(huge integers) are ignored and counted. A sample without a ``Hostname`` label (node ``""``) or without a
+``modelName`` label priced at the default GPU-hour rate is counted as before, and reported once per label set as a
+partial bad record (``no_node_label``, ``no_gpu_model``: counted, logged once per kind, its first sample
+dead-lettered). A line holding a NUL byte or invalid UTF-8 is not text
 (``malformed_text``); a leading byte-order mark and a trailing ``\r`` (CRLF) are harmless.
 """
 
@@ -138,7 +141,8 @@ class DcgmDecoder(Decoder):
         self.cfg = cfg
         self.gpu_prices = GpuPriceTable.from_config(pricing)
         self.hours = cfg.scrape_interval_seconds / 3600.0
-        self._labels_cache: dict[str, tuple[tuple[Cell, ...], float] | str] = {}
+        self._labels_cache: dict[str, tuple[tuple[Cell, ...], float, tuple[Problem, ...]] | str] = {}
+        self._reported: set[str] = set()  # label sets whose missing labels were reported (once each)
         self.blank_samples = 0
         self.duplicate_samples = 0
         # (metric, label set) → the time its samples cover: sorted disjoint intervals, flat (start, end, ...)
@@ -154,7 +158,7 @@ class DcgmDecoder(Decoder):
         dims = frozenset({*LABEL_DIMS.values(), *cfg.constant_dimensions})
         return Emits(frozenset().union(*groups), dims, together=groups)
 
-    def _cells(self, labels: str) -> tuple[tuple[Cell, ...], float] | str:
+    def _cells(self, labels: str) -> tuple[tuple[Cell, ...], float, tuple[Problem, ...]] | str:
         """The cells of a label set, or why it is no label set (checked once per distinct set: cached)."""
         hit = self._labels_cache.get(labels)
         if hit is None:
@@ -169,9 +173,17 @@ class DcgmDecoder(Decoder):
                     self._labels_cache[labels] = hit
                 return hit
             dims, gpu_model = label_dims(found, self.cfg.constant_dimensions)
+            rate = self.gpu_prices.rate(gpu_model, dims)  # per label set: rules match cluster, node...
+            missing: list[Problem] = []
+            if not any(k == "node" for k, _v in dims):
+                missing.append(Problem("no_node_label", 'no Hostname label: the GPU\'s node is empty (node="")'))
+            if not gpu_model and rate.purchase_option == "default":
+                why = f"no modelName label: its GPU-hours are priced at the default {rate.describe()}"
+                missing.append(Problem("no_gpu_model", why))
             hit = (
                 (cell(dims, UTIL_SIGNALS), cell(dims, MEM_SIGNALS), cell(dims, POWER_SIGNALS)),
-                self.gpu_prices.lookup(gpu_model, dims),  # per label set: rules match cluster, node...
+                rate.usd_per_gpu_hour,
+                tuple(missing),
             )
             if len(self._labels_cache) < 100_000:
                 self._labels_cache[labels] = hit
@@ -184,6 +196,7 @@ class DcgmDecoder(Decoder):
         idle_pct = self.cfg.idle_util_percent
         blank_samples = 0  # added to the decoder's count at the end: the batch may be decoded again
         counted: list[tuple[Any, ...]] = []  # (name, labels, ts, cell, values) of the valid samples
+        unlabelled: list[tuple[bytes, str, tuple[Problem, ...]]] = []
         for raw in lines:
             rec = raw
             if not rec.startswith(b"DCGM_FI_DEV_"):  # rare: a comment, another metric, a BOM, blanks
@@ -241,9 +254,16 @@ class DcgmDecoder(Decoder):
                 bad.append(BadRecord(raw, got.kind, got.reason))
             elif got is not None:
                 counted.append((name, labels, ts, cells[0][got[0]], got[1]))
+                if cells[2]:  # (rare) a label the agent relies on is missing: reported once per label set
+                    unlabelled.append((raw, labels, cells[2]))
         # Nothing raises from here: the series' covered time changes only now (the batch may be decoded again).
         self.blank_samples += blank_samples
         self._count_once(counted, ctx.late_before, out)
+        for raw, labels, problems in unlabelled:
+            if labels not in self._reported and len(self._reported) < 100_000:
+                self._reported.add(labels)
+                note = " (the first sample of its label set; the others are counted the same way, not reported)"
+                bad.extend(BadRecord(raw, p.kind, p.reason + note, partial=True) for p in problems)
         return out, bad
 
     def _count_once(self, counted: list[tuple[Any, ...]], late_before: float, out: list[Observation]) -> None:

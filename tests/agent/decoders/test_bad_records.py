@@ -109,7 +109,7 @@ def _dcgm_totals(obs: list[Observation]) -> tuple[float, float]:
     return len(util), sum(o.values[4] for o in util)  # utilisation × hours, one-hour scrapes
 
 
-_S = 'DCGM_FI_DEV_GPU_UTIL{gpu="0",Hostname="n1"}'
+_S = 'DCGM_FI_DEV_GPU_UTIL{gpu="0",Hostname="h1",modelName="NVIDIA L4"}'  # (no good sample's series)
 DCGM = Case(
     make=lambda: DcgmDecoder(DcgmConfig(type="dcgm", scrape_interval_seconds=3600)),
     good=_dcgm_good,

@@ -85,3 +85,17 @@ def test_a_gap_in_the_scrapes_is_not_filled_and_a_late_sample_in_it_counts() -> 
     assert gpu_hours(dec.decode_lines(before + after, ctx())[0]) == pytest.approx(20 * 30 / 3600)
     filled = dec.decode_lines([util("0", (T0 + 300) * 1000)], ctx())[0]  # a sample from the gap, read later
     assert gpu_hours(filled) == pytest.approx(30 / 3600)
+
+
+def test_a_sample_without_hostname_or_model_name_is_counted_and_reported_once_per_label_set() -> None:
+    dec = decoder()
+    bare = [f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="GPU-b"}} 50 {(T0 + 30 * i) * 1000}'.encode() for i in range(4)]
+    obs, bad = dec.decode_lines(bare, ctx())
+    assert gpu_hours(obs) == pytest.approx(4 * 30 / 3600)  # counted as before
+    assert all(dict(o.cell.dims).get("node") is None for o in obs)
+    assert sorted(b.kind for b in bad) == ["no_gpu_model", "no_node_label"]
+    assert all(b.partial and b.raw == bare[0] for b in bad)
+    assert "default" in next(b.reason for b in bad if b.kind == "no_gpu_model")
+    later = [f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="GPU-b"}} 50 {(T0 + 600) * 1000}'.encode()]
+    assert dec.decode_lines(later, ctx())[1] == []  # once per label set
+    assert dec.decode_lines([util("0", T0 * 1000)], ctx())[1] == []  # labelled: nothing to say
