@@ -403,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         "-i",
         nargs="+",
+        action="extend",  # (-i a -i b: both, not the last one)
         required=True,
         metavar="PATH",
         help="required: files to replay: PATH or SOURCE=PATH (a file, a glob or a directory); "
