@@ -229,7 +229,13 @@ class Outbox:
                     self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
                 elif res.outcome == "permanent" or attempts + 1 >= self.max_attempts:
                     self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-                    dead_reason = f"{res.outcome} after {attempts + 1} attempt(s): {res.detail}"
+                    n = attempts + 1
+                    tries = f"{n} attempt{'s' if n > 1 else ''}"
+                    dead_reason = (
+                        f"refused (permanent) after {tries}: {res.detail}"
+                        if res.outcome == "permanent"
+                        else f"gave up after {tries} (max_attempts), the last: {res.detail}"
+                    )
                 else:
                     delay = backoff_seconds(attempts, self.base, self.cap, self._rng)
                     if res.retry_after is not None:

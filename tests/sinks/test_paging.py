@@ -75,7 +75,7 @@ def test_every_sink_through_every_answer(kind: str, case: str, receiver: Receive
         assert sent is None and len(dead) == 1
         reason = orjson.loads(dead[0])["reason"]
         status = str(answers[-1][0])
-        assert f"after {requests} attempt(s)" in reason and status in reason, reason
+        assert f"after {requests} attempt{'s' if requests > 1 else ''}" in reason and status in reason, reason
     for r in receiver.requests:
         assert orjson.loads(r.body)  # JSON every time, whatever the sink
 
@@ -100,7 +100,10 @@ def test_a_refused_connection_is_retried_then_dead_lettered(kind: str, tmp_path:
     sink.stop()
     dlq.close()
     (dead,) = [orjson.loads(x) for x in (tmp_path / "dlq.jsonl").read_bytes().splitlines()]
-    assert dead["reason"].startswith("retry after 3 attempt(s): ") and "refused" in dead["reason"].lower()
+    assert (
+        dead["reason"].startswith("gave up after 3 attempts (max_attempts), the last: ")
+        and "refused" in dead["reason"].lower()
+    )
     assert (
         tel.registry.get_sample_value(
             "finops_agent_errors_total", {"component": kind, "error_type": "retry", "stage": "deliver"}

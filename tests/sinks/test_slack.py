@@ -51,7 +51,9 @@ def test_the_url_from_a_file_and_never_in_dead_letters(receiver: Receiver, tmp_p
     s.stop()
     dlq.close()
     (dead,) = [orjson.loads(line) for line in (tmp_path / "dlq.jsonl").read_bytes().splitlines()]
-    assert dead["kind"] == "delivery_failed" and dead["reason"] == "permanent after 1 attempt(s): HTTP 404 no_team"
+    assert (
+        dead["kind"] == "delivery_failed" and dead["reason"] == "refused (permanent) after 1 attempt: HTTP 404 no_team"
+    )
     assert dead["location"] == receiver.url + "/…" and orjson.loads(dead["original"])["id"] == "abc123"
     assert b"s3cretpath" not in (tmp_path / "dlq.jsonl").read_bytes()
     assert (
