@@ -7,7 +7,8 @@
    into cost, GPU-hours and GPU cost (all linear in them);
 3. DuckDB sums ``value × coefficient`` per (bucket, numbered dimensions, readable), the coefficients joined
    in on the hash; line items whose numbers the decoder cannot read (not finite, a cost beyond
-   ``max_abs_cost``: few) are summed apart, then fetched with their row numbers and dead-lettered one by one.
+   ``max_abs_cost``: few) are summed apart, then fetched with their row numbers and dead-lettered one by one;
+   each cell's dimension text is joined in by number, in DuckDB too.
 
 Billing exports are restated several times a day with the same combinations: the decoder keeps what steps 1
 and 2 found (:class:`~agent.decoders.billing.cache.CombinationCache`, per source) and the next file with the
