@@ -46,16 +46,22 @@ class Cell:
         return f"Cell({self.dims!r}, {self.signals!r})"
 
 
-_CELLS: dict[tuple[Dims, Signals], Cell] = {}
+# signals → dims → cell: by signals first, so that interning a cell keeps no (dims, signals) key tuple (64 bytes a cell;
+# the signals tuples are a decoder's few).
+_CELLS: dict[Signals, dict[Dims, Cell]] = {}
+_CELLS_KEPT = [0]  # cells interned (at most _DIMS_CACHE_MAX)
 
 
 def cell(dims: Dims, signals: Signals = ()) -> Cell:
-    key = (dims, signals)
-    c = _CELLS.get(key)
+    by_dims = _CELLS.get(signals)
+    if by_dims is None:
+        by_dims = _CELLS[signals] = {}
+    c = by_dims.get(dims)
     if c is None:
         c = Cell(dims, signals)
-        if len(_CELLS) < _DIMS_CACHE_MAX:
-            _CELLS[key] = c
+        if _CELLS_KEPT[0] < _DIMS_CACHE_MAX:
+            by_dims[dims] = c
+            _CELLS_KEPT[0] += 1
     return c
 
 
