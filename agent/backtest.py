@@ -153,7 +153,7 @@ def input_span(bt: Any) -> tuple[float, float] | None:
     for name, scfg in bt.sources.items():
         decoder = build("decoder", scfg.decoder, pricing=bt.pricing)
         if getattr(decoder, "snapshot", False):
-            times.extend(_billing_times(name, source_files(scfg), decoder))
+            times.extend(_billing_times(name, billing_files(scfg), decoder))
             continue
         for f in _spread(source_files(scfg), _SAMPLE_FILES):
             fmt = scfg.format if scfg.format != "auto" else format_of(f)
@@ -168,6 +168,14 @@ def input_span(bt: Any) -> tuple[float, float] | None:
     age = bt.pipeline.max_age_days * 86400 or math.inf
     near = [t for t in times if abs(t - median) <= age]
     return near[0], near[-1]
+
+
+def billing_files(scfg: Any) -> list[str]:
+    """The files a billing (snapshot) source reads: each period's newest delivery and the plain files, no manifests."""
+    from agent.sources.exports import local_deliveries
+
+    plan = local_deliveries(source_files(scfg), [scfg.path, *scfg.more_paths])
+    return [f for d in plan.deliveries for f in d.files] + plan.singles
 
 
 def _billing_times(name: str, files: list[str], decoder: Any) -> list[float]:
@@ -324,6 +332,9 @@ def run_backtest(
             if r.cfg.where or r.cfg.exclude
         },
         "span": span,
+        "set_aside": [  # per period with several deliveries: the newest read, the others set aside
+            note for src in agent.sources.values() for note in getattr(src, "set_aside", {}).values()
+        ],
     }
     if report_dir:
         from agent.report import write_report
@@ -378,6 +389,8 @@ def format_summary(summary: dict[str, Any], alerts_out: str, report_dir: str | N
             f"  {plural(sum(left_out.values()), 'record')} left out, not dead-lettered: nothing their decoder reads "
             f"or counted already ({why})"
         )
+    for note in summary.get("set_aside", []):
+        lines.append(f"  billing period {note}")
     eps = summary.get("episodes", summary["firing"])
     again = summary.get("escalations", summary["firing"] - eps)
     lines.append(
@@ -421,7 +434,8 @@ def _unit(bt: Any) -> str:
     or whole-document JSON files, counted by their records)."""
     units = set()
     for scfg in bt.sources.values():
-        for f in source_files(scfg):
+        snapshot = getattr(components("decoder")[scfg.decoder.type][1], "snapshot", False)
+        for f in billing_files(scfg) if snapshot else source_files(scfg):
             fmt = scfg.format if scfg.format != "auto" else format_of(f)
             json_file = fmt == "jsonl" and f.lower().endswith((".json", ".json.gz"))
             units.add("row" if fmt in ("csv", "parquet") else "record" if json_file else "line")
@@ -442,6 +456,8 @@ def _share(agent: Agent) -> tuple[float, int]:
     for src in agent.sources.values():
         files = src.list_files() if isinstance(src, FileSource) else []
         total += len(files)
+        read = {f for p in src.positions.values() if isinstance(p, dict) for f in p.get("files", ())}  # deliveries'
+        done += len(read)
         for f in files:
             pos = src.positions.get(f)
             if not pos:

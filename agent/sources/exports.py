@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import orjson
@@ -377,4 +378,191 @@ class BlobExportSource(ExportSource):
         return None
 
 
-__all__ = ["S3ExportSource", "BlobExportSource", "Manifest"]
+# -- local copies of an export (a backtest's input, a watched folder) ----------------------------
+#: A billing period's folder: Data Exports' ``BILLING_PERIOD=YYYY-MM``, legacy CUR's and Cost Management's
+#: ``YYYYMMDD-YYYYMMDD``.
+_PERIOD_DIR = re.compile(r"^(?:BILLING_PERIOD=\d{4}-\d{2}|\d{8}-\d{8})$")
+#: A folder named like a month or a date range holds a period, never one execution of one.
+_PERIOD_LIKE = re.compile(r"^(?:BILLING_PERIOD=)?\d{4}-?\d{2}(?:-?\d{2})?(?:-\d{8})?$")
+_MANIFEST = re.compile(r"(?:^|[-_])manifest\.json$", re.IGNORECASE)
+_DATA_EXT = (".csv", ".csv.gz", ".parquet", ".parquet.gz", ".pq", ".tsv", ".tsv.gz")
+
+
+@dataclass
+class LocalDelivery:
+    """One delivery found among local files: every data file of one execution (split parts: read together)."""
+
+    period: str  # the period's key: its folder (or the input folder whose subfolders are executions)
+    delivery: str  # the manifest's execution / assembly / run id, else the execution folder's name
+    files: list[str]
+    modified: float  # the manifest's time, else the newest file's mtime (newest wins)
+    manifest: str | None = None
+
+
+@dataclass
+class LocalPlan:
+    """What a file source reads of a folder of billing files: one delivery per period, plain files one by one."""
+
+    deliveries: list[LocalDelivery] = field(default_factory=list)  # the newest of each period
+    singles: list[str] = field(default_factory=list)  # no export structure: each file a delivery of its own
+    manifests: list[str] = field(default_factory=list)  # metadata: never read as data
+    notes: list[str] = field(default_factory=list)  # per period with several deliveries: which one was taken
+
+
+def is_manifest(path: str) -> bool:
+    return bool(_MANIFEST.search(os.path.basename(path)))
+
+
+def _stem(name: str) -> str:
+    """A data file's name without its part number: split parts of one delivery share it (``part-00000``,
+    ``finops-cur-00002.snappy.parquet``, ``report-1.csv.gz``, ``part_0_0001.csv``)."""
+    return re.sub(r"\d+", "#", name)
+
+
+def _manifest_files(path: str) -> tuple[str, list[str], float | None] | None:
+    """(delivery id, data file names, time) of a local manifest of either cloud; None when it is not one."""
+    try:
+        with open(path, "rb") as fh:
+            doc = _json(fh.read())
+    except (OSError, ValueError):
+        return None
+    when: float | None = None
+    if "dataFiles" in doc or "reportKeys" in doc:  # Data Exports, legacy CUR
+        names = [str(u) for u in (doc.get("dataFiles") or doc.get("reportKeys") or [])]
+        delivery = str(doc.get("executionId") or doc.get("assemblyId") or "")
+    elif "blobs" in doc:  # Cost Management
+        run = doc.get("runInfo") or {}
+        names = [str(b.get("blobName", "")) for b in doc.get("blobs") or [] if isinstance(b, dict)]
+        delivery = str(run.get("runId") or "")
+        if run.get("submittedTime"):
+            from agent.model import parse_time
+
+            try:
+                when = parse_time(str(run["submittedTime"]))
+            except ValueError:
+                when = None
+    else:
+        return None
+    return delivery, [n for n in names if n], when
+
+
+def _resolve(name: str, by_tail: dict[tuple[str, ...], list[str]]) -> str | None:
+    """The local file a manifest's entry (an S3 URI, a key, a blob name) names: matched by its last path parts."""
+    parts = tuple(p for p in name.split("/") if p)
+    for k in (2, 1):
+        found = by_tail.get(parts[-k:]) if len(parts) >= k else None
+        if found:
+            longest = [f for f in found if "/".join(Path(f).parts).endswith("/".join(parts[-3:]))] or found
+            return longest[0]
+    return None
+
+
+def _files(n: int) -> str:
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
+def _when(files: list[str]) -> float:
+    return max(os.stat(f).st_mtime for f in files)
+
+
+def local_deliveries(files: list[str], roots: list[str] = ()) -> LocalPlan:  # type: ignore[assignment]
+    """Group local billing files into deliveries, as ``s3_export`` / ``blob_export`` read the export itself.
+
+    - A manifest (``*Manifest.json``, ``manifest.json``) is metadata: it names a delivery and its files.
+    - A data file under a period folder (``BILLING_PERIOD=YYYY-MM``, ``YYYYMMDD-YYYYMMDD``) belongs to that
+      period; the files of one execution folder whose names differ only in their numbers are the split parts
+      of one delivery (read together). Of a period's deliveries only the newest is read: the one of its newest
+      manifest whose files are all here (by the manifest's time, then its path), else — no manifest — the one
+      whose files were modified last (then the folder's name).
+    - An input folder whose data files all lie in two or more subfolders, none named like a month or date
+      range, each holding files of the same names (``aws s3 sync …/data/BILLING_PERIOD=2026-11/ ./cur/``): the
+      subfolders are executions of one period, and the newest is read.
+    - Any other file is a delivery of its own (a folder of monthly files, of several accounts' bills, the split
+      parts of one export without its folders: all summed); a file rewritten in place replaces itself.
+
+    ``notes`` says, per period with several deliveries, which was read and which were set aside."""
+    plan = LocalPlan()
+    data: list[str] = []
+    for f in files:
+        if is_manifest(f):
+            plan.manifests.append(f)
+        elif f.lower().endswith(_DATA_EXT):
+            data.append(f)
+        else:
+            plan.singles.append(f)
+    periods: dict[str, list[str]] = {}
+    loose: list[str] = []
+    for f in data:
+        parts = Path(f).parts[:-1]
+        at = next((i for i in range(len(parts) - 1, -1, -1) if _PERIOD_DIR.match(parts[i])), None)
+        if at is None:
+            loose.append(f)
+        else:
+            periods.setdefault(str(Path(*parts[: at + 1])), []).append(f)
+    for root in map(os.path.normpath, roots):  # executions synced without their period folder
+        if not os.path.isdir(root) or any(os.path.dirname(f) == root for f in loose):
+            continue
+        mine = [f for f in loose if Path(f).is_relative_to(root)]
+        dirs: dict[str, set[str]] = {}
+        for f in mine:
+            dirs.setdefault(os.path.dirname(f), set()).add(_stem(os.path.basename(f)))
+        if (
+            len(dirs) >= 2
+            and all(os.path.dirname(d) == os.path.normpath(root) for d in dirs)
+            and not any(_PERIOD_LIKE.match(os.path.basename(d)) for d in dirs)
+            and len({frozenset(s) for s in dirs.values()}) == 1
+        ):
+            periods[root] = mine
+            loose = [f for f in loose if f not in set(mine)]
+    plan.singles += loose
+    by_tail: dict[tuple[str, ...], list[str]] = {}
+    for f in data:
+        p = Path(f).parts
+        by_tail.setdefault(p[-2:], []).append(f)
+        by_tail.setdefault(p[-1:], []).append(f)
+    listed: dict[str, list[LocalDelivery]] = {}  # period → the deliveries its manifests name (all files here)
+    for m in plan.manifests:
+        doc = _manifest_files(m)
+        if doc is None:
+            continue
+        delivery, names, when = doc
+        local = [_resolve(n, by_tail) for n in names]
+        found = [f for f in local if f is not None]
+        if not found or len(found) < len(names):
+            continue  # not all of its files copied: not a delivery read here
+        period = next((p for p, fs in periods.items() if found[0] in fs), None)
+        if period is None:
+            continue
+        d = LocalDelivery(
+            period, delivery or os.path.basename(os.path.dirname(m)), found, when or os.stat(m).st_mtime, m
+        )
+        listed.setdefault(period, []).append(d)
+    for period, fs in sorted(periods.items()):
+        candidates: dict[tuple[str, str], list[str]] = {}
+        for f in sorted(fs):
+            candidates.setdefault((os.path.dirname(f), _stem(os.path.basename(f))), []).append(f)
+        if period in listed:
+            newest = max(listed[period], key=lambda d: (d.modified, d.manifest or ""))
+            how = f"its newest manifest, {newest.manifest}"
+        else:
+            found_d = [
+                LocalDelivery(
+                    period, os.path.relpath(d, period) if d != period else os.path.basename(fl[0]), fl, _when(fl)
+                )
+                for (d, _s), fl in candidates.items()
+            ]
+            newest = max(found_d, key=lambda d: (d.modified, d.delivery))
+            how = "no manifest: the files modified last"
+        plan.deliveries.append(newest)
+        aside = [f for f in fs if f not in set(newest.files)]
+        if aside:
+            where = sorted({os.path.relpath(os.path.dirname(f), period) for f in aside})
+            shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+            plan.notes.append(
+                f"{period}: read its newest delivery, {newest.delivery} ({_files(len(newest.files))}; {how}); "
+                f"set aside {_files(len(aside))} of older deliveries (in {shown})"
+            )
+    return plan
+
+
+__all__ = ["S3ExportSource", "BlobExportSource", "Manifest", "LocalDelivery", "LocalPlan", "local_deliveries"]

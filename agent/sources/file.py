@@ -103,12 +103,20 @@ class FileSource(Source):
     def live(self) -> bool:
         return bool(self.cfg.watch)
 
+    def __init__(self, cfg: Any, **kw: Any):
+        super().__init__(cfg, **kw)
+        #: Per billing period with several deliveries here: which one was read, which were set aside.
+        self.set_aside: dict[str, str] = {}
+
     def list_files(self) -> list[str]:
         return source_files(self.cfg)
 
     def run(self) -> None:
         while not self.stopping:
-            for f in self.list_files():
+            files = self.list_files()
+            if getattr(self.decoder, "snapshot", False):
+                files = self._read_deliveries(files)
+            for f in files:
                 if self.stopping:
                     return
                 try:
@@ -161,6 +169,53 @@ class FileSource(Source):
             self._read_table(f, ctx, "csv", pos.get("batch", 0) if pos else 0, meta)
         else:
             self._read_table(f, ctx, "parquet", pos.get("batch", 0) if pos else 0, meta)
+
+    # -- billing files -----------------------------------------------------------------------
+    def _read_deliveries(self, files: list[str]) -> list[str]:
+        """Billing files in an export's layout (see :func:`agent.sources.exports.local_deliveries`): each period's
+        newest delivery is read whole (its split parts together) and replaces the period's previous one; manifests
+        are metadata. Returns the other files (each a delivery of its own)."""
+        from agent.sources.exports import local_deliveries
+
+        plan = local_deliveries(files, [self.cfg.path, *self.cfg.more_paths])
+        for note in plan.notes:
+            period = note.split(": ", 1)[0]
+            if self.set_aside.get(period) != note:
+                self.set_aside[period] = note
+                log.info("%s: %s", self.name, note)
+        for d in plan.deliveries:
+            if self.stopping:
+                return []
+            try:
+                self._read_delivery(d.period, d.delivery, d.files, d.manifest)
+            except Exception as exc:  # one bad delivery never stops the source
+                log.exception("file source %s: cannot read %s", self.name, d.period)
+                self.bad(d.period, [BadRecord(d.period.encode(), "unreadable_file", f"{type(exc).__name__}: {exc}")])
+        return plan.singles
+
+    def _read_delivery(self, period: str, delivery: str, files: list[str], manifest: str | None) -> None:
+        from agent.decoders.billing.base import DeliveryError
+        from agent.decoders.billing.delivery import Delivery, read_delivery
+
+        stats = {f: os.stat(f) for f in files}
+        sig = {f: [st.st_mtime_ns, st.st_size] for f, st in stats.items()}
+        pos = self.positions.get(period)
+        if pos is not None and pos.get("delivery") == delivery and pos.get("files") == sig:
+            return  # applied already
+        where = manifest or period
+        ctx = DecodeContext(self.name, where, default_ts=max(st.st_mtime for st in stats.values()), **self.ctx_defaults)
+        meta = {"delivery": delivery, "files": sig, "done": True}
+        try:
+            table, bad, rows = read_delivery([(f, f) for f in files], self.decoder, ctx)  # type: ignore[arg-type]
+        except DeliveryError as exc:
+            self.bad(where, [BadRecord(where.encode(), exc.kind, exc.reason)], (period, {**meta, "error": exc.reason}))
+            return
+        if bad:
+            self.bad(where, bad)
+        log.info("%s: delivery %s of %s: %d line items, %d files", self.name, delivery, period, rows, len(files))
+        self.emit(
+            Batch(self.name, "snapshot", Delivery(period, delivery, table, rows, files), ctx, (period, meta), rows)
+        )
 
     # -- line formats ----------------------------------------------------------------------
     def _read_lines(self, f: str, gz: bool, ctx: DecodeContext, offset: int, meta: dict[str, Any]) -> None:
