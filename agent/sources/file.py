@@ -13,6 +13,12 @@ Azure Monitor exports write): a file whose first line is no JSON value alone but
 records go to the decoder one by one, with their original bytes: a top-level array's elements, an object's
 ``records`` list (``{"records": [...]}``), else the object itself. A document is read whole, at most 256 MiB of
 content (a larger one is refused with one dead-letter record), and never again once read.
+
+Billing files (a billing decoder: each file read whole, as a snapshot) in an export's layout are read delivery by
+delivery, each period's newest (:func:`agent.sources.exports.local_deliveries`). Watched, a billing file is read only
+once it has settled — its size and mtime what the previous poll saw, and last modified ``settle_seconds`` (10) ago or
+seen unchanged that long — so a file copied in non-atomically is never read half-written (write it elsewhere and
+rename it in to have it read at the next poll). Line files are read as they grow, as before.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import gzip
 import io
 import logging
 import os
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +62,13 @@ class FileConfig(ComponentConfig):
     format: Literal["auto", "jsonl", "csv", "parquet", "text"] = "auto"
     watch: bool = Field(False, description="keep polling for new files and appended lines")
     poll_interval_seconds: float = Field(2.0, gt=0)
+    settle_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="watch: a billing file (read whole, as a snapshot) is read only once its size and modification "
+        "time were the same at the previous poll and it was last modified this long ago (or has been seen unchanged "
+        "this long): a file still being copied in is never read half-written. Line files are read as they grow",
+    )
     chunk_bytes: int = Field(1 << 20, ge=4096)
     max_record_bytes: int = Field(
         1 << 20,
@@ -105,6 +119,7 @@ class FileSource(Source):
 
     def __init__(self, cfg: Any, **kw: Any):
         super().__init__(cfg, **kw)
+        self._seen: dict[str, tuple[int, int, float]] = {}  # billing file → (size, mtime_ns, first seen so)
         #: Per billing period with several deliveries here: which one was read, which were set aside.
         self.set_aside: dict[str, str] = {}
 
@@ -151,6 +166,8 @@ class FileSource(Source):
                 return
             if not gz and fmt in ("jsonl", "text") and st.st_size < pos.get("offset", 0):
                 pos = None  # truncated / rotated: read again from the start
+        if getattr(self.decoder, "snapshot", False) and not self._settled(f, st):
+            return  # a billing file still being written: read once it has settled
         ctx = DecodeContext(self.name, f, default_ts=st.st_mtime, **self.ctx_defaults)
         meta = {"mtime_ns": st.st_mtime_ns, "size": st.st_size}
         if fmt in ("jsonl", "text") and getattr(self.decoder, "snapshot", False):
@@ -171,6 +188,20 @@ class FileSource(Source):
             self._read_table(f, ctx, "parquet", pos.get("batch", 0) if pos else 0, meta)
 
     # -- billing files -----------------------------------------------------------------------
+    def _settled(self, f: str, st: os.stat_result) -> bool:
+        """Watching: a billing file is read once its size and mtime are what the previous poll saw, and it was last
+        modified ``settle_seconds`` ago or has been seen unchanged that long (a copy that keeps its source's mtime
+        sets it when done). Read at once without ``watch``."""
+        if not self.cfg.watch:
+            return True
+        sig, now = (st.st_size, st.st_mtime_ns), time.monotonic()
+        seen = self._seen.get(f)
+        if seen is None or seen[:2] != sig:
+            self._seen[f] = (*sig, now)
+            return False
+        settle = self.cfg.settle_seconds
+        return now - seen[2] >= settle or time.time() - st.st_mtime >= settle
+
     def _read_deliveries(self, files: list[str]) -> list[str]:
         """Billing files in an export's layout (see :func:`agent.sources.exports.local_deliveries`): each period's
         newest delivery is read whole (its split parts together) and replaces the period's previous one; manifests
@@ -202,6 +233,8 @@ class FileSource(Source):
         pos = self.positions.get(period)
         if pos is not None and pos.get("delivery") == delivery and pos.get("files") == sig:
             return  # applied already
+        if not all([self._settled(f, st) for f, st in stats.items()]):  # (each file's observation recorded)
+            return
         where = manifest or period
         ctx = DecodeContext(self.name, where, default_ts=max(st.st_mtime for st in stats.values()), **self.ctx_defaults)
         meta = {"delivery": delivery, "files": sig, "done": True}
