@@ -119,6 +119,18 @@ class FileSource(Source):
 
     def __init__(self, cfg: Any, **kw: Any):
         super().__init__(cfg, **kw)
+        # Where this source has read to: the position of the last batch it handed over, per file (or period).
+        # ``positions`` is what the pipeline has *processed*: it lags while batches wait in the queue, and reading
+        # again from it would hand the same lines over twice (a watched file polled while its batches are queued).
+        self.read_to: dict[str, Any] = {}
+        emit = self.emit
+
+        def handed_over(batch: Batch) -> None:
+            emit(batch)
+            if batch.position is not None:
+                self.read_to[batch.position[0]] = batch.position[1]
+
+        self.emit = handed_over
         self._seen: dict[str, tuple[int, int, float]] = {}  # billing file → (size, mtime_ns, first seen so)
         #: Per billing period with several deliveries here: which one was read, which were set aside.
         self.set_aside: dict[str, str] = {}
@@ -148,9 +160,18 @@ class FileSource(Source):
                 return
             self._stop.wait(self.cfg.poll_interval_seconds)
 
+    def restore(self, positions: dict[str, Any]) -> None:
+        super().restore(positions)
+        self.read_to = {}  # (a restored agent reads on from what was processed)
+
+    def _position(self, key: str) -> Any:
+        """Where to read on from: what was handed over, else what a restored checkpoint says."""
+        pos = self.read_to.get(key)
+        return self.positions.get(key) if pos is None else pos
+
     def _read_if_new(self, f: str) -> None:
         st = os.stat(f)
-        pos = self.positions.get(f)
+        pos = self._position(f)
         fmt = self.cfg.format if self.cfg.format != "auto" else format_of(f)
         gz = f.endswith(".gz")
         if pos is not None:
@@ -230,7 +251,7 @@ class FileSource(Source):
 
         stats = {f: os.stat(f) for f in files}
         sig = {f: [st.st_mtime_ns, st.st_size] for f, st in stats.items()}
-        pos = self.positions.get(period)
+        pos = self._position(period)
         if pos is not None and pos.get("delivery") == delivery and pos.get("files") == sig:
             return  # applied already
         if not all([self._settled(f, st) for f, st in stats.items()]):  # (each file's observation recorded)

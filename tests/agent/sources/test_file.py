@@ -19,7 +19,7 @@ from agent.pipeline import Agent
 from agent.sources.base import Batch
 from agent.sources.file import FileConfig, FileSource
 from agent.state import LocalStateStore, MemoryStateStore
-from tests.agent.decoders.test_bad_records import CASES, Case
+from tests.agent.decoders.test_bad_records import BEDROCK, CASES, Case
 from tests.agent.decoders.test_bedrock import log
 from tests.conftest import wait_until
 
@@ -212,3 +212,31 @@ def test_a_line_over_the_limit_does_not_grow_the_buffer(tmp_path: Path, gz: bool
         tracemalloc.stop()
     assert sum(o.values[0] for o in obs) == 2 and [b.kind for b in bad] == ["record_too_large"]
     assert peak < 2_000_000
+
+
+def test_a_watched_file_polled_while_its_batches_wait_in_the_queue_is_not_read_twice(tmp_path: Path) -> None:
+    """The pipeline commits a batch's position only once it has processed it: a poll in between (a busy agent, a
+    queue of a large file's batches) reads on from what was handed over, not again from the committed position."""
+    f = tmp_path / "a.jsonl"
+    f.write_bytes(b"".join(log(team=f"t{i}") + b"\n" for i in range(3)))
+    dec = BEDROCK.make()
+    opts = {"watch": True, "poll_interval_seconds": 0.02}
+    cfg = FileConfig(type="file", path=str(tmp_path), decoder=dec.cfg, **opts)  # type: ignore[attr-defined]
+    handed: list[Batch] = []
+    src = FileSource(cfg, name="s", decoder=dec, emit=handed.append, ctx_defaults={})  # nothing commits
+    src.start()
+    try:
+        assert wait_until(lambda: sum(b.records for b in handed if b.kind == "lines") >= 3, 5)
+        time.sleep(0.3)  # many polls, nothing processed yet
+        with f.open("ab") as fh:
+            fh.write(log(team="t3") + b"\n")
+        assert wait_until(lambda: sum(b.records for b in handed if b.kind == "lines") >= 4, 5)
+        time.sleep(0.3)
+    finally:
+        src.stop()
+    lines = [ln for b in handed if b.kind == "lines" for ln in b.payload]
+    assert len(lines) == 4 and len(set(lines)) == 4  # each line handed over once
+    # A restored source (a restart) reads on from what was processed.
+    src2 = FileSource(cfg, name="s", decoder=dec, emit=[].append, ctx_defaults={})
+    src2.restore({str(f): {"offset": 0, "done": False}})
+    assert src2.read_to == {} and src2._position(str(f)) == {"offset": 0, "done": False}
