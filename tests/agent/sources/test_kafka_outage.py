@@ -566,7 +566,8 @@ def test_sigterm_to_a_foreground_broker_stops_its_java_too(tmp_path: Path) -> No
         java = broker.pid()
         assert java is not None and broker.running()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        code = proc.wait(60)
+        assert code == 0, proc.stdout.read()  # (what the script said: its error, if any)
         assert not broker.running()
         with pytest.raises(ProcessLookupError):
             os.kill(java, 0)
@@ -711,7 +712,9 @@ def test_sigterm_during_a_busy_stream_exits_in_time_and_a_restart_loses_and_repe
         assert wait_until(lambda: _committed(bs, group, name) > n0, 60)
         before = _committed(bs, group, name)
         busy = _received(port, "bedrock")
-        assert busy is not None and before <= busy < n0 + len(late) / 2, (before, busy, n)  # busy, well behind
+        # Busy: records still unread when the SIGTERM lands (how far it got by the first checkpoint into the backlog
+        # depends on the machine's speed against the checkpoint interval: behind, not a fraction of the backlog).
+        assert busy is not None and before <= busy < n, (before, busy, n)
         t0, wall = time.monotonic(), time.time()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(SHUTDOWN_TIMEOUT + 30)
