@@ -125,6 +125,8 @@ class DetectorRunner(EarlyWarnings, DataGaps):
                 i += 1
             else:
                 break
+            if self._bands and last == -math.inf:  # (once a call, before its first window closes)
+                self._drop_bands(end)
             self._close(cur, acc, points, events)
             last = cur
             w = max(w, cur + window)
@@ -133,6 +135,14 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         if fill and math.isfinite(self.closed_until) and math.isfinite(end) and end > self.closed_until:
             self.closed_until = end - end % window  # the windows skipped had no series to fill
         return points, events
+
+    def _drop_bands(self, end: float) -> None:
+        """Early warnings' bands of the windows closing now are not read again (a closed window is not warned of):
+        dropped before the windows' points are made, not at the next early check (three floats, their tuple and
+        key, a series checked; the memory a window's close needs is the most the agent needs). A band dropped for a
+        window that then stays open is forecast again, the same (its model learned nothing meanwhile)."""
+        window = self.window
+        self._bands = {k: b for k, b in self._bands.items() if k[0] + window > end}
 
     def close_all(self) -> tuple[list[Point], list[dict[str, Any]]]:
         return self.close_until(math.inf)
