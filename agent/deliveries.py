@@ -121,5 +121,20 @@ class BillingDeliveries:
                 p, e = r.restate(w, acc)
                 points += p
                 events += e
-            closed.append((name, points, events))
+            if todo:
+                events += r.settle_restated()
+            closed.append((name, points, coalesce(events)))
         self.publish(closed)
+
+
+def coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A delivery's documents, one update per alert: consecutive firing revisions of one alert (one per restated
+    hour) are its last one; a resolution follows the firing it ends. (A day restated is one update, not 24.)"""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        docs = by_id.setdefault(e["id"], [])
+        if docs and e["status"] == "firing" and docs[-1]["status"] == "firing":
+            docs[-1] = e
+        else:
+            docs.append(e)
+    return [e for docs in by_id.values() for e in docs]

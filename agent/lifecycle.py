@@ -3,6 +3,7 @@ versioned alert document every sink receives."""
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Iterator
 from typing import Any
@@ -42,6 +43,7 @@ class AlertLifecycle:
     models: dict[SeriesKey, Any]
     pace: dict[SeriesKey, array[float]]
     episodes: dict[SeriesKey, Episode]
+    last_learned: dict[SeriesKey, float]
     _month: bool
     for_points: int
 
@@ -61,6 +63,8 @@ class AlertLifecycle:
             ep.observed_total -= old[0]
             ep.expected_total -= old[1]
             ep.impact_total -= old[2]
+            if ep.last_point is not None and ep.last_point.window_start == w and not pt.anomalous:
+                ep.last_point = None  # (its figures are the bill's old ones: the document shows the restated window)
         if pt.anomalous:
             new = (pt.observed, pt.expected, pt.impact_usd or 0.0)
             ep.windows[w] = new
@@ -78,6 +82,34 @@ class AlertLifecycle:
             return
         ep.severity = self._severity(ep.impact_total, pt.projected_daily_impact_usd if pt.anomalous else None)
         events.append(self.document(ep, pt if pt.anomalous else (ep.last_point or pt), "firing", restated=True))
+
+    def settle_restated(self) -> list[dict[str, Any]]:
+        """After a delivery's restated windows: an episode on hours the series has long moved past — opened by the
+        restatement (the bill now says an old hour was anomalous), with ``resolve_after_points`` of its live windows
+        closed since — is resolved at once. The bill's news is told once (the firing document, then this one), not
+        left firing with no window of its own ever to close (a closed month's bill gets no new hours)."""
+        events: list[dict[str, Any]] = []
+        window = self.window
+        span = self.alerting.resolve_after_points * window
+        for key, ep in list(self.episodes.items()):
+            if not ep.notified or self.last_learned.get(key, -math.inf) < ep.last_window + span:
+                continue  # (a live episode: its own windows resolve it)
+            if not ep.windows or ep.last_point is None:
+                continue
+            del self.episodes[key]
+            model = self.models.get(key)
+            if model is not None:
+                model.episode_resolved()
+            doc = self.document(ep, ep.last_point, "resolved", resolved_at=ep.last_window + window)
+            n = len(ep.windows)
+            doc["summary"] = (
+                f"[{self.name}] resolved: {self.cfg.signal} {_label(ep.last_point.series)} as restated by the bill: "
+                f"{n} window{'s' if n > 1 else ''} from {iso(min(ep.windows))} anomalous, episode impact "
+                f"{_usd(ep.impact_total)}; its windows since were usual"
+            )
+            doc["restated"] = True
+            events.append(doc)
+        return events
 
     # -- alert lifecycle -------------------------------------------------------------------
     def _severity(self, impact: float, projected: float | None = None) -> str:
