@@ -48,8 +48,9 @@ def _prior(f: float) -> float:
 
 
 def new() -> array[float]:
-    """A series' pace before it has learned any window: even, with the prior spread (47 float32, 288 bytes)."""
-    a = array("f", bytes(4 * _LEN))
+    """A series' pace before it has learned any window: even, with the prior spread (47 float32, 268 bytes: made
+    by repetition, which allocates to size — from ``bytes`` the array over-allocates)."""
+    a = array("f", [0.0]) * _LEN
     for k in range(1, CHECKPOINTS):
         f = k / CHECKPOINTS
         a[_F + k - 1] = f
