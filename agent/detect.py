@@ -221,6 +221,11 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         expected, lower, upper = model.forecast_one(x)
         if lower < 0.0 <= y:  # a band under zero on spend says "any fall is usual": it reads as 0 (credits: as is)
             lower = 0.0
+        if not model.forecasts:
+            # A fixed limit (a threshold's) expects no value: the impact is measured against the bound crossed
+            # (observed - lower under a floor, observed - upper over a ceiling, 0 within the bounds), and the
+            # document's "expected" is that bound.
+            expected = min(max(y, lower), upper)
         anomalous = score >= model.threshold
         continuing = False
         ep = self.episodes.get(key)

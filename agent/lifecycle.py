@@ -114,9 +114,16 @@ class AlertLifecycle:
     # -- alert lifecycle -------------------------------------------------------------------
     def _severity(self, impact: float, projected: float | None = None) -> str:
         """From the episode's dollar impact so far, or what its latest window would cost a day if it continued
-        (``projected``), whichever is larger: a level shift is as urgent as what it will cost."""
+        (``projected``), whichever is larger: a level shift is as urgent as what it will cost.
+
+        A drop (a negative impact: money not spent, a threshold's floor crossed) is graded by its size only where
+        the detector watches drops by purpose (``direction: down``); elsewhere it is at most ``warning`` (a team's
+        spend falling is worth a look, not a page)."""
         al = self.alerting
-        worth = max(abs(impact), abs(projected) if projected is not None else 0.0)
+        proj = projected if projected is not None else 0.0
+        worth = max(impact, proj, 0.0)  # a rise: what it costs
+        if getattr(self.cfg, "direction", "up") == "down":
+            worth = max(worth, abs(impact), abs(proj))
         if worth >= al.severity_critical_usd:
             return "critical"
         if worth >= al.severity_error_usd:

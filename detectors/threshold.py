@@ -34,8 +34,11 @@ class ThresholdDetector(DetectorHooks, AnomalyDetector):
     ``(lower - y) / |lower|``; a bound of 0 counts as 1e-9), ``0.5 + 0.5 * e / (1 + e)``: just
     over 0.5 past the bound, 0.75 at twice an upper bound, approaching 1 far beyond. A point is
     anomalous exactly when it is past a bound (``score >= threshold = 0.5``).
-    :meth:`forecast_one` reports the bound as the band (and the upper bound as the "expected"
-    value); :meth:`crossed_bound` names the bound a point is past, for the alert's text.
+    :meth:`forecast_one` reports the bounds as the band (and the upper bound as its "expected" value: the
+    band an early warning's pace is checked against). A fixed limit expects no value (``forecasts = False``):
+    the runner measures a window's impact against the bound it crossed (``y - lower`` under a floor,
+    ``y - upper`` over a ceiling, 0 within the bounds: the document's "expected" is the bound crossed);
+    :meth:`crossed_bound` names the bound a point is past, for the alert's text.
 
     Examples
     --------

@@ -553,3 +553,48 @@ def test_an_idle_gpu_alert_says_the_rate_it_was_paid_at() -> None:
     (doc,) = [d for d in r.close_until(3600.0)[1] if d["status"] == "firing"]
     assert "8.00 idle GPU-hours at $4.47 a GPU-hour" in doc["summary"]
     assert doc["projected_hourly_impact_usd"] == pytest.approx(35.76)  # what it wastes an hour if it continues
+
+
+def floor_runner(**kw: object) -> DetectorRunner:
+    cfg = ThresholdConfig(
+        type="threshold",
+        signal="token_cost_usd",
+        group_by=["team"],
+        window_seconds=60,
+        **{"lower": 2.5, "upper": 5.0, "min_impact_usd": 1.0, **kw},
+    )  # type: ignore[arg-type]
+    return DetectorRunner("exact", cfg, ThresholdDetector.from_config(cfg), AlertingConfig())
+
+
+def feed_minutes(r: DetectorRunner, minutes: range, value: float) -> tuple[list, list[dict]]:
+    points: list = []
+    events: list[dict] = []
+    for m in minutes:
+        r.add_bucket(m * 60.0, {cell(make_dims({"team": "a"}), SIG): [value, 1000.0]})
+        pts, ev = r.close_until((m + 1) * 60.0)
+        points += pts
+        events += ev
+    return points, events
+
+
+def test_a_threshold_impact_is_measured_against_the_bound_crossed() -> None:
+    r = floor_runner()
+    points, events = feed_minutes(r, range(0, 5), 4.0)
+    assert events == [] and [p.impact_usd for p in points] == [0.0] * 5  # within the bounds: no impact
+    _, events = feed_minutes(r, range(5, 6), 0.0)  # the team stops spending: $2.50 under its floor
+    (doc,) = events
+    assert doc["expected"] == 2.5 and doc["impact_usd"] == -2.5
+    assert "$0.00 (floor $2.50), impact -$2.50" in doc["summary"]
+    assert doc["projected_daily_impact_usd"] == -2.5 * 1440
+    assert doc["severity"] == "warning"  # a drop (money not spent) pages as a warning, however large
+    _, events = feed_minutes(r, range(6, 9), 4.0)
+    _, events = feed_minutes(r, range(9, 10), 8.0)  # $3 over its ceiling
+    (doc,) = [e for e in events if e["status"] == "firing"]
+    assert doc["expected"] == 5.0 and doc["impact_usd"] == 3.0 and doc["severity"] == "critical"
+
+
+def test_a_drop_is_graded_by_its_size_where_the_detector_watches_drops() -> None:
+    r = floor_runner(direction="down")
+    feed_minutes(r, range(0, 5), 4.0)
+    (doc,) = feed_minutes(r, range(5, 6), 0.0)[1]
+    assert doc["impact_usd"] == -2.5 and doc["severity"] == "critical"  # -$3,600 a day if it continues
