@@ -19,12 +19,20 @@ delivery, each period's newest (:func:`agent.sources.exports.local_deliveries`).
 once it has settled — its size and mtime what the previous poll saw, and last modified ``settle_seconds`` (10) ago or
 seen unchanged that long — so a file copied in non-atomically is never read half-written (write it elsewhere and
 rename it in to have it read at the next poll). Line files are read as they grow, as before.
+
+A line file is known by its content, not its name: the position read to carries a fingerprint of the file's first
+KiB (of content: a ``.gz`` file's decompressed head). A file rotated away and created anew at the same path (logrotate,
+a shipper's ``mv``) has another head: it is read from its start, never from the old file's offset. The rotated file,
+renamed beside it (``a.jsonl.1``) or compressed (``a.jsonl.1.gz``), has the head of one read before: it takes that
+file's position and only what was written after it is read (nothing twice). Positions checkpointed without a
+fingerprint (an older version's) are taken as they are.
 """
 
 from __future__ import annotations
 
 import glob
 import gzip
+import hashlib
 import io
 import logging
 import os
@@ -49,6 +57,9 @@ log = logging.getLogger(__name__)
 _LINE_EXT = (".jsonl", ".ndjson", ".json", ".log", ".prom", ".txt", ".metrics")
 _DOCUMENT_MAX = 256 << 20  # bytes of content: a whole-document .json file larger than this is refused
 _DOCUMENT_BATCH = 5_000  # records per batch of a whole-document file
+_HEAD = 1024  # bytes of content a line file is fingerprinted by
+_HEAD_MIN = 64  # a file read before is recognised in another by at least this many bytes of its head
+_RETIRED_MAX = 1_000  # positions of files rotated away, kept for their renamed or compressed copies
 _RAWS = msgspec.json.Decoder(list[msgspec.Raw])
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
@@ -131,6 +142,9 @@ class FileSource(Source):
                 self.read_to[batch.position[0]] = batch.position[1]
 
         self.emit = handed_over
+        # Positions of line files rotated away (another file now at their path), by fingerprint: for the copy of the
+        # file renamed or compressed beside it (``a.jsonl.1``, ``a.jsonl.1.gz``), which goes on from there.
+        self._retired: dict[tuple[str, int], dict[str, Any]] = {}
         self._seen: dict[str, tuple[int, int, float]] = {}  # billing file → (size, mtime_ns, first seen so)
         #: Per billing period with several deliveries here: which one was read, which were set aside.
         self.set_aside: dict[str, str] = {}
@@ -169,11 +183,56 @@ class FileSource(Source):
         pos = self.read_to.get(key)
         return self.positions.get(key) if pos is None else pos
 
+    def _head(self, f: str, gz: bool) -> bytes:
+        """The file's first :data:`_HEAD` bytes of content (decompressed for ``.gz``; less for a shorter file)."""
+        try:
+            with (gzip.open(f, "rb") if gz else open(f, "rb")) as fh:
+                return fh.read(_HEAD)
+        except (OSError, EOFError, zlib.error):
+            return b""
+
+    def _same_content(self, f: str, gz: bool, pos: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``pos`` if the file now at ``f`` is the one it was read from (or it has no fingerprint); else None, the
+        position retired for the rotated file's copy. A file without a position takes a retired or known one whose
+        fingerprint its head matches (a renamed or compressed copy of a file read before)."""
+        if pos is not None:
+            fp = pos.get("fp")
+            if fp is None:
+                return pos
+            head = self._head(f, gz)
+            n = int(pos.get("fp_len", 0))
+            if len(head) >= n and _fingerprint(head[:n]) == fp:
+                return pos
+            if len(self._retired) >= _RETIRED_MAX:
+                del self._retired[next(iter(self._retired))]
+            self._retired[fp, n] = pos
+            log.info("file source %s: %s is another file now (rotated): read from its start", self.name, f)
+            return None
+        if not self.cfg.watch:
+            return None  # (read once, in one go: no file is rotated under it)
+        head = self._head(f, gz)
+        hashes: dict[int, str] = {}
+        for p in [*self._retired.values(), *self.read_to.values(), *self.positions.values()]:
+            n = int(p.get("fp_len", 0)) if isinstance(p, dict) else 0
+            if n < _HEAD_MIN or n > len(head) or p.get("fp") is None:
+                continue  # (a head this short says too little to take another file's position)
+            if n not in hashes:
+                hashes[n] = _fingerprint(head[:n])
+            if hashes[n] == p["fp"]:
+                log.info("file source %s: %s holds a file read before (renamed or compressed): read on", self.name, f)
+                return {k: v for k, v in p.items() if k not in ("mtime_ns", "size", "eof")}
+        return None
+
     def _read_if_new(self, f: str) -> None:
         st = os.stat(f)
         pos = self._position(f)
         fmt = self.cfg.format if self.cfg.format != "auto" else format_of(f)
         gz = f.endswith(".gz")
+        lines = fmt in ("jsonl", "text") and not getattr(self.decoder, "snapshot", False)
+        if lines and not (
+            pos is not None and pos.get("mtime_ns") == st.st_mtime_ns and pos.get("size") == st.st_size
+        ):  # (a changed or new line file: is it the one its position was read from?)
+            pos = self._same_content(f, gz, pos)
         if pos is not None:
             unchanged = pos.get("mtime_ns") == st.st_mtime_ns and pos.get("size") == st.st_size
             # Done with it, or read to its end and untouched since: nothing to open again. (A billing
@@ -190,7 +249,10 @@ class FileSource(Source):
         if getattr(self.decoder, "snapshot", False) and not self._settled(f, st):
             return  # a billing file still being written: read once it has settled
         ctx = DecodeContext(self.name, f, default_ts=st.st_mtime, **self.ctx_defaults)
-        meta = {"mtime_ns": st.st_mtime_ns, "size": st.st_size}
+        meta: dict[str, Any] = {"mtime_ns": st.st_mtime_ns, "size": st.st_size}
+        if lines:
+            head = self._head(f, gz)
+            meta["fp"], meta["fp_len"] = _fingerprint(head), len(head)
         if fmt in ("jsonl", "text") and getattr(self.decoder, "snapshot", False):
             # A billing decoder reads whole CSV / Parquet exports: a line file here is refused whole, once.
             reason = f"decoder {self.decoder.type_name!r} reads CSV or Parquet billing exports, not {fmt} files"
@@ -453,6 +515,10 @@ class DocumentTooLarge(ValueError):
             "write it as JSON lines (one record a line)"
         )
         self.head = head
+
+
+def _fingerprint(head: bytes) -> str:
+    return hashlib.blake2b(head, digest_size=12).hexdigest()
 
 
 def json_document(f: str, first_line_max: int) -> list[bytes] | None:

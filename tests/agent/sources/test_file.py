@@ -240,3 +240,69 @@ def test_a_watched_file_polled_while_its_batches_wait_in_the_queue_is_not_read_t
     src2 = FileSource(cfg, name="s", decoder=dec, emit=[].append, ctx_defaults={})
     src2.restore({str(f): {"offset": 0, "done": False}})
     assert src2.read_to == {} and src2._position(str(f)) == {"offset": 0, "done": False}
+
+
+def _rotation_source(path: Path) -> tuple[FileSource, list[Batch]]:
+    dec = BEDROCK.make()
+    opts = {"watch": True, "poll_interval_seconds": 0.02}
+    cfg = FileConfig(type="file", path=str(path), decoder=dec.cfg, **opts)  # type: ignore[attr-defined]
+    handed: list[Batch] = []
+    return FileSource(cfg, name="s", decoder=dec, emit=handed.append, ctx_defaults={}), handed
+
+
+def _handed(batches: list[Batch]) -> list[bytes]:
+    return [ln for b in batches if b.kind == "lines" for ln in b.payload]
+
+
+def _rotate(d: Path, new: list[bytes], compress: bool = False) -> None:
+    """logrotate's create mode: the file renamed beside it (then compressed), a new one at its path."""
+    tmp = d.parent / "new.tmp"
+    tmp.write_bytes(b"".join(ln + b"\n" for ln in new))
+    (d / "a.jsonl").rename(d / "a.jsonl.1")
+    tmp.rename(d / "a.jsonl")
+    if compress:
+        (d / "a.jsonl.1.gz").write_bytes(gzip.compress((d / "a.jsonl.1").read_bytes()))
+        (d / "a.jsonl.1").unlink()
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["renamed", "renamed-then-gzipped"])
+def test_a_rotated_file_is_read_from_its_start_and_its_renamed_copy_not_again(tmp_path: Path, compress: bool) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    old = [log(team=f"a{i}") for i in range(20)]
+    (d / "a.jsonl").write_bytes(b"".join(ln + b"\n" for ln in old))
+    src, handed = _rotation_source(d)
+    src.start()
+    try:
+        assert wait_until(lambda: len(_handed(handed)) >= 20, 5)
+        new = [log(team=f"x{i}") for i in range(15)]  # another file at the same path, shorter than the old one
+        _rotate(d, new, compress)
+        assert wait_until(lambda: len(_handed(handed)) >= 35, 5)
+        time.sleep(0.3)  # more polls: the rotated copy beside it is not read again
+    finally:
+        src.stop()
+    got = _handed(handed)
+    assert sorted(got) == sorted(old + new), (len(got), len(set(got)))
+
+
+def test_a_file_rotated_while_the_agent_was_down_is_read_whole_after_the_restart(tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    old = [log(team=f"a{i}") for i in range(20)]
+    (d / "a.jsonl").write_bytes(b"".join(ln + b"\n" for ln in old))
+    src, handed = _rotation_source(d)
+    src.start()
+    assert wait_until(lambda: len(_handed(handed)) >= 20, 5)
+    src.stop()
+    checkpoint = dict(src.read_to)  # (what the pipeline would have committed and checkpointed)
+    new = [log(team=f"x{i}") for i in range(30)]
+    _rotate(d, new)
+    src2, handed2 = _rotation_source(d)
+    src2.restore(checkpoint)
+    src2.start()
+    try:
+        assert wait_until(lambda: len(_handed(handed2)) >= 30, 5)
+        time.sleep(0.3)
+    finally:
+        src2.stop()
+    assert sorted(_handed(handed2)) == sorted(new)  # the new file whole, the old one (renamed) not again
