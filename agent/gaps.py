@@ -6,7 +6,9 @@ from "spend fell". A series is in a gap once it has had no data for ``data_gap_w
 than twice its longest silence so far (a team that is quiet every night and every weekend is not missing on Sunday:
 its own history sets the bar; twice, because the longest of a series' silences grows with the history it is taken
 from — a few weeks show only part of what a year of quiet nights, holidays and sparse hours brings). The alert
-(``kind: data_gap``, its own id) resolves when data comes back. While it is open, the series' empty windows are
+(``kind: data_gap``, its own id) resolves when data comes back. A series counted in dollars also waits until what
+it usually spends in the silence reaches ``min_impact_floor_usd`` (cents never page: a $10-a-month team quiet for
+three hours of its night may hide $0.10; a day of its silence is told). While it is open, the series' empty windows are
 unknown rather than zero: not scored, and learned as the model's own expectation.
 """
 
@@ -31,6 +33,7 @@ class DataGaps(AlertLifecycle):
     # Series silent now but not (yet) in a gap: their expected values summed since (not persisted).
     silent_usual: dict[SeriesKey, float]
     gaps_enabled: bool
+    _usd: bool
     source_of: Callable[[Cell], str | None] | None
     _routes: dict[Cell, Any]
 
@@ -55,6 +58,8 @@ class DataGaps(AlertLifecycle):
         run = round((w - seen) / self.window)
         longest = self.longest_silence.get(key, 0)
         if run < max(self.cfg.data_gap_windows, 2 * longest + 1):
+            return
+        if self._usd and usual < self.cfg.min_impact_floor_usd:  # (NaN: a fixed limit expects nothing, no floor)
             return
         series = tuple(zip(self.group_by, key, strict=True))
         since = seen + self.window

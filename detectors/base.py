@@ -67,7 +67,10 @@ class DetectorCommon(ComponentConfig):
         "if at least min_impact_floor_usd",
     )
     min_impact_floor_usd: float = Field(
-        0.25, ge=0, description="with min_impact_percent: an impact under this never pages (cents never page)"
+        0.25,
+        ge=0,
+        description="with min_impact_percent: an impact under this never pages (cents never page); a data gap of a "
+        "series in dollars is told once what it usually spends in the silence reaches this",
     )
     fill_missing: bool = Field(True, description="a window without events is a zero (sums only)")
     early_warning: bool = Field(

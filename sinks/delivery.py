@@ -400,6 +400,7 @@ class QueuedSink(Sink):
         self.telemetry.discarded.labels(component=self.name, reason="delivery_failed").inc()
         if self.dead_letter is not None:
             self.dead_letter.write(self.name, self.destination(), [BadRecord(item, "delivery_failed", reason)])
+            self.telemetry.dead_lettered.inc()  # every line in the dead-letter file counts (the shipped alert rule)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.outbox.drain(timeout) if self.outbox else True

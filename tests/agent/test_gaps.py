@@ -119,3 +119,16 @@ def test_a_fixed_limit_names_no_usual_spend_in_its_data_gap_and_one_series_no_la
     (gap,) = [e for e in events if e["kind"] == "data_gap" and e["status"] == "firing"]
     assert gap["summary"].startswith("[fees] data gap: no token_cost_usd data from unknown source for 3 hours")
     assert "usually reports" not in gap["summary"] and gap["expected"] is None
+
+
+def test_a_small_team_gap_waits_until_the_spend_it_may_hide_passes_the_floor() -> None:
+    """A team spending 4 cents an hour is not paged for 3 silent hours (12 cents it may not have spent): its gap is
+    told once what it usually spends in the silence reaches min_impact_floor_usd ($0.25), about 7 hours."""
+    r = runner()
+    assert r.cfg.min_impact_floor_usd == 0.25
+    small = lambda h: base(h) / 2500  # noqa: E731  $0.024–$0.056 an hour
+    hours(r, range(0, 24 * 9), small)
+    gaps = [e for e in hours(r, range(24 * 9, 24 * 10), lambda h: None) if e["kind"] == "data_gap"]
+    assert [e["status"] for e in gaps] == ["firing"]
+    assert gaps[0]["silent_windows"] > 3 and 0.25 <= gaps[0]["expected"] < 0.35
+    assert gaps[0]["window_start"] == "1970-01-10T00:00:00Z"  # the silence since it began, not since the floor

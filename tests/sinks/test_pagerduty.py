@@ -134,6 +134,7 @@ def test_a_refused_event_is_dead_lettered_with_the_reason_and_never_the_routing_
     assert [orjson.loads(r.body)["routing_key"] for r in receiver.requests] == [KEY] * 3  # retried, then refused
     (dead,) = [orjson.loads(line) for line in (tmp_path / "dlq.jsonl").read_bytes().splitlines()]
     assert dead["reason"].startswith("refused (permanent) after 3 attempts: HTTP 400 ")
+    assert tel.registry.get_sample_value("finops_agent_dead_letter_records_total") == 1
     assert "Event object is invalid" in dead["reason"]
     assert dead["location"] == receiver.url + "/…"
     assert orjson.loads(orjson.loads(dead["original"])["body"])["dedup_key"] == "0f" * 16

@@ -100,6 +100,8 @@ def test_a_refused_connection_is_retried_then_dead_lettered(kind: str, tmp_path:
     sink.stop()
     dlq.close()
     (dead,) = [orjson.loads(x) for x in (tmp_path / "dlq.jsonl").read_bytes().splitlines()]
+    # every line of the dead-letter file counts (the shipped PrometheusRule watches this counter)
+    assert tel.registry.get_sample_value("finops_agent_dead_letter_records_total") == 1
     assert (
         dead["reason"].startswith("gave up after 3 attempts (max_attempts), the last: ")
         and "refused" in dead["reason"].lower()
