@@ -14,6 +14,15 @@ normalised there too: a leading UTF-8 byte-order mark is removed (the original b
 for the dead-letter file), and a blank line comes back as a :class:`BadRecord` of kind
 :data:`BLANK`, which the pipeline counts but neither logs nor dead-letters. (A trailing ``\r``
 of a CRLF file is whitespace to every line decoder.)
+
+**Late records keep their bytes.** The pipeline sets :attr:`DecodeContext.late_before` (buckets starting before it
+are sealed) before it decodes a batch, and every decoder dead-letters a record whose observation falls in a sealed
+bucket itself, as kind :data:`LATE` with :data:`LATE_REASON` and the record's original bytes (:func:`is_late` is
+the test); the record's observation is not emitted. A record that yields several observations (an OTLP export
+request) is dead-lettered once as ``late`` with how many of its parts were late, ``partial`` when its other
+parts were counted; only the late parts are left out. The aggregation checks lateness again and the topology
+dead-letters what it still finds late (a bucket sealed with a coarser ``bucket_seconds`` than the context's) by
+the observation's ``repr``: the fallback for observations that have no source bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ log = logging.getLogger(__name__)
 #: Kind of a blank (whitespace-only) line: counted by the pipeline, never dead-lettered.
 BLANK = "blank_line"
 BOM = b"\xef\xbb\xbf"
+#: Kind and reason of a record whose event time falls in a sealed bucket (see the module docstring).
+LATE = "late"
+LATE_REASON = "event time older than the watermark minus allowed lateness"
 
 
 @dataclass(slots=True)
@@ -178,3 +190,13 @@ def time_problem(ts: float, ctx: DecodeContext) -> str | None:
     if ts > ctx.max_ts:
         return "timestamp too far in the future"
     return None
+
+
+def is_late(ts: float, ctx: DecodeContext) -> bool:
+    """Whether an observation at ``ts`` falls in a bucket the aggregation has sealed (see the module docstring).
+
+    >>> ctx = DecodeContext("s", bucket_seconds=60.0, late_before=120.0)
+    >>> is_late(119.9, ctx), is_late(120.0, ctx), is_late(1e9, DecodeContext("s"))
+    (True, False, False)
+    """
+    return ts - ts % ctx.bucket_seconds < ctx.late_before

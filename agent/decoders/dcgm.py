@@ -22,8 +22,9 @@ series its newest 64 runs of samples, at most 200,000 series. dcgm's "blank" sen
 (huge integers) are ignored and counted. A sample without a ``Hostname`` label (node ``""``) or without a
 ``modelName`` label priced at the default GPU-hour rate is counted as before, and reported once per label set as a
 partial bad record (``no_node_label``, ``no_gpu_model``: counted, logged once per kind, its first sample
-dead-lettered). A line holding a NUL byte or invalid UTF-8 is not text
-(``malformed_text``); a leading byte-order mark and a trailing ``\r`` (CRLF) are harmless.
+dead-lettered). A sample whose window the aggregation has sealed is dead-lettered as ``late`` with its line (and
+counts no GPU time: a later copy of it is late too, not a duplicate). A line holding a NUL byte or invalid UTF-8 is
+not text (``malformed_text``); a leading byte-order mark and a trailing ``\r`` (CRLF) are harmless.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
-from agent.decoders.base import BLANK, BOM, BadRecord, DecodeContext, Decoded, Decoder, Emits
+from agent.decoders.base import BLANK, BOM, LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.model import Cell, Dims, Observation, cell, make_dims
 from agent.pricing import GpuPriceTable
 from agent.registry import ComponentConfig, register
@@ -194,6 +195,7 @@ class DcgmDecoder(Decoder):
         bad: list[BadRecord] = []
         hours = self.hours
         idle_pct = self.cfg.idle_util_percent
+        bucket, late_before = ctx.bucket_seconds, ctx.late_before
         blank_samples = 0  # added to the decoder's count at the end: the batch may be decoded again
         counted: list[tuple[Any, ...]] = []  # (name, labels, ts, cell, values) of the valid samples
         unlabelled: list[tuple[bytes, str, tuple[Problem, ...]]] = []
@@ -244,6 +246,9 @@ class DcgmDecoder(Decoder):
                 continue
             if not ctx.min_ts <= ts <= ctx.max_ts:
                 bad.append(BadRecord(raw, "timestamp_out_of_range", "timestamp outside accepted range"))
+                continue
+            if ts - ts % bucket < late_before:  # (base.is_late, inline: the hot path) its window is sealed
+                bad.append(BadRecord(raw, LATE, f"{name}: {LATE_REASON}"))
                 continue
             cells = self._cells(labels or "")
             if isinstance(cells, str):

@@ -33,14 +33,16 @@ metrics in a message (the receiver's ``up``, ``scrape_duration_seconds``, dcgm's
 ignored.
 Bad input comes back per message, one bad record per kind of problem (``malformed_json``,
 ``schema``, ``non_finite``, ``negative_value``, ``absurd_value``, ``timestamp_out_of_range``,
-``too_deep``), partial when other samples of the message were counted.
+``too_deep``, ``late``), partial when other samples of the message were counted. A sample whose window the
+aggregation has sealed is left out, and its message dead-lettered once as ``late`` (with how many samples were;
+partial when others were counted): the message's exact bytes, as for every other problem.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits, time_problem
+from agent.decoders.base import LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits, time_problem
 from agent.decoders.dcgm import (
     LABEL_DIMS,
     MEM_SIGNALS,
@@ -126,6 +128,7 @@ class DcgmOtlpDecoder(Decoder):
         counts: list[int],
     ) -> None:
         hours, idle_pct = self.hours, self.cfg.idle_util_percent
+        bucket, late_before = ctx.bucket_seconds, ctx.late_before
         for rm in resources:
             res: dict[str, str] | None = None
             for sm in rm.scopeMetrics:
@@ -173,6 +176,9 @@ class DcgmOtlpDecoder(Decoder):
                         c = cells[0][i]
                         if not self.seen.newer((name, c.dims), dp.timeUnixNano, pending):
                             counts[1] += 1
+                            continue
+                        if ts - ts % bucket < late_before:  # (base.is_late, inline) its window is sealed
+                            msg.add(LATE, f"{name}: {LATE_REASON}")
                             continue
                         msg.used += 1
                         out.append(Observation(ts, c, values))

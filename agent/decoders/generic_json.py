@@ -4,6 +4,10 @@ JSON lines are read with orjson; CSV and Parquet record batches are decoded in c
 with pyarrow (cast, floor to the aggregation bucket, ``group_by`` + ``sum``), so no Python code
 runs per row unless a batch holds bad rows, which are then located row by row.
 
+A record whose time falls in a window the aggregation has sealed is dead-lettered as ``late`` with its original
+bytes (a CSV or Parquet row, which has no bytes of its own, as the JSON of its values), like every other bad record
+(see :mod:`agent.decoders.base`).
+
 Example::
 
     decoder:
@@ -24,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from agent.decoders.base import BLANK, BadRecord, DecodeContext, Decoded, Decoder, Emits
+from agent.decoders.base import BLANK, LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.model import Observation, cell, make_dims, parse_time
 from agent.registry import ComponentConfig, register
 
@@ -113,6 +117,8 @@ class JsonDecoder(Decoder):
             return None, ("schema", f"{self.cfg.time_field}: invalid time: {exc}")
         if not ctx.min_ts <= ts <= ctx.max_ts:
             return None, ("timestamp_out_of_range", f"{self.cfg.time_field}: timestamp outside accepted range")
+        if ts - ts % ctx.bucket_seconds < ctx.late_before:  # (base.is_late, inline: the hot path)
+            return None, (LATE, LATE_REASON)
         values = []
         for name, path in zip(self.signals, self._value_paths, strict=True):
             v = _get(doc, path)
@@ -169,6 +175,9 @@ class JsonDecoder(Decoder):
             ok = pc.and_(ok, pc.less_equal(pc.abs(v), self.cfg.max_abs_value))
             if not self.cfg.allow_negative:
                 ok = pc.and_(ok, pc.greater_equal(v, 0))
+        if ctx.late_before > -math.inf:  # a late row goes the slow way, dead-lettered as late (base.is_late)
+            starts = pc.multiply(pc.floor(pc.divide(ts, ctx.bucket_seconds)), ctx.bucket_seconds)
+            ok = pc.and_(ok, pc.greater_equal(starts, ctx.late_before))
         ok = pc.fill_null(ok, False)
         bad: list[BadRecord] = []
         n_ok = pc.sum(ok).as_py() or 0
