@@ -6,7 +6,10 @@ written to a SQLite outbox before any delivery attempt (at-least-once: a crash b
 on restart; receivers dedupe on the alert id), once per (alert, status, severity, revision) even when a replay
 re-creates the event. A worker thread per sink delivers in order of due time. 408, 429, 5xx, timeouts and
 connection errors retry with exponential backoff and full jitter, honouring ``Retry-After``; other 4xx are
-permanent and the notification is dead-lettered with the reason (and the destination, redacted).
+permanent and the notification is dead-lettered with the reason (and the destination, redacted). An alert whose
+firing notifications were all dead-lettered (none reached the receiver) gets no lone resolution either: its resolved
+notification is dead-lettered too, with the reason "its firing was never delivered", not sent (a receiver would be
+told an alert it never had is over).
 """
 
 from __future__ import annotations
@@ -123,6 +126,12 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random) -
     return rng.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
 
 
+_NEVER_FIRED = (
+    "not sent: its firing was never delivered (dead-lettered), and a resolution alone would tell the receiver of an"
+    " alert it never had"
+)
+
+
 class Outbox:
     """Durable FIFO of pending notifications for one sink, with a delivery worker."""
 
@@ -155,7 +164,17 @@ class Outbox:
         )
         if "grp" not in {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}:  # an older outbox
             self.db.execute("ALTER TABLE outbox ADD COLUMN grp TEXT")
+        cols = {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}
+        if "closes" not in cols:  # (an older outbox: what it holds closes nothing)
+            self.db.execute("ALTER TABLE outbox ADD COLUMN closes INTEGER NOT NULL DEFAULT 0")
         self.db.execute("CREATE INDEX IF NOT EXISTS outbox_grp ON outbox (grp, seq)")
+        # Per group (an alert) with an item delivered or dead-lettered: whether any item that opens or updates it
+        # (not a closing one: a resolution) reached the receiver. A closing item of a group none of whose items
+        # reached it is dead-lettered, not sent; the row goes with the group's closing item (or after 35 days).
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS fate (grp TEXT PRIMARY KEY, delivered INTEGER NOT NULL, at REAL NOT NULL)"
+        )
+        self.db.execute("DELETE FROM fate WHERE at < ?", (time.time() - 35 * 86400,))
         # Keys of everything ever enqueued (35 days): a replay after a crash re-creates the same alert
         # events, and they are not sent again.
         self.db.execute("CREATE TABLE IF NOT EXISTS sent (key TEXT PRIMARY KEY, at REAL NOT NULL)")
@@ -170,18 +189,21 @@ class Outbox:
         self._failing: str | None = None
         self._failures = 0
 
-    def put(self, body: bytes, dedup_key: str | None = None, group: str | None = None) -> bool:
+    def put(self, body: bytes, dedup_key: str | None = None, group: str | None = None, closes: bool = False) -> bool:
         """Enqueue durably; False (and nothing enqueued) when ``dedup_key`` was enqueued before.
 
         Items of one ``group`` (an alert id) are delivered in the order they were put: one waits while an earlier
-        one of its group is pending (a "resolved" never overtakes its "firing" that is being retried)."""
+        one of its group is pending (a "resolved" never overtakes its "firing" that is being retried). A ``closes``
+        item (a "resolved") of a group whose other items were all dead-lettered is dead-lettered too, not sent."""
         with self._wake:
             now = time.time()
             if dedup_key is not None:
                 cur = self.db.execute("INSERT OR IGNORE INTO sent (key, at) VALUES (?, ?)", (dedup_key, now))
                 if cur.rowcount == 0:
                     return False
-            self.db.execute("INSERT INTO outbox (body, next_at, grp) VALUES (?, ?, ?)", (body, now, group))
+            self.db.execute(
+                "INSERT INTO outbox (body, next_at, grp, closes) VALUES (?, ?, ?, ?)", (body, now, group, int(closes))
+            )
             self._wake.notify()
         self._report_depth()
         return True
@@ -205,11 +227,33 @@ class Outbox:
         " OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.grp = o.grp AND p.seq < o.seq))"
     )
 
-    def _next(self) -> tuple[int, bytes, int] | None:
+    def _next(self) -> tuple[int, bytes, int, str | None, bool] | None:
         row = self.db.execute(
-            f"SELECT seq, body, attempts {self._HEADS} AND next_at <= ? ORDER BY next_at, seq LIMIT 1", (time.time(),)
+            f"SELECT seq, body, attempts, grp, closes {self._HEADS} AND next_at <= ? ORDER BY next_at, seq LIMIT 1",
+            (time.time(),),
         ).fetchone()
-        return (int(row[0]), bytes(row[1]), int(row[2])) if row else None
+        return (int(row[0]), bytes(row[1]), int(row[2]), row[3], bool(row[4])) if row else None
+
+    def _orphaned(self, seq: int, grp: str | None, closes: bool) -> bool:
+        """Whether a closing item's group never reached the receiver (all its other items dead-lettered): then the
+        item is taken out (and the group forgotten) instead of sent. Under the lock."""
+        if not closes or grp is None:
+            return False
+        row = self.db.execute("SELECT delivered FROM fate WHERE grp = ?", (grp,)).fetchone()
+        self.db.execute("DELETE FROM fate WHERE grp = ?", (grp,))
+        if row is None or row[0]:
+            return False
+        self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        return True
+
+    def _settle(self, grp: str | None, closes: bool, delivered: bool) -> None:
+        """Record an opening or updating item's fate for its group (under the lock): delivered once is known."""
+        if grp is None or closes:
+            return
+        if delivered:
+            self.db.execute("INSERT OR REPLACE INTO fate (grp, delivered, at) VALUES (?, 1, ?)", (grp, time.time()))
+        else:
+            self.db.execute("INSERT OR IGNORE INTO fate (grp, delivered, at) VALUES (?, 0, ?)", (grp, time.time()))
 
     def _run(self) -> None:
         while True:
@@ -222,13 +266,21 @@ class Outbox:
                     wait = 1.0 if row[0] is None else max(0.0, min(1.0, row[0] - time.time()))
                     self._wake.wait(wait)
                     continue
-            seq, body, attempts = item
+                seq, body, attempts, grp, closes = item
+                orphaned = self._orphaned(seq, grp, closes)
+            if orphaned:
+                if self.on_dead:
+                    self.on_dead(body, _NEVER_FIRED)
+                self._report_depth()
+                continue
             res = self.deliver(body)
             with self._lock:
                 if res.outcome == "ok":
                     self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                    self._settle(grp, closes, True)
                 elif res.outcome == "permanent" or attempts + 1 >= self.max_attempts:
                     self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                    self._settle(grp, closes, False)
                     n = attempts + 1
                     tries = f"{n} attempt{'s' if n > 1 else ''}"
                     dead_reason = (
@@ -381,7 +433,7 @@ class QueuedSink(Sink):
             return
         assert self.outbox is not None, "sink not started"
         env = orjson.dumps({"id": doc["id"], "body": body.decode()})
-        self.outbox.put(env, dedup_key=self.dedup_key(doc), group=doc["id"])
+        self.outbox.put(env, dedup_key=self.dedup_key(doc), group=doc["id"], closes=doc["status"] == "resolved")
 
     def _deliver(self, item: bytes) -> Result:
         env = orjson.loads(item)

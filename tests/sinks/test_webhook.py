@@ -264,3 +264,59 @@ def test_the_embedded_defaults_demo_secret_is_warned_about_once(
         s.start()
         s.stop()
     assert [r for r in caplog.records if r.name == "sinks.webhook"] == []
+
+
+def _dead_letters(tel: Telemetry) -> float:
+    return tel.registry.get_sample_value("finops_agent_dead_letter_records_total") or 0.0
+
+
+def test_a_resolution_whose_firing_was_dead_lettered_is_dead_lettered_too_not_sent_alone(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.responses = [(500, {}), (500, {})]  # the firing: given up after max_attempts; then the receiver is back
+    s, tel, dlq = sink(receiver.url, tmp_path, max_attempts=2)
+    s.on_alert(DOC)
+    s.on_alert({**DOC, "status": "resolved"})
+    assert receiver.wait_for(lambda r: len(r) == 2)
+    s.on_alert({**DOC, "id": "other"})  # (delivered after both: the outbox went past the resolution)
+    assert receiver.wait_for(lambda r: len(r) == 3)
+    assert s.flush(5)
+    s.stop()
+    dlq.close()
+    assert [orjson.loads(r.body)["status"] for r in receiver.requests] == ["firing"] * 3  # no lone "resolved"
+    dead = [orjson.loads(x) for x in (tmp_path / "dlq.jsonl").read_bytes().splitlines()]
+    assert [orjson.loads(orjson.loads(d["original"])["body"])["status"] for d in dead] == ["firing", "resolved"]
+    assert dead[0]["reason"].startswith("gave up after 2 attempts (max_attempts)")
+    assert dead[1]["reason"].startswith("not sent: its firing was never delivered")
+    assert _dead_letters(tel) == 2
+
+
+def test_a_resolution_is_sent_when_an_earlier_firing_of_its_alert_was_delivered(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.responses = [(200, {}), (400, {})]  # the alert's first firing delivered, its escalation refused
+    s, tel, _dlq = sink(receiver.url, tmp_path)
+    s.on_alert(DOC)
+    s.on_alert({**DOC, "severity": "critical"})
+    s.on_alert({**DOC, "status": "resolved"})
+    assert receiver.wait_for(lambda r: len(r) == 3)
+    assert s.flush(5)
+    s.stop()
+    # (the receiver lists a request once answered: in any order)
+    assert sorted(orjson.loads(r.body)["status"] for r in receiver.requests) == ["firing", "firing", "resolved"]
+    assert _dead_letters(tel) == 1
+
+
+def test_an_orphaned_resolution_is_dead_lettered_after_a_restart_too(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.default = (400, {})
+    s, tel, _dlq = sink(receiver.url, tmp_path)
+    s.on_alert(DOC)
+    assert receiver.wait_for(lambda r: len(r) == 1)
+    assert s.flush(5)
+    s.stop()
+    receiver.default = (200, {})
+    s, tel, dlq = sink(receiver.url, tmp_path)  # the same state dir: the outbox remembers the firing was lost
+    s.on_alert({**DOC, "status": "resolved"})
+    assert s.flush(5)
+    s.stop()
+    assert len(receiver.requests) == 1 and _dead_letters(tel) == 1
