@@ -389,11 +389,9 @@ class Agent(BillingDeliveries):
         if batch.kind == "bad":
             bad = batch.payload
         elif batch.payload is not None and (batch.kind == "table" or batch.payload):
-            self.telemetry.received.labels(component=comp).inc(batch.records)
             self.records_in += batch.records
             # Decoders keep late records' original bytes; a replay skips what was sealed without reporting it.
-            late_before = topology.late_before(batch, owner)
-            if late_before is not None:
+            if (late_before := topology.late_before(batch, owner)) is not None:
                 ctx.late_before = late_before
             # A decoder that raises (a bug: decoders return bad records) costs this batch alone: see _failed.
             if batch.kind == "lines":
@@ -401,6 +399,7 @@ class Agent(BillingDeliveries):
                 self._ignored(comp, src.decoder)
             else:
                 obs, bad = src.decoder.decode_table(batch.payload, ctx)
+            self.telemetry.received.labels(component=comp).inc(batch.records - sum(r.kind == BLANK for r in bad))
         self._stage = "aggregate"
         if obs:
             back = self.silence.records(comp)
@@ -488,6 +487,7 @@ class Agent(BillingDeliveries):
             raws = _batch_records(batch)
             if raws:
                 self.telemetry.discarded.labels(component=comp, reason="processing_error").inc(len(raws))
+                self.telemetry.received.labels(component=comp).inc(len(raws) if stage == "decode" else 0)  # (undecoded)
                 self.telemetry.dead_lettered.inc(len(raws))
                 self.dead_letter.write(comp, where, [BadRecord(r, "processing_error", reason) for r in raws])
         src = self.sources.get(comp)

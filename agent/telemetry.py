@@ -26,7 +26,13 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.received = Counter(
-            "finops_agent_events_received", "Records received by a component", ["component"], registry=r
+            "finops_agent_events_received",
+            "Records (lines, messages, rows) a component received and decoded; blank lines are no records, counted in"
+            " finops_agent_blank_lines_total alone. A decoded record is processed or counted in"
+            " finops_agent_events_discarded_total (one processed in part: in both); a record its source refused"
+            " before decoding (record_too_large, truncated_gzip) is counted there alone",
+            ["component"],
+            registry=r,
         )
         self.sent = Counter(
             "finops_agent_events_sent", "Records or alerts a component passed on", ["component"], registry=r
