@@ -8,7 +8,9 @@ Each alert event is an Alertmanager alert: ``labels`` name it (``alertname``, ``
 Like Prometheus, the sink re-sends every firing alert every ``resend_interval_seconds`` (60) with ``endsAt`` a few
 intervals ahead (``ends_after_seconds``): an Alertmanager that lost it (restarted, or down when it was first sent)
 has it again within a minute, and one the agent stops talking to resolves it by itself. A resolved alert is sent
-with ``endsAt`` its resolution, and re-sent for ``resolved_resend_seconds`` (15 minutes). An escalation changes the
+with ``endsAt`` its resolution, and re-sent for ``resolved_resend_seconds`` (15 minutes), across a restart too (the
+recently resolved alerts are kept in the sink's SQLite file under the state directory, beside its outbox; firing ones
+are the agent's restored state). An escalation changes the
 ``severity`` label (a new Alertmanager alert): the one under the old severity is ended in the same request.
 
 Several ``urls`` (an HA pair, each not clustered or clustered) are each delivered to: an event is delivered once one
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -126,6 +129,7 @@ class AlertmanagerSink(QueuedSink):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing: dict[str, str] = {}  # url → the kind of error it fails with (logged once)
+        self._db: sqlite3.Connection | None = None  # the recently resolved alerts, kept for a restart
 
     @property
     def ends_after(self) -> float:
@@ -136,8 +140,43 @@ class AlertmanagerSink(QueuedSink):
             self.cfg.bearer_token, self.cfg.bearer_token_file, f"sinks.{self.name}.bearer_token_file"
         )
         super().start()
+        self._open_resolved()
         self._thread = threading.Thread(target=self._resend_loop, name=f"alertmanager-{self.name}", daemon=True)
         self._thread.start()
+
+    def _open_resolved(self) -> None:
+        """Keep the recently resolved alerts in the sink's SQLite file (beside its outbox) and take back those a
+        previous run left, still within ``resolved_resend_seconds``: a restart does not stop their re-sends."""
+        path = self.state_path()
+        if path is None:
+            return
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS alertmanager_resolved (id TEXT PRIMARY KEY, alert BLOB NOT NULL,"
+            " until REAL NOT NULL)"
+        )
+        now = time.time()
+        with self._lock:
+            db.execute("DELETE FROM alertmanager_resolved WHERE until < ?", (now,))
+            for aid, alert, until in db.execute("SELECT id, alert, until FROM alertmanager_resolved"):
+                if aid not in self._firing and aid not in self._resolved:
+                    self._resolved[aid] = (orjson.loads(alert), float(until))
+            self._db = db
+
+    def _keep_resolved(self, aid: str, kept: tuple[dict[str, Any], float] | None) -> None:
+        """Store (or, with None, forget) a resolved alert in the sink's file. Under the lock."""
+        if self._db is None:
+            return
+        try:
+            if kept is None:
+                self._db.execute("DELETE FROM alertmanager_resolved WHERE id = ?", (aid,))
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO alertmanager_resolved (id, alert, until) VALUES (?, ?, ?)",
+                    (aid, orjson.dumps(kept[0]), kept[1]),
+                )
+        except sqlite3.Error as exc:  # (the re-sends go on from memory; only a restart would lose them)
+            log.warning("sink %s: could not keep the resolved alert %s for a restart: %s", self.name, aid, exc)
 
     # -- what an alert looks like -----------------------------------------------------------
     def labels(self, doc: dict[str, Any], severity: str | None = None) -> dict[str, str]:
@@ -203,10 +242,12 @@ class AlertmanagerSink(QueuedSink):
             if doc["status"] == "resolved":
                 self._firing.pop(doc["id"], None)
                 current["endsAt"] = _rfc3339(now)
-                self._resolved[doc["id"]] = (current, now + self.cfg.resolved_resend_seconds)
+                kept = self._resolved[doc["id"]] = (current, now + self.cfg.resolved_resend_seconds)
+                self._keep_resolved(doc["id"], kept)
             else:
                 self._firing[doc["id"]] = current
-                self._resolved.pop(doc["id"], None)
+                if self._resolved.pop(doc["id"], None) is not None:
+                    self._keep_resolved(doc["id"], None)
         super().on_alert(doc)
 
     def render(self, doc: dict[str, Any]) -> bytes:
@@ -278,6 +319,7 @@ class AlertmanagerSink(QueuedSink):
         with self._lock:
             for aid in [a for a, (_, until) in self._resolved.items() if until < now]:
                 del self._resolved[aid]
+                self._keep_resolved(aid, None)
             alerts = list(self._firing.values()) + [a for a, _ in self._resolved.values()]
         if not alerts:
             return
@@ -285,11 +327,14 @@ class AlertmanagerSink(QueuedSink):
         self._note([(url, self._post(url, alerts)) for url in self.cfg.urls], "resend")
 
     def on_restore(self, points: list[Any], firing: list[dict[str, Any]]) -> None:
-        """After a restart: the alerts still firing are re-sent with the next interval (nothing new is paged)."""
+        """After a restart: the alerts still firing are re-sent with the next interval (nothing new is paged), and
+        so are the recently resolved ones (kept in the sink's file: :meth:`start`)."""
         now = time.time()
         with self._lock:
             for doc in firing:
                 self._firing[doc["id"]] = self.alert(doc, started=now)
+                if self._resolved.pop(doc["id"], None) is not None:
+                    self._keep_resolved(doc["id"], None)
 
     def destination(self) -> str:
         return ", ".join(redact_url(u) for u in self.cfg.urls)
@@ -299,6 +344,10 @@ class AlertmanagerSink(QueuedSink):
         if self._thread is not None:
             self._thread.join(timeout)
         super().stop(timeout)
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def _description(doc: dict[str, Any]) -> str:

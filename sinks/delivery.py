@@ -411,8 +411,13 @@ class QueuedSink(Sink):
         return key + f":n{doc['repeat']}" if doc.get("repeat") else key  # a re-notification is sent again
 
     # -- the base's part ---------------------------------------------------------------------
+    def state_path(self) -> str | None:
+        """The sink's SQLite file under the state directory (its outbox; a sink may keep more state there), or None
+        without a state directory (kept in memory only)."""
+        return str(Path(self.state_dir) / f"outbox-{self.name}.sqlite") if self.state_dir else None
+
     def start(self) -> None:
-        path = str(Path(self.state_dir) / f"outbox-{self.name}.sqlite") if self.state_dir else None
+        path = self.state_path()
         self.outbox = Outbox(
             self.name,
             self._deliver,

@@ -204,3 +204,33 @@ def test_a_silenced_alert_is_no_longer_resent(alertmanager: AmFactory, receiver:
     s.on_alert({**doc(), "silenced": True, "silenced_by": ["s1"]})  # a silence made while it fires
     assert s._firing == {}
     s.stop()
+
+
+def test_after_a_restart_the_recently_resolved_alerts_are_still_resent(receiver: Receiver, tmp_path: Path) -> None:
+    """A resolution is re-sent for resolved_resend_seconds, across a SIGTERM and restart too (kept beside the
+    sink's outbox): an Alertmanager that missed it still learns the alert is over. Against a loopback receiver
+    standing for Alertmanager's API: what the sink posts."""
+    s, _ = am_sink(tmp_path, [receiver.url], resend_interval_seconds=3600)
+    s.on_alert(doc())
+    s.on_alert(doc(status="resolved"))
+    s.on_alert(doc(id="1e" * 16, status="resolved"))  # (never fired here: kept alike)
+    assert s.flush(5)
+    s.stop()
+    ends = {aid: a["endsAt"] for aid, (a, _until) in s._resolved.items()}  # what the resolutions were sent with
+    s, _ = am_sink(tmp_path, [receiver.url], resend_interval_seconds=0.2)  # the restarted agent, same state dir
+    s.on_restore([], [])  # (nothing still firing)
+    n = len(receiver.requests)
+    assert receiver.wait_for(lambda r: len(r) > n, 15)
+    s.stop()
+    resent = {a["labels"]["alert_id"]: a["endsAt"] for a in orjson.loads(receiver.requests[n].body)}
+    assert resent == ends and set(ends) == {"0f" * 16, "1e" * 16}  # with each resolution's endsAt
+
+
+def test_a_resolution_past_its_resend_time_is_not_resent_after_a_restart(receiver: Receiver, tmp_path: Path) -> None:
+    s, _ = am_sink(tmp_path, [receiver.url], resend_interval_seconds=3600, resolved_resend_seconds=0)
+    s.on_alert(doc(status="resolved"))
+    assert s.flush(5)
+    s.stop()
+    s, _ = am_sink(tmp_path, [receiver.url], resend_interval_seconds=3600, resolved_resend_seconds=0)
+    assert s._resolved == {}  # (its re-send time was over: forgotten, not re-sent)
+    s.stop()
