@@ -2,18 +2,20 @@
 updated in place), without losing state.
 
 The new file is validated first, exactly as at start: an invalid one is refused with every error and its path, and
-the agent runs on with the config it has. A valid one that differs replaces the running agent in this process:
-the running one stops as at SIGTERM (sources stop, the final checkpoint: windows, models and source positions), the
-new one restores that state and starts — detectors of the same name keep their series and models, new ones start
-fresh, removed ones are dropped, a detector whose series changed shape (signal, grouping, window… :data:`SHAPE`)
-starts them fresh, one whose thresholds or paging rules changed keeps them; the firing alerts of removed and
-reshaped detectors are resolved (a receiver never keeps them open for ever). Sources resume from their checkpointed
-positions: nothing is read twice or skipped. If the new config cannot start (a secret file missing, a port taken),
-the old one is started again.
+the agent runs on with the config it has (logged once per content: a SIGHUP and the file watch a moment later, or a
+second SIGHUP, on the same refused file say nothing more). A valid one that differs replaces the running agent in
+this process: the running one stops as at SIGTERM (sources stop, the final checkpoint: windows, models and source
+positions), the new one restores that state and starts — detectors of the same name keep their series and models,
+new ones start fresh, removed ones are dropped, a detector whose series changed shape (signal, grouping, window…
+:data:`SHAPE`) starts them fresh, one whose thresholds or paging rules changed keeps them; the firing alerts of
+removed and reshaped detectors are resolved (a receiver never keeps them open for ever). Sources resume from their
+checkpointed positions: nothing is read twice or skipped. If the new config cannot start (a secret file missing, a
+port taken), the old one is started again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -108,6 +110,18 @@ def retire(agent: Any, why: dict[str, str], timeout: float = 10.0) -> int:
     return int(done or 0)
 
 
+#: Per config path, the digest of the content last refused (logged once: the same refusal again says nothing more).
+_REFUSED: dict[str, str] = {}
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def reload(
     agent: Any,
     cfg: Any,
@@ -117,9 +131,15 @@ def reload(
 ) -> tuple[Any, Any]:
     """The agent and config to run on after a reload of ``path`` (the same ones when nothing changed or the new
     config is refused). ``make(cfg)`` builds an agent (not started)."""
+    digest = _digest(path)
     try:
         new_cfg = load_config(path)
     except ConfigError as exc:
+        if digest is not None and _REFUSED.get(path) == digest:
+            log.debug("config %s: unchanged since it was refused; the agent runs on with the config it has", path)
+            return agent, cfg
+        if digest is not None:
+            _REFUSED[path] = digest
         log.error(
             "config %s not reloaded: %d error(s): %s; the agent runs on with the config it has",
             path,
@@ -127,6 +147,7 @@ def reload(
             "; ".join(exc.errors),
         )
         return agent, cfg
+    _REFUSED.pop(path, None)  # (valid: a later refusal of the same content as before is news again)
     diff = changes(cfg, new_cfg)
     if not diff:
         log.info("config %s: nothing changed", path)

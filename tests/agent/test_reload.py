@@ -3,6 +3,7 @@ their state; an invalid config is refused and the agent runs on; liveness says w
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -14,10 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config import load_config_text
-from agent.reload import ConfigWatch, changes
+from agent.reload import ConfigWatch, changes, reload
 from agent.runtime import Health
 from tests.conftest import ROOT, free_port, wait_until
 
@@ -162,3 +164,25 @@ def test_liveness_fails_when_the_pipeline_thread_is_stuck() -> None:
     assert not h.alive()
     h.standby("standby: waiting")
     assert h.alive() and h.ready() and h.standby_reason == "standby: waiting"  # ready as a standby
+
+
+def test_a_refused_config_is_logged_once_per_content(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGHUP, then the file watch a moment later (or a second SIGHUP) on the same invalid file: one error, not two;
+    a new invalid content is news again."""
+    path = tmp_path / "cfg.yaml"
+    path.write_text("sources: {}\ndetectors: {d: {type: threshold, signal: token_cost_usd}}\n")
+    running, cfg = object(), object()
+    caplog.set_level(logging.DEBUG, logger="agent")
+
+    def refusals() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+    def never_built(c: object) -> object:
+        raise AssertionError("an invalid config builds no agent")
+
+    for _ in range(3):
+        assert reload(running, cfg, str(path), never_built, 1.0) == (running, cfg)  # runs on with what it has
+    assert len(refusals()) == 1 and refusals()[0].startswith(f"config {path} not reloaded: ")
+    path.write_text("sources: {}\ndetectors: {d: {type: threshold, signal: token_cost_usd, upper: -}}\n")
+    reload(running, cfg, str(path), never_built, 1.0)
+    assert len(refusals()) == 2
