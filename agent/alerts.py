@@ -111,6 +111,10 @@ class Gap:
     longest_before: int  # the longest silence it had before (windows)
     usual: float  # what the series usually spends in the silent windows (its model's expected values)
     sources: tuple[str, ...] = ()  # the sources whose records made the series
+    notified: bool = True  # its firing document sent (a small series' gap waits for min_impact_floor_usd)
+
+    def __setstate__(self, state: Any) -> None:
+        _setstate(self, state)
 
 
 def _setstate(obj: Any, state: Any) -> None:

@@ -170,7 +170,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
                 if self._new_usd is not None and self._is_new(w):
                     model.newborn_usd = 0.0  # spend since it appeared (kept with the model's state)
             if gaps and key in self.gaps and a[0] == 0 and a[1] == 0:
-                self._in_gap(key, model, w)  # not a zero: unknown (learned as its own expectation, not scored)
+                self._in_gap(key, model, w, events)  # not a zero: unknown (learned as its expectation, not scored)
                 self.last_learned[key] = w
                 continue
             scored = self._score(key, model, w, a, count_held=True)
@@ -395,7 +395,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         for key in [k for k, seen in self.last_seen.items() if w - seen > ttl and k not in self.episodes]:
             gap = self.gaps.pop(key, None)
             last = self.last_points.get(key)
-            if gap is not None and last is not None:
+            if gap is not None and last is not None and gap.notified:
                 doc = self.gap_document(gap, last, "resolved", resolved_at=w)
                 doc["summary"] = (
                     f"[{self.name}] data gap closed: {_label(last.series)} has had no data for "
@@ -549,7 +549,7 @@ class DetectorRunner(EarlyWarnings, DataGaps):
         yield from super().firing_documents()
         for key, gap in self.gaps.items():
             pt = self.last_points.get(key)
-            if pt is not None:
+            if pt is not None and gap.notified:
                 yield self.gap_document(gap, pt, "firing")
 
     def restored_points(self) -> list[Point]:

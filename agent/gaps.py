@@ -45,7 +45,7 @@ class DataGaps(AlertLifecycle):
         if had_data:
             self.silent_usual.pop(key, None)
             gap = self.gaps.pop(key, None)
-            if gap is not None:  # (a gap is not one of the series' usual silences: its length is not learned)
+            if gap is not None and gap.notified:  # (a gap is not one of the series' usual silences: not learned)
                 events.append(self.gap_document(gap, pt, "resolved", resolved_at=w))
             elif seen is not None:
                 run = round((w - seen) / self.window) - 1
@@ -59,11 +59,10 @@ class DataGaps(AlertLifecycle):
         longest = self.longest_silence.get(key, 0)
         if run < max(self.cfg.data_gap_windows, 2 * longest + 1):
             return
-        if self._usd and usual < self.cfg.min_impact_floor_usd:  # (NaN: a fixed limit expects nothing, no floor)
-            return
         series = tuple(zip(self.group_by, key, strict=True))
         since = seen + self.window
         del self.silent_usual[key]  # the gap keeps the count from here on
+        # (Its windows are unknown from now on, not zeros, whether or not it is told yet.)
         gap = self.gaps[key] = Gap(
             alert_id(f"{self.name}:data_gap", series, since, self.alerting.id_namespace),
             since,
@@ -71,20 +70,30 @@ class DataGaps(AlertLifecycle):
             longest,
             usual,
             self._sources(key),
+            notified=False,
         )
-        events.append(self.gap_document(gap, pt, "firing"))
+        self._tell_gap(key, gap, pt.series, pt.window_end, events)
+
+    def _tell_gap(self, key: SeriesKey, gap: Gap, series: Any, end: float, events: list[dict[str, Any]]) -> None:
+        """The gap's firing document, once what the series usually spends in the silence passes the detector's
+        floor (a series in dollars: cents never page; NaN, a fixed limit's, expects nothing: no floor); a drop alert
+        that was the silence ends with it."""
+        if self._usd and gap.usual < self.cfg.min_impact_floor_usd:
+            return
+        gap.notified = True
+        events.append(self._gap_doc(gap, series, end, "firing"))
         ep = self.episodes.get(key)
         last = ep.last_point if ep is not None else None
         if ep is not None and last is not None and last.observed < last.expected:  # the "drop" was the silence
             del self.episodes[key]
-            doc = self.document(ep, last, "resolved", resolved_at=w)
+            doc = self.document(ep, last, "resolved", resolved_at=end - self.window)
             doc["summary"] = (
-                f"[{self.name}] resolved: {_label(pt.series)} did not drop, its data stopped: a data gap since "
-                f"{iso(since)} (alerted on its own, id {gap.id[:12]})"
+                f"[{self.name}] resolved: {_label(series)} did not drop, its data stopped: a data gap since "
+                f"{iso(gap.since)} (alerted on its own, id {gap.id[:12]})"
             )
             events.append(doc)
 
-    def _in_gap(self, key: SeriesKey, model: Any, w: float) -> None:
+    def _in_gap(self, key: SeriesKey, model: Any, w: float, events: list[dict[str, Any]]) -> None:
         """A window without data while the series is in a gap: unknown, not zero. It is not scored (no drop alert
         for spend that went unreported, no point on ``/metrics``), and the model learns its own expectation for it:
         a silence is not learned as a fall of the level, nor compared a week later as growth."""
@@ -97,6 +106,8 @@ class DataGaps(AlertLifecycle):
         gap = self.gaps[key]
         gap.silent_windows += 1
         gap.usual += _usual(model, expected)
+        if not gap.notified:
+            self._tell_gap(key, gap, tuple(zip(self.group_by, key, strict=True)), w + self.window, events)
 
     def _sources(self, key: SeriesKey) -> tuple[str, ...]:
         """The sources whose records made the series (as far as the aggregation remembers its cells)."""
@@ -108,9 +119,14 @@ class DataGaps(AlertLifecycle):
 
     def gap_document(self, gap: Gap, pt: Point, status: str, resolved_at: float | None = None) -> dict[str, Any]:
         """The alert document of a data gap (the same fields as a spend alert's; ``kind: data_gap``)."""
+        return self._gap_doc(gap, pt.series, pt.window_end, status, resolved_at)
+
+    def _gap_doc(
+        self, gap: Gap, dims: Any, end: float, status: str, resolved_at: float | None = None
+    ) -> dict[str, Any]:
         cfg = self.cfg
-        series = dict(pt.series)
-        label = _label(pt.series)
+        series = dict(dims)
+        label = _label(dims)
         u = self.unit
         src = ", ".join(gap.sources) or "unknown source"
         lasted = _duration(gap.silent_windows * self.window)
@@ -119,7 +135,7 @@ class DataGaps(AlertLifecycle):
             if gap.longest_before
             else "it had never been silent for a whole window"
         )
-        of = f" for {label}" if pt.series else ""  # (a detector without group_by has one series: no label)
+        of = f" for {label}" if dims else ""  # (a detector without group_by has one series: no label)
         if status == "firing":
             usual = f"; it usually reports {u.fmt(gap.usual)} in that time" if math.isfinite(gap.usual) else ""
             summary = (
@@ -127,7 +143,7 @@ class DataGaps(AlertLifecycle):
                 f"{iso(gap.since)} ({before}){usual}: spend may be going unreported"
             )
         else:
-            again = f"{label} reports" if pt.series else "reports"
+            again = f"{label} reports" if dims else "reports"
             summary = (
                 f"[{self.name}] data gap over: {again} {cfg.signal} again (from {src}) after {lasted} without data"
             )
@@ -140,7 +156,7 @@ class DataGaps(AlertLifecycle):
             series=series,
             sources=list(gap.sources),
             window_start=iso(gap.since),
-            window_end=iso(pt.window_end),
+            window_end=iso(end),
             started_at=iso(gap.since),
             resolved_at=iso(resolved_at) if resolved_at is not None else None,
             observed=0.0,

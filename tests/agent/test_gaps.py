@@ -132,3 +132,9 @@ def test_a_small_team_gap_waits_until_the_spend_it_may_hide_passes_the_floor() -
     assert [e["status"] for e in gaps] == ["firing"]
     assert gaps[0]["silent_windows"] > 3 and 0.25 <= gaps[0]["expected"] < 0.35
     assert gaps[0]["window_start"] == "1970-01-10T00:00:00Z"  # the silence since it began, not since the floor
+    r2 = runner()
+    hours(r2, range(0, 24 * 9), small)
+    assert hours(r2, range(24 * 9, 24 * 9 + 4), lambda h: None) == []  # 4 silent hours: 16 cents, nothing said
+    assert ("a",) in r2.gaps and not r2.gaps[("a",)].notified
+    assert hours(r2, range(24 * 9 + 4, 24 * 9 + 5), small) == []  # data back: no resolution of an untold gap
+    assert not r2.gaps
