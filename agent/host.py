@@ -55,6 +55,7 @@ class Host:
 
     def dead_letter(self, source: str, where: str, records: list[BadRecord]) -> None:
         self._agent.dead_letter.write(source, where, records)
+        self._agent.telemetry.dead_lettered.inc(len(records))  # every line in the dead-letter file counts
 
     def fail(self, exc: BaseException, message: str) -> None:
         self._agent.fail(exc, message)
