@@ -165,6 +165,8 @@ class DetectorRunner(EarlyWarnings, DataGaps):
                 self._forget(key)  # it expired while no window of its own closed: it comes back as new
                 model = None
             if model is None:
+                if a[0] == 0 and a[1] == 0 and a[2] == 0 and key not in self.episodes:
+                    continue  # only ever zero (a bill's non-GPU lines under GPU-hours): no series until it is not
                 model = self.models[key] = self.prototype.clone()
                 model.bind_series(key)
                 if self._new_usd is not None and self._is_new(w):

@@ -598,3 +598,13 @@ def test_a_drop_is_graded_by_its_size_where_the_detector_watches_drops() -> None
     feed_minutes(r, range(0, 5), 4.0)
     (doc,) = feed_minutes(r, range(5, 6), 0.0)[1]
     assert doc["impact_usd"] == -2.5 and doc["severity"] == "critical"  # -$3,600 a day if it continues
+
+
+def test_a_series_that_has_only_ever_summed_zero_gets_no_model_until_it_does_not() -> None:
+    """A bill's non-GPU lines under GPU-hours (m7i: 0 GPU-hours every hour) make no series, no point on /metrics;
+    the day one of them sums more than zero, it is a series (a new one)."""
+    r = runner()
+    events = feed_teams(r, range(0, 24 * 3), {"a": 50.0, "cpu-only": 0.0})
+    assert list(r.models) == [("a",)] and ("cpu-only",) not in r.last_points and events == []
+    feed_teams(r, range(24 * 3, 24 * 3 + 1), {"a": 50.0, "cpu-only": 2.0})
+    assert ("cpu-only",) in r.models
