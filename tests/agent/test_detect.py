@@ -171,7 +171,7 @@ def test_an_anomaly_under_min_impact_does_not_silence_the_next_one() -> None:
 IDLE = ("gpu_idle_hours", "gpu_hours", "gpu_idle_cost_usd")
 
 
-def idle_runner() -> DetectorRunner:
+def idle_runner(min_impact_usd: float = 10) -> DetectorRunner:
     cfg = ThresholdConfig(
         type="threshold",
         signal="gpu_idle_hours",
@@ -180,7 +180,7 @@ def idle_runner() -> DetectorRunner:
         upper=0.5,
         group_by=["node"],
         window_seconds=3600,
-        min_impact_usd=10,
+        min_impact_usd=min_impact_usd,
     )  # type: ignore[call-arg]
     return DetectorRunner("idle_gpu", cfg, ThresholdDetector.from_config(cfg), AlertingConfig())
 
@@ -537,17 +537,7 @@ def test_contributors_name_what_differs_between_them() -> None:
 
 
 def test_an_idle_gpu_alert_says_the_rate_it_was_paid_at() -> None:
-    cfg = ThresholdConfig(
-        type="threshold",
-        signal="gpu_idle_hours",
-        per="gpu_hours",
-        cost_signal="gpu_idle_cost_usd",
-        upper=0.5,
-        group_by=["node"],
-        window_seconds=3600,
-        min_impact_usd=1,
-    )
-    r = DetectorRunner("idle_gpu", cfg, ThresholdDetector.from_config(cfg), AlertingConfig())
+    r = idle_runner(min_impact_usd=1)
     c = cell(make_dims({"node": "n7"}), ("gpu_idle_hours", "gpu_hours", "gpu_idle_cost_usd"))
     r.add_bucket(0.0, {c: [8.0, 8.0, 8 * 4.47]})  # 8 GPUs idle the whole hour, at a reserved $4.47 a GPU-hour
     (doc,) = [d for d in r.close_until(3600.0)[1] if d["status"] == "firing"]

@@ -12,18 +12,7 @@ import orjson
 
 from agent.sources.exports import local_deliveries
 from agent.sources.file import list_files
-
-COLS = [
-    "line_item_usage_start_date",
-    "line_item_unblended_cost",
-    "line_item_line_item_type",
-    "line_item_usage_account_id",
-    "line_item_product_code",
-    "line_item_usage_type",
-    "pricing_unit",
-    "line_item_usage_amount",
-    "line_item_currency_code",
-]
+from tests.agent.test_billing_deliveries import COLS
 
 
 def write_cur(path: Path, hours: int, cost: float = 10.0, mtime: float | None = None, first_hour: int = 0) -> int:
