@@ -322,8 +322,15 @@ class SeasonalDetector(DetectorHooks, AnomalyDetector):
                 score = st[_GS]
             lo, hi = st[_LO], st[_HI]
             # A new extreme counts beyond the usual band, or beyond the noise once the range is long established.
-            if hi > lo and (dev >= self._band() or (dev >= 1.0 and st[_N] >= 3 * self.warmup_points)):
-                tol = (hi - lo) * self.range_tolerance
+            # A new extreme beyond the noise counts once the range is long established, or at once when it leaves
+            # the range by as much again as the whole range (a sparse series' loop: its calls' log-like residuals
+            # make even a 100× hour look like its usual noise, but no record ever came near it).
+            rng = hi - lo
+            if hi > lo and (
+                dev >= self._band()
+                or (dev >= 1.0 and (st[_N] >= 3 * self.warmup_points or y - hi > rng or lo - y > rng))
+            ):
+                tol = rng * self.range_tolerance
                 # A growing series sets records by growing: two weeks of its usual growth are no break.
                 grow = hi * math.expm1(2 * st[_GM]) if st[_GK] >= self.growth_min_days and st[_GM] > 0 else 0.0
                 if (y > hi + tol + grow and self.direction != "down") or (y < lo - tol and self.direction != "up"):

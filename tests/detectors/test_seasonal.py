@@ -160,3 +160,21 @@ def test_a_model_stores_only_the_parameters_it_changes_and_pickles_them() -> Non
     assert back.growth is False and back.warmup_points == 24 and back.alpha == SeasonalDetector().alpha
     assert back._get_params() == det._get_params()
     assert SeasonalDetector(threshold=1).threshold == 1 and "threshold" in vars(SeasonalDetector(threshold=1))
+
+
+def test_a_sparse_series_loop_far_past_anything_seen_is_an_anomaly() -> None:
+    """A $7-a-month team on hourly windows (a call of 1–3 cents in about half its hours, none in the others): in
+    log-like units its calls are large residuals, so a 3-hour loop at $0.54 an hour (40× its largest hour, 170× its
+    usual) read as usual noise within its first three warm-ups (a new-user review). An hour past the largest ever by
+    more than the whole range seen is a break."""
+    rng = random.Random(7)
+    det = SeasonalDetector.from_config(SeasonalConfig(type="seasonal", signal="token_cost_usd", window_seconds=3600))
+    h = 3600.0
+    t0 = 1_794_362_400.0  # 2026-11-10 02:00 UTC
+    for i in range(366):  # 15 days: past the warm-up (7 days), not three of them
+        calls = (rng.random() < 0.5) + (rng.random() < 0.05)
+        y = sum(rng.uniform(0.0096, 0.03) for _ in range(calls))
+        det.learn_one({"t": t0 + i * h, "t_end": t0 + (i + 1) * h, "y": y})
+    t = t0 + 366 * h
+    assert det.score_one({"t": t, "t_end": t + h, "y": 0.54}) >= det.threshold
+    assert det.score_one({"t": t, "t_end": t + h, "y": 0.03}) < det.threshold  # a call: no anomaly
