@@ -89,6 +89,8 @@ class AlertLifecycle:
         closed since — is resolved at once. The bill's news is told once (the firing document, then this one), not
         left firing with no window of its own ever to close (a closed month's bill gets no new hours)."""
         events: list[dict[str, Any]] = []
+        if self._month:
+            return events  # (a month-to-date detector does not re-judge restated hours)
         window = self.window
         span = self.alerting.resolve_after_points * window
         for key, ep in list(self.episodes.items()):
