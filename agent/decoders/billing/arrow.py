@@ -346,6 +346,9 @@ _AWS_INSTANCE = (
 # SageMaker instance time: <region>-<component>:ml.<EC2 type> (Train, Host, Notebk, Processing, Cluster …;
 # its storage is <region>-<component>:VolumeUsage.gp2, no ml.).
 _SAGEMAKER_INSTANCE = r":(?P<t>ml\.[a-z0-9-]+\.[a-z0-9]+)"
+# EC2 instance usage names its type: ``USE1-BoxUsage:g5.xlarge``, ``SpotUsage:p4d.24xlarge`` (an export without the
+# product_instance_type column still has its GPUs).
+_EC2_INSTANCE = r"(?:Box|Spot|Dedicated|Host)Usage:(?P<t>[a-z][a-z0-9-]*\.[a-z0-9]+)"
 _AZURE_SERVICE_TYPE = r'"ServiceType"\s*:\s*"(?P<t>(?i:Standard|Basic)_[^"]+)"'
 
 

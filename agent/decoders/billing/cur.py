@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agent.decoders.billing.arrow import (
+    _EC2_INSTANCE,
     _SAGEMAKER_INSTANCE,
     _coalesce,
     _Columns,
@@ -167,7 +168,10 @@ class CurDecoder(BillingDecoder):
         committed = _row(ltype, lambda v: pc.is_in(v, pa.array(["DiscountedUsage", "SavingsPlanCoveredUsage"])))
         spot = _row(usage_type, lambda v: pc.match_substring(v, "SpotUsage")).fill_null(False)
         pricing = _text(pc.if_else(spot, "Dynamic", pc.if_else(committed.fill_null(False), "Committed", _plain(term))))
-        itype = _coalesce(cols.text("product_instance_type"), _regex_first(usage_type, _SAGEMAKER_INSTANCE))
+        itype = _coalesce(
+            _coalesce(cols.text("product_instance_type"), _regex_first(usage_type, _SAGEMAKER_INSTANCE)),
+            _regex_first(usage_type, _EC2_INSTANCE),
+        )
         # GPU-hours from instance usage only (not EBS, data transfer … of the same instance type); SageMaker
         # bills its instances as <region>-<component>:ml.<type>.
         is_instance = _row(

@@ -103,3 +103,33 @@ def test_azure_ml_compute_and_gpu_vm_sizes_in_an_ea_export() -> None:
         "Standard_ND40rs_v2": 8.0,
         "Standard_NV18ads_A10_v5": pytest.approx(2.0),  # 4 h × half an A10 (a GPU partition)
     }
+
+
+@pytest.mark.parametrize("with_column", [True, False], ids=["product_instance_type", "usage type only"])
+def test_ec2_gpu_hours_from_the_usage_type_when_the_export_has_no_instance_type_column(with_column: bool) -> None:
+    """An export without ``product_instance_type`` (a Data Export's column selection) still has its GPUs: EC2
+    instance usage names its type (``USE1-BoxUsage:g5.xlarge``)."""
+    base = {
+        "line_item_usage_start_date": "2026-10-01T10:00:00Z",
+        "line_item_line_item_type": "Usage",
+        "line_item_product_code": "AmazonEC2",
+        "pricing_unit": "Hrs",
+        "line_item_currency_code": "USD",
+    }
+    rows = [
+        {**base, "line_item_usage_type": "USE1-BoxUsage:g5.xlarge", "product_instance_type": "g5.xlarge",
+         "line_item_usage_amount": "3", "line_item_unblended_cost": "3.0"},
+        {**base, "line_item_usage_type": "SpotUsage:p4d.24xlarge", "product_instance_type": "p4d.24xlarge",
+         "line_item_usage_amount": "1", "line_item_unblended_cost": "12.0"},
+        {**base, "line_item_usage_type": "USE1-BoxUsage:m7i.large", "product_instance_type": "m7i.large",
+         "line_item_usage_amount": "5", "line_item_unblended_cost": "0.5"},
+        {**base, "line_item_usage_type": "USE1-EBS:VolumeUsage.gp3", "product_instance_type": "",
+         "pricing_unit": "GB-Mo", "line_item_usage_amount": "30", "line_item_unblended_cost": "0.4"},
+    ]  # fmt: skip
+    cols = sorted({k for r in rows for k in r} - (set() if with_column else {"product_instance_type"}))
+    t = pa.table({c: [r.get(c) for r in rows] for c in cols})
+    out, bad = CurDecoder(CurConfig(type="cur", dimensions=["instance_type"])).aggregate(t, CTX)
+    assert bad == []
+    got = _by_type(out)
+    assert got["g5.xlarge"] == 3 and got["p4d.24xlarge"] == 8 and got["m7i.large"] == 0  # 1 A10G, 8 A100
+    assert sum(v for k, v in got.items() if k not in ("g5.xlarge", "p4d.24xlarge")) == 0
