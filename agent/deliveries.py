@@ -59,11 +59,12 @@ class BillingDeliveries:
                     abs(v)
                 )
             log.info(
-                "%s: delivery %s of %s restates %g hours; net change per day: %s",
+                "%s: delivery %s of %s restates %g hour%s; net change per day: %s",
                 comp,
                 d.delivery,
                 d.key,
                 rs.hours,
+                "" if rs.hours == 1 else "s",
                 rs.describe(),
             )
         tags = getattr(getattr(src.decoder, "cfg", None), "tags", None) or {}

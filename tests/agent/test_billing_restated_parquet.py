@@ -110,7 +110,7 @@ def test_a_restated_parquet_export_is_summed_against_the_combinations_kept_and_a
         assert wait_until(lambda: _applied(agent) == 2 and agent.queue.unfinished_tasks == 0, 30)
         _as_first_read(agent, f)
         assert (cache.cold, cache.warm, cache.missed) == (1, 1, 0)
-        assert [r for r in caplog.records if "restates 1 hours" in r.getMessage()]
+        assert [r for r in caplog.records if "restates 1 hour;" in r.getMessage()]
         # Restated again with line items of a new account: tried in one scan, listed again, applied the same.
         acct = month.column("line_item_usage_account_id").to_numpy(zero_copy_only=False).copy()
         acct[::50] = "999988887777"
