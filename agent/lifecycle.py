@@ -19,6 +19,7 @@ from agent.alerts import (
     _duration,
     _label,
     _num,
+    _number,
     _rank,
     _span,
     _usd,
@@ -27,6 +28,7 @@ from agent.alerts import (
     alert_id,
 )
 from agent.model import iso
+from detectors.base import is_usd
 
 
 class AlertLifecycle:
@@ -387,9 +389,12 @@ def _episode(ep: Episode, open_window: Point | None) -> dict[str, Any]:
 
 
 def _top_contributor(pt: Point) -> str:
-    """``; top contributor model=sonnet +17.43`` for a summary (empty without contributors)."""
+    """``; top contributor model=sonnet +$17.43`` for a summary (empty without contributors). A contributor's move
+    is in the signal's own unit (a ratio's numerator: ``+920,779 tokens``, not the ratio's)."""
     if not pt.contributors:
         return ""
     top = pt.contributors[0]
     dims = ",".join(f"{k}={v}" for k, v in top["dimensions"].items())
-    return f"; top contributor {dims} {top['delta']:+.2f}"
+    d = top["delta"]
+    move = _usd(d) if is_usd(pt.signal) else f"{'+' if d >= 0 else '-'}{_number(abs(d))} {pt.signal}"
+    return f"; top contributor {dims} {move}"
