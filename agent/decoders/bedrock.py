@@ -191,19 +191,28 @@ class BedrockDecoder(Decoder):
         acc: dict[tuple[Any, ...], list[int]] = {}
         smax = ""  # the batch's newest timestamp (canonical UTC strings sort as times)
         missing = 0  # records without an input or output token count
+        # The last canonical time's cache prefix ``lo`` and ``hi`` (``lo`` with its last character raised by one): a
+        # string is in [lo, hi) exactly when it starts with ``lo``, so a canonical time with the prefix of the last one
+        # (the same minute, or second) keeps its bucket for two comparisons, not a slice and a cache lookup.
+        lo = hi = ""
         for log in map(self._one.decode, lines):
             s = log.timestamp
             if s > smax:
                 smax = s
-            t = s[:plen] if len(s) == 20 else s
-            b = mget(t)
-            if b is None:
-                b = self._bucket(t, ctx)
-            if b != last_b:
-                acc = bget(b)  # type: ignore[assignment]
-                if acc is None:
-                    acc = by_bucket[b] = {}
-                last_b = b
+            if not (lo <= s < hi and len(s) == 20):
+                if len(s) == 20:
+                    t = lo = s[:plen]
+                    hi = t[:-1] + chr(min(ord(t[-1]) + 1, 0x10FFFF))  # (U+10FFFF last: never a hit)
+                else:
+                    t, lo, hi = s, "", ""
+                b = mget(t)
+                if b is None:
+                    b = self._bucket(t, ctx)
+                if b != last_b:
+                    acc = bget(b)  # type: ignore[assignment]
+                    if acc is None:
+                        acc = by_bucket[b] = {}
+                    last_b = b
             inp = log.input
             tin = inp.inputTokenCount
             tout = log.output.outputTokenCount

@@ -6,6 +6,7 @@ import random
 
 import orjson
 
+from agent.decoders.base import DecodeContext
 from agent.model import parse_time
 from tests.agent.decoders.test_bedrock import ctx, decoder, log
 
@@ -85,3 +86,40 @@ def test_a_batch_of_late_records_is_decoded_twice_not_once_per_cell() -> None:
     assert obs == [] and len(bad) == 600 and {b.kind for b in bad} == {"late"}
     assert sorted(b.raw for b in bad) == sorted(batch)
     assert counting.calls == 2 * len(batch)
+
+
+def test_runs_of_one_minute_mixed_with_other_time_forms_bucket_as_record_by_record() -> None:
+    """A record in the minute of the canonical time before it skips the minute lookup: a non-canonical time, a bad one
+    or one in another bucket between them must not make a later record take the wrong bucket."""
+    times = [
+        "2026-10-01T10:05:01Z",
+        "2026-10-01T10:05:02Z",
+        "2026-10-01T10:05:03+00:00",  # non-canonical, same minute
+        "2026-10-01T10:05:04Z",
+        "2026-10-01T11:05:04Z",  # another hour's bucket
+        "2026-10-01T10:05:05Z",
+        "2026-10-01T10:05:5xZ",  # canonical length, bad seconds, valid minute prefix
+        "2026-10-01T10:0x:05Z",  # canonical length, bad minute: a schema error
+        "2026-10-01T10:05:06Z",
+        "2026-10-01T11:05:04+00:00",  # non-canonical, another bucket
+        "2026-10-01T10:05:06Z",
+        "2026-10-01T10:06:00Z",
+        "2026-10-01T10:05:59Z",
+        "2026-10-01T10:0\U0010ffff:00Z",
+        "2026-10-01T10:05:07Z",
+    ]
+    batch = [
+        log(timestamp=t, requestMetadata={"team": "ab"[i % 2]}, input={"inputTokenCount": i + 1})
+        for i, t in enumerate(times)
+    ]
+    for seconds in (60.0, 3600.0, 30.0):
+        obs, bad = decoder().decode_lines(batch, DecodeContext("t", bucket_seconds=seconds))
+        one, one_bad = [], []
+        d = decoder()
+        for raw in batch:
+            o, b = d.decode_lines([raw], DecodeContext("t", bucket_seconds=seconds))
+            one += o
+            one_bad += b
+        assert totals(obs) == totals(one) and len(totals(obs)) >= 3
+        assert sorted((b.raw, b.kind) for b in bad) == sorted((b.raw, b.kind) for b in one_bad)
+        assert {b.kind for b in bad} == {"schema"}
