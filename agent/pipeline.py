@@ -312,7 +312,7 @@ class Agent(BillingDeliveries):
             while True:
                 self.health.beat = time.monotonic()  # (liveness: the thread turns)
                 try:
-                    batch = self.queue.get(timeout=0.2)
+                    batch = self.queue.get(timeout=0.02 if self.sources_finished() else 0.2)  # (stop: soon)
                 except queue.Empty:
                     if self._stop.is_set():
                         break  # stopped and drained
