@@ -18,6 +18,15 @@ def _by_type(table: pa.Table) -> dict[str, float]:
     return {r["instance_type"]: r["billing_gpu_hours"] for r in table.to_pylist()}
 
 
+def _cur(rows: list[dict[str, str]], without: tuple[str, ...] = ()) -> pa.Table:
+    """CUR line items (``without`` those columns) through the ``cur`` decoder, by instance type; no bad row."""
+    cols = sorted({k for r in rows for k in r} - set(without))
+    t = pa.table({c: [r.get(c) for r in rows] for c in cols})
+    out, bad = CurDecoder(CurConfig(type="cur", dimensions=["instance_type"])).aggregate(t, CTX)
+    assert bad == []
+    return out
+
+
 def test_the_bundled_table_gives_a_sagemaker_ml_type_the_gpus_of_its_ec2_type() -> None:
     table = gpu_instances()
     ml = {k: v for k, v in table.items() if k.startswith("ml.")}
@@ -48,9 +57,7 @@ def test_sagemaker_instance_hours_in_cur_are_gpu_hours() -> None:
         {**base, "line_item_usage_type": "USE1-Notebk:ml.t3.medium", "product_instance_type": "ml.t3.medium",
          "line_item_usage_amount": "5", "line_item_unblended_cost": "0.25"},
     ]  # fmt: skip
-    t = pa.table({c: [r.get(c) for r in rows] for c in sorted({k for r in rows for k in r})})
-    out, bad = CurDecoder(CurConfig(type="cur", dimensions=["instance_type"])).aggregate(t, CTX)
-    assert bad == []
+    out = _cur(rows)
     got = _by_type(out)
     assert got["ml.p4d.24xlarge"] == 16  # 2 instance-hours × 8 A100
     assert got["ml.g5.12xlarge"] == 12  # 3 × 4 A10G
@@ -126,10 +133,6 @@ def test_ec2_gpu_hours_from_the_usage_type_when_the_export_has_no_instance_type_
         {**base, "line_item_usage_type": "USE1-EBS:VolumeUsage.gp3", "product_instance_type": "",
          "pricing_unit": "GB-Mo", "line_item_usage_amount": "30", "line_item_unblended_cost": "0.4"},
     ]  # fmt: skip
-    cols = sorted({k for r in rows for k in r} - (set() if with_column else {"product_instance_type"}))
-    t = pa.table({c: [r.get(c) for r in rows] for c in cols})
-    out, bad = CurDecoder(CurConfig(type="cur", dimensions=["instance_type"])).aggregate(t, CTX)
-    assert bad == []
-    got = _by_type(out)
+    got = _by_type(_cur(rows, without=() if with_column else ("product_instance_type",)))
     assert got["g5.xlarge"] == 3 and got["p4d.24xlarge"] == 8 and got["m7i.large"] == 0  # 1 A10G, 8 A100
     assert sum(v for k, v in got.items() if k not in ("g5.xlarge", "p4d.24xlarge")) == 0
