@@ -24,8 +24,6 @@ from agent.pipeline import Agent
 from scripts import billing_data
 from tests.conftest import wait_until
 
-pytest.importorskip("duckdb")
-
 DIMS = ["service", "sub_account", "pricing_category"]
 
 

@@ -24,8 +24,6 @@ from agent.decoders.billing.delivery import read_file
 from agent.decoders.billing.focus import FocusDecoder
 from scripts import billing_data
 
-pytest.importorskip("duckdb")
-
 CTX = DecodeContext("t", bucket_seconds=3600)
 CONFIGS = [
     CurConfig(type="cur"),
