@@ -58,10 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _ensure_inboxes(cfg)
     unreadable = check_secret_files(cfg)
     if unreadable:  # every one of them, before anything starts (the HTTP server, the state's restore)
-        print(f"{args.config or '<embedded default>'}: cannot start", file=sys.stderr)
-        for line in unreadable:
-            print(f"  {line}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _cannot_start(args.config, StartupError("\n  ".join(unreadable)), None)
     agent = None
     try:
         agent = Agent(cfg, sink_kwargs={"force_json": args.json})

@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.alerts import Gap, Point, SeriesKey, _duration, _label, _num, alert_document, alert_id
 from agent.lifecycle import AlertLifecycle
-from agent.model import Cell, iso
+from agent.model import Cell, iso, series_dims
 from detectors.base import warming_up
 
 
@@ -59,7 +59,7 @@ class DataGaps(AlertLifecycle):
         longest = self.longest_silence.get(key, 0)
         if run < max(self.cfg.data_gap_windows, 2 * longest + 1):
             return
-        series = tuple(zip(self.group_by, key, strict=True))
+        series = series_dims(self.group_by, key)
         since = seen + self.window
         del self.silent_usual[key]  # the gap keeps the count from here on
         # (Its windows are unknown from now on, not zeros, whether or not it is told yet.)
@@ -107,7 +107,7 @@ class DataGaps(AlertLifecycle):
         gap.silent_windows += 1
         gap.usual += _usual(model, expected)
         if not gap.notified:
-            self._tell_gap(key, gap, tuple(zip(self.group_by, key, strict=True)), w + self.window, events)
+            self._tell_gap(key, gap, series_dims(self.group_by, key), w + self.window, events)
 
     def _sources(self, key: SeriesKey) -> tuple[str, ...]:
         """The sources whose records made the series (as far as the aggregation remembers its cells)."""

@@ -516,8 +516,8 @@ class Agent(BillingDeliveries):
             if r.kind == "unknown_model":
                 self.telemetry.count_unpriced(r.subject)
                 self.logonce(comp, f"unknown_model:{r.subject}", r.reason, r.raw[:300].decode("utf-8", "replace"))
-        self.telemetry.dead_lettered.inc(len(bad))
-        rest = self.sources[comp].dead_letter(batch, bad) if batch is not None else bad
+        rest = self.sources[comp].dead_letter(batch, bad) if batch is not None else bad  # (a topic takes some)
+        self.telemetry.dead_lettered.inc(len(rest))  # what the file gets (a topic's failed sends: Host.dead_letter)
         self.dead_letter.write(comp, location, rest)
 
     def _seal(self, force_all: bool = False) -> None:
