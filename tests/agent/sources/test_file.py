@@ -214,35 +214,7 @@ def test_a_line_over_the_limit_does_not_grow_the_buffer(tmp_path: Path, gz: bool
     assert peak < 2_000_000
 
 
-def test_a_watched_file_polled_while_its_batches_wait_in_the_queue_is_not_read_twice(tmp_path: Path) -> None:
-    """The pipeline commits a batch's position only once it has processed it: a poll in between (a busy agent, a
-    queue of a large file's batches) reads on from what was handed over, not again from the committed position."""
-    f = tmp_path / "a.jsonl"
-    f.write_bytes(b"".join(log(team=f"t{i}") + b"\n" for i in range(3)))
-    dec = BEDROCK.make()
-    opts = {"watch": True, "poll_interval_seconds": 0.02}
-    cfg = FileConfig(type="file", path=str(tmp_path), decoder=dec.cfg, **opts)  # type: ignore[attr-defined]
-    handed: list[Batch] = []
-    src = FileSource(cfg, name="s", decoder=dec, emit=handed.append, ctx_defaults={})  # nothing commits
-    src.start()
-    try:
-        assert wait_until(lambda: sum(b.records for b in handed if b.kind == "lines") >= 3, 5)
-        time.sleep(0.3)  # many polls, nothing processed yet
-        with f.open("ab") as fh:
-            fh.write(log(team="t3") + b"\n")
-        assert wait_until(lambda: sum(b.records for b in handed if b.kind == "lines") >= 4, 5)
-        time.sleep(0.3)
-    finally:
-        src.stop()
-    lines = [ln for b in handed if b.kind == "lines" for ln in b.payload]
-    assert len(lines) == 4 and len(set(lines)) == 4  # each line handed over once
-    # A restored source (a restart) reads on from what was processed.
-    src2 = FileSource(cfg, name="s", decoder=dec, emit=[].append, ctx_defaults={})
-    src2.restore({str(f): {"offset": 0, "done": False}})
-    assert src2.read_to == {} and src2._position(str(f)) == {"offset": 0, "done": False}
-
-
-def _rotation_source(path: Path) -> tuple[FileSource, list[Batch]]:
+def _watching(path: Path) -> tuple[FileSource, list[Batch]]:
     dec = BEDROCK.make()
     opts = {"watch": True, "poll_interval_seconds": 0.02}
     cfg = FileConfig(type="file", path=str(path), decoder=dec.cfg, **opts)  # type: ignore[attr-defined]
@@ -265,13 +237,43 @@ def _rotate(d: Path, new: list[bytes], compress: bool = False) -> None:
         (d / "a.jsonl.1").unlink()
 
 
-@pytest.mark.parametrize("compress", [False, True], ids=["renamed", "renamed-then-gzipped"])
-def test_a_rotated_file_is_read_from_its_start_and_its_renamed_copy_not_again(tmp_path: Path, compress: bool) -> None:
+def _logs(tmp_path: Path, n: int) -> tuple[Path, list[bytes]]:
+    """A watched folder ``in`` with ``a.jsonl`` of ``n`` Bedrock logs."""
     d = tmp_path / "in"
     d.mkdir()
-    old = [log(team=f"a{i}") for i in range(20)]
-    (d / "a.jsonl").write_bytes(b"".join(ln + b"\n" for ln in old))
-    src, handed = _rotation_source(d)
+    lines = [log(team=f"a{i}") for i in range(n)]
+    (d / "a.jsonl").write_bytes(b"".join(ln + b"\n" for ln in lines))
+    return d, lines
+
+
+def test_a_watched_file_polled_while_its_batches_wait_in_the_queue_is_not_read_twice(tmp_path: Path) -> None:
+    """The pipeline commits a batch's position only once it has processed it: a poll in between (a busy agent, a
+    queue of a large file's batches) reads on from what was handed over, not again from the committed position."""
+    d, _ = _logs(tmp_path, 3)
+    f = d / "a.jsonl"
+    src, handed = _watching(d)  # nothing commits
+    src.start()
+    try:
+        assert wait_until(lambda: len(_handed(handed)) >= 3, 5)
+        time.sleep(0.3)  # many polls, nothing processed yet
+        with f.open("ab") as fh:
+            fh.write(log(team="t3") + b"\n")
+        assert wait_until(lambda: len(_handed(handed)) >= 4, 5)
+        time.sleep(0.3)
+    finally:
+        src.stop()
+    lines = _handed(handed)
+    assert len(lines) == 4 and len(set(lines)) == 4  # each line handed over once
+    # A restored source (a restart) reads on from what was processed.
+    src2, _ = _watching(d)
+    src2.restore({str(f): {"offset": 0, "done": False}})
+    assert src2.read_to == {} and src2._position(str(f)) == {"offset": 0, "done": False}
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["renamed", "renamed-then-gzipped"])
+def test_a_rotated_file_is_read_from_its_start_and_its_renamed_copy_not_again(tmp_path: Path, compress: bool) -> None:
+    d, old = _logs(tmp_path, 20)
+    src, handed = _watching(d)
     src.start()
     try:
         assert wait_until(lambda: len(_handed(handed)) >= 20, 5)
@@ -286,18 +288,15 @@ def test_a_rotated_file_is_read_from_its_start_and_its_renamed_copy_not_again(tm
 
 
 def test_a_file_rotated_while_the_agent_was_down_is_read_whole_after_the_restart(tmp_path: Path) -> None:
-    d = tmp_path / "in"
-    d.mkdir()
-    old = [log(team=f"a{i}") for i in range(20)]
-    (d / "a.jsonl").write_bytes(b"".join(ln + b"\n" for ln in old))
-    src, handed = _rotation_source(d)
+    d, old = _logs(tmp_path, 20)
+    src, handed = _watching(d)
     src.start()
     assert wait_until(lambda: len(_handed(handed)) >= 20, 5)
     src.stop()
     checkpoint = dict(src.read_to)  # (what the pipeline would have committed and checkpointed)
     new = [log(team=f"x{i}") for i in range(30)]
     _rotate(d, new)
-    src2, handed2 = _rotation_source(d)
+    src2, handed2 = _watching(d)
     src2.restore(checkpoint)
     src2.start()
     try:
