@@ -191,15 +191,17 @@ class FileSource(Source):
         except (OSError, EOFError, zlib.error):
             return b""
 
-    def _same_content(self, f: str, gz: bool, pos: dict[str, Any] | None) -> dict[str, Any] | None:
-        """``pos`` if the file now at ``f`` is the one it was read from (or it has no fingerprint); else None, the
-        position retired for the rotated file's copy. A file without a position takes a retired or known one whose
-        fingerprint its head matches (a renamed or compressed copy of a file read before)."""
+    def _same_content(
+        self, f: str, st: os.stat_result, head: bytes, pos: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """``pos`` if the file now at ``f`` (its first KiB ``head``) is the one it was read from (or it has no
+        fingerprint); else None, the position retired for the rotated file's copy. A file without a position takes
+        the one of a file read before that it is: the same inode (renamed), or — for a copy, e.g. compressed — the
+        head of a file rotated away (only those: scrape files of one exporter share their first KiB)."""
         if pos is not None:
             fp = pos.get("fp")
             if fp is None:
                 return pos
-            head = self._head(f, gz)
             n = int(pos.get("fp_len", 0))
             if len(head) >= n and _fingerprint(head[:n]) == fp:
                 return pos
@@ -210,34 +212,38 @@ class FileSource(Source):
             return None
         if not self.cfg.watch:
             return None  # (read once, in one go: no file is rotated under it)
-        head = self._head(f, gz)
-        hashes: dict[int, str] = {}
+        same = None
         for p in [*self._retired.values(), *self.read_to.values(), *self.positions.values()]:
-            n = int(p.get("fp_len", 0)) if isinstance(p, dict) else 0
-            if n < _HEAD_MIN or n > len(head) or p.get("fp") is None:
-                continue  # (a head this short says too little to take another file's position)
-            if n not in hashes:
-                hashes[n] = _fingerprint(head[:n])
-            if hashes[n] == p["fp"]:
-                log.info("file source %s: %s holds a file read before (renamed or compressed): read on", self.name, f)
-                return {k: v for k, v in p.items() if k not in ("mtime_ns", "size", "eof")}
-        return None
+            if isinstance(p, dict) and p.get("ino") == st.st_ino and p.get("dev") == st.st_dev:
+                same = p  # renamed
+                break
+        else:
+            for (fp, n), p in self._retired.items():
+                if _HEAD_MIN <= n <= len(head) and _fingerprint(head[:n]) == fp:
+                    same = p  # a copy of a file rotated away
+                    break
+        if same is None:
+            return None
+        log.info("file source %s: %s holds a file read before (renamed or copied): read on", self.name, f)
+        return {k: v for k, v in same.items() if k not in ("mtime_ns", "size", "eof", "ino", "dev")}
 
     def _read_if_new(self, f: str) -> None:
         st = os.stat(f)
         pos = self._position(f)
         fmt = self.cfg.format if self.cfg.format != "auto" else format_of(f)
         gz = f.endswith(".gz")
-        lines = fmt in ("jsonl", "text") and not getattr(self.decoder, "snapshot", False)
+        snapshot = getattr(self.decoder, "snapshot", False)
+        lines = fmt in ("jsonl", "text") and not snapshot
+        head = b""
         if lines and not (
             pos is not None and pos.get("mtime_ns") == st.st_mtime_ns and pos.get("size") == st.st_size
         ):  # (a changed or new line file: is it the one its position was read from?)
-            pos = self._same_content(f, gz, pos)
+            head = self._head(f, gz)
+            pos = self._same_content(f, st, head, pos)
         if pos is not None:
             unchanged = pos.get("mtime_ns") == st.st_mtime_ns and pos.get("size") == st.st_size
             # Done with it, or read to its end and untouched since: nothing to open again. (A billing
             # file is a snapshot: a changed one is read again and replaces what it said before.)
-            snapshot = getattr(self.decoder, "snapshot", False)
             if pos.get("done") and (unchanged or ((gz or fmt in ("csv", "parquet")) and not snapshot)):
                 return
             if pos.get("document") is not None and (pos.get("done") or unchanged):
@@ -246,14 +252,14 @@ class FileSource(Source):
                 return
             if not gz and fmt in ("jsonl", "text") and st.st_size < pos.get("offset", 0):
                 pos = None  # truncated / rotated: read again from the start
-        if getattr(self.decoder, "snapshot", False) and not self._settled(f, st):
+        if snapshot and not self._settled(f, st):
             return  # a billing file still being written: read once it has settled
         ctx = DecodeContext(self.name, f, default_ts=st.st_mtime, **self.ctx_defaults)
         meta: dict[str, Any] = {"mtime_ns": st.st_mtime_ns, "size": st.st_size}
         if lines:
-            head = self._head(f, gz)
-            meta["fp"], meta["fp_len"] = _fingerprint(head), len(head)
-        if fmt in ("jsonl", "text") and getattr(self.decoder, "snapshot", False):
+            head = head or self._head(f, gz)  # (read above unless its position said unchanged)
+            meta.update(fp=_fingerprint(head), fp_len=len(head), ino=st.st_ino, dev=st.st_dev)
+        elif snapshot and fmt in ("jsonl", "text"):
             # A billing decoder reads whole CSV / Parquet exports: a line file here is refused whole, once.
             reason = f"decoder {self.decoder.type_name!r} reads CSV or Parquet billing exports, not {fmt} files"
             self.bad(f, [BadRecord(f.encode(), "unsupported_format", reason)], (f, {**meta, "done": True}))

@@ -266,6 +266,7 @@ def test_a_watched_file_polled_while_its_batches_wait_in_the_queue_is_not_read_t
     assert len(lines) == 4 and len(set(lines)) == 4  # each line handed over once
     # A restored source (a restart) reads on from what was processed.
     src2, _ = _watching(d)
+    src2.read_to[str(f)] = {"offset": 999, "done": False}  # (what it had handed over before a restore)
     src2.restore({str(f): {"offset": 0, "done": False}})
     assert src2.read_to == {} and src2._position(str(f)) == {"offset": 0, "done": False}
 
@@ -305,3 +306,20 @@ def test_a_file_rotated_while_the_agent_was_down_is_read_whole_after_the_restart
     finally:
         src2.stop()
     assert sorted(_handed(handed2)) == sorted(new)  # the new file whole, the old one (renamed) not again
+
+
+def test_a_new_file_that_starts_as_an_older_one_is_read_whole(tmp_path: Path) -> None:
+    """Scrapes of one exporter (or logs with a common header) share their first KiB: a new file is not taken for a
+    copy of one read before unless it is that file (its inode) or a copy of a file rotated away."""
+    d, old = _logs(tmp_path, 20)
+    src, handed = _watching(d)
+    src.start()
+    try:
+        assert wait_until(lambda: len(_handed(handed)) >= 20, 5)
+        more = [log(team=f"b{i}") for i in range(5)]
+        (d / "b.jsonl").write_bytes(b"".join(ln + b"\n" for ln in old + more))  # the same head, another file
+        assert wait_until(lambda: len(_handed(handed)) >= 45, 5)
+        time.sleep(0.2)
+    finally:
+        src.stop()
+    assert len(_handed(handed)) == 45
