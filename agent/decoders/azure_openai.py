@@ -79,7 +79,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, field_validator
 
-from agent.decoders.base import BLANK, BOM, BadRecord, DecodeContext, Decoded, Decoder, Emits
+from agent.decoders.base import BLANK, BOM, LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.decoders.bedrock import SIGNALS  # the token signals, one order for every token decoder
 from agent.model import Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable
@@ -317,7 +317,6 @@ def parse_resource_id(rid: str) -> tuple[str, str, str]:
 
 # What a record resolves to: (cell, $/input token, $/output token, $/cached token, priced, subject, reason).
 _Info = tuple[Cell, float, float, float, bool, str, str]
-_LATE = "event time older than the watermark minus allowed lateness"
 
 
 @register("decoder", "azure_openai", AzureOpenAIConfig)
@@ -440,7 +439,7 @@ class AzureOpenAIDecoder(Decoder):
                     continue
                 b = ts - ts % bucket
                 if b < late_before:
-                    bad.append(BadRecord(raw_of(raw, line), "late", _LATE))
+                    bad.append(BadRecord(raw_of(raw, line), LATE, LATE_REASON))
                     continue
                 if ts > newest:
                     newest = ts

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from pydantic import Field
 
-from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits
+from agent.decoders.base import LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.model import UNTAGGED, Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable, normalize_model_id
 from agent.registry import ComponentConfig, register
@@ -312,7 +312,7 @@ class BedrockDecoder(Decoder):
 
     def _time_problem(self, raw: bytes, s: str, ctx: DecodeContext, b: float) -> BadRecord:
         if b != _OUT_OF_RANGE:
-            return BadRecord(raw, "late", "event time older than the watermark minus allowed lateness")
+            return BadRecord(raw, LATE, LATE_REASON)
         try:
             parse_time(s)
         except ValueError as exc:
