@@ -79,6 +79,7 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, field_validator
 
+from agent.decoders.azure_records import Bad, Body, get, location, num, num_or_0, parse_resource_id, structs
 from agent.decoders.base import BLANK, BOM, LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.decoders.bedrock import SIGNALS  # the token signals, one order for every token decoder
 from agent.model import Cell, Observation, cell, make_dims, parse_time
@@ -185,136 +186,6 @@ class AzureOpenAIConfig(ComponentConfig):
         return v
 
 
-class _Bad(Exception):
-    """A record the decoder cannot use: ``kind`` (the metric label) and a reason."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
-_Num = float | str | None  # a count: a JSON number, or a number in a string (data collection rule exports)
-
-
-class _Details(msgspec.Struct, gc=False):
-    cached_tokens: _Num = None
-
-
-class _Usage(msgspec.Struct, gc=False):
-    prompt_tokens: _Num = None
-    completion_tokens: _Num = None
-    total_tokens: _Num = None
-    input_tokens: _Num = None  # the Responses API's names
-    output_tokens: _Num = None
-    prompt_tokens_details: _Details | None = None
-    input_tokens_details: _Details | None = None
-
-
-class _Body(msgspec.Struct, gc=False):
-    model: str | None = None
-    usage: _Usage | None = None
-
-
-def _pascal(name: str) -> str:
-    return name[0].upper() + name[1:]
-
-
-def _fields(names: tuple[str, ...], typ: Any) -> list[tuple[str, Any, None]]:
-    """A field for each name in camelCase and in PascalCase (Azure spells the same field both ways)."""
-    return [(n, typ, None) for name in names for n in (name, _pascal(name))]
-
-
-_PASCAL: dict[str, str] = {}
-
-
-def _get(obj: Any, name: str) -> Any:
-    """The camelCase field, else the PascalCase one."""
-    v = getattr(obj, name)
-    if v is None:
-        pascal = _PASCAL.get(name) or _PASCAL.setdefault(name, _pascal(name))
-        v = getattr(obj, pascal)
-    return v
-
-
-def _structs(bodies: bool) -> tuple[type, type, type]:
-    """The typed record, message and properties structs: only the fields the decoder reads (bodies only when asked).
-
-    A record's ``records`` (an envelope's) are raw JSON, each decoded on its own; a message's are records, decoded
-    with it in one call (when one of them is bad, the message is decoded again as a record, each record on its own).
-    """
-    props = msgspec.defstruct(
-        "Properties",
-        [
-            *_fields(("promptTokens", "completionTokens", "totalTokens", "promptCachedTokens", "sequenceNumber"), _Num),
-            *_fields(("modelName", "deploymentName", "modelDeploymentName", "model", "region"), str | None),
-            *_fields(("usage",), _Usage | None),
-            *(_fields(("responseBody", "backendResponseBody", "backendUrl", "url"), str | None) if bodies else []),
-        ],
-        gc=False,
-    )
-    fields = [
-        *_fields(("time", "resourceId", "metricName", "location", "region"), str | None),
-        *_fields(("total",), _Num),
-        *_fields(("dimension", "dimensions"), dict[str, str] | None),
-        *_fields(("properties",), props | str | None),
-    ]
-    record = msgspec.defstruct("AzureMonitorRecord", [*fields, ("records", list[msgspec.Raw] | None, None)], gc=False)
-    records = list[record] | None  # type: ignore[valid-type]
-    message = msgspec.defstruct("AzureMonitorMessage", [*fields, ("records", records, None)], gc=False)
-    return record, message, props
-
-
-def _num(v: float | str, what: str, limit: float) -> float:
-    if type(v) is float and 0.0 <= v <= limit:  # the common case first (NaN fails the comparison)
-        return v
-    if isinstance(v, str):
-        try:
-            x = float(v)
-        except ValueError:
-            raise _Bad("schema", f"{what}: not a number: {v[:50]!r}") from None
-    else:
-        x = v
-    if x != x or x in (math.inf, -math.inf):
-        raise _Bad("absurd_value", f"{what}: not a finite number")
-    if x < 0:
-        raise _Bad("negative_value", f"{what}: negative ({x:g})")
-    if x > limit:
-        raise _Bad("absurd_value", f"{what}: {x:g} is over {limit:g}")
-    return x
-
-
-def _num_or_0(v: float | str | None, what: str, limit: float) -> float:
-    return 0.0 if v is None else _num(v, what, limit)
-
-
-def _location(rec: Any) -> str:
-    """A record's ``location``, else its ``region`` (each in either spelling, as :func:`_get`), else ""."""
-    v = rec.location if rec.location is not None else rec.Location
-    if v:
-        return v
-    return (rec.region if rec.region is not None else rec.Region) or ""
-
-
-def parse_resource_id(rid: str) -> tuple[str, str, str]:
-    """(subscription, resource group, resource name) of an ARM resource id, lower-cased; missing parts are empty.
-
-    >>> parse_resource_id("/SUBSCRIPTIONS/AB-12/RESOURCEGROUPS/RG-AI/PROVIDERS/MICROSOFT.COGNITIVESERVICES/ACCOUNTS/A")
-    ('ab-12', 'rg-ai', 'a')
-    """
-    parts = rid.strip().strip("/").lower().split("/")
-    sub = rg = name = ""
-    for i in range(len(parts) - 1):
-        p = parts[i]
-        if p == "subscriptions" and not sub:
-            sub = parts[i + 1]
-        elif p == "resourcegroups" and not rg:
-            rg = parts[i + 1]
-        elif p == "providers" and not name and i + 3 < len(parts):
-            name = parts[i + 3]  # providers/<namespace>/<type>/<name>[/<child type>/<child>...]
-    return sub, rg, name
-
-
 # What a record resolves to: (cell, $/input token, $/output token, $/cached token, priced, subject, reason).
 _Info = tuple[Cell, float, float, float, bool, str, str]
 
@@ -339,12 +210,12 @@ class AzureOpenAIDecoder(Decoder):
         self._metric_slots: dict[str, tuple[int | None, str]] = {}
         self._deployments = {k.lower(): v for k, v in cfg.deployments.items()}
         self._const = tuple(cfg.constant_dimensions.items())
-        record_t, message_t, props_t = _structs(cfg.response_bodies)
+        record_t, message_t, props_t = structs(cfg.response_bodies)
         self._record_dec: Any = msgspec.json.Decoder(record_t)
         self._message_dec: Any = msgspec.json.Decoder(message_t)
         self._props_dec: Any = msgspec.json.Decoder(props_t)
         self._list_dec = msgspec.json.Decoder(list[msgspec.Raw])
-        self._body_dec = msgspec.json.Decoder(_Body)
+        self._body_dec = msgspec.json.Decoder(Body)
         self._info: dict[tuple[str, str, str, str], _Info] = {}  # (resource id, region, deployment, model) → info
         self._times: dict[str, float] = {}  # time string → epoch seconds (metric records share their times)
         self.unknown_models: dict[str, int] = {}
@@ -369,7 +240,7 @@ class AzureOpenAIDecoder(Decoder):
         return dict(self.ignored)
 
     def record_problem(self, exc: Exception) -> tuple[str, str]:
-        if isinstance(exc, _Bad):
+        if isinstance(exc, Bad):
             return exc.kind, exc.reason
         if isinstance(exc, msgspec.ValidationError):  # a subclass of DecodeError: first
             msg = str(exc)
@@ -483,7 +354,7 @@ class AzureOpenAIDecoder(Decoder):
         body = line[3:] if line.startswith(BOM) else line
         head = body.lstrip()[:1]
         if not head:
-            raise _Bad(BLANK, "blank line")
+            raise Bad(BLANK, "blank line")
         if head == b"[":
             return [(r, None) for r in self._list_dec.decode(body)]
         rec = self._record_dec.decode(body)
@@ -493,7 +364,7 @@ class AzureOpenAIDecoder(Decoder):
 
     def _time(self, s: str | None, ctx: DecodeContext) -> float:
         if not s:
-            raise _Bad("schema", "record without time")
+            raise Bad("schema", "record without time")
         ts = self._times.get(s)
         if ts is None:
             # Azure's form (2025-07-14T12:46:10.1234567Z) read directly; parse_time (a few times slower: request logs'
@@ -507,7 +378,7 @@ class AzureOpenAIDecoder(Decoder):
                 try:
                     ts = parse_time(s)
                 except ValueError as exc:
-                    raise _Bad("schema", f"time {s[:40]!r}: {exc}") from None
+                    raise Bad("schema", f"time {s[:40]!r}: {exc}") from None
             # Only whole seconds are remembered: the times metric records share (their grain's start). A request
             # log's time is its own (to 100 ns): remembering those would only fill the cache, at a cost.
             if ts % 1.0 == 0.0:
@@ -515,7 +386,7 @@ class AzureOpenAIDecoder(Decoder):
                     self._times.clear()
                 self._times[s] = ts
         if not ctx.min_ts <= ts <= ctx.max_ts:
-            raise _Bad("timestamp_out_of_range", f"time {s} outside the accepted range")
+            raise Bad("timestamp_out_of_range", f"time {s} outside the accepted range")
         return ts
 
     def _read(self, rec: Any, ignored: dict[str, int]) -> tuple[str | None, _Info, list[float], bool] | None:
@@ -531,19 +402,19 @@ class AzureOpenAIDecoder(Decoder):
                 return None
             total = rec.total if rec.total is not None else rec.Total
             if total is None:
-                raise _Bad("schema", f"{metric} record without total")
+                raise Bad("schema", f"{metric} record without total")
             limit = self._max_metric
             if not (type(total) is float and 0.0 <= total <= limit):
-                total = _num(total, f"{metric} total", limit)
+                total = num(total, f"{metric} total", limit)
             counts = [0.0, 0.0, 0.0, 0.0, 0.0]
             counts[slot] = total
             dims = rec.dimension or rec.Dimension or rec.dimensions or rec.Dimensions
             if dims:
                 d = {k.lower(): v for k, v in dims.items()}
-                region = d.get("region") or _location(rec)
+                region = d.get("region") or location(rec)
                 info = self._lookup(rec, region, d.get("modeldeploymentname", ""), d.get("modelname", ""))
             else:
-                info = self._lookup(rec, _location(rec), "", "")
+                info = self._lookup(rec, location(rec), "", "")
             return rec.time if rec.time is not None else rec.Time, info, counts, slot != 0 and total > 0
         props = rec.properties if rec.properties is not None else rec.Properties
         if isinstance(props, str):
@@ -552,12 +423,12 @@ class AzureOpenAIDecoder(Decoder):
             except msgspec.ValidationError:
                 raise
             except msgspec.DecodeError as exc:
-                raise _Bad("malformed_json", f"properties is a string but not JSON: {exc}") from None
+                raise Bad("malformed_json", f"properties is a string but not JSON: {exc}") from None
         if props is None:
             ignored["no_tokens"] = ignored.get("no_tokens", 0) + 1
             return None
         seq = props.sequenceNumber if props.sequenceNumber is not None else props.SequenceNumber
-        if seq is not None and seq != 0.0 and _num(seq, "sequenceNumber", math.inf) > 0:
+        if seq is not None and seq != 0.0 and num(seq, "sequenceNumber", math.inf) > 0:
             ignored["message_chunk"] = ignored.get("message_chunk", 0) + 1
             return None
         usage = self._usage(props)
@@ -565,7 +436,7 @@ class AzureOpenAIDecoder(Decoder):
             ignored["no_tokens"] = ignored.get("no_tokens", 0) + 1
             return None
         counts, model, deployment = usage
-        region = (props.region if props.region is not None else props.Region) or _location(rec)
+        region = (props.region if props.region is not None else props.Region) or location(rec)
         return (
             rec.time if rec.time is not None else rec.Time,
             self._lookup(rec, region, deployment, model),
@@ -575,7 +446,7 @@ class AzureOpenAIDecoder(Decoder):
 
     def _usage(self, props: Any) -> tuple[list[float], str, str] | None:
         """A log's counts (one request), model and deployment; None when it reports no tokens."""
-        # (each field camelCase, else PascalCase, as _get reads them: written out, this runs for every request)
+        # (each field camelCase, else PascalCase, as get reads them: written out, this runs for every request)
         prompt = props.promptTokens if props.promptTokens is not None else props.PromptTokens
         completion = props.completionTokens if props.completionTokens is not None else props.CompletionTokens
         total = props.totalTokens if props.totalTokens is not None else props.TotalTokens
@@ -592,7 +463,7 @@ class AzureOpenAIDecoder(Decoder):
         )
         subset: bool | None = None  # cached tokens counted in the prompt's (None: decided below)
         if prompt is None and completion is None and total is None:
-            usage = _get(props, "usage")
+            usage = get(props, "usage")
             if usage is None and self.cfg.response_bodies:
                 usage, body_model, url_deployment = self._body_usage(props)
                 model, deployment = model or body_model, deployment or url_deployment
@@ -607,22 +478,22 @@ class AzureOpenAIDecoder(Decoder):
             if prompt is None and completion is None and total is None:
                 return None
         limit = self._max_tokens
-        # (_num's common case written out: a count in range, or none)
-        p = prompt if type(prompt) is float and 0.0 <= prompt <= limit else _num_or_0(prompt, "prompt tokens", limit)
+        # (num's common case written out: a count in range, or none)
+        p = prompt if type(prompt) is float and 0.0 <= prompt <= limit else num_or_0(prompt, "prompt tokens", limit)
         c = (
             completion
             if type(completion) is float and 0.0 <= completion <= limit
-            else _num_or_0(completion, "completion tokens", limit)
+            else num_or_0(completion, "completion tokens", limit)
         )
-        t = total if type(total) is float and 0.0 <= total <= limit else _num_or_0(total, "total tokens", limit)
-        k = 0.0 if cached is None else _num(cached, "cached tokens", limit)
+        t = total if type(total) is float and 0.0 <= total <= limit else num_or_0(total, "total tokens", limit)
+        k = 0.0 if cached is None else num(cached, "cached tokens", limit)
         if p == c == t == k == 0.0:
             return None  # a gateway's probe or message record: no usage
         if subset is None:
             subset = not (k > p or (total is not None and k > 0 and t == p + c + k))
         if subset:
             if k > p:
-                raise _Bad("schema", f"cached tokens ({k:g}) exceed prompt tokens ({p:g})")
+                raise Bad("schema", f"cached tokens ({k:g}) exceed prompt tokens ({p:g})")
             p -= k
         only_total = t if prompt is None and completion is None else 0.0  # a total without a split
         return [1.0, p, c, k, only_total], model, deployment
@@ -630,7 +501,7 @@ class AzureOpenAIDecoder(Decoder):
     def _body_usage(self, props: Any) -> tuple[Any, str, str]:
         """``usage`` and ``model`` of a logged response body, the deployment from the URL (GatewayLogs)."""
         for name in ("responseBody", "backendResponseBody"):
-            text = _get(props, name)
+            text = get(props, name)
             if not text:
                 continue
             try:
@@ -638,7 +509,7 @@ class AzureOpenAIDecoder(Decoder):
             except msgspec.DecodeError:  # truncated, streamed (server-sent events) or not JSON: no usage to read
                 continue
             if body.usage is not None:
-                m = _DEPLOYMENT_IN_URL.search(_get(props, "backendUrl") or _get(props, "url") or "")
+                m = _DEPLOYMENT_IN_URL.search(get(props, "backendUrl") or get(props, "url") or "")
                 return body.usage, body.model or "", m.group(1) if m else ""
         return None, "", ""
 
