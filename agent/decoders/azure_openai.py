@@ -39,6 +39,11 @@ Decisions:
   request's prompt and completion messages as separate records of the same correlation id (``SequenceNumber`` >
   0); only records with token counts count, and chunks are skipped. Do not stream ``GatewayLogs`` with
   ``response_bodies`` *and* ``GatewayLlmLogs`` of the same gateway into one source: the call would count twice.
+- **Delivered twice.** Event Hubs delivers at least once, and a diagnostic setting re-sent (or two settings
+  streaming one account into one hub) repeats metric records whole. A metric record identical to one already counted
+  (resource, metric, grain, time, dimensions and total) is left out and counted
+  (``finops_agent_events_discarded_total{reason="ignored_duplicate_record"}``), as long as its minute is open: a copy
+  arriving after the minute was sealed is ``late``. Request logs are each one call and are not compared.
 - **Cached tokens.** OpenAI's ``prompt_tokens`` include ``cached_tokens``: input = prompt - cached. API
   Management's ``promptCachedTokens`` is taken as part of ``promptTokens`` too, unless it cannot be (it is
   larger, or ``TotalTokens`` = prompt + completion + cached, as for Anthropic models behind the gateway).
@@ -79,7 +84,17 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, field_validator
 
-from agent.decoders.azure_records import Bad, Body, get, location, num, num_or_0, parse_resource_id, structs
+from agent.decoders.azure_records import (
+    Bad,
+    Body,
+    get,
+    identity,
+    location,
+    num,
+    num_or_0,
+    parse_resource_id,
+    structs,
+)
 from agent.decoders.base import BLANK, BOM, LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits
 from agent.decoders.bedrock import SIGNALS  # the token signals, one order for every token decoder
 from agent.model import Cell, Observation, cell, make_dims, parse_time
@@ -99,6 +114,7 @@ DIMENSIONS = (
     "model",
 )
 UNKNOWN_MODEL = "(unknown)"
+_SEEN_MAX = 200_000  # metric records remembered to count each once (about 4 days of 30 metric series a minute)
 
 #: The token and request metrics of Microsoft.CognitiveServices/accounts (lower-cased name → what they count).
 METRIC_ROLES = {
@@ -218,10 +234,12 @@ class AzureOpenAIDecoder(Decoder):
         self._body_dec = msgspec.json.Decoder(Body)
         self._info: dict[tuple[str, str, str, str], _Info] = {}  # (resource id, region, deployment, model) → info
         self._times: dict[str, float] = {}  # time string → epoch seconds (metric records share their times)
+        self._seen: dict[int, float] = {}  # metric records counted: identity → bucket (until the bucket is sealed)
         self.unknown_models: dict[str, int] = {}
         #: Records read and left out on purpose, by reason: ``other_metric`` (not a token metric),
         #: ``unselected_token_metric`` (a token metric not in ``token_metrics``), ``no_tokens`` (a log without token
-        #: usage: RequestResponse, Audit...), ``message_chunk`` (a gateway log's prompt or completion chunk).
+        #: usage: RequestResponse, Audit...), ``message_chunk`` (a gateway log's prompt or completion chunk),
+        #: ``duplicate_record`` (a metric record identical to one counted: Event Hubs delivers at least once).
         self.ignored: dict[str, int] = {}
 
     @classmethod
@@ -260,6 +278,7 @@ class AzureOpenAIDecoder(Decoder):
         ignored: dict[str, int] = {}
         bad: list[BadRecord] = []
         newest = -math.inf
+        seen, fresh = self._seen, {}  # metric records' identities counted before, and in this batch
         decode, read, times = self._record_dec.decode, self._read, self._times
         min_ts, max_ts, late_before = ctx.min_ts, ctx.max_ts, ctx.late_before
         envelope: list[Any] = [None, None]  # the last message whose records were wanted as JSON, and those
@@ -301,7 +320,7 @@ class AzureOpenAIDecoder(Decoder):
                     got = read(rec, ignored)
                     if got is None:
                         continue
-                    when, info, counts, has_tokens = got
+                    when, info, counts, has_tokens, ident = got
                     ts = times.get(when)  # type: ignore[arg-type]
                     if ts is None or not min_ts <= ts <= max_ts:
                         ts = self._time(when, ctx)  # (not cached, or out of range: the error)
@@ -312,6 +331,11 @@ class AzureOpenAIDecoder(Decoder):
                 if b < late_before:
                     bad.append(BadRecord(raw_of(raw, line), LATE, LATE_REASON))
                     continue
+                if ident is not None:  # a metric record: counted once (a late copy is late, above)
+                    if ident in seen or ident in fresh:
+                        ignored["duplicate_record"] = ignored.get("duplicate_record", 0) + 1
+                        continue
+                    fresh[ident] = b
                 if ts > newest:
                     newest = ts
                 c = info[0]
@@ -345,9 +369,23 @@ class AzureOpenAIDecoder(Decoder):
             self.unknown_models[name] = self.unknown_models.get(name, 0) + n
         for why, n in ignored.items():
             self.ignored[why] = self.ignored.get(why, 0) + n
+        if fresh:
+            self._remember(fresh, late_before)
         if newest > ctx.max_event_time:
             ctx.max_event_time = newest
         return out, bad
+
+    def _remember(self, fresh: dict[int, float], late_before: float) -> None:
+        """Keeps a batch's metric records' identities (with their buckets) until their buckets are sealed: a copy
+        arriving then is late, not counted either way. At most ``_SEEN_MAX``, the oldest forgotten first."""
+        seen = self._seen
+        seen.update(fresh)
+        while seen:
+            first = next(iter(seen))
+            if seen[first] < late_before or len(seen) > _SEEN_MAX:
+                del seen[first]
+            else:
+                break
 
     def _split(self, line: bytes) -> list[tuple[Any, Any]]:
         """A message's records: (raw JSON, decoded record or None to decode)."""
@@ -389,8 +427,11 @@ class AzureOpenAIDecoder(Decoder):
             raise Bad("timestamp_out_of_range", f"time {s} outside the accepted range")
         return ts
 
-    def _read(self, rec: Any, ignored: dict[str, int]) -> tuple[str | None, _Info, list[float], bool] | None:
-        """(time, info, counts, carries tokens) of a record that counts; None for one ignored (counted)."""
+    def _read(
+        self, rec: Any, ignored: dict[str, int]
+    ) -> tuple[str | None, _Info, list[float], bool, int | None] | None:
+        """(time, info, counts, carries tokens, identity: a metric record's, see :func:`identity`) of a record that
+        counts; None for one ignored (counted)."""
         metric = rec.metricName or rec.MetricName
         if metric:
             hit = self._metric_slots.get(metric)
@@ -415,7 +456,8 @@ class AzureOpenAIDecoder(Decoder):
                 info = self._lookup(rec, region, d.get("modeldeploymentname", ""), d.get("modelname", ""))
             else:
                 info = self._lookup(rec, location(rec), "", "")
-            return rec.time if rec.time is not None else rec.Time, info, counts, slot != 0 and total > 0
+            when = rec.time if rec.time is not None else rec.Time
+            return when, info, counts, slot != 0 and total > 0, identity(rec, metric, when, total, dims)
         props = rec.properties if rec.properties is not None else rec.Properties
         if isinstance(props, str):
             try:
@@ -442,6 +484,7 @@ class AzureOpenAIDecoder(Decoder):
             self._lookup(rec, region, deployment, model),
             counts,
             True,
+            None,
         )
 
     def _usage(self, props: Any) -> tuple[list[float], str, str] | None:

@@ -137,7 +137,7 @@ def test_metric_records_become_tokens_requests_and_cost_per_account() -> None:
     assert c.max_event_time == parse_time("2025-07-14T12:45:30Z")
     # An Event Hubs source that unpacks the envelope hands over one record a line: the same observations.
     unpacked = [orjson.dumps(r) for r in orjson.loads(line)["records"]]
-    assert dec.decode_lines(unpacked, ctx()) == (obs, [])
+    assert decoder(deployments={"oai-prod": "gpt-4o"}).decode_lines(unpacked, ctx()) == (obs, [])
 
 
 def test_the_legacy_metric_family_and_totals_are_chosen_by_token_metrics() -> None:
@@ -418,7 +418,7 @@ def test_the_deployment_map_default_model_and_unknown_or_unpriced_models() -> No
 
 
 def test_bad_records_inside_an_envelope_cost_only_themselves() -> None:
-    good = metric("InputTokens", 1000)
+    good, good2, good3, good4, good5 = (metric("InputTokens", 1000, time=f"2025-07-14T12:4{m}:00Z") for m in range(5))
     inner = [
         5,  # not a record
         metric("InputTokens", "lots"),  # not a number
@@ -440,13 +440,13 @@ def test_bad_records_inside_an_envelope_cost_only_themselves() -> None:
     ]
     lines = [
         envelope(*inner),
-        b'{"records": [' + orjson.dumps(good) + b", 1e400]}",  # a number no float holds: that record alone
+        b'{"records": [' + orjson.dumps(good2) + b", 1e400]}",  # a number no float holds: that record alone
         b'{"records": 5}',  # not a list: the message is bad
         b'{"records": [{"time": ',  # truncated
         b"\xff\xfe not json",
         b"   ",
-        b"\xef\xbb\xbf" + envelope(good),  # a byte-order mark is harmless
-        orjson.dumps([good, good]),  # a bare array of records
+        b"\xef\xbb\xbf" + envelope(good3),  # a byte-order mark is harmless
+        orjson.dumps([good4, good5]),  # a bare array of records
     ]
     c = ctx(min_ts=parse_time("2020-01-01T00:00:00Z"), max_ts=parse_time("2030-01-01T00:00:00Z"))
     obs, bad = decoder(default_model="gpt-4o").decode_lines(lines, c)
@@ -495,6 +495,49 @@ def test_late_records_keep_their_own_bytes() -> None:
     )
     assert [b.kind for b in bad] == ["late"] and orjson.loads(bad[0].raw) == early
     assert [values(o)["input_tokens"] for o in obs] == [7]
+
+
+def test_a_metric_record_delivered_twice_counts_once() -> None:
+    # Event Hubs delivers at least once: the same envelope again (a re-sent batch), and a record repeated inside
+    # one message, count once; the copies are counted as ignored duplicates, not as bad input.
+    dec = decoder(default_model="gpt-4o")
+    first = envelope(metric("InputTokens", 1000), metric("OutputTokens", 200))
+    obs, bad = dec.decode_lines([first], ctx())
+    assert bad == [] and sum(values(o)["input_tokens"] for o in obs) == 1000
+    obs, bad = dec.decode_lines([first, envelope(metric("InputTokens", 5, time="2025-07-14T12:46:00Z"))], ctx())
+    assert bad == [] and [values(o)["input_tokens"] for o in obs] == [5]
+    assert dec.ignored_records()["duplicate_record"] == 2
+    same_message = envelope(*[metric("InputTokens", 9, time="2025-07-14T12:47:00Z")] * 2)
+    obs, _bad = dec.decode_lines([same_message], ctx())
+    assert [values(o)["input_tokens"] for o in obs] == [9] and dec.ignored_records()["duplicate_record"] == 3
+
+
+def test_records_of_one_minute_that_differ_are_not_duplicates() -> None:
+    # A data collection rule's export: one record per deployment in the same minute; another total, grain or
+    # resource is another record (its spelling — "421" or 421, upper- or lower-case resource id — is not).
+    def dcr(deployment: str, total: Any, rid: str = ACCOUNT_ID) -> dict[str, Any]:
+        return metric("InputTokens", total, resourceId=rid, dimension={"ModelDeploymentName": deployment})
+
+    dec = decoder(default_model="gpt-4o")
+    obs, bad = dec.decode_lines(
+        [envelope(dcr("chat", 421), dcr("batch", 421), dcr("chat", 422), metric("InputTokens", 421, grain="PT1H"))],
+        ctx(),
+    )
+    assert bad == [] and sum(values(o)["input_tokens"] for o in obs) == 421 * 3 + 422
+    obs, _bad = dec.decode_lines([envelope(dcr("chat", "421", rid=ACCOUNT_ID.lower()))], ctx())
+    assert obs == [] and dec.ignored_records() == {"duplicate_record": 1}
+
+
+def test_a_copy_arriving_after_its_minute_is_sealed_is_late_and_the_memory_is_freed() -> None:
+    dec = decoder(default_model="gpt-4o")
+    rec = metric("InputTokens", 1000)
+    dec.decode_lines([envelope(rec)], ctx())
+    assert len(dec._seen) == 1
+    sealed = ctx(late_before=parse_time("2025-07-14T12:50:00Z"))
+    obs, bad = dec.decode_lines([envelope(rec, metric("InputTokens", 3, time="2025-07-14T12:51:00Z"))], sealed)
+    assert [b.kind for b in bad] == ["late"] and [values(o)["input_tokens"] for o in obs] == [3]
+    assert "duplicate_record" not in dec.ignored_records()
+    assert len(dec._seen) == 1  # only the 12:51 record's identity: the sealed minute's is forgotten
 
 
 def test_resource_ids_and_sniffing() -> None:
