@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import orjson
 from pydantic import Field
 
 from agent.azure_blob import BlobAuth, blob_service
@@ -41,8 +40,10 @@ from agent.decoders.base import BadRecord, DecodeContext
 from agent.decoders.billing.auto import AutoBillingConfig
 from agent.decoders.billing.base import AzureCostConfig, CurConfig, DeliveryError, FocusConfig
 from agent.decoders.billing.delivery import Delivery, read_delivery
+from agent.model import parse_time
 from agent.registry import ComponentConfig, register
 from agent.sources.base import Batch, Source
+from agent.sources.manifests import ManifestDoc, one_cost_view, parse_manifest
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Manifest:
     location: str  # where the manifest is (for messages)
     files: list[tuple[str, int | None]] = field(default_factory=list)  # (object name, expected bytes)
     raw: bytes = b""
+    doc: ManifestDoc = field(default_factory=ManifestDoc)  # what it says (export type and scope: one_cost_view)
 
 
 class ExportSource(Source):
@@ -137,10 +139,21 @@ class ExportSource(Source):
             if now - since >= self.cfg.manifest_grace_seconds:
                 reason = f"data files under {where} but no manifest (e.g. {example}): nothing applied from them"
                 self._refuse(f"no-manifest:{where}", "missing_manifest", reason, example.encode())
-        for period in sorted(newest)[-self.cfg.periods :]:
+        watched = sorted(newest)[-self.cfg.periods :]
+        aside = one_cost_view(((p, newest[p].doc) for p in watched), {p for p in watched if p in self.positions})
+        for period in watched:
             if self.stopping:
                 return
             m = newest[period]
+            if period in aside:
+                kept = newest[aside[period]]
+                reason = (
+                    f"{m.location}: a {m.doc.cost_type} export of the scope whose {kept.doc.cost_type} export is read"
+                    f" ({kept.location}): the two list the same charges, so it is not read (point `prefix` at the"
+                    " export to read)"
+                )
+                self._refuse(f"view:{period}", "double_export", reason, m.raw)
+                continue
             pos = self.positions.get(period)
             if pos is not None and (pos.get("delivery") == m.delivery or pos.get("modified", 0) > m.modified):
                 continue  # applied already (or older than what was applied)
@@ -192,13 +205,6 @@ class ExportSource(Source):
         if self.telemetry is not None:
             self.telemetry.deliveries.labels(component=self.name, outcome="refused").inc()
         self.bad(self.where(), [BadRecord(raw or reason.encode(), kind, reason)])
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    doc = orjson.loads(raw)
-    if not isinstance(doc, dict):
-        raise ValueError("manifest is not a JSON object")
-    return doc
 
 
 # -- AWS S3 ------------------------------------------------------------------------------------
@@ -261,16 +267,14 @@ class S3ExportSource(ExportSource):
         raw = self.s3.get_object(Bucket=self.cfg.bucket, Key=key)["Body"].read()
         out = Manifest(period, "", modified, location, raw=raw)
         try:
-            doc = _json(raw)
-        except ValueError:
+            doc = parse_manifest(raw)
+        except (ValueError, KeyError, TypeError):
+            doc = None
+        if doc is None:
             out.delivery = f"unparseable@{modified}"
             return out  # no files: refused as a bad manifest (half-written), retried next poll
-        if "dataFiles" in doc:  # Data Exports
-            out.delivery = str(doc.get("executionId") or modified)
-            out.files = [(self._key_of(u), None) for u in doc.get("dataFiles") or []]
-        else:  # legacy CUR
-            out.delivery = str(doc.get("assemblyId") or modified)
-            out.files = [(k, None) for k in doc.get("reportKeys") or []]
+        out.doc, out.delivery = doc, doc.delivery or str(modified)
+        out.files = [(self._key_of(u), None) for u, _n in doc.files]
         return out
 
     def _key_of(self, uri: str) -> str:
@@ -330,23 +334,14 @@ class BlobExportSource(ExportSource):
             folder = blob.name.rsplit("/", 1)[0]
             out = Manifest(folder, f"unparseable@{modified}", modified, f"{self.container.url}/{blob.name}", raw=raw)
             try:
-                doc = _json(raw)
-                run = doc.get("runInfo") or {}
-                export = doc.get("exportConfig") or {}
-                start = str(run.get("startDate") or "")[:10]
-                out.period = f"{export.get('exportName', '')}/{start}" if start else folder
-                out.delivery = str(run.get("runId") or modified)
-                submitted = run.get("submittedTime")
-                if submitted:
-                    from agent.model import parse_time
-
-                    out.modified = parse_time(str(submitted))
-                blobs = doc.get("blobs") or []
-                count = doc.get("blobCount")
-                if count is not None and int(count) != len(blobs):
-                    out.files = []  # half-written: refused as a bad manifest
-                else:
-                    out.files = [(str(b["blobName"]), b.get("byteCount")) for b in blobs]
+                doc = parse_manifest(raw)
+                if doc is not None:
+                    out.doc = doc
+                    out.period = f"{doc.export}/{doc.start}" if doc.start else folder
+                    out.delivery = doc.delivery or str(modified)
+                    if doc.submitted:
+                        out.modified = parse_time(doc.submitted)
+                    out.files = doc.files if doc.complete else []  # half-written: refused as a bad manifest
             except (ValueError, KeyError, TypeError):
                 pass  # refused as a bad manifest; retried on the next poll
             yield out
@@ -397,6 +392,7 @@ class LocalDelivery:
     files: list[str]
     modified: float  # the manifest's time, else the newest file's mtime (newest wins)
     manifest: str | None = None
+    doc: ManifestDoc | None = None  # what the manifest says
 
 
 @dataclass
@@ -419,31 +415,22 @@ def _stem(name: str) -> str:
     return re.sub(r"\d+", "#", name)
 
 
-def _manifest_files(path: str) -> tuple[str, list[str], float | None] | None:
-    """(delivery id, data file names, time) of a local manifest of either cloud; None when it is not one."""
+def _manifest_files(path: str) -> tuple[ManifestDoc, list[str], float | None] | None:
+    """(what it says, data file names, time) of a local manifest of either cloud; None when it is not one."""
     try:
         with open(path, "rb") as fh:
-            doc = _json(fh.read())
-    except (OSError, ValueError):
+            doc = parse_manifest(fh.read())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if doc is None:
         return None
     when: float | None = None
-    if "dataFiles" in doc or "reportKeys" in doc:  # Data Exports, legacy CUR
-        names = [str(u) for u in (doc.get("dataFiles") or doc.get("reportKeys") or [])]
-        delivery = str(doc.get("executionId") or doc.get("assemblyId") or "")
-    elif "blobs" in doc:  # Cost Management
-        run = doc.get("runInfo") or {}
-        names = [str(b.get("blobName", "")) for b in doc.get("blobs") or [] if isinstance(b, dict)]
-        delivery = str(run.get("runId") or "")
-        if run.get("submittedTime"):
-            from agent.model import parse_time
-
-            try:
-                when = parse_time(str(run["submittedTime"]))
-            except ValueError:
-                when = None
-    else:
-        return None
-    return delivery, [n for n in names if n], when
+    if doc.submitted:
+        try:
+            when = parse_time(doc.submitted)
+        except ValueError:
+            when = None
+    return doc, [n for n, _b in doc.files if n], when
 
 
 def _resolve(name: str, by_tail: dict[tuple[str, ...], list[str]]) -> str | None:
@@ -525,7 +512,7 @@ def local_deliveries(files: list[str], roots: list[str] = ()) -> LocalPlan:  # t
         doc = _manifest_files(m)
         if doc is None:
             continue
-        delivery, names, when = doc
+        said, names, when = doc
         local = [_resolve(n, by_tail) for n in names]
         found = [f for f in local if f is not None]
         if not found or len(found) < len(names):
@@ -534,7 +521,7 @@ def local_deliveries(files: list[str], roots: list[str] = ()) -> LocalPlan:  # t
         if period is None:
             continue
         d = LocalDelivery(
-            period, delivery or os.path.basename(os.path.dirname(m)), found, when or os.stat(m).st_mtime, m
+            period, said.delivery or os.path.basename(os.path.dirname(m)), found, when or os.stat(m).st_mtime, m, said
         )
         listed.setdefault(period, []).append(d)
     for period, fs in sorted(periods.items()):
@@ -561,6 +548,14 @@ def local_deliveries(files: list[str], roots: list[str] = ()) -> LocalPlan:  # t
             plan.notes.append(
                 f"{period}: read its newest delivery, {newest.delivery} ({_files(len(newest.files))}; {how}); "
                 f"set aside {_files(len(aside))} of older deliveries (in {shown})"
+            )
+    views = one_cost_view((d.period, d.doc) for d in plan.deliveries if d.doc is not None)
+    for d in list(plan.deliveries):
+        if d.doc is not None and d.period in views:
+            plan.deliveries.remove(d)
+            plan.notes.append(
+                f"{d.period}: not read — a {d.doc.cost_type} export of the scope whose other cost view "
+                f"({views[d.period]}) is read: the two list the same charges"
             )
     return plan
 

@@ -366,9 +366,19 @@ def _blob_source(conn: str, container: str, prefix: str = "exports") -> str:
     decoder: {{type: focus}}"""
 
 
-def put_azure_run(container: Any, run_id: str, submitted: str, data: bytes, *, byte_count: int | None = None) -> None:
-    """A FocusCost export run as Cost Management writes it: data blob(s), then manifest.json."""
-    folder = f"exports/focus-daily/20240901-20240930/{run_id}"
+def put_azure_run(
+    container: Any,
+    run_id: str,
+    submitted: str,
+    data: bytes,
+    *,
+    byte_count: int | None = None,
+    export: str = "focus-daily",
+    kind: str = "FocusCost",
+) -> None:
+    """An export run (a FocusCost export's by default) as Cost Management writes it: data blob(s), then
+    manifest.json."""
+    folder = f"exports/{export}/20240901-20240930/{run_id}"
     blob = f"{folder}/part_0_0001.csv.gz"
     container.upload_blob(blob, data, overwrite=True)
     manifest = {
@@ -377,10 +387,10 @@ def put_azure_run(container: Any, run_id: str, submitted: str, data: bytes, *, b
         "blobCount": 1,
         "dataRowCount": 1000,
         "exportConfig": {
-            "exportName": "focus-daily",
-            "resourceId": "/subscriptions/x/providers/Microsoft.CostManagement/exports/focus-daily",
+            "exportName": export,
+            "resourceId": f"/subscriptions/x/providers/Microsoft.CostManagement/exports/{export}",
             "dataVersion": "1.0",
-            "type": "FocusCost",
+            "type": kind,
             "timeFrame": "MonthToDate",
             "granularity": "Daily",
         },
@@ -471,6 +481,31 @@ def test_azure_focus_export_on_blob_totals_restatement_and_bad_input(azurite: An
     try:
         assert wait_until(lambda: _discarded(agent, "access_denied", "azure") == 1, 30)
         assert agent.health.alive() and agent.sources["azure"].positions == {}
+    finally:
+        agent.stop()
+
+
+def test_one_scopes_actual_and_amortized_exports_in_one_container_count_once(azurite: Any, tmp_path: Path) -> None:
+    """Both cost views of one subscription exported into the container (the same charges twice): the ActualCost
+    export is read, the AmortizedCost one is reported once (double_export) and never applied."""
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = service.create_container("two-views")
+    raw = (shared_data() / "billing" / "focus-1.0-sample.csv").read_bytes()
+    put_azure_run(container, "amo-1", "2024-09-19T06:00:00Z", gzip.compress(raw), export="amo", kind="AmortizedCost")
+    put_azure_run(container, "act-1", "2024-09-19T06:00:00Z", gzip.compress(raw), export="act", kind="ActualCost")
+    agent, _col = _start(_config(_blob_source(azurite.connection_string, "two-views"), tmp_path))
+    try:
+        assert wait_until(lambda: _applied(agent, "azure", "act-1", "act/2024-09-01"), 60)
+        assert wait_until(lambda: _discarded(agent, "double_export", "azure") == 1, 30)
+        time.sleep(1.0)  # three more polls: still once, still not applied
+        assert _discarded(agent, "double_export", "azure") == 1
+        assert "amo/2024-09-01" not in agent.sources["azure"].positions
+        table = next(iter(agent.snapshots.tables.values()))
+        total = sum(table.column("billing_cost_usd").to_pylist())
+        assert total == pytest.approx(sum(_focus_totals_by_provider(raw).values()), rel=1e-9)
+        assert len(agent.snapshots.tables) == 1
     finally:
         agent.stop()
 

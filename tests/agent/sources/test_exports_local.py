@@ -107,6 +107,33 @@ def test_an_azure_run_with_the_newest_submitted_time_wins_and_per_run_files_are_
     assert "set aside 1 file of older deliveries" in plan.notes[0]
 
 
+def test_one_scopes_actual_and_amortized_exports_copied_together_are_read_once(tmp_path: Path) -> None:
+    """Both cost views of one subscription (the same charges twice): the ActualCost export is read, and the note
+    says why the other is not; another subscription's amortized export is read."""
+
+    def export(name: str, kind: str, sub: str = "ab-12") -> None:
+        run = tmp_path / name / "20261001-20261031" / f"{name}-1"  # (run ids are GUIDs)
+        write_cur(run / "part_0_0001.csv", 24)
+        doc = {
+            "exportConfig": {
+                "exportName": name,
+                "type": kind,
+                "resourceId": f"/subscriptions/{sub}/providers/Microsoft.CostManagement/exports/{name}",
+            },
+            "runInfo": {"runId": f"{name}-1", "startDate": "2026-10-01T00:00:00", "submittedTime": "2026-10-20T06:00Z"},
+            "blobs": [{"blobName": f"{name}/20261001-20261031/{name}-1/part_0_0001.csv", "byteCount": 1}],
+        }
+        write_json(run / "manifest.json", doc)
+
+    export("actual", "ActualCost")
+    export("amortized", "AmortizedCost")
+    export("other-amortized", "AmortizedCost", sub="cd-34")
+    plan = local_deliveries(list_files(str(tmp_path)), [str(tmp_path)])
+    assert sorted(d.delivery for d in plan.deliveries) == ["actual-1", "other-amortized-1"]
+    assert len(plan.notes) == 1 and "amortized/20261001-20261031: not read — a AmortizedCost export" in plan.notes[0]
+    assert "the two list the same charges" in plan.notes[0]
+
+
 def test_plain_files_are_each_a_delivery_of_their_own(tmp_path: Path) -> None:
     """No period folder, no executions: split parts (part-00000, part-00001), monthly files, several accounts' bills
     are all read (summed); monthly subfolders are periods, not executions; nothing is set aside."""
