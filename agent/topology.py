@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agent.decoders.base import LATE, LATE_REASON, BadRecord
+from agent.decoders.base import BadRecord, late_observation
 from agent.model import Observation
 from agent.sources.base import Batch, Source, SourceHost
 
@@ -158,7 +158,7 @@ class LocalTopology(Topology):
         self, source: str, stream: str, obs: list[Observation], batch: Batch, owner: Any, event_time: float
     ) -> list[BadRecord]:
         late = self.agent.aggregator.add(stream, obs, event_time, origin=source)
-        return [BadRecord(repr(o).encode(), LATE, LATE_REASON) for o in late]
+        return [late_observation(o) for o in late]
 
     def idle(self, source: str, stream: str, owner: Any, position: Any) -> list[BadRecord]:
         src = self.agent.sources.get(source)

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import orjson
 
 from agent.model import Observation
 
@@ -51,6 +54,23 @@ class BadRecord:
     reason: str
     partial: bool = False
     subject: str = ""  # what the problem is about, when it has a name (e.g. the unpriced model)
+
+
+def late_observation(o: Observation) -> BadRecord:
+    """A late observation the decoder could not tell late (its records' bytes are gone: a decoder without the check,
+    or a window sealed between decoding and aggregation), dead-lettered as JSON of what it summed — its time,
+    dimensions and values — rather than the Python object's repr.
+
+    >>> from agent.model import cell, make_dims
+    >>> late_observation(Observation(60.0, cell(make_dims({"team": "a"}), ("tokens",)), (5.0,))).raw
+    b'{"ts":"1970-01-01T00:01:00Z","dims":{"team":"a"},"values":{"tokens":5.0}}'
+    """
+    doc = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(o.ts)) if math.isfinite(o.ts) else str(o.ts),
+        "dims": dict(o.dims),
+        "values": dict(zip(o.signals, o.values, strict=False)),
+    }
+    return BadRecord(orjson.dumps(doc), LATE, LATE_REASON)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.aggregate import Cells
-from agent.decoders.base import BadRecord
+from agent.decoders.base import BadRecord, late_observation
 from agent.detect import DetectorRunner
 from agent.model import Observation
 from agent.partitions import PartitionOwner, TaskPartitions, stream_key
@@ -243,7 +243,7 @@ class KafkaScaleOut:
         self, source: str, up: Upstream, obs: list[Observation], offsets: tuple[int, int], event_time: float = NEG_INF
     ) -> list[BadRecord]:
         late = up.add(obs, offsets[0], offsets[1], event_time)
-        bad = [BadRecord(repr(o).encode(), "late", "event time older than the partition's sealed time") for o in late]
+        bad = [late_observation(o) for o in late]
         partials = up.partials(self.routers, up.seal())
         if self.early_step:
             partials += up.partials(self.routers, up.early_buckets(self.early_step, time.time(), self.idle_horizon))
