@@ -293,6 +293,7 @@ def run_backtest(
         state_store=MemoryStateStore(),
         progress=show if progress else None,
         now=clock,
+        replay=True,  # silences judged at each alert's event time
     )
     agent.start()
     agent.wait_finished()

@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 
 from agent.alerts import _usd, alert_document
+from agent.model import parse_time
 from agent.silences import Matcher, Silence, Silences, alert_labels, parse_matchers
 from agent.state import atomic_write
 
@@ -156,17 +157,19 @@ class Group:
     revision: int = -1  # of the group's notification (-1: never sent)
     sent_severity: str | None = None
     pending: bool = True  # something changed since the last notification (else the next one is a repeat)
+    namespace: str = ""  # alerting.id_namespace: two agents paging one service never share a group's id
 
     @property
     def id(self) -> str:
-        return hashlib.sha256(f"group|{self.key}|{int(self.created)}".encode()).hexdigest()[:32]
+        ns = f"{self.namespace}|" if self.namespace else ""
+        return hashlib.sha256(f"group|{ns}{self.key}|{int(self.created)}".encode()).hexdigest()[:32]
 
 
 def group_document(group: Group) -> dict[str, Any]:
     """One notification for a group: the alerts firing (and those resolved since the last one), the total impact."""
     docs = list(group.alerts.values())
-    firing = [d for d in docs if d["status"] == "firing"]
-    shown = firing or docs
+    firing = [d for d in docs if d["status"] == "firing" and not d.get("silenced")]  # (a silenced one: muted)
+    shown = firing or [d for d in docs if d["status"] == "resolved"] or docs
     status = "firing" if firing else "resolved"
     severity = max((str(d.get("severity") or "warning") for d in shown), key=lambda s: _SEVERITY_RANK.get(s, 0))
     impact = sum(float((d.get("episode") or {}).get("impact_usd") or d.get("impact_usd") or 0.0) for d in shown)
@@ -186,8 +189,9 @@ def group_document(group: Group) -> dict[str, Any]:
         resolved_now = len(docs) - len(firing)
         if resolved_now and group.revision > 0:
             summary += f" ({resolved_now} resolved since the last notification)"
-    else:
-        summary = f"[{label}] resolved: all {len(docs)} alert(s) back to normal; impact {_usd(impact)}"
+    else:  # each alert's own words: "back to normal after 4 hours", "marked expected by ana: launch week"
+        said = "; ".join(str(d.get("summary") or "") for d in ranked[:5]) + ("; …" if len(shown) > 5 else "")
+        summary = f"[{label}] resolved: {len(shown)} alert(s): {said}; impact {_usd(impact)}"
     signals = {d.get("signal") for d in shown}
     units = {d.get("unit") for d in shown}
     projected = [
@@ -241,8 +245,14 @@ class Notifier:
         state_dir: str | None,
         clock: Callable[[], float] = time.time,
         planned: Callable[[dict[str, Any], Silence], Any] | None = None,
+        namespace: str = "",
+        event_time: bool = False,
     ):
         self.sinks = sinks
+        self.namespace = namespace  # alerting.id_namespace (in group ids)
+        # A replay (backtest) judges silences at each alert's event time — its window's end — not today's clock.
+        self.event_time = event_time
+        self._latest_event = -float("inf")
         self.planned = planned  # told of an alert a planned change's silence matches: its level is expected
         self.telemetry = telemetry
         self.clock = clock
@@ -287,9 +297,25 @@ class Notifier:
         atomic_write(self.path, orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY))
 
     # -- events -----------------------------------------------------------------------------------
+    def _at(self, doc: dict[str, Any] | None = None) -> float | None:
+        """When silences are judged: now (None), or in a replay the event time — the document's window end, else
+        the latest seen."""
+        if not self.event_time:
+            return None
+        end = (doc or {}).get("window_end")
+        if end:
+            t = parse_time(str(end))
+            if t > self._latest_event:
+                self._latest_event = t
+            return t
+        return self._latest_event
+
+    def _silencing(self, doc: dict[str, Any]) -> list[Silence]:
+        return self.silences.active_for(alert_labels(doc), self._at(doc)) if doc["status"] == "firing" else []
+
     def mark(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The document with ``silenced`` / ``silenced_by`` as the silences say now."""
-        silenced = self.silences.active_for(alert_labels(doc)) if doc["status"] == "firing" else []
+        silenced = self._silencing(doc)
         return {**doc, "silenced": bool(silenced), "silenced_by": [s.id for s in silenced] or None}
 
     def on_alert(self, doc: dict[str, Any]) -> None:
@@ -306,7 +332,7 @@ class Notifier:
 
     def _event(self, doc: dict[str, Any], *, held_release: bool = False) -> None:
         labels = alert_labels(doc)
-        silenced = self.silences.active_for(labels) if doc["status"] == "firing" else []
+        silenced = self._silencing(doc)
         doc = {**doc, "silenced": bool(silenced), "silenced_by": [s.id for s in silenced] or None}
         if not held_release:
             for s in self.direct:
@@ -361,10 +387,15 @@ class Notifier:
         if g is None:
             if doc["status"] == "resolved":
                 return  # its group was sent resolved already
-            g = self.groups[key] = Group(key, route.id, values, created=now, due=now + route.group_wait)
-        changed = doc["id"] not in g.alerts or g.alerts[doc["id"]]["status"] != doc["status"]
+            g = self.groups[key] = Group(
+                key, route.id, values, created=now, due=now + route.group_wait, namespace=self.namespace
+            )
+        before = g.alerts.get(doc["id"])
+        changed = before is None or before["status"] != doc["status"]
         sev_up = _SEVERITY_RANK.get(str(doc.get("severity")), 0) > _SEVERITY_RANK.get(str(g.sent_severity), -1)
         g.alerts[doc["id"]] = doc
+        if before is not None and before.get("silenced") and not changed and g.revision >= 0 and route.repeat_interval:
+            g.due = min(g.due, (g.last_sent or now) + route.repeat_interval)  # its silence ended: repeats resume
         if g.revision >= 0 and (changed or sev_up):  # sent before: the change goes with the next interval
             g.pending = True
             g.due = min(g.due, max(now, (g.last_sent or now) + route.group_interval))
@@ -375,15 +406,16 @@ class Notifier:
         now = self.clock()
         with self.lock:
             dirty = False
+            at = self._at()
             for aid, doc in list(self.held.items()):
-                if not self.silences.active_for(alert_labels(doc)):
+                if not self.silences.active_for(alert_labels(doc), at):
                     del self.held[aid]
                     self._event(doc, held_release=True)
                     for s in self.direct:  # the metric's silenced label goes back to false
                         _deliver(s, {**doc, "silenced": False, "silenced_by": None}, self.telemetry)
                     dirty = True
             for aid, doc in list(self.live.items()):
-                if self.silences.active_for(alert_labels(doc)):
+                if self.silences.active_for(alert_labels(doc), at):
                     self._mute(aid, doc)
                     dirty = True
             for key, g in list(self.groups.items()):
@@ -414,8 +446,18 @@ class Notifier:
         self.held[aid] = muted
         self.repeats.pop(aid, None)
         for key, g in list(self.groups.items()):
-            if g.alerts.pop(aid, None) is not None and not any(d["status"] == "firing" for d in g.alerts.values()):
-                del self.groups[key]  # nothing left to say (a silence is no resolution)
+            if aid not in g.alerts:
+                continue
+            if g.revision < 0:  # never sent: it leaves the group, and a group left with nothing is not sent
+                del g.alerts[aid]
+                if not g.alerts:
+                    del self.groups[key]
+                continue
+            # Sent firing: it stays in the group, muted (not shown as firing, not repeated), so that its resolution
+            # is told where its firing was; a group with nothing else firing waits for that.
+            g.alerts[aid] = muted
+            if not any(d["status"] == "firing" and not d.get("silenced") for d in g.alerts.values()) and not g.pending:
+                g.due = float("inf")
         self.telemetry.silenced.labels(detector=str(doc.get("detector"))).inc()
         for s in self.direct:
             _deliver(s, muted, self.telemetry)
@@ -428,6 +470,13 @@ class Notifier:
 
     def _send_group(self, key: str, g: Group, now: float) -> None:
         route = self.routes[g.route]
+        if g.revision < 0 and not any(d["status"] == "firing" and not d.get("silenced") for d in g.alerts.values()):
+            # Fired and resolved (or was silenced) before the group's first notification (group_wait, a catch-up):
+            # a resolution of something never told is no message — as for a single alert whose firing was never
+            # delivered. The direct sinks (console, /metrics) showed both.
+            log.info("notifier: group %s ended before its first notification: nothing sent", g.key)
+            del self.groups[key]
+            return
         g.revision += 1
         doc = group_document(g)
         if not g.pending:
@@ -442,7 +491,8 @@ class Notifier:
         if not g.alerts:
             del self.groups[key]
             return
-        g.due = now + route.repeat_interval if route.repeat_interval else float("inf")
+        loud = any(d["status"] == "firing" and not d.get("silenced") for d in g.alerts.values())
+        g.due = now + route.repeat_interval if route.repeat_interval and loud else float("inf")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)

@@ -58,6 +58,7 @@ class Agent(BillingDeliveries):
         sink_kwargs: dict[str, Any] | None = None,
         now: Callable[[], float] = time.time,
         progress: Callable[[Agent], None] | None = None,
+        replay: bool = False,
     ):
         self.cfg = cfg
         self.now = now
@@ -118,12 +119,10 @@ class Agent(BillingDeliveries):
             **(sink_kwargs or {}),
         }
         self.sinks = {name: build("sink", s, name=name, **kw) for name, s in cfg.sinks.items()}
-        for name, s in (extra_sinks or {}).items():
-            self.sinks[name] = s
+        self.sinks.update(extra_sinks or {})
         self.servers, self.http = plan_servers(cfg.http, self.sinks, self.health)
-        self.silences = Silences(
-            configured_silences(cfg.silences), str(Path(state_dir) / "silences.json") if state_dir else None
-        )
+        state_path = str(Path(state_dir) / "silences.json") if state_dir else None
+        self.silences = Silences(configured_silences(cfg.silences), state_path)
         self.notifier = Notifier(
             cfg.route,
             self.silences,
@@ -131,6 +130,8 @@ class Agent(BillingDeliveries):
             telemetry=self.telemetry,
             state_dir=state_dir,
             planned=lambda doc, s: self.feedback(doc["id"], "expected", s.created_by, s.comment, wait=False),
+            namespace=cfg.alerting.id_namespace,
+            event_time=replay,
         )
         if self.http is not None:
             token = read_secret(cfg.http.api_token, cfg.http.api_token_file, "http.api_token_file")

@@ -172,8 +172,9 @@ class Silences:
         with self.lock:
             return sorted(self.items.values(), key=lambda s: (s.starts_at, s.id))
 
-    def active_for(self, labels: dict[str, str]) -> list[Silence]:
-        now = self.clock()
+    def active_for(self, labels: dict[str, str], at: float | None = None) -> list[Silence]:
+        """The silences active ``at`` (default: now) that match ``labels``."""
+        now = self.clock() if at is None else at
         with self.lock:
             return [s for s in self.items.values() if s.state(now) == "active" and s.matches(labels)]
 

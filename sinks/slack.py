@@ -43,6 +43,8 @@ def slack_message(doc: dict[str, Any], links: list[dict[str, str]] | None = None
     episode = doc.get("episode") or {}
     if doc.get("kind") == "group":  # one notification for several alerts: their count, total, and each of them
         firing = sum(1 for a in doc.get("alerts") or [] if a.get("status") == "firing")
+        if doc["status"] == "resolved":
+            icon = ":white_check_mark:"
         fields = [
             _field("Alerts firing", str(firing)),
             _field("Total impact", _money(doc.get("impact_usd"))),

@@ -273,3 +273,77 @@ def test_a_route_groups_by_labels_alerts_have() -> None:
         "route.group_by[1]: no alert has the label 'tem' (did you mean 'team'?)",
         "route.routes[0].group_by: '...' (no grouping) stands alone",
     ]
+
+
+def test_a_group_told_firing_is_told_resolved_even_when_its_alert_was_silenced_meanwhile() -> None:
+    """New-user review: a silence made while a grouped alert fired deleted its group, so PagerDuty and Slack never
+    heard it resolve (the incident stayed open); a silence ending before the resolution opened a second incident."""
+    for ends_first in (False, True):
+        n, sinks, clock = notifier(ROUTE)
+        n.on_alert(alert(1, team="research"))
+        clock.t += 31
+        n.tick()
+        (told,) = sinks["pd"].docs
+        n.silences.add(Silence("s1", ["team=research"], clock.t, clock.t + 7200, "known", "carol"))
+        n.tick()
+        clock.t += 3601
+        n.tick()
+        assert len(sinks["pd"].docs) == 1  # muted: no repeat while silenced
+        if ends_first:
+            clock.t += 3600  # the silence ends, the alert still fires: the same incident, repeated (not a new one)
+            n.tick()
+            assert [(d["id"], d["status"]) for d in sinks["pd"].docs] == [(told["id"], "firing")] * 2
+        n.on_alert(alert(1, team="research", status="resolved"))
+        clock.t += 301
+        n.tick()
+        assert {d["id"] for d in sinks["pd"].docs} == {told["id"]}
+        assert [d["status"] for d in sinks["pd"].docs][-2:] == ["firing", "resolved"]
+        assert not n.groups
+
+
+def test_a_group_that_fired_and_resolved_before_its_first_notification_sends_nothing() -> None:
+    """New-user review: a catch-up's episode that fired and resolved within group_wait reached PagerDuty as a lone
+    "resolve" (and Slack as "resolved") for an incident it never opened. The direct sinks still see both."""
+    n, sinks, clock = notifier(ROUTE)
+    n.on_alert(alert(1))
+    n.on_alert(alert(1, status="resolved"))
+    clock.t += 31
+    n.tick()
+    assert sinks["pd"].docs == [] and sinks["chat"].docs == [] and not n.groups
+    assert [d["status"] for d in sinks["metrics"].docs] == ["firing", "resolved"]
+
+
+def test_a_groups_id_carries_the_id_namespace() -> None:
+    """Two agents (prod-eu, prod-us) paging one PagerDuty service: their groups made in the same second must not
+    share a dedup_key."""
+    ids = []
+    for ns in ("prod-eu", "prod-us"):
+        n, sinks, clock = notifier(ROUTE)
+        n.namespace = ns
+        n.on_alert(alert(1))
+        clock.t += 31
+        n.tick()
+        ids.append(sinks["pd"].docs[0]["id"])
+    assert ids[0] != ids[1]
+
+
+def test_a_resolved_group_says_what_each_alert_said() -> None:
+    n, sinks, clock = notifier(ROUTE)
+    n.on_alert(alert(1))
+    clock.t += 31
+    n.tick()
+    n.on_alert(alert(1, status="resolved", summary="[token_spend] team=t1: marked expected by ana: launch week"))
+    clock.t += 301
+    n.tick()
+    assert "marked expected by ana: launch week" in sinks["pd"].docs[-1]["summary"]
+
+
+def test_a_replay_judges_silences_at_the_alerts_event_time() -> None:
+    """New-user review: a backtest judged configured silences against today's clock (a November silence did not
+    silence November's alert, a December one silenced it)."""
+    nov = Silence("nov", ["team=t1"], 1_794_614_400.0, 1_794_700_800.0, "c", "a")  # 2026-11-14 → 15 (UTC)
+    for event_time, silenced in ((False, False), (True, True)):
+        n, sinks, _ = notifier(None, silences=[nov])
+        n.event_time = event_time
+        n.on_alert(alert(1, window_start="2026-11-14T10:00:00Z", window_end="2026-11-14T11:00:00Z"))
+        assert sinks["metrics"].docs[-1]["silenced"] is silenced

@@ -124,3 +124,7 @@ def test_a_groups_notification_lists_its_alerts_in_every_chat_and_in_pagerduty()
     assert any(b["type"] == "TextBlock" and "- token_spend team=t11 +$111.00 (error)" in b["text"] for b in c["body"])
     details = explanation(group)
     assert len(details["alerts"]) == 12 and details["alerts"][0]["series"] == {"team": "t11"}
+    assert slack_message(group)["blocks"][0]["text"]["text"].startswith(":red_circle:")
+    for d in list(g.alerts.values()):  # all resolved: a check mark, not the severity's icon (new-user review)
+        g.alerts[d["id"]] = {**d, "status": "resolved"}
+    assert slack_message(group_document(g))["blocks"][0]["text"]["text"].startswith(":white_check_mark:")
