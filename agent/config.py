@@ -381,7 +381,7 @@ def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str] | None:
             return None
     tp = _plain(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
+        return [f.alias or name for name, f in tp.model_fields.items()]  # as the file spells them (`continue`)
     return None
 
 

@@ -27,7 +27,8 @@ def _check_matchers(values: list[str]) -> list[str]:
 class RouteConfig(BaseModel):
     """A node of the route tree (Alertmanager's model; see agent/notify.py). Unset options come from the parent."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # (``continue`` is a Python keyword: the field is continue_, written `continue` in the file, and only so)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     matchers: list[str] = Field(default_factory=list, description="team=research, severity=~critical|error, ...")
     sinks: list[str] | None = Field(None, description="the sinks it notifies (root default: every paging sink)")
@@ -73,11 +74,32 @@ def route_errors(cfg: Any) -> list[str]:
 
     errors = []
     names = list(cfg.sinks)
-    labels = {"detector", "severity", "kind", "signal", "status", "direction"}
+    labels = {"detector", "severity", "kind", "signal", "status", "direction", "source"}  # (source: a data gap's)
     for det in cfg.detectors.values():
         labels.update(det.group_by)
+    known_values = {"severity": ("warning", "error", "critical"), "status": ("firing", "resolved")}
+    known_values["detector"] = (*cfg.detectors, *(f"source:{s}" for s in cfg.sources))  # (a silent source's)
+
+    def matchers(values: list[str], path: str) -> None:
+        """A matcher names a label alerts have, and for an equality on a label of known values, one of them (a
+        typo matches nothing, silently: the route never pages, the silence never silences)."""
+        for i, text in enumerate(values):
+            try:
+                m = Matcher.parse(text)
+            except ValueError:
+                continue  # (reported by the model's own check)
+            if m.name not in labels:
+                near = difflib.get_close_matches(m.name, sorted(labels), 1)
+                hint = f" (did you mean {near[0]!r}?)" if near else f" (labels: {', '.join(sorted(labels))})"
+                errors.append(f"{path}[{i}]: no alert has the label {m.name!r}{hint}")
+            elif m.op in ("=", "!=") and m.name in known_values and m.value not in known_values[m.name]:
+                choices = known_values[m.name]
+                near = difflib.get_close_matches(m.value, list(choices), 1)
+                hint = f" (did you mean {near[0]!r}?)" if near else f" ({m.name}: {', '.join(choices)})"
+                errors.append(f"{path}[{i}]: no alert has {m.name} {m.value!r}{hint}")
 
     def walk(r: Any, path: str) -> None:
+        matchers(r.matchers, f"{path}.matchers")
         for i, sink in enumerate(r.sinks or []):
             if sink not in cfg.sinks:
                 near = difflib.get_close_matches(sink, names, 1)
@@ -96,6 +118,7 @@ def route_errors(cfg: Any) -> list[str]:
     if cfg.route is not None:
         walk(cfg.route, "route")
     for i, sil in enumerate(cfg.silences):
+        matchers(sil.matchers, f"silences[{i}].matchers")
         if sil.starts_at is not None and parse_time(sil.ends_at) <= parse_time(sil.starts_at):
             errors.append(f"silences[{i}].ends_at: before its starts_at")
     return errors

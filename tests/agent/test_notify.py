@@ -347,3 +347,34 @@ def test_a_replay_judges_silences_at_the_alerts_event_time() -> None:
         n.event_time = event_time
         n.on_alert(alert(1, window_start="2026-11-14T10:00:00Z", window_end="2026-11-14T11:00:00Z"))
         assert sinks["metrics"].docs[-1]["silenced"] is silenced
+
+
+def test_matchers_name_labels_alerts_have_and_severities_that_exist() -> None:
+    """New-user review: a route matching `teem=support-bot` or `severity=critcal`, or a silence of `tem=research`,
+    was valid and never matched; `contine:` was told to use the Python name `continue_`, which was then accepted."""
+    bad = """
+route:
+  routes:
+    - {matchers: [teem=support-bot, severity=critcal, 'severity=~"critical|error"', source=s], contine: true}
+    - {matchers: [team=a], continue_: true}
+silences:
+  - {matchers: [tem=research, detector=token_spnd, 'detector=source:s'], ends_at: '2026-12-31T00:00:00Z',
+     comment: c, created_by: a}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(BASE + bad)
+    assert sorted(exc.value.errors) == sorted(
+        [
+            "route.routes[0].contine: unknown key (did you mean 'continue'?)",
+            "route.routes[1].continue_: unknown key (did you mean 'continue'?)",
+        ]
+    )
+    ok = bad.replace("contine", "continue").replace("    - {matchers: [team=a], continue_: true}\n", "")
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(BASE + ok)
+    assert exc.value.errors == [
+        "route.routes[0].matchers[0]: no alert has the label 'teem' (did you mean 'team'?)",
+        "route.routes[0].matchers[1]: no alert has severity 'critcal' (did you mean 'critical'?)",
+        "silences[0].matchers[0]: no alert has the label 'tem' (did you mean 'team'?)",
+        "silences[0].matchers[1]: no alert has detector 'token_spnd' (did you mean 'token_spend'?)",
+    ]
