@@ -5,7 +5,8 @@ A network sink subclasses :class:`QueuedSink` (its config subclasses :class:`Que
 written to a SQLite outbox before any delivery attempt (at-least-once: a crash between write and delivery resends
 on restart; receivers dedupe on the alert id), once per (alert, status, severity, revision) even when a replay
 re-creates the event. A worker thread per sink delivers in order of due time. 408, 429, 5xx, timeouts and
-connection errors retry with exponential backoff and full jitter, honouring ``Retry-After``; other 4xx are
+connection errors retry with exponential backoff and full jitter, honouring ``Retry-After`` (a throttle holds every
+message to the receiver, not only the one refused; due messages go in the order they were written); other 4xx are
 permanent and the notification is dead-lettered with the reason (and the destination, redacted). An alert whose
 firing notifications were all dead-lettered (none reached the receiver) gets no lone resolution either: its resolved
 notification is dead-lettered too, with the reason "its firing was never delivered", not sent (a receiver would be
@@ -188,6 +189,7 @@ class Outbox:
         self._rng = random.Random()
         self._failing: str | None = None
         self._failures = 0
+        self._hold_until = 0.0  # a receiver's Retry-After: the whole outbox waits (time.time())
 
     def put(self, body: bytes, dedup_key: str | None = None, group: str | None = None, closes: bool = False) -> bool:
         """Enqueue durably; False (and nothing enqueued) when ``dedup_key`` was enqueued before.
@@ -228,8 +230,10 @@ class Outbox:
     )
 
     def _next(self) -> tuple[int, bytes, int, str | None, bool] | None:
+        if time.time() < self._hold_until:  # the receiver said Retry-After: nothing goes to it before then
+            return None
         row = self.db.execute(
-            f"SELECT seq, body, attempts, grp, closes {self._HEADS} AND next_at <= ? ORDER BY next_at, seq LIMIT 1",
+            f"SELECT seq, body, attempts, grp, closes {self._HEADS} AND next_at <= ? ORDER BY seq LIMIT 1",
             (time.time(),),
         ).fetchone()
         return (int(row[0]), bytes(row[1]), int(row[2]), row[3], bool(row[4])) if row else None
@@ -263,7 +267,8 @@ class Outbox:
                 item = self._next()
                 if item is None:
                     row = self.db.execute(f"SELECT MIN(next_at) {self._HEADS}").fetchone()
-                    wait = 1.0 if row[0] is None else max(0.0, min(1.0, row[0] - time.time()))
+                    due = None if row[0] is None else max(row[0], self._hold_until)
+                    wait = 1.0 if due is None else max(0.0, min(1.0, due - time.time()))
                     self._wake.wait(wait)
                     continue
                 seq, body, attempts, grp, closes = item
@@ -292,6 +297,9 @@ class Outbox:
                     delay = backoff_seconds(attempts, self.base, self.cap, self._rng)
                     if res.retry_after is not None:
                         delay = max(delay, min(res.retry_after, self.cap * 10))
+                        # A throttle (429, 503) is the receiver's, not the message's: every message waits for it
+                        # (the next ones would be refused too, and would overtake this one).
+                        self._hold_until = time.time() + delay
                     self.db.execute(
                         "UPDATE outbox SET attempts = ?, next_at = ?, last_error = ? WHERE seq = ?",
                         (attempts + 1, time.time() + delay, res.detail, seq),

@@ -42,6 +42,31 @@ def test_a_resolved_event_never_overtakes_its_firing_being_retried(tmp_path: Pat
     assert delivered == [b"b:firing", b"a:firing", b"a:resolved"]
 
 
+def test_a_receivers_retry_after_holds_every_message_not_only_the_one_refused(tmp_path: Path) -> None:
+    """New-user review: Slack answered 429 with Retry-After: 3 and the next messages went out within 0.2 s (and
+    overtook the refused one). A throttle is the receiver's: nothing is sent to it before it said."""
+    calls: list[tuple[float, bytes]] = []
+    done = threading.Event()
+
+    def deliver(body: bytes) -> Result:
+        calls.append((time.monotonic(), body))
+        if len(calls) == 1:
+            return Result("retry", "429 Too Many Requests", retry_after=1.0)
+        if len(calls) == 4:
+            done.set()
+        return Result("ok")
+
+    box = Outbox("t", deliver, path=None, backoff_base_seconds=0.01, backoff_cap_seconds=0.2)
+    for b in (b"a", b"b", b"c"):
+        assert box.put(b, b.decode(), group=b.decode())
+    box.start()
+    assert done.wait(10)
+    box.stop()
+    first = calls[0][0]
+    assert [b for _t, b in calls] == [b"a", b"a", b"b", b"c"]  # in order, after the wait
+    assert all(t - first >= 0.95 for t, _b in calls[1:])
+
+
 def test_an_outbox_of_an_earlier_version_is_upgraded_and_delivered(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "o.sqlite")
     db.execute(
