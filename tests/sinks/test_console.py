@@ -40,3 +40,20 @@ def test_threshold_escalation_and_resolution_read_correctly() -> None:
     assert "[limit 0.5; id " in first and "band" not in first and "expected" not in first
     assert escalated.startswith("FIRING   critical escalated to critical: [idle_gpu]")
     assert resolved.startswith("RESOLVED critical [idle_gpu] resolved") and "episode impact +$108.50" in resolved
+
+
+def test_a_silence_made_or_ended_while_an_alert_fires_is_said_once() -> None:
+    """New-user review: the same FIRING line was printed again when a silence muted the alert and again when the
+    silence ended, with nothing saying it was silenced."""
+    out = io.StringIO()
+    s = ConsoleSink(ConsoleConfig(type="console"), name="c", telemetry=Telemetry(), stream=out)
+    s.on_alert({**DOC, "silenced": False})
+    s.on_alert({**DOC, "silenced": True, "silenced_by": ["s1"]})
+    s.on_alert({**DOC, "silenced": True, "silenced_by": ["s1"]})  # the same again: nothing
+    s.on_alert({**DOC, "silenced": False, "silenced_by": None})
+    s.on_alert({**DOC, "revision": DOC.get("revision", 0) + 1, "silenced": True, "silenced_by": ["s1"]})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("FIRING")
+    assert lines[1].startswith("SILENCED error") and lines[1].endswith("(by s1)")
+    assert lines[2].startswith("UNSILENCED error") and lines[2].endswith("still firing")
+    assert lines[3].startswith("FIRING") and lines[3].endswith("(silenced)")  # a new revision, silenced
