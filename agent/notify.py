@@ -279,6 +279,9 @@ class Notifier:
             return
         raw = orjson.loads(self.path.read_bytes())
         self.groups = {k: Group(**g) for k, g in raw.get("groups", {}).items() if g["route"] in self.routes}
+        for g in self.groups.values():
+            if g.due is None:  # (JSON has no infinity: nothing to send until something changes)
+                g.due = float("inf")
         self.held = raw.get("held", {})
         self.routed = raw.get("routed", {})
         self.repeats = {k: (v[0], v[1], v[2]) for k, v in raw.get("repeats", {}).items()}
@@ -441,8 +444,12 @@ class Notifier:
         """A silence made while ``aid`` fires: no repeat, no place in its groups' next notifications, and sinks that
         show state (``/metrics``) or keep alerts alive by themselves (Alertmanager) are told it is silenced. Its
         resolution still goes where its firing went."""
-        muted = self.mark(doc)
+        silenced = self._silencing(doc)
+        muted = {**doc, "silenced": bool(silenced), "silenced_by": [x.id for x in silenced] or None}
         del self.live[aid]
+        plan = next((x for x in silenced if x.planned_change), None)
+        if plan is not None and self.planned is not None and doc.get("kind") == "spend":
+            self.planned(doc, plan)  # a planned change made mid-incident: its level is expected (resolves, said so)
         self.held[aid] = muted
         self.repeats.pop(aid, None)
         for key, g in list(self.groups.items()):
@@ -488,7 +495,9 @@ class Notifier:
         g.last_sent, g.sent_severity, g.pending = now, doc["severity"], False
         for aid in [a for a, d in g.alerts.items() if d["status"] == "resolved"]:
             del g.alerts[aid]
-        if not g.alerts:
+        if not g.alerts or doc["status"] == "resolved":
+            # Told resolved: the group is over. An alert of it still firing under a silence is told afresh (a new
+            # group) if it still fires when its silence ends; its resolution under the silence is no message.
             del self.groups[key]
             return
         loud = any(d["status"] == "firing" and not d.get("silenced") for d in g.alerts.values())

@@ -378,3 +378,64 @@ silences:
         "silences[0].matchers[0]: no alert has the label 'tem' (did you mean 'team'?)",
         "silences[0].matchers[1]: no alert has detector 'token_spnd' (did you mean 'token_spend'?)",
     ]
+
+
+def test_a_muted_group_survives_a_restart_and_still_tells_the_resolution(tmp_path: Path) -> None:
+    """Re-check of the review's fixes: a group saved with nothing due (infinity, null in JSON) broke every tick
+    after a restart, and its resolution left only at the next stop."""
+    n, sinks, clock = notifier(ROUTE, tmp_path)
+    n.on_alert(alert(1, team="research"))
+    clock.t += 31
+    n.tick()
+    n.silences.add(Silence("s1", ["team=research"], clock.t, clock.t + 7200, "known", "carol"))
+    n.tick()
+    again, sinks2, clock2 = notifier(ROUTE, tmp_path)  # a restart: the notifier's state from its file
+    clock2.t = clock.t + 60
+    again.tick()
+    again.on_alert(alert(1, team="research", status="resolved"))
+    clock2.t += 301
+    again.tick()
+    assert [d["status"] for d in sinks2["pd"].docs] == ["resolved"]
+    assert sinks2["pd"].docs[0]["id"] == sinks["pd"].docs[0]["id"]
+
+
+def test_a_group_told_resolved_tells_a_silenced_alert_afresh_when_its_silence_ends() -> None:
+    """Re-check: two alerts paged as one group; one silenced; the other resolved (the group is told resolved). When
+    the silence ends and the first still fires, it is notified then (a new group), and its resolution follows."""
+    n, sinks, clock = notifier(ROUTE)
+    n.on_alert(alert(1, team="helpdesk"))
+    n.on_alert(alert(2, team="support"))
+    clock.t += 31
+    n.tick()
+    first = sinks["pd"].docs[0]["id"]
+    n.silences.add(Silence("s1", ["team=helpdesk"], clock.t, clock.t + 3600, "known", "carol"))
+    n.tick()
+    n.on_alert(alert(2, team="support", status="resolved"))
+    clock.t += 301
+    n.tick()
+    assert [(d["id"], d["status"]) for d in sinks["pd"].docs] == [(first, "firing"), (first, "resolved")]
+    clock.t += 3600  # the silence ends, helpdesk still fires: told again, as a new incident
+    n.tick()
+    clock.t += 31
+    n.tick()
+    fresh = sinks["pd"].docs[-1]
+    assert fresh["status"] == "firing" and fresh["id"] != first
+    assert [a["series"]["team"] for a in fresh["alerts"]] == ["helpdesk"]
+    n.on_alert(alert(1, team="helpdesk", status="resolved"))
+    clock.t += 301
+    n.tick()
+    assert (sinks["pd"].docs[-1]["id"], sinks["pd"].docs[-1]["status"]) == (fresh["id"], "resolved")
+    assert len(sinks["pd"].docs) == 4 and not n.groups
+
+
+def test_a_planned_change_silence_made_mid_incident_tells_the_detector() -> None:
+    n, _sinks, clock = notifier(ROUTE)
+    told: list[tuple[str, str]] = []
+    n.planned = lambda d, s: told.append((d["id"], s.id))
+    n.on_alert(alert(1, team="research", kind="spend"))
+    clock.t += 31
+    n.tick()
+    plan = Silence("p1", ["team=research"], clock.t, clock.t + 7200, "doubles from today", "ana", planned_change=True)
+    n.silences.add(plan)
+    n.tick()
+    assert told == [(alert(1)["id"], "p1")]
