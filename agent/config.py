@@ -91,9 +91,18 @@ class GpuPriceRule(_Strict):
         return self
 
 
+class TokenPriceConfig(_Strict):
+    """A model's token prices in USD per 1M tokens (a typo such as ``imput`` is refused: it would price tokens at 0)."""
+
+    input: float = Field(ge=0, description="USD per 1M uncached input tokens")
+    output: float = Field(0.0, ge=0, description="USD per 1M output tokens (0: an embedding model)")
+    cached_input: float | None = Field(None, ge=0, description="USD per 1M cache reads (default: input)")
+    cache_write_input: float | None = Field(None, ge=0, description="USD per 1M cache writes (default: input)")
+
+
 class PricingConfig(_Strict):
     token_price_file: str | None = None
-    token_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    token_prices: dict[str, TokenPriceConfig] = Field(default_factory=dict)
     gpu_hour_prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, description="GPU model → your effective USD per GPU-hour (beats the bundled table)"
     )

@@ -81,7 +81,7 @@ class TokenPriceTable:
             models.update(load_price_file(Path(pricing.token_price_file)))
             meta["override_file"] = pricing.token_price_file
         if pricing is not None:
-            models.update({k: dict(v) for k, v in pricing.token_prices.items()})
+            models.update({k: v.model_dump(exclude_none=True) for k, v in pricing.token_prices.items()})
         return cls(models, meta)
 
     def lookup(self, model_id: str) -> TokenPrice | None:

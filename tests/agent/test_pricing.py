@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from agent.config import ConfigError, load_config_text
-from agent.pricing import PURCHASE_OPTIONS, GpuPriceTable
+from agent.pricing import PURCHASE_OPTIONS, GpuPriceTable, TokenPriceTable
 from agent.telemetry import Telemetry
 
 BASE = """
@@ -290,3 +290,32 @@ def test_token_cache_write_price_from_the_config_or_a_litellm_table_else_the_inp
     a, m = t.lookup("acme.m"), t.lookup("my.m")
     assert a is not None and a.cache_write_input == pytest.approx(3.75e-6)
     assert m is not None and m.cache_write_input == pytest.approx(2.5e-6)
+
+
+def test_a_misspelled_or_negative_price_override_is_refused() -> None:
+    """New-user review: `{imput: 3.0, output: 15.0}` was valid and priced the model's input tokens at 0 (a team's
+    day at $9.50 instead of $35.80); a negative price was accepted too."""
+    base = """
+sources: {s: {type: file, path: x, decoder: {type: bedrock}}}
+detectors: {d: {type: seasonal, signal: token_cost_usd}}
+sinks: {c: {type: console}}
+pricing:
+  token_prices:
+"""
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(base + "    m1: {imput: 3.0, output: 15.0}\n    m2: {input: -1}\n")
+    text = "\n".join(exc.value.errors)
+    assert "pricing.token_prices.m1.imput: unknown key (did you mean 'input'?)" in text
+    assert "pricing.token_prices.m1.input: field required" in text
+    assert "pricing.token_prices.m2.input: " in text
+    cfg = load_config_text(base + "    m3: {input: 3.0, output: 15.0}\n")
+    price = TokenPriceTable.from_config(cfg.pricing).lookup("m3")
+    assert price is not None and price.cached_input == price.input == 3.0e-6
+
+
+def test_the_first_gpt_4o_snapshot_has_its_own_price() -> None:
+    """gpt-4o-2024-05-13 listed at $5 / $15 per 1M tokens, not the later gpt-4o's $2.50 / $10 (new-user review)."""
+    t = TokenPriceTable.from_config(None)
+    p, later = t.lookup("gpt-4o-2024-05-13"), t.lookup("gpt-4o-2024-08-06")
+    assert p is not None and later is not None
+    assert (p.input, p.output) == (5e-6, 15e-6) and (later.input, later.output) == (2.5e-6, 10e-6)
