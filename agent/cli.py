@@ -44,6 +44,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{args.config or '<embedded default>'}: valid ({_plural(n['sources'], 'source')}, "
         f"{_plural(n['detectors'], 'detector')}, {_plural(n['sinks'], 'sink')})"
     )
+    if args.config is not None:  # (the embedded default makes its inboxes at start)
+        from agent.sources.file import empty_file_sources
+
+        for line in empty_file_sources(cfg):
+            print(f"  warning: {line}")
     return 0
 
 

@@ -122,6 +122,25 @@ def source_files(cfg: FileConfig) -> list[str]:
     return list(dict.fromkeys(files)) if cfg.more_paths else files
 
 
+def nothing_at(cfg: FileConfig) -> str | None:
+    """What to say of a file source none of whose paths names a file now (a typo, a volume not mounted), or None."""
+    paths = [cfg.path, *cfg.more_paths]
+    if any(list_files(p) for p in paths):
+        return None
+    missing = [p for p in paths if not os.path.exists(p) and not any(ch in p for ch in "*?[")]
+    what = f"no such file or directory: {', '.join(missing)}" if missing else f"nothing matches {', '.join(paths)}"
+    return what + (" (yet: read when files appear)" if cfg.watch else " (nothing to read)")
+
+
+def empty_file_sources(cfg: Any) -> list[str]:
+    """``sources.<name>.path: …`` for each file source that names no file now (``validate`` warns of them)."""
+    out = []
+    for name, scfg in cfg.sources.items():
+        if getattr(scfg, "type", None) == "file" and (said := nothing_at(scfg)) is not None:
+            out.append(f"sources.{name}.path: {said}")
+    return out
+
+
 @register("source", "file", FileConfig)
 class FileSource(Source):
     @property
@@ -153,8 +172,12 @@ class FileSource(Source):
         return source_files(self.cfg)
 
     def run(self) -> None:
+        said_empty = False
         while not self.stopping:
             files = self.list_files()
+            if not files and not said_empty:  # a typo in `path`, a volume not mounted: said, not silent
+                log.warning("file source %s: %s", self.name, nothing_at(self.cfg) or "no file to read")
+            said_empty = not files
             if getattr(self.decoder, "snapshot", False):
                 files = self._read_deliveries(files)
             for f in files:

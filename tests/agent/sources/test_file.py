@@ -323,3 +323,39 @@ def test_a_new_file_that_starts_as_an_older_one_is_read_whole(tmp_path: Path) ->
     finally:
         src.stop()
     assert len(_handed(handed)) == 45
+
+
+def test_a_path_that_names_no_file_is_said_by_validate_and_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New-user review: `path: …/bedrok-logs` (a typo) ran silently and reported ready."""
+    import logging
+
+    from agent.cli import main
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(
+        f"""
+sources:
+  logs: {{type: file, path: {tmp_path / "bedrok-logs"}, watch: true, decoder: {{type: bedrock}}}}
+  ok: {{type: file, path: {tmp_path}, decoder: {{type: bedrock}}}}
+detectors: {{d: {{type: seasonal, signal: token_cost_usd}}}}
+sinks: {{c: {{type: console}}}}
+"""
+    )
+    assert main(["validate", "--config", str(cfg_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: sources.logs.path: no such file or directory: {tmp_path / 'bedrok-logs'}" in out
+    assert "sources.ok" not in out  # (the folder holds the config file)
+    from agent.decoders.bedrock import BedrockConfig, BedrockDecoder
+
+    src = FileSource(
+        FileConfig(type="file", path=str(tmp_path / "bedrok-logs"), decoder={"type": "bedrock"}),
+        name="logs",
+        decoder=BedrockDecoder(BedrockConfig(type="bedrock")),
+        emit=lambda b: None,
+        ctx_defaults={},
+    )
+    caplog.set_level(logging.WARNING, logger="agent")
+    src.run()
+    assert "file source logs: no such file or directory" in caplog.text and "(nothing to read)" in caplog.text
