@@ -43,7 +43,8 @@ Decisions:
   streaming one account into one hub) repeats metric records whole. A metric record identical to one already counted
   (resource, metric, grain, time, dimensions and total) is left out and counted
   (``finops_agent_events_discarded_total{reason="ignored_duplicate_record"}``), as long as its minute is open: a copy
-  arriving after the minute was sealed is ``late``. Request logs are each one call and are not compared.
+  arriving after the minute was sealed is ``late``. A request log with a correlation or request id counts once per
+  (resource, id, time) the same way; one without an id is never merged (two calls may be alike in every field).
 - **Cached tokens.** OpenAI's ``prompt_tokens`` include ``cached_tokens``: input = prompt - cached. API
   Management's ``promptCachedTokens`` is taken as part of ``promptTokens`` too, unless it cannot be (it is
   larger, or ``TotalTokens`` = prompt + completion + cached, as for Anthropic models behind the gateway).
@@ -93,6 +94,7 @@ from agent.decoders.azure_records import (
     num,
     num_or_0,
     parse_resource_id,
+    request_identity,
     structs,
 )
 from agent.decoders.base import BLANK, BOM, LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits
@@ -331,7 +333,7 @@ class AzureOpenAIDecoder(Decoder):
                 if b < late_before:
                     bad.append(BadRecord(raw_of(raw, line), LATE, LATE_REASON))
                     continue
-                if ident is not None:  # a metric record: counted once (a late copy is late, above)
+                if ident is not None:  # a metric record, a request with an id: counted once (a late copy: late)
                     if ident in seen or ident in fresh:
                         ignored["duplicate_record"] = ignored.get("duplicate_record", 0) + 1
                         continue
@@ -479,13 +481,8 @@ class AzureOpenAIDecoder(Decoder):
             return None
         counts, model, deployment = usage
         region = (props.region if props.region is not None else props.Region) or location(rec)
-        return (
-            rec.time if rec.time is not None else rec.Time,
-            self._lookup(rec, region, deployment, model),
-            counts,
-            True,
-            None,
-        )
+        when = rec.time if rec.time is not None else rec.Time
+        return when, self._lookup(rec, region, deployment, model), counts, True, request_identity(rec, props, when)
 
     def _usage(self, props: Any) -> tuple[list[float], str, str] | None:
         """A log's counts (one request), model and deployment; None when it reports no tokens."""

@@ -74,13 +74,14 @@ def structs(bodies: bool) -> tuple[type, type, type]:
         [
             *_fields(("promptTokens", "completionTokens", "totalTokens", "promptCachedTokens", "sequenceNumber"), Num),
             *_fields(("modelName", "deploymentName", "modelDeploymentName", "model", "region"), str | None),
+            *_fields(("correlationId", "requestId"), str | None),
             *_fields(("usage",), _Usage | None),
             *(_fields(("responseBody", "backendResponseBody", "backendUrl", "url"), str | None) if bodies else []),
         ],
         gc=False,
     )
     fields = [
-        *_fields(("time", "resourceId", "metricName", "timeGrain", "location", "region"), str | None),
+        *_fields(("time", "resourceId", "metricName", "timeGrain", "location", "region", "correlationId"), str | None),
         *_fields(("total",), Num),
         *_fields(("dimension", "dimensions"), dict[str, str] | None),
         *_fields(("properties",), props | str | None),
@@ -150,3 +151,18 @@ def identity(rec: Any, metric: str, when: str | None, total: Any, dims: dict[str
     rid = rec.resourceId if rec.resourceId is not None else rec.ResourceId
     grain = rec.timeGrain if rec.timeGrain is not None else rec.TimeGrain
     return hash(((rid or "").lower(), metric, grain, when, total, tuple(dims.items()) if dims else None))
+
+
+def request_identity(rec: Any, props: Any, when: str | None) -> int | None:
+    """A request log's identity — its resource, correlation (or request) id and time — where it has such an id (API
+    Management's ``CorrelationId``, a log's ``correlationId`` or ``requestId``); None without one (two calls
+    alike in every other field may be two calls). A copy delivered again is the same call."""
+    corr = (
+        (rec.correlationId if rec.correlationId is not None else rec.CorrelationId)
+        or (props.correlationId if props.correlationId is not None else props.CorrelationId)
+        or (props.requestId if props.requestId is not None else props.RequestId)
+    )
+    if not corr:
+        return None
+    rid = rec.resourceId if rec.resourceId is not None else rec.ResourceId
+    return hash(("request", (rid or "").lower(), corr, when))

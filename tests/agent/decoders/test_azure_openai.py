@@ -347,7 +347,11 @@ def test_request_logs_with_a_usage_block_and_logs_without_tokens() -> None:
             },
         },
     )
-    responses_api = dict(usage, properties={"model": "gpt-4o-mini", "usage": {"input_tokens": 10, "output_tokens": 5}})
+    responses_api = dict(
+        usage,
+        correlationId="5b0c7a1e-0000-4000-8000-000000000001",  # another call
+        properties={"model": "gpt-4o-mini", "usage": {"input_tokens": 10, "output_tokens": 5}},
+    )
     dec = decoder()
     lines = [envelope(request_response, as_string, audit, usage), orjson.dumps(responses_api)]
     obs, bad = dec.decode_lines(lines, ctx())
@@ -510,6 +514,20 @@ def test_a_metric_record_delivered_twice_counts_once() -> None:
     same_message = envelope(*[metric("InputTokens", 9, time="2025-07-14T12:47:00Z")] * 2)
     obs, _bad = dec.decode_lines([same_message], ctx())
     assert [values(o)["input_tokens"] for o in obs] == [9] and dec.ignored_records()["duplicate_record"] == 3
+
+
+def test_a_request_log_delivered_twice_counts_once_by_its_correlation_id() -> None:
+    """New-user review: API Management GatewayLlmLogs re-sent by Event Hubs were counted twice ($1.456 for $1.399).
+    A request log with a correlation (or request) id counts once; one without an id is never merged."""
+    props = {"PromptTokens": 1000, "CompletionTokens": 100, "ModelName": "gpt-4o", "DeploymentName": "chat"}
+    call = llm_log(props, correlationId="c-1")
+    other = llm_log(props, correlationId="c-2")
+    in_props = llm_log({**props, "CorrelationId": "c-3"}, time="2025-07-14T12:46:11.0000000Z")
+    anonymous = llm_log(props, time="2025-07-14T12:46:12.0000000Z")
+    dec = decoder()
+    obs, bad = dec.decode_lines([envelope(call, other, in_props, anonymous), envelope(call, in_props, anonymous)], ctx())
+    assert bad == [] and sum(values(o)["requests"] for o in obs) == 5  # c-1, c-2, c-3 once; the anonymous twice
+    assert dec.ignored_records() == {"duplicate_record": 2}
 
 
 def test_records_of_one_minute_that_differ_are_not_duplicates() -> None:
