@@ -362,8 +362,10 @@ class Streams(_Bounded):
     started); an older stream's first value is only a baseline: it holds usage from before the agent saw it (or
     before a restart of the agent), and counting it would put hours of usage into one window.
 
-    Delta: every point is an increment; one whose time is among the stream's last few is a redelivered
-    duplicate and counts nothing.
+    Delta: every point is an increment of its interval ``(start, time]``; the stream keeps the intervals it counted,
+    merged (a stream's points are contiguous: each starts where the one before ended, so that is one interval
+    however long the stream runs), and a point whose interval lies inside them is a redelivered duplicate and counts
+    nothing — however late it comes again. A point without a start (0) is an interval of its time alone.
 
     >>> s, p = Streams(new_stream_max_age_ns=0), {}
     >>> s.increment("k", CUMULATIVE, 1, 10, (5.0, 1.0), p)  # the first point: a baseline
@@ -376,9 +378,13 @@ class Streams(_Bounded):
     (1.0, 2.0)
     >>> s.increment("d", DELTA, 0, 10, (4.0, 1.0), p), s.increment("d", DELTA, 0, 10, (4.0, 1.0), p)
     ((4.0, 1.0), None)
+    >>> [s.increment("e", DELTA, t, t + 10, (1.0,), p) for t in range(0, 200, 10)][-1]
+    (1.0,)
+    >>> s.increment("e", DELTA, 20, 30, (1.0,), p), p["e"]  # twenty points later: still a duplicate
+    (None, (10, 200))
     """
 
-    RECENT = 8  # delta points remembered per stream
+    INTERVALS = 16  # separate counted intervals kept per delta stream (points out of order, gaps): the oldest go
 
     def __init__(self, limit: int = 100_000, new_stream_max_age_ns: int = 0):
         super().__init__(limit)
@@ -392,10 +398,12 @@ class Streams(_Bounded):
         if prev is None:
             prev = self.state.get(key)
         if temporality == DELTA:
-            recent: tuple[int, ...] = prev if prev is not None else ()
-            if time in recent:  # (a delta point's start is its predecessor's time: its time names it)
-                return None
-            pending[key] = (*recent[-(self.RECENT - 1) :], time)
+            lo = start if 0 < start < time else time
+            iv: tuple[int, ...] = prev if prev is not None else ()  # (start, end) pairs, sorted and merged
+            for i in range(0, len(iv), 2):
+                if iv[i] <= lo and time <= iv[i + 1]:
+                    return None  # counted already
+            pending[key] = _merged(iv, lo, time, self.INTERVALS)
             return values
         if prev is None:
             if start > 0 and 0 <= time - start <= self.new_stream_max_age_ns:
@@ -416,6 +424,26 @@ class Streams(_Bounded):
                         break
         pending[key] = (start, time, values)
         return delta
+
+
+def _merged(iv: tuple[int, ...], lo: int, hi: int, most: int) -> tuple[int, ...]:
+    """The intervals ``iv`` ((start, end) pairs, sorted) with ``[lo, hi]`` added, touching ones merged; at most
+    ``most`` (the oldest dropped).
+
+    >>> _merged((0, 10, 20, 30), 10, 20, 8), _merged((0, 10), 15, 18, 8), _merged((0, 10, 20, 30), 40, 50, 2)
+    ((0, 30), (0, 10, 15, 18), (20, 30, 40, 50))
+    """
+    pairs = [(iv[i], iv[i + 1]) for i in range(0, len(iv), 2)]
+    pairs.append((lo, hi))
+    pairs.sort()
+    out: list[list[int]] = []
+    for a, b in pairs:
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1][1] = b
+        else:
+            out.append([a, b])
+    return tuple(x for pair in out[-most:] for x in pair)
 
 
 class LastSeen(_Bounded):

@@ -327,6 +327,23 @@ def test_sdk_delta_histogram_each_point_counts_and_a_redelivered_one_once() -> N
     assert dec.duplicates == 4
 
 
+def test_a_delta_export_redelivered_many_exports_later_still_counts_once() -> None:
+    """New-user review: an export delivered again 20 exports later was counted twice (only the last 8 delta times of a
+    stream were remembered). A stream's counted intervals are kept merged: one interval however long it runs."""
+    sdk = Metrics(app_resource(), delta=True)
+    usage = token_usage(sdk.meter)
+    exports = []
+    for i in range(30):
+        record_call(usage, 100 + i, 10)
+        exports.append(sdk.collect())
+    dec = decoder()
+    obs, bad = dec.decode_lines(exports, ctx())
+    first = totals(obs)
+    assert bad == [] and first["requests"] == 30
+    again, bad = dec.decode_lines([exports[3], exports[7]], ctx())  # 26 and 22 exports later
+    assert again == [] and bad == []
+
+
 def test_sdk_older_attribute_names_azure_and_cached_token_type() -> None:
     sdk = Metrics(app_resource(), delta=True)
     usage = token_usage(sdk.meter)
