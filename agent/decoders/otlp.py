@@ -403,7 +403,10 @@ class Streams(_Bounded):
             for i in range(0, len(iv), 2):
                 if iv[i] <= lo and time <= iv[i + 1]:
                     return None  # counted already
-            pending[key] = _merged(iv, lo, time, self.INTERVALS)
+            if iv and iv[-2] <= lo <= iv[-1] < time:  # the next point of a contiguous stream (the hot path)
+                pending[key] = (*iv[:-1], time)
+            else:
+                pending[key] = _merged(iv, lo, time, self.INTERVALS)
             return values
         if prev is None:
             if start > 0 and 0 <= time - start <= self.new_stream_max_age_ns:
