@@ -142,7 +142,7 @@ class OpenAIUsageDecoder(Decoder):
         bad: list[BadRecord] = []
         unknown: dict[str, int] = {}
         newest = -math.inf
-        for raw, doc in zip(lines, docs, strict=True):
+        for raw, doc in _buckets(lines, docs):
             try:
                 start, end, results = self._bucket(doc, ctx)
             except _Refused as exc:
@@ -319,3 +319,20 @@ def _dump(res: Any) -> bytes:
         return orjson.dumps(res)
     except TypeError:
         return repr(res).encode()
+
+
+def _buckets(lines: list[bytes], docs: list[Any]) -> list[tuple[bytes, Any]]:
+    """(raw, bucket) of each record: a whole API response saved to a file (``{"object": "page", "data": [...]}``, as
+    ``curl …/v1/organization/usage/completions > page.json`` writes it) is its buckets, each with its own JSON as raw.
+
+    >>> page = {"object": "page", "data": [{"start_time": 1}, {"start_time": 2}], "has_more": False}
+    >>> [d["start_time"] for _r, d in _buckets([b""], [page])]
+    [1, 2]
+    """
+    out: list[tuple[bytes, Any]] = []
+    for raw, doc in zip(lines, docs, strict=True):
+        if isinstance(doc, dict) and doc.get("object") == "page" and isinstance(doc.get("data"), list):
+            out.extend((orjson.dumps(b), b) for b in doc["data"])
+        else:
+            out.append((raw, doc))
+    return out

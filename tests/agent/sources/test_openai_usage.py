@@ -694,3 +694,29 @@ def test_an_agent_reads_the_api_scores_token_spend_and_after_a_restart_reads_on_
         assert KEY not in caplog.text
     finally:
         api.close()
+
+
+def test_a_saved_api_response_is_read_bucket_by_bucket() -> None:
+    """New-user review: `curl …/usage/completions > page.json` replayed through a file source was one bad record
+    ("object 'page' is not a bucket"): a page is its buckets, each dead-lettered alone if bad."""
+    dec = OpenAIUsageDecoder(OpenAIUsageConfig(type="openai_usage"))
+    res = {
+        "object": "organization.usage.completions.result",
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "num_model_requests": 1,
+    }
+    buckets = [
+        {
+            "object": "bucket",
+            "start_time": T0 + i * H,
+            "end_time": T0 + (i + 1) * H,
+            "results": [{**res, "model": "gpt-4o"}],
+        }
+        for i in range(3)
+    ]
+    broken = {"object": "bucket", "start_time": T0 + 3 * H, "results": 5}
+    page = {"object": "page", "data": [*buckets, broken], "has_more": False, "next_page": None}
+    obs, bad = dec.decode_lines([orjson.dumps(page, option=orjson.OPT_INDENT_2)], DecodeContext("t", bucket_seconds=H))
+    assert [o.ts for o in obs] == [T0, T0 + H, T0 + 2 * H]
+    assert [b.kind for b in bad] == ["schema"] and orjson.loads(bad[0].raw) == broken
