@@ -546,7 +546,32 @@ def cross_check(cfg: Any) -> list[str]:
                 errors.append(f"sources.{name}.path: also watched by sources.{paths[src.path]}")
             paths[src.path] = name
     errors.extend(check_signals(cfg))
+    errors.extend(_bucket_widths(cfg))
     errors.extend(route_errors(cfg))
+    return errors
+
+
+_WIDTHS = {"1m": 60, "1h": 3600, "1d": 86400}
+
+
+def _bucket_widths(cfg: Any) -> list[str]:
+    """A usage API source's buckets are no longer than the windows of the detectors that read them: a daily bucket is
+    stamped at its start, and an hourly detector would see a whole day's usage in its first hour (every day)."""
+    errors = []
+    for name, src in cfg.sources.items():
+        if src.type != "openai_usage":
+            continue
+        width = 86400 if "costs" in src.endpoints else _WIDTHS[src.bucket_width]
+        signals = {"cost_usd"} if "costs" in src.endpoints else None  # (usage: every token signal)
+        for dname, det in cfg.detectors.items():
+            if signals is not None and det.signal not in signals or det.signal == "cost_usd" and signals is None:
+                continue
+            if det.window_seconds < width:
+                key = "endpoints" if signals is not None else "bucket_width"
+                errors.append(
+                    f"sources.{name}.{key}: its buckets ({width:g} s) are longer than detectors.{dname}'s window "
+                    f"({det.window_seconds:g} s): each bucket would land whole in one window"
+                )
     return errors
 
 

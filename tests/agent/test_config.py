@@ -548,3 +548,25 @@ def test_billing_filter_values_that_would_match_nothing_are_reported(filters: st
         assert errors == []
     else:
         assert len(errors) == 1 and errors[0].startswith(error), errors
+
+
+def test_usage_api_buckets_longer_than_a_detectors_window_are_refused() -> None:
+    """New-user review: `bucket_width: 1d` with hourly detectors was valid: each day's usage landed in one hour."""
+    base = """
+sources:
+  oai: {type: openai_usage, admin_key: x, bucket_width: %s, decoder: {type: openai_usage}}
+  costs: {type: openai_usage, admin_key: x, endpoints: [costs], decoder: {type: openai_usage}}
+detectors:
+  spend: {type: seasonal, signal: token_cost_usd, group_by: [model]}
+  bill: {type: seasonal, signal: cost_usd, window_seconds: %d}
+sinks: {c: {type: console}}
+"""
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(base % ("1d", 3600))
+    assert exc.value.errors == [
+        "sources.oai.bucket_width: its buckets (86400 s) are longer than detectors.spend's window (3600 s): each "
+        "bucket would land whole in one window",
+        "sources.costs.endpoints: its buckets (86400 s) are longer than detectors.bill's window (3600 s): each "
+        "bucket would land whole in one window",
+    ]
+    load_config_text(base % ("1h", 86400))  # hourly usage, daily costs: valid
