@@ -22,8 +22,9 @@ Everything else in a message (other metrics, spans without token usage, logs) is
 
 **Requests.** One call records one ``input`` and one ``output`` measurement, so the two counts
 are the same calls: their sum would count every call twice. ``requests`` is the larger of the
-two (per window and dimensions), which is the number of calls also when an instrumentation leaves
-one type out; plus one per span. **Cached tokens.** The conventions count cached tokens inside
+two (per bucket and dimensions, over every batch: the input and output points of the same calls may come in
+separate exports), which is the number of calls also when an instrumentation leaves one type out; plus one per
+span. **Cached tokens.** The conventions count cached tokens inside
 the input tokens; ``input_tokens`` here is the input *not* read from the cache (as in the Bedrock
 decoder, priced at the input price) and ``cached_input_tokens`` the part read from it. Where the
 cached count exceeds the input count, the instrumentation counted them apart, and input is taken
@@ -203,6 +204,8 @@ class OtelGenAiDecoder(Decoder):
         self.streams = Streams(new_stream_max_age_ns=int(cfg.new_stream_max_age_seconds * 1e9))
         self.spans_seen = LastSeen()
         self._info: dict[tuple[Any, ...], _Info] = {}
+        #: (bucket, key) → the input and output counts counted in it so far (its calls: the larger), until sealed
+        self._calls: dict[tuple[float, tuple[Any, ...]], tuple[float, float]] = {}
         self.unknown_models: dict[str, int] = {}
         self.duplicates = 0  # data points and spans already counted (redelivered), not counted again
         #: Export requests read and left out, by reason: ``other_signal`` (spans with ``read: metrics``, or metrics
@@ -243,7 +246,7 @@ class OtelGenAiDecoder(Decoder):
                 unknown[model] = unknown.get(model, 0) + n
                 reason = f"no price for model {model!r} ({n} data points or spans); tokens counted, cost not"
                 bad.append(BadRecord(raw, "unknown_model", reason, partial=True, subject=model))
-        out = self._observations(batch.acc)
+        out = self._observations(batch.acc, ctx.late_before)
         # Nothing raises from here on: the decoder's state changes (the batch is not decoded again).
         self.streams.apply(batch.streams)
         self.spans_seen.apply(batch.spans)
@@ -466,16 +469,31 @@ class OtelGenAiDecoder(Decoder):
             self._info[key] = info
         return info
 
-    def _observations(self, acc: dict[float, dict[tuple[Any, ...], list[float]]]) -> list[Observation]:
+    def _observations(
+        self, acc: dict[float, dict[tuple[Any, ...], list[float]]], late_before: float
+    ) -> list[Observation]:
         out = []
+        calls = self._calls
+        updates: dict[tuple[float, tuple[Any, ...]], tuple[float, float]] = {}
         for b, cells in acc.items():
             for key, (n_in, n_out, n_spans, tin, tout, tcached) in cells.items():
                 c, p_in, p_out, p_cached, _priced, _model = self._info.get(key) or self._info_for(key)
                 fresh = tin - tcached if tcached <= tin else tin  # input counts the cached tokens (see above)
                 cost = fresh * p_in + tout * p_out + tcached * p_cached
-                requests = n_spans + max(n_in, n_out)
+                # The calls of a bucket are the larger of its input and output counts — over every batch, not each
+                # one's: an application whose input and output points go out in separate exports counts once.
+                seen = calls.get((b, key), (0.0, 0.0))
+                counted = updates[b, key] = (seen[0] + n_in, seen[1] + n_out)
+                requests = n_spans + max(counted) - max(seen)
                 saved = tcached * (p_in - p_cached)
                 out.append(Observation(b, c, (requests, fresh, tout, tcached, fresh + tout + tcached, cost, saved)))
+        calls.update(updates)
+        while calls:  # sealed buckets get nothing more; at most _CACHE_MAX, the oldest forgotten first
+            first = next(iter(calls))
+            if first[0] < late_before or len(calls) > _CACHE_MAX:
+                del calls[first]
+            else:
+                break
         return out
 
     def ignored_records(self) -> dict[str, int]:

@@ -605,15 +605,26 @@ def test_a_failing_batch_changes_no_state_before_it_is_decoded_again(monkeypatch
     real = dec._observations
     calls = {"n": 0}
 
-    def flaky(acc: Any) -> list[Observation]:
+    def flaky(acc: Any, late_before: float) -> list[Observation]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise MemoryError("injected")
-        return real(acc)
+        return real(acc, late_before)
 
     monkeypatch.setattr(dec, "_observations", flaky)
     obs, bad = dec.decode_lines(lines, ctx())  # the batch fails once, then runs record by record
     assert bad == [] and totals(obs)["input_tokens"] == 160
+
+
+def test_calls_whose_input_and_output_points_come_in_separate_exports_count_once() -> None:
+    """New-user review: 5 calls whose input points came in one export and output points 4 s later in the next were
+    counted as 10 requests (the larger of the two counts was taken per batch)."""
+    dec = decoder()
+    obs1, _ = dec.decode_lines([metrics([hpoint("input", 500.0, 5, T0 + 10)])], ctx())
+    obs2, _ = dec.decode_lines([metrics([hpoint("output", 50.0, 5, T0 + 14)])], ctx())
+    assert totals(obs1)["requests"] + totals(obs2)["requests"] == 5
+    obs3, _ = dec.decode_lines([metrics([hpoint("output", 80.0, 7, T0 + 20)])], ctx())  # two more calls' outputs
+    assert totals(obs3)["requests"] == 2 and totals(obs3)["output_tokens"] == 30
 
 
 def test_sniff() -> None:
