@@ -89,7 +89,6 @@ from agent.decoders.azure_records import (
     Bad,
     Body,
     get,
-    identity,
     location,
     num,
     num_or_0,
@@ -97,7 +96,18 @@ from agent.decoders.azure_records import (
     request_identity,
     structs,
 )
-from agent.decoders.base import BLANK, BOM, LATE, LATE_REASON, BadRecord, DecodeContext, Decoded, Decoder, Emits
+from agent.decoders.base import (
+    BLANK,
+    BOM,
+    LATE,
+    LATE_REASON,
+    BadRecord,
+    DecodeContext,
+    Decoded,
+    Decoder,
+    Emits,
+    Recent,
+)
 from agent.decoders.bedrock import SIGNALS  # the token signals, one order for every token decoder
 from agent.model import Cell, Observation, cell, make_dims, parse_time
 from agent.pricing import TokenPriceTable
@@ -236,7 +246,7 @@ class AzureOpenAIDecoder(Decoder):
         self._body_dec = msgspec.json.Decoder(Body)
         self._info: dict[tuple[str, str, str, str], _Info] = {}  # (resource id, region, deployment, model) → info
         self._times: dict[str, float] = {}  # time string → epoch seconds (metric records share their times)
-        self._seen: dict[int, float] = {}  # metric records counted: identity → bucket (until the bucket is sealed)
+        self._seen = Recent(_SEEN_MAX)  # identities of metric records and requests counted (until sealed)
         self.unknown_models: dict[str, int] = {}
         #: Records read and left out on purpose, by reason: ``other_metric`` (not a token metric),
         #: ``unselected_token_metric`` (a token metric not in ``token_metrics``), ``no_tokens`` (a log without token
@@ -280,7 +290,8 @@ class AzureOpenAIDecoder(Decoder):
         ignored: dict[str, int] = {}
         bad: list[BadRecord] = []
         newest = -math.inf
-        seen, fresh = self._seen, {}  # metric records' identities counted before, and in this batch
+        seen = self._seen.values  # identities counted before
+        fresh: dict[int, float] = {}  # and in this batch (→ bucket)
         decode, read, times = self._record_dec.decode, self._read, self._times
         min_ts, max_ts, late_before = ctx.min_ts, ctx.max_ts, ctx.late_before
         envelope: list[Any] = [None, None]  # the last message whose records were wanted as JSON, and those
@@ -371,23 +382,10 @@ class AzureOpenAIDecoder(Decoder):
             self.unknown_models[name] = self.unknown_models.get(name, 0) + n
         for why, n in ignored.items():
             self.ignored[why] = self.ignored.get(why, 0) + n
-        if fresh:
-            self._remember(fresh, late_before)
+        self._seen.add(fresh, late_before)  # (kept until their buckets are sealed: a later copy is late)
         if newest > ctx.max_event_time:
             ctx.max_event_time = newest
         return out, bad
-
-    def _remember(self, fresh: dict[int, float], late_before: float) -> None:
-        """Keeps a batch's metric records' identities (with their buckets) until their buckets are sealed: a copy
-        arriving then is late, not counted either way. At most ``_SEEN_MAX``, the oldest forgotten first."""
-        seen = self._seen
-        seen.update(fresh)
-        while seen:
-            first = next(iter(seen))
-            if seen[first] < late_before or len(seen) > _SEEN_MAX:
-                del seen[first]
-            else:
-                break
 
     def _split(self, line: bytes) -> list[tuple[Any, Any]]:
         """A message's records: (raw JSON, decoded record or None to decode)."""
@@ -432,7 +430,7 @@ class AzureOpenAIDecoder(Decoder):
     def _read(
         self, rec: Any, ignored: dict[str, int]
     ) -> tuple[str | None, _Info, list[float], bool, int | None] | None:
-        """(time, info, counts, carries tokens, identity: a metric record's, see :func:`identity`) of a record that
+        """(time, info, counts, carries tokens, identity: a metric record's, or a request's with an id) of a record that
         counts; None for one ignored (counted)."""
         metric = rec.metricName or rec.MetricName
         if metric:
@@ -459,7 +457,12 @@ class AzureOpenAIDecoder(Decoder):
             else:
                 info = self._lookup(rec, location(rec), "", "")
             when = rec.time if rec.time is not None else rec.Time
-            return when, info, counts, slot != 0 and total > 0, identity(rec, metric, when, total, dims)
+            # Its identity: the hash of where it counts (its interned cell: account, region, deployment and model,
+            # however the resource id is spelled), metric, grain, time and total — a record identical in all of
+            # these is the same minute delivered again. (A 64-bit hash, not the fields: ~200,000 are remembered;
+            # two different records share one with a chance of about 1 in 10^9 over that many.)
+            grain = rec.timeGrain if rec.timeGrain is not None else rec.TimeGrain
+            return when, info, counts, slot != 0 and total > 0, hash((info[0], metric, grain, when, total))
         props = rec.properties if rec.properties is not None else rec.Properties
         if isinstance(props, str):
             try:
@@ -482,7 +485,8 @@ class AzureOpenAIDecoder(Decoder):
         counts, model, deployment = usage
         region = (props.region if props.region is not None else props.Region) or location(rec)
         when = rec.time if rec.time is not None else rec.Time
-        return when, self._lookup(rec, region, deployment, model), counts, True, request_identity(rec, props, when)
+        info = self._lookup(rec, region, deployment, model)
+        return when, info, counts, True, request_identity(info[0], rec, props, when)
 
     def _usage(self, props: Any) -> tuple[list[float], str, str] | None:
         """A log's counts (one request), model and deployment; None when it reports no tokens."""

@@ -142,19 +142,8 @@ def parse_resource_id(rid: str) -> tuple[str, str, str]:
     return sub, rg, name
 
 
-def identity(rec: Any, metric: str, when: str | None, total: Any, dims: dict[str, str] | None) -> int:
-    """A metric record's identity: the hash of its resource, metric, grain, time, dimensions and total. Azure Monitor's
-    export to Event Hubs delivers at least once, and a diagnostic setting re-sent, or two settings streaming the same
-    account to one hub, repeat records whole; a record identical in all of these is the same minute counted again.
-    (A 64-bit hash, not the fields: a process remembers ~200,000 of them; two different records share one with a
-    chance of about 1 in 10^9 over that many.)"""
-    rid = rec.resourceId if rec.resourceId is not None else rec.ResourceId
-    grain = rec.timeGrain if rec.timeGrain is not None else rec.TimeGrain
-    return hash(((rid or "").lower(), metric, grain, when, total, tuple(dims.items()) if dims else None))
-
-
-def request_identity(rec: Any, props: Any, when: str | None) -> int | None:
-    """A request log's identity — its resource, correlation (or request) id and time — where it has such an id (API
+def request_identity(where: object, rec: Any, props: Any, when: str | None) -> int | None:
+    """A request log's identity — where it counts, its correlation (or request) id and time — where it has an id (API
     Management's ``CorrelationId``, a log's ``correlationId`` or ``requestId``); None without one (two calls
     alike in every other field may be two calls). A copy delivered again is the same call."""
     corr = (
@@ -162,7 +151,4 @@ def request_identity(rec: Any, props: Any, when: str | None) -> int | None:
         or (props.correlationId if props.correlationId is not None else props.CorrelationId)
         or (props.requestId if props.requestId is not None else props.RequestId)
     )
-    if not corr:
-        return None
-    rid = rec.resourceId if rec.resourceId is not None else rec.ResourceId
-    return hash(("request", (rid or "").lower(), corr, when))
+    return hash((where, corr, when)) if corr else None

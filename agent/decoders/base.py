@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -220,3 +221,55 @@ def is_late(ts: float, ctx: DecodeContext) -> bool:
     (True, False, False)
     """
     return ts - ts % ctx.bucket_seconds < ctx.late_before
+
+
+class Recent:
+    """What a decoder counted per key, kept while its bucket may still get records (until the pipeline seals it):
+    a duplicate's identity, a bucket's calls. At most ``limit`` keys, the oldest forgotten first (a deque of the keys
+    in the order they came: forgetting from the front of a dict would walk its deleted slots every time).
+
+    >>> r = Recent(limit=2)
+    >>> r.update({"a": (0.0, 1), "b": (60.0, 2)}, late_before=-math.inf); r.update({"c": (60.0, 3)}, -math.inf)
+    >>> sorted(r.values), r.get("c")
+    (['b', 'c'], 3)
+    >>> r.update({}, late_before=120.0); len(r.values)
+    0
+    """
+
+    __slots__ = ("values", "order", "limit")
+
+    def __init__(self, limit: int = 200_000):
+        self.values: dict[Any, Any] = {}
+        self.order: deque[tuple[Any, float]] = deque()
+        self.limit = limit
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def add(self, fresh: dict[Any, float], late_before: float) -> None:
+        """Adds the keys of ``fresh`` (key → its bucket; none of them kept already), the bucket as their value: what
+        :meth:`update` does, without a Python step per key (a decoder's per-record identities)."""
+        self.values.update(fresh)
+        self.order.extend(fresh.items())
+        self.forget(late_before)
+
+    def forget(self, late_before: float) -> None:
+        """Forgets the keys of buckets sealed (before ``late_before``) and the oldest beyond ``limit``."""
+        values, order = self.values, self.order
+        while order and (order[0][1] < late_before or len(values) > self.limit):
+            values.pop(order.popleft()[0], None)
+
+    def update(self, fresh: dict[Any, tuple[float, Any]], late_before: float) -> None:
+        """Adds ``fresh`` (key → (bucket, value)); forgets sealed buckets' keys and the oldest beyond ``limit``."""
+        values, order = self.values, self.order
+        for key, (bucket, value) in fresh.items():
+            if key not in values:
+                order.append((key, bucket))
+            values[key] = value
+        self.forget(late_before)

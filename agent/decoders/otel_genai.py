@@ -61,7 +61,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits, time_problem
+from agent.decoders.base import BadRecord, DecodeContext, Decoded, Decoder, Emits, Recent, time_problem
 from agent.decoders.bedrock import SIGNALS
 from agent.decoders.otlp import (
     LastSeen,
@@ -205,7 +205,7 @@ class OtelGenAiDecoder(Decoder):
         self.spans_seen = LastSeen()
         self._info: dict[tuple[Any, ...], _Info] = {}
         #: (bucket, key) → the input and output counts counted in it so far (its calls: the larger), until sealed
-        self._calls: dict[tuple[float, tuple[Any, ...]], tuple[float, float]] = {}
+        self._calls = Recent(_CACHE_MAX)
         self.unknown_models: dict[str, int] = {}
         self.duplicates = 0  # data points and spans already counted (redelivered), not counted again
         #: Export requests read and left out, by reason: ``other_signal`` (spans with ``read: metrics``, or metrics
@@ -474,7 +474,7 @@ class OtelGenAiDecoder(Decoder):
     ) -> list[Observation]:
         out = []
         calls = self._calls
-        updates: dict[tuple[float, tuple[Any, ...]], tuple[float, float]] = {}
+        updates: dict[tuple[float, tuple[Any, ...]], tuple[float, tuple[float, float]]] = {}
         for b, cells in acc.items():
             for key, (n_in, n_out, n_spans, tin, tout, tcached) in cells.items():
                 c, p_in, p_out, p_cached, _priced, _model = self._info.get(key) or self._info_for(key)
@@ -483,17 +483,12 @@ class OtelGenAiDecoder(Decoder):
                 # The calls of a bucket are the larger of its input and output counts — over every batch, not each
                 # one's: an application whose input and output points go out in separate exports counts once.
                 seen = calls.get((b, key), (0.0, 0.0))
-                counted = updates[b, key] = (seen[0] + n_in, seen[1] + n_out)
+                counted = (seen[0] + n_in, seen[1] + n_out)
+                updates[b, key] = (b, counted)
                 requests = n_spans + max(counted) - max(seen)
                 saved = tcached * (p_in - p_cached)
                 out.append(Observation(b, c, (requests, fresh, tout, tcached, fresh + tout + tcached, cost, saved)))
-        calls.update(updates)
-        while calls:  # sealed buckets get nothing more; at most _CACHE_MAX, the oldest forgotten first
-            first = next(iter(calls))
-            if first[0] < late_before or len(calls) > _CACHE_MAX:
-                del calls[first]
-            else:
-                break
+        calls.update(updates, late_before)  # (sealed buckets get nothing more)
         return out
 
     def ignored_records(self) -> dict[str, int]:
