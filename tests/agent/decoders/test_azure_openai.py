@@ -525,7 +525,8 @@ def test_a_request_log_delivered_twice_counts_once_by_its_correlation_id() -> No
     in_props = llm_log({**props, "CorrelationId": "c-3"}, time="2025-07-14T12:46:11.0000000Z")
     anonymous = llm_log(props, time="2025-07-14T12:46:12.0000000Z")
     dec = decoder()
-    obs, bad = dec.decode_lines([envelope(call, other, in_props, anonymous), envelope(call, in_props, anonymous)], ctx())
+    lines = [envelope(call, other, in_props, anonymous), envelope(call, in_props, anonymous)]
+    obs, bad = dec.decode_lines(lines, ctx())
     assert bad == [] and sum(values(o)["requests"] for o in obs) == 5  # c-1, c-2, c-3 once; the anonymous twice
     assert dec.ignored_records() == {"duplicate_record": 2}
 
