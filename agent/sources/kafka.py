@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any, Literal
@@ -105,6 +106,22 @@ class KafkaConfig(ComponentConfig):
     def _check(self) -> KafkaConfig:
         if bool(self.topics) == bool(self.topic_pattern):
             raise ValueError("set topics or topic_pattern (one of them)")
+        # (Checked here: the consumer would fail in its own thread, and the agent wait for partitions forever.)
+        for t in [*self.topics, *([self.dead_letter_topic] if self.dead_letter_topic else [])]:
+            if not _TOPIC.fullmatch(t) or t in (".", ".."):
+                raise ValueError(f"{t!r} is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)")
+        pattern = None
+        if self.topic_pattern:
+            try:
+                pattern = re.compile(self.topic_pattern)
+            except re.error as exc:
+                raise ValueError(f"topic_pattern: not a regular expression: {exc}") from None
+        dlq = self.dead_letter_topic
+        if dlq and (dlq in self.topics or (pattern is not None and pattern.match(dlq))):  # (as the client matches)
+            raise ValueError(
+                f"dead_letter_topic {dlq!r} is one of the topics read: each bad record would be read again and "
+                "dead-lettered again, forever"
+            )
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
             raise ValueError("sasl_mechanism is required with a SASL security_protocol")
         if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not self.sasl_username:
@@ -116,6 +133,7 @@ class KafkaConfig(ComponentConfig):
         return self
 
 
+_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")  # Kafka's legal topic names
 POLL_STUCK_SECONDS = 60.0  # a poll that has not returned this long is woken (its own timeout is under a second)
 FETCH_STALL_SECONDS = 5.0  # a partition behind its end whose position has not moved this long is fetched afresh
 

@@ -293,6 +293,28 @@ def test_security_options_are_validated(proto: str) -> None:
     assert "sasl_password=SecretStr('**********')" in repr(cfg)  # never printed
 
 
+def test_topic_names_patterns_and_a_dead_letter_topic_read_back_are_refused() -> None:
+    """New-user review: an illegal topic name or a bad topic_pattern passed validate and the agent waited for
+    partitions forever; a dead-letter topic among the topics read re-dead-lettered one bad record 1,622 times."""
+    from agent.config import ConfigError
+
+    def errors(topic: str, dlq: str, pattern: str | None = None) -> list[str]:
+        text = CONFIG.format(bootstrap="b:9092", topic=topic, group="g", dlq=dlq, dlq_file="/tmp/x")
+        if pattern is not None:
+            text = text.replace(f"    topics: [{topic}]\n", f"    topic_pattern: '{pattern}'\n")
+        try:
+            load_config_text(text)
+        except ConfigError as exc:
+            return exc.errors
+        return []
+
+    assert any("'bad topic!' is not a Kafka topic name" in e for e in errors("'bad topic!'", "d"))
+    assert any("topic_pattern: not a regular expression" in e for e in errors("t", "d", "bedrock-(["))
+    assert any("is one of the topics read" in e for e in errors("loop-t", "loop-t"))
+    assert any("is one of the topics read" in e for e in errors("t", "bedrock-dlq", "bedrock-.*"))
+    assert errors("bedrock.logs_2026", "bedrock-dlq") == [] and errors("t", "dlq", "bedrock-.*") == []
+
+
 def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.sources import kafka as kafka_source
 
