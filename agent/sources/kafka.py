@@ -152,6 +152,7 @@ class KafkaSource(Source):
         self._paused = False
         self._ready = threading.Event()
         self._last_lag = 0.0
+        self._ends_ok_at: float | None = None  # when the brokers last told the logs' ends (a lag report)
         if kw.get("host") is None:
             raise TypeError("a Kafka source runs in an agent: host= is required")
         self.host: SourceHost = kw["host"]
@@ -380,6 +381,11 @@ class KafkaSource(Source):
         pos = None if hw is None else self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)
         if hw is None or pos is None:
             return False, pos
+        # The brokers away (the lag reports fail): the end of the last fetch is no news — records produced meanwhile
+        # wait on the brokers, and a partition counted idle would let their windows close before they come (late).
+        ok = self._ends_ok_at
+        if ok is not None and time.monotonic() - ok > 3 * self.cfg.lag_interval_seconds + REQUEST_TIMEOUT_MS / 1000:
+            return False, pos
         return pos >= max(hw, self._log_end.get(tp, -1)), pos
 
     def emit_partition(self, tp: Any, msgs: list[Any]) -> None:
@@ -514,6 +520,7 @@ class KafkaSource(Source):
             if fatal_reason(exc):
                 raise
             return
+        self._ends_ok_at = now
         for tp, end in ends.items():
             self._log_end[tp] = end
             pos = self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS)

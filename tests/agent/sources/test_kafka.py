@@ -586,3 +586,30 @@ def test_a_busy_partition_read_to_its_log_end_is_live_without_ever_being_idle(tm
     agent.process(at_end)
     assert agent.aggregator.live_now() and at_end.stream not in agent.aggregator.idle_sources
     agent.stop()
+
+
+def test_a_partition_is_not_caught_up_while_the_brokers_do_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New-user review: with local state, a broker outage longer than pipeline.idle_timeout_seconds made every
+    partition look caught up (the end of its last fetch): event time advanced on the wall clock and the records
+    produced during the outage came late ($12,729 dead-lettered). While the lag reports fail, nothing is caught up."""
+    from agent.sources import kafka as kafka_source
+
+    class Consumer:
+        def highwater(self, tp: Any) -> int:
+            return 10
+
+        def position(self, tp: Any, timeout_ms: int = 0) -> int:
+            return 10
+
+    src = kafka_source.KafkaSource.__new__(kafka_source.KafkaSource)
+    src.cfg = load_config_text(
+        CONFIG.format(bootstrap="b:9092", topic="t", group="g", dlq="d", dlq_file="/tmp/x")
+    ).sources["tokens"]
+    src.consumer, src._log_end, src._ends_ok_at = Consumer(), {}, None
+    assert src._caught_up("t/0") == (True, 10)  # (no lag report yet: the fetch's end)
+    now = [1000.0]
+    monkeypatch.setattr(kafka_source.time, "monotonic", lambda: now[0])
+    src._ends_ok_at = now[0]
+    assert src._caught_up("t/0") == (True, 10)
+    now[0] += 3 * src.cfg.lag_interval_seconds + 6  # the brokers have not answered a lag report since
+    assert src._caught_up("t/0") == (False, 10)
